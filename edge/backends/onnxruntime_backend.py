@@ -1,0 +1,47 @@
+"""onnxruntime backend (CPU execution provider; CUDA when onnxruntime-gpu is installed on a Jetson)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends.base import Backend, import_runtime
+from edge.errors import UserError
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self):
+        self._session = None
+        self._input_name = ""
+
+    def load(self, path: Path, threads: int) -> None:
+        ort = import_runtime("onnxruntime", "pip install 'edge-face[edge]' (or onnxruntime-gpu on a Jetson)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+        except Exception as err:  # onnxruntime raises its own untyped errors for unreadable graphs
+            raise UserError(f"onnxruntime could not load {path}: {err}") from err
+        self._input_name = self._session.get_inputs()[0].name
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(None, {self._input_name: batch})
+
+    def close(self) -> None:
+        self._session = None
+
+    def describe(self) -> dict:
+        import onnxruntime as ort
+
+        session = self._session
+        return {
+            "runtime": "onnxruntime",
+            "version": ort.__version__,
+            "providers": session.get_providers(),
+            "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in session.get_inputs()],
+            "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in session.get_outputs()],
+        }

@@ -1,0 +1,172 @@
+"""Board configs (``board_configs/<name>.yaml``) loaded into a typed, frozen, validated dataclass.
+
+A board config says what a board's hardware and runtimes can use; compile, edge and benchmarks all read it, so
+it lives in the base layer. Unknown keys and wrong types are errors naming the key and the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edge.errors import UserError
+from edge.registry import unknown_name_message
+
+BOARD_DIR = Path(__file__).resolve().parent.parent / "board_configs"
+ALIASES_FILE = "aliases.yaml"
+TASKS = ("detect", "verify", "generate")
+FORMATS = ("onnx", "tflite", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file compile makes for a board: a format at a precision."""
+
+    format: str
+    precision: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Artifact":
+        fmt, sep, precision = text.partition(":")
+        if not sep or fmt not in FORMATS or precision not in PRECISIONS:
+            raise UserError(f"bad artifact {text!r}: write FORMAT:PRECISION with FORMAT in {FORMATS} "
+                            f"and PRECISION in {PRECISIONS}")
+        return cls(fmt, precision)
+
+    def __str__(self) -> str:
+        return f"{self.format}:{self.precision}"
+
+
+@dataclass(frozen=True)
+class BenchmarkCounts:
+    warmup: int = 10
+    repeat: int = 100
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    name: str
+    description: str
+    arch: str                                   # x86_64 | aarch64
+    cpu: str                                    # e.g. "Cortex-A72"
+    accelerators: tuple[str, ...]               # e.g. ("cuda", "tensorrt"); empty on CPU-only boards
+    backends: tuple[str, ...]                   # runtime preference order, names in edge.backends
+    supports: dict[str, tuple[str, ...]]        # capability table: format -> precisions this board runs
+    artifacts: tuple[str, ...]                  # what compile makes for each trained model, "format:precision"
+    precision: dict[str, str]                   # task -> precision the runtime picks by default
+    threads: int
+    camera: str                                 # default frame source URI
+    input_sizes: dict[str, int]                 # task -> square input side in pixels
+    onnx_opset: int                             # highest opset the board's runtimes accept
+    accuracy_budget: dict[str, float]           # precision -> minimum cosine similarity to the FP32 reference
+    benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
+    notes: str = ""
+
+    def artifact_list(self) -> list[Artifact]:
+        return [Artifact.parse(text) for text in self.artifacts]
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in BOARD_DIR.glob("*.yaml") if p.name != ALIASES_FILE)
+
+
+def aliases() -> dict[str, str]:
+    path = BOARD_DIR / ALIASES_FILE
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def resolve_board_name(name: str) -> str:
+    """Maps an alias (``jetson``) to its board explicitly; unknown names fail with the valid ones."""
+    alias_map = aliases()
+    resolved = alias_map.get(name, name)
+    if resolved not in board_names():
+        raise UserError(unknown_name_message("board", name, board_names() + sorted(alias_map)))
+    return resolved
+
+
+def load_board(name_or_path: str | Path) -> BoardConfig:
+    """Loads a board by name, alias or path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = BOARD_DIR / f"{resolve_board_name(str(name_or_path))}.yaml"
+    if not path.exists():
+        raise UserError(f"board config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"board config {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise UserError(f"board config {path} must be a mapping of keys to values")
+    board = _build(BoardConfig, raw, str(path))
+    _check_consistency(board, str(path))
+    return board
+
+
+def _build(cls, raw: dict, where: str):
+    """Builds dataclass ``cls`` from ``raw``, checking every key and value type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(fields)}")
+    missing = [name for name, f in fields.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{where}: missing key {missing[0]!r}")
+    values = {name: _coerce(hints[name], value, f"{where}: key {name!r}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping")
+        return _build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise UserError(f"{where} must be a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(item, v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping")
+        key_type, value_type = typing.get_args(hint)
+        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}[{k}]") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type {hint}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise UserError(f"{where} must be of type {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_consistency(board: BoardConfig, where: str) -> None:
+    """Capabilities are data: every artifact and default precision must be in the board's capability table."""
+    from edge.backends import BACKENDS  # local: backends import boards for thread defaults
+
+    for name in board.backends:
+        BACKENDS.target(name)
+    for fmt, precisions in board.supports.items():
+        if fmt not in FORMATS:
+            raise UserError(f"{where}: supports has unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        bad = [p for p in precisions if p not in PRECISIONS]
+        if bad:
+            raise UserError(f"{where}: supports[{fmt}] has unknown precision {bad[0]!r}; valid: {', '.join(PRECISIONS)}")
+    for artifact in board.artifact_list():
+        if artifact.precision not in board.supports.get(artifact.format, ()):
+            raise UserError(f"{where}: artifact {artifact} is not in the board's supports table")
+    for task, precision in board.precision.items():
+        if task not in TASKS:
+            raise UserError(f"{where}: precision has unknown task {task!r}; valid: {', '.join(TASKS)}")
+        if precision not in PRECISIONS:
+            raise UserError(f"{where}: precision[{task}] {precision!r} is not one of {', '.join(PRECISIONS)}")
+    for precision in board.accuracy_budget:
+        if precision not in PRECISIONS:
+            raise UserError(f"{where}: accuracy_budget has unknown precision {precision!r}")

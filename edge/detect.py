@@ -1,0 +1,113 @@
+"""BlazeFace face detection: letterbox -> model -> anchor decoding -> weighted non-maximum suppression.
+
+The model (MediaPipe BlazeFace short-range, made for faces within ~2 m of the camera) outputs, for each of
+896 fixed anchors, a score and a box with six key points. All decoding is numpy, so it runs the same on every
+backend and board.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.runtime import LoadedModel
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: np.ndarray        # x1, y1, x2, y2 in image pixels
+    score: float
+    keypoints: np.ndarray  # (6, 2) image pixels: eye (image left), eye (image right), nose, mouth, ear, ear
+
+
+def ssd_anchors(input_size: int, strides: list[int], offset: float = 0.5) -> np.ndarray:
+    """Anchor centres (N, 2) in [0, 1]; consecutive layers with the same stride share one grid.
+
+    Each layer contributes two anchors per grid cell (MediaPipe's SSD anchor layout with one aspect ratio
+    plus the interpolated scale), so 16x16x2 + 8x8x6 = 896 for the short-range model's strides [8,16,16,16].
+    """
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        same = 0
+        while layer + same < len(strides) and strides[layer + same] == strides[layer]:
+            same += 1
+        grid = int(np.ceil(input_size / strides[layer]))
+        ys, xs = np.mgrid[0:grid, 0:grid]
+        cells = np.stack([(xs + offset) / grid, (ys + offset) / grid], axis=-1).reshape(-1, 1, 2)
+        centres.append(np.repeat(cells, 2 * same, axis=1).reshape(-1, 2))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resizes keeping the aspect ratio and pads to size x size; returns (image, scale, (pad_x, pad_y))."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
+    return canvas, scale, (pad_x, pad_y)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                 iou_threshold: float) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Merges overlapping candidates by score-weighted averaging (steadier boxes and key points than hard NMS)."""
+    order = np.argsort(-scores)
+    kept = []
+    while order.size:
+        overlap = box_iou(boxes[order[0]], boxes[order]) >= iou_threshold
+        group = order[overlap]
+        weights = scores[group][:, None]
+        box = (boxes[group] * weights).sum(0) / weights.sum()
+        points = (keypoints[group] * weights[:, :, None]).sum(0) / weights.sum()
+        kept.append((box, points, float(scores[order[0]])))
+        order = order[~overlap]
+    return kept
+
+
+class BlazeFaceDetector:
+    """Finds faces in a BGR image with a BlazeFace model loaded from a bundle (or the packaged file)."""
+
+    def __init__(self, model: LoadedModel, score_threshold: float | None = None, iou_threshold: float = 0.3):
+        extra = model.entry.extra
+        self.model = model
+        self.size = model.entry.input.size[0]
+        self.anchors = ssd_anchors(self.size, extra["strides"], extra.get("anchor_offset", 0.5))
+        self.score_threshold = extra.get("score_threshold", 0.5) if score_threshold is None else score_threshold
+        self.iou_threshold = iou_threshold
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        boxed, scale, (pad_x, pad_y) = letterbox(image_bgr, self.size)
+        outputs = self.model.run_images([boxed])
+        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]      # 896,16
+        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]     # 896
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        keep = scores >= self.score_threshold
+        if not keep.any():
+            return []
+        regressors, scores, anchors = regressors[keep], scores[keep], self.anchors[keep]
+        centres = anchors + regressors[:, 0:2] / self.size
+        half = regressors[:, 2:4] / self.size / 2
+        boxes = np.concatenate([centres - half, centres + half], axis=1)           # K,4 in [0,1]
+        points = anchors[:, None, :] + regressors[:, 4:16].reshape(-1, 6, 2) / self.size  # K,6,2
+        detections = []
+        for box, kps, score in weighted_nms(boxes, points, scores, self.iou_threshold):
+            to_pixels = lambda xy: (xy * self.size - np.array([pad_x, pad_y])) / scale  # noqa: E731
+            box_px = np.concatenate([to_pixels(box[:2]), to_pixels(box[2:])])
+            detections.append(Detection(box_px.astype(np.float32), score, to_pixels(kps).astype(np.float32)))
+        return detections

@@ -1,0 +1,94 @@
+"""Verification and image metrics in numpy, shared by the trainer's evaluation and the on-board benchmarks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def psnr(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(max_value ** 2 / mse)
+
+
+def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-accept rates at every distinct threshold, highest threshold first.
+
+    A pair is accepted when its similarity score >= threshold; ``same`` marks genuine pairs.
+    """
+    scores = np.asarray(scores, np.float64)
+    same = np.asarray(same, bool)
+    order = np.argsort(-scores, kind="stable")
+    scores, same = scores[order], same[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    tpr = np.cumsum(same)[last_of_tie] / max(same.sum(), 1)
+    fpr = np.cumsum(~same)[last_of_tie] / max((~same).sum(), 1)
+    thresholds = scores[last_of_tie]
+    return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thresholds]
+
+
+def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(scores, same)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def equal_error_rate(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(EER, threshold): where the false-accept rate meets the false-reject rate."""
+    fpr, tpr, thresholds = roc_curve(scores, same)
+    frr = 1.0 - tpr
+    i = int(np.argmin(np.abs(fpr - frr)))
+    return float((fpr[i] + frr[i]) / 2), float(thresholds[i])
+
+
+def threshold_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
+    """The lowest threshold whose false-accept rate stays at or below ``far``."""
+    fpr, _, thresholds = roc_curve(scores, same)
+    allowed = np.nonzero(fpr <= far)[0]
+    return float(thresholds[allowed[-1]]) if thresholds[allowed[-1]] != np.inf else float(np.max(scores)) + 1e-6
+
+
+def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
+    fpr, tpr, _ = roc_curve(scores, same)
+    return float(tpr[np.nonzero(fpr <= far)[0][-1]])
+
+
+def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    return float(np.mean((np.asarray(scores) >= threshold) == np.asarray(same, bool)))
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold with the highest accuracy, midway between neighbouring scores."""
+    values = np.unique(scores)
+    candidates = np.r_[values[0] - 1e-6, (values[:-1] + values[1:]) / 2, values[-1] + 1e-6]
+    accuracies = [accuracy_at(scores, same, t) for t in candidates]
+    return float(candidates[int(np.argmax(accuracies))])
+
+
+@dataclass(frozen=True)
+class FoldAccuracy:
+    mean: float
+    std: float
+    threshold: float     # mean of the per-fold thresholds
+
+
+def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: int = 10) -> FoldAccuracy:
+    """LFW-protocol accuracy: each fold is scored at the threshold chosen on the other folds."""
+    scores = np.asarray(scores, np.float64)
+    same = np.asarray(same, bool)
+    if len(scores) < folds:
+        raise ValueError(f"need at least {folds} pairs for {folds}-fold accuracy, got {len(scores)}")
+    fold_of = np.arange(len(scores)) % folds
+    accuracies, thresholds = [], []
+    for k in range(folds):
+        train, test = fold_of != k, fold_of == k
+        threshold = best_threshold(scores[train], same[train])
+        thresholds.append(threshold)
+        accuracies.append(accuracy_at(scores[test], same[test], threshold))
+    return FoldAccuracy(float(np.mean(accuracies)), float(np.std(accuracies)), float(np.mean(thresholds)))
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (N, D) arrays."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)

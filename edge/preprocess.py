@@ -1,0 +1,56 @@
+"""The one definition of how a face image becomes a model input, shared by training and inference.
+
+Training (trainer/) and deployment (edge/) both call ``prepare_batch`` with the InputSpec recorded in the
+checkpoint and then in the bundle manifest, so colour order, normalisation and crop size cannot drift apart.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from edge.align import ALIGNED_SIZE
+from edge.manifest import InputSpec
+
+VERIFY_SIZE = ALIGNED_SIZE   # the verifier sees the full 112x112 aligned crop
+GENERATE_SIZE = 64           # the generators see the aligned crop resized to 64x64
+
+
+def verifier_input_spec(size: int = VERIFY_SIZE) -> InputSpec:
+    """RGB, NCHW, pixels mapped to [-1, 1]: the usual ArcFace-family convention."""
+    return InputSpec(name="input", shape=(1, 3, size, size), layout="NCHW", dtype="float32", colour="RGB",
+                     mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), crop="arcface112")
+
+
+def generator_input_spec(size: int = GENERATE_SIZE) -> InputSpec:
+    """RGB, NCHW, pixels mapped to [0, 1], matching a sigmoid output so input and output are comparable."""
+    return InputSpec(name="input", shape=(1, 3, size, size), layout="NCHW", dtype="float32", colour="RGB",
+                     mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0), crop="arcface112")
+
+
+def prepare_batch(images_bgr: Sequence[np.ndarray] | np.ndarray, spec: InputSpec) -> np.ndarray:
+    """BGR uint8 images (already cropped as ``spec.crop`` says) -> the model's input batch."""
+    height, width = spec.size
+    resized = [img if img.shape[:2] == (height, width) else
+               cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA) for img in images_bgr]
+    batch = np.stack(resized).astype(np.float32)                          # N,H,W,3 (BGR)
+    if spec.colour == "RGB":
+        batch = batch[..., ::-1]
+    batch = (batch - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        batch = batch.transpose(0, 3, 1, 2)                               # N,3,H,W
+    if spec.dtype in ("int8", "uint8"):
+        info = np.iinfo(spec.dtype)
+        batch = np.clip(np.round(batch / spec.scale) + spec.zero_point, info.min, info.max)
+    return np.ascontiguousarray(batch, dtype=spec.dtype)
+
+
+def output_to_images(batch: np.ndarray, spec: InputSpec) -> list[np.ndarray]:
+    """A generator's output, laid out and normalised like its input, back to BGR uint8 images."""
+    if spec.layout == "NCHW":
+        batch = batch.transpose(0, 2, 3, 1)                               # N,H,W,3
+    pixels = batch * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)
+    if spec.colour == "RGB":
+        pixels = pixels[..., ::-1]
+    return [np.ascontiguousarray(img) for img in np.clip(pixels + 0.5, 0, 255).astype(np.uint8)]

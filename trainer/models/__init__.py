@@ -1,0 +1,14 @@
+"""Model architectures by name, imported lazily: ``build_model(name, config)``."""
+from __future__ import annotations
+
+from edge.registry import Registry
+
+ARCHITECTURES = Registry("architecture", {
+    "conv_autoencoder": "trainer.models.autoencoder:ConvAutoencoder",
+    "mobilefacenet_s": "trainer.models.mobilefacenet:MobileFaceNetS",
+})
+
+
+def build_model(name: str, config: dict):
+    """Every architecture class takes its config as keyword arguments, so a checkpoint can rebuild it."""
+    return ARCHITECTURES.get(name)(**config)
