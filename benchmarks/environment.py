@@ -1,0 +1,90 @@
+"""What a benchmark ran on: board, machine, CPU, OS, runtime versions, power mode, threads.
+
+Every reading is best effort: a file or tool that is missing on this machine gives None, never an error,
+because the same code runs on a laptop, a Raspberry Pi and a Jetson.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+# Distribution names to try for each runtime, in order (a Jetson has onnxruntime-gpu, not onnxruntime).
+_PACKAGES = {
+    "numpy": ("numpy",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "ai-edge-litert": ("ai-edge-litert",),
+}
+ENVIRONMENT_KEYS = ("board", "machine_model", "cpu_model", "cores", "os", "arch", "python", "versions",
+                    "power_mode", "cpu_governor", "threads")
+
+
+def collect_environment(board: str, threads: int) -> dict:
+    return {
+        "board": board,
+        "machine_model": _read_text("/proc/device-tree/model"),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "os": os_name(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "versions": {name: package_version(dists) for name, dists in _PACKAGES.items()},
+        "power_mode": jetson_power_mode(),
+        "cpu_governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "threads": threads,
+    }
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        # device-tree strings end in a NUL byte
+        return Path(path).read_text(errors="replace").strip().strip("\x00").strip() or None
+    except OSError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """x86 says ``model name``; ARM kernels say ``Model`` or only ``CPU part``, hence several keys."""
+    text = _read_text("/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "Model", "cpu model"):
+        for line in text.splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or None
+
+
+def os_name() -> str:
+    text = _read_text("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.partition("=")[2].strip().strip('"')
+    return platform.platform()
+
+
+def package_version(distributions: tuple[str, ...]) -> str | None:
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def jetson_power_mode() -> str | None:
+    """The nvpmodel mode name (e.g. ``MAXN``, ``15W``) on a Jetson; None where nvpmodel does not exist."""
+    binary = shutil.which("nvpmodel")
+    if binary is None:
+        return None
+    try:
+        done = subprocess.run([binary, "-q"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in done.stdout.splitlines():
+        if "Power Mode" in line:
+            return line.partition(":")[2].strip() or None
+    return done.stdout.strip() or None

@@ -1,0 +1,128 @@
+"""Markdown from benchmark result dicts (benchmarks.results); never the other way round."""
+from __future__ import annotations
+
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+STAGES = ("detect", "align", "embed", "match", "total")
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def vs_fp32_text(comparison: dict | None, precision: str) -> str:
+    """'INT8 1.9x faster than FP32' from the p50 ratio measured in the same run."""
+    if precision == "fp32":
+        return "reference"
+    if not comparison:
+        return "no FP32 file"
+    speedup = comparison["speedup_p50"]
+    if speedup >= 1:
+        return f"{precision.upper()} {speedup:.2f}x faster than FP32"
+    return f"{precision.upper()} {1 / speedup:.2f}x slower than FP32"
+
+
+def environment_table(results: list[dict]) -> str:
+    newest = max(results, key=lambda r: r["created"])
+    env = newest["environment"]
+    versions = env.get("versions", {})
+    rows = [["board", env.get("board")], ["machine", env.get("machine_model")], ["CPU", env.get("cpu_model")],
+            ["cores", env.get("cores")], ["OS", env.get("os")], ["arch", env.get("arch")],
+            ["python", env.get("python")]]
+    rows += [[name, version] for name, version in versions.items()]
+    rows += [["power mode (nvpmodel)", env.get("power_mode")], ["CPU governor", env.get("cpu_governor")],
+             ["threads", env.get("threads")]]
+    text = _table(["", "value"], [[str(k), "-" if v is None else str(v)] for k, v in rows])
+    differing = sorted(key for key in env if any(r["environment"].get(key) != env[key] for r in results))
+    if differing:
+        text += ("\n\nShown: the newest run's environment. Other runs in this folder differ in: "
+                 + ", ".join(differing) + " (see their JSON files).")
+    return text
+
+
+def latency_table(results: list[dict]) -> str:
+    rows = sorted((r for r in results if r["kind"] == "latency"),
+                  key=lambda r: (r["model"]["task"], r["model"]["architecture"],
+                                 PRECISION_ORDER.get(r["model"]["precision"], 9), r["model"]["format"], r["backend"]))
+    body = []
+    for r in rows:
+        s, m = r["summary"], r["model"]
+        body.append([m["task"], m["name"], m["precision"], r["backend"], str(r["environment"].get("threads")),
+                     _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]), _num(s["throughput_per_s"], 1),
+                     vs_fp32_text(r.get("vs_fp32"), m["precision"])])
+    header = ["task", "model", "precision", "backend", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "per s",
+              "vs FP32 (p50)"]
+    return _table(header, body)
+
+
+def pipeline_table(results: list[dict]) -> str:
+    runs = [r for r in results if r["kind"] == "pipeline"]
+    header = ["source", "frames", "fps", "faces/frame"] + [f"{s} p50 ms" for s in STAGES] + ["total p99 ms"]
+    body = []
+    for r in runs:
+        stages = r["stages"]
+        body.append([r["source"], str(r["frames"]), _num(r["fps"], 1), _num(r["faces_per_frame"]["mean"], 2)]
+                    + [_ms(stages.get(s, {}).get("summary", {}).get("p50")) for s in STAGES]
+                    + [_ms(stages.get("total", {}).get("summary", {}).get("p99"))])
+    text = _table(header, body)
+    for r in runs:
+        stage_rows = [[name, _ms(v["summary"]["p50"]), _ms(v["summary"]["p90"]), _ms(v["summary"]["p99"]),
+                       _ms(v["summary"]["mean"])] for name, v in r["stages"].items()]
+        stage_rows.append(["frame incl. reading", *(_ms(r["frame_summary"][k]) for k in ("p50", "p90", "p99", "mean"))])
+        text += f"\n\nStages of `{r['source']}` ({r['frames']} frames after {r['warmup_frames']} warm-up):\n\n"
+        text += _table(["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"], stage_rows)
+    return text
+
+
+def verify_table(results: list[dict]) -> str:
+    header = ["pairs file", "model", "backend", "pairs", "accuracy (k-fold)", "ROC AUC", "EER", "TAR@FAR=1e-2",
+              "TAR@FAR=1e-3", "threshold", "accuracy at threshold", "faces not found", "failed pairs",
+              "embed p50 ms"]
+    body = []
+    for r in (r for r in results if r["kind"] == "verify"):
+        acc, tar = r["accuracy"], r["tar_at_far"]
+        body.append([r["pairs"], r["model"]["name"], r["backend"], str(r["pair_count"]),
+                     f"{acc['mean']:.4f} ± {acc['std']:.4f} ({r['folds']} folds)", _num(r["roc_auc"], 4),
+                     _num(r["eer"]["rate"], 4), _num(tar.get("1e-2"), 4), _num(tar.get("1e-3"), 4),
+                     _num(r["calibrated_threshold"], 3), _num(r["accuracy_at_calibrated"], 4),
+                     f"{r['faces_not_found']} of {r['image_count']}", str(r["failed_pairs"]),
+                     _ms(r["embed_summary"]["p50"])])
+    return _table(header, body)
+
+
+SECTIONS = {
+    "latency": ("Model latency (batch 1)",
+                "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded). "
+                "Models are timed interleaved: every round runs each model once, so machine noise falls on all "
+                "alike and the FP32 ratio is measured in the same run.", latency_table),
+    "pipeline": ("Pipeline (end to end)",
+                 "fps = frames / wall time including reading and decoding frames; stage times come from the "
+                 "pipeline itself.", pipeline_table),
+    "verify": ("Verification accuracy (detect -> align -> embed)",
+               "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
+               "scores -1 (a failure). Accuracy is k-fold on the pairs file's folds.", verify_table),
+}
+
+
+def render_section(kind: str, results: list[dict]) -> str:
+    title, note, table = SECTIONS[kind]
+    return f"## {title}\n\n{note}\n\n{table(results)}\n"
+
+
+def render_report(results: list[dict], title: str = "Benchmarks") -> str:
+    parts = [f"# {title}\n",
+             f"Generated from {len(results)} result files in this folder by `python -m benchmarks`; "
+             "edit the JSON files' benchmarks, not this file.\n"]
+    if results:
+        parts.append("## Environment\n\n" + environment_table(results) + "\n")
+    parts += [render_section(kind, results) for kind in SECTIONS if any(r["kind"] == kind for r in results)]
+    return "\n".join(parts)

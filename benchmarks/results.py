@@ -1,0 +1,86 @@
+"""Contract 7, the benchmark result: one JSON file per measurement, the only thing reports are made from.
+
+Every result holds ``schema_version``, ``kind`` (latency | pipeline | verify), ``created``, the
+``environment`` (benchmarks.environment) and the raw timings in ms beside their summary, so any later
+statistic can be recomputed from the file alone. Files live in ``<results>/<board>/``; ``report.md`` there is
+regenerated from all of them after every run, never edited by hand.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.render import render_report
+from edge.errors import UserError
+
+SCHEMA_VERSION = 1
+KINDS = ("latency", "pipeline", "verify")
+DEFAULT_RESULTS = "results"
+REPORT_NAME = "report.md"
+
+
+def new_result(kind: str, environment: dict, **fields) -> dict:
+    if kind not in KINDS:
+        raise ValueError(f"unknown result kind {kind!r}")
+    return {"schema_version": SCHEMA_VERSION, "kind": kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "environment": environment, **fields}
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of a model name, source URI or pairs file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "unnamed"
+
+
+def result_filename(result: dict) -> str:
+    """``latency-verifier.onnx.int8-onnxruntime.json``; a rerun of the same measurement replaces its file."""
+    kind = result["kind"]
+    if kind == "latency":
+        parts = [result["model"]["name"], result["backend"]]
+    elif kind == "pipeline":
+        parts = [Path(result["source"]).stem or result["source"]]
+    else:
+        parts = [Path(result["pairs"]).stem, result["model"]["name"], result["backend"]]
+    return "-".join([kind] + [_slug(p) for p in parts]) + ".json"
+
+
+def board_folder(results_dir: str | Path, board: str) -> Path:
+    return Path(results_dir) / board
+
+
+def write_results(results_dir: str | Path, board: str, results: list[dict]) -> tuple[list[Path], Path]:
+    """Writes each result to ``<results>/<board>/`` and regenerates that folder's report; returns the paths."""
+    folder = board_folder(results_dir, board)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for result in results:
+        path = folder / result_filename(result)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(path)  # atomic: a report run at the same time never reads half a file
+        paths.append(path)
+    return paths, write_report(folder)
+
+
+def load_results(folder: str | Path) -> list[dict]:
+    """All result files of a board folder, in file-name order; a file of another schema is refused by name."""
+    results = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} is not valid JSON ({err}); delete it or rerun its benchmark") from err
+        if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION or raw.get("kind") not in KINDS:
+            raise UserError(f"{path} is not a benchmark result of schema version {SCHEMA_VERSION}; "
+                            f"move it out of {folder} or rerun its benchmark")
+        results.append(raw)
+    return results
+
+
+def write_report(folder: str | Path) -> Path:
+    folder = Path(folder)
+    path = folder / REPORT_NAME
+    path.write_text(render_report(load_results(folder), title=f"Benchmarks: {folder.name}"))
+    return path

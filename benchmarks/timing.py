@@ -1,0 +1,50 @@
+"""The one timing loop and percentile summary that every benchmark uses.
+
+Times come from ``time.perf_counter_ns`` (monotonic, integer nanoseconds) and are reported in milliseconds.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+PERCENTILES = (50, 90, 99)
+
+
+def elapsed_ms(start_ns: int) -> float:
+    return (time.perf_counter_ns() - start_ns) / 1e6
+
+
+def summarize(times_ms: Sequence[float]) -> dict:
+    """p50/p90/p99/mean/min/max in ms and throughput per second (1000 / mean) of a list of timings."""
+    values = np.asarray(times_ms, np.float64)
+    if values.size == 0:
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "mean": None, "min": None, "max": None,
+                "throughput_per_s": None}
+    mean = float(values.mean())
+    summary = {"count": int(values.size)}
+    summary.update({f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES})
+    summary.update({"mean": mean, "min": float(values.min()), "max": float(values.max()),
+                    "throughput_per_s": 1000.0 / mean if mean > 0 else None})
+    return summary
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeat: int,
+                     desc: str = "timing") -> dict[str, list[float]]:
+    """Times every call ``repeat`` times after ``warmup`` untimed calls, in rounds that run each call once.
+
+    Interleaving makes machine noise (other processes, frequency changes, thermal throttling) fall on all
+    calls alike, so their ratios (INT8 vs FP32) stay fair on a busy board; back-to-back runs would not.
+    """
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in tqdm(range(repeat), desc=desc, unit="round"):
+        for key, call in calls.items():
+            start = time.perf_counter_ns()
+            call()
+            times[key].append(elapsed_ms(start))
+    return times

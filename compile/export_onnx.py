@@ -1,0 +1,60 @@
+"""ONNX export with the legacy TorchScript exporter, plus FP16 conversion.
+
+The legacy exporter (``dynamo=False``) honours any ``opset_version`` a board asks for (older TensorRT parsers
+need low opsets) and writes one self-contained file; the dynamo exporter writes opset 18+ and side data files.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from compile.exporters import ExportedFile, ExportRequest
+
+
+def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:
+    """Exports the model with a dynamic batch axis and checks the graph."""
+    sample = torch.zeros(request.spec.shape, dtype=torch.float32)       # (1, 3, H, W) per the spec
+    input_name = request.spec.name
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter warns that it is deprecated on every call; choosing it is deliberate (see above).
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        torch.onnx.export(
+            request.model, (sample,), str(path), dynamo=False, opset_version=request.opset,
+            input_names=[input_name], output_names=[request.output_name],
+            dynamic_axes={input_name: {0: "batch"}, request.output_name: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def describe_onnx(path: Path, layout: str, **details) -> ExportedFile:
+    """Reads the input and output names back from the file; the batch axis is dynamic, recorded as 1."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = (1,) + tuple(d.dim_value for d in dims[1:])
+    return ExportedFile(path=path, input_name=inputs[0].name, input_shape=shape, input_layout=layout,
+                        output_names=tuple(o.name for o in graph.output), details=details)
+
+
+def export_fp32(request: ExportRequest) -> ExportedFile:
+    write_fp32_onnx(request, request.path)
+    return describe_onnx(request.path, request.spec.layout, opset=request.opset, exporter="torch.onnx legacy")
+
+
+def export_fp16(request: ExportRequest) -> ExportedFile:
+    """FP16 weights and arithmetic with float32 input/output, so preprocessing is unchanged."""
+    from onnxconverter_common import float16
+
+    fp32_path = write_fp32_onnx(request, request.workdir / f"{request.path.stem}.fp32-source.onnx")
+    model16 = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    onnx.save(model16, str(request.path))
+    onnx.checker.check_model(str(request.path))
+    return describe_onnx(request.path, request.spec.layout, opset=request.opset,
+                         exporter="torch.onnx legacy + onnxconverter-common float16 (keep_io_types)")

@@ -1,0 +1,66 @@
+"""Export formats by name ("format:precision" -> the function that writes that file), imported lazily.
+
+Every exporter takes an ExportRequest and returns an ExportedFile describing the file it wrote, read back from
+the file itself (input name, shape, layout), so the manifest records what the runtime will really see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.boards import Artifact
+from edge.errors import UserError
+from edge.manifest import InputSpec
+from edge.registry import Registry
+
+EXPORTERS = Registry("export format", {
+    "onnx:fp32": "compile.export_onnx:export_fp32",
+    "onnx:fp16": "compile.export_onnx:export_fp16",
+    "onnx:int8": "compile.quantize:export_int8",
+    "tflite:fp32": "compile.export_tflite:export_fp32",
+})
+
+# Formats a board may list that compile does not make (yet); each says why, instead of "unknown format".
+NOT_BUILT = {
+    "tflite:int8": "full-integer TFLite (PT2E quantization in litert-torch) is not built yet; "
+                   "use onnx:int8 or tflite:fp32",
+    "tensorrt:fp32": "TensorRT engines are device-specific and are built on the board from the onnx:fp32 file",
+    "tensorrt:fp16": "TensorRT engines are device-specific and are built on the board from the onnx:fp32 file",
+    "tensorrt:int8": "TensorRT engines are device-specific and are built on the board from the onnx:int8 file",
+}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: object                      # torch.nn.Module in eval mode (typed loosely: no torch import here)
+    spec: InputSpec                    # the preprocessing the model was trained with
+    output_name: str                   # "embedding" | "image"
+    path: Path                         # where the artifact goes
+    workdir: Path                      # scratch space for intermediate files
+    opset: int                         # highest ONNX opset the board accepts
+    calibration: np.ndarray | None = None   # prepared calibration batch (N, ...) for quantized formats
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    input_name: str
+    input_shape: tuple[int, ...]       # batch 1
+    input_layout: str
+    output_names: tuple[str, ...]
+    calibration_method: str | None = None
+    details: dict = field(default_factory=dict)   # exporter facts worth keeping in the manifest (opset, ...)
+
+
+def check_buildable(artifact: Artifact) -> None:
+    """Fails before any work when compile cannot make ``artifact``."""
+    name = str(artifact)
+    if name in NOT_BUILT:
+        raise UserError(f"artifact {name}: {NOT_BUILT[name]}")
+    EXPORTERS.target(name)
+
+
+def export(artifact: Artifact, request: ExportRequest) -> ExportedFile:
+    return EXPORTERS.get(str(artifact))(request)

@@ -1,0 +1,61 @@
+"""The compile report: one row per artifact (kept or rejected), as Markdown for people and JSON for tools."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    model: str                        # entry name, e.g. "verifier.onnx.int8"
+    file: str
+    size_kb: float
+    metric: str
+    mean: float
+    min: float
+    budget: float
+    passed: bool
+    backend: str
+    psnr_db: float | None = None      # generators only, for information
+
+    @property
+    def status(self) -> str:
+        return "kept" if self.passed else "REJECTED"
+
+
+def render_table(rows: list[ArtifactRow]) -> str:
+    lines = ["| model | file | size (KB) | vs torch FP32 | mean | min | budget | PSNR (dB) | backend | status |",
+             "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        psnr = f"{r.psnr_db:.1f}" if r.psnr_db is not None else ""
+        lines.append(f"| {r.model} | {r.file} | {r.size_kb:.1f} | {r.metric} | {r.mean:.5f} | {r.min:.5f} | "
+                     f"{r.budget} | {psnr} | {r.backend} | {r.status} |")
+    return "\n".join(lines)
+
+
+def render_markdown(board: str, created: str, rows: list[ArtifactRow], calibration: dict, extra: dict) -> str:
+    cal = calibration
+    return "\n".join([
+        f"# Compile report: {board}", "",
+        f"Created {created}. Accuracy is measured by the edge backend that runs each file, on {cal['held_out']} "
+        "held-out images the quantizer never saw, against the PyTorch FP32 model; an artifact below its "
+        "board budget is rejected and left out of the bundle.", "",
+        render_table(rows), "",
+        "## Calibration set", "",
+        f"- folder: `{cal['root']}` ({cal['available']} image files)",
+        f"- calibration images: {cal['images']} (seed {cal['seed']}), held out: {cal['held_out']}, "
+        f"unreadable skipped: {cal['skipped_unreadable']}",
+        f"- fingerprint: `{cal['fingerprint']}`",
+        *[f"- {key}: {value}" for key, value in extra.items()], "",
+    ])
+
+
+def write_report(bundle_dir: Path, board: str, created: str, rows: list[ArtifactRow], calibration: dict,
+                 extra: dict) -> Path:
+    (bundle_dir / "report.json").write_text(json.dumps(
+        {"board": board, "created": created, "calibration": calibration, **extra,
+         "artifacts": [{**asdict(r), "status": r.status} for r in rows]}, indent=2) + "\n")
+    path = bundle_dir / "report.md"
+    path.write_text(render_markdown(board, created, rows, calibration, extra))
+    return path

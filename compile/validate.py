@@ -1,0 +1,60 @@
+"""The accuracy gate: each artifact, run by the edge backend that will run it, against the PyTorch FP32 model.
+
+Measured on held-out images one at a time (batch 1, as the runtime runs), so a graph whose batch axis broke in
+conversion fails here rather than on the board.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.manifest import ModelEntry
+from edge.runtime import backend_for_format, load_model
+
+REFERENCE = "torch-fp32"
+
+
+def torch_reference(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(batch)).numpy()
+
+
+def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, threads: int,
+                 preference: tuple[str, ...]) -> tuple[np.ndarray, str]:
+    """The artifact's first output for every image of ``batch``, and the backend name that produced it."""
+    backend = backend_for_format(entry.format, preference)
+    loaded = load_model(bundle_dir, entry, threads, backend=backend)
+    try:
+        outputs = [loaded.infer(batch[i:i + 1])[0] for i in range(len(batch))]
+    finally:
+        loaded.close()
+    return np.concatenate(outputs), backend
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """Per-image agreement; verify: embedding cosine; generate: cosine of mean-centred images (a plain cosine of
+    [0, 1] images is near 1 for almost any output) and PSNR for information."""
+    if task == "verify":
+        scores = _cosine(reference, candidate)
+        result = {"metric": "cosine"}
+    else:
+        scores = _cosine(reference - 0.5, candidate - 0.5)
+        mse = ((reference - candidate).reshape(len(reference), -1).astype(np.float64) ** 2).mean(1)
+        psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+        result = {"metric": "cosine_centred", "psnr_db_mean": round(float(psnr.mean()), 2)}
+    return {**result, "mean": float(scores.mean()), "min": float(scores.min()), "images": len(scores)}
+
+
+def gate(task: str, reference: np.ndarray, candidate: np.ndarray, budget: float, backend: str) -> dict:
+    """The manifest's accuracy record; ``passed`` gates on the mean against the board's budget."""
+    measured = compare(task, reference, candidate)
+    return {"reference": REFERENCE, **measured, "budget": budget, "passed": measured["mean"] >= budget,
+            "backend": backend}

@@ -1,0 +1,49 @@
+"""Drawing decisions on frames and writing them to a video file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import UserError
+
+KNOWN = (60, 200, 60)      # BGR green
+UNKNOWN = (40, 40, 220)    # BGR red
+
+
+def draw_decisions(image: np.ndarray, decisions) -> np.ndarray:
+    canvas = image.copy()
+    for d in decisions:
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        colour = KNOWN if d.identity else UNKNOWN
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        for x, y in d.keypoints:
+            cv2.circle(canvas, (int(x), int(y)), 2, (255, 255, 0), -1)
+        label = f"{d.identity or 'unknown'} {d.score:.2f}"
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(canvas, (x1, max(0, y1 - h - 6)), (x1 + w + 4, y1), colour, -1)
+        cv2.putText(canvas, label, (x1 + 2, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+class VideoWriter:
+    """Opens lazily on the first frame, so the size comes from the source."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0):
+        self.path = Path(path)
+        self.fps = fps
+        self._writer = None
+
+    def write(self, image: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise UserError(f"OpenCV cannot write video {self.path} (use a .mp4 or .avi name)")
+        self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()

@@ -1,0 +1,169 @@
+"""``python -m edge {synth,align,enroll,gallery,run}``: data preparation and the on-device runtime."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import UserError
+
+DEFAULT_GALLERY = "gallery.db"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    synth = verbs.add_parser("synth", help="render synthetic identities as root/<identity>/<n>.png folders")
+    synth.add_argument("--out", default="data/synthetic")
+    synth.add_argument("--identities", type=int, default=40)
+    synth.add_argument("--images", type=int, default=16, help="images per identity")
+    synth.add_argument("--first_seed", type=int, default=0, help="identity seeds are first_seed, first_seed+1, ...")
+    synth.add_argument("--size", type=int, default=160)
+    synth.set_defaults(handler=run_synth)
+
+    align = verbs.add_parser("align", help="detect and align every face photo in a folder to 112x112 crops")
+    align.add_argument("--src", required=True)
+    align.add_argument("--out", required=True)
+    align.add_argument("--detector", default="blazeface_short")
+    align.set_defaults(handler=run_align)
+
+    enroll = verbs.add_parser("enroll", help="add a person's templates to the gallery from photos")
+    enroll.add_argument("--bundle", required=True)
+    enroll.add_argument("--name", required=True)
+    enroll.add_argument("--gallery", default=DEFAULT_GALLERY)
+    add_model_choice(enroll)
+    enroll.add_argument("images", nargs="+", help="image files or folders")
+    enroll.set_defaults(handler=run_enroll)
+
+    gallery = verbs.add_parser("gallery", help="list enrolled identities")
+    gallery.add_argument("--gallery", default=DEFAULT_GALLERY)
+    gallery.set_defaults(handler=run_gallery)
+
+    run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per decision")
+    run.add_argument("--bundle", required=True)
+    run.add_argument("--source", required=True, help="video file, image folder, synthetic://..., v4l2:///dev/video0")
+    run.add_argument("--gallery", default=DEFAULT_GALLERY)
+    run.add_argument("--output", help="write an annotated video here (.mp4)")
+    run.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the end)")
+    run.add_argument("--threshold", type=float, help="override the bundle's calibrated threshold")
+    add_model_choice(run)
+    run.set_defaults(handler=run_pipeline)
+    return parser
+
+
+def add_model_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", help="onnxruntime or tflite (default: the board's preference order)")
+    parser.add_argument("--precision", help="fp32, fp16 or int8 (default: the board's choice for verify)")
+    parser.add_argument("--threads", type=int, help="default: the board config's thread count")
+
+
+def run_synth(args) -> int:
+    from edge.synthetic.dataset import write_identity_folders
+
+    stats = write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed, size=args.size)
+    print(f"synth: {stats.identities} identities, {stats.images} images in {stats.root}")
+    return 0
+
+
+def run_align(args) -> int:
+    from edge.dataprep import align_folder
+    from edge.vendor_models import load_packaged_detector
+
+    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector))
+    print(f"align: {stats.summary()} -> {args.out}")
+    return 0 if stats.aligned else 2
+
+
+def _open_pipeline(args, gallery: str | None):
+    from edge.pipeline import Pipeline
+
+    return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
+                                precision=args.precision, threshold=getattr(args, "threshold", None))
+
+
+def run_enroll(args) -> int:
+    from edge.imageio import list_images, read_image
+
+    paths = [p for item in args.images for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
+    pipeline = _open_pipeline(args, args.gallery)
+    embeddings, sources, skipped = [], [], []
+    for path in paths:
+        image = read_image(path) if path.exists() else None
+        embedding = pipeline.embed_image(image) if image is not None else None
+        if embedding is None:
+            skipped.append(path.name)
+            continue
+        embeddings.append(embedding)
+        sources.append(str(path))
+    if not embeddings:
+        raise UserError(f"no face found in any of the {len(paths)} images for {args.name}; nothing enrolled")
+    added = pipeline.gallery.enroll(args.name, embeddings, pipeline.fingerprint, sources)
+    pipeline.close()
+    skipped_note = f"; skipped {len(skipped)} without a face: {', '.join(skipped[:5])}" if skipped else ""
+    print(f"enroll: {args.name}: {added} templates ({pipeline.embedder.entry.name}) in {args.gallery}{skipped_note}")
+    return 0
+
+
+def run_gallery(args) -> int:
+    from edge.gallery import Gallery
+
+    gallery = Gallery(args.gallery)
+    for name, count in gallery.identities():
+        print(f"{name}\t{count} templates")
+    gallery.close()
+    return 0
+
+
+def run_pipeline(args) -> int:
+    from edge.annotate import VideoWriter, draw_decisions
+    from edge.run_summary import RunSummary
+    from edge.sources import open_source
+
+    pipeline = _open_pipeline(args, args.gallery)
+    if pipeline.templates.other_models and not pipeline.templates.names:
+        print(f"warning: the gallery's {pipeline.templates.other_models} templates were made by another model; "
+              f"re-enroll with this bundle", file=sys.stderr)
+    print(f"run: {json.dumps(pipeline.describe())}", file=sys.stderr)
+    writer = VideoWriter(args.output) if args.output else None
+    summary = RunSummary(set(pipeline.templates.names))
+    start = time.perf_counter()
+    with open_source(args.source) as source:
+        for frame in source:
+            result = pipeline.process(frame.image)
+            lines = [decision_record(frame, d, result.timings_ms) for d in result.decisions]
+            for line in lines:
+                print(json.dumps(line), flush=True)
+            pipeline.gallery.log_events([{**line, "source": args.source, "model_fingerprint": pipeline.fingerprint}
+                                         for line in lines])
+            summary.add(frame.truth, result.decisions)
+            if writer:
+                writer.write(draw_decisions(frame.image, result.decisions))
+            if args.max_frames and frame.index + 1 >= args.max_frames:
+                break
+    if writer:
+        writer.close()
+    pipeline.close()
+    print(summary.text(time.perf_counter() - start), file=sys.stderr)
+    return 0
+
+
+def decision_record(frame, decision, timings_ms: dict) -> dict:
+    record = {"frame": frame.index, "box": decision.box, "identity": decision.identity, "score": decision.score,
+              "best_match": decision.best_match, "latency_ms": round(timings_ms["total"], 2)}
+    if frame.truth and "identity" in frame.truth:
+        record["truth"] = frame.truth["identity"]
+    return record

@@ -1,0 +1,140 @@
+"""The enrolled gallery and the decision log: one SQLite file (WAL), schema versioned with migrations.
+
+Every template is tied to the fingerprint (sha256) of the embedding model file that made it, so a model
+change can never silently compare incompatible embeddings: templates of another model are invisible to
+matching, and ``templates`` says how many there are so the runtime can ask for re-enrolment.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import UserError
+
+# Each migration takes the schema from version i to i + 1; never edit one that has shipped, append a new one.
+MIGRATIONS = (
+    """
+    CREATE TABLE identities (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+    CREATE TABLE templates (
+        id INTEGER PRIMARY KEY,
+        identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+        model_fingerprint TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        dim INTEGER NOT NULL,
+        source TEXT,
+        created TEXT NOT NULL);
+    CREATE INDEX templates_by_model ON templates(model_fingerprint);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, time TEXT NOT NULL, source TEXT, frame INTEGER, identity TEXT,
+        score REAL, box TEXT, model_fingerprint TEXT);
+    """,
+)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class GalleryTemplates:
+    names: list[str]             # one per identity
+    matrix: np.ndarray           # (identities, dim), L2-normalised mean template per identity
+    other_models: int            # templates enrolled with a different model, unusable here
+
+
+class Gallery:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None)   # explicit transactions below
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"{self.path} is not a usable gallery database: {err}") from err
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise UserError(f"gallery {self.path} has schema version {version}, newer than this runtime "
+                            f"({len(MIGRATIONS)}); upgrade the runtime")
+        for target in range(version + 1, len(MIGRATIONS) + 1):
+            with self._transaction():
+                for statement in filter(str.strip, MIGRATIONS[target - 1].split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={target}")
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+    def enroll(self, name: str, embeddings: np.ndarray, model_fingerprint: str, sources: list[str]) -> int:
+        """Adds templates for ``name`` (created if new) in one transaction; returns the template count added."""
+        if not name.strip():
+            raise UserError("an identity name must not be empty")
+        embeddings = np.asarray(embeddings, np.float32)
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
+            identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+            self._db.executemany(
+                "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(identity_id, model_fingerprint, e.tobytes(), e.size, s, _now()) for e, s in zip(embeddings, sources)])
+        return len(embeddings)
+
+    def remove(self, name: str) -> bool:
+        with self._transaction():
+            return self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
+
+    def templates(self, model_fingerprint: str) -> GalleryTemplates:
+        rows = self._db.execute(
+            "SELECT i.name, t.embedding, t.dim FROM templates t JOIN identities i ON i.id=t.identity_id "
+            "WHERE t.model_fingerprint=? ORDER BY i.name", (model_fingerprint,)).fetchall()
+        other = self._db.execute("SELECT COUNT(*) FROM templates WHERE model_fingerprint<>?",
+                                 (model_fingerprint,)).fetchone()[0]
+        by_name: dict[str, list[np.ndarray]] = {}
+        for name, blob, dim in rows:
+            by_name.setdefault(name, []).append(np.frombuffer(blob, np.float32, count=dim))
+        names = sorted(by_name)
+        means = [np.mean(by_name[n], axis=0) for n in names]
+        matrix = np.stack([m / (np.linalg.norm(m) + 1e-12) for m in means]) if means else np.zeros((0, 0), np.float32)
+        return GalleryTemplates(names, matrix.astype(np.float32), other)
+
+    def identities(self) -> list[tuple[str, int]]:
+        """(name, template count) for every enrolled identity, any model."""
+        return self._db.execute(
+            "SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t ON t.identity_id=i.id "
+            "GROUP BY i.id ORDER BY i.name").fetchall()
+
+    def log_events(self, events: list[dict]) -> None:
+        """Appends decisions in one transaction (a crash loses a whole batch or nothing)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO events(time, source, frame, identity, score, box, model_fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(_now(), e.get("source"), e.get("frame"), e.get("identity"), e.get("score"),
+                  json.dumps(e.get("box")), e.get("model_fingerprint")) for e in events])
+
+    def event_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection underneath)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self):
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

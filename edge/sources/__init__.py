@@ -1,0 +1,40 @@
+"""Frame sources, one factory by URI: a video file, an image folder, ``synthetic://``, ``v4l2:///dev/videoN``.
+
+``read()`` returns a Frame, or None on a timeout; it raises on a fatal error. ``ended`` turns True when a
+finite source is exhausted. Sources are context managers and iterate until they end.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from edge.errors import UserError
+from edge.registry import Registry
+from edge.sources.base import Frame, FrameSource
+
+SOURCES = Registry("source scheme", {
+    "file": "edge.sources.files:VideoFileSource",
+    "folder": "edge.sources.files:ImageFolderSource",
+    "synthetic": "edge.sources.synthetic:SyntheticSource",
+    "v4l2": "edge.sources.camera:V4L2Source",
+})
+
+__all__ = ["Frame", "FrameSource", "SOURCES", "open_source", "source_scheme"]
+
+
+def source_scheme(uri: str) -> str:
+    """``synthetic://...`` -> synthetic; a plain path -> file or folder; ``file://`` is a file."""
+    scheme = urlparse(uri).scheme
+    if scheme and len(scheme) > 1:                       # one letter would be a Windows drive
+        return scheme
+    path = Path(uri)
+    if not path.exists():
+        raise UserError(f"source {uri!r} is neither an existing file or folder nor a URI "
+                        f"(schemes: {', '.join(SOURCES.names())})")
+    return "folder" if path.is_dir() else "file"
+
+
+def open_source(uri: str) -> FrameSource:
+    source = SOURCES.get(source_scheme(uri))(uri)
+    source.open()
+    return source

@@ -1,0 +1,44 @@
+"""The frame-source interface."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    image: np.ndarray          # BGR uint8 HxWx3
+    index: int                 # 0-based frame number from this source
+    time_s: float              # capture time (monotonic for cameras, position for files)
+    truth: dict | None = None  # ground truth when the source knows it (synthetic), e.g. {"identity": "id0042"}
+
+
+class FrameSource(abc.ABC):
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.ended = False
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Acquires the device or file; raises UserError when it cannot."""
+
+    @abc.abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, or None on a timeout or at the end (then ``ended`` is True)."""
+
+    def close(self) -> None:
+        """Releases the device or file."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self):
+        while not self.ended:
+            frame = self.read()
+            if frame is not None:
+                yield frame

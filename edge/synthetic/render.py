@@ -1,0 +1,548 @@
+"""Draws a synthetic face with OpenCV primitives, posed, lit and degraded like a loosely cropped photo.
+
+Every shape is a polygon in face coordinates (u across, v down, both 1.0 at the oval's edge) mapped to
+pixels by ``_Head``: features on the face surface turn with yaw and pitch (``surface``), while the head's
+outline, neck and shoulders do not (``outline``), which is what makes a turned face look turned. Roll, scale
+and position are applied in that same mapping, so shapes are drawn once, sharp and sub-pixel, instead of
+being drawn upright and resampled with warpAffine; the landmarks go through the identical mapping.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.synthetic.identity import HAIR_BALD, HAIR_CURLY, HAIR_FRINGE, HAIR_LONG, HAIR_SHORT, Identity
+
+# Random streams derived from a background seed; distinct so the noise does not mirror the background.
+_BACKGROUND_STREAM = 0xB6
+_NOISE_STREAM = 0x2A
+
+_SHIFT = 4                    # sub-pixel bits for cv2 drawing: coordinates are multiplied by 16
+_LIGHT_ELEVATION = 0.85       # radians between the light and the camera axis
+_PUPIL_BGR = (18, 16, 16)
+_SCLERA_BGR = (222, 226, 230)
+_FRAME_BGR = (38, 36, 34)
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Per-image variation that does not change who the person is. Angles in radians unless named _deg."""
+
+    yaw: float                    # positive turns the face towards the image's right
+    pitch: float                  # positive tips the face down
+    roll_deg: float
+    scale: float                  # multiplies the identity's face size
+    shift_xy: tuple[float, float]  # face centre offset, fraction of the image size
+    light_angle: float            # direction the light comes from, in the image plane
+    light_strength: float         # 0 = flat light, about 0.6 = strong side light
+    expression: float             # 0 = neutral, 1 = broad open smile
+    background_seed: int
+    blur_sigma: float             # pixels, at the rendered size
+    noise_std: float              # grey levels
+
+
+def sample_nuisance(rng: np.random.Generator, strength: float = 1.0) -> Nuisance:
+    """A random moderate nuisance; ``strength`` 0 gives a frontal, centred, sharp face."""
+    if strength < 0:
+        raise ValueError(f"nuisance strength must be >= 0, got {strength}")
+    s = strength
+    return Nuisance(
+        yaw=float(rng.uniform(-0.35, 0.35) * s),
+        pitch=float(rng.uniform(-0.15, 0.15) * s),
+        roll_deg=float(rng.uniform(-12.0, 12.0) * s),
+        scale=float(1.0 + rng.uniform(-0.08, 0.08) * s),
+        shift_xy=(float(rng.uniform(-0.05, 0.05) * s), float(rng.uniform(-0.04, 0.04) * s)),
+        light_angle=float(rng.uniform(0.0, 2.0 * math.pi)),
+        light_strength=float(rng.uniform(0.15, 0.3 + 0.3 * min(s, 1.0))),
+        expression=float(rng.uniform(0.0, 1.0) ** 2 * min(s, 1.0)),
+        background_seed=int(rng.integers(0, 2**31 - 1)),
+        blur_sigma=float(rng.uniform(0.3, 0.5 + 0.6 * s)),
+        noise_std=float(rng.uniform(1.0, 2.0 + 3.0 * s)),
+    )
+
+
+def render_face(identity: Identity, nuisance: Nuisance, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` BGR uint8 face photo and its 5 landmarks (float32, image pixels).
+
+    Landmarks are in image order: [eye on the image's left, eye on the image's right, nose tip,
+    mouth corner on the image's left, mouth corner on the image's right].
+    """
+    if size < 32:
+        raise ValueError(f"face image size must be >= 32 pixels, got {size}")
+    image = render_background(nuisance.background_seed, size, size)
+    centre = (size * (0.5 + nuisance.shift_xy[0]), size * (0.48 + nuisance.shift_xy[1]))
+    landmarks, _ = paint_face(image, identity, nuisance, centre, identity.face_width * size * nuisance.scale)
+    return degrade(image, nuisance.blur_sigma, nuisance.noise_std, nuisance.background_seed), landmarks
+
+
+def paint_face(canvas: np.ndarray, identity: Identity, nuisance: Nuisance, centre_xy: tuple[float, float],
+               face_width_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Draws the person into ``canvas`` (in place), with shoulders reaching the canvas bottom.
+
+    Uses the pose, light and expression of ``nuisance`` (its scale, shift, background, blur and noise are
+    the caller's business). Returns the 5 landmarks (as ``render_face``) and the face box x1, y1, x2, y2
+    (forehead to chin, cheek to cheek), both float32 in canvas pixels.
+    """
+    a = face_width_px / 2.0
+    head = _Head(centre_xy, a, a * identity.face_height / identity.face_width, nuisance)
+    mask = np.zeros(canvas.shape[:2], np.uint8)
+    layout = _Layout(identity, nuisance.expression)
+    _paint_body(canvas, mask, head, identity, layout)
+    _paint_face_details(canvas, head, identity, layout)
+    _paint_hair(canvas, mask, head, identity, layout)
+    if identity.glasses:
+        _paint_glasses(canvas, head, identity, layout)
+    _shade(canvas, mask, head, nuisance)
+    return _landmarks(head, identity, layout), _face_box(head, identity)
+
+
+def render_background(seed: int, width: int, height: int) -> np.ndarray:
+    """A seeded indoor-ish backdrop: a colour gradient with soft blobs and a few sharp edges."""
+    rng = np.random.default_rng([_BACKGROUND_STREAM, seed])
+    # Drawn at quarter size and enlarged, so blobs come out soft-edged like out-of-focus objects.
+    small_w, small_h = max(4, width // 4), max(4, height // 4)
+    colours = _muted(rng, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
+    ramp = (xs / small_w - 0.5) * math.cos(angle) + (ys / small_h - 0.5) * math.sin(angle) + 0.5
+    ramp = np.clip(ramp, 0, 1)[..., None]
+    small = (colours[0] * (1 - ramp) + colours[1] * ramp).astype(np.uint8)
+    for colour in _muted(rng, int(rng.integers(3, 8))):
+        _background_blob(small, rng, tuple(int(c) for c in colour))
+    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    for colour in _muted(rng, int(rng.integers(1, 4))):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(width // 8, width // 2)), int(rng.integers(height // 8, height // 2))
+        cv2.rectangle(image, (x, y), (x + w, y + h), tuple(int(c) for c in colour), max(1, width // 100))
+    return image
+
+
+def degrade(image: np.ndarray, blur_sigma: float, noise_std: float, seed: int) -> np.ndarray:
+    """Camera softness and sensor noise; the noise is seeded so a render is reproducible."""
+    if blur_sigma > 0.05:
+        image = cv2.GaussianBlur(image, (0, 0), blur_sigma)
+    if noise_std <= 0:
+        return image
+    rng = np.random.default_rng([_NOISE_STREAM, seed])
+    noisy = image.astype(np.float32) + rng.standard_normal(image.shape, dtype=np.float32) * noise_std
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+class _Head:
+    """Maps face coordinates to canvas pixels for one posed head."""
+
+    def __init__(self, centre_xy: tuple[float, float], a: float, b: float, nuisance: Nuisance):
+        self.cx, self.cy = centre_xy
+        self.a, self.b = a, b
+        self.yaw, self.pitch = nuisance.yaw, nuisance.pitch
+        roll = math.radians(nuisance.roll_deg)
+        self.cos_r, self.sin_r = math.cos(roll), math.sin(roll)
+
+    def outline(self, u, v) -> np.ndarray:
+        """Points of the head's silhouette and body: they do not turn, except the chin leaning with yaw."""
+        u, v = np.broadcast_arrays(np.asarray(u, np.float64), np.asarray(v, np.float64))
+        lean = 0.25 * math.sin(self.yaw) * np.clip(v, 0.0, 1.0) ** 2
+        return self._to_image(u + lean, v)
+
+    def surface(self, u, v, depth=0.0) -> np.ndarray:
+        """Points on the face, turned with the head; ``depth`` lifts a point off the surface (nose tip)."""
+        u, v = np.broadcast_arrays(np.asarray(u, np.float64), np.asarray(v, np.float64))
+        # An ellipsoid flattened at the front: features near the midline move most when the head turns.
+        z = np.sqrt(np.clip(1.0 - 0.8 * u * u - 0.3 * v * v, 0.05, None)) + depth
+        sy, cy = math.sin(self.yaw), math.cos(self.yaw)
+        x = u * cy + z * sy
+        z_turned = -u * sy + z * cy
+        # Pitch about the ellipsoid's centre, less the shift of a frontal point so the face does not slide.
+        y = v * math.cos(self.pitch) + (z_turned - 0.8) * math.sin(self.pitch)
+        return self._to_image(x, y)
+
+    def _to_image(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        px, py = x * self.a, y * self.b
+        return np.stack([self.cx + self.cos_r * px - self.sin_r * py,
+                         self.cy + self.sin_r * px + self.cos_r * py], axis=-1)
+
+    def local(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Canvas pixels back to un-rolled face units (the inverse of ``_to_image``)."""
+        dx, dy = xs - self.cx, ys - self.cy
+        return (self.cos_r * dx + self.sin_r * dy) / self.a, (-self.sin_r * dx + self.cos_r * dy) / self.b
+
+
+class _Layout:
+    """Where the features sit, in face units, for one identity and expression."""
+
+    def __init__(self, identity: Identity, expression: float):
+        self.eye_v = identity.eye_height
+        self.brow_v = self.eye_v - identity.brow_height
+        self.nose_v = self.eye_v + identity.nose_length
+        self.mouth_v = self.nose_v + identity.philtrum
+        self.hairline_v = max(-0.62, self.brow_v - 0.32)
+        self.smile = expression
+        # The mouth opens only in the upper half of the expression range: a mild smile keeps the lips closed.
+        self.mouth_open = float(np.clip((expression - 0.45) / 0.55, 0.0, 1.0)) * 0.11
+        self.mouth_half = identity.mouth_width * (1.0 + 0.15 * expression)
+        self.corner_v = self.mouth_v - 0.055 * expression
+
+
+def _paint_body(canvas, mask, head: _Head, identity: Identity, layout: _Layout) -> None:
+    skin = identity.skin_bgr
+    bottom = _bottom_v(head, canvas.shape[0])
+    torso_u = np.array([0.5, 1.3, 2.0, 2.4, 2.6, 2.6])
+    torso_v = np.array([1.2, 1.4, 1.7, 2.2, 2.8, bottom])
+    torso = head.outline(np.r_[torso_u, -torso_u[::-1]], np.r_[torso_v, torso_v[::-1]])
+    # The torso stays out of the lighting mask: it reaches beyond the shaded region around the head.
+    _fill(canvas, torso, identity.shirt_bgr)
+    if identity.hair_style == HAIR_LONG:
+        _fill_both(canvas, mask, _long_hair_back(head), identity.hair_bgr)
+    neck = head.outline([-0.46, 0.46, 0.52, 0.0, -0.52], [0.5, 0.5, 1.3, 1.65, 1.3])
+    _fill_both(canvas, mask, neck, _scaled(skin, 0.8))
+    near_side = -1 if head.yaw > 0.12 else (1 if head.yaw < -0.12 else 0)
+    if identity.hair_style != HAIR_LONG:
+        for side in (-1, 1):
+            if side != near_side:
+                _paint_ear(canvas, mask, head, identity, layout, side)
+    _fill_both(canvas, mask, head.outline(*_face_outline(identity.jaw)), skin)
+    if identity.hair_style != HAIR_LONG and near_side:
+        _paint_ear(canvas, mask, head, identity, layout, near_side)
+
+
+def _bottom_v(head: _Head, canvas_height: int) -> float:
+    """The face-units v that reaches below the canvas bottom whatever the roll, so the torso fills it."""
+    return (canvas_height - head.cy) / head.b + 2.0 * head.a / head.b + 3.0
+
+
+def _face_outline(jaw: float, points: int = 72) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0, 2 * math.pi, points, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    # Lower half is a superellipse: exponent 2 is a round chin, larger exponents square the jaw.
+    power = np.where(s > 0, 2.0 / (2.0 + 1.8 * jaw), 1.0)
+    u = np.sign(c) * np.abs(c) ** power
+    v = np.sign(s) * np.abs(s) ** power
+    u = u * (1.0 - (0.05 + 0.22 * (1.0 - jaw)) * np.clip(v, 0, 1) ** 2)
+    return u, v
+
+
+def _paint_ear(canvas, mask, head: _Head, identity: Identity, layout: _Layout, side: int) -> None:
+    w, h = 0.14 * identity.ear_size, 0.2 * identity.ear_size
+    # Ears sit a little behind the head's widest line, so turning moves both towards the back of the head.
+    centre_u = side * (0.98 + 0.6 * w) * math.cos(head.yaw) - 0.12 * math.sin(head.yaw)
+    centre_v = layout.eye_v + 0.14
+    ear = head.outline(*_ellipse(centre_u, centre_v, w, h))
+    _fill_both(canvas, mask, ear, _scaled(identity.skin_bgr, 0.92))
+    start = -0.45 * math.pi if side > 0 else 0.55 * math.pi      # the helix, on the ear's outer side
+    inner = head.outline(*_ellipse(centre_u, centre_v, w * 0.6, h * 0.7, start, start + 0.9 * math.pi))
+    _polyline(canvas, inner, _scaled(identity.skin_bgr, 0.65), _px(head, 0.025))
+
+
+def _paint_face_details(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
+    skin = identity.skin_bgr
+    if identity.beard > 0:
+        _paint_beard(canvas, head, identity, layout)
+    if identity.mole_size > 0:
+        mole_u, mole_v = identity.mole_uv
+        _fill(canvas, head.surface(*_ellipse(mole_u, mole_v, identity.mole_size, identity.mole_size * 0.8)),
+              _scaled(skin, 0.45))
+    for side in (-1, 1):
+        _paint_eye(canvas, head, identity, layout, side)
+        _paint_brow(canvas, head, identity, layout, side)
+    _paint_nose(canvas, head, identity, layout)
+    _paint_mouth(canvas, head, identity, layout)
+
+
+def _paint_eye(canvas, head: _Head, identity: Identity, layout: _Layout, side: int) -> None:
+    skin = identity.skin_bgr
+    eu, ev, w = side * identity.eye_spacing, layout.eye_v, identity.eye_size
+    up = w * identity.eye_openness * head.a / head.b
+    socket = head.surface(*_ellipse(eu, ev - 0.2 * up, w * 1.35, up * 2.3))
+    _fill(canvas, socket, _scaled(skin, 0.9))
+    x = np.linspace(-1.0, 1.0, 15)
+    # The inner corner (towards the nose) sits a little lower, as in real eyes.
+    tilt = 0.12 * up * x * side
+    upper = head.surface(eu + x * w, ev - up * (1 - x * x) ** 0.8 - tilt, -0.02)
+    lower = head.surface(eu + x[::-1] * w, ev + 0.55 * up * (1 - x[::-1] ** 2) ** 0.9 - tilt[::-1], -0.02)
+    opening = np.concatenate([upper, lower])
+    iris_centre = head.surface(eu, ev, 0.0)[None]
+    iris_r = 0.44 * w * head.a
+    _fill_clipped(canvas, opening, lambda roi, offset: _draw_iris(roi, iris_centre - offset, iris_r, identity))
+    crease = head.surface(eu + x * w * 0.9, ev - up * (1.55 * (1 - x * x) ** 0.7) - tilt, -0.02)
+    _polyline(canvas, crease, _scaled(skin, 0.72), _px(head, 0.02))
+    _polyline(canvas, lower, _scaled(skin, 0.75), _px(head, 0.015))
+    _polyline(canvas, upper, _scaled(identity.hair_bgr, 0.3), _px(head, 0.04))
+
+
+def _draw_iris(roi: np.ndarray, centre: np.ndarray, radius: float, identity: Identity) -> None:
+    roi[:] = _SCLERA_BGR
+    _disc(roi, centre[0], radius, identity.iris_bgr)
+    _disc(roi, centre[0], radius * 0.45, _PUPIL_BGR)
+    _disc(roi, centre[0] + np.array([-0.3, -0.35]) * radius, radius * 0.2, (245, 245, 245))
+
+
+def _paint_brow(canvas, head: _Head, identity: Identity, layout: _Layout, side: int) -> None:
+    inner = identity.eye_spacing - identity.eye_size * 0.95
+    outer = identity.eye_spacing + identity.eye_size * 1.25
+    x = np.linspace(0.0, 1.0, 9)
+    u = side * (inner + x * (outer - inner))
+    rise = math.tan(math.radians(identity.brow_angle)) * (outer - inner) * head.a / head.b
+    centre_v = layout.brow_v - 0.035 * np.sin(math.pi * x) - rise * x
+    half = identity.brow_thickness * (1.1 - 0.6 * x) / 2
+    brow = head.surface(np.r_[u, u[::-1]], np.r_[centre_v - half, (centre_v + half)[::-1]], 0.02)
+    colour = 0.6 * np.array(identity.hair_bgr) + 0.4 * 0.45 * np.array(identity.skin_bgr)
+    _fill(canvas, brow, tuple(int(c) for c in colour))
+
+
+def _paint_nose(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
+    skin, nv, nw = identity.skin_bgr, layout.nose_v, identity.nose_width
+    # Two soft lines along the bridge: after the blur they read as the nose's side shading.
+    v = np.linspace(layout.eye_v + 0.06, nv - 0.07, 6)
+    for side in (-1, 1):
+        bridge = head.surface(side * np.linspace(0.09, 0.11, 6), v, 0.06 + 0.18 * (v - v[0]) / (v[-1] - v[0]))
+        _polyline(canvas, bridge, _scaled(skin, 0.88), _px(head, 0.04))
+    _fill(canvas, head.surface(*_ellipse(0.0, nv + 0.06, nw * 0.95, 0.045), 0.1), _scaled(skin, 0.78))
+    for side in (-1, 1):
+        wing = head.surface(*_ellipse(side * nw * 0.72, nv - 0.005, nw * 0.4, 0.055), 0.12)
+        _fill(canvas, wing, _scaled(skin, 0.9))
+        start = -0.6 * math.pi if side > 0 else 0.4 * math.pi      # the wing's outer rim
+        rim = _ellipse(side * nw * 0.72, nv - 0.005, nw * 0.42, 0.06, start, start + 1.2 * math.pi)
+        _polyline(canvas, head.surface(*rim, 0.12), _scaled(skin, 0.68), _px(head, 0.02))
+        nostril = head.surface(*_ellipse(side * nw * 0.42, nv + 0.04, nw * 0.28, 0.022), 0.15)
+        _fill(canvas, nostril, _scaled(skin, 0.4))
+    _fill(canvas, head.surface(*_ellipse(0.0, nv - 0.02, nw * 0.45, 0.05), 0.28), _scaled(skin, 1.05))
+
+
+def _paint_mouth(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
+    half, thick = layout.mouth_half, identity.lip_thickness
+    x = np.linspace(-1.0, 1.0, 17)
+    line_v = layout.mouth_v - (layout.mouth_v - layout.corner_v) * x * x
+    gap = layout.mouth_open / 2 * (1 - x * x)
+    bow = 1.0 - 0.25 * np.exp(-(x / 0.18) ** 2)          # the dip of the cupid's bow
+    upper_top = line_v - gap - thick * 0.85 * np.sqrt(1 - x * x) * bow
+    lower_bottom = line_v + gap + thick * 1.1 * np.sqrt(1 - x * x)
+    u = x * half
+    lips = identity.lip_bgr
+    if layout.mouth_open > 0:
+        inside = head.surface(np.r_[u, u[::-1]], np.r_[line_v - gap, (line_v + gap)[::-1]])
+        _fill(canvas, inside, (40, 32, 70))
+        teeth_bottom = line_v - gap + 0.45 * 2 * gap
+        teeth = head.surface(np.r_[u * 0.8, u[::-1] * 0.8], np.r_[line_v - gap, teeth_bottom[::-1]])
+        _fill(canvas, teeth, (200, 208, 214))
+    _fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[upper_top, (line_v - gap)[::-1]]), _scaled(lips, 0.88))
+    _fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[line_v + gap, lower_bottom[::-1]]), lips)
+    _polyline(canvas, head.surface(u, line_v - gap), _scaled(lips, 0.5), _px(head, 0.02))
+
+
+def _paint_beard(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
+    density = identity.beard
+    colour = (1 - 0.35 - 0.55 * density) * np.array(identity.skin_bgr) + (0.35 + 0.55 * density) * 0.9 * np.array(
+        identity.hair_bgr)
+    top_v = layout.eye_v + 0.12
+    cheek = head.surface([-0.95, -0.55, -identity.nose_width, 0.0, identity.nose_width, 0.55, 0.95],
+                         [top_v, layout.nose_v, layout.nose_v + 0.08, layout.nose_v + 0.07,
+                          layout.nose_v + 0.08, layout.nose_v, top_v])
+    u, v = _face_outline(identity.jaw)
+    keep = v > top_v
+    order = np.argsort(np.arctan2(v[keep], u[keep]))       # right cheek, chin, left cheek
+    jaw = head.outline(u[keep][order] * 1.01, v[keep][order] * 1.01)
+    _fill(canvas, np.concatenate([cheek, jaw]), tuple(int(c) for c in colour))
+
+
+def _paint_hair(canvas, mask, head: _Head, identity: Identity, layout: _Layout) -> None:
+    style, colour = identity.hair_style, identity.hair_bgr
+    if style == HAIR_BALD:
+        # A crescent of hair above each ear, following the skull.
+        t = np.linspace(math.asin(layout.eye_v - 0.45), math.asin(layout.eye_v + 0.08), 8)
+        for side in (-1, 1):
+            u = side * np.r_[1.03 * np.cos(t), 0.9 * np.cos(t[::-1])]
+            _fill_both(canvas, mask, head.outline(u, np.r_[1.03 * np.sin(t), np.sin(t[::-1])]), colour)
+        return
+    volume = {HAIR_SHORT: 1.06, HAIR_LONG: 1.1, HAIR_FRINGE: 1.09, HAIR_CURLY: 1.2}[style]
+    bumps = 0.06 if style == HAIR_CURLY else 0.0
+    _fill_both(canvas, mask, _hair_cap(head, layout, volume, bumps), colour)
+    if style == HAIR_FRINGE:
+        _fill(canvas, _fringe(head, layout), colour)
+    if style == HAIR_LONG:
+        for side in (-1, 1):
+            lock = head.outline(side * np.array([0.82, 0.9, 1.05, 1.25, 1.2, 1.05]),
+                                np.array([layout.eye_v - 0.3, layout.eye_v + 0.2, 0.8, 1.0, 0.1, -0.5]))
+            _fill_both(canvas, mask, lock, colour)
+    _hair_strands(canvas, head, identity, layout, volume)
+
+
+def _hair_cap(head: _Head, layout: _Layout, volume: float, bumps: float) -> np.ndarray:
+    side_v = layout.eye_v - 0.08
+    start = math.pi + math.asin(min(0.9, max(-0.9, -side_v / volume)))
+    t = np.linspace(start, 3 * math.pi - start, 40)
+    radius = volume + bumps * np.abs(np.sin(7 * t))
+    outer = head.outline(radius * np.cos(t), (radius + 0.04) * np.sin(t))
+    x = np.linspace(1.0, -1.0, 21)
+    # Hairline: high at the middle of the forehead, coming down to the temples.
+    hairline = head.surface(0.95 * x, layout.hairline_v + (side_v - layout.hairline_v) * x ** 4, 0.02)
+    return np.concatenate([outer, hairline])
+
+
+def _fringe(head: _Head, layout: _Layout) -> np.ndarray:
+    x = np.linspace(-0.88, 0.88, 19)
+    teeth = np.where(np.arange(19) % 2 == 0, 0.0, 0.05)
+    bottom_v = layout.brow_v - 0.06 - teeth - 0.12 * x ** 4
+    top = head.surface(x[::-1], np.full(19, layout.hairline_v - 0.1), 0.03)
+    return np.concatenate([head.surface(x, bottom_v, 0.03), top])
+
+
+def _long_hair_back(head: _Head) -> np.ndarray:
+    t = np.linspace(math.pi, 2 * math.pi, 20)
+    top = np.stack([1.12 * np.cos(t), 1.16 * np.sin(t)])
+    right = np.array([[1.2, 1.28, 1.2, 0.8], [0.4, 1.2, 1.65, 1.6]])
+    left = np.array([[-0.8, -1.2, -1.28, -1.2], [1.6, 1.65, 1.2, 0.4]])
+    u, v = np.concatenate([top, right, left], axis=1)
+    return head.outline(u, v)
+
+
+def _hair_strands(canvas, head: _Head, identity: Identity, layout: _Layout, volume: float) -> None:
+    # A few lighter and darker strokes per person: texture that also helps tell similar hair colours apart.
+    rng = np.random.default_rng([identity.seed, 0x5A])
+    for _ in range(7):
+        t0 = rng.uniform(math.pi * 1.15, math.pi * 1.85)
+        t = np.linspace(t0, t0 + rng.uniform(-0.5, 0.5), 6)
+        r = np.linspace(volume * 0.97, (volume + 1.0) / 2 * 0.9, 6)
+        strand = head.outline(r * np.cos(t), r * np.sin(t) - 0.02)
+        shade = 1.3 if rng.random() < 0.5 else 0.7
+        _polyline(canvas, strand, _scaled(identity.hair_bgr, shade, lift=10), _px(head, 0.02))
+
+
+def _paint_glasses(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
+    w = identity.eye_size * 1.5
+    h = identity.eye_size * 1.1 * head.a / head.b
+    thickness = _px(head, 0.03)
+    for side in (-1, 1):
+        eu = side * identity.eye_spacing
+        rim = head.surface(*_superellipse(eu, layout.eye_v, w, h), 0.12)
+        _polyline(canvas, rim, _FRAME_BGR, thickness, closed=True)
+        temple = head.surface([eu + side * w, side * 1.0], [layout.eye_v - 0.3 * h, layout.eye_v - 0.3 * h], 0.1)
+        _polyline(canvas, temple, _FRAME_BGR, thickness)
+    inner = identity.eye_spacing - w
+    bridge = head.surface(np.linspace(-inner, inner, 5), layout.eye_v - 0.4 * h - 0.03 * np.cos(
+        np.linspace(-1.5, 1.5, 5)), 0.16)
+    _polyline(canvas, bridge, _FRAME_BGR, thickness)
+
+
+def _shade(canvas: np.ndarray, mask: np.ndarray, head: _Head, nuisance: Nuisance) -> None:
+    """Lights the head as an ellipsoid: a side light plus darkening towards the silhouette's edge."""
+    x1, y1, x2, y2 = _bounds(head.outline(*_ellipse(0.0, 0.15, 1.55, 1.55)), canvas.shape)
+    if x2 <= x1 or y2 <= y1:
+        return
+    ys, xs = np.mgrid[y1:y2, x1:x2].astype(np.float32)
+    qx, qy = head.local(xs, ys)
+    r2 = qx * qx + qy * qy
+    nz = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+    inv = 1.0 / np.sqrt(np.maximum(r2, 1.0))
+    # The light direction is given in the image; the normals are in the head's rolled frame.
+    angle = nuisance.light_angle - math.atan2(head.sin_r, head.cos_r)
+    lx = math.cos(angle) * math.sin(_LIGHT_ELEVATION)
+    ly = math.sin(angle) * math.sin(_LIGHT_ELEVATION)
+    lz = math.cos(_LIGHT_ELEVATION)
+    lambert = qx * inv * lx + qy * inv * ly + nz * lz
+    shade = (1.0 + nuisance.light_strength * (lambert - lz)) * (0.82 + 0.18 * nz)
+    weight = mask[y1:y2, x1:x2].astype(np.float32) * (1.0 / 255.0)
+    factor = (1.0 + weight * (shade - 1.0))[..., None]
+    roi = canvas[y1:y2, x1:x2]
+    roi[:] = np.clip(roi * factor, 0, 255).astype(np.uint8)
+
+
+def _landmarks(head: _Head, identity: Identity, layout: _Layout) -> np.ndarray:
+    eyes = head.surface([-identity.eye_spacing, identity.eye_spacing], [layout.eye_v] * 2, 0.0)
+    nose = head.surface(0.0, layout.nose_v - 0.02, 0.28)[None]
+    corners = head.surface([-layout.mouth_half, layout.mouth_half], [layout.corner_v] * 2)
+    return np.concatenate([eyes, nose, corners]).astype(np.float32)
+
+
+def _face_box(head: _Head, identity: Identity) -> np.ndarray:
+    u, v = _face_outline(identity.jaw)
+    keep = v > -0.6            # from the forehead down: the skull top under the hair is not "face"
+    points = head.outline(u[keep], v[keep])
+    return np.array([*points.min(axis=0), *points.max(axis=0)], np.float32)
+
+
+def _ellipse(cu: float, cv: float, ru: float, rv: float, start: float = 0.0, stop: float = 2 * math.pi,
+             points: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(start, stop, points, endpoint=stop - start < 2 * math.pi)
+    return cu + ru * np.cos(t), cv + rv * np.sin(t)
+
+
+def _superellipse(cu: float, cv: float, ru: float, rv: float, points: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0, 2 * math.pi, points, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    return cu + ru * np.sign(c) * np.abs(c) ** 0.6, cv + rv * np.sign(s) * np.abs(s) ** 0.6
+
+
+def _muted(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Pull random colours towards grey: rooms are mostly desaturated, which keeps the face the salient object.
+    colours = rng.uniform(20, 235, (n, 3))
+    grey = colours.mean(axis=1, keepdims=True)
+    return grey + rng.uniform(0.2, 0.7, (n, 1)) * (colours - grey)
+
+
+def _background_blob(image: np.ndarray, rng: np.random.Generator, colour: tuple[int, ...]) -> None:
+    h, w = image.shape[:2]
+    centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+    if rng.random() < 0.5:
+        axes = (int(rng.integers(1, max(2, w // 3))), int(rng.integers(1, max(2, h // 3))))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    else:
+        corner = (centre[0] + int(rng.integers(1, max(2, w // 2))), centre[1] + int(rng.integers(1, max(2, h // 2))))
+        cv2.rectangle(image, centre, corner, colour, -1)
+
+
+def _fill_clipped(canvas: np.ndarray, polygon: np.ndarray, draw) -> None:
+    """Runs ``draw(roi, offset)`` on a copy of the polygon's box and keeps it only inside the polygon."""
+    x1, y1, x2, y2 = _bounds(polygon, canvas.shape, margin=1)
+    if x2 <= x1 or y2 <= y1:
+        return
+    offset = np.array([x1, y1], np.float64)
+    roi = canvas[y1:y2, x1:x2]
+    inside = np.zeros(roi.shape[:2], np.uint8)
+    _fill(inside, polygon - offset, 255)
+    drawn = roi.copy()
+    draw(drawn, offset)
+    alpha = inside.astype(np.float32)[..., None] * (1.0 / 255.0)
+    roi[:] = (roi + alpha * (drawn.astype(np.float32) - roi)).astype(np.uint8)
+
+
+def _bounds(points: np.ndarray, shape: tuple[int, ...], margin: int = 0) -> tuple[int, int, int, int]:
+    h, w = shape[:2]
+    x1, y1 = np.floor(points.min(axis=0)).astype(int) - margin
+    x2, y2 = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    return max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(points) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
+
+
+def _fill(image: np.ndarray, points: np.ndarray, colour) -> None:
+    cv2.fillPoly(image, [_fixed(points)], colour, cv2.LINE_AA, _SHIFT)
+
+
+def _fill_both(canvas: np.ndarray, mask: np.ndarray, points: np.ndarray, colour) -> None:
+    """Fills a part of the person's silhouette: drawn, and marked in the mask that lighting uses."""
+    _fill(canvas, points, colour)
+    _fill(mask, points, 255)
+
+
+def _polyline(image: np.ndarray, points: np.ndarray, colour, thickness: int, closed: bool = False) -> None:
+    cv2.polylines(image, [_fixed(points)], closed, colour, thickness, cv2.LINE_AA, _SHIFT)
+
+
+def _disc(image: np.ndarray, centre: np.ndarray, radius: float, colour) -> None:
+    scale = 1 << _SHIFT
+    cv2.circle(image, (int(round(centre[0] * scale)), int(round(centre[1] * scale))),
+               max(1, int(round(radius * scale))), colour, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _px(head: _Head, fraction: float) -> int:
+    """A line thickness of ``fraction`` of the face half-width, at least one pixel."""
+    return max(1, int(round(fraction * head.a)))
+
+
+def _scaled(colour: tuple[int, ...], factor: float, lift: float = 0.0) -> tuple[int, ...]:
+    return tuple(int(min(255, max(0, c * factor + lift))) for c in colour)

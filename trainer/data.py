@@ -1,0 +1,118 @@
+"""Aligned face crops in memory, identity and image splits, augmentation and batching.
+
+The sets this trainer sees are small (hundreds to a few thousand 112x112 crops), so every image is decoded
+once into one uint8 array; batches are cut from it and turned into model inputs by edge.preprocess, the same
+code the runtime uses, so training and deployment cannot disagree about colour order or normalisation.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.align import ALIGNED_SIZE
+from edge.errors import UserError
+from edge.imageio import read_image, scan_identity_folders
+from edge.manifest import InputSpec
+from edge.preprocess import prepare_batch
+
+ALIGN_HINT = "make aligned crops with edge.dataprep.align_folder"
+
+
+@dataclass
+class FaceSet:
+    """Aligned crops and the identity of each one."""
+
+    images: np.ndarray        # N,112,112,3 uint8 BGR
+    labels: np.ndarray        # N int64, index into ``names``
+    names: list[str]
+    skipped: int              # files that could not be decoded
+    root: Path
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> FaceSet:
+        return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root)
+
+
+def load_faces(root: str | Path, min_images: int = 1) -> FaceSet:
+    """Decodes ``root/<identity>/<image>``; unreadable files are skipped and counted, wrong sizes refused."""
+    folders = scan_identity_folders(root, min_images=min_images)
+    images, labels, skipped = [], [], 0
+    for label, name in enumerate(folders.names):
+        for path in folders.images[name]:
+            image = read_image(path)
+            if image is None:
+                skipped += 1
+                continue
+            if image.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):
+                # A crop of another size was not made by our aligner, so its face sits elsewhere in the frame;
+                # resizing it would train on a layout the runtime never produces.
+                raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]}, expected an aligned "
+                                f"{ALIGNED_SIZE}x{ALIGNED_SIZE} crop; {ALIGN_HINT}")
+            images.append(image)
+            labels.append(label)
+    if not images:
+        raise UserError(f"{root} holds no readable images ({skipped} files could not be decoded)")
+    return FaceSet(np.stack(images), np.asarray(labels, np.int64), folders.names, skipped, Path(root))
+
+
+def split_images(count: int, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) image indices; at least one image on each side."""
+    if count < 2:
+        raise UserError(f"need at least 2 images to hold one out, found {count}")
+    n_held = min(max(1, int(round(count * holdout))), count - 1)
+    order = rng.permutation(count)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def split_identities(faces: FaceSet, holdout: float, rng: np.random.Generator,
+                     min_holdout: int = 2, min_train: int = 2) -> tuple[FaceSet, FaceSet]:
+    """(train, held-out) by identity, so evaluation measures people the model never saw.
+
+    Only identities with two or more images can be held out, since a genuine pair needs two images.
+    """
+    counts = np.bincount(faces.labels, minlength=len(faces.names))
+    present = np.nonzero(counts)[0]
+    pairable = present[counts[present] >= 2]
+    n_held = max(min_holdout, int(round(len(present) * holdout)))
+    if len(pairable) < n_held or len(present) - n_held < min_train:
+        raise UserError(f"{faces.root}: {len(present)} identities ({len(pairable)} with 2+ images) are too few to "
+                        f"hold out {n_held} and train on {min_train}; add identities or lower --holdout_identities")
+    held = rng.choice(pairable, size=n_held, replace=False)
+    is_held = np.isin(faces.labels, held)
+    return faces.subset(np.nonzero(~is_held)[0]), faces.subset(np.nonzero(is_held)[0])
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, brightness: float = 20.0,
+            contrast: float = 0.15) -> np.ndarray:
+    """Random horizontal flip and brightness/contrast jitter on uint8 BGR images (N,H,W,3), before preprocessing.
+
+    Aligned faces are near-symmetric, so a flip is a new plausible view; the jitter stands in for the
+    exposure changes of a real camera. Geometry is otherwise left alone: the aligner fixes it at run time.
+    """
+    flip = rng.random(len(images)) < 0.5
+    out = np.where(flip[:, None, None, None], images[:, :, ::-1], images).astype(np.float32)
+    gain = rng.uniform(1 - contrast, 1 + contrast, (len(images), 1, 1, 1)).astype(np.float32)
+    shift = rng.uniform(-brightness, brightness, (len(images), 1, 1, 1)).astype(np.float32)
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    return np.clip((out - mean) * gain + mean + shift, 0, 255).astype(np.uint8)
+
+
+def to_tensor(images: np.ndarray, spec: InputSpec, channels_last: bool = False) -> torch.Tensor:
+    """uint8 BGR images -> the model input tensor, through the shared preprocessing."""
+    batch = torch.from_numpy(prepare_batch(images, spec))
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def batches(count: int, batch_size: int, rng: np.random.Generator | None = None,
+            drop_last: bool = False) -> Iterator[np.ndarray]:
+    """Index batches; shuffled when given a generator. ``drop_last`` avoids a size-1 batch breaking BatchNorm."""
+    order = rng.permutation(count) if rng is not None else np.arange(count)
+    stop = count - count % batch_size if drop_last and count >= batch_size else count
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]

@@ -1,0 +1,50 @@
+"""The seed face generator: a small convolutional autoencoder on 64x64 aligned crops.
+
+Decoding a latent drawn from the training latents' distribution makes new faces; the encoder exists so the
+reconstruction quality (PSNR) gives a held-out number that says whether the decoder learned faces at all.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvAutoencoder(nn.Module):
+    """Three stride-2 convs down, a linear bottleneck, and the mirror image up (shapes for the defaults)."""
+
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64):
+        super().__init__()
+        channels = list(channels)
+        if len(channels) != 3:
+            raise ValueError(f"channels must list three encoder widths, got {channels}")
+        if input_size % 8:
+            raise ValueError(f"input_size must be a multiple of 8 (three stride-2 layers), got {input_size}")
+        self.bottom = input_size // 8                      # 8 for a 64x64 input
+        self.bottom_channels = channels[-1]
+        flat = channels[-1] * self.bottom * self.bottom    # 64*8*8 = 4096
+
+        # Kernel 4, stride 2, padding 1 halves (conv) or doubles (transposed conv) the size exactly.
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, channels[0], 4, 2, 1), nn.ReLU(inplace=True),            # N,16,32,32
+            nn.Conv2d(channels[0], channels[1], 4, 2, 1), nn.ReLU(inplace=True),  # N,32,16,16
+            nn.Conv2d(channels[1], channels[2], 4, 2, 1), nn.ReLU(inplace=True),  # N,64,8,8
+            nn.Flatten(),                                                         # N,4096
+            nn.Linear(flat, latent),                                              # N,32 (linear: no ReLU)
+        )
+        self.expand = nn.Sequential(nn.Linear(latent, flat), nn.ReLU(inplace=True))  # N,4096
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(channels[2], channels[1], 4, 2, 1), nn.ReLU(inplace=True),  # N,32,16,16
+            nn.ConvTranspose2d(channels[1], channels[0], 4, 2, 1), nn.ReLU(inplace=True),  # N,16,32,32
+            nn.ConvTranspose2d(channels[0], 3, 4, 2, 1),                                   # N,3,64,64
+            nn.Sigmoid(),  # the generator input spec maps pixels to [0, 1]; so must the output
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)                                                    # N,3,64,64 -> N,32
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        grid = self.expand(z).view(-1, self.bottom_channels, self.bottom, self.bottom)  # N,64,8,8
+        return self.decoder(grid)                                                 # N,3,64,64
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
