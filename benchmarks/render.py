@@ -121,7 +121,7 @@ def render_section(kind: str, results: list[dict]) -> str:
 def render_report(results: list[dict], title: str = "Benchmarks") -> str:
     parts = [f"# {title}\n",
              f"Generated from {len(results)} result files in this folder by `python -m benchmarks`; "
-             "edit the JSON files' benchmarks, not this file.\n"]
+             "rerun a benchmark rather than editing this file.\n"]
     if results:
         parts.append("## Environment\n\n" + environment_table(results) + "\n")
     parts += [render_section(kind, results) for kind in SECTIONS if any(r["kind"] == kind for r in results)]

@@ -1,0 +1,99 @@
+"""``python -m benchmarks {latency,pipeline,verify,pairs}``: measure a bundle on the board it runs on."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.results import DEFAULT_RESULTS, write_results
+from edge.errors import UserError
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle directory (holds manifest.json)")
+    parser.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS),
+                        help="results folder; files go to RESULTS/<board>/ (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the board config's)")
+    parser.add_argument("--backend", default=None, help="run with this backend only (default: see each command)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    latency = commands.add_parser("latency", help="batch-1 latency of every model file in a bundle")
+    _add_common(latency)
+    latency.add_argument("--warmup", type=int, default=None, help="untimed rounds (default: the board config's)")
+    latency.add_argument("--repeat", type=int, default=None, help="timed rounds (default: the board config's)")
+    latency.add_argument("--images", type=Path, default=None,
+                         help="folder of photos to feed the models (default: a seeded random image)")
+
+    pipeline = commands.add_parser("pipeline", help="end-to-end fps and per-stage latency on a frame source")
+    _add_common(pipeline)
+    pipeline.add_argument("--source", required=True, help="video file, image folder or camera URI")
+    pipeline.add_argument("--frames", type=int, default=300, help="frames to time at most (default: %(default)s)")
+    pipeline.add_argument("--warmup", type=int, default=5, help="untimed first frames (default: %(default)s)")
+    pipeline.add_argument("--gallery", type=Path, default=None, help="gallery database to match against")
+
+    verify = commands.add_parser("verify", help="verification accuracy on LFW-format pairs, detect -> embed")
+    _add_common(verify)
+    verify.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW pairs.txt format")
+    verify.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
+    verify.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="verifier precision (default: the board config's, if the bundle has it)")
+
+    pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
+    pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
+    pairs.add_argument("--out", type=Path, required=True, help="pairs file to write")
+    pairs.add_argument("--folds", type=int, default=10)
+    pairs.add_argument("--per_fold", type=int, default=30, help="same-person pairs per fold (as many different)")
+    pairs.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _publish(args, kind: str, board: str, results: list[dict]) -> None:
+    """Writes the JSON files, regenerates the board's report and prints this kind's section of it."""
+    from benchmarks.render import render_section
+
+    paths, report = write_results(args.results, board, results)
+    print(render_section(kind, results))
+    print(f"wrote {len(paths)} result file(s) and {report}")
+
+
+def run_command(args) -> None:
+    if args.command == "latency":
+        from benchmarks.latency import LatencyOptions, run_latency
+
+        board, results = run_latency(LatencyOptions(args.bundle, args.warmup, args.repeat, args.threads,
+                                                    args.backend, args.images))
+        _publish(args, "latency", board, results)
+    elif args.command == "pipeline":
+        from benchmarks.pipeline_bench import PipelineOptions, run_pipeline
+
+        board, result = run_pipeline(PipelineOptions(args.bundle, args.source, args.frames, args.warmup,
+                                                     args.gallery, args.backend, args.threads))
+        _publish(args, "pipeline", board, [result])
+    elif args.command == "verify":
+        from benchmarks.verify import VerifyOptions, run_verify
+
+        board, result = run_verify(VerifyOptions(args.bundle, args.pairs, args.images, args.precision,
+                                                 args.backend, args.threads))
+        _publish(args, "verify", board, [result])
+    else:
+        from benchmarks.pairs import make_pairs, write_pairs
+
+        pairs_file, disjoint = make_pairs(args.images, args.folds, args.per_fold, args.seed)
+        write_pairs(args.out, pairs_file)
+        people = "disjoint people per fold" if disjoint else "too few people to keep folds disjoint"
+        print(f"wrote {len(pairs_file.pairs)} pairs ({args.folds} folds x {args.per_fold} same + "
+              f"{args.per_fold} different; {people}) to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run_command(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

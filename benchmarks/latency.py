@@ -1,0 +1,142 @@
+"""Latency of every model file in a bundle, on every backend that runs its format, at batch 1."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.environment import collect_environment
+from benchmarks.results import new_result
+from benchmarks.timing import summarize, time_interleaved
+from edge.align import align_face
+from edge.backends import BACKEND_FORMATS, BACKENDS
+from edge.boards import load_board
+from edge.dataprep import largest
+from edge.detect import BlazeFaceDetector, letterbox
+from edge.errors import UserError
+from edge.imageio import list_images, read_image
+from edge.manifest import Manifest, ModelEntry, read_manifest
+from edge.preprocess import prepare_batch
+from edge.runtime import LoadedModel, load_model
+
+RANDOM_SEED = 0
+MAX_IMAGES = 16          # distinct inputs cycled through the timing loop; more adds load time, not information
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    bundle: Path
+    warmup: int | None = None     # None: the board config's benchmark counts
+    repeat: int | None = None
+    threads: int | None = None    # None: the board config's threads
+    backend: str | None = None    # None: every backend that runs each file's format
+    images: Path | None = None    # None: a seeded random image
+
+
+def model_facts(entry: ModelEntry) -> dict:
+    return {"name": entry.name, "task": entry.task, "architecture": entry.architecture, "file": entry.file,
+            "format": entry.format, "precision": entry.precision, "sha256": entry.sha256,
+            "input_shape": list(entry.input.shape)}
+
+
+def runs_for(manifest: Manifest, backend: str | None) -> list[tuple[ModelEntry, str]]:
+    """(entry, backend) for every model file and every backend that runs its format."""
+    if backend is not None:
+        BACKENDS.target(backend)  # an unknown name fails with the valid ones
+    runs = [(entry, name) for entry in manifest.models for name, formats in BACKEND_FORMATS.items()
+            if entry.format in formats and backend in (None, name)]
+    if not runs:
+        have = ", ".join(sorted({e.format for e in manifest.models}))
+        raise UserError(f"backend {backend} runs none of the bundle's formats ({have})")
+    return runs
+
+
+def random_batches(entry: ModelEntry) -> tuple[list[np.ndarray], str]:
+    height, width = entry.input.size
+    image = np.random.default_rng(RANDOM_SEED).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return [prepare_batch([image], entry.input)], f"random uint8 image (seed {RANDOM_SEED})"
+
+
+def image_batches(entry: ModelEntry, images: list[np.ndarray], detector: BlazeFaceDetector | None,
+                  folder: Path) -> tuple[list[np.ndarray], str]:
+    """Real inputs cropped as the model expects: letterboxed frames for a detector, aligned faces otherwise."""
+    if entry.input.crop == "letterbox":
+        crops = [letterbox(image, entry.input.size[0])[0] for image in images]
+    else:
+        if detector is None:
+            raise UserError(f"--images needs a detect model in the bundle to align faces for {entry.name}")
+        faces = [(image, largest(detector.detect(image))) for image in images]
+        crops = [align_face(image, face.keypoints) for image, face in faces if face is not None]
+        if not crops:
+            raise UserError(f"no face found in the first {len(images)} images of {folder}; "
+                            f"give a folder of face photos")
+    return [prepare_batch([crop], entry.input) for crop in crops], f"{len(crops)} images from {folder}"
+
+
+def load_images(folder: Path) -> list[np.ndarray]:
+    images = [img for img in (read_image(p) for p in list_images(folder)[:MAX_IMAGES]) if img is not None]
+    if not images:
+        raise UserError(f"{folder} holds no readable images")
+    return images
+
+
+def fp32_comparisons(results: list[dict]) -> None:
+    """Adds ``vs_fp32`` to each result: its speed against the FP32 file of the same model and backend."""
+    for result in results:
+        model = result["model"]
+        reference = next((r for r in results if r["backend"] == result["backend"]
+                          and r["model"]["precision"] == "fp32" and r["model"]["task"] == model["task"]
+                          and r["model"]["architecture"] == model["architecture"]), None)
+        if reference is None or reference is result:
+            result["vs_fp32"] = None
+            continue
+        result["vs_fp32"] = {
+            "reference": reference["model"]["name"],
+            "speedup_p50": reference["summary"]["p50"] / result["summary"]["p50"],
+            "speedup_mean": reference["summary"]["mean"] / result["summary"]["mean"],
+        }
+
+
+def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
+    """Times every (model, backend) of the bundle interleaved; returns the board name and one result each."""
+    manifest = read_manifest(options.bundle)
+    board = load_board(manifest.board)
+    warmup = board.benchmark.warmup if options.warmup is None else options.warmup
+    repeat = board.benchmark.repeat if options.repeat is None else options.repeat
+    threads = options.threads or board.threads
+    if warmup < 0 or repeat < 1 or threads < 1:
+        raise UserError("--warmup must be >= 0, --repeat and --threads >= 1")
+    runs = runs_for(manifest, options.backend)
+    images = load_images(options.images) if options.images else None
+    loaded: list[LoadedModel] = []
+    try:
+        detector = None
+        if images is not None and manifest.for_task("detect"):
+            entry = manifest.for_task("detect")[0]
+            loaded.append(load_model(options.bundle, entry, threads, preference=board.backends))
+            detector = BlazeFaceDetector(loaded[-1])
+        calls, prepared = {}, {}
+        for entry, backend in runs:
+            model = load_model(options.bundle, entry, threads, backend=backend)
+            loaded.append(model)
+            batches, description = (image_batches(entry, images, detector, options.images) if images is not None
+                                    else random_batches(entry))
+            key = f"{entry.name}/{backend}"
+            next_batch = itertools.cycle(batches).__next__
+            calls[key] = lambda model=model, next_batch=next_batch: model.infer(next_batch())
+            prepared[key] = (entry, backend, model.backend.describe(), description)
+        times = time_interleaved(calls, warmup, repeat, desc=f"latency x{len(calls)} models")
+    finally:
+        for model in loaded:
+            model.close()
+    environment = collect_environment(manifest.board, threads)
+    results = []
+    for key, (entry, backend, described, description) in prepared.items():
+        results.append(new_result(
+            "latency", environment, bundle=str(options.bundle), model=model_facts(entry), backend=backend,
+            runtime=described, batch=1, input=description, warmup=warmup, repeat=repeat, schedule="interleaved",
+            timings_ms=times[key], summary=summarize(times[key])))
+    fp32_comparisons(results)
+    return manifest.board, results

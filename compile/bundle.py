@@ -1,0 +1,178 @@
+"""Assembling one board's bundle: export every artifact, gate it, write manifest and report, swap it in place.
+
+Functions here take models as (nn.Module, InputSpec, ...) through SourceModel, so they work on any module;
+only the CLI reads checkpoints. The bundle is built in a staging folder next to its final place and swapped in
+once its manifest validates, so a failed or interrupted compile never leaves a half-written bundle behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from compile import exporters
+from compile.calibration import CalibrationSet
+from compile.exporters import ExportedFile, ExportRequest
+from compile.report import ArtifactRow, write_report
+from compile.validate import run_artifact, gate, torch_reference
+from edge.boards import Artifact, BoardConfig
+from edge.manifest import Manifest, ModelEntry, OutputSpec, InputSpec, read_manifest, sha256_file, write_manifest
+from edge.preprocess import prepare_batch
+from edge.vendor_models import detector_entry, packaged_model_path
+
+OUTPUTS = {  # task -> (output name, meaning)
+    "verify": ("embedding", "embedding (L2-normalise before cosine similarity)"),
+    "generate": ("image", "image laid out and normalised like the input (edge.preprocess.output_to_images)"),
+}
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """A trained model to compile, with the facts the manifest needs from its checkpoint."""
+
+    role: str                         # names its files and entries: "verifier" -> verifier.int8.onnx
+    task: str                         # verify | generate
+    architecture: str
+    model: torch.nn.Module
+    spec: InputSpec
+    sha256: str                       # of the checkpoint file
+    threshold: float | None = None
+    metrics: dict = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    bundle_dir: Path
+    manifest: Manifest
+    rows: list[ArtifactRow]
+
+    @property
+    def rejected(self) -> list[ArtifactRow]:
+        return [r for r in self.rows if not r.passed]
+
+
+def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
+                 calibration: CalibrationSet, out: Path, detector: str | None) -> BuildResult:
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / board.name
+    staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
+    staging.chmod(0o755)  # mkdtemp makes it private; the bundle is meant to be copied and read by others
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        entries: list[ModelEntry] = []
+        rows: list[ArtifactRow] = []
+        with tempfile.TemporaryDirectory(prefix="compile-work-") as workdir:
+            jobs = [(source, artifact) for source in sources for artifact in artifacts]
+            for source, artifact in tqdm(jobs, desc="artifacts", unit="file"):
+                entry, row = _compile_one(board, source, artifact, calibration, staging, Path(workdir))
+                rows.append(row)
+                if row.passed:
+                    entries.append(entry)
+        if detector:
+            entries.append(_copy_detector(detector, staging))
+        manifest = Manifest(board=board.name, created=created, tools=tool_versions(artifacts), models=tuple(entries))
+        write_manifest(staging, manifest)
+        write_report(staging, board.name, created, rows, calibration.describe(),
+                     {"artifacts requested": ", ".join(map(str, artifacts)),
+                      "calibration method (int8)": "onnxruntime static MinMax, QDQ, per-channel int8 weights, "
+                                                   "uint8 activations"})
+        read_manifest(staging, verify_files=True)
+        _swap_into_place(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuildResult(final, manifest, rows)
+
+
+def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, calibration: CalibrationSet,
+                 staging: Path, workdir: Path) -> tuple[ModelEntry, ArtifactRow]:
+    """Exports one artifact and measures it; a file that fails its gate is deleted from the bundle."""
+    output_name, _ = OUTPUTS[source.task]
+    path = staging / f"{source.role}.{artifact.precision}.{artifact.format}"
+    needs_calibration = artifact.precision == "int8"
+    request = ExportRequest(
+        model=source.model.eval(), spec=source.spec, output_name=output_name, path=path, workdir=workdir,
+        opset=board.onnx_opset,
+        calibration=prepare_batch(calibration.images, source.spec) if needs_calibration else None,
+    )
+    exported = exporters.export(artifact, request)
+    held_out = prepare_batch(calibration.held_out, source.spec)
+    reference = torch_reference(source.model, held_out)
+    entry = make_entry(source, artifact, exported, reference.shape[1:],
+                       _calibration_record(calibration, exported) if needs_calibration else None)
+    threads = max(1, min(board.threads, os.cpu_count() or 1))
+    candidate, backend = run_artifact(staging, entry, held_out, threads, board.backends)
+    accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend)
+    entry = dataclasses.replace(entry, accuracy=accuracy)
+    row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,
+                      metric=accuracy["metric"], mean=accuracy["mean"], min=accuracy["min"],
+                      budget=accuracy["budget"], passed=accuracy["passed"], backend=backend,
+                      psnr_db=accuracy.get("psnr_db_mean"))
+    if not row.passed:
+        path.unlink()
+    return entry, row
+
+
+def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, output_shape: tuple[int, ...],
+               calibration: dict | None) -> ModelEntry:
+    """The manifest entry: the checkpoint's preprocessing with the file's own input name, shape and layout."""
+    _, meaning = OUTPUTS[source.task]
+    spec = dataclasses.replace(source.spec, name=exported.input_name, shape=exported.input_shape,
+                               layout=exported.input_layout)
+    return ModelEntry(
+        name=f"{source.role}.{artifact.format}.{artifact.precision}", task=source.task,
+        architecture=source.architecture, file=exported.path.name, format=artifact.format,
+        precision=artifact.precision, input=spec,
+        outputs=tuple(OutputSpec(name, (1, *output_shape), meaning) for name in exported.output_names),
+        sha256=sha256_file(exported.path), source_sha256=source.sha256, calibration=calibration,
+        threshold=source.threshold if source.task == "verify" else None,
+        extra={"training_metrics": source.metrics, "checkpoint_created": source.created, **exported.details},
+    )
+
+
+def _calibration_record(calibration: CalibrationSet, exported: ExportedFile) -> dict:
+    return {"fingerprint": calibration.fingerprint, "method": exported.calibration_method,
+            "images": len(calibration.images)}
+
+
+def _copy_detector(name: str, staging: Path) -> ModelEntry:
+    """MediaPipe's BlazeFace file goes in unchanged; it is checked by sha256 only (we did not train it)."""
+    file = f"detector.{name}.tflite"
+    shutil.copyfile(packaged_model_path(name), staging / file)
+    return detector_entry(name, file, staging / file)
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    """Two renames on one filesystem: readers see the old bundle or the new one, never a mixture."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def tool_versions(artifacts: list[Artifact]) -> dict[str, str]:
+    import cv2
+
+    names = ["torch", "onnx", "onnxruntime", "ai-edge-litert", "numpy"]
+    if any(a.format == "tflite" for a in artifacts):
+        names.append("litert-torch")
+    if any(a.precision == "fp16" and a.format == "onnx" for a in artifacts):
+        names.append("onnxconverter-common")
+    tools = {"python": platform.python_version(), "opencv": cv2.__version__}
+    for name in names:
+        try:
+            tools[name] = version(name)
+        except PackageNotFoundError:
+            tools[name] = "not installed"
+    return tools

@@ -1,0 +1,111 @@
+"""``python -m compile --target BOARD``: trained checkpoints -> a validated bundle in ``<out>/<board>/``.
+
+No sub-command: compiling for a board is the package's one verb. Every option is checked against the board's
+capability table before any work starts; conflicting options are refused, never rewritten.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from compile import exporters
+from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
+from compile.calibration import load_calibration_set
+from compile.report import render_table
+from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
+from edge.errors import UserError
+from edge.vendor_models import VENDOR_MODELS, packaged_model_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compile", description=__doc__.splitlines()[0])
+    parser.add_argument("--target", help="board name or alias from board_configs/ (see --list_targets)")
+    parser.add_argument("--checkpoints", nargs="+", type=Path,
+                        default=[Path("runs/verifier.pt"), Path("runs/generator.pt")],
+                        help="checkpoints to compile; each file's stem names its bundle files")
+    parser.add_argument("--calibration", type=Path, default=Path("data/aligned"),
+                        help="folder of aligned 112x112 face crops (any depth)")
+    parser.add_argument("--calibration_images", type=int, default=300,
+                        help="images used to calibrate INT8 ranges (64 more are held out for the accuracy gate)")
+    parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
+    parser.add_argument("--artifacts", help="comma-separated FORMAT:PRECISION list replacing the board's own; "
+                                            "each must be in the board's supports table")
+    parser.add_argument("--detector", default="blazeface_short", choices=sorted(VENDOR_MODELS),
+                        help="packaged face detector copied into the bundle")
+    parser.add_argument("--seed", type=int, default=0, help="seed for choosing calibration images")
+    parser.add_argument("--list_targets", action="store_true", help="list boards and aliases, then exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list_targets:
+            print(list_targets())
+            return 0
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.target:
+        raise UserError("say which board to compile for: --target NAME (see --list_targets)")
+    board = load_board(args.target)
+    artifacts = choose_artifacts(board, args.artifacts)
+    if any(a.format == "tflite" for a in artifacts):
+        from compile.export_tflite import require_converter
+        require_converter()
+    packaged_model_path(args.detector)          # fail now, not after the slow exports
+    sources = [load_source(path) for path in args.checkpoints]
+    roles = [s.role for s in sources]
+    if len(set(roles)) != len(roles):
+        raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
+    calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
+    result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector)
+    return summarise(result)
+
+
+def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]:
+    """The board's artifact list, or the user's; every item must be in the board's capability table."""
+    if override is None:
+        artifacts = board.artifact_list()
+    else:
+        artifacts = [Artifact.parse(item.strip()) for item in override.split(",") if item.strip()]
+        if not artifacts:
+            raise UserError("--artifacts is empty; write e.g. --artifacts onnx:fp32,onnx:int8")
+    for artifact in artifacts:
+        if artifact.precision not in board.supports.get(artifact.format, ()):
+            table = ", ".join(f"{fmt}:{'/'.join(ps)}" for fmt, ps in board.supports.items())
+            raise UserError(f"board {board.name} does not support {artifact}; it supports {table}")
+        exporters.check_buildable(artifact)
+    return artifacts
+
+
+def load_source(path: Path) -> SourceModel:
+    from trainer.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    if checkpoint.task not in OUTPUTS:
+        raise UserError(f"{path}: compile makes verify and generate models, not {checkpoint.task!r}")
+    return SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
+                       model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
+                       threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created)
+
+
+def summarise(result: BuildResult) -> int:
+    print(render_table(result.rows))
+    print(f"bundle: {result.bundle_dir} ({len(result.manifest.models)} models; report: "
+          f"{result.bundle_dir / 'report.md'})")
+    for row in result.rejected:
+        print(f"error: {row.model} rejected: {row.metric} mean {row.mean:.5f} < budget {row.budget} "
+              f"(min {row.min:.5f}); left out of the bundle", file=sys.stderr)
+    return 1 if result.rejected else 0
+
+
+def list_targets() -> str:
+    lines = [f"{name}: artifacts {', '.join(load_board(name).artifacts)}" for name in board_names()]
+    lines += [f"{alias} -> {board}" for alias, board in sorted(aliases().items())]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""The real BlazeFace detector and the alignment on real faces from ../shared/data."""
+import re
+
+import numpy as np
+import pytest
+
+from edge.align import TEMPLATE_112, align_face, five_to_four, similarity_transform
+from edge.dataprep import largest
+from edge.detect import box_iou
+from edge.imageio import read_image
+from edge.sources import open_source
+from edge.vendor_models import load_packaged_detector
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return load_packaged_detector()
+
+
+def test_detects_every_orl_face(shared_data, detector):
+    paths = sorted((shared_data / "orl").glob("s*/*.pgm"))
+    found = sum(bool(detector.detect(read_image(p))) for p in paths)
+    assert len(paths) == 400
+    assert found / len(paths) >= 0.98
+
+
+def _faces80(shared_data, count):
+    lines = (shared_data / "faces80" / "landmarks.txt").read_text().split("\n")
+    for line in lines[:count]:
+        path, *values = line.split()
+        values = np.array(values, np.float32)
+        yield shared_data / "faces80" / path, np.stack([values[:5], values[5:]], axis=1)
+
+
+def test_keypoints_match_faces80_landmarks(shared_data, detector):
+    errors, found = [], 0
+    for path, points in _faces80(shared_data, 300):
+        face = largest(detector.detect(read_image(path)))
+        if face is None:
+            continue
+        found += 1
+        reference = five_to_four(points)
+        inter_ocular = np.linalg.norm(reference[0] - reference[1])
+        errors.append(np.linalg.norm(face.keypoints[:4] - reference, axis=1).mean() / inter_ocular)
+    assert found >= 285
+    assert np.median(errors) < 0.15          # measured 0.08 on this set
+
+
+def test_alignment_lands_landmarks_on_the_template(shared_data, detector):
+    deviations = []
+    for path, points in _faces80(shared_data, 100):
+        image = read_image(path)
+        face = largest(detector.detect(image))
+        if face is None:
+            continue
+        aligned = align_face(image, face.keypoints)
+        assert aligned.shape == (112, 112, 3)
+        # the ground-truth eyes, mapped by the same transform, should fall near the template's eyes
+        matrix = similarity_transform(face.keypoints[:4], TEMPLATE_112)
+        eyes = points[:2] @ matrix[:, :2].T + matrix[:, 2]
+        deviations.append(np.linalg.norm(eyes - TEMPLATE_112[:2], axis=1).mean())
+    assert np.median(deviations) < 5.0       # pixels in the 112x112 crop
+
+
+def test_stage_clip_detection_rate(shared_data, detector):
+    with open_source(str(shared_data / "video" / "stage_clip_360p.mp4")) as source:
+        hits = [bool(detector.detect(frame.image)) for frame in source]
+    assert len(hits) == 275
+    assert np.mean(hits) >= 0.7              # short-range model, a performer far from the camera: 80% measured
+
+
+def _labelled_boxes(shared_data, name):
+    xml = (shared_data / "detect" / "testing.xml").read_text() + (shared_data / "detect" / "training.xml").read_text()
+    block = re.search(rf"<image file='{re.escape(name)}'.*?</image>", xml, re.S).group(0)
+    return [np.array([int(left), int(top), int(left) + int(w), int(top) + int(h)], np.float32)
+            for top, left, w, h in re.findall(r"top='(\d+)' left='(\d+)' width='(\d+)' height='(\d+)'", block)]
+
+
+def test_no_face_in_the_dog_photo_and_a_face_in_a_portrait(shared_data, detector):
+    # one dog's face scores 0.60 against the model's default 0.5 cut-off: a known weakness, kept visible here
+    assert all(f.score < 0.65 for f in detector.detect(read_image(shared_data / "detect" / "dogs.jpg")))
+    name = "Tom_Cruise_avp_2014_4.jpg"
+    faces = detector.detect(read_image(shared_data / "detect" / name))
+    truth = np.stack(_labelled_boxes(shared_data, name))
+    assert any(box_iou(f.box, truth).max() > 0.3 for f in faces)

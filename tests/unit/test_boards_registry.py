@@ -1,0 +1,63 @@
+import pytest
+import yaml
+
+from edge.boards import Artifact, board_names, load_board, resolve_board_name
+from edge.errors import UserError
+from edge.registry import Registry
+
+pytestmark = pytest.mark.unit
+
+
+def test_registry_unknown_name_lists_valid_and_closest():
+    registry = Registry("backend", {"onnxruntime": "x:y", "tflite": "x:z"})
+    with pytest.raises(UserError, match=r"did you mean 'onnxruntime'.*valid: onnxruntime, tflite"):
+        registry.get("onnxrutime")
+
+
+def test_every_board_loads_and_aliases_resolve():
+    assert {"host", "rpi4", "rpi5", "jetson-nano", "jetson-orin-nano"} <= set(board_names())
+    for name in board_names():
+        board = load_board(name)
+        assert board.name == name
+        assert board.artifact_list()
+    assert resolve_board_name("jetson") == "jetson-orin-nano"
+    assert load_board("rpi").name == "rpi4"
+
+
+def test_nano_has_no_int8_and_orin_does():
+    assert "int8" not in load_board("jetson-nano").supports["onnx"]
+    assert "int8" in load_board("jetson-orin-nano").supports["tensorrt"]
+
+
+def _write(tmp_path, **changes):
+    raw = yaml.safe_load(open(load_board.__globals__["BOARD_DIR"] / "host.yaml"))
+    raw.update(changes)
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_unknown_key_names_key_and_valid_ones(tmp_path):
+    with pytest.raises(UserError, match=r"unknown key 'thread'.*valid keys: name"):
+        load_board(_write(tmp_path, thread=4))
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    with pytest.raises(UserError, match=r"key 'threads' must be of type int"):
+        load_board(_write(tmp_path, threads="four"))
+
+
+def test_artifact_outside_capability_table_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"tflite:fp16 is not in the board's supports"):
+        load_board(_write(tmp_path, artifacts=["tflite:fp16"]))
+
+
+def test_unknown_board_suggests(tmp_path):
+    with pytest.raises(UserError, match="did you mean 'rpi4'"):
+        load_board("rpi44")
+
+
+def test_artifact_parse():
+    assert Artifact.parse("onnx:int8") == Artifact("onnx", "int8")
+    with pytest.raises(UserError):
+        Artifact.parse("onnx")

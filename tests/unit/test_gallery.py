@@ -1,0 +1,62 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from edge.errors import UserError
+from edge.gallery import MIGRATIONS, Gallery
+
+pytestmark = pytest.mark.unit
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_enroll_and_templates_are_tied_to_the_model(tmp_path):
+    gallery = Gallery(tmp_path / "g.db")
+    gallery.enroll("alice", [_unit([1, 0, 0]), _unit([1, 0.1, 0])], "model-a", ["a1.png", "a2.png"])
+    gallery.enroll("bob", [_unit([0, 1, 0])], "model-a", ["b.png"])
+    gallery.enroll("carol", [_unit([0, 0, 1])], "model-b", ["c.png"])
+    templates = gallery.templates("model-a")
+    assert templates.names == ["alice", "bob"]
+    assert templates.other_models == 1
+    np.testing.assert_allclose(np.linalg.norm(templates.matrix, axis=1), 1, atol=1e-6)
+    assert gallery.templates("model-c").names == [] and gallery.templates("model-c").other_models == 4
+    assert dict(gallery.identities()) == {"alice": 2, "bob": 1, "carol": 1}
+    assert gallery.remove("bob") and not gallery.remove("bob")
+    gallery.close()
+
+
+def test_schema_version_and_wal(tmp_path):
+    Gallery(tmp_path / "g.db").close()
+    db = sqlite3.connect(tmp_path / "g.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(UserError, match="newer than this runtime"):
+        Gallery(tmp_path / "g.db")
+
+
+def test_failed_enrolment_writes_nothing(tmp_path):
+    gallery = Gallery(tmp_path / "g.db")
+    rows = np.zeros((2, 3), np.float32)
+    with pytest.raises(sqlite3.Error):                     # an unbindable source fails after the identity insert
+        gallery.enroll("dave", rows, "m", ["x", object()])
+    assert gallery.identities() == []
+
+
+def test_events_are_logged(tmp_path):
+    gallery = Gallery(tmp_path / "g.db")
+    gallery.log_events([{"frame": 1, "identity": None, "score": 0.1, "box": [1, 2, 3, 4]}] * 3)
+    assert gallery.event_count() == 3
+
+
+def test_corrupt_database_is_refused(tmp_path):
+    path = tmp_path / "g.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="not a usable gallery"):
+        Gallery(path)

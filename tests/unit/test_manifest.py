@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from edge.errors import UserError
+from edge.manifest import Manifest, read_manifest, sha256_file, write_manifest
+from edge.vendor_models import detector_entry
+
+pytestmark = pytest.mark.unit
+
+
+def _bundle(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"model bytes")
+    entry = detector_entry("blazeface_short", "m.tflite", model)
+    write_manifest(tmp_path, Manifest(board="host", created="now", tools={"x": "1"}, models=(entry,)))
+    return model
+
+
+def test_round_trip(tmp_path):
+    model = _bundle(tmp_path)
+    manifest = read_manifest(tmp_path)
+    entry = manifest.find("detect")
+    assert entry.sha256 == sha256_file(model)
+    assert entry.input.size == (128, 128) and entry.input.layout == "NHWC"
+    assert entry.extra["strides"] == [8, 16, 16, 16]
+
+
+def test_checksum_mismatch_names_the_file(tmp_path):
+    model = _bundle(tmp_path)
+    model.write_bytes(b"tampered")
+    with pytest.raises(UserError, match="m.tflite .*fails its checksum"):
+        read_manifest(tmp_path)
+
+
+def test_unknown_schema_version_refused(tmp_path):
+    _bundle(tmp_path)
+    path = tmp_path / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 99
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UserError, match="unknown schema_version 99"):
+        read_manifest(tmp_path)
+
+
+def test_missing_manifest_and_missing_task(tmp_path):
+    with pytest.raises(UserError, match="manifest.json is missing"):
+        read_manifest(tmp_path)
+    _bundle(tmp_path)
+    with pytest.raises(UserError, match="no verify model"):
+        read_manifest(tmp_path).find("verify")

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from edge import metrics
+
+pytestmark = pytest.mark.unit
+
+
+def test_perfect_separation():
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1, 0.0] * 4)
+    same = np.array([1, 1, 1, 0, 0, 0] * 4, bool)
+    assert metrics.roc_auc(scores, same) == pytest.approx(1.0)
+    assert metrics.equal_error_rate(scores, same)[0] == pytest.approx(0.0)
+    assert metrics.kfold_accuracy(scores, same, folds=4).mean == pytest.approx(1.0)
+    threshold = metrics.threshold_at_far(scores, same, 0.0)
+    assert 0.2 < threshold <= 0.7
+    assert metrics.tar_at_far(scores, same, 0.0) == 1.0
+
+
+def test_random_scores_give_chance():
+    rng = np.random.default_rng(0)
+    scores = rng.random(4000)
+    same = rng.random(4000) < 0.5
+    assert metrics.roc_auc(scores, same) == pytest.approx(0.5, abs=0.03)
+    assert metrics.equal_error_rate(scores, same)[0] == pytest.approx(0.5, abs=0.03)
+
+
+def test_known_auc_with_ties():
+    # genuine {0.5, 1.0}, impostor {0.5, 0.0}: P(g > i) + P(tie)/2 = (3 + 0.5) / 4
+    assert metrics.roc_auc(np.array([1.0, 0.5, 0.5, 0.0]), np.array([1, 1, 0, 0], bool)) == pytest.approx(0.875)
+
+
+def test_psnr_and_cosine():
+    a = np.zeros((4, 4))
+    assert metrics.psnr(a, a + 0.1) == pytest.approx(20.0)
+    assert metrics.psnr(a, a) == float("inf")
+    np.testing.assert_allclose(metrics.cosine_similarity(np.eye(2), np.array([[1, 0], [1, 1]])), [1, 2 ** -0.5])

@@ -1,0 +1,70 @@
+import cv2
+import numpy as np
+import pytest
+
+from edge.detect import letterbox, ssd_anchors, weighted_nms
+from edge.errors import UserError
+from edge.sources import open_source, source_scheme
+
+pytestmark = pytest.mark.unit
+
+
+def test_anchor_layout_of_short_range_blazeface():
+    anchors = ssd_anchors(128, [8, 16, 16, 16])
+    assert anchors.shape == (896, 2)
+    np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[1], anchors[0])            # two anchors per 16x16 cell
+    np.testing.assert_allclose(anchors[512], [0.5 / 8, 0.5 / 8])  # then six per 8x8 cell
+    np.testing.assert_allclose(anchors[517], anchors[512])
+
+
+def test_letterbox_keeps_aspect_and_reports_padding():
+    canvas, scale, (pad_x, pad_y) = letterbox(np.full((100, 200, 3), 255, np.uint8), 128)
+    assert canvas.shape == (128, 128, 3) and scale == pytest.approx(0.64)
+    assert pad_x == 0 and pad_y == 32
+    assert canvas[0, 0].max() == 0 and canvas[64, 64].min() == 255
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
+    points = np.zeros((3, 6, 2), np.float32)
+    kept = weighted_nms(boxes, points, np.array([0.9, 0.6, 0.8]), 0.3)
+    assert len(kept) == 2
+    assert 0 < kept[0][0][0] < 1                                   # averaged towards the second box
+
+
+def test_folder_source_skips_corrupt_images(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i * 40, np.uint8))
+    (tmp_path / "3.png").write_bytes(b"not a png")
+    with open_source(str(tmp_path)) as source:
+        frames = list(source)
+        assert [f.index for f in frames] == [0, 1, 2] and source.skipped == 1
+
+
+def test_video_file_source(tmp_path):
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(5):
+        writer.write(np.full((24, 32, 3), i * 50, np.uint8))
+    writer.release()
+    with open_source(str(path)) as source:
+        frames = list(source)
+    assert len(frames) == 5 and frames[0].image.shape == (24, 32, 3)
+
+
+def test_unknown_scheme_and_missing_path():
+    with pytest.raises(UserError, match="unknown source scheme 'rtps'"):
+        open_source("rtps://camera")
+    with pytest.raises(UserError, match="neither an existing file"):
+        source_scheme("/no/such/video.mp4")
+
+
+def test_missing_camera_is_retried_then_refused():
+    with pytest.raises(UserError, match="could not be opened after 2 attempts"):
+        open_source("v4l2:///dev/video99?retries=2&backoff_s=0.01")
+
+
+def test_source_options_are_checked():
+    with pytest.raises(UserError, match="unknown option 'fps_'"):
+        open_source("v4l2:///dev/video99?fps_=3")
