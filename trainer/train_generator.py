@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ class Result:
 
 def train_generator(data: str | Path, out: str | Path, *, epochs: int = 15, batch_size: int = 64, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
-                    latent: int = 32) -> Result:
+                    latent: int = 32, command: str = "") -> Result:
     check_options(epochs, batch_size, lr, max_seconds)
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -105,7 +104,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 15, batc
             "Files": [f"- checkpoint: `{out}`",
                       f"- samples: `{samples.name}`: held-out originals (top), their reconstructions (middle), "
                       "faces decoded from random latents (bottom)",
-                      f"- command: `{shlex.join(['python', '-m', 'trainer', *sys.argv[1:]])}`"],
+                      f"- command: `{command}`"],
         })
     return Result(metrics, out, report, samples, summary)
 

@@ -78,10 +78,20 @@ def _labelled_boxes(shared_data, name):
             for top, left, w, h in re.findall(r"top='(\d+)' left='(\d+)' width='(\d+)' height='(\d+)'", block)]
 
 
-def test_no_face_in_the_dog_photo_and_a_face_in_a_portrait(shared_data, detector):
+def test_no_strong_face_in_the_dog_photo(shared_data, detector):
     # one dog's face scores 0.60 against the model's default 0.5 cut-off: a known weakness, kept visible here
     assert all(f.score < 0.65 for f in detector.detect(read_image(shared_data / "detect" / "dogs.jpg")))
-    name = "Tom_Cruise_avp_2014_4.jpg"
+
+
+# Photos whose faces are large enough for the short-range model (made for faces within ~2 m of the camera).
+# In the group photos (faces under 10% of the image width) it finds 1 of 33 faces: that needs the full-range
+# model or tiling, later work.
+NEAR_FACE_PHOTOS = ("2008_001009.jpg", "2008_001322.jpg", "2008_002506.jpg", "2009_004587.jpg")
+
+
+@pytest.mark.parametrize("name", NEAR_FACE_PHOTOS)
+def test_finds_the_labelled_faces_in_near_photos(shared_data, detector, name):
     faces = detector.detect(read_image(shared_data / "detect" / name))
-    truth = np.stack(_labelled_boxes(shared_data, name))
-    assert any(box_iou(f.box, truth).max() > 0.3 for f in faces)
+    truth = _labelled_boxes(shared_data, name)
+    found = [any(box_iou(t, np.stack([f.box]))[0] > 0.3 for f in faces) for t in truth]
+    assert all(found)

