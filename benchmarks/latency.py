@@ -105,7 +105,7 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
     board = load_board(manifest.board)
     warmup = board.benchmark.warmup if options.warmup is None else options.warmup
     repeat = board.benchmark.repeat if options.repeat is None else options.repeat
-    threads = options.threads or board.threads
+    threads = board.threads if options.threads is None else options.threads
     if warmup < 0 or repeat < 1 or threads < 1:
         raise UserError("--warmup must be >= 0, --repeat and --threads >= 1")
     runs = runs_for(manifest, options.backend)

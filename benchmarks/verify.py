@@ -68,6 +68,9 @@ def score_pairs(pairs_file: PairsFile, embeddings: dict) -> tuple[np.ndarray, np
 
 def run_verify(options: VerifyOptions) -> tuple[str, dict]:
     pairs_file = parse_pairs(options.pairs)
+    if pairs_file.folds < 2:
+        raise UserError(f"{options.pairs} has 1 fold; k-fold accuracy picks each fold's threshold on the others, "
+                        f"so it needs at least 2 (python -m benchmarks pairs --folds 10)")
     keys = sorted({(p.name1, p.n1) for p in pairs_file.pairs} | {(p.name2, p.n2) for p in pairs_file.pairs})
     paths = {key: find_image(options.images, *key) for key in keys}   # every missing image fails before any work
     board = read_manifest(options.bundle).board

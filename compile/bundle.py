@@ -62,7 +62,8 @@ class BuildResult:
 
 
 def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
-                 calibration: CalibrationSet, out: Path, detector: str | None) -> BuildResult:
+                 calibration: CalibrationSet, out: Path, detector: str | None,
+                 calibration_method: str = "minmax") -> BuildResult:
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
     staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
@@ -74,7 +75,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
         with tempfile.TemporaryDirectory(prefix="compile-work-") as workdir:
             jobs = [(source, artifact) for source in sources for artifact in artifacts]
             for source, artifact in tqdm(jobs, desc="artifacts", unit="file"):
-                entry, row = _compile_one(board, source, artifact, calibration, staging, Path(workdir))
+                entry, row = _compile_one(board, source, artifact, calibration, calibration_method, staging,
+                                          Path(workdir))
                 rows.append(row)
                 if row.passed:
                     entries.append(entry)
@@ -84,8 +86,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
         write_manifest(staging, manifest)
         write_report(staging, board.name, created, rows, calibration.describe(),
                      {"artifacts requested": ", ".join(map(str, artifacts)),
-                      "calibration method (int8)": "onnxruntime static MinMax, QDQ, per-channel int8 weights, "
-                                                   "uint8 activations"})
+                      "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
+                                           "per-channel int8 weights, uint8 activations"})
         read_manifest(staging, verify_files=True)
         _swap_into_place(staging, final)
     except BaseException:
@@ -95,7 +97,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
 
 
 def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, calibration: CalibrationSet,
-                 staging: Path, workdir: Path) -> tuple[ModelEntry, ArtifactRow]:
+                 calibration_method: str, staging: Path, workdir: Path) -> tuple[ModelEntry, ArtifactRow]:
     """Exports one artifact and measures it; a file that fails its gate is deleted from the bundle."""
     output_name, _ = OUTPUTS[source.task]
     path = staging / f"{source.role}.{artifact.precision}.{artifact.format}"
@@ -104,6 +106,7 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
         model=source.model.eval(), spec=source.spec, output_name=output_name, path=path, workdir=workdir,
         opset=board.onnx_opset,
         calibration=prepare_batch(calibration.images, source.spec) if needs_calibration else None,
+        calibration_method=calibration_method,
     )
     exported = exporters.export(artifact, request)
     held_out = prepare_batch(calibration.held_out, source.spec)

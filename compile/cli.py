@@ -12,6 +12,7 @@ from pathlib import Path
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
 from compile.calibration import load_calibration_set
+from compile.quantize import METHODS
 from compile.report import render_table
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
 from edge.errors import UserError
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of aligned 112x112 face crops (any depth)")
     parser.add_argument("--calibration_images", type=int, default=300,
                         help="images used to calibrate INT8 ranges (64 more are held out for the accuracy gate)")
+    parser.add_argument("--calibration_method", default="minmax", choices=sorted(METHODS),
+                        help="how INT8 activation ranges are chosen from the calibration images")
     parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
     parser.add_argument("--artifacts", help="comma-separated FORMAT:PRECISION list replacing the board's own; "
                                             "each must be in the board's supports table")
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
-    result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector)
+    result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector,
+                          args.calibration_method)
     return summarise(result)
 
 

@@ -6,7 +6,6 @@ added; the layout is recorded from the interpreter's input shape, never assumed.
 from __future__ import annotations
 
 import importlib
-import logging
 from importlib.metadata import version
 
 import torch
@@ -28,8 +27,8 @@ def require_converter():
 def export_fp32(request: ExportRequest) -> ExportedFile:
     litert_torch = require_converter()
     sample = torch.zeros(request.spec.shape, dtype=torch.float32)      # (1, 3, H, W) per the spec
-    # The converter logs every pass at INFO; keep the compile output readable.
-    logging.getLogger("litert_torch").setLevel(logging.WARNING)
+    # The converter prints a line per pass; compile shows its own progress bar instead.
+    litert_torch.config.show_progress = False
     with torch.no_grad():
         litert_torch.convert(request.model.eval(), (sample,)).export(str(request.path))
     return describe_tflite(request)

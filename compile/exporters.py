@@ -41,6 +41,7 @@ class ExportRequest:
     workdir: Path                      # scratch space for intermediate files
     opset: int                         # highest ONNX opset the board accepts
     calibration: np.ndarray | None = None   # prepared calibration batch (N, ...) for quantized formats
+    calibration_method: str = "minmax"      # compile.quantize.METHODS
 
 
 @dataclass(frozen=True)

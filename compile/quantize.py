@@ -15,16 +15,20 @@ from compile.export_onnx import describe_onnx, write_fp32_onnx
 from compile.exporters import ExportedFile, ExportRequest
 from edge.errors import UserError
 
-CALIBRATION_BATCH = 16
-METHOD = "minmax"
+MAX_CALIBRATION_BATCH = 16
+# Calibration methods by name (values are onnxruntime CalibrationMethod members). MinMax is the default: fast
+# and standard. Percentile scored clearly higher (cosine 0.93 vs 0.88) on a BN-recalibrated random-weight
+# MobileFaceNetS, so it is offered; measure on the trained model before changing the default.
+METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
 class _BatchReader:
-    """onnxruntime's CalibrationDataReader protocol over a prepared calibration array."""
+    """onnxruntime's CalibrationDataReader protocol over a prepared calibration array, in equal batches: the
+    histogram calibrators (percentile, entropy) cannot merge a ragged last batch."""
 
     def __init__(self, input_name: str, data: np.ndarray):
-        self._feeds = iter([{input_name: data[i:i + CALIBRATION_BATCH]}
-                            for i in range(0, len(data), CALIBRATION_BATCH)])
+        size = max(b for b in range(1, MAX_CALIBRATION_BATCH + 1) if len(data) % b == 0)
+        self._feeds = iter([{input_name: data[i:i + size]} for i in range(0, len(data), size)])
 
     def get_next(self):
         return next(self._feeds, None)
@@ -34,6 +38,8 @@ def export_int8(request: ExportRequest) -> ExportedFile:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if request.calibration_method not in METHODS:
+        raise UserError(f"unknown calibration method {request.calibration_method!r}; valid: {', '.join(METHODS)}")
     if request.calibration is None or not len(request.calibration):
         raise UserError("onnx:int8 needs calibration images (--calibration DIR)")
     fp32_path = write_fp32_onnx(request, request.workdir / f"{request.path.stem}.fp32-source.onnx")
@@ -44,10 +50,11 @@ def export_int8(request: ExportRequest) -> ExportedFile:
     quantize_static(
         str(prepared), str(request.path), _BatchReader(request.spec.name, request.calibration),
         quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax,
+        activation_type=QuantType.QUInt8,
+        calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
     )
     onnx.checker.check_model(str(request.path))
     exported = describe_onnx(request.path, request.spec.layout, opset=request.opset,
                              quantizer="onnxruntime quantize_static", quant_format="QDQ", per_channel=True,
                              weights="int8", activations="uint8")
-    return dataclasses.replace(exported, calibration_method=METHOD)
+    return dataclasses.replace(exported, calibration_method=request.calibration_method)

@@ -74,7 +74,10 @@ def add_model_choice(parser: argparse.ArgumentParser) -> None:
 def run_synth(args) -> int:
     from edge.synthetic.dataset import write_identity_folders
 
-    stats = write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed, size=args.size)
+    try:
+        stats = write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed, size=args.size)
+    except ValueError as err:   # the renderer's own argument checks
+        raise UserError(str(err)) from err
     print(f"synth: {stats.identities} identities, {stats.images} images in {stats.root}")
     return 0
 

@@ -85,5 +85,6 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, spec: InputSpec,
 
 def reconstruction_metrics(inputs: np.ndarray, outputs: np.ndarray) -> dict:
     """PSNR over the whole held-out set (max value 1.0: the generator spec maps pixels to [0, 1]) and MSE."""
-    return {"psnr": metrics.psnr(outputs, inputs, max_value=1.0),
+    # float(): edge.metrics.psnr can return a numpy scalar, which the weights-only checkpoint loader refuses.
+    return {"psnr": float(metrics.psnr(outputs, inputs, max_value=1.0)),
             "mse": float(np.mean((outputs.astype(np.float64) - inputs) ** 2))}

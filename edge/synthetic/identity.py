@@ -104,6 +104,11 @@ def identity_from_seed(seed: int) -> Identity:
     )
 
 
+def identity_name(identity: Identity) -> str:
+    """The person's folder name in a synthetic dataset and their label in scene ground truth: ``id0042``."""
+    return f"id{identity.seed:04d}"
+
+
 def identities(n: int, first_seed: int = 0) -> list[Identity]:
     """``n`` people with consecutive seeds starting at ``first_seed``."""
     if n < 0:

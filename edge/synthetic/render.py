@@ -19,6 +19,7 @@ from edge.synthetic.identity import HAIR_BALD, HAIR_CURLY, HAIR_FRINGE, HAIR_LON
 # Random streams derived from a background seed; distinct so the noise does not mirror the background.
 _BACKGROUND_STREAM = 0xB6
 _NOISE_STREAM = 0x2A
+_STRANDS_STREAM = 0x5A        # per identity: the same person has the same strands in every image
 
 _SHIFT = 4                    # sub-pixel bits for cv2 drawing: coordinates are multiplied by 16
 _LIGHT_ELEVATION = 0.85       # radians between the light and the camera axis
@@ -149,7 +150,7 @@ class _Head:
         self.cos_r, self.sin_r = math.cos(roll), math.sin(roll)
 
     def outline(self, u, v) -> np.ndarray:
-        """Points of the head's silhouette and body: they do not turn, except the chin leaning with yaw."""
+        """Points of the head's silhouette and body: they do not turn; the jaw, neck and body lean with yaw."""
         u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
         lower = np.minimum(np.maximum(v, 0.0), 1.0)
         return self._to_image(u + 0.25 * self.sin_yaw * lower * lower, v)
@@ -187,7 +188,6 @@ class _Layout:
         self.nose_v = self.eye_v + identity.nose_length
         self.mouth_v = self.nose_v + identity.philtrum
         self.hairline_v = max(-0.62, self.brow_v - 0.32)
-        self.smile = expression
         # The mouth opens only in the upper half of the expression range: a mild smile keeps the lips closed.
         self.mouth_open = float(np.clip((expression - 0.45) / 0.55, 0.0, 1.0)) * 0.11
         self.mouth_half = identity.mouth_width * (1.0 + 0.15 * expression)
@@ -341,9 +341,9 @@ def _paint_mouth(canvas, head: _Head, identity: Identity, layout: _Layout) -> No
 
 
 def _paint_beard(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
-    density = identity.beard
-    colour = (1 - 0.35 - 0.55 * density) * np.array(identity.skin_bgr) + (0.35 + 0.55 * density) * 0.9 * np.array(
-        identity.hair_bgr)
+    # A sparse beard is mostly skin showing through; a dense one is nearly the hair colour.
+    cover = 0.35 + 0.55 * identity.beard
+    colour = (1 - cover) * np.array(identity.skin_bgr) + cover * 0.9 * np.array(identity.hair_bgr)
     top_v = layout.eye_v + 0.12
     cheek = head.surface([-0.95, -0.55, -identity.nose_width, 0.0, identity.nose_width, 0.55, 0.95],
                          [top_v, layout.nose_v, layout.nose_v + 0.08, layout.nose_v + 0.07,
@@ -359,10 +359,12 @@ def _paint_hair(canvas, mask, head: _Head, identity: Identity, layout: _Layout) 
     style, colour = identity.hair_style, identity.hair_bgr
     if style == HAIR_BALD:
         # A crescent of hair above each ear, following the skull.
-        t = _ramp(math.asin(layout.eye_v - 0.45), math.asin(layout.eye_v + 0.08), 8)
+        t = _ramp(math.asin(layout.eye_v - 0.42), math.asin(layout.eye_v + 0.08), 9)
+        inner = 1.03 - 0.11 * np.sin(_ramp(0.0, math.pi, 9))[::-1]   # thickest halfway, tapering to points
         for side in (-1, 1):
-            u = side * np.r_[1.03 * np.cos(t), 0.9 * np.cos(t[::-1])]
-            _fill_both(canvas, mask, head.outline(u, np.r_[1.03 * np.sin(t), np.sin(t[::-1])]), colour)
+            u = side * np.r_[1.03 * np.cos(t), inner * np.cos(t[::-1])]
+            v = np.r_[1.03 * np.sin(t), inner * np.sin(t[::-1])]
+            _fill_both(canvas, mask, head.outline(u, v), colour)
         return
     volume = {HAIR_SHORT: 1.06, HAIR_LONG: 1.1, HAIR_FRINGE: 1.09, HAIR_CURLY: 1.2}[style]
     bumps = 0.06 if style == HAIR_CURLY else 0.0
@@ -374,7 +376,7 @@ def _paint_hair(canvas, mask, head: _Head, identity: Identity, layout: _Layout) 
             lock = head.outline(side * np.array([0.82, 0.9, 1.05, 1.25, 1.2, 1.05]),
                                 np.array([layout.eye_v - 0.3, layout.eye_v + 0.2, 0.8, 1.0, 0.1, -0.5]))
             _fill_both(canvas, mask, lock, colour)
-    _hair_strands(canvas, head, identity, layout, volume)
+    _hair_strands(canvas, head, identity, volume)
 
 
 def _hair_cap(head: _Head, layout: _Layout, volume: float, bumps: float) -> np.ndarray:
@@ -406,9 +408,9 @@ def _long_hair_back(head: _Head) -> np.ndarray:
     return head.outline(u, v)
 
 
-def _hair_strands(canvas, head: _Head, identity: Identity, layout: _Layout, volume: float) -> None:
+def _hair_strands(canvas, head: _Head, identity: Identity, volume: float) -> None:
     # A few lighter and darker strokes per person: texture that also helps tell similar hair colours apart.
-    rng = np.random.default_rng([identity.seed, 0x5A])
+    rng = np.random.default_rng([_STRANDS_STREAM, identity.seed])
     for _ in range(7):
         t0 = rng.uniform(math.pi * 1.15, math.pi * 1.85)
         t = _ramp(t0, t0 + rng.uniform(-0.5, 0.5), 6)
@@ -499,7 +501,7 @@ def _background_blob(image: np.ndarray, rng: np.random.Generator, colour: tuple[
     centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
     if rng.random() < 0.5:
         axes = (int(rng.integers(1, max(2, w // 3))), int(rng.integers(1, max(2, h // 3))))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
     else:
         corner = (centre[0] + int(rng.integers(1, max(2, w // 2))), centre[1] + int(rng.integers(1, max(2, h // 2))))
         cv2.rectangle(image, centre, corner, colour, -1)

@@ -103,6 +103,9 @@ class SceneScript:
         box_h = visit.face_height * self.height * scale
         b = box_h / _FACE_BOX_SPAN
         a = b * visit.identity.face_width / visit.identity.face_height
+        # In a tall, narrow frame the head must still fit across it: shrink the face rather than crop it.
+        fit = min(1.0, (self.width - 4) / (2.7 * a))
+        a, b = a * fit, b * fit
         x = (visit.centre_x + visit.enter_side * 0.14 * (1 - presence) + 0.012 * math.sin(t / 2.7)) * self.width
         y = (visit.centre_y + 0.008 * math.sin(t / 1.9)) * self.height
         # Keep the whole head (hair included) inside the frame so every person frame shows a full face.
@@ -173,17 +176,19 @@ def _render_room(rng: np.random.Generator, width: int, height: int) -> np.ndarra
     floor = tuple(int(c) for c in rng.uniform(40, 140) * (1 + rng.uniform(-0.2, 0.2, 3)))
     cv2.rectangle(room, (0, floor_y), (width, height), floor, -1)
     cv2.line(room, (0, floor_y), (width, floor_y), tuple(int(c * 0.6) for c in floor), max(2, height // 80))
-    _door(room, rng, floor_y)
+    # The door on one side of the window, the picture and the plant on the other, so nothing overlaps.
+    door_left = bool(rng.random() < 0.5)
+    _door(room, rng, floor_y, door_left)
     _window(room, rng)
-    _picture(room, rng)
-    _plant(room, rng, floor_y)
+    _picture(room, rng, not door_left)
+    _plant(room, rng, floor_y, not door_left)
     return cv2.GaussianBlur(room, (0, 0), _CAMERA_BLUR)
 
 
-def _door(room: np.ndarray, rng: np.random.Generator, floor_y: int) -> None:
+def _door(room: np.ndarray, rng: np.random.Generator, floor_y: int, left: bool) -> None:
     h, w = room.shape[:2]
     door_w, door_h = int(w * rng.uniform(0.14, 0.2)), int(floor_y * rng.uniform(0.72, 0.85))
-    x = int(rng.choice([rng.uniform(0.02, 0.12), rng.uniform(0.7, 0.82)]) * w)
+    x = int((rng.uniform(0.02, 0.1) if left else rng.uniform(0.72, 0.8)) * w)
     colour = tuple(int(c) for c in rng.uniform(50, 170) * np.array([0.7, 0.85, 1.0]))
     cv2.rectangle(room, (x, floor_y - door_h), (x + door_w, floor_y), colour, -1)
     cv2.rectangle(room, (x, floor_y - door_h), (x + door_w, floor_y), (235, 235, 235), max(2, w // 120))
@@ -193,8 +198,9 @@ def _door(room: np.ndarray, rng: np.random.Generator, floor_y: int) -> None:
 
 def _window(room: np.ndarray, rng: np.random.Generator) -> None:
     h, w = room.shape[:2]
-    x1, y1 = int(w * rng.uniform(0.3, 0.55)), int(h * rng.uniform(0.06, 0.14))
-    x2, y2 = x1 + int(w * rng.uniform(0.18, 0.3)), y1 + int(h * rng.uniform(0.22, 0.32))
+    # Between x = 0.32 and 0.69 of the width: clear of a door on either side.
+    x1, y1 = int(w * rng.uniform(0.32, 0.45)), int(h * rng.uniform(0.06, 0.14))
+    x2, y2 = x1 + int(w * rng.uniform(0.16, 0.24)), y1 + int(h * rng.uniform(0.22, 0.32))
     sky = np.array([235, 215, 190]) * rng.uniform(0.85, 1.05)
     cv2.rectangle(room, (x1, y1), (x2, y2), tuple(int(c) for c in np.clip(sky, 0, 255)), -1)
     frame = (245, 245, 240)
@@ -204,9 +210,9 @@ def _window(room: np.ndarray, rng: np.random.Generator) -> None:
     cv2.line(room, (x1, (y1 + y2) // 2), (x2, (y1 + y2) // 2), frame, thickness)
 
 
-def _picture(room: np.ndarray, rng: np.random.Generator) -> None:
+def _picture(room: np.ndarray, rng: np.random.Generator, left: bool) -> None:
     h, w = room.shape[:2]
-    x1, y1 = int(w * rng.uniform(0.04, 0.25)), int(h * rng.uniform(0.12, 0.3))
+    x1, y1 = int(w * (rng.uniform(0.03, 0.14) if left else rng.uniform(0.74, 0.84))), int(h * rng.uniform(0.1, 0.25))
     x2, y2 = x1 + int(w * rng.uniform(0.08, 0.14)), y1 + int(h * rng.uniform(0.1, 0.18))
     cv2.rectangle(room, (x1, y1), (x2, y2), tuple(int(c) for c in rng.uniform(40, 200, 3)), -1)
     for _ in range(3):
@@ -216,9 +222,9 @@ def _picture(room: np.ndarray, rng: np.random.Generator) -> None:
     cv2.rectangle(room, (x1, y1), (x2, y2), (30, 30, 40), max(2, w // 200))
 
 
-def _plant(room: np.ndarray, rng: np.random.Generator, floor_y: int) -> None:
+def _plant(room: np.ndarray, rng: np.random.Generator, floor_y: int, left: bool) -> None:
     h, w = room.shape[:2]
-    x = int(w * rng.choice([rng.uniform(0.05, 0.2), rng.uniform(0.8, 0.95)]))
+    x = int(w * (rng.uniform(0.05, 0.18) if left else rng.uniform(0.82, 0.95)))
     pot_w, pot_h = w // 18, h // 10
     cv2.rectangle(room, (x - pot_w, floor_y - pot_h), (x + pot_w, floor_y + h // 40), (50, 80, 150), -1)
     for _ in range(14):

@@ -1,0 +1,123 @@
+"""The thin trainer: model shapes, the ArcFace loss, and tiny end-to-end runs of both CLIs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge.errors import UserError
+from trainer.checkpoint import load_checkpoint
+from trainer.cli import main
+from trainer.data import augment, load_faces, split_identities
+from trainer.losses import ArcFaceHead
+from trainer.models.autoencoder import ConvAutoencoder
+from trainer.models.mobilefacenet import MobileFaceNetS
+
+pytestmark = pytest.mark.unit
+
+
+def make_faces(root: Path, identities: int = 6, images: int = 5) -> Path:
+    """Distinct coloured 'faces' per identity (a blob at an identity-specific place), noisy per image."""
+    rng = np.random.default_rng(0)
+    for i in range(identities):
+        colour = tuple(int(c) for c in rng.integers(40, 220, 3))
+        centre = (int(rng.integers(30, 82)), int(rng.integers(30, 82)))
+        folder = root / f"person{i}"
+        folder.mkdir(parents=True)
+        for j in range(images):
+            image = np.full((112, 112, 3), 90, np.uint8)
+            cv2.ellipse(image, centre, (25, 35), 0, 0, 360, colour, -1)
+            noise = rng.normal(0, 8, image.shape)
+            cv2.imwrite(str(folder / f"{j}.png"), np.clip(image + noise, 0, 255).astype(np.uint8))
+    return root
+
+
+def test_autoencoder_has_the_specified_layers():
+    model = ConvAutoencoder()
+    convs = [m for m in model.encoder if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.stride) for c in convs] == [(16, (2, 2)), (32, (2, 2)), (64, (2, 2))]
+    assert model.encoder[-1].out_features == 32
+    assert len([m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]) == 3
+    assert isinstance(model.decoder[-1], nn.Sigmoid)
+    with torch.no_grad():
+        y = model(torch.rand(2, 3, 64, 64))
+    assert y.shape == (2, 3, 64, 64) and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_mobilefacenet_shape_and_plain_ops():
+    model = MobileFaceNetS(width=0.25, embedding=16).eval()
+    assert model(torch.randn(2, 3, 112, 112)).shape == (2, 16)
+    allowed = (nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Flatten, nn.Linear, nn.BatchNorm1d)
+    leaves = [m for m in model.modules() if not list(m.children())]
+    assert all(isinstance(m, allowed) for m in leaves)   # quantizable: no PReLU or exotic ops
+
+
+def test_arcface_loss_decreases_on_a_toy_batch():
+    torch.manual_seed(0)
+    embeddings = nn.Parameter(torch.randn(16, 8))
+    labels = torch.arange(4).repeat(4)
+    head = ArcFaceHead(8, 4, scale=30.0, margin=0.4)
+    optimizer = torch.optim.Adam([embeddings, *head.parameters()], lr=0.05)
+    losses = []
+    for _ in range(30):
+        loss = head(embeddings, labels)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_identity_split_is_disjoint_and_augment_keeps_images(tmp_path):
+    faces = load_faces(make_faces(tmp_path / "faces"))
+    train, held = split_identities(faces, 0.25, np.random.default_rng(0))
+    assert not set(train.labels) & set(held.labels) and len(set(held.labels)) == 2
+    out = augment(faces.images[:4], np.random.default_rng(0))
+    assert out.shape == faces.images[:4].shape and out.dtype == np.uint8
+    with pytest.raises(UserError):
+        split_identities(faces.subset(np.nonzero(faces.labels < 3)[0]), 0.25, np.random.default_rng(0))
+
+
+def test_generator_cli_end_to_end(tmp_path):
+    data = make_faces(tmp_path / "faces")
+    (data / "person0" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "runs" / "generator.pt"
+    code = main(["generator", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch_size", "8",
+                 "--threads", "1"])
+    assert code == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.task == "generate" and checkpoint.architecture == "conv_autoencoder"
+    assert checkpoint.preprocessing.shape == (1, 3, 64, 64)
+    assert checkpoint.metrics["skipped_images"] == 1 and np.isfinite(checkpoint.metrics["psnr"])
+    assert checkpoint.build_model()(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    assert (tmp_path / "runs" / "generator_samples.png").exists()
+    assert "PSNR" in (tmp_path / "runs" / "generator_report.md").read_text()
+
+
+def test_verifier_cli_end_to_end(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "runs" / "verifier.pt"
+    code = main(["verifier", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch_size", "8",
+                 "--width", "0.25", "--embedding", "16", "--threads", "1"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("verifier: held-out accuracy")
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.task == "verify" and checkpoint.config == {"width": 0.25, "embedding": 16, "input_size": 112}
+    assert checkpoint.threshold == checkpoint.metrics["threshold"]
+    for key in ("accuracy", "auc", "eer", "tar_at_far", "target_far"):
+        assert key in checkpoint.metrics
+    assert checkpoint.build_model()(torch.zeros(1, 3, 112, 112)).shape == (1, 16)
+    assert (tmp_path / "runs" / "verifier_report.md").exists()
+
+
+def test_user_errors_exit_2(tmp_path, capsys):
+    assert main(["generator", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "g.pt")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    data = make_faces(tmp_path / "faces", identities=3)
+    assert main(["verifier", "--data", str(data), "--out", str(tmp_path / "v.pt"), "--width", "0.25"]) == 2
+    assert "too few" in capsys.readouterr().err
