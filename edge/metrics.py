@@ -8,7 +8,7 @@ import numpy as np
 
 def psnr(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(max_value ** 2 / mse)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(max_value ** 2 / mse))
 
 
 def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

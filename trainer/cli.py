@@ -9,15 +9,16 @@ from edge.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split(":", 1)[1].strip())
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
+                                     "aligned 112x112 crops (DATA/<identity>/<image>).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier}")
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
-    add_common(generator, out="runs/generator.pt", epochs=15, lr=2e-3)
+    add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
     generator.add_argument("--latent", type=int, default=32, help="latent size (default: %(default)s)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
-    add_common(verifier, out="runs/verifier.pt", epochs=20, lr=4e-3)
+    add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
     verifier.add_argument("--embedding", type=int, default=128, help="embedding size (default: %(default)s)")
     verifier.add_argument("--width", type=float, default=0.5,
                           help="channel width multiplier (default: %(default)s; 1.0 is MobileFaceNet's widths)")
@@ -30,12 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, lr: float) -> None:
+def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_size: int, lr: float) -> None:
     parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
     parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
                         "PNGs go next to it")
     parser.add_argument("--epochs", type=int, default=epochs, help="default: %(default)s")
-    parser.add_argument("--batch_size", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--batch_size", type=int, default=batch_size, help="default: %(default)s")
     parser.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--max_seconds", type=float, default=None,

@@ -39,9 +39,9 @@ class FaceSet:
         return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root)
 
 
-def load_faces(root: str | Path, min_images: int = 1) -> FaceSet:
+def load_faces(root: str | Path) -> FaceSet:
     """Decodes ``root/<identity>/<image>``; unreadable files are skipped and counted, wrong sizes refused."""
-    folders = scan_identity_folders(root, min_images=min_images)
+    folders = scan_identity_folders(root)
     images, labels, skipped = [], [], 0
     for label, name in enumerate(folders.names):
         for path in folders.images[name]:

@@ -31,7 +31,7 @@ class Result:
     summary: str
 
 
-def train_generator(data: str | Path, out: str | Path, *, epochs: int = 15, batch_size: int = 64, lr: float = 2e-3,
+def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, command: str = "") -> Result:
     check_options(epochs, batch_size, lr, max_seconds)

@@ -99,6 +99,15 @@ def test_generator_cli_end_to_end(tmp_path):
     assert "PSNR" in (tmp_path / "runs" / "generator_report.md").read_text()
 
 
+def test_max_seconds_stops_early_and_says_so(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(out), "--epochs", "50", "--batch_size", "8",
+                 "--max_seconds", "0.01", "--threads", "1"]) == 0
+    assert "stopped after" in capsys.readouterr().err
+    assert load_checkpoint(out).metrics["stopped_early"] is True
+
+
 def test_verifier_cli_end_to_end(tmp_path, capsys):
     data = make_faces(tmp_path / "faces")
     out = tmp_path / "runs" / "verifier.pt"
