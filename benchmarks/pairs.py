@@ -2,8 +2,8 @@
 
 Format: a first line ``<folds> <pairs_per_fold>`` (or one number, pairs per fold, with 10 folds), then per
 fold ``pairs_per_fold`` same-person lines ``name n1 n2`` followed by as many different-person lines
-``name1 n1 name2 n2``. Image n of a person is ``<name>/<name>_<n:04d>.<ext>`` (LFW) or ``<name>/<n>.<ext>``
-(ORL: s1/1.pgm).
+``name1 n1 name2 n2``. Image n of a person is ``<name>/<name>_<n:04d>.<ext>`` (LFW), ``<name>/<n>.<ext>``
+(ORL: s1/1.pgm) or ``<name>/<n:04d>.<ext>`` (our synthetic sets: id0042/0003.png).
 """
 from __future__ import annotations
 
@@ -101,14 +101,14 @@ def image_number(name: str, stem: str) -> int | None:
 
 def find_image(images: str | Path, name: str, number: int) -> Path:
     folder = Path(images) / name
-    stems = (f"{name}_{number:04d}", str(number))
+    stems = (f"{name}_{number:04d}", str(number), f"{number:04d}")   # LFW, ORL, our synthetic sets
     for stem in stems:
         for suffix in IMAGE_SUFFIXES:
             for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
                 if candidate.is_file():
                     return candidate
-    raise UserError(f"image {number} of {name!r} not found: looked for {folder}/{stems[0]}.<ext> and "
-                    f"{folder}/{stems[1]}.<ext> ({', '.join(IMAGE_SUFFIXES)})")
+    looked = ", ".join(f"{folder}/{stem}.<ext>" for stem in stems)
+    raise UserError(f"image {number} of {name!r} not found: looked for {looked} ({', '.join(IMAGE_SUFFIXES)})")
 
 
 def _numbered_images(images: str | Path) -> dict[str, list[int]]:

@@ -1,0 +1,98 @@
+"""train -> compile -> enroll -> run at tiny sizes, on synthetic faces, through the real CLIs."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main as benchmarks_main
+from compile.cli import main as compile_main
+from edge.cli import main as edge_main
+from edge.manifest import read_manifest
+from edge.pipeline import Pipeline
+from edge.vendor_models import packaged_model_path
+from trainer.cli import main as trainer_main
+
+pytestmark = pytest.mark.e2e
+
+ENROLLED = (300, 301)
+STRANGERS = (302, 303)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    packaged_model_path("blazeface_short")           # fails clearly if the detector package is missing
+    root = tmp_path_factory.mktemp("skeleton")
+    assert edge_main(["synth", "--out", str(root / "raw"), "--identities", "40", "--images", "10"]) == 0
+    assert edge_main(["synth", "--out", str(root / "visitors"), "--identities", "4", "--images", "4",
+                      "--first_seed", str(ENROLLED[0])]) == 0
+    assert edge_main(["align", "--src", str(root / "raw"), "--out", str(root / "aligned")]) == 0
+    assert trainer_main(["verifier", "--data", str(root / "aligned"), "--out", str(root / "verifier.pt"),
+                         "--epochs", "20"]) == 0
+    assert trainer_main(["generator", "--data", str(root / "aligned"), "--out", str(root / "generator.pt"),
+                         "--epochs", "2"]) == 0
+    code = compile_main(["--target", "host", "--checkpoints", str(root / "verifier.pt"), str(root / "generator.pt"),
+                         "--calibration", str(root / "aligned"), "--calibration_images", "120",
+                         "--out", str(root / "bundles")])
+    assert code == 0
+    return root
+
+
+def test_manifest_carries_everything_edge_needs(bundle):
+    manifest = read_manifest(bundle / "bundles" / "host")
+    kinds = {(m.task, m.format, m.precision) for m in manifest.models}
+    assert {("detect", "tflite", "fp32"), ("verify", "onnx", "fp32"), ("verify", "onnx", "int8"),
+            ("verify", "tflite", "fp32"), ("generate", "onnx", "fp32")} <= kinds
+    verifier = manifest.find("verify", "onnx", "int8")
+    assert verifier.threshold is not None and verifier.calibration["images"] > 0
+    assert verifier.accuracy["passed"] and verifier.input.mean == (127.5, 127.5, 127.5)
+    assert verifier.input.crop == "arcface112" and verifier.source_sha256
+
+
+def test_enrolled_people_are_recognised_and_strangers_rejected(bundle, capsys):
+    bundle_dir, gallery = bundle / "bundles" / "host", bundle / "gallery.db"
+    for seed in ENROLLED:
+        name = f"id{seed:04d}"
+        assert edge_main(["enroll", "--bundle", str(bundle_dir), "--gallery", str(gallery), "--name", name,
+                          str(bundle / "visitors" / name)]) == 0
+    capsys.readouterr()
+    seeds = ",".join(str(s) for s in ENROLLED + STRANGERS)
+    assert edge_main(["run", "--bundle", str(bundle_dir), "--gallery", str(gallery), "--output",
+                      str(bundle / "kiosk.mp4"), "--source", f"synthetic://kiosk?seeds={seeds}&frames_per_person=12"]) == 0
+    decisions = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (bundle / "kiosk.mp4").stat().st_size > 0
+    enrolled = [d for d in decisions if d["truth"] in {f"id{s:04d}" for s in ENROLLED}]
+    strangers = [d for d in decisions if d["truth"] in {f"id{s:04d}" for s in STRANGERS}]
+    assert len(enrolled) >= 18 and len(strangers) >= 18
+    # a track-level decision would vote over frames; per frame we ask for a clear majority and no wrong name
+    assert np.mean([d["identity"] == d["truth"] for d in enrolled]) >= 0.5
+    assert all(d["identity"] in (None, d["truth"]) for d in enrolled)
+    assert np.mean([d["identity"] is None for d in strangers]) >= 0.8
+
+
+def test_both_backends_agree_on_the_same_bundle(bundle):
+    bundle_dir = bundle / "bundles" / "host"
+    images = sorted((bundle / "visitors").rglob("*.png"))[:6]
+    from edge.imageio import read_image
+    embeddings = {}
+    for backend in ("onnxruntime", "tflite"):
+        pipeline = Pipeline.from_bundle(bundle_dir, backend=backend, precision="fp32")
+        assert pipeline.embedder.backend_name == backend
+        embeddings[backend] = np.stack([pipeline.embed_image(read_image(p)) for p in images])
+        pipeline.close()
+    np.testing.assert_allclose((embeddings["onnxruntime"] * embeddings["tflite"]).sum(1), 1.0, atol=1e-4)
+
+
+def test_benchmarks_run_on_the_bundle(bundle):
+    bundle_dir, results = bundle / "bundles" / "host", bundle / "results"
+    assert benchmarks_main(["latency", "--bundle", str(bundle_dir), "--results", str(results),
+                            "--warmup", "2", "--repeat", "5"]) == 0
+    assert benchmarks_main(["pairs", "--images", str(bundle / "raw"), "--out", str(bundle / "pairs.txt"),
+                            "--folds", "4", "--per_fold", "6"]) == 0
+    assert benchmarks_main(["verify", "--bundle", str(bundle_dir), "--pairs", str(bundle / "pairs.txt"),
+                            "--images", str(bundle / "raw"), "--results", str(results)]) == 0
+    assert benchmarks_main(["pipeline", "--bundle", str(bundle_dir), "--results", str(results), "--frames", "20",
+                            "--source", "synthetic://kiosk?seeds=1,2&frames_per_person=10"]) == 0
+    report = (results / "host" / "report.md").read_text()
+    assert "verifier.onnx.int8" in report and "Pipeline" in report
+    assert len(list(Path(results / "host").glob("latency-*.json"))) == 7
