@@ -14,6 +14,7 @@ from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_images, to_tensor
 from trainer.evaluate import reconstruct, reconstruction_metrics
+from trainer.loop import optimise
 from trainer.models.autoencoder import ConvAutoencoder
 from trainer.report import Clock, epoch_bar, image_grid, outputs_next_to, stop_notice, write_png, write_report
 
@@ -58,12 +59,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
             for index in batches(len(train_images), batch_size, rng):
                 x = to_tensor(augment(train_images[index], rng), spec)                # N,3,64,64 in [0,1]
                 loss = torch.nn.functional.mse_loss(model(x), x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                loss_value = optimise(loss, optimizer, schedule)
                 steps += 1
-                loss_value = loss.item()
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 bar.update(len(index))
                 stopped = clock.expired()

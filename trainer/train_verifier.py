@@ -14,6 +14,7 @@ from edge.preprocess import verifier_input_spec
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_identities, to_tensor
 from trainer.evaluate import evaluate_verifier
+from trainer.loop import optimise
 from trainer.losses import ArcFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, epoch_bar, outputs_next_to, stop_notice, write_report
@@ -66,12 +67,8 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
                 head.margin = margin * min(1.0, steps / (WARMUP * total_steps))
                 x = to_tensor(augment(train.images[index], rng), spec, channels_last=True)   # N,3,112,112
                 loss = head(model(x), torch.from_numpy(train_labels[index]))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                loss_value = optimise(loss, optimizer, schedule)
                 steps += 1
-                loss_value = loss.item()
                 bar.set_postfix(loss=f"{loss_value:.3f}", margin=f"{head.margin:.2f}")
                 bar.update(len(index))
                 stopped = clock.expired()
