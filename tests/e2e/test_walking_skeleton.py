@@ -1,5 +1,7 @@
 """train -> compile -> enroll -> run at tiny sizes, on synthetic faces, through the real CLIs."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from edge.vendor_models import packaged_model_path
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ENROLLED = (300, 301)
 STRANGERS = (302, 303)
@@ -96,3 +100,21 @@ def test_benchmarks_run_on_the_bundle(bundle):
     report = (results / "host" / "report.md").read_text()
     assert "verifier.onnx.int8" in report and "Pipeline" in report
     assert len(list(Path(results / "host").glob("latency-*.json"))) == 7
+
+
+BLOCK_TORCH = "import sys\nfor name in ('torch', 'trainer', 'compile', 'onnx', 'litert_torch'):\n    sys.modules[name] = None\n"
+
+
+def test_the_board_side_runs_without_torch(bundle):
+    """What a board installs (the `edge` extra) has no torch: run and benchmark with torch made unimportable."""
+    bundle_dir = bundle / "bundles" / "host"
+    script = BLOCK_TORCH + (
+        "from edge.cli import main as edge\nfrom benchmarks.cli import main as bench\n"
+        f"assert edge(['run', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
+        " '--source', 'synthetic://kiosk?seeds=1&frames_per_person=5']) == 0\n"
+        f"assert bench(['latency', '--bundle', {str(bundle_dir)!r}, '--results', {str(bundle / 'r2')!r},"
+        " '--warmup', '1', '--repeat', '3']) == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "summary: 10 frames" in done.stderr
