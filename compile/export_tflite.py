@@ -6,6 +6,8 @@ added; the layout is recorded from the interpreter's input shape, never assumed.
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from importlib.metadata import version
 
 import torch
@@ -18,6 +20,8 @@ CONVERT_EXTRA = "pip install 'edge-face[convert]'"
 
 def require_converter():
     """litert-torch brings about 1.1 GB of dependencies, so it lives in an optional extra."""
+    # Its TensorFlow-derived C++ core logs oneDNN notices at INFO; keep compile's output readable.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return importlib.import_module("litert_torch")
     except ImportError as err:
@@ -29,7 +33,9 @@ def export_fp32(request: ExportRequest) -> ExportedFile:
     sample = torch.zeros(request.spec.shape, dtype=torch.float32)      # (1, 3, H, W) per the spec
     # The converter prints a line per pass; compile shows its own progress bar instead.
     litert_torch.config.show_progress = False
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # litert-torch 0.10 still calls a torch pytree API that torch 2.13 deprecates, once per node
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         litert_torch.convert(request.model.eval(), (sample,)).export(str(request.path))
     return describe_tflite(request)
 

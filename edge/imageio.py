@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder of images")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # os.walk with followlinks: datasets are often assembled from symlinked identity folders
+    return sorted(Path(top) / name for top, _, names in os.walk(folder, followlinks=True) for name in names
+                  if Path(name).suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass

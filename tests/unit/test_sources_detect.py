@@ -68,3 +68,13 @@ def test_missing_camera_is_retried_then_refused():
 def test_source_options_are_checked():
     with pytest.raises(UserError, match="unknown option 'fps_'"):
         open_source("v4l2:///dev/video99?fps_=3")
+
+
+def test_image_lists_follow_symlinked_identity_folders(tmp_path):
+    real = tmp_path / "real" / "alice"
+    real.mkdir(parents=True)
+    cv2.imwrite(str(real / "1.png"), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "alice").symlink_to(real)
+    from edge.imageio import list_images
+    assert [p.name for p in list_images(tmp_path / "set")] == ["1.png"]
