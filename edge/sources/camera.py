@@ -36,9 +36,9 @@ class V4L2Source(FrameSource):
                 self._capture = capture
                 return
             capture.release()
-            log.warning("camera %s not available (attempt %d/%d), retrying in %.1fs",
-                        self.device, attempt, self.options["retries"], delay)
             if attempt < self.options["retries"]:
+                log.warning("camera %s not available (attempt %d/%d), retrying in %.1fs",
+                            self.device, attempt, self.options["retries"], delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
         raise UserError(f"camera {self.device} could not be opened after {self.options['retries']} attempts; "
