@@ -42,6 +42,8 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
     parser.add_argument("--max_seconds", type=float, default=None,
                         help="stop training after this much wall time and evaluate what there is")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPU cores)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu or cuda; auto takes a CUDA GPU when torch sees one (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
+              "device": args.device,
               "command": shlex.join(["python", "-m", "trainer", *argv])}
     try:
         if args.threads is not None and args.threads < 1:

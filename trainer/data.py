@@ -103,9 +103,10 @@ def augment(images: np.ndarray, rng: np.random.Generator, brightness: float = 20
     return np.clip((out - mean) * gain + mean + shift, 0, 255).astype(np.uint8)
 
 
-def to_tensor(images: np.ndarray, spec: InputSpec, channels_last: bool = False) -> torch.Tensor:
-    """uint8 BGR images -> the model input tensor, through the shared preprocessing."""
-    batch = torch.from_numpy(prepare_batch(images, spec))
+def to_tensor(images: np.ndarray, spec: InputSpec, channels_last: bool = False,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 BGR images -> the model input tensor on ``device``, through the shared preprocessing."""
+    batch = torch.from_numpy(prepare_batch(images, spec)).to(device)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 

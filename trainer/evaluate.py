@@ -10,6 +10,7 @@ import torch
 from edge import metrics
 from edge.manifest import InputSpec
 from trainer.data import FaceSet, batches, to_tensor
+from trainer.device import device_of
 
 MIN_KFOLD_PAIRS = 20   # below this a fold holds one or two pairs; report best-threshold accuracy instead
 
@@ -20,7 +21,9 @@ def embed(model: torch.nn.Module, images: np.ndarray, spec: InputSpec, batch_siz
     """L2-normalised embeddings (N, D) of uint8 BGR crops, in eval mode, without test-time flips
     (the runtime does not flip either, so the threshold calibrated here holds there)."""
     model.eval()
-    out = [model(to_tensor(images[index], spec, channels_last)) for index in batches(len(images), batch_size)]
+    device = device_of(model)
+    out = [model(to_tensor(images[index], spec, channels_last, device)).cpu()
+           for index in batches(len(images), batch_size)]
     vectors = torch.cat(out).double()
     return torch.nn.functional.normalize(vectors, dim=1).numpy()
 
@@ -77,9 +80,9 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, spec: InputSpec,
     model.eval()
     inputs, outputs = [], []
     for index in batches(len(images), batch_size):
-        x = to_tensor(images[index], spec)
-        inputs.append(x.numpy())
-        outputs.append(model(x).numpy())
+        x = to_tensor(images[index], spec, device=device_of(model))
+        inputs.append(x.cpu().numpy())
+        outputs.append(model(x).cpu().numpy())
     return np.concatenate(inputs), np.concatenate(outputs)
 
 

@@ -13,6 +13,7 @@ from edge.errors import UserError
 from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_images, to_tensor
+from trainer.device import describe, device_of, pick_device
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.loop import optimise
 from trainer.models.autoencoder import ConvAutoencoder
@@ -34,18 +35,19 @@ class Result:
 
 def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
-                    latent: int = 32, command: str = "") -> Result:
+                    latent: int = 32, device: str = "auto", command: str = "") -> Result:
     check_options(epochs, batch_size, lr, max_seconds)
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count() or 1)
     rng = np.random.default_rng(seed)
+    target = pick_device(device)
     spec = generator_input_spec()
     faces = load_faces(data)
     train_index, held_index = split_images(len(faces), HOLDOUT, rng)
     train_images, held_images = faces.images[train_index], faces.images[held_index]
 
     config = {"channels": [16, 32, 64], "latent": latent, "input_size": spec.size[0]}
-    model = ConvAutoencoder(**config)
+    model = ConvAutoencoder(**config).to(target)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(train_images) // batch_size)
     # Cosine decay to zero over the planned run: the last epochs refine detail at a small step size.
@@ -57,7 +59,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         model.train()
         with epoch_bar(epoch, epochs, len(train_images)) as bar:
             for index in batches(len(train_images), batch_size, rng):
-                x = to_tensor(augment(train_images[index], rng), spec)                # N,3,64,64 in [0,1]
+                x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
                 loss = torch.nn.functional.mse_loss(model(x), x)
                 loss_value = optimise(loss, optimizer, schedule)
                 steps += 1
@@ -78,7 +80,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "final_train_loss": loss_value,
         "train_images": len(train_images), "holdout_images": len(held_images), "skipped_images": faces.skipped,
         "epochs": epochs, "epochs_run": round(steps / steps_per_epoch, 2), "stopped_early": stopped,
-        "train_seconds": round(train_seconds, 1), "seed": seed,
+        "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
     }
@@ -120,7 +122,9 @@ def check_options(epochs: int, batch_size: int, lr: float, max_seconds: float | 
 @torch.no_grad()
 def encode_all(model: ConvAutoencoder, images: np.ndarray, spec, batch_size: int) -> np.ndarray:
     model.eval()
-    return torch.cat([model.encode(to_tensor(images[i], spec)) for i in batches(len(images), batch_size)]).numpy()
+    device = device_of(model)
+    return torch.cat([model.encode(to_tensor(images[i], spec, device=device)).cpu()
+                      for i in batches(len(images), batch_size)]).numpy()
 
 
 @torch.no_grad()
@@ -128,6 +132,6 @@ def sample_grid(model: ConvAutoencoder, inputs: np.ndarray, outputs: np.ndarray,
                 rng: np.random.Generator) -> np.ndarray:
     count = min(SAMPLE_COUNT, len(inputs))
     z = rng.normal(latents.mean(axis=0), latents.std(axis=0), (SAMPLE_COUNT, latents.shape[1]))
-    generated = model.decode(torch.from_numpy(z.astype(np.float32))).numpy()
+    generated = model.decode(torch.from_numpy(z.astype(np.float32)).to(device_of(model))).cpu().numpy()
     return image_grid([output_to_images(inputs[:count], spec), output_to_images(outputs[:count], spec),
                        output_to_images(generated, spec)])

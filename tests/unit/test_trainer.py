@@ -13,6 +13,7 @@ from edge.errors import UserError
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 from trainer.data import augment, load_faces, split_identities
+from trainer.device import pick_device
 from trainer.losses import ArcFaceHead
 from trainer.models.autoencoder import ConvAutoencoder
 from trainer.models.mobilefacenet import MobileFaceNetS
@@ -130,3 +131,14 @@ def test_user_errors_exit_2(tmp_path, capsys):
     data = make_faces(tmp_path / "faces", identities=3)
     assert main(["verifier", "--data", str(data), "--out", str(tmp_path / "v.pt"), "--width", "0.25"]) == 2
     assert "too few" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_device_choice_is_checked():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="valid: auto, cpu, cuda"):
+        pick_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            pick_device("cuda")
