@@ -28,7 +28,7 @@ def bundle(tmp_path_factory):
     packaged_model_path("blazeface_short")           # fails clearly if the detector package is missing
     root = tmp_path_factory.mktemp("skeleton")
     assert edge_main(["synth", "--out", str(root / "raw"), "--identities", "40", "--images", "10"]) == 0
-    assert edge_main(["synth", "--out", str(root / "visitors"), "--identities", "4", "--images", "4",
+    assert edge_main(["synth", "--out", str(root / "visitors"), "--identities", "4", "--images", "8",
                       "--first_seed", str(ENROLLED[0])]) == 0
     assert edge_main(["align", "--src", str(root / "raw"), "--out", str(root / "aligned")]) == 0
     assert trainer_main(["verifier", "--data", str(root / "aligned"), "--out", str(root / "verifier.pt"),
@@ -69,9 +69,10 @@ def test_enrolled_people_are_recognised_and_strangers_rejected(bundle, capsys):
     strangers = [d for d in decisions if d["truth"] in {f"id{s:04d}" for s in STRANGERS}]
     assert len(enrolled) >= 18 and len(strangers) >= 18
     # a track-level decision would vote over frames; per frame we ask for a clear majority and no wrong name
-    assert np.mean([d["identity"] == d["truth"] for d in enrolled]) >= 0.5
+    assert np.mean([d["best_match"] == d["truth"] for d in enrolled]) >= 0.9     # measured 1.0
+    assert np.mean([d["identity"] == d["truth"] for d in enrolled]) >= 0.5       # measured 0.71
     assert all(d["identity"] in (None, d["truth"]) for d in enrolled)
-    assert np.mean([d["identity"] is None for d in strangers]) >= 0.8
+    assert np.mean([d["identity"] is None for d in strangers]) >= 0.8             # measured 1.0
 
 
 def test_both_backends_agree_on_the_same_bundle(bundle):
