@@ -9,6 +9,17 @@ from edge.backends.base import Backend, import_runtime
 from edge.errors import UserError
 
 
+# In order of preference, among those the installed onnxruntime build offers. TensorRT's execution provider is
+# left out on purpose: it builds engines for minutes on first load and belongs to the TensorRT backend; Azure's
+# provider is for remote inference.
+PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def execution_providers(ort) -> list[str]:
+    available = ort.get_available_providers()
+    return [name for name in PROVIDER_PREFERENCE if name in available]
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -23,7 +34,7 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+            self._session = ort.InferenceSession(str(path), options, providers=execution_providers(ort))
         except Exception as err:  # onnxruntime raises its own untyped errors for unreadable graphs
             raise UserError(f"onnxruntime could not load {path}: {err}") from err
         self._input_name = self._session.get_inputs()[0].name
