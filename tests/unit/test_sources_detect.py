@@ -79,9 +79,3 @@ def test_image_lists_follow_symlinked_identity_folders(tmp_path):
     from edge.imageio import list_images
     assert [p.name for p in list_images(tmp_path / "set")] == ["1.png"]
 
-
-def test_onnxruntime_backend_uses_only_local_providers():
-    import onnxruntime
-
-    from edge.backends.onnxruntime_backend import execution_providers
-    assert execution_providers(onnxruntime) == ["CPUExecutionProvider"]
