@@ -119,3 +119,16 @@ def test_the_board_side_runs_without_torch(bundle):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "summary: 10 frames" in done.stderr
+
+
+@pytest.mark.real
+def test_verification_on_real_orl_pairs(bundle, shared_data):
+    """The synthetic-trained bundle on real faces, through detect -> align -> embed: above chance, no misses."""
+    pairs, results = bundle / "orl_pairs.txt", bundle / "orl_results"
+    orl = str(shared_data / "orl")
+    assert benchmarks_main(["pairs", "--images", orl, "--out", str(pairs), "--folds", "10", "--per_fold", "10"]) == 0
+    assert benchmarks_main(["verify", "--bundle", str(bundle / "bundles" / "host"), "--pairs", str(pairs),
+                            "--images", orl, "--results", str(results)]) == 0
+    result = json.loads(next((results / "host").glob("verify-*.json")).read_text())
+    assert result["faces_not_found"] == 0 and result["pair_count"] == 200
+    assert result["roc_auc"] > 0.65             # a 40-identity synthetic toy set; the demo's bundle reaches 0.87
