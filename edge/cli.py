@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("images", nargs="+", help="image files or folders")
     enroll.set_defaults(handler=run_enroll)
 
-    gallery = verbs.add_parser("gallery", help="list enrolled identities")
+    gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
     gallery.add_argument("--gallery", default=DEFAULT_GALLERY)
+    gallery.add_argument("--remove", metavar="NAME", help="delete this identity and all its templates")
     gallery.set_defaults(handler=run_gallery)
 
     run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per decision")
@@ -125,10 +126,18 @@ def run_gallery(args) -> int:
     from edge.gallery import Gallery
 
     gallery = Gallery(args.gallery)
-    for name, count in gallery.identities():
-        print(f"{name}\t{count} templates")
-    gallery.close()
-    return 0
+    try:
+        if args.remove:
+            if not gallery.remove(args.remove):
+                raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
+            print(f"gallery: removed {args.remove}")
+            return 0
+        for name, count in gallery.identities():
+            print(f"{name}\t{count} templates")
+        print(f"gallery: {len(gallery.identities())} identities, {gallery.event_count()} logged decisions")
+        return 0
+    finally:
+        gallery.close()
 
 
 def run_pipeline(args) -> int:

@@ -60,3 +60,17 @@ def test_corrupt_database_is_refused(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(UserError, match="not a usable gallery"):
         Gallery(path)
+
+
+def test_gallery_cli_lists_and_removes(tmp_path, capsys):
+    from edge.cli import main
+
+    path = tmp_path / "g.db"
+    gallery = Gallery(path)
+    gallery.enroll("alice", [_unit([1, 0])], "m", ["a.png"])
+    gallery.close()
+    assert main(["gallery", "--gallery", str(path)]) == 0
+    assert "alice\t1 templates" in capsys.readouterr().out
+    assert main(["gallery", "--gallery", str(path), "--remove", "alice"]) == 0
+    assert main(["gallery", "--gallery", str(path), "--remove", "alice"]) == 2
+    assert "'alice' is not enrolled" in capsys.readouterr().err
