@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         require_converter()
     packaged_model_path(args.detector)          # fail now, not after the slow exports
     sources = [load_source(path) for path in args.checkpoints]
+    check_input_sizes(board, sources, args.detector)
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
@@ -86,6 +87,17 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
             raise UserError(f"board {board.name} does not support {artifact}; it supports {table}")
         exporters.check_buildable(artifact)
     return artifacts
+
+
+def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detector: str) -> None:
+    """Each model's input side must be the one the board config names for its task (the runtime's contract)."""
+    sides = [(s.role, s.task, s.spec.size) for s in sources]
+    sides.append((detector, "detect", (VENDOR_MODELS[detector].input_size,) * 2))
+    for role, task, (height, width) in sides:
+        wanted = board.input_sizes.get(task)
+        if wanted is not None and (height, width) != (wanted, wanted):
+            raise UserError(f"{role} takes {height}x{width} {task} inputs, but board {board.name} is configured "
+                            f"for {wanted}x{wanted} (input_sizes in its board config)")
 
 
 def load_source(path: Path) -> SourceModel:

@@ -65,7 +65,6 @@ class BoardConfig:
     onnx_opset: int                             # highest opset the board's runtimes accept
     accuracy_budget: dict[str, float]           # precision -> minimum cosine similarity to the FP32 reference
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
-    notes: str = ""
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]

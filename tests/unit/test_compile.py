@@ -293,3 +293,13 @@ def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
     manifest = read_manifest(out / "host", verify_files=True)
     assert len(manifest.models) == 7 and "litert-torch" in manifest.tools
     assert (out / "host" / "report.json").exists()
+
+
+@pytest.mark.unit
+def test_input_size_must_match_the_board_config(monkeypatch, capsys):
+    _patch_sources(monkeypatch)
+    host = load_board("host")
+    monkeypatch.setattr(cli, "load_board", lambda name: dataclasses.replace(host, input_sizes={"verify": 96}))
+    monkeypatch.setattr(cli, "load_calibration_set", lambda *a: pytest.fail("work started before the check"))
+    assert cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32"]) == 2
+    assert "verifier takes 112x112 verify inputs, but board host is configured for 96x96" in capsys.readouterr().err
