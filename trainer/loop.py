@@ -1,7 +1,21 @@
-"""The optimisation step both trainers share."""
+"""The training loop both trainers share: epochs of optimisation steps, a progress bar, an optional time limit."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+
+from trainer.report import Clock, epoch_bar, stop_notice
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    loss: float          # the last step's loss
+    stopped: bool        # True when --max_seconds ended the run early
 
 
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
@@ -11,3 +25,25 @@ def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> 
     optimizer.step()
     schedule.step()
     return loss.item()
+
+
+def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_epoch: int, images_per_epoch: int,
+                 batches: Callable[[], Iterator[np.ndarray]],
+                 step: Callable[[np.ndarray, int], tuple[torch.Tensor, dict]],
+                 optimizer: torch.optim.Optimizer, schedule, clock: Clock) -> LoopResult:
+    """Runs ``epochs`` passes over ``batches()``; ``step(index, steps_so_far)`` returns the loss and extra
+    progress-bar fields. Stops after the step during which the clock runs out, and says so."""
+    steps, loss_value = 0, float("nan")
+    for epoch in range(1, epochs + 1):
+        model.train()
+        with epoch_bar(epoch, epochs, images_per_epoch) as bar:
+            for index in batches():
+                loss, postfix = step(index, steps)
+                loss_value = optimise(loss, optimizer, schedule)
+                steps += 1
+                bar.set_postfix(loss=f"{loss_value:.4f}", **postfix)
+                bar.update(len(index))
+                if clock.expired():
+                    print(stop_notice(name, clock, steps / steps_per_epoch, epochs), file=sys.stderr)
+                    return LoopResult(steps, loss_value, True)
+    return LoopResult(steps, loss_value, False)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_images, to_tensor
 from trainer.device import describe, device_of, pick_device
 from trainer.evaluate import reconstruct, reconstruction_metrics
-from trainer.loop import optimise
+from trainer.loop import train_epochs
 from trainer.models.autoencoder import ConvAutoencoder
-from trainer.report import Clock, epoch_bar, image_grid, outputs_next_to, stop_notice, write_png, write_report
+from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
 ARCHITECTURE = "conv_autoencoder"
 HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
@@ -53,33 +52,23 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     # Cosine decay to zero over the planned run: the last epochs refine detail at a small step size.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
 
+    def step(index: np.ndarray, _steps: int):
+        x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
+        return torch.nn.functional.mse_loss(model(x), x), {}
+
     clock = Clock(max_seconds)
-    steps, loss_value, stopped = 0, float("nan"), False
-    for epoch in range(1, epochs + 1):
-        model.train()
-        with epoch_bar(epoch, epochs, len(train_images)) as bar:
-            for index in batches(len(train_images), batch_size, rng):
-                x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
-                loss = torch.nn.functional.mse_loss(model(x), x)
-                loss_value = optimise(loss, optimizer, schedule)
-                steps += 1
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-                bar.update(len(index))
-                stopped = clock.expired()
-                if stopped:
-                    break
-        if stopped:
-            print(stop_notice("generator", clock, steps / steps_per_epoch, epochs), file=sys.stderr)
-            break
+    run = train_epochs("generator", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                       images_per_epoch=len(train_images), batches=lambda: batches(len(train_images), batch_size, rng),
+                       step=step, optimizer=optimizer, schedule=schedule, clock=clock)
     train_seconds = clock.elapsed
 
     inputs, outputs = reconstruct(model, held_images, spec, batch_size)
     latents = encode_all(model, train_images, spec, batch_size)
     metrics = {
         **reconstruction_metrics(inputs, outputs),
-        "final_train_loss": loss_value,
+        "final_train_loss": run.loss,
         "train_images": len(train_images), "holdout_images": len(held_images), "skipped_images": faces.skipped,
-        "epochs": epochs, "epochs_run": round(steps / steps_per_epoch, 2), "stopped_early": stopped,
+        "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2), "stopped_early": run.stopped,
         "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_identities, to_tensor
 from trainer.device import describe, pick_device
 from trainer.evaluate import evaluate_verifier
-from trainer.loop import optimise
+from trainer.loop import train_epochs
 from trainer.losses import ArcFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
-from trainer.report import Clock, epoch_bar, outputs_next_to, stop_notice, write_report
+from trainer.report import Clock, outputs_next_to, write_report
 from trainer.train_generator import check_options
 
 ARCHITECTURE = "mobilefacenet_s"
@@ -60,36 +59,27 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
     total_steps = epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=WARMUP)
 
+    def step(index: np.ndarray, steps: int):
+        head.margin = margin * min(1.0, steps / (WARMUP * total_steps))
+        x = to_tensor(augment(train.images[index], rng), spec, True, target)   # N,3,112,112
+        return head(model(x), labels[torch.from_numpy(index).to(target)]), {"margin": f"{head.margin:.2f}"}
+
     clock = Clock(max_seconds)
-    steps, loss_value, stopped = 0, float("nan"), False
-    for epoch in range(1, epochs + 1):
-        model.train()
-        with epoch_bar(epoch, epochs, steps_per_epoch * min(batch_size, len(train))) as bar:
-            # Whole batches only: a last batch of one image would break BatchNorm's statistics.
-            for index in batches(len(train), batch_size, rng, drop_last=True):
-                head.margin = margin * min(1.0, steps / (WARMUP * total_steps))
-                x = to_tensor(augment(train.images[index], rng), spec, True, target)   # N,3,112,112
-                loss = head(model(x), labels[torch.from_numpy(index).to(target)])
-                loss_value = optimise(loss, optimizer, schedule)
-                steps += 1
-                bar.set_postfix(loss=f"{loss_value:.3f}", margin=f"{head.margin:.2f}")
-                bar.update(len(index))
-                stopped = clock.expired()
-                if stopped:
-                    break
-        if stopped:
-            print(stop_notice("verifier", clock, steps / steps_per_epoch, epochs), file=sys.stderr)
-            break
+    # Whole batches only: a last batch of one image would break BatchNorm's statistics.
+    run = train_epochs("verifier", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                       images_per_epoch=steps_per_epoch * min(batch_size, len(train)),
+                       batches=lambda: batches(len(train), batch_size, rng, drop_last=True),
+                       step=step, optimizer=optimizer, schedule=schedule, clock=clock)
     train_seconds = clock.elapsed
 
     # Pairs come from their own generator, so they do not depend on how many steps the run managed.
     metrics = evaluate_verifier(model, held, spec, target_far, np.random.default_rng([seed, 1]), batch_size,
                                 channels_last=True)
     metrics.update({
-        "final_train_loss": loss_value, "train_identities": len(train_ids),
+        "final_train_loss": run.loss, "train_identities": len(train_ids),
         "holdout_identities": len(np.unique(held.labels)), "train_images": len(train), "holdout_images": len(held),
-        "skipped_images": faces.skipped, "epochs": epochs, "epochs_run": round(steps / steps_per_epoch, 2),
-        "stopped_early": stopped, "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
+        "skipped_images": faces.skipped, "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2),
+        "stopped_early": run.stopped, "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         "arcface_scale": scale, "arcface_margin": margin,
     })
     out = Path(out)
