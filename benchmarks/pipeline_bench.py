@@ -11,9 +11,7 @@ from tqdm import tqdm
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
-from edge.boards import load_board
 from edge.errors import UserError
-from edge.manifest import read_manifest
 from edge.pipeline import STAGES, Pipeline
 from edge.sources import open_source
 
@@ -32,10 +30,9 @@ class PipelineOptions:
 def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
     if options.frames < 1 or options.warmup < 0:
         raise UserError("--frames must be >= 1 and --warmup >= 0")
-    board = read_manifest(options.bundle).board
-    threads = options.threads or load_board(board).threads   # what Pipeline.from_bundle uses too
     pipe = Pipeline.from_bundle(options.bundle, gallery_path=options.gallery, backend=options.backend,
                                 threads=options.threads)
+    board, threads = pipe.board, pipe.threads
     stage_ms: dict[str, list[float]] = {stage: [] for stage in STAGES}
     frame_ms, faces = [], []
     try:

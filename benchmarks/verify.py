@@ -13,10 +13,8 @@ from benchmarks.latency import model_facts
 from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
-from edge.boards import load_board
 from edge.errors import UserError
 from edge.imageio import read_image
-from edge.manifest import read_manifest
 from edge.metrics import accuracy_at, equal_error_rate, kfold_accuracy, roc_auc, tar_at_far
 from edge.pipeline import Pipeline
 
@@ -73,10 +71,9 @@ def run_verify(options: VerifyOptions) -> tuple[str, dict]:
                         f"so it needs at least 2 (python -m benchmarks pairs --folds 10)")
     keys = sorted({(p.name1, p.n1) for p in pairs_file.pairs} | {(p.name2, p.n2) for p in pairs_file.pairs})
     paths = {key: find_image(options.images, *key) for key in keys}   # every missing image fails before any work
-    board = read_manifest(options.bundle).board
-    threads = options.threads or load_board(board).threads
-    pipe = Pipeline.from_bundle(options.bundle, backend=options.backend, threads=threads,
+    pipe = Pipeline.from_bundle(options.bundle, backend=options.backend, threads=options.threads,
                                 precision=options.precision)
+    board, threads = pipe.board, pipe.threads
     try:
         embeddings, times = embed_all(pipe, paths)
         entry, backend, threshold = pipe.embedder.entry, pipe.embedder.backend_name, pipe.threshold

@@ -62,11 +62,13 @@ def choose_entry(manifest: Manifest, task: str, preference: tuple[str, ...], pre
 
 class Pipeline:
     def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, threshold: float,
-                 gallery: Gallery | None = None):
+                 gallery: Gallery | None = None, board: str = "", threads: int = 0):
         self.detector = detector
         self.embedder = embedder
         self.threshold = threshold
         self.gallery = gallery
+        self.board = board          # the bundle's board and the thread count its models were loaded with,
+        self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
         self.fingerprint = embedder.entry.sha256
         self.templates = gallery.templates(self.fingerprint) if gallery else GalleryTemplates([], np.zeros((0, 0)), 0)
 
@@ -89,7 +91,7 @@ class Pipeline:
         if threshold is None:
             raise UserError(f"model {verify_entry.name} has no calibrated threshold; pass --threshold")
         gallery = Gallery(gallery_path) if gallery_path else None
-        return cls(detector, embedder, threshold, gallery)
+        return cls(detector, embedder, threshold, gallery, board=board.name, threads=threads)
 
     def describe(self) -> dict:
         return {"detector": self.detector.model.entry.name, "detector_backend": self.detector.model.backend_name,
