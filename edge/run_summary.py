@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edge.dataprep import largest
+
 
 @dataclass
 class RunSummary:
@@ -26,7 +28,7 @@ class RunSummary:
         if not decisions:
             self.outcomes["missed_face"] += 1
             return
-        said = max(decisions, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).identity
+        said = largest(decisions).identity
         if person in self.enrolled:
             key = "correct_accept" if said == person else ("false_reject" if said is None else "false_accept")
         else:
