@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -73,10 +74,13 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
         entries: list[ModelEntry] = []
         rows: list[ArtifactRow] = []
         with tempfile.TemporaryDirectory(prefix="compile-work-") as workdir:
+            # The held-out inputs and the torch FP32 outputs every artifact of a model is gated against:
+            # computed once per model, not once per artifact.
+            references = {source.role: _reference(source, calibration) for source in sources}
             jobs = [(source, artifact) for source in sources for artifact in artifacts]
             for source, artifact in tqdm(jobs, desc="artifacts", unit="file"):
                 entry, row = _compile_one(board, source, artifact, calibration, calibration_method, staging,
-                                          Path(workdir))
+                                          Path(workdir), references[source.role])
                 rows.append(row)
                 if row.passed:
                     entries.append(entry)
@@ -96,8 +100,14 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
     return BuildResult(final, manifest, rows)
 
 
+def _reference(source: SourceModel, calibration: CalibrationSet) -> tuple[np.ndarray, np.ndarray]:
+    held_out = prepare_batch(calibration.held_out, source.spec)
+    return held_out, torch_reference(source.model, held_out)
+
+
 def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, calibration: CalibrationSet,
-                 calibration_method: str, staging: Path, workdir: Path) -> tuple[ModelEntry, ArtifactRow]:
+                 calibration_method: str, staging: Path, workdir: Path,
+                 reference_pair: tuple[np.ndarray, np.ndarray]) -> tuple[ModelEntry, ArtifactRow]:
     """Exports one artifact and measures it; a file that fails its gate is deleted from the bundle."""
     output_name, _ = OUTPUTS[source.task]
     path = staging / f"{source.role}.{artifact.precision}.{artifact.format}"
@@ -109,8 +119,7 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
         calibration_method=calibration_method,
     )
     exported = exporters.export(artifact, request)
-    held_out = prepare_batch(calibration.held_out, source.spec)
-    reference = torch_reference(source.model, held_out)
+    held_out, reference = reference_pair
     entry = make_entry(source, artifact, exported, reference.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
     threads = max(1, min(board.threads, os.cpu_count() or 1))
