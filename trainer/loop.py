@@ -1,6 +1,7 @@
 """The training loop both trainers share: epochs of optimisation steps, a progress bar, an optional time limit."""
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer.device import pick_device
 from trainer.report import Clock, epoch_bar, stop_notice
 
 
@@ -16,6 +18,13 @@ class LoopResult:
     steps: int
     loss: float          # the last step's loss
     stopped: bool        # True when --max_seconds ended the run early
+
+
+def start_run(seed: int, threads: int | None, device: str) -> tuple[np.random.Generator, torch.device]:
+    """Seeds torch and numpy, sets torch's CPU threads (default: all cores) and picks the device."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return np.random.default_rng(seed), pick_device(device)
 
 
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:

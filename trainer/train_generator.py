@@ -1,7 +1,6 @@
 """Trains the seed face generator (``conv_autoencoder``) and writes its checkpoint, samples and report."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from edge.errors import UserError
 from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_images, to_tensor
-from trainer.device import describe, device_of, pick_device
+from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
-from trainer.loop import train_epochs
+from trainer.loop import start_run, train_epochs
 from trainer.models.autoencoder import ConvAutoencoder
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
@@ -36,10 +35,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "") -> Result:
     check_options(epochs, batch_size, lr, max_seconds)
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    rng = np.random.default_rng(seed)
-    target = pick_device(device)
+    rng, target = start_run(seed, threads, device)
     spec = generator_input_spec()
     faces = load_faces(data)
     train_index, held_index = split_images(len(faces), HOLDOUT, rng)

@@ -1,7 +1,6 @@
 """Trains the face verifier (``mobilefacenet_s`` + ArcFace) and calibrates its threshold on unseen identities."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from edge.errors import UserError
 from edge.preprocess import verifier_input_spec
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_identities, to_tensor
-from trainer.device import describe, pick_device
+from trainer.device import describe
 from trainer.evaluate import evaluate_verifier
-from trainer.loop import train_epochs
+from trainer.loop import start_run, train_epochs
 from trainer.losses import ArcFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, outputs_next_to, write_report
@@ -39,10 +38,7 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
                    scale: float = 30.0, device: str = "auto", command: str = "") -> Result:
     check_options(epochs, batch_size, lr, max_seconds)
     check_verifier_options(embedding, width, holdout, target_far, margin, scale)
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    rng = np.random.default_rng(seed)
-    target = pick_device(device)
+    rng, target = start_run(seed, threads, device)
     spec = verifier_input_spec()
     faces = load_faces(data)
     train, held = split_identities(faces, holdout, rng)
