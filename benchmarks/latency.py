@@ -10,16 +10,17 @@ import numpy as np
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import summarize, time_interleaved
-from edge.align import align_face
+from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends import BACKEND_FORMATS, BACKENDS
+from edge.backends.base import BackendOptions
 from edge.boards import load_board
 from edge.dataprep import largest
-from edge.detect import BlazeFaceDetector, letterbox
+from edge.detect import BlazeFaceDetector, build_detector, letterbox
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.preprocess import prepare_batch
-from edge.runtime import LoadedModel, load_model
+from edge.runtime import LoadedModel, choose_model, load_model
 
 RANDOM_SEED = 0
 MAX_IMAGES = 16          # distinct inputs cycled through the timing loop; more adds load time, not information
@@ -53,6 +54,15 @@ def runs_for(manifest: Manifest, backend: str | None) -> list[tuple[ModelEntry, 
     return runs
 
 
+def board_defaults(manifest: Manifest, board) -> set[tuple[str, str]]:
+    """(entry name, backend) that the runtime would choose on this board for each task in the bundle."""
+    chosen = set()
+    for task in sorted({e.task for e in manifest.models}):
+        choice = choose_model(manifest, board, task)
+        chosen.add((choice.entry.name, choice.backend))
+    return chosen
+
+
 def random_batches(entry: ModelEntry) -> tuple[list[np.ndarray], str]:
     height, width = entry.input.size
     image = np.random.default_rng(RANDOM_SEED).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -67,8 +77,10 @@ def image_batches(entry: ModelEntry, images: list[np.ndarray], detector: BlazeFa
     else:
         if detector is None:
             raise UserError(f"--images needs a detect model in the bundle to align faces for {entry.name}")
+        template = crop_template(entry.input.crop)
+        indices = keypoint_indices(template, detector.keypoint_names)
         faces = [(image, largest(detector.detect(image))) for image in images]
-        crops = [align_face(image, face.keypoints) for image, face in faces if face is not None]
+        crops = [align_face(image, face.keypoints[indices], template) for image, face in faces if face is not None]
         if not crops:
             raise UserError(f"no face found in the first {len(images)} images of {folder}; "
                             f"give a folder of face photos")
@@ -113,29 +125,32 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
     loaded: list[LoadedModel] = []
     try:
         detector = None
+        load_options = BackendOptions(threads=threads)
         if images is not None and manifest.for_task("detect"):
-            entry = manifest.for_task("detect")[0]
-            loaded.append(load_model(options.bundle, entry, threads, preference=board.backends))
-            detector = BlazeFaceDetector(loaded[-1])
+            chosen = choose_model(manifest, board, "detect")
+            loaded.append(load_model(options.bundle, chosen.entry, chosen.backend, load_options))
+            detector = build_detector(loaded[-1])
         calls, prepared = {}, {}
         for entry, backend in runs:
-            model = load_model(options.bundle, entry, threads, backend=backend)
+            model = load_model(options.bundle, entry, backend, load_options)
             loaded.append(model)
             batches, description = (image_batches(entry, images, detector, options.images) if images is not None
                                     else random_batches(entry))
             key = f"{entry.name}/{backend}"
             next_batch = itertools.cycle(batches).__next__
-            calls[key] = lambda model=model, next_batch=next_batch: model.infer(next_batch())
+            calls[key] = lambda model=model, next_batch=next_batch: model.infer_image_batch(next_batch())
             prepared[key] = (entry, backend, model.backend.describe(), description)
         times = time_interleaved(calls, warmup, repeat, desc=f"latency x{len(calls)} models")
     finally:
         for model in loaded:
             model.close()
     environment = collect_environment(manifest.board, threads)
+    defaults = board_defaults(manifest, board)
     results = []
     for key, (entry, backend, described, description) in prepared.items():
         results.append(new_result(
             "latency", environment, bundle=str(options.bundle), model=model_facts(entry), backend=backend,
+            board_default=(entry.name, backend) in defaults,
             runtime=described, batch=1, input=description, warmup=warmup, repeat=repeat, schedule="interleaved",
             timings_ms=times[key], summary=summarize(times[key])))
     fp32_comparisons(results)

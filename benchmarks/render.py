@@ -58,9 +58,9 @@ def latency_table(results: list[dict]) -> str:
         s, m = r["summary"], r["model"]
         body.append([m["task"], m["name"], m["precision"], r["backend"], str(r["environment"].get("threads")),
                      _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]), _num(s["throughput_per_s"], 1),
-                     vs_fp32_text(r.get("vs_fp32"), m["precision"])])
+                     vs_fp32_text(r.get("vs_fp32"), m["precision"]), "yes" if r.get("board_default") else ""])
     header = ["task", "model", "precision", "backend", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "per s",
-              "vs FP32 (p50)"]
+              "vs FP32 (p50)", "board default"]
     return _table(header, body)
 
 

@@ -123,7 +123,7 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
     entry = make_entry(source, artifact, exported, reference.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
     threads = max(1, min(board.threads, os.cpu_count() or 1))
-    candidate, backend = run_artifact(staging, entry, held_out, threads, board.backends)
+    candidate, backend = run_artifact(staging, entry, held_out, board, threads)
     accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend)
     entry = dataclasses.replace(entry, accuracy=accuracy)
     row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,
@@ -144,7 +144,7 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
     return ModelEntry(
         name=f"{source.role}.{artifact.format}.{artifact.precision}", task=source.task,
         architecture=source.architecture, file=exported.path.name, format=artifact.format,
-        precision=artifact.precision, input=spec,
+        precision=artifact.precision, inputs=(spec,),
         outputs=tuple(OutputSpec(name, (1, *output_shape), meaning) for name in exported.output_names),
         sha256=sha256_file(exported.path), source_sha256=source.sha256, calibration=calibration,
         threshold=source.threshold if source.task == "verify" else None,

@@ -90,14 +90,14 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
 
 
 def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detector: str) -> None:
-    """Each model's input side must be the one the board config names for its task (the runtime's contract)."""
+    """Each model's input side must be one the board config names for its task (the runtime's contract)."""
     sides = [(s.role, s.task, s.spec.size) for s in sources]
     sides.append((detector, "detect", (VENDOR_MODELS[detector].input_size,) * 2))
     for role, task, (height, width) in sides:
-        wanted = board.input_sizes.get(task)
-        if wanted is not None and (height, width) != (wanted, wanted):
+        allowed = board.input_sizes.get(task)
+        if allowed is not None and (height != width or height not in allowed):
             raise UserError(f"{role} takes {height}x{width} {task} inputs, but board {board.name} is configured "
-                            f"for {wanted}x{wanted} (input_sizes in its board config)")
+                            f"for sides {list(allowed)} (input_sizes in its board config)")
 
 
 def load_source(path: Path) -> SourceModel:

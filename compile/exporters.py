@@ -26,9 +26,6 @@ EXPORTERS = Registry("export format", {
 NOT_BUILT = {
     "tflite:int8": "full-integer TFLite (PT2E quantization in litert-torch) is not built yet; "
                    "use onnx:int8 or tflite:fp32",
-    "tensorrt:fp32": "TensorRT engines are device-specific and are built on the board from the onnx:fp32 file",
-    "tensorrt:fp16": "TensorRT engines are device-specific and are built on the board from the onnx:fp32 file",
-    "tensorrt:int8": "TensorRT engines are device-specific and are built on the board from the onnx:int8 file",
 }
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.backends.base import BackendOptions
+from edge.boards import BoardConfig
 from edge.manifest import ModelEntry
 from edge.metrics import cosine_similarity, psnr
-from edge.runtime import backend_for_format, load_model
+from edge.runtime import backend_for, load_model
 
 REFERENCE = "torch-fp32"
 
@@ -22,13 +24,14 @@ def torch_reference(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         return model.eval()(torch.from_numpy(batch)).numpy()
 
 
-def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, threads: int,
-                 preference: tuple[str, ...]) -> tuple[np.ndarray, str]:
-    """The artifact's first output for every image of ``batch``, and the backend name that produced it."""
-    backend = backend_for_format(entry.format, preference)
-    loaded = load_model(bundle_dir, entry, threads, backend=backend)
+def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, board: BoardConfig,
+                 threads: int) -> tuple[np.ndarray, str]:
+    """The artifact's first output for every image of ``batch``, and the backend the board would run it with."""
+    backend = backend_for(entry, board.backends)
+    loaded = load_model(bundle_dir, entry, backend, BackendOptions(threads=threads))
+    output = entry.outputs[0].name
     try:
-        outputs = [loaded.infer(batch[i:i + 1])[0] for i in range(len(batch))]
+        outputs = [loaded.infer_image_batch(batch[i:i + 1])[output] for i in range(len(batch))]
     finally:
         loaded.close()
     return np.concatenate(outputs), backend

@@ -1,24 +1,59 @@
-"""Face alignment: a similarity transform from detected key points to a canonical 112x112 template.
+"""Face alignment: a similarity transform from detected key points onto a named crop template.
 
-Key points, everywhere in the project, are in image order: [eye on the image's left, eye on the image's right,
-nose tip, mouth centre]. BlazeFace gives exactly these (plus two ear points, unused); a 5-point source with
-mouth corners (MTCNN, faces80 landmarks, the synthetic renderer) maps to them with ``five_to_four``.
+Each template (a registry by name; the manifest's ``crop`` names one) says its output size, which detector key
+points it uses and where they land. Key points, everywhere in the project, are named in image order:
+``eye_image_left``, ``eye_image_right``, ``nose``, ``mouth`` (BlazeFace gives these plus two ear points); a
+5-point source with mouth corners (MTCNN, faces80 landmarks, the synthetic renderer) maps to the first four
+with ``five_to_four``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-ALIGNED_SIZE = 112
+from edge.errors import UserError
+from edge.registry import unknown_name_message
 
-# The ArcFace 112x112 template (eyes, nose tip, mouth corners), with the two mouth corners averaged into the
-# mouth centre that BlazeFace predicts. Models trained on these crops match the common face-recognition layout.
-TEMPLATE_112 = np.array([
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [56.1396, 92.2848],
-], dtype=np.float32)
+FOUR_POINTS = ("eye_image_left", "eye_image_right", "nose", "mouth")
+
+
+@dataclass(frozen=True)
+class CropTemplate:
+    name: str
+    size: int                                      # square output side in pixels
+    keypoints: tuple[str, ...]                     # the detector key points it is fitted to, in this order
+    points: tuple[tuple[float, float], ...]        # where each lands in the output, in pixels
+    origin: str                                    # where the numbers come from
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.points, np.float32)
+
+
+CROPS = {
+    # The ArcFace 112x112 template (eyes, nose tip, mouth corners) with the two mouth corners averaged into the
+    # mouth centre BlazeFace predicts: models trained on these crops match the common face-recognition layout.
+    "arcface112": CropTemplate(
+        "arcface112", 112, FOUR_POINTS,
+        ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (56.1396, 92.2848)),
+        "insightface's 112x112 ArcFace template, mouth corners averaged"),
+}
+
+
+def crop_template(name: str) -> CropTemplate:
+    if name not in CROPS:
+        raise UserError(unknown_name_message("crop template", name, sorted(CROPS)))
+    return CROPS[name]
+
+
+def keypoint_indices(template: CropTemplate, detector_keypoints: tuple[str, ...] | list[str]) -> list[int]:
+    """Where the template's key points sit in a detector's output; a detector lacking one is refused."""
+    missing = [name for name in template.keypoints if name not in detector_keypoints]
+    if missing:
+        raise UserError(f"crop {template.name} needs key points {list(template.keypoints)}; the detector gives "
+                        f"{list(detector_keypoints)} (missing {missing})")
+    return [list(detector_keypoints).index(name) for name in template.keypoints]
 
 
 def five_to_four(points5: np.ndarray) -> np.ndarray:
@@ -49,8 +84,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]]).astype(np.float32)
 
 
-def align_face(image: np.ndarray, keypoints: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """Warps the face whose first four key points are given onto the template, at ``size`` x ``size``."""
-    template = TEMPLATE_112 * (size / ALIGNED_SIZE)
-    matrix = similarity_transform(np.asarray(keypoints, np.float32)[:4], template)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+def align_face(image: np.ndarray, keypoints: np.ndarray, crop: str | CropTemplate = "arcface112") -> np.ndarray:
+    """Warps the face onto ``crop``; ``keypoints`` are the template's points, in its order (see keypoint_indices)."""
+    template = crop_template(crop) if isinstance(crop, str) else crop
+    points = np.asarray(keypoints, np.float32)[:len(template.points)]
+    matrix = similarity_transform(points, template.array())
+    return cv2.warpAffine(image, matrix, (template.size, template.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)

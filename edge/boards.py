@@ -19,7 +19,9 @@ from edge.registry import unknown_name_message
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board_configs"
 ALIASES_FILE = "aliases.yaml"
 TASKS = ("detect", "verify", "generate")
-FORMATS = ("onnx", "tflite", "tensorrt")
+FORMATS = ("onnx", "tflite")                 # file formats; runtimes (backends) are another axis
+RUNTIME_NOT_FORMAT = {"tensorrt": "TensorRT is a runtime, not a file format: it builds its engine on the board "
+                                  "from the bundle's onnx file"}
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -33,6 +35,8 @@ class Artifact:
     @classmethod
     def parse(cls, text: str) -> "Artifact":
         fmt, sep, precision = text.partition(":")
+        if fmt in RUNTIME_NOT_FORMAT:
+            raise UserError(f"bad artifact {text!r}: {RUNTIME_NOT_FORMAT[fmt]}")
         if not sep or fmt not in FORMATS or precision not in PRECISIONS:
             raise UserError(f"bad artifact {text!r}: write FORMAT:PRECISION with FORMAT in {FORMATS} "
                             f"and PRECISION in {PRECISIONS}")
@@ -61,7 +65,7 @@ class BoardConfig:
     precision: dict[str, str]                   # task -> precision the runtime picks by default
     threads: int
     camera: str                                 # default frame source URI
-    input_sizes: dict[str, int]                 # task -> square input side in pixels
+    input_sizes: dict[str, tuple[int, ...]]     # task -> square input sides (pixels) the board is sized for
     onnx_opset: int                             # highest opset the board's runtimes accept
     accuracy_budget: dict[str, float]           # precision -> minimum cosine similarity to the FP32 reference
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
@@ -154,7 +158,8 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
         BACKENDS.target(name)
     for fmt, precisions in board.supports.items():
         if fmt not in FORMATS:
-            raise UserError(f"{where}: supports has unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+            why = f" ({RUNTIME_NOT_FORMAT[fmt]})" if fmt in RUNTIME_NOT_FORMAT else ""
+            raise UserError(f"{where}: supports has unknown format {fmt!r}{why}; valid: {', '.join(FORMATS)}")
         bad = [p for p in precisions if p not in PRECISIONS]
         if bad:
             raise UserError(f"{where}: supports[{fmt}] has unknown precision {bad[0]!r}; valid: {', '.join(PRECISIONS)}")

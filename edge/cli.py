@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--src", required=True)
     align.add_argument("--out", required=True)
     align.add_argument("--detector", default="blazeface_short")
+    align.add_argument("--crop", default="arcface112",
+                       help="alignment template: arcface112 (our trained verifiers) or dlib150 (the imported dlib "
+                            "ResNet) (default: %(default)s)")
     align.set_defaults(handler=run_align)
 
     enroll = verbs.add_parser("enroll", help="add a person's templates to the gallery from photos")
@@ -87,7 +90,7 @@ def run_align(args) -> int:
     from edge.dataprep import align_folder
     from edge.vendor_models import load_packaged_detector
 
-    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector))
+    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop)
     print(f"align: {stats.summary()} -> {args.out}")
     return 0 if stats.aligned else 2
 
@@ -146,10 +149,9 @@ def run_pipeline(args) -> int:
     from edge.sources import open_source
 
     pipeline = _open_pipeline(args, args.gallery)
-    if pipeline.templates.other_models and not pipeline.templates.names:
-        print(f"warning: the gallery's {pipeline.templates.other_models} templates were made by another model; "
-              f"re-enroll with this bundle", file=sys.stderr)
+    pipeline.require_current_gallery(args.bundle)
     print(f"run: {json.dumps(pipeline.describe())}", file=sys.stderr)
+    print(f"run: {pipeline.match_threshold.describe()}", file=sys.stderr)
     writer = VideoWriter(args.output) if args.output else None
     summary = RunSummary(set(pipeline.templates.names))
     start = time.perf_counter()

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
-from edge.align import align_face
+from edge.align import align_face, crop_template, keypoint_indices
 from edge.imageio import list_images, read_image
 
 
@@ -32,8 +33,19 @@ def largest(detections):
     return max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), default=None)
 
 
-def align_folder(src: str | Path, dst: str | Path, detector, size: int = 112, progress: bool = True) -> AlignStats:
-    """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image."""
+def nearest_centre(detections, image_shape):
+    """The detection whose box centre is nearest the image centre: the subject of a posed photo, where the
+    largest face can be a bystander's (pair protocols such as LFW centre the subject)."""
+    centre = np.array([image_shape[1], image_shape[0]], np.float32) / 2
+    return min(detections, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre)), default=None)
+
+
+def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112",
+                 progress: bool = True) -> AlignStats:
+    """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
+    cut as the named crop template says."""
+    template = crop_template(crop)
+    indices = keypoint_indices(template, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
     stats = AlignStats()
     paths = list_images(src)
@@ -49,6 +61,6 @@ def align_folder(src: str | Path, dst: str | Path, detector, size: int = 112, pr
             continue
         out = (dst / path.relative_to(src)).with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), align_face(image, face.keypoints, size))
+        cv2.imwrite(str(out), align_face(image, face.keypoints[indices], template))
         stats.aligned += 1
     return stats

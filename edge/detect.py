@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.errors import UserError
+from edge.registry import Registry
 from edge.runtime import LoadedModel
 
 
@@ -21,11 +23,12 @@ class Detection:
     keypoints: np.ndarray  # (6, 2) image pixels: eye (image left), eye (image right), nose, mouth, ear, ear
 
 
-def ssd_anchors(input_size: int, strides: list[int], offset: float = 0.5) -> np.ndarray:
+def ssd_anchors(input_size: int, strides: tuple[int, ...] | list[int], offset: float = 0.5,
+                per_layer: int = 2) -> np.ndarray:
     """Anchor centres (N, 2) in [0, 1]; consecutive layers with the same stride share one grid.
 
-    Each layer contributes two anchors per grid cell (MediaPipe's SSD anchor layout with one aspect ratio
-    plus the interpolated scale), so 16x16x2 + 8x8x6 = 896 for the short-range model's strides [8,16,16,16].
+    Each layer contributes ``per_layer`` anchors per grid cell: two in MediaPipe's SSD layout with one aspect
+    ratio plus the interpolated scale, so 16x16x2 + 8x8x6 = 896 for the short-range model's strides [8,16,16,16].
     """
     centres = []
     layer = 0
@@ -36,7 +39,7 @@ def ssd_anchors(input_size: int, strides: list[int], offset: float = 0.5) -> np.
         grid = int(np.ceil(input_size / strides[layer]))
         ys, xs = np.mgrid[0:grid, 0:grid]
         cells = np.stack([(xs + offset) / grid, (ys + offset) / grid], axis=-1).reshape(-1, 1, 2)
-        centres.append(np.repeat(cells, 2 * same, axis=1).reshape(-1, 2))
+        centres.append(np.repeat(cells, per_layer * same, axis=1).reshape(-1, 2))
         layer += same
     return np.concatenate(centres).astype(np.float32)
 
@@ -83,19 +86,25 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
 class BlazeFaceDetector:
     """Finds faces in a BGR image with a BlazeFace model loaded from a bundle (or the packaged file)."""
 
-    def __init__(self, model: LoadedModel, score_threshold: float | None = None, iou_threshold: float = 0.3):
-        extra = model.entry.extra
+    def __init__(self, model: LoadedModel, score_threshold: float | None = None):
+        decode = model.entry.decode
+        if decode is None:
+            raise UserError(f"detector {model.entry.name} has no decode parameters in the manifest; recompile")
         self.model = model
+        self.decode = decode
         self.size = model.entry.input.size[0]
-        self.anchors = ssd_anchors(self.size, extra["strides"], extra.get("anchor_offset", 0.5))
-        self.score_threshold = extra.get("score_threshold", 0.5) if score_threshold is None else score_threshold
-        self.iou_threshold = iou_threshold
+        self.anchors = ssd_anchors(self.size, decode.strides, decode.anchor_offset, decode.anchors_per_layer)
+        self.score_threshold = decode.score_threshold if score_threshold is None else score_threshold
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return self.decode.keypoints
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         boxed, scale, (pad_x, pad_y) = letterbox(image_bgr, self.size)
         outputs = self.model.run_images([boxed])
-        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]      # 896,16
-        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]     # 896
+        regressors = outputs[self.decode.boxes_output][0]                  # anchors,16
+        logits = outputs[self.decode.scores_output][0, :, 0]               # anchors
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= self.score_threshold
         if not keep.any():
@@ -106,8 +115,19 @@ class BlazeFaceDetector:
         boxes = np.concatenate([centres - half, centres + half], axis=1)           # K,4 in [0,1]
         points = anchors[:, None, :] + regressors[:, 4:16].reshape(-1, 6, 2) / self.size  # K,6,2
         detections = []
-        for box, kps, score in weighted_nms(boxes, points, scores, self.iou_threshold):
+        for box, kps, score in weighted_nms(boxes, points, scores, self.decode.iou_threshold):
             to_pixels = lambda xy: (xy * self.size - np.array([pad_x, pad_y])) / scale  # noqa: E731
             box_px = np.concatenate([to_pixels(box[:2]), to_pixels(box[2:])])
             detections.append(Detection(box_px.astype(np.float32), score, to_pixels(kps).astype(np.float32)))
         return detections
+
+
+# Detector implementations by the manifest's architecture name.
+DETECTORS = Registry("detector architecture", {
+    "blazeface_short": "edge.detect:BlazeFaceDetector",
+})
+
+
+def build_detector(model: LoadedModel):
+    """The detector class for the loaded file's architecture; an unknown one is refused with the valid names."""
+    return DETECTORS.get(model.entry.architecture)(model)

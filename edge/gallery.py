@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,8 @@ def _now() -> str:
 class GalleryTemplates:
     names: list[str]             # one per identity
     matrix: np.ndarray           # (identities, dim), L2-normalised mean template per identity
-    other_models: int            # templates enrolled with a different model, unusable here
+    other_models: int            # templates enrolled with a model file whose embeddings are not comparable
+    stale: dict[str, list[str]] = field(default_factory=dict)   # identity -> photo sources, enrolled only so
 
 
 class Gallery:
@@ -91,19 +92,26 @@ class Gallery:
         with self._transaction():
             return self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
 
-    def templates(self, model_fingerprint: str) -> GalleryTemplates:
+    def templates(self, fingerprints: str | set[str] | tuple[str, ...]) -> GalleryTemplates:
+        """Mean templates of every identity enrolled with one of ``fingerprints`` (the files whose embeddings
+        are comparable with the running model's), and the identities enrolled only with other files."""
+        usable = {fingerprints} if isinstance(fingerprints, str) else set(fingerprints)
         rows = self._db.execute(
-            "SELECT i.name, t.embedding, t.dim FROM templates t JOIN identities i ON i.id=t.identity_id "
-            "WHERE t.model_fingerprint=? ORDER BY i.name", (model_fingerprint,)).fetchall()
-        other = self._db.execute("SELECT COUNT(*) FROM templates WHERE model_fingerprint<>?",
-                                 (model_fingerprint,)).fetchone()[0]
+            "SELECT i.name, t.embedding, t.dim, t.model_fingerprint, t.source FROM templates t "
+            "JOIN identities i ON i.id=t.identity_id ORDER BY i.name, t.id").fetchall()
         by_name: dict[str, list[np.ndarray]] = {}
-        for name, blob, dim in rows:
-            by_name.setdefault(name, []).append(np.frombuffer(blob, np.float32, count=dim))
+        stale: dict[str, list[str]] = {}
+        for name, blob, dim, fingerprint, source in rows:
+            if fingerprint in usable:
+                by_name.setdefault(name, []).append(np.frombuffer(blob, np.float32, count=dim))
+            else:
+                stale.setdefault(name, []).append(source or "")
         names = sorted(by_name)
         means = [np.mean(by_name[n], axis=0) for n in names]
         matrix = np.stack([m / (np.linalg.norm(m) + 1e-12) for m in means]) if means else np.zeros((0, 0), np.float32)
-        return GalleryTemplates(names, matrix.astype(np.float32), other)
+        other = sum(len(v) for v in stale.values())
+        only_stale = {name: sources for name, sources in stale.items() if name not in by_name}
+        return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale)
 
     def identities(self) -> list[tuple[str, int]]:
         """(name, template count) for every enrolled identity, any model."""

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from edge.errors import UserError
 
-SCHEMA_VERSION = 1
+# 2: lists of named inputs and outputs, typed detector decode parameters, per-artifact match calibration.
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How to turn an image into the model's input tensor."""
+    """How to turn an image into one of the model's input tensors."""
 
     name: str
     shape: tuple[int, ...]            # with batch 1, e.g. (1, 3, 112, 112)
@@ -30,7 +31,7 @@ class InputSpec:
     std: tuple[float, float, float]
     scale: float | None = None        # for integer inputs: real = scale * (q - zero_point)
     zero_point: int | None = None
-    crop: str = "none"                # how the image was cropped before resizing: "arcface112" | "letterbox" | "none"
+    crop: str = "none"                # "letterbox", "none", or an alignment template of edge.align (arcface112, ...)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,7 +45,40 @@ class InputSpec:
 class OutputSpec:
     name: str
     shape: tuple[int, ...]
-    meaning: str = ""                 # e.g. "embedding (L2-normalise)", "image in [0, 1], NCHW RGB"
+    meaning: str = ""                 # e.g. "embedding (L2-normalise)", "face logit per anchor"
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class AnchorDecode:
+    """How an anchor-based (SSD/BlazeFace) detector's raw outputs become boxes and key points."""
+
+    strides: tuple[int, ...]          # one per feature layer; consecutive equal strides share one grid
+    anchors_per_layer: int = 2        # anchors each layer puts in every grid cell
+    anchor_offset: float = 0.5        # anchor centre within its cell
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.3        # weighted NMS merges candidates overlapping more than this
+    keypoints: tuple[str, ...] = ()   # names of the predicted key points, in output order
+    boxes_output: str = "regressors"  # output holding box + key point offsets per anchor
+    scores_output: str = "classificators"
+
+
+@dataclass(frozen=True)
+class MatchCalibration:
+    """How a verifier artifact's cosine scores fall on real pairs, measured with the backend that runs it.
+
+    Impostor scores come from identities disjoint from the pairs the report quotes. The highest of them are kept
+    so that the runtime can move the 1:1 threshold when the gallery's size changes (``edge.matching``).
+    """
+
+    source: str                       # what the pairs were made of, e.g. "real: orl, yaleb (24 identities)"
+    target_far: float                 # false accepts per probe the kiosk aims at (open set, any gallery size)
+    threshold: float                  # the 1:1 threshold at ``target_far`` (a gallery of one)
+    impostor_pairs: int
+    genuine_pairs: int
+    far_curve: tuple[tuple[float, float], ...]   # (1:1 false-accept rate, threshold), rates falling, log-spaced
+    mirror_average: bool = False      # scores were measured on embeddings averaged with the mirrored face's
+    report: dict = field(default_factory=dict)   # balanced accuracy etc. on pairs that did not choose it
 
 
 @dataclass(frozen=True)
@@ -53,16 +87,36 @@ class ModelEntry:
     task: str                         # detect | verify | generate
     architecture: str
     file: str                         # relative to the bundle directory
-    format: str                       # onnx | tflite | tensorrt
+    format: str                       # onnx | tflite (a file format; the runtime that runs it is a backend)
     precision: str                    # fp32 | fp16 | int8
-    input: InputSpec
+    inputs: tuple[InputSpec, ...]     # the first is the image input
     outputs: tuple[OutputSpec, ...]
     sha256: str
     source_sha256: str                # the checkpoint (or vendor model file) it was made from
     calibration: dict | None = None   # {"fingerprint", "method", "images"} for quantized files
     accuracy: dict | None = None      # agreement with the FP32 reference, measured by the backend that runs it
-    threshold: float | None = None    # verifier decision threshold (cosine similarity)
-    extra: dict = field(default_factory=dict)   # task-specific facts, e.g. detector anchors, training metrics
+    threshold: float | None = None    # verifier 1:1 decision threshold (cosine similarity), this artifact's own
+    match: MatchCalibration | None = None          # verifiers: real-pair calibration behind ``threshold``
+    compatible_with: tuple[str, ...] = ()          # verifiers: sha256 of sibling artifacts whose gallery templates
+                                                   # this one may match (cross pairs measured within the gate)
+    decode: AnchorDecode | None = None             # detectors
+    extra: dict = field(default_factory=dict)      # facts for people: training metrics, licence, exporter, ...
+
+    @property
+    def input(self) -> InputSpec:
+        """The image input (every model here takes one image; further inputs would follow it)."""
+        return self.inputs[0]
+
+    def output(self, name: str) -> OutputSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise UserError(f"model {self.name} has no output {name!r}; it has {[o.name for o in self.outputs]}")
+
+    @property
+    def embedding_space(self) -> str:
+        """Embeddings are comparable only between files made from one checkpoint with one crop."""
+        return f"{self.source_sha256}:{self.input.crop}"
 
 
 @dataclass(frozen=True)
@@ -115,13 +169,15 @@ def read_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
         raise UserError(f"{path} is not valid JSON: {err}") from err
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
-        raise UserError(f"{path}: unknown schema_version {version!r}; this runtime reads version {SCHEMA_VERSION}")
+        older = isinstance(version, int) and version < SCHEMA_VERSION
+        raise UserError(f"{path}: {'older' if older else 'unknown'} schema_version {version!r}; this runtime reads "
+                        f"version {SCHEMA_VERSION}" + ("; recompile the bundle with python -m compile" if older else ""))
     try:
         manifest = Manifest(
             board=raw["board"], created=raw["created"], tools=raw["tools"], schema_version=version,
             models=tuple(_entry(m) for m in raw["models"]),
         )
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from err
     if verify_files:
         for entry in manifest.models:
@@ -142,9 +198,19 @@ def verify_entry_file(bundle_dir: Path, entry: ModelEntry) -> Path:
 
 def _entry(raw: dict) -> ModelEntry:
     values = dict(raw)
-    spec = dict(values.pop("input"))
-    spec["shape"] = tuple(spec["shape"])
-    spec["mean"] = tuple(spec["mean"])
-    spec["std"] = tuple(spec["std"])
-    outputs = tuple(OutputSpec(o["name"], tuple(o["shape"]), o.get("meaning", "")) for o in values.pop("outputs"))
-    return ModelEntry(input=InputSpec(**spec), outputs=outputs, **values)
+    values["inputs"] = tuple(input_spec_from_dict(spec) for spec in values.pop("inputs"))
+    values["outputs"] = tuple(OutputSpec(**{**o, "shape": tuple(o["shape"])}) for o in values.pop("outputs"))
+    values["compatible_with"] = tuple(values.get("compatible_with", ()))
+    if values.get("decode") is not None:
+        decode = dict(values["decode"])
+        decode["strides"] = tuple(decode["strides"])
+        decode["keypoints"] = tuple(decode.get("keypoints", ()))
+        values["decode"] = AnchorDecode(**decode)
+    if values.get("match") is not None:
+        curve = tuple((float(far), float(t)) for far, t in values["match"]["far_curve"])
+        values["match"] = MatchCalibration(**{**values["match"], "far_curve": curve})
+    return ModelEntry(**values)
+
+
+def input_spec_from_dict(raw: dict) -> InputSpec:
+    return InputSpec(**{**raw, "shape": tuple(raw["shape"]), "mean": tuple(raw["mean"]), "std": tuple(raw["std"])})

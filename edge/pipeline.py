@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import align_face
-from edge.backends import BACKEND_FORMATS
+from edge.align import align_face, crop_template, keypoint_indices
+from edge.backends.base import BackendOptions
 from edge.boards import load_board
 from edge.dataprep import largest
-from edge.detect import BlazeFaceDetector, Detection
+from edge.detect import BlazeFaceDetector, Detection, build_detector
 from edge.errors import UserError
 from edge.gallery import Gallery, GalleryTemplates
-from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.runtime import LoadedModel, load_model
+from edge.manifest import read_manifest
+from edge.matching import MatchThreshold, match_threshold
+from edge.runtime import LoadedModel, choose_model, load_model
 
 STAGES = ("detect", "align", "embed", "match", "total")
 
@@ -40,76 +41,94 @@ class FrameResult:
     timings_ms: dict[str, float]
 
 
-def choose_entry(manifest: Manifest, task: str, preference: tuple[str, ...], precision: str | None,
-                 backend: str | None) -> ModelEntry:
-    """The entry for ``task`` at ``precision`` that the preferred (or given) backend can run.
-
-    Without an explicit precision, the board's default is used when the backend has it, else fp32.
-    """
-    candidates = manifest.for_task(task)
-    if not candidates:
-        raise UserError(f"the bundle has no {task} model; recompile it with python -m compile")
-    backends = (backend,) if backend else preference
-    for name in backends:
-        formats = BACKEND_FORMATS.get(name, ())
-        runnable = [e for e in candidates if e.format in formats and precision in (None, e.precision)]
-        if runnable:
-            return runnable[0]
-    have = ", ".join(f"{e.format}/{e.precision}" for e in candidates)
-    raise UserError(f"no {task} model in the bundle for backend {backend or list(preference)} "
-                    f"at precision {precision or 'any'}; the bundle has {have}")
-
-
 class Pipeline:
-    def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, threshold: float,
-                 gallery: Gallery | None = None, board: str = "", threads: int = 0):
+    def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, threshold: float | None = None,
+                 gallery: Gallery | None = None, board: str = "", threads: int = 0, per_probe_far: float | None = None):
         self.detector = detector
         self.embedder = embedder
-        self.threshold = threshold
+        entry = embedder.entry
+        self.crop = crop_template(entry.input.crop)        # an unknown crop is refused before any frame is read
+        self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
+        self.embedding_output = entry.outputs[0].name
+        self.mirror_average = bool(entry.match and entry.match.mirror_average)
         self.gallery = gallery
         self.board = board          # the bundle's board and the thread count its models were loaded with,
         self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
-        self.fingerprint = embedder.entry.sha256
-        self.templates = gallery.templates(self.fingerprint) if gallery else GalleryTemplates([], np.zeros((0, 0)), 0)
+        self.fingerprint = entry.sha256
+        self.templates = (gallery.templates({entry.sha256, *entry.compatible_with}) if gallery
+                          else GalleryTemplates([], np.zeros((0, 0)), 0))
+        self.match_threshold = self._threshold(threshold, per_probe_far)
+        self.threshold = self.match_threshold.threshold
+
+    def _threshold(self, explicit: float | None, per_probe_far: float | None) -> MatchThreshold:
+        """The user's threshold, else the open-set one for this gallery's size from the artifact's calibration."""
+        entry = self.embedder.entry
+        size = max(1, len(self.templates.names))
+        if explicit is not None:
+            return MatchThreshold(explicit, size, float("nan"), float("nan"), True)
+        if entry.match is not None:
+            return match_threshold(entry.match, size, per_probe_far)
+        if entry.threshold is not None:
+            return MatchThreshold(entry.threshold, size, float("nan"), float("nan"), True)
+        raise UserError(f"model {entry.name} has no calibrated threshold; pass --threshold, or recompile with "
+                        f"real pairs (python -m compile ... --pairs_images DIR)")
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, gallery_path: str | Path | None = None, backend: str | None = None,
                     threads: int | None = None, precision: str | None = None,
-                    threshold: float | None = None) -> "Pipeline":
+                    threshold: float | None = None, per_probe_far: float | None = None) -> "Pipeline":
         manifest = read_manifest(bundle_dir)
         board = load_board(manifest.board)
-        threads = threads or board.threads
-        preference = board.backends
-        verify_precision = precision or _default_precision(manifest, board.precision.get("verify"), backend,
-                                                           preference)
-        detect_entry = choose_entry(manifest, "detect", preference, None, None)
-        verify_entry = choose_entry(manifest, "verify", preference, verify_precision, backend)
-        detector = BlazeFaceDetector(load_model(bundle_dir, detect_entry, threads, preference=preference))
-        embedder = load_model(bundle_dir, verify_entry, threads, backend=backend, preference=preference)
-        if threshold is None:
-            threshold = verify_entry.threshold
-        if threshold is None:
-            raise UserError(f"model {verify_entry.name} has no calibrated threshold; pass --threshold")
+        options = BackendOptions(threads=threads or board.threads)
+        detect = choose_model(manifest, board, "detect")
+        verify = choose_model(manifest, board, "verify", backend, precision)
+        crop_template(verify.entry.input.crop)             # refuse an unknown crop before loading anything
+        detector = build_detector(load_model(bundle_dir, detect.entry, detect.backend, options))
+        embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
         gallery = Gallery(gallery_path) if gallery_path else None
-        return cls(detector, embedder, threshold, gallery, board=board.name, threads=threads)
+        return cls(detector, embedder, threshold, gallery, board=board.name, threads=options.threads,
+                   per_probe_far=per_probe_far)
+
+    def require_current_gallery(self, bundle: str | Path) -> None:
+        """Refuses to run while enrolled people have templates only from a model whose embeddings differ."""
+        stale = self.templates.stale
+        if not stale:
+            return
+        name, sources = next(iter(sorted(stale.items())))
+        photos = " ".join(sorted({str(Path(s).parent) for s in sources if s})) or "PHOTOS"
+        raise UserError(f"{len(stale)} enrolled people ({', '.join(sorted(stale)[:5])}) were enrolled with a model "
+                        f"whose embeddings this bundle's {self.embedder.entry.name} cannot compare; re-enrol each, "
+                        f"e.g.: python -m edge enroll --bundle {bundle} --name {name} {photos} "
+                        f"(or remove them with python -m edge gallery --remove NAME)")
 
     def describe(self) -> dict:
         return {"detector": self.detector.model.entry.name, "detector_backend": self.detector.model.backend_name,
                 "verifier": self.embedder.entry.name, "verifier_backend": self.embedder.backend_name,
-                "threshold": self.threshold, "enrolled": len(self.templates.names)}
+                "crop": self.crop.name, "mirror_average": self.mirror_average,
+                "threshold": round(self.threshold, 4), "enrolled": len(self.templates.names)}
 
     def embed_aligned(self, faces: list[np.ndarray]) -> np.ndarray:
-        """Aligned 112x112 BGR crops -> L2-normalised embeddings (N, D), one face per call (batch 1 models)."""
-        rows = [self.embedder.run_images([face])[0][0] for face in faces]
-        embeddings = np.asarray(rows, np.float32)
-        return embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+        """Aligned BGR crops -> L2-normalised embeddings (N, D), one face per call (batch 1 models).
+
+        With mirror averaging (set per artifact by compile, which calibrated its threshold the same way) each
+        embedding is the normalised sum of the face's and its mirror image's."""
+        rows = []
+        for face in faces:
+            vector = _unit(self.embedder.run_images([face])[self.embedding_output][0])
+            if self.mirror_average:
+                vector = _unit(vector + _unit(self.embedder.run_images([face[:, ::-1]])[self.embedding_output][0]))
+            rows.append(vector)
+        return np.asarray(rows, np.float32).reshape(len(faces), -1)
+
+    def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return align_face(image, detection.keypoints[self.keypoints], self.crop)
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None:
         """The normalised embedding of the largest face in ``image``, or None if no face is found."""
         face = largest(self.detector.detect(image))
         if face is None:
             return None
-        return self.embed_aligned([align_face(image, face.keypoints)])[0]
+        return self.embed_aligned([self.align(image, face)])[0]
 
     def match(self, embedding: np.ndarray) -> tuple[str | None, float, str | None]:
         if not self.templates.names:
@@ -128,7 +147,7 @@ class Pipeline:
         decisions = []
         for det in detections:
             t = time.perf_counter()
-            aligned = align_face(image, det.keypoints)
+            aligned = self.align(image, det)
             timings["align"] += _ms_since(t)
             t = time.perf_counter()
             embedding = self.embed_aligned([aligned])[0]
@@ -148,14 +167,9 @@ class Pipeline:
             self.gallery.close()
 
 
-def _default_precision(manifest: Manifest, board_default: str | None, backend: str | None,
-                       preference: tuple[str, ...]) -> str | None:
-    """The board's default verify precision if the chosen backend has it in the bundle, else fp32."""
-    formats = BACKEND_FORMATS.get(backend, ()) if backend else None
-    for entry in manifest.for_task("verify"):
-        if entry.precision == board_default and (formats is None or entry.format in formats):
-            return board_default
-    return "fp32" if any(e.precision == "fp32" for e in manifest.for_task("verify")) else None
+def _unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, np.float32).reshape(-1)
+    return vector / (np.linalg.norm(vector) + 1e-12)
 
 
 def _ms_since(start: float) -> float:

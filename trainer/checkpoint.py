@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import UserError
-from edge.manifest import InputSpec
+from edge.manifest import InputSpec, input_spec_from_dict
 
 CHECKPOINT_VERSION = 1
 TASKS = ("detect", "verify", "generate")
@@ -81,11 +81,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"{path} is not a readable checkpoint: {err}") from err
     if not isinstance(payload, dict) or payload.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise UserError(f"{path}: unknown checkpoint version; this trainer writes version {CHECKPOINT_VERSION}")
-    spec = dict(payload["preprocessing"])
-    for key in ("shape", "mean", "std"):
-        spec[key] = tuple(spec[key])
     return Checkpoint(
         architecture=payload["architecture"], config=payload["config"], task=payload["task"],
-        state_dict=payload["state_dict"], preprocessing=InputSpec(**spec), metrics=payload["metrics"],
+        state_dict=payload["state_dict"], preprocessing=input_spec_from_dict(payload["preprocessing"]), metrics=payload["metrics"],
         threshold=payload["threshold"], created=payload["created"], sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.align import ALIGNED_SIZE
+from edge.align import crop_template
 from edge.errors import UserError
 from edge.imageio import read_image, scan_identity_folders
 from edge.manifest import InputSpec
 from edge.preprocess import prepare_batch
 
+ALIGNED_SIZE = crop_template("arcface112").size   # what our trainers train on
 ALIGN_HINT = "make aligned crops with edge.dataprep.align_folder"
 
 

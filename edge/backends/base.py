@@ -1,8 +1,14 @@
-"""The backend interface every runtime implements: load, infer, close, describe."""
+"""The backend interface every runtime implements: load, infer, close, describe.
+
+A backend is a runtime (onnxruntime, the TFLite interpreter, TensorRT), not a file format: TensorRT, for one,
+runs a bundle's ONNX file by building its engine on the device. ``edge.backends.BACKEND_FORMATS`` says which
+formats each runtime reads.
+"""
 from __future__ import annotations
 
 import abc
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +16,30 @@ import numpy as np
 from edge.errors import UserError
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to load a model file; a runtime ignores what it has no use for."""
+
+    threads: int = 1
+    # onnxruntime's idle intra-op threads spin by default, so interleaved sessions on a small board inflate each
+    # other's latencies (DESIGN.md); off unless a single model owns the CPU.
+    spin: bool = False
+    precision: str | None = None      # for runtimes that build for a precision on the device (TensorRT)
+    cache_dir: Path | None = None     # where such a runtime may keep what it built
+
+
 class Backend(abc.ABC):
-    """One loaded model file in one runtime. Single-input models: ``infer`` takes one array."""
+    """One loaded model file in one runtime; inputs and outputs are named as in the bundle manifest."""
 
     name: str = ""
 
     @abc.abstractmethod
-    def load(self, path: Path, threads: int) -> None:
+    def load(self, path: Path, options: BackendOptions) -> None:
         """Loads the model file; raises UserError when the file or runtime is unusable."""
 
     @abc.abstractmethod
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Runs the model on an input already prepared to the manifest's spec; returns outputs in model order."""
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs the model on inputs prepared to the manifest's specs, by name; returns every output by name."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -44,3 +62,10 @@ def import_runtime(module: str, install_hint: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise UserError(f"the {module} runtime is not installed ({err}); install it with: {install_hint}") from err
+
+
+def check_feeds(feeds: dict[str, np.ndarray], expected: list[str], path: Path | str) -> None:
+    """A feed missing or unknown is a bug in the caller's manifest: say which names the file has."""
+    if set(feeds) != set(expected):
+        raise UserError(f"{path} takes inputs {expected}, was given {sorted(feeds)}; the bundle manifest and the "
+                        f"file disagree: recompile the bundle")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.backends.base import Backend, import_runtime
+from edge.backends.base import Backend, BackendOptions, check_feeds, import_runtime
 from edge.errors import UserError
 
 
@@ -25,22 +25,28 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self):
         self._session = None
-        self._input_name = ""
+        self._path: Path | None = None
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
 
-    def load(self, path: Path, threads: int) -> None:
+    def load(self, path: Path, options: BackendOptions) -> None:
         ort = import_runtime("onnxruntime", "pip install 'edge-face[edge]' (or onnxruntime-gpu on a Jetson)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.threads
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=execution_providers(ort))
+            self._session = ort.InferenceSession(str(path), session_options, providers=execution_providers(ort))
         except Exception as err:  # onnxruntime raises its own untyped errors for unreadable graphs
             raise UserError(f"onnxruntime could not load {path}: {err}") from err
-        self._input_name = self._session.get_inputs()[0].name
+        self._path = path
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._outputs = [o.name for o in self._session.get_outputs()]
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self._session.run(None, {self._input_name: batch})
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(feeds, self._inputs, self._path)
+        return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
 
     def close(self) -> None:
         self._session = None

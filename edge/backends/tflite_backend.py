@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.backends.base import Backend, import_runtime
+from edge.backends.base import Backend, BackendOptions, check_feeds, import_runtime
 from edge.errors import UserError
 
 
@@ -14,29 +14,40 @@ class TFLiteBackend(Backend):
 
     def __init__(self):
         self._interpreter = None
-        self._input = None
+        self._path: Path | None = None
+        self._inputs: dict[str, dict] = {}
         self._outputs: list[dict] = []
 
-    def load(self, path: Path, threads: int) -> None:
+    def load(self, path: Path, options: BackendOptions) -> None:
         litert = import_runtime("ai_edge_litert.interpreter", "pip install 'edge-face[edge]' (ai-edge-litert)")
         try:
-            self._interpreter = litert.Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter = litert.Interpreter(model_path=str(path), num_threads=options.threads)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise UserError(f"the TFLite interpreter could not load {path}: {err}") from err
-        self._input = self._interpreter.get_input_details()[0]
+        self._path = path
+        self._read_details()
+
+    def _read_details(self) -> None:
+        self._inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
         self._outputs = self._interpreter.get_output_details()
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        if tuple(batch.shape) != tuple(self._input["shape"]):
-            # TFLite graphs have static shapes; resizing re-plans memory, so do it only when the batch changes.
-            self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(feeds, list(self._inputs), self._path)
+        resized = False
+        for name, batch in feeds.items():
+            if tuple(batch.shape) != tuple(self._inputs[name]["shape"]):
+                # TFLite graphs have static shapes; resizing re-plans memory, so do it only when the batch changes.
+                self._interpreter.resize_tensor_input(self._inputs[name]["index"], batch.shape)
+                resized = True
+        if resized:
             self._interpreter.allocate_tensors()
-            self._input = self._interpreter.get_input_details()[0]
-            self._outputs = self._interpreter.get_output_details()
-        self._interpreter.set_tensor(self._input["index"], batch.astype(self._input["dtype"], copy=False))
+            self._read_details()
+        for name, batch in feeds.items():
+            detail = self._inputs[name]
+            self._interpreter.set_tensor(detail["index"], batch.astype(detail["dtype"], copy=False))
         self._interpreter.invoke()
-        return [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
+        return {o["name"]: self._interpreter.get_tensor(o["index"]) for o in self._outputs}
 
     def close(self) -> None:
         self._interpreter = None
@@ -48,8 +59,8 @@ class TFLiteBackend(Backend):
             "runtime": "ai-edge-litert",
             "version": version("ai-edge-litert"),
             "delegate": "XNNPACK (CPU)",
-            "inputs": [{"name": self._input["name"], "shape": self._input["shape"].tolist(),
-                        "type": str(np.dtype(self._input["dtype"]))}],
+            "inputs": [{"name": d["name"], "shape": d["shape"].tolist(), "type": str(np.dtype(d["dtype"]))}
+                       for d in self._inputs.values()],
             "outputs": [{"name": o["name"], "shape": o["shape"].tolist(), "type": str(np.dtype(o["dtype"]))}
                         for o in self._outputs],
         }

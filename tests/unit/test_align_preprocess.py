@@ -2,9 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.align import TEMPLATE_112, align_face, five_to_four, similarity_transform
+from edge.align import crop_template, align_face, five_to_four, similarity_transform
 from edge.manifest import InputSpec
 from edge.preprocess import generator_input_spec, output_to_images, prepare_batch, verifier_input_spec
+
+TEMPLATE_112 = crop_template("arcface112").array()
 
 pytestmark = pytest.mark.unit
 

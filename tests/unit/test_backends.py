@@ -1,27 +1,59 @@
+import dataclasses
+
 import numpy as np
 import onnxruntime
 import pytest
 
 from edge.backends import BACKENDS
+from edge.backends.base import BackendOptions
 from edge.backends.onnxruntime_backend import execution_providers
+from edge.boards import load_board
 from edge.errors import UserError
-from edge.manifest import sha256_file
-from edge.runtime import backend_for_format, load_model
+from edge.manifest import InputSpec, Manifest, ModelEntry, OutputSpec, sha256_file
+from edge.runtime import backend_for, choose_model, load_model
 from edge.vendor_models import detector_entry, packaged_model_path
 
 pytestmark = pytest.mark.unit
+
+
+def _entry(name, fmt, precision, task="verify"):
+    spec = InputSpec("input", (1, 3, 4, 4), "NCHW", "float32", "RGB", (0, 0, 0), (1, 1, 1), crop="arcface112")
+    return ModelEntry(name=name, task=task, architecture="a", file=f"{name}.{fmt}", format=fmt, precision=precision,
+                      inputs=(spec,), outputs=(OutputSpec("embedding", (1, 8)),), sha256="s", source_sha256="c")
+
+
+MANIFEST = Manifest("host", "now", {}, (_entry("v32", "onnx", "fp32"), _entry("v8", "onnx", "int8"),
+                                        _entry("t32", "tflite", "fp32")))
 
 
 def test_onnxruntime_backend_uses_only_local_providers():
     assert execution_providers(onnxruntime) == ["CPUExecutionProvider"]
 
 
-def test_backend_choice_follows_the_board_preference():
-    assert backend_for_format("tflite", ("onnxruntime", "tflite")) == "tflite"
-    with pytest.raises(UserError, match="no backend in .* runs tensorrt"):
-        backend_for_format("tensorrt", ("onnxruntime", "tflite"))
+def test_backend_for_follows_the_board_preference_and_refuses_what_cannot_run():
+    assert backend_for(_entry("t", "tflite", "fp32"), ("onnxruntime", "tflite")) == "tflite"
+    with pytest.raises(UserError, match="no backend in .* runs tflite"):
+        backend_for(_entry("t", "tflite", "fp32"), ("onnxruntime",))
+    with pytest.raises(UserError, match="onnxruntime cannot run tflite"):
+        backend_for(_entry("t", "tflite", "fp32"), (), backend="onnxruntime")
     with pytest.raises(UserError, match="unknown backend 'tensorrtt'"):
         BACKENDS.get("tensorrtt")
+
+
+def test_choose_model_is_the_one_place_backend_and_precision_are_decided():
+    host = load_board("host")                      # prefers onnxruntime, INT8 for verify
+    choice = choose_model(MANIFEST, host, "verify")
+    assert (choice.entry.name, choice.backend) == ("v8", "onnxruntime") and "board default" in choice.reason
+    # The board's INT8 is not in TFLite here: its FP32 reference runs instead, and the reason says so.
+    choice = choose_model(MANIFEST, host, "verify", backend="tflite")
+    assert (choice.entry.name, choice.reason) == ("t32", "fp32 fallback fp32 on tflite")
+    # An explicit precision is never replaced by another.
+    with pytest.raises(UserError, match="at precision int8"):
+        choose_model(MANIFEST, host, "verify", backend="tflite", precision="int8")
+    rpi4 = dataclasses.replace(host, backends=("tflite", "onnxruntime"), precision={"verify": "fp32"})
+    assert choose_model(MANIFEST, rpi4, "verify").entry.name == "t32"
+    with pytest.raises(UserError, match="no detect model"):
+        choose_model(MANIFEST, host, "detect")
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
@@ -29,16 +61,20 @@ def test_a_corrupt_model_file_is_refused_with_its_name(tmp_path, backend):
     path = tmp_path / "broken.model"
     path.write_bytes(b"\x00not a model" * 64)
     with pytest.raises(UserError, match="broken.model"):
-        BACKENDS.get(backend)().load(path, threads=1)
+        BACKENDS.get(backend)().load(path, BackendOptions(threads=1))
 
 
-def test_tflite_backend_runs_the_detector_and_describes_itself():
+def test_tflite_backend_runs_the_detector_by_name_and_describes_itself():
     path = packaged_model_path("blazeface_short")
     entry = detector_entry("blazeface_short", path.name, path)
     assert entry.sha256 == sha256_file(path)
-    model = load_model(path.parent, entry, threads=1, backend="tflite")
-    outputs = model.infer(np.zeros((1, 128, 128, 3), np.float32))
-    assert sorted(o.shape for o in outputs) == [(1, 896, 1), (1, 896, 16)]
+    model = load_model(path.parent, entry, "tflite", BackendOptions(threads=1))
+    outputs = model.infer({"input": np.zeros((1, 128, 128, 3), np.float32)})
+    assert {name: o.shape for name, o in outputs.items()} == {"regressors": (1, 896, 16),
+                                                             "classificators": (1, 896, 1)}
+    assert [o.name for o in entry.outputs] == ["regressors", "classificators"]
+    with pytest.raises(UserError, match=r"takes inputs \['input'\], was given \['image'\]"):
+        model.infer({"image": np.zeros((1, 128, 128, 3), np.float32)})
     description = model.backend.describe()
     assert description["runtime"] == "ai-edge-litert" and description["inputs"][0]["shape"] == [1, 128, 128, 3]
     model.close()

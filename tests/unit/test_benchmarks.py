@@ -37,7 +37,7 @@ def _tiny_embedder(path) -> None:
 
 def _verify_entry(name: str, path, precision: str) -> ModelEntry:
     return ModelEntry(name=name, task="verify", architecture="tiny", file=path.name, format="onnx",
-                      precision=precision, input=verifier_input_spec(),
+                      precision=precision, inputs=(verifier_input_spec(),),
                       outputs=(OutputSpec("embedding", (1, 3), "embedding (L2-normalise)"),),
                       sha256=sha256_file(path), source_sha256="0" * 64, threshold=0.5)
 

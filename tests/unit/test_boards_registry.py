@@ -26,7 +26,14 @@ def test_every_board_loads_and_aliases_resolve():
 
 def test_nano_has_no_int8_and_orin_does():
     assert "int8" not in load_board("jetson-nano").supports["onnx"]
-    assert "int8" in load_board("jetson-orin-nano").supports["tensorrt"]
+    assert "int8" in load_board("jetson-orin-nano").supports["onnx"]
+
+
+def test_tensorrt_is_a_runtime_not_a_file_format(tmp_path):
+    with pytest.raises(UserError, match="TensorRT is a runtime, not a file format"):
+        Artifact.parse("tensorrt:fp16")
+    with pytest.raises(UserError, match="unknown format 'tensorrt' .TensorRT is a runtime"):
+        load_board(_write(tmp_path, supports={"onnx": ["fp32"], "tensorrt": ["fp16"]}))
 
 
 def _write(tmp_path, **changes):

@@ -117,10 +117,13 @@ def _measure(tmp_path: Path, source: SourceModel, exported, artifact: str, calib
     """Runs the file through the edge backend that runs its format and gates it against torch."""
     fmt, precision = artifact.split(":")
     entry = ModelEntry(name="m", task=source.task, architecture="a", file=exported.path.name, format=fmt,
-                       precision=precision, input=source.spec, outputs=(OutputSpec("o", (1,)),),
+                       precision=precision,
+                       inputs=(dataclasses.replace(source.spec, name=exported.input_name, shape=exported.input_shape,
+                                                   layout=exported.input_layout),),
+                       outputs=(OutputSpec(exported.output_names[0], (1,)),),
                        sha256=sha256_file(exported.path), source_sha256="x")
     held_out = prepare_batch(calibration.held_out, source.spec)
-    candidate, backend = run_artifact(tmp_path, entry, held_out, 2, ("onnxruntime", "tflite"))
+    candidate, backend = run_artifact(tmp_path, entry, held_out, load_board("host"), 2)
     return gate(source.task, torch_reference(source.model, held_out), candidate, budget, backend)
 
 
@@ -299,7 +302,7 @@ def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
 def test_input_size_must_match_the_board_config(monkeypatch, capsys):
     _patch_sources(monkeypatch)
     host = load_board("host")
-    monkeypatch.setattr(cli, "load_board", lambda name: dataclasses.replace(host, input_sizes={"verify": 96}))
+    monkeypatch.setattr(cli, "load_board", lambda name: dataclasses.replace(host, input_sizes={"verify": (96,)}))
     monkeypatch.setattr(cli, "load_calibration_set", lambda *a: pytest.fail("work started before the check"))
     assert cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32"]) == 2
-    assert "verifier takes 112x112 verify inputs, but board host is configured for 96x96" in capsys.readouterr().err
+    assert "verifier takes 112x112 verify inputs, but board host is configured for sides [96]" in capsys.readouterr().err

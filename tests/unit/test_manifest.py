@@ -23,7 +23,9 @@ def test_round_trip(tmp_path):
     entry = manifest.find("detect")
     assert entry.sha256 == sha256_file(model)
     assert entry.input.size == (128, 128) and entry.input.layout == "NHWC"
-    assert entry.extra["strides"] == [8, 16, 16, 16]
+    assert entry.decode.strides == (8, 16, 16, 16) and entry.decode.keypoints[:2] == ("eye_image_left",
+                                                                                   "eye_image_right")
+    assert [o.name for o in entry.outputs] == ["regressors", "classificators"]
 
 
 def test_checksum_mismatch_names_the_file(tmp_path):
@@ -40,6 +42,10 @@ def test_unknown_schema_version_refused(tmp_path):
     raw["schema_version"] = 99
     path.write_text(json.dumps(raw))
     with pytest.raises(UserError, match="unknown schema_version 99"):
+        read_manifest(tmp_path)
+    raw["schema_version"] = 1
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UserError, match="older schema_version 1.*recompile the bundle"):
         read_manifest(tmp_path)
 
 

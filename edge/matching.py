@@ -1,0 +1,66 @@
+"""The open-set match threshold: one face against N enrolled people, at a target false-accept rate per probe.
+
+A 1:1 threshold set at a false-accept rate f lets a stranger through with probability about 1 - (1 - f)^N
+against N enrolled people, so the kiosk's threshold must rise with the gallery. Compile measures, with the
+backend that runs each verifier file, the threshold at every 1:1 rate down to 1 / (impostor pairs) (the
+manifest's ``far_curve``); the runtime reads off the rate a gallery of N needs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.manifest import MatchCalibration
+
+CURVE_POINTS = 40
+
+
+@dataclass(frozen=True)
+class MatchThreshold:
+    threshold: float
+    gallery_size: int
+    per_probe_far: float
+    pair_far: float              # the 1:1 rate the threshold was read at
+    resolved: bool               # False: the calibration had too few impostor pairs to reach ``pair_far``
+
+    def describe(self) -> str:
+        note = "" if self.resolved else " (beyond the calibration's resolution: the strictest measured threshold)"
+        return (f"threshold {self.threshold:.4f} for {self.gallery_size} enrolled at {self.per_probe_far:g} false "
+                f"accepts per probe (1:1 rate {self.pair_far:.2e}){note}")
+
+
+def pair_far_for_gallery(per_probe_far: float, gallery_size: int) -> float:
+    """The 1:1 false-accept rate at which N independent comparisons give ``per_probe_far`` overall."""
+    return 1.0 - (1.0 - per_probe_far) ** (1.0 / max(gallery_size, 1))
+
+
+def far_curve(impostor_scores: np.ndarray, highest_far: float, points: int = CURVE_POINTS) -> tuple:
+    """(rate, threshold) from ``highest_far`` down to one impostor pair, log-spaced; accept when score >= t.
+
+    The threshold at rate f is just above the k-th highest impostor score, k = floor(f * impostors), so at most
+    k impostor pairs pass it.
+    """
+    scores = np.sort(np.asarray(impostor_scores, np.float64))[::-1]
+    count = len(scores)
+    lowest = 1.0 / count
+    rates = np.geomspace(max(highest_far, lowest), lowest, points) if highest_far > lowest else np.array([lowest])
+    curve = []
+    for rate in rates:
+        allowed = int(np.floor(rate * count + 1e-9))
+        threshold = scores[allowed] if allowed < count else scores[-1]
+        curve.append((float(rate), float(np.nextafter(threshold, np.inf))))
+    return tuple(curve)
+
+
+def match_threshold(match: MatchCalibration, gallery_size: int, per_probe_far: float | None = None) -> MatchThreshold:
+    """The threshold that keeps a stranger's chance of being named at ``per_probe_far`` against ``gallery_size``."""
+    target = match.target_far if per_probe_far is None else per_probe_far
+    wanted = pair_far_for_gallery(target, gallery_size)
+    rates = np.array([rate for rate, _ in match.far_curve])[::-1]            # rising
+    thresholds = np.array([t for _, t in match.far_curve])[::-1]             # falling
+    if wanted <= rates[0]:
+        return MatchThreshold(float(thresholds[0]), gallery_size, target, wanted, wanted >= rates[0] * 0.999)
+    # Interpolate in log-rate: the curve is log-spaced and the impostor tail is close to exponential there.
+    threshold = float(np.interp(np.log(min(wanted, rates[-1])), np.log(rates), thresholds))
+    return MatchThreshold(threshold, gallery_size, target, wanted, True)
