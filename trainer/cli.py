@@ -1,4 +1,5 @@
-"""``python -m trainer <generator|verifier> --data DIR --out FILE.pt``: train a model from aligned face folders."""
+"""``python -m trainer <generator|verifier> --data DIR --out FILE.pt``: train a model from aligned face folders;
+``python -m trainer import SOURCE --out FILE.pt``: bring a pretrained model in as an ordinary checkpoint."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +7,18 @@ import shlex
 import sys
 
 from edge.errors import UserError
+from edge.registry import Registry
+
+# Pretrained models the ``import`` verb knows: name -> function(out_path, source_path or None) -> sha256.
+IMPORTERS = Registry("import source", {
+    "dlib-resnet": "trainer.dlib_import.convert:import_dlib_resnet",
+})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
-                                     "aligned 112x112 crops (DATA/<identity>/<image>).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier}")
+                                     "aligned 112x112 crops (DATA/<identity>/<image>), or import a pretrained one.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier,import}")
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
@@ -28,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
     verifier.add_argument("--margin", type=float, default=0.4, help="ArcFace angular margin (default: %(default)s)")
     verifier.add_argument("--scale", type=float, default=30.0, help="ArcFace logit scale (default: %(default)s)")
+
+    importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
+    importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
+    importer.add_argument("--out", required=True, help="checkpoint to write")
+    importer.add_argument("--dat", default=None,
+                          help="the source model file (default: the one installed with its package)")
     return parser
 
 
@@ -49,6 +62,8 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "import":
+        return import_model(args.source, args.out, args.dat)
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -68,4 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.summary)
+    return 0
+
+
+def import_model(source: str, out: str, source_path: str | None) -> int:
+    try:
+        sha256 = IMPORTERS.get(source)(out, source_path)
+        # Read back what was written: the summary then describes the file, and a bad write shows here.
+        # Imported here, like the trainers, so that `--help` does not wait for torch.
+        from trainer.checkpoint import load_checkpoint
+        metrics = load_checkpoint(out).metrics
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"imported {source}: {metrics['parameters']:,} parameters, {metrics['convs']} convs -> {out} "
+          f"(sha256 {sha256[:12]})")
     return 0
