@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
     verify.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                         help="verifier precision (default: the board config's, if the bundle has it)")
+    verify.add_argument("--face", choices=("centre", "largest"), default="centre",
+                        help="which face of a photo is the subject (default: %(default)s, as pair protocols "
+                             "centre it)")
+    verify.add_argument("--reference", choices=("dlib",), default=None,
+                        help="also run dlib's own pipeline (dlib-bin) on the same pairs and folds; a pair either "
+                             "pipeline finds no face in fails for both")
 
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
@@ -76,9 +82,9 @@ def run_command(args) -> None:
     elif args.command == "verify":
         from benchmarks.verify import VerifyOptions, run_verify
 
-        board, result = run_verify(VerifyOptions(args.bundle, args.pairs, args.images, args.precision,
-                                                 args.backend, args.threads))
-        _publish(args, "verify", board, [result])
+        board, results = run_verify(VerifyOptions(args.bundle, args.pairs, args.images, args.precision,
+                                                  args.backend, args.threads, args.face, args.reference))
+        _publish(args, "verify", board, results)
     else:
         from benchmarks.pairs import make_pairs, write_pairs
 

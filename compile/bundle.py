@@ -22,10 +22,15 @@ from tqdm import tqdm
 
 from compile import exporters
 from compile.calibration import CalibrationSet
+from compile.match_calibration import (FLIP_BUDGET, MatchOptions, artifact_vectors, flip_rate, measure,
+                                       torch_vectors)
+from compile.real_pairs import PairFaces
 from compile.exporters import ExportedFile, ExportRequest
 from compile.report import ArtifactRow, write_report
 from compile.validate import run_artifact, gate, torch_reference
+from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig
+from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, OutputSpec, InputSpec, read_manifest, sha256_file, write_manifest
 from edge.preprocess import prepare_batch
 from edge.vendor_models import detector_entry, packaged_model_path
@@ -64,7 +69,8 @@ class BuildResult:
 
 def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
                  calibration: CalibrationSet, out: Path, detector: str | None,
-                 calibration_method: str = "minmax") -> BuildResult:
+                 calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
+                 match_options: MatchOptions = MatchOptions()) -> BuildResult:
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
     staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
@@ -77,19 +83,30 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
             # The held-out inputs and the torch FP32 outputs every artifact of a model is gated against:
             # computed once per model, not once per artifact.
             references = {source.role: _reference(source, calibration) for source in sources}
-            jobs = [(source, artifact) for source in sources for artifact in artifacts]
-            for source, artifact in tqdm(jobs, desc="artifacts", unit="file"):
-                entry, row = _compile_one(board, source, artifact, calibration, calibration_method, staging,
-                                          Path(workdir), references[source.role])
-                rows.append(row)
-                if row.passed:
-                    entries.append(entry)
+            progress = tqdm(total=len(sources) * len(artifacts), desc="artifacts", unit="file")
+            for source in sources:
+                compiled = []
+                for artifact in artifacts:
+                    compiled.append(_compile_one(board, source, artifact, calibration, calibration_method, staging,
+                                                 Path(workdir), references[source.role]))
+                    progress.update()
+                faces = (pair_faces or {}).get(source.spec.crop)
+                if source.task == "verify" and faces is not None:
+                    compiled = calibrate_verifier(source, compiled, faces, staging, board, match_options)
+                for entry, row in compiled:
+                    rows.append(row)
+                    if row.passed:
+                        entries.append(entry)
+                    elif (staging / entry.file).exists():
+                        (staging / entry.file).unlink()
+            progress.close()
         if detector:
             entries.append(_copy_detector(detector, staging))
         manifest = Manifest(board=board.name, created=created, tools=tool_versions(artifacts), models=tuple(entries))
         write_manifest(staging, manifest)
         write_report(staging, board.name, created, rows, calibration.describe(),
                      {"artifacts requested": ", ".join(map(str, artifacts)),
+                      "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
                                            "per-channel int8 weights, uint8 activations"})
         read_manifest(staging, verify_files=True)
@@ -100,9 +117,38 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
     return BuildResult(final, manifest, rows)
 
 
+def _threshold_note(sources: list[SourceModel], pair_faces: dict[str, PairFaces] | None,
+                    options: MatchOptions) -> str:
+    if not any(s.task == "verify" for s in sources):
+        return "no verifier"
+    if not pair_faces:
+        return ("no real pairs were given (--pairs_images): each verifier keeps its checkpoint's threshold and its "
+                "INT8 file is gated on the calibration images alone (cosine to FP32), not on pair decisions")
+    faces = "; ".join(f.describe() for f in pair_faces.values())
+    return (f"each file's own, at {options.target_far:g} false accepts per probe, placed on every impostor pair of "
+            f"the calibration identities and reported on the others ({faces}); mirror averaging "
+            f"{'on' if options.mirror_average else 'off'}; decisions may flip on at most {100 * FLIP_BUDGET} % of "
+            f"real pairs against FP32; the FP32 model's real-pair AUC must reach {options.min_auc}")
+
+
 def _reference(source: SourceModel, calibration: CalibrationSet) -> tuple[np.ndarray, np.ndarray]:
+    check_crop_size(calibration, source)
     held_out = prepare_batch(calibration.held_out, source.spec)
     return held_out, torch_reference(source.model, held_out)
+
+
+def check_crop_size(calibration: CalibrationSet, source: SourceModel) -> None:
+    """Calibration crops must be cut like the model's input: a resized crop of another template would place
+    the face elsewhere and calibrate ranges the model never sees."""
+    if source.spec.crop not in CROPS:
+        return
+    side = CROPS[source.spec.crop].size              # the model may then resize it (the generators take 64x64)
+    sizes = {img.shape[:2] for img in calibration.images + calibration.held_out}
+    if sizes != {(side, side)}:
+        found = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        raise UserError(f"{source.role} expects {source.spec.crop} crops of {side}x{side}; the calibration images "
+                        f"in {calibration.root} are {found}: make them with python -m edge align --crop "
+                        f"{source.spec.crop}")
 
 
 def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, calibration: CalibrationSet,
@@ -122,17 +168,57 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
     held_out, reference = reference_pair
     entry = make_entry(source, artifact, exported, reference.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
-    threads = max(1, min(board.threads, os.cpu_count() or 1))
-    candidate, backend = run_artifact(staging, entry, held_out, board, threads)
-    accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend)
+    candidate, backend = run_artifact(staging, entry, held_out, board, gate_threads(board))
+    accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend,
+                    board.accuracy_floor.get(artifact.precision))
     entry = dataclasses.replace(entry, accuracy=accuracy)
     row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,
                       metric=accuracy["metric"], mean=accuracy["mean"], min=accuracy["min"],
                       budget=accuracy["budget"], passed=accuracy["passed"], backend=backend,
-                      psnr_db=accuracy.get("psnr_db_mean"))
-    if not row.passed:
-        path.unlink()
+                      psnr_db=accuracy.get("psnr_db_mean"), reason=accuracy["reason"])
     return entry, row
+
+
+def gate_threads(board: BoardConfig) -> int:
+    return max(1, min(board.threads, os.cpu_count() or 1))
+
+
+def calibrate_verifier(source: SourceModel, compiled: list[tuple[ModelEntry, ArtifactRow]], faces: PairFaces,
+                       staging: Path, board: BoardConfig,
+                       options: MatchOptions) -> list[tuple[ModelEntry, ArtifactRow]]:
+    """Real-pair threshold, AUC floor, decision flips and gallery compatibility for one verifier's files."""
+    mirror = options.mirror_average
+    reference = measure(torch_vectors(source.model, source.spec, faces.chips, mirror), faces, options)
+    collapsed = reference.auc < options.min_auc
+    measured = {}
+    for entry, row in compiled:
+        if row.passed and not collapsed:
+            vectors = artifact_vectors(staging, entry, faces.chips, board, gate_threads(board), mirror)
+            measured[entry.name] = measure(vectors, faces, options)
+    result = []
+    for entry, row in compiled:
+        if collapsed:
+            reason = (f"the FP32 model's AUC on real pairs is {reference.auc:.3f}, under the floor {options.min_auc}: "
+                      f"it does not separate real people (untrained or collapsed?)")
+            result.append((entry, dataclasses.replace(row, passed=False, reason=row.reason or reason)))
+            continue
+        if entry.name not in measured:
+            result.append((entry, row))
+            continue
+        mine = measured[entry.name]
+        flips = flip_rate(faces, reference, mine)
+        compatible = tuple(other.sha256 for other, _ in compiled if other.name in measured and other.name != entry.name
+                           and flip_rate(faces, mine, mine, templates=measured[other.name].vectors) <= FLIP_BUDGET)
+        passed = flips <= FLIP_BUDGET
+        accuracy = {**entry.accuracy, "real_pairs": {"flip_rate": flips, "flip_budget": FLIP_BUDGET,
+                                                     "fp32_auc": reference.auc, "fp32_auc_floor": options.min_auc}}
+        entry = dataclasses.replace(entry, threshold=mine.match.threshold, match=mine.match,
+                                    compatible_with=compatible, accuracy=accuracy)
+        reason = "" if passed else f"{100 * flips:.2f} % of real pair decisions flip (budget {100 * FLIP_BUDGET} %)"
+        result.append((entry, dataclasses.replace(
+            row, passed=passed, reason=reason, threshold=mine.match.threshold, flip_rate=flips,
+            balanced_accuracy=mine.match.report["balanced_accuracy"])))
+    return result
 
 
 def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, output_shape: tuple[int, ...],

@@ -12,6 +12,8 @@ from pathlib import Path
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
 from compile.calibration import load_calibration_set
+from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
+from compile.real_pairs import PairFaces, load_pair_faces
 from compile.quantize import METHODS
 from compile.report import render_table
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
@@ -37,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector", default="blazeface_short", choices=sorted(VENDOR_MODELS),
                         help="packaged face detector copied into the bundle")
     parser.add_argument("--seed", type=int, default=0, help="seed for choosing calibration images")
+    parser.add_argument("--pairs_images", type=Path, nargs="+", default=None,
+                        help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
+                             "../shared/data/yaleb): each verifier file gets its own threshold from every impostor "
+                             "pair of half the identities, is reported on the other half and gated on decision flips")
+    parser.add_argument("--target_far", type=float, default=DEFAULT_TARGET_FAR,
+                        help="false accepts per probe the kiosk aims at, at any gallery size (default: %(default)s)")
+    parser.add_argument("--min_auc", type=float, default=DEFAULT_MIN_AUC,
+                        help="refuse a verifier whose FP32 AUC on the real pairs is lower (default: %(default)s)")
+    parser.add_argument("--mirror_average", action="store_true",
+                        help="average each embedding with its mirrored face's (twice the embedding time)")
     parser.add_argument("--list_targets", action="store_true", help="list boards and aliases, then exit")
     return parser
 
@@ -67,9 +79,13 @@ def run(args: argparse.Namespace) -> int:
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
+    if not 0 < args.target_far < 1:
+        raise UserError(f"--target_far must be between 0 and 1, got {args.target_far}")
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
+    pair_faces = load_pairs(args.pairs_images, sources, args.detector, args.seed) if args.pairs_images else None
     result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector,
-                          args.calibration_method)
+                          args.calibration_method, pair_faces,
+                          MatchOptions(args.target_far, args.min_auc, args.mirror_average))
     return summarise(result)
 
 
@@ -111,13 +127,23 @@ def load_source(path: Path) -> SourceModel:
                        threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created)
 
 
+def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:
+    """Real pair faces aligned once per crop template the verifiers use."""
+    from edge.vendor_models import load_packaged_detector
+
+    found = load_packaged_detector(detector)
+    crops = sorted({s.spec.crop for s in sources if s.task == "verify"})
+    if not crops:
+        raise UserError("--pairs_images calibrates verifiers, and no checkpoint given is a verifier")
+    return {crop: load_pair_faces(roots, crop, found, seed) for crop in crops}
+
+
 def summarise(result: BuildResult) -> int:
     print(render_table(result.rows))
     print(f"bundle: {result.bundle_dir} ({len(result.manifest.models)} models; report: "
           f"{result.bundle_dir / 'report.md'})")
     for row in result.rejected:
-        print(f"error: {row.model} rejected: {row.metric} mean {row.mean:.5f} < budget {row.budget} "
-              f"(min {row.min:.5f}); left out of the bundle", file=sys.stderr)
+        print(f"error: {row.model} rejected: {row.reason}; left out of the bundle", file=sys.stderr)
     return 1 if result.rejected else 0
 
 

@@ -18,6 +18,10 @@ class ArtifactRow:
     passed: bool
     backend: str
     psnr_db: float | None = None      # generators only, for information
+    threshold: float | None = None    # verifiers with real pairs: this file's own 1:1 threshold
+    balanced_accuracy: float | None = None   # at that threshold, on report-identity pairs
+    flip_rate: float | None = None    # share of real pair decisions that differ from the FP32 model's
+    reason: str = ""                  # why a rejected file was rejected
 
     @property
     def status(self) -> str:
@@ -25,12 +29,17 @@ class ArtifactRow:
 
 
 def render_table(rows: list[ArtifactRow]) -> str:
-    lines = ["| model | file | size (KB) | vs torch FP32 | mean | min | budget | PSNR (dB) | backend | status |",
-             "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| model | file | size (KB) | vs torch FP32 | mean | min | budget | PSNR (dB) | threshold | "
+             "balanced acc. | flips | backend | status |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         psnr = f"{r.psnr_db:.1f}" if r.psnr_db is not None else ""
+        threshold = f"{r.threshold:.4f}" if r.threshold is not None else ""
+        balanced = f"{r.balanced_accuracy:.4f}" if r.balanced_accuracy is not None else ""
+        flips = f"{100 * r.flip_rate:.3f} %" if r.flip_rate is not None else ""
+        status = f"{r.status}: {r.reason}" if r.reason and not r.passed else r.status
         lines.append(f"| {r.model} | {r.file} | {r.size_kb:.1f} | {r.metric} | {r.mean:.5f} | {r.min:.5f} | "
-                     f"{r.budget} | {psnr} | {r.backend} | {r.status} |")
+                     f"{r.budget} | {psnr} | {threshold} | {balanced} | {flips} | {r.backend} | {status} |")
     return "\n".join(lines)
 
 

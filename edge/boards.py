@@ -67,7 +67,8 @@ class BoardConfig:
     camera: str                                 # default frame source URI
     input_sizes: dict[str, tuple[int, ...]]     # task -> square input sides (pixels) the board is sized for
     onnx_opset: int                             # highest opset the board's runtimes accept
-    accuracy_budget: dict[str, float]           # precision -> minimum cosine similarity to the FP32 reference
+    accuracy_budget: dict[str, float]           # precision -> minimum mean cosine similarity to the FP32 reference
+    accuracy_floor: dict[str, float]            # precision -> minimum cosine on any single held-out image
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
 
     def artifact_list(self) -> list[Artifact]:
@@ -171,6 +172,7 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
             raise UserError(f"{where}: precision has unknown task {task!r}; valid: {', '.join(TASKS)}")
         if precision not in PRECISIONS:
             raise UserError(f"{where}: precision[{task}] {precision!r} is not one of {', '.join(PRECISIONS)}")
-    for precision in board.accuracy_budget:
-        if precision not in PRECISIONS:
-            raise UserError(f"{where}: accuracy_budget has unknown precision {precision!r}")
+    for key in ("accuracy_budget", "accuracy_floor"):
+        for precision in getattr(board, key):
+            if precision not in PRECISIONS:
+                raise UserError(f"{where}: {key} has unknown precision {precision!r}")

@@ -56,6 +56,14 @@ def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float
     return float(np.mean((np.asarray(scores) >= threshold) == np.asarray(same, bool)))
 
 
+def balanced_accuracy(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    """Mean of the true-accept and true-reject rates: what a threshold does for people and for strangers alike,
+    whatever the mix of genuine and impostor pairs."""
+    accepted = np.asarray(scores) >= threshold
+    same = np.asarray(same, bool)
+    return float((np.mean(accepted[same]) + np.mean(~accepted[~same])) / 2)
+
+
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     """The threshold with the highest accuracy, midway between neighbouring scores."""
     values = np.unique(scores)

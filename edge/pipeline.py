@@ -14,7 +14,7 @@ import numpy as np
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends.base import BackendOptions
 from edge.boards import load_board
-from edge.dataprep import largest
+from edge.dataprep import largest, nearest_centre
 from edge.detect import BlazeFaceDetector, Detection, build_detector
 from edge.errors import UserError
 from edge.gallery import Gallery, GalleryTemplates
@@ -123,9 +123,14 @@ class Pipeline:
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         return align_face(image, detection.keypoints[self.keypoints], self.crop)
 
-    def embed_image(self, image: np.ndarray) -> np.ndarray | None:
-        """The normalised embedding of the largest face in ``image``, or None if no face is found."""
-        face = largest(self.detector.detect(image))
+    def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
+        """The largest face (enrolment photos, the kiosk) or the one nearest the centre (posed pair photos)."""
+        faces = self.detector.detect(image)
+        return nearest_centre(faces, image.shape) if pick == "centre" else largest(faces)
+
+    def embed_image(self, image: np.ndarray, pick: str = "largest") -> np.ndarray | None:
+        """The normalised embedding of the chosen face in ``image``, or None if no face is found."""
+        face = self.find_face(image, pick)
         if face is None:
             return None
         return self.embed_aligned([self.align(image, face)])[0]

@@ -306,3 +306,90 @@ def test_input_size_must_match_the_board_config(monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_calibration_set", lambda *a: pytest.fail("work started before the check"))
     assert cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32"]) == 2
     assert "verifier takes 112x112 verify inputs, but board host is configured for sides [96]" in capsys.readouterr().err
+
+
+class Collapsed(nn.Module):
+    """A 'verifier' that maps every face to nearly the same vector: it passes any cosine gate against itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3, 8)
+
+    def forward(self, x):
+        return self.head(x.mean(dim=(2, 3)) * 0.0) + 1.0
+
+
+@pytest.fixture(scope="module")
+def pair_faces(tmp_path_factory):
+    from compile.real_pairs import load_pair_faces
+    from edge.synthetic.dataset import write_identity_folders
+    from edge.vendor_models import load_packaged_detector
+
+    root = tmp_path_factory.mktemp("people")
+    write_identity_folders(root, 6, 4, seed=300, progress=False)
+    return load_pair_faces([root], "arcface112", load_packaged_detector())
+
+
+@pytest.mark.unit
+@needs_detector
+def test_real_pair_faces_split_identities_into_calibration_and_report(pair_faces):
+    from compile.real_pairs import PairIndex
+
+    assert pair_faces.chips.shape[1:] == (112, 112, 3) and len(pair_faces.names) == 6
+    report_ids = set(pair_faces.identity[pair_faces.report])
+    assert len(report_ids) == 3 and not report_ids & set(pair_faces.identity[~pair_faces.report])
+    pairs = PairIndex.within(pair_faces, report=False)
+    assert pairs.same.any() and (~pairs.same).any() and not pair_faces.report[pairs.first].any()
+
+
+@pytest.mark.unit
+@needs_detector
+def test_collapsed_verifier_is_refused_with_the_reason_though_cosine_passes(tmp_path, calibration, pair_faces):
+    source = SourceModel(role="verifier", task="verify", architecture="collapsed", model=Collapsed().eval(),
+                         spec=verifier_input_spec(), sha256="c" * 64)
+    result = build_bundle(load_board("host"), [Artifact.parse("onnx:fp32")], [source], calibration, tmp_path,
+                          None, pair_faces={"arcface112": pair_faces})
+    (row,) = result.rows
+    assert row.mean > 0.999 and not row.passed
+    assert "AUC on real pairs" in row.reason and "does not separate real people" in row.reason
+    assert not (tmp_path / "host" / "verifier.fp32.onnx").exists()
+
+
+class PixelVerifier(nn.Module):
+    """A fixed random projection of an 8x8 thumbnail: crude, but its scores spread like a verifier's."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(192, 64))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.unit
+@needs_detector
+def test_verifier_files_get_their_own_threshold_flips_and_compatibility(tmp_path, calibration, pair_faces):
+    from compile.match_calibration import FLIP_BUDGET, MatchOptions
+
+    source = SourceModel(role="verifier", task="verify", architecture="pixels", model=PixelVerifier().eval(),
+                         spec=verifier_input_spec(), sha256="d" * 64)
+    artifacts = [Artifact.parse("onnx:fp32"), Artifact.parse("onnx:int8")]
+    result = build_bundle(load_board("host"), artifacts, [source], calibration, tmp_path, None,
+                          pair_faces={"arcface112": pair_faces}, match_options=MatchOptions(min_auc=0.0))
+    kept = {m.name: m for m in read_manifest(tmp_path / "host").models}
+    for row in result.rows:
+        assert row.threshold is not None and row.flip_rate is not None and 0 <= row.balanced_accuracy <= 1
+        assert row.passed == (row.flip_rate <= FLIP_BUDGET) or "cosine" in row.reason
+        if not row.passed:
+            assert row.model not in kept
+            continue
+        entry = kept[row.model]
+        assert entry.threshold == entry.match.threshold == row.threshold and entry.match.impostor_pairs > 0
+        assert entry.accuracy["real_pairs"]["flip_rate"] == row.flip_rate
+    fp32 = kept["verifier.onnx.fp32"]
+    assert fp32.accuracy["real_pairs"]["flip_rate"] == 0.0
+    if "verifier.onnx.int8" in kept:   # each lists the other only when cross pairs stayed within the budget
+        assert set(fp32.compatible_with) <= {kept["verifier.onnx.int8"].sha256}
+    report = (tmp_path / "host" / "report.md").read_text()
+    assert "balanced acc." in report and "every impostor pair of the calibration identities" in report

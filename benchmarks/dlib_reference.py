@@ -1,0 +1,79 @@
+"""dlib's own face pipeline as a reference to measure ours against, on the same pairs, folds and machine.
+
+dlib-bin is a development-only peer (never on a board): its HOG detector (upsampled once, as dlib's examples
+do for small faces), its 5-point shape predictor, ``get_face_chip`` (150 px, padding 0.25) and its ResNet
+descriptor, all from the files of face-recognition-models. Its score for a pair is the negated Euclidean
+distance of the raw descriptors, so that higher means more alike, as our cosine does.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.dataprep import largest, nearest_centre
+from edge.errors import UserError
+
+MODELS_PACKAGE = "face_recognition_models"
+DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+INSTALL = "pip install dlib-bin face-recognition-models (development machines only)"
+UPSAMPLE = 1
+
+
+def model_file(name: str) -> Path:
+    """A file of face-recognition-models, found without importing the package (it imports pkg_resources)."""
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"dlib's model files come with face-recognition-models, which is not installed: {INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+    if not path.exists():
+        raise UserError(f"{path} is missing from the installed face-recognition-models; reinstall it")
+    return path
+
+
+class _Box:
+    """A detection in the shape edge.dataprep's face choosers read (box = x1, y1, x2, y2)."""
+
+    def __init__(self, rect):
+        self.rect = rect
+        self.box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float32)
+
+
+class DlibPipeline:
+    """HOG detection -> 5 landmarks -> 150 px chip -> 128-D descriptor, timing the descriptor alone."""
+
+    name = "dlib-bin (HOG + 5-point + ResNet)"
+
+    def __init__(self, face: str = "centre"):
+        try:
+            import dlib
+        except ImportError as err:
+            raise UserError(f"the dlib reference needs dlib ({err}): {INSTALL}") from err
+        self._dlib = dlib
+        self._detector = dlib.get_frontal_face_detector()
+        self._landmarks = dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
+        self._descriptor = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_FILE)))
+        self._choose = nearest_centre if face == "centre" else (lambda faces, shape: largest(faces))
+        self.descriptor_ms: list[float] = []
+        self.version = dlib.__version__
+
+    def embed_image(self, image_bgr: np.ndarray) -> np.ndarray | None:
+        rgb = np.ascontiguousarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        faces = [_Box(rect) for rect in self._detector(rgb, UPSAMPLE)]
+        face = self._choose(faces, image_bgr.shape)
+        if face is None:
+            return None
+        chip = self._dlib.get_face_chip(rgb, self._landmarks(rgb, face.rect), size=150, padding=0.25)
+        start = time.perf_counter()
+        descriptor = np.asarray(self._descriptor.compute_face_descriptor(chip), np.float32)
+        self.descriptor_ms.append((time.perf_counter() - start) * 1000.0)
+        return descriptor
+
+
+def dlib_scores(first: np.ndarray, second: np.ndarray) -> float:
+    """Negated Euclidean distance: dlib's rule accepts a pair below 0.6, i.e. a score above -0.6."""
+    return -float(np.linalg.norm(first - second))

@@ -1,0 +1,55 @@
+"""The open-set threshold: it rises with the gallery so a stranger's chance of a name stays at the target."""
+import numpy as np
+import pytest
+
+from edge.manifest import MatchCalibration
+from edge.matching import far_curve, match_threshold, pair_far_for_gallery
+from edge.metrics import balanced_accuracy
+
+pytestmark = pytest.mark.unit
+
+
+def _calibration(impostors: np.ndarray, target: float) -> MatchCalibration:
+    curve = far_curve(impostors, target)
+    return MatchCalibration(source="test", target_far=target, threshold=curve[0][1], impostor_pairs=len(impostors),
+                            genuine_pairs=0, far_curve=curve)
+
+
+def test_pair_rate_for_a_gallery_keeps_the_per_probe_rate():
+    assert pair_far_for_gallery(0.01, 1) == pytest.approx(0.01)
+    rate = pair_far_for_gallery(0.01, 100)
+    assert 1 - (1 - rate) ** 100 == pytest.approx(0.01)
+    assert rate == pytest.approx(0.01 / 100, rel=0.01)
+
+
+def test_far_curve_thresholds_let_through_at_most_the_rate():
+    impostors = np.random.default_rng(0).normal(0.1, 0.1, 20000)
+    for rate, threshold in far_curve(impostors, 0.01):
+        assert np.mean(impostors >= threshold) <= rate + 1e-12
+    rates = [rate for rate, _ in far_curve(impostors, 0.01)]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(1 / 20000)
+
+
+def test_threshold_rises_with_the_gallery_and_holds_the_per_probe_rate():
+    rng = np.random.default_rng(1)
+    impostors = rng.normal(0.0, 0.1, 200000)
+    calibration = _calibration(impostors, 0.01)
+    one, hundred = match_threshold(calibration, 1), match_threshold(calibration, 100)
+    assert one.threshold == pytest.approx(calibration.threshold)
+    assert hundred.threshold > one.threshold and hundred.resolved
+    # Strangers against 100 enrolled people: a false accept is any of 100 impostor scores passing.
+    strangers = rng.normal(0.0, 0.1, (20000, 100)).max(axis=1)
+    assert np.mean(strangers >= hundred.threshold) == pytest.approx(0.01, abs=0.003)
+
+
+def test_a_gallery_beyond_the_calibration_uses_the_strictest_threshold_and_says_so():
+    calibration = _calibration(np.linspace(-0.2, 0.3, 1000), 0.01)
+    far = match_threshold(calibration, 10**6)
+    assert not far.resolved and far.threshold == pytest.approx(calibration.far_curve[-1][1])
+    assert "beyond the calibration's resolution" in far.describe()
+
+
+def test_balanced_accuracy_weighs_people_and_strangers_alike():
+    scores = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    same = np.array([True, True, False, False, False, False, False, False])
+    assert balanced_accuracy(scores, same, 0.55) == pytest.approx((1.0 + 5 / 6) / 2)
