@@ -58,20 +58,19 @@ class DlibPipeline:
         self._landmarks = dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
         self._descriptor = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_FILE)))
         self._choose = nearest_centre if face == "centre" else (lambda faces, shape: largest(faces))
-        self.descriptor_ms: list[float] = []
         self.version = dlib.__version__
 
-    def embed_image(self, image_bgr: np.ndarray) -> np.ndarray | None:
+    def embed(self, image_bgr: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """(descriptor or None when no face is found, ms spent in the descriptor alone)."""
         rgb = np.ascontiguousarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
         faces = [_Box(rect) for rect in self._detector(rgb, UPSAMPLE)]
         face = self._choose(faces, image_bgr.shape)
         if face is None:
-            return None
+            return None, None
         chip = self._dlib.get_face_chip(rgb, self._landmarks(rgb, face.rect), size=150, padding=0.25)
         start = time.perf_counter()
         descriptor = np.asarray(self._descriptor.compute_face_descriptor(chip), np.float32)
-        self.descriptor_ms.append((time.perf_counter() - start) * 1000.0)
-        return descriptor
+        return descriptor, (time.perf_counter() - start) * 1000.0
 
 
 def dlib_scores(first: np.ndarray, second: np.ndarray) -> float:

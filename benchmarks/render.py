@@ -111,7 +111,7 @@ SECTIONS = {
                  "pipeline itself.", pipeline_table),
     "verify": ("Verification accuracy (detect -> align -> embed)",
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
-               "scores -1 (a failure), and when a reference pipeline runs beside ours a pair either one misses "
+               "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair either one misses "
                "fails for both. Accuracy is k-fold on the pairs file's folds, each fold's threshold chosen on the "
                "others; embed ms is the time per face of aligning and embedding (ours, mirror averaging "
                "included) or of dlib's descriptor on its chip (dlib).", verify_table),

@@ -20,7 +20,7 @@ from edge.metrics import accuracy_at, balanced_accuracy, equal_error_rate, kfold
 from edge.pipeline import Pipeline
 
 FARS = {"1e-2": 1e-2, "1e-3": 1e-3}
-FAILED_SCORE = -1.0   # a pair with an undetected face: rejected at any threshold a verifier could use
+FAILED_MARGIN = 1.0   # a failed pair scores this far below the lowest real score: rejected at any threshold
 
 
 FACE_CHOICES = ("centre", "largest")
@@ -80,9 +80,12 @@ def failed_pairs(pairs_file: PairsFile, *embedding_sets: dict) -> np.ndarray:
 
 
 def score_pairs(pairs_file: PairsFile, embeddings: dict, failed: np.ndarray, score) -> tuple[np.ndarray, np.ndarray]:
-    scores = [FAILED_SCORE if bad else score(embeddings[(p.name1, p.n1)], embeddings[(p.name2, p.n2)])
-              for p, bad in zip(pairs_file.pairs, failed)]
-    return np.asarray(scores, np.float64), np.asarray([p.same for p in pairs_file.pairs])
+    scores = np.array([np.nan if bad else score(embeddings[(p.name1, p.n1)], embeddings[(p.name2, p.n2)])
+                       for p, bad in zip(pairs_file.pairs, failed)], np.float64)
+    # Below every real score of this pipeline (cosines and negated distances have different ranges).
+    floor = np.nanmin(scores) if (~failed).any() else 0.0
+    scores[failed] = floor - FAILED_MARGIN
+    return scores, np.asarray([p.same for p in pairs_file.pairs])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,7 +113,7 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
         mirror = pipe.mirror_average
     finally:
         pipe.close()
-    theirs = embed_all(reference.embed_image, paths, "dlib")[0] if reference else None
+    theirs, their_times = embed_all(reference.embed, paths, "dlib") if reference else (None, [])
     failed = failed_pairs(pairs_file, embeddings, *([theirs] if theirs else []))
     environment = collect_environment(board, threads)
     common = dict(bundle=str(options.bundle), pairs=str(options.pairs), images=str(options.images),
@@ -127,7 +130,7 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
                                                     "format": "dlib", "precision": "fp32"},
             backend=f"dlib {reference.version}", mirror_average=False,
             faces_not_found=sum(v is None for v in theirs.values()), calibrated_threshold=-0.6,
-            embed_ms=reference.descriptor_ms, embed_summary=summarize(reference.descriptor_ms),
+            embed_ms=their_times, embed_summary=summarize(their_times),
             **pair_metrics(pairs_file, *score_pairs(pairs_file, theirs, failed, dlib_scores), -0.6)))
     return board, results
 

@@ -22,6 +22,9 @@ def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:
         # The legacy exporter warns that it is deprecated on every call; choosing it is deliberate (see above).
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
+        # Constant pads (dlib's zero-fill adds) leave a step -1 Slice the exporter will not fold; onnxruntime's
+        # optimiser folds it when the session loads, so the warning says nothing about the file's correctness.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             request.model, (sample,), str(path), dynamo=False, opset_version=request.opset,
             input_names=[input_name], output_names=[request.output_name],

@@ -38,6 +38,13 @@ CROPS = {
         "arcface112", 112, FOUR_POINTS,
         ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (56.1396, 92.2848)),
         "insightface's 112x112 ArcFace template, mouth corners averaged"),
+    # dlib's 150-pixel face chip (get_face_chip_details, padding 0.25), which dlib's ResNet descriptor was trained
+    # on: where BlazeFace's points land in it, fitted on real faces of ORL, Yale B and faces80 against dlib's own
+    # 5-point alignment (python -m trainer fit-crop; docs/dlib_chip_template.md gives residuals and agreement).
+    "dlib150": CropTemplate(
+        "dlib150", 150, FOUR_POINTS,
+        ((45.011, 45.839), (100.389, 46.135), (72.201, 75.618), (72.115, 104.093)),
+        "fitted to dlib's chip on real faces (docs/dlib_chip_template.md)"),
 }
 
 

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--crop", default="arcface112",
                        help="alignment template: arcface112 (our trained verifiers) or dlib150 (the imported dlib "
                             "ResNet) (default: %(default)s)")
+    align.add_argument("--max_images", type=int, default=0,
+                       help="align a seeded random sample of this many images (default: all)")
     align.set_defaults(handler=run_align)
 
     enroll = verbs.add_parser("enroll", help="add a person's templates to the gallery from photos")
@@ -90,7 +92,7 @@ def run_align(args) -> int:
     from edge.dataprep import align_folder
     from edge.vendor_models import load_packaged_detector
 
-    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop)
+    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop, args.max_images)
     print(f"align: {stats.summary()} -> {args.out}")
     return 0 if stats.aligned else 2
 

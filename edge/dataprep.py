@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.align import align_face, crop_template, keypoint_indices
+from edge.errors import UserError
 from edge.imageio import list_images, read_image
 
 
@@ -40,15 +41,20 @@ def nearest_centre(detections, image_shape):
     return min(detections, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre)), default=None)
 
 
-def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112",
-                 progress: bool = True) -> AlignStats:
+def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112", max_images: int = 0,
+                 seed: int = 0, progress: bool = True) -> AlignStats:
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
-    cut as the named crop template says."""
+    cut as the named crop template says; with ``max_images``, a seeded sample of that many images."""
     template = crop_template(crop)
     indices = keypoint_indices(template, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise UserError(f"--out {dst} lies inside --src {src}: aligned crops would mix with the photos")
     stats = AlignStats()
     paths = list_images(src)
+    if 0 < max_images < len(paths):
+        chosen = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
     for path in tqdm(paths, desc="align", unit="img", disable=not progress):
         stats.images += 1
         image = read_image(path)

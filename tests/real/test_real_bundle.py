@@ -1,0 +1,110 @@
+"""The imported dlib ResNet compiled into a host bundle with real-pair thresholds, run as the kiosk runs it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from compile import cli as compile_cli
+from edge.backends.base import BackendOptions
+from edge.errors import UserError
+from edge.gallery import Gallery
+from edge.imageio import read_image
+from edge.manifest import read_manifest
+from edge.pipeline import Pipeline
+from edge.runtime import load_model
+from edge.vendor_models import load_packaged_detector
+from trainer.cli import main as trainer_main
+
+pytestmark = pytest.mark.real
+dlib = pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="module")
+def real_bundle(shared_data, tmp_path_factory):
+    from edge.dataprep import align_folder
+
+    work = tmp_path_factory.mktemp("real")
+    assert trainer_main(["import", "dlib-resnet", "--out", str(work / "dlib_resnet.pt")]) == 0
+    stats = align_folder(shared_data / "faces80" / "net_7876", work / "calibration", load_packaged_detector(),
+                         "dlib150", max_images=120, progress=False)
+    assert stats.aligned >= 100
+    code = compile_cli.main(["--target", "host", "--checkpoints", str(work / "dlib_resnet.pt"),
+                             "--calibration", str(work / "calibration"), "--calibration_images", "80",
+                             "--artifacts", "onnx:fp32,onnx:int8", "--pairs_images", str(shared_data / "orl"),
+                             "--out", str(work / "bundles")])
+    assert code == 0
+    return work / "bundles" / "host"
+
+
+def test_compiled_fp32_artifact_reproduces_dlib_on_its_own_chips(shared_data, real_bundle):
+    from benchmarks.dlib_reference import DESCRIPTOR_FILE, LANDMARKS_FILE, model_file
+
+    detector = dlib.get_frontal_face_detector()
+    shapes = dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
+    descriptor = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_FILE)))
+    chips = []
+    for path in sorted((shared_data / "orl").glob("s*/2.pgm"))[:12]:
+        rgb = np.ascontiguousarray(read_image(path)[:, :, ::-1])
+        faces = detector(rgb, 1)
+        if faces:
+            chips.append(dlib.get_face_chip(rgb, shapes(rgb, faces[0]), size=150, padding=0.25))
+    assert len(chips) >= 8
+    entry = read_manifest(real_bundle).find("verify", "onnx", "fp32")
+    model = load_model(real_bundle, entry, "onnxruntime", BackendOptions(threads=2))
+    ours = np.concatenate([model.run_images([chip[:, :, ::-1]])["embedding"] for chip in chips])
+    theirs = np.array([descriptor.compute_face_descriptor(chip) for chip in chips])
+    cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert cosine.min() >= 0.9999
+
+
+def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real_bundle):
+    manifest = read_manifest(real_bundle)
+    fp32, int8 = manifest.find("verify", "onnx", "fp32"), manifest.find("verify", "onnx", "int8")
+    for entry in (fp32, int8):
+        assert entry.input.crop == "dlib150" and entry.match.impostor_pairs > 10000
+        assert entry.match.report["balanced_accuracy"] > 0.9 and entry.accuracy["real_pairs"]["fp32_auc"] > 0.97
+    assert int8.accuracy["real_pairs"]["flip_rate"] <= 0.002 and int8.accuracy["min"] >= 0.93
+    assert fp32.sha256 in int8.compatible_with and int8.sha256 in fp32.compatible_with
+
+
+def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates(shared_data, real_bundle, tmp_path):
+    orl = shared_data / "orl"
+    gallery_path = tmp_path / "gallery.db"
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
+    people = [f"s{i}" for i in range(1, 6)]
+    for person in people:
+        vectors = [pipe.embed_image(read_image(orl / person / f"{n}.pgm")) for n in range(1, 6)]
+        pipe.gallery.enroll(person, np.stack(vectors), pipe.fingerprint, [str(orl / person / f"{n}.pgm")
+                                                                          for n in range(1, 6)])
+    pipe.close()
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
+    assert pipe.match_threshold.gallery_size == 5 and pipe.threshold > read_manifest(real_bundle).find(
+        "verify", "onnx", "int8").threshold
+    named = [pipe.match(pipe.embed_image(read_image(orl / p / f"{n}.pgm")))[0] for p in people for n in (8, 9, 10)]
+    assert sum(n == p for n, p in zip(named, [p for p in people for _ in range(3)])) >= 13
+    assert all(n in (None, p) for n, p in zip(named, [p for p in people for _ in range(3)]))
+    strangers = [pipe.match(pipe.embed_image(read_image(orl / f"s{i}" / "1.pgm")))[0] for i in range(30, 41)]
+    assert strangers == [None] * len(strangers)
+    pipe.close()
+    Gallery(gallery_path).enroll("s9", np.ones((1, 128), np.float32), "another-model", ["/photos/s9/1.pgm"])
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
+    with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 /photos/s9"):
+        pipe.require_current_gallery(real_bundle)
+    pipe.close()
+
+
+def test_benchmark_verify_runs_dlib_beside_ours_on_the_same_pairs(shared_data, real_bundle, tmp_path):
+    from benchmarks.cli import main as bench_main
+
+    pairs = tmp_path / "pairs.txt"
+    assert bench_main(["pairs", "--images", str(shared_data / "orl"), "--out", str(pairs), "--folds", "2",
+                       "--per_fold", "10"]) == 0
+    assert bench_main(["verify", "--bundle", str(real_bundle), "--pairs", str(pairs), "--images",
+                       str(shared_data / "orl"), "--reference", "dlib", "--results", str(tmp_path / "r")]) == 0
+    results = [json.loads(p.read_text()) for p in (tmp_path / "r" / "host").glob("verify-*.json")]
+    assert sorted(r["backend"].split()[0] for r in results) == ["dlib", "onnxruntime"]
+    assert len({r["failed_pairs"] for r in results}) == 1                  # a miss on either side fails both
+    for result in results:
+        assert result["accuracy"]["mean"] >= 0.85 and result["embed_summary"]["p50"] > 0
