@@ -7,7 +7,6 @@ distance of the raw descriptors, so that higher means more alike, as our cosine 
 """
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from edge.dataprep import largest, nearest_centre
 from edge.errors import UserError
+from edge.vendor_models import installed_package_file
 
 MODELS_PACKAGE = "face_recognition_models"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -25,14 +25,7 @@ UPSAMPLE = 1
 
 
 def model_file(name: str) -> Path:
-    """A file of face-recognition-models, found without importing the package (it imports pkg_resources)."""
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"dlib's model files come with face-recognition-models, which is not installed: {INSTALL}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
-    if not path.exists():
-        raise UserError(f"{path} is missing from the installed face-recognition-models; reinstall it")
-    return path
+    return installed_package_file(MODELS_PACKAGE, f"models/{name}", INSTALL)
 
 
 class _Box:

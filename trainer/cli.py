@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from edge.errors import UserError
 from edge.registry import Registry
@@ -18,7 +19,7 @@ IMPORTERS = Registry("import source", {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
                                      "aligned 112x112 crops (DATA/<identity>/<image>), or import a pretrained one.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier,import}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier,import,fit-crop}")
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", required=True, help="checkpoint to write")
     importer.add_argument("--dat", default=None,
                           help="the source model file (default: the one installed with its package)")
+
+    fit = commands.add_parser("fit-crop", help="fit where our detector's key points land in dlib's 150 px chip "
+                                               "(needs dlib-bin, a development-only peer)")
+    fit.add_argument("images", nargs="+", help="folders of real face photos (root/<identity>/<image> or flat)")
+    fit.add_argument("--max_images", type=int, default=1000, help="per folder (default: %(default)s)")
+    fit.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    fit.add_argument("--report", default=None, help="also write the Markdown report here")
     return parser
 
 
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "import":
         return import_model(args.source, args.out, args.dat)
+    if args.command == "fit-crop":
+        return fit_crop(args.images, args.max_images, args.seed, args.report)
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -98,4 +108,18 @@ def import_model(source: str, out: str, source_path: str | None) -> int:
         return 2
     print(f"imported {source}: {metrics['parameters']:,} parameters, {metrics['convs']} convs -> {out} "
           f"(sha256 {sha256[:12]})")
+    return 0
+
+
+def fit_crop(images: list[str], max_images: int, seed: int, report: str | None) -> int:
+    try:
+        from trainer.crop_fit import fit_dlib_chip_template
+
+        fit = fit_dlib_chip_template(images, max_images=max_images, seed=seed)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if report:
+        Path(report).write_text(fit.markdown())
+    print(fit.summary)
     return 0

