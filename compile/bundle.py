@@ -207,7 +207,7 @@ def calibrate_verifier(source: SourceModel, compiled: list[tuple[ModelEntry, Art
             continue
         mine = measured[entry.name]
         flips = flip_rate(faces, reference, mine)
-        compatible = tuple(other.sha256 for other, _ in compiled if other.name in measured and other.name != entry.name
+        compatible = tuple(other.kind for other, _ in compiled if other.name in measured and other.name != entry.name
                            and flip_rate(faces, mine, mine, templates=measured[other.name].vectors) <= FLIP_BUDGET)
         passed = flips <= FLIP_BUDGET
         accuracy = {**entry.accuracy, "real_pairs": {"flip_rate": flips, "flip_budget": FLIP_BUDGET,

@@ -16,6 +16,7 @@ from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, Match
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.quantize import METHODS
 from compile.report import render_table
+from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
 from edge.errors import UserError
 from edge.vendor_models import VENDOR_MODELS, packaged_model_path
@@ -122,6 +123,9 @@ def load_source(path: Path) -> SourceModel:
     checkpoint = load_checkpoint(path)
     if checkpoint.task not in OUTPUTS:
         raise UserError(f"{path}: compile makes verify and generate models, not {checkpoint.task!r}")
+    if checkpoint.preprocessing.crop not in CROPS:
+        raise UserError(f"{path} was trained on {checkpoint.preprocessing.crop!r} crops, which the runtime cannot "
+                        f"cut; crop templates it knows: {', '.join(sorted(CROPS))}")
     return SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
                        model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
                        threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created)

@@ -120,7 +120,7 @@ def run_enroll(args) -> int:
         sources.append(str(path))
     if not embeddings:
         raise UserError(f"no face found in any of the {len(paths)} images for {args.name}; nothing enrolled")
-    added = pipeline.gallery.enroll(args.name, embeddings, pipeline.fingerprint, sources)
+    added = pipeline.gallery.enroll(args.name, embeddings, pipeline.key, sources)
     pipeline.close()
     skipped_note = f"; skipped {len(skipped)} without a face: {', '.join(skipped[:5])}" if skipped else ""
     print(f"enroll: {args.name}: {added} templates ({pipeline.embedder.entry.name}) in {args.gallery}{skipped_note}")

@@ -33,11 +33,27 @@ MIGRATIONS = (
         id INTEGER PRIMARY KEY, time TEXT NOT NULL, source TEXT, frame INTEGER, identity TEXT,
         score REAL, box TEXT, model_fingerprint TEXT);
     """,
+    # 2: which embedding space (source checkpoint + crop) and which kind of file (format:precision) made each
+    # template, so a recompiled bundle can keep enrolments where compile measured that it may.
+    """
+    ALTER TABLE templates ADD COLUMN embedding_space TEXT;
+    ALTER TABLE templates ADD COLUMN producer TEXT;
+    """,
 )
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """The model file a template is made with or matched by."""
+
+    fingerprint: str                      # sha256 of the file
+    space: str = ""                       # source checkpoint + crop (edge.manifest.ModelEntry.embedding_space)
+    kind: str = ""                        # "format:precision" of the file
+    accepts: tuple[str, ...] = ()         # kinds in the same space whose templates this file may match
 
 
 @dataclass
@@ -74,8 +90,9 @@ class Gallery:
     def _transaction(self):
         return _Transaction(self._db)
 
-    def enroll(self, name: str, embeddings: np.ndarray, model_fingerprint: str, sources: list[str]) -> int:
+    def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str]) -> int:
         """Adds templates for ``name`` (created if new) in one transaction; returns the template count added."""
+        key = EmbeddingKey(key) if isinstance(key, str) else key
         if not name.strip():
             raise UserError("an identity name must not be empty")
         embeddings = np.asarray(embeddings, np.float32)
@@ -83,26 +100,27 @@ class Gallery:
             self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
             identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
             self._db.executemany(
-                "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(identity_id, model_fingerprint, e.tobytes(), e.size, s, _now()) for e, s in zip(embeddings, sources)])
+                "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
+                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(identity_id, key.fingerprint, e.tobytes(), e.size, s, _now(), key.space or None, key.kind or None)
+                 for e, s in zip(embeddings, sources)])
         return len(embeddings)
 
     def remove(self, name: str) -> bool:
         with self._transaction():
             return self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
 
-    def templates(self, fingerprints: str | set[str] | tuple[str, ...]) -> GalleryTemplates:
-        """Mean templates of every identity enrolled with one of ``fingerprints`` (the files whose embeddings
-        are comparable with the running model's), and the identities enrolled only with other files."""
-        usable = {fingerprints} if isinstance(fingerprints, str) else set(fingerprints)
+    def templates(self, key: EmbeddingKey | str) -> GalleryTemplates:
+        """Mean templates of every identity enrolled with a file whose embeddings ``key``'s file may match (the
+        same file, or a kind it accepts in its embedding space), and the identities enrolled only otherwise."""
+        key = EmbeddingKey(key) if isinstance(key, str) else key
         rows = self._db.execute(
-            "SELECT i.name, t.embedding, t.dim, t.model_fingerprint, t.source FROM templates t "
-            "JOIN identities i ON i.id=t.identity_id ORDER BY i.name, t.id").fetchall()
+            "SELECT i.name, t.embedding, t.dim, t.model_fingerprint, t.source, t.embedding_space, t.producer "
+            "FROM templates t JOIN identities i ON i.id=t.identity_id ORDER BY i.name, t.id").fetchall()
         by_name: dict[str, list[np.ndarray]] = {}
         stale: dict[str, list[str]] = {}
-        for name, blob, dim, fingerprint, source in rows:
-            if fingerprint in usable:
+        for name, blob, dim, fingerprint, source, space, producer in rows:
+            if fingerprint == key.fingerprint or (key.space and space == key.space and producer in key.accepts):
                 by_name.setdefault(name, []).append(np.frombuffer(blob, np.float32, count=dim))
             else:
                 stale.setdefault(name, []).append(source or "")

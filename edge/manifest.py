@@ -97,8 +97,9 @@ class ModelEntry:
     accuracy: dict | None = None      # agreement with the FP32 reference, measured by the backend that runs it
     threshold: float | None = None    # verifier 1:1 decision threshold (cosine similarity), this artifact's own
     match: MatchCalibration | None = None          # verifiers: real-pair calibration behind ``threshold``
-    compatible_with: tuple[str, ...] = ()          # verifiers: sha256 of sibling artifacts whose gallery templates
-                                                   # this one may match (cross pairs measured within the gate)
+    compatible_with: tuple[str, ...] = ()          # verifiers: kinds (format:precision) of files from the same
+                                                   # checkpoint and crop whose gallery templates this one may match
+                                                   # (compile measured their cross pairs within the flip gate)
     decode: AnchorDecode | None = None             # detectors
     extra: dict = field(default_factory=dict)      # facts for people: training metrics, licence, exporter, ...
 
@@ -112,6 +113,10 @@ class ModelEntry:
             if spec.name == name:
                 return spec
         raise UserError(f"model {self.name} has no output {name!r}; it has {[o.name for o in self.outputs]}")
+
+    @property
+    def kind(self) -> str:
+        return f"{self.format}:{self.precision}"
 
     @property
     def embedding_space(self) -> str:

@@ -17,7 +17,7 @@ from edge.boards import load_board
 from edge.dataprep import largest, nearest_centre
 from edge.detect import BlazeFaceDetector, Detection, build_detector
 from edge.errors import UserError
-from edge.gallery import Gallery, GalleryTemplates
+from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
 from edge.manifest import read_manifest
 from edge.matching import MatchThreshold, match_threshold
 from edge.runtime import LoadedModel, choose_model, load_model
@@ -55,8 +55,8 @@ class Pipeline:
         self.board = board          # the bundle's board and the thread count its models were loaded with,
         self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
         self.fingerprint = entry.sha256
-        self.templates = (gallery.templates({entry.sha256, *entry.compatible_with}) if gallery
-                          else GalleryTemplates([], np.zeros((0, 0)), 0))
+        self.key = EmbeddingKey(entry.sha256, entry.embedding_space, entry.kind, entry.compatible_with)
+        self.templates = gallery.templates(self.key) if gallery else GalleryTemplates([], np.zeros((0, 0)), 0)
         self.match_threshold = self._threshold(threshold, per_probe_far)
         self.threshold = self.match_threshold.threshold
 

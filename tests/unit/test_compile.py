@@ -390,6 +390,18 @@ def test_verifier_files_get_their_own_threshold_flips_and_compatibility(tmp_path
     fp32 = kept["verifier.onnx.fp32"]
     assert fp32.accuracy["real_pairs"]["flip_rate"] == 0.0
     if "verifier.onnx.int8" in kept:   # each lists the other only when cross pairs stayed within the budget
-        assert set(fp32.compatible_with) <= {kept["verifier.onnx.int8"].sha256}
+        assert set(fp32.compatible_with) <= {"onnx:int8"}
     report = (tmp_path / "host" / "report.md").read_text()
     assert "balanced acc." in report and "every impostor pair of the calibration identities" in report
+
+
+@pytest.mark.unit
+def test_a_checkpoint_whose_crop_the_runtime_cannot_cut_is_refused_before_work(tmp_path, capsys):
+    from trainer.checkpoint import save_checkpoint
+
+    spec = dataclasses.replace(verifier_input_spec(), crop="mtcnn160")
+    save_checkpoint(tmp_path / "odd.pt", architecture="mobilefacenet_s", config={}, task="verify",
+                    model=nn.Linear(1, 1), preprocessing=spec, metrics={})
+    assert cli.main(["--target", "host", "--checkpoints", str(tmp_path / "odd.pt")]) == 2
+    assert "trained on 'mtcnn160' crops, which the runtime cannot cut; crop templates it knows: arcface112, " \
+           "dlib150" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge.errors import UserError
-from edge.gallery import MIGRATIONS, Gallery
+from edge.gallery import MIGRATIONS, EmbeddingKey, Gallery
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +26,21 @@ def test_enroll_and_templates_are_tied_to_the_model(tmp_path):
     assert gallery.templates("model-c").names == [] and gallery.templates("model-c").other_models == 4
     assert dict(gallery.identities()) == {"alice": 2, "bob": 1, "carol": 1}
     assert gallery.remove("bob") and not gallery.remove("bob")
+    gallery.close()
+
+
+def test_templates_of_a_recompiled_file_are_usable_only_where_compile_measured_it(tmp_path):
+    gallery = Gallery(tmp_path / "g.db")
+    old_int8 = EmbeddingKey("sha-old-int8", "ckpt:dlib150", "onnx:int8", ("onnx:fp32",))
+    gallery.enroll("alice", [_unit([1, 0, 0])], old_int8, ["photos/alice/1.jpg"])
+    gallery.enroll("bob", [_unit([0, 1, 0])], EmbeddingKey("sha-old-fp32", "ckpt:dlib150", "onnx:fp32"), ["b.jpg"])
+    gallery.enroll("carol", [_unit([0, 0, 1])], EmbeddingKey("sha-other", "other:arcface112", "onnx:fp32"), ["c"])
+    # A new INT8 file of the same checkpoint and crop, whose cross pairs with FP32 files passed the gate.
+    new_int8 = EmbeddingKey("sha-new-int8", "ckpt:dlib150", "onnx:int8", ("onnx:fp32",))
+    templates = gallery.templates(new_int8)
+    assert templates.names == ["bob"]
+    assert templates.stale == {"alice": ["photos/alice/1.jpg"], "carol": ["c"]}
+    assert gallery.templates(old_int8).names == ["alice", "bob"]
     gallery.close()
 
 
