@@ -108,7 +108,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                      {"artifacts requested": ", ".join(map(str, artifacts)),
                       "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
-                                           "per-channel int8 weights, uint8 activations"})
+                                           f"per-channel int8 weights, {board.int8_activations} activations "
+                                           "(the board config's int8_activations)"})
         read_manifest(staging, verify_files=True)
         _swap_into_place(staging, final)
     except BaseException:
@@ -162,7 +163,7 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
         model=source.model.eval(), spec=source.spec, output_name=output_name, path=path, workdir=workdir,
         opset=board.onnx_opset,
         calibration=prepare_batch(calibration.images, source.spec) if needs_calibration else None,
-        calibration_method=calibration_method,
+        calibration_method=calibration_method, int8_activations=board.int8_activations,
     )
     exported = exporters.export(artifact, request)
     held_out, reference = reference_pair

@@ -39,6 +39,7 @@ class ExportRequest:
     opset: int                         # highest ONNX opset the board accepts
     calibration: np.ndarray | None = None   # prepared calibration batch (N, ...) for quantized formats
     calibration_method: str = "minmax"      # compile.quantize.METHODS
+    int8_activations: str = "uint8"         # the board's choice (edge.boards.INT8_ACTIVATIONS)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ FORMATS = ("onnx", "tflite")                 # file formats; runtimes (backends)
 RUNTIME_NOT_FORMAT = {"tensorrt": "TensorRT is a runtime, not a file format: it builds its engine on the board "
                                   "from the bundle's onnx file"}
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_ACTIVATIONS = ("uint8", "int8")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class BoardConfig:
     camera: str                                 # default frame source URI
     input_sizes: dict[str, tuple[int, ...]]     # task -> square input sides (pixels) the board is sized for
     onnx_opset: int                             # highest opset the board's runtimes accept
+    int8_activations: str                       # uint8 | int8: activation type of INT8 files, chosen by measuring
     accuracy_budget: dict[str, float]           # precision -> minimum mean cosine similarity to the FP32 reference
     accuracy_floor: dict[str, float]            # precision -> minimum cosine on any single held-out image
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
@@ -172,6 +174,9 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
             raise UserError(f"{where}: precision has unknown task {task!r}; valid: {', '.join(TASKS)}")
         if precision not in PRECISIONS:
             raise UserError(f"{where}: precision[{task}] {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if board.int8_activations not in INT8_ACTIVATIONS:
+        raise UserError(f"{where}: int8_activations {board.int8_activations!r} is not one of "
+                        f"{', '.join(INT8_ACTIVATIONS)}")
     for key in ("accuracy_budget", "accuracy_floor"):
         for precision in getattr(board, key):
             if precision not in PRECISIONS:
