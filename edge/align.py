@@ -44,7 +44,7 @@ CROPS = {
     # 5-point alignment (python -m trainer fit-crop; docs/dlib_chip_template.md gives residuals and agreement).
     "dlib150": CropTemplate(
         "dlib150", 150, FOUR_POINTS,
-        ((45.179, 45.822), (100.331, 46.099), (72.137, 75.793), (72.111, 104.353)),
+        ((45.363, 45.973), (100.507, 46.201), (72.457, 75.915), (72.395, 104.485)),
         "fitted to dlib's chip on real faces (docs/dlib_chip_template.md)",
         border="black"),            # dlib's chips are black outside the photo, and so were its training chips
 }

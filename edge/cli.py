@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gallery", default=DEFAULT_GALLERY)
     run.add_argument("--output", help="write an annotated video here (.mp4)")
     run.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the end)")
-    run.add_argument("--threshold", type=float, help="override the bundle's calibrated threshold")
+    run.add_argument("--threshold", type=float, help="a fixed threshold instead of the bundle's calibrated one")
+    run.add_argument("--target_far", type=float,
+                     help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
+                          "the bundle's real-pair calibration for the gallery's size")
     add_model_choice(run)
     run.set_defaults(handler=run_pipeline)
     return parser
@@ -100,8 +103,12 @@ def run_align(args) -> int:
 def _open_pipeline(args, gallery: str | None):
     from edge.pipeline import Pipeline
 
+    far = getattr(args, "target_far", None)
+    if far is not None and not 0 < far < 1:
+        raise UserError(f"--target_far must be between 0 and 1, got {far}")
     return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
-                                precision=args.precision, threshold=getattr(args, "threshold", None))
+                                precision=args.precision, threshold=getattr(args, "threshold", None),
+                                per_probe_far=far)
 
 
 def run_enroll(args) -> int:

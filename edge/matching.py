@@ -23,8 +23,17 @@ class MatchThreshold:
     per_probe_far: float
     pair_far: float              # the 1:1 rate the threshold was read at
     resolved: bool               # False: the calibration had too few impostor pairs to reach ``pair_far``
+    origin: str = "real-pair calibration"   # or "--threshold", "the checkpoint (no real-pair calibration)"
+
+    @classmethod
+    def fixed(cls, threshold: float, gallery_size: int, origin: str) -> "MatchThreshold":
+        """A threshold that does not move with the gallery: given by the user, or a checkpoint's 1:1 one."""
+        return cls(threshold, gallery_size, float("nan"), float("nan"), True, origin)
 
     def describe(self) -> str:
+        if self.origin != "real-pair calibration":
+            return (f"threshold {self.threshold:.4f} from {self.origin}, the same for any gallery size "
+                    f"({self.gallery_size} enrolled)")
         note = "" if self.resolved else " (beyond the calibration's resolution: the strictest measured threshold)"
         return (f"threshold {self.threshold:.4f} for {self.gallery_size} enrolled at {self.per_probe_far:g} false "
                 f"accepts per probe (1:1 rate {self.pair_far:.2e}){note}")

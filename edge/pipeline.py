@@ -65,11 +65,11 @@ class Pipeline:
         entry = self.embedder.entry
         size = max(1, len(self.templates.names))
         if explicit is not None:
-            return MatchThreshold(explicit, size, float("nan"), float("nan"), True)
+            return MatchThreshold.fixed(explicit, size, "--threshold")
         if entry.match is not None:
             return match_threshold(entry.match, size, per_probe_far)
         if entry.threshold is not None:
-            return MatchThreshold(entry.threshold, size, float("nan"), float("nan"), True)
+            return MatchThreshold.fixed(entry.threshold, size, "the checkpoint (no real-pair calibration)")
         raise UserError(f"model {entry.name} has no calibrated threshold; pass --threshold, or recompile with "
                         f"real pairs (python -m compile ... --pairs_images DIR)")
 

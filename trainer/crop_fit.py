@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from edge.align import FOUR_POINTS, CropTemplate, align_face, similarity_transform
 from edge.dataprep import largest
-from edge.detect import Detection, box_iou
+from edge.detect import box_iou
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.vendor_models import installed_package_file
@@ -39,11 +39,8 @@ MIN_IDENTITY_FOLDERS = 8
 HOG_UPSAMPLING = (0, 1, 2)
 HOG_BORDER = 0.25
 SAME_FACE_IOU = 0.3
-# BlazeFace short-range misplaces its key points on faces that fill the frame (yaleb's crops: eyes pulled 8 chip
-# pixels inward) and its points drift a few pixels with the face's size; a kiosk camera sees faces at about 25-45%
-# of the frame's longer side. Each image gets a black border so that the face spans this fraction, the regime
-# the template is for.
-BLAZEFACE_FACE_FRACTION = 0.4
+# BlazeFace misplaces the key points of a face that fills the frame; edge.detect re-detects such a face with a
+# border (LARGE_FACE), so the fit sees the points the runtime will use.
 # Faces whose mapped points sit further from the template than median + TRIM_SIGMAS robust sigmas are left out of
 # the mean, so that a wrong landmark cannot drag it. On the sets measured the tail is smooth (99.5th percentile
 # 16 px RMS): 4 sigmas trims about 3% and moves the template by about 0.2 px; 3 sigmas trimmed 7% for nothing.
@@ -130,24 +127,6 @@ def as_crop(template: np.ndarray, name: str = "dlib150", origin: str = "fitted b
     return CropTemplate(name, CHIP_SIZE, FOUR_POINTS, points, origin, border="black")   # as dlib's chips
 
 
-def blazeface_at_scale(detector: Any, image: np.ndarray) -> Detection | None:
-    """The largest BlazeFace face, detected with the face at BLAZEFACE_FACE_FRACTION of the frame (never shrunk)."""
-    first = largest(detector.detect(image))
-    if first is None:
-        return None
-    width = float(first.box[2] - first.box[0])
-    border = max(0, round((width / BLAZEFACE_FACE_FRACTION - max(image.shape[:2])) / 2))
-    if border == 0:
-        return first
-    framed = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
-    faces = detector.detect(framed)
-    if not faces:
-        return None
-    boxes = np.stack([f.box for f in faces]).astype(np.float64) - border
-    face = faces[int(box_iou(first.box.astype(np.float64), boxes).argmax())]
-    return Detection(face.box - border, face.score, face.keypoints - border)
-
-
 # ---- which images, and which of them are held out ----
 
 @dataclass(frozen=True)
@@ -223,7 +202,7 @@ def measure_pairs(items: Sequence[ImageItem], detector: Any, reference: DlibRefe
         if image is None:
             count.unreadable += 1
             continue
-        face = blazeface_at_scale(detector, image)
+        face = largest(detector.detect(image))   # large faces re-detected bordered, as at run time
         if face is None:
             count.no_blazeface += 1
             continue
