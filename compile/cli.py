@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="false accepts per probe the kiosk aims at, at any gallery size (default: %(default)s)")
     parser.add_argument("--min_auc", type=float, default=DEFAULT_MIN_AUC,
                         help="refuse a verifier whose FP32 AUC on the real pairs is lower (default: %(default)s)")
-    parser.add_argument("--mirror_average", action="store_true",
-                        help="average each embedding with its mirrored face's (twice the embedding time)")
+    parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --pairs_images: average each embedding with its mirrored face's, in one batch "
+                             "of two (1.7x the embedding time; --no-mirror_average turns it off) (default: on)")
     parser.add_argument("--list_targets", action="store_true", help="list boards and aliases, then exit")
     return parser
 

@@ -64,6 +64,7 @@ def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real
     fp32, int8 = manifest.find("verify", "onnx", "fp32"), manifest.find("verify", "onnx", "int8")
     for entry in (fp32, int8):
         assert entry.input.crop == "dlib150" and entry.match.impostor_pairs > 10000
+        assert entry.match.mirror_average                    # compile's default, and what the kiosk then does
         assert entry.match.report["balanced_accuracy"] > 0.9 and entry.accuracy["real_pairs"]["fp32_auc"] > 0.97
     assert int8.accuracy["real_pairs"]["flip_rate"] <= 0.002 and int8.accuracy["min"] >= 0.93
     assert int8.compatible_with == ("onnx:fp32",) and fp32.compatible_with == ("onnx:int8",)
