@@ -60,3 +60,18 @@ def test_prepare_batch_quantizes_integer_inputs():
                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=2.0, zero_point=-128)
     batch = prepare_batch([np.full((2, 2, 3), 100, np.uint8)], spec)
     assert batch.dtype == np.int8 and int(batch[0, 0, 0, 0]) == -78
+
+
+@pytest.mark.parametrize("colour", ["RGB", "BGR"])
+def test_prepare_batch_one_pass_path_matches_the_formula(colour):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (150, 150, 3), dtype=np.uint8) for _ in range(2)]
+    spec = InputSpec(name="x", shape=(1, 3, 150, 150), layout="NCHW", dtype="float32", colour=colour,
+                     mean=(122.782, 117.001, 104.298), std=(256.0, 256.0, 256.0), crop="dlib150")
+    pixels = np.stack(images).astype(np.float32)
+    if colour == "RGB":
+        pixels = pixels[..., ::-1]
+    expected = ((pixels - np.asarray(spec.mean, np.float32)) / 256.0).transpose(0, 3, 1, 2)
+    got = prepare_batch(images, spec)
+    assert got.flags["C_CONTIGUOUS"] and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-6)
