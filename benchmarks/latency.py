@@ -1,4 +1,5 @@
-"""Latency of every model file in a bundle, on every backend that runs its format, at batch 1."""
+"""Latency of every model file in a bundle, on every backend that runs its format, at the batch the kiosk runs it
+(one image; two for a verifier with mirror averaging, which embeds a face and its mirror image together)."""
 from __future__ import annotations
 
 import itertools
@@ -137,9 +138,11 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
             batches, description = (image_batches(entry, images, detector, options.images) if images is not None
                                     else random_batches(entry))
             key = f"{entry.name}/{backend}"
+            batch = entry.images_per_face
+            batches = [np.concatenate([b] * batch) for b in batches]
             next_batch = itertools.cycle(batches).__next__
             calls[key] = lambda model=model, next_batch=next_batch: model.infer_image_batch(next_batch())
-            prepared[key] = (entry, backend, model.backend.describe(), description)
+            prepared[key] = (entry, backend, model.backend.describe(), description, batch)
         times = time_interleaved(calls, warmup, repeat, desc=f"latency x{len(calls)} models")
     finally:
         for model in loaded:
@@ -147,11 +150,11 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
     environment = collect_environment(manifest.board, threads)
     defaults = board_defaults(manifest, board)
     results = []
-    for key, (entry, backend, described, description) in prepared.items():
+    for key, (entry, backend, described, description, batch) in prepared.items():
         results.append(new_result(
             "latency", environment, bundle=str(options.bundle), model=model_facts(entry), backend=backend,
             board_default=(entry.name, backend) in defaults,
-            runtime=described, batch=1, input=description, warmup=warmup, repeat=repeat, schedule="interleaved",
+            runtime=described, batch=batch, input=description, warmup=warmup, repeat=repeat, schedule="interleaved",
             timings_ms=times[key], summary=summarize(times[key])))
     fp32_comparisons(results)
     return manifest.board, results

@@ -57,10 +57,10 @@ def latency_table(results: list[dict]) -> str:
     for r in rows:
         s, m = r["summary"], r["model"]
         body.append([m["task"], m["name"], m["precision"], r["backend"], str(r["environment"].get("threads")),
-                     _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]), _num(s["throughput_per_s"], 1),
+                     str(r.get("batch", 1)), _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]), _num(s["throughput_per_s"], 1),
                      vs_fp32_text(r.get("vs_fp32"), m["precision"]), "yes" if r.get("board_default") else ""])
-    header = ["task", "model", "precision", "backend", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "per s",
-              "vs FP32 (p50)", "board default"]
+    header = ["task", "model", "precision", "backend", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+              "calls/s", "vs FP32 (p50)", "board default"]
     return _table(header, body)
 
 
@@ -102,8 +102,9 @@ def verify_table(results: list[dict]) -> str:
 
 
 SECTIONS = {
-    "latency": ("Model latency (batch 1)",
-                "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded). "
+    "latency": ("Model latency",
+                "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded), at the "
+                "batch the kiosk runs it: 1, or 2 for a verifier with mirror averaging (a face and its mirror). "
                 "Models are timed interleaved: every round runs each model once, so machine noise falls on all "
                 "alike and the FP32 ratio is measured in the same run.", latency_table),
     "pipeline": ("Pipeline (end to end)",

@@ -115,6 +115,12 @@ class ModelEntry:
         raise UserError(f"model {self.name} has no output {name!r}; it has {[o.name for o in self.outputs]}")
 
     @property
+    def images_per_face(self) -> int:
+        """How many images the kiosk feeds this file per face, in one batch: the face and, with mirror averaging,
+        its mirror image."""
+        return 2 if self.match is not None and self.match.mirror_average else 1
+
+    @property
     def kind(self) -> str:
         return f"{self.format}:{self.precision}"
 

@@ -50,7 +50,7 @@ class Pipeline:
         self.crop = crop_template(entry.input.crop)        # an unknown crop is refused before any frame is read
         self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
         self.embedding_output = entry.outputs[0].name
-        self.mirror_average = bool(entry.match and entry.match.mirror_average)
+        self.mirror_average = entry.images_per_face == 2
         self.gallery = gallery
         self.board = board          # the bundle's board and the thread count its models were loaded with,
         self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
