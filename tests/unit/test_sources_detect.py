@@ -18,6 +18,18 @@ def test_anchor_layout_of_short_range_blazeface():
     np.testing.assert_allclose(anchors[517], anchors[512])
 
 
+def test_full_range_blazeface_entry_decodes_its_own_anchor_layout():
+    from edge.vendor_models import detector_entry, packaged_model_path
+
+    path = packaged_model_path("blazeface_full")
+    entry = detector_entry("blazeface_full", path.name, path)
+    assert entry.input.size == (192, 192) and entry.decode.strides == (4,) and entry.decode.anchors_per_layer == 1
+    assert [o.shape for o in entry.outputs] == [(1, 2304, 16), (1, 2304, 1)]
+    anchors = ssd_anchors(192, entry.decode.strides, entry.decode.anchor_offset, entry.decode.anchors_per_layer)
+    assert anchors.shape == (2304, 2)                                # one anchor per cell of a 48x48 grid
+    np.testing.assert_allclose(anchors[1] - anchors[0], [1 / 48, 0])
+
+
 def test_letterbox_keeps_aspect_and_reports_padding():
     canvas, scale, (pad_x, pad_y) = letterbox(np.full((100, 200, 3), 255, np.uint8), 128)
     assert canvas.shape == (128, 128, 3) and scale == pytest.approx(0.64)
