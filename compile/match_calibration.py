@@ -22,7 +22,7 @@ from edge.manifest import MatchCalibration, ModelEntry
 from edge.matching import far_curve
 from edge.metrics import roc_auc
 from edge.preprocess import prepare_batch
-from edge.runtime import backend_for, load_model
+from edge.runtime import backend_on_board, load_model
 
 FLIP_BUDGET = 0.002            # at most 0.2 % of pair decisions may change against the FP32 model
 DEFAULT_TARGET_FAR = 1e-3      # false accepts per probe the kiosk aims at
@@ -64,7 +64,7 @@ def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, boa
                      mirror: bool) -> np.ndarray:
     """Embeddings through the backend the board runs this file with, one face per call (with its mirror image
     in the same batch when mirror averaging is on), as the kiosk computes them."""
-    loaded = load_model(bundle_dir, entry, backend_for(entry, board.backends), BackendOptions(threads=threads))
+    loaded = load_model(bundle_dir, entry, backend_on_board(entry, board), BackendOptions(threads=threads))
     output = entry.outputs[0].name
     try:
         rows = []

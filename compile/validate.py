@@ -14,7 +14,7 @@ from edge.backends.base import BackendOptions
 from edge.boards import BoardConfig
 from edge.manifest import ModelEntry
 from edge.metrics import cosine_similarity, psnr
-from edge.runtime import backend_for, load_model
+from edge.runtime import backend_on_board, load_model
 
 REFERENCE = "torch-fp32"
 
@@ -27,7 +27,7 @@ def torch_reference(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, board: BoardConfig,
                  threads: int) -> tuple[np.ndarray, str]:
     """The artifact's first output for every image of ``batch``, and the backend the board would run it with."""
-    backend = backend_for(entry, board.backends)
+    backend = backend_on_board(entry, board)
     loaded = load_model(bundle_dir, entry, backend, BackendOptions(threads=threads))
     output = entry.outputs[0].name
     try:

@@ -67,6 +67,13 @@ def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str
                     f"at precision {precision or ' or '.join(precisions)}; the bundle has {have}")
 
 
+def backend_on_board(entry: ModelEntry, board: BoardConfig) -> str:
+    """The backend the board would run this one file with: ``choose_model`` asked about it alone, so compile's
+    gates measure each file the way the runtime will run it."""
+    only = Manifest(board=board.name, created="", tools={}, models=(entry,))
+    return choose_model(only, board, entry.task, precision=entry.precision).backend
+
+
 @dataclass
 class LoadedModel:
     """A manifest entry bound to a loaded backend: the unit every stage of the pipeline calls."""
