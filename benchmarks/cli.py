@@ -1,4 +1,4 @@
-"""``python -m benchmarks {latency,pipeline,verify,pairs}``: measure a bundle on the board it runs on."""
+"""``python -m benchmarks {latency,pipeline,verify,detect,pairs}``: measure a bundle on the board it runs on."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also run dlib's own pipeline (dlib-bin) on the same pairs and folds; a pair either "
                              "pipeline finds no face in fails for both")
 
+    detect = commands.add_parser("detect", help="detector recall by face size and precision against labelled boxes")
+    _add_common(detect)
+    detect.add_argument("--boxes", type=Path, required=True, help="labelled boxes in dlib's imglab XML format")
+    detect.add_argument("--images", type=Path, default=None, help="image folder (default: the XML file's folder)")
+
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
     pairs.add_argument("--out", type=Path, required=True, help="pairs file to write")
@@ -85,6 +90,11 @@ def run_command(args) -> None:
         board, results = run_verify(VerifyOptions(args.bundle, args.pairs, args.images, args.precision,
                                                   args.backend, args.threads, args.face, args.reference))
         _publish(args, "verify", board, results)
+    elif args.command == "detect":
+        from benchmarks.detect_bench import DetectOptions, run_detect
+
+        board, result = run_detect(DetectOptions(args.bundle, args.boxes, args.images, args.threads))
+        _publish(args, "detect", board, [result])
     else:
         from benchmarks.pairs import make_pairs, write_pairs
 

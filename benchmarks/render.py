@@ -101,6 +101,18 @@ def verify_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+def detect_table(results: list[dict]) -> str:
+    header = ["boxes file", "detector", "backend", "images", "labelled faces", "recall", "recall >= 40 px",
+              "recall by face height (found/faces)", "detections", "precision", "detect p50 ms"]
+    body = []
+    for r in (r for r in results if r["kind"] == "detect"):
+        sizes = ", ".join(f"{name}: {v['found']}/{v['faces']}" for name, v in r["recall_by_height"].items())
+        body.append([r["boxes"], r["model"]["name"], r["backend"], str(r["image_count"]), str(r["labelled_faces"]),
+                     _num(r["recall"], 3), _num(r["recall_40px"], 3), sizes, str(r["detections"]),
+                     _num(r["precision"], 3), _ms(r["detect_summary"]["p50"])])
+    return _table(header, body)
+
+
 SECTIONS = {
     "latency": ("Model latency",
                 "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded), at the "
@@ -116,6 +128,11 @@ SECTIONS = {
                "fails for both. Accuracy is k-fold on the pairs file's folds, each fold's threshold chosen on the "
                "others; embed ms is the time per face of aligning and embedding (ours, mirror averaging "
                "included) or of dlib's descriptor on its chip (dlib).", verify_table),
+    "detect": ("Detection against labelled boxes",
+               "A detection finds a labelled face when its centre lies inside the box and their heights differ by "
+               "less than 2x (detectors draw boxes differently); each face and detection counts once. Precision "
+               "counts every detection that finds no labelled face as false, unlabelled faces included.",
+               detect_table),
 }
 
 

@@ -16,7 +16,7 @@ from benchmarks.render import render_report
 from edge.errors import UserError
 
 SCHEMA_VERSION = 1
-KINDS = ("latency", "pipeline", "verify")
+KINDS = ("latency", "pipeline", "verify", "detect")
 DEFAULT_RESULTS = "results"
 REPORT_NAME = "report.md"
 
@@ -41,6 +41,8 @@ def result_filename(result: dict) -> str:
         parts = [result["model"]["name"], result["backend"]]
     elif kind == "pipeline":
         parts = [Path(result["source"]).stem or result["source"]]
+    elif kind == "detect":
+        parts = [Path(result["boxes"]).stem, result["model"]["name"], result["backend"]]
     else:
         parts = [Path(result["pairs"]).stem, result["model"]["name"], result["backend"]]
     return "-".join([kind] + [_slug(p) for p in parts]) + ".json"

@@ -112,3 +112,25 @@ def test_full_range_model_finds_the_small_faces_of_the_group_photos(shared_data)
                 found += any(f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3] for f in faces)
     # measured: 42 of 43 labelled faces with 42 detections (short range: 13 of 43)
     assert labelled == 43 and found >= 40 and detections <= found + 3
+
+
+@pytest.mark.parametrize("name, min_recall_40px", [("blazeface_full", 0.95)])
+def test_detect_benchmark_on_the_labelled_photos(shared_data, tmp_path, name, min_recall_40px):
+    import json
+    import shutil
+
+    from benchmarks.cli import main
+    from edge.manifest import Manifest, write_manifest
+    from edge.vendor_models import detector_entry, packaged_model_path
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copy(packaged_model_path(name), bundle / "detector.tflite")
+    entry = detector_entry(name, "detector.tflite", bundle / "detector.tflite")
+    write_manifest(bundle, Manifest(board="host", created="now", tools={}, models=(entry,)))
+    for boxes in ("training.xml", "testing.xml"):
+        assert main(["detect", "--bundle", str(bundle), "--boxes", str(shared_data / "detect" / boxes),
+                     "--results", str(tmp_path / "results")]) == 0
+    results = [json.loads(p.read_text()) for p in (tmp_path / "results" / "host").glob("detect-*.json")]
+    found = sum(r["recall_40px"] * r["faces_40px"] for r in results)
+    assert found / sum(r["faces_40px"] for r in results) >= min_recall_40px
