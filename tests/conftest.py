@@ -28,3 +28,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real face data not found at {SHARED_DATA} (set EDGE_FACE_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def detector_bundle(tmp_path):
+    """Makes a host bundle holding one packaged detector file: ``detector_bundle("blazeface_full") -> folder``."""
+    import shutil
+
+    from edge.manifest import Manifest, write_manifest
+    from edge.vendor_models import detector_entry, packaged_model_path
+
+    def make(name: str = "blazeface_short") -> Path:
+        folder = tmp_path / f"bundle-{name}"
+        folder.mkdir()
+        source = packaged_model_path(name)
+        shutil.copy(source, folder / source.name)
+        entry = detector_entry(name, source.name, folder / source.name)
+        write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=(entry,)))
+        return folder
+    return make

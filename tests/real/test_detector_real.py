@@ -115,19 +115,12 @@ def test_full_range_model_finds_the_small_faces_of_the_group_photos(shared_data)
 
 
 @pytest.mark.parametrize("name, min_recall_40px", [("blazeface_full", 0.95)])
-def test_detect_benchmark_on_the_labelled_photos(shared_data, tmp_path, name, min_recall_40px):
+def test_detect_benchmark_on_the_labelled_photos(shared_data, tmp_path, detector_bundle, name, min_recall_40px):
     import json
-    import shutil
 
     from benchmarks.cli import main
-    from edge.manifest import Manifest, write_manifest
-    from edge.vendor_models import detector_entry, packaged_model_path
 
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    shutil.copy(packaged_model_path(name), bundle / "detector.tflite")
-    entry = detector_entry(name, "detector.tflite", bundle / "detector.tflite")
-    write_manifest(bundle, Manifest(board="host", created="now", tools={}, models=(entry,)))
+    bundle = detector_bundle(name)
     for boxes in ("training.xml", "testing.xml"):
         assert main(["detect", "--bundle", str(bundle), "--boxes", str(shared_data / "detect" / boxes),
                      "--results", str(tmp_path / "results")]) == 0

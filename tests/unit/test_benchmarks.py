@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -15,7 +14,7 @@ from benchmarks.timing import summarize, time_interleaved
 from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
 from edge.preprocess import verifier_input_spec
-from edge.vendor_models import detector_entry, packaged_model_path
+from edge.vendor_models import detector_entry
 
 pytestmark = pytest.mark.unit
 
@@ -43,15 +42,9 @@ def _verify_entry(name: str, path, precision: str) -> ModelEntry:
 
 
 @pytest.fixture
-def bundle(tmp_path):
+def bundle(detector_bundle):
     """A host bundle with the packaged BlazeFace detector only."""
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    source = packaged_model_path("blazeface_short")
-    shutil.copy(source, folder / source.name)
-    entry = detector_entry("blazeface_short", source.name, folder / source.name)
-    write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=(entry,)))
-    return folder
+    return detector_bundle("blazeface_short")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Detection against labelled boxes: the imglab reader, the matching rule, and the benchmark end to end."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ from benchmarks.cli import main
 from benchmarks.detect_bench import size_bin
 from benchmarks.labelled_boxes import LabelledImage, match_detections, parse_imglab
 from edge.errors import UserError
-from edge.manifest import Manifest, write_manifest
-from edge.vendor_models import detector_entry, packaged_model_path
 
 pytestmark = pytest.mark.unit
 
@@ -54,15 +51,10 @@ def test_size_bins_cover_every_height():
                                                                    ">=160"]
 
 
-def test_detect_benchmark_writes_json_and_report(tmp_path):
+def test_detect_benchmark_writes_json_and_report(tmp_path, detector_bundle):
     from edge.synthetic.dataset import write_identity_folders
 
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    source = packaged_model_path("blazeface_short")
-    shutil.copy(source, bundle / source.name)
-    entry = detector_entry("blazeface_short", source.name, bundle / source.name)
-    write_manifest(bundle, Manifest(board="host", created="now", tools={}, models=(entry,)))
+    bundle = detector_bundle("blazeface_short")
     faces = tmp_path / "faces"
     write_identity_folders(faces, 2, 2, seed=7, progress=False)
     lines = [line.split() for line in (faces / "landmarks.txt").read_text().splitlines()]
