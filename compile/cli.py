@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say which board to compile for: --target NAME (see --list_targets)")
     board = load_board(args.target)
     artifacts = choose_artifacts(board, args.artifacts)
+    if not 0 < args.target_far < 1:
+        raise UserError(f"--target_far must be between 0 and 1, got {args.target_far}")
+    for folder in args.pairs_images or ():
+        if not folder.is_dir():
+            raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
     if any(a.format == "tflite" for a in artifacts):
         from compile.export_tflite import require_converter
         require_converter()
@@ -81,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
-    if not 0 < args.target_far < 1:
-        raise UserError(f"--target_far must be between 0 and 1, got {args.target_far}")
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
     pair_faces = load_pairs(args.pairs_images, sources, args.detector, args.seed) if args.pairs_images else None
     result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector,

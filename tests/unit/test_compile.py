@@ -405,3 +405,14 @@ def test_a_checkpoint_whose_crop_the_runtime_cannot_cut_is_refused_before_work(t
     assert cli.main(["--target", "host", "--checkpoints", str(tmp_path / "odd.pt")]) == 2
     assert "trained on 'mtcnn160' crops, which the runtime cannot cut; crop templates it knows: arcface112, " \
            "dlib150" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("extra, message", [
+    (["--target_far", "2"], "--target_far must be between 0 and 1"),
+    (["--pairs_images", "/no/such/folder"], "--pairs_images /no/such/folder is not a folder"),
+])
+def test_real_pair_options_are_checked_before_any_work(monkeypatch, capsys, extra, message):
+    monkeypatch.setattr(cli, "load_source", lambda path: pytest.fail("work started before the check"))
+    assert cli.main(["--target", "host", "--checkpoints", "v.pt", "--artifacts", "onnx:fp32", *extra]) == 2
+    assert message in capsys.readouterr().err
