@@ -59,16 +59,21 @@ $PY -m benchmarks pipeline --bundle "$BUNDLE" --source "synthetic://kiosk?seeds=
 step "10/12 real faces: import dlib's CC0 face descriptor (ResNet, 150 px chips) as an ordinary checkpoint"
 $PY -m trainer import dlib-resnet --out "$OUT/runs/dlib_resnet.pt"
 if [ -d "$DATA/orl" ] && [ -d "$DATA/yaleb" ] && [ -d "$DATA/faces80" ]; then
-    CAL_SRC="$DATA/faces80/net_7876"; PAIRS=("$DATA/orl" "$DATA/yaleb"); EVAL="$DATA/orl"
+    CAL_SRC="$DATA/faces80/net_7876"; PAIRS=("$DATA/orl" "$DATA/yaleb"); EVAL="$DATA/orl"; REAL_DATA=1
 else
     echo "note: $DATA has no real faces: calibrating on rendered faces, which says little about real people"
-    CAL_SRC="$OUT/data/train_raw"; PAIRS=("$OUT/data/eval_raw"); EVAL="$OUT/data/eval_raw"
+    CAL_SRC="$OUT/data/train_raw"; PAIRS=("$OUT/data/eval_raw"); EVAL="$OUT/data/eval_raw"; REAL_DATA=0
 fi
 $PY -m edge align --src "$CAL_SRC" --out "$OUT/data/real_calibration" --crop dlib150 --max_images 600
 
 step "11/12 compile it for the host: INT8 calibrated on real chips, each file's threshold from real impostor pairs"
-$PY -m compile --target "$BOARD" --checkpoints "$OUT/runs/dlib_resnet.pt" --calibration "$OUT/data/real_calibration" \
-    --pairs_images "${PAIRS[@]}" --out "$REAL"
+if ! $PY -m compile --target "$BOARD" --checkpoints "$OUT/runs/dlib_resnet.pt" \
+        --calibration "$OUT/data/real_calibration" --pairs_images "${PAIRS[@]}" --out "$REAL"; then
+    # Rendered faces crowd dlib's scores together, so its INT8 file can fail the decision-flip gate there; on real
+    # faces any rejection is a failure of the demo.
+    [ "$REAL_DATA" = 1 ] && exit 1
+    echo "note: a file was rejected on rendered faces (see $REAL/$BOARD/report.md); going on with the files kept"
+fi
 
 step "12/12 real-pair verification, ours (INT8) beside dlib's own pipeline on the same pairs and folds"
 $PY -m benchmarks pairs --images "$EVAL" --out "$OUT/data/real_pairs.txt" --folds 10 --per_fold 30
