@@ -21,6 +21,7 @@ from edge.boards import BoardConfig
 from edge.manifest import MatchCalibration, ModelEntry
 from edge.matching import far_curve
 from edge.metrics import roc_auc
+from edge.pipeline import embed_faces
 from edge.preprocess import prepare_batch
 from edge.runtime import backend_on_board, load_model
 
@@ -62,16 +63,10 @@ def torch_vectors(model: torch.nn.Module, spec, chips: np.ndarray, mirror: bool)
 
 def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, board: BoardConfig, threads: int,
                      mirror: bool) -> np.ndarray:
-    """Embeddings through the backend the board runs this file with, one face per call (with its mirror image
-    in the same batch when mirror averaging is on), as the kiosk computes them."""
+    """Embeddings through the backend the board runs this file with, computed by the kiosk's own ``embed_faces``."""
     loaded = load_model(bundle_dir, entry, backend_on_board(entry, board), BackendOptions(threads=threads))
-    output = entry.outputs[0].name
     try:
-        rows = []
-        for chip in chips:
-            vectors = _unit(loaded.run_images([chip, chip[:, ::-1]] if mirror else [chip])[output])
-            rows.append(vectors.sum(axis=0))
-        return _unit(np.stack(rows))
+        return embed_faces(loaded, chips, mirror).astype(np.float64)
     finally:
         loaded.close()
 

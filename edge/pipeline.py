@@ -49,7 +49,6 @@ class Pipeline:
         entry = embedder.entry
         self.crop = crop_template(entry.input.crop)        # an unknown crop is refused before any frame is read
         self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
-        self.embedding_output = entry.outputs[0].name
         self.mirror_average = entry.images_per_face == 2
         self.gallery = gallery
         self.board = board          # the bundle's board and the thread count its models were loaded with,
@@ -108,17 +107,8 @@ class Pipeline:
                 "threshold": round(self.threshold, 4), "enrolled": len(self.templates.names)}
 
     def embed_aligned(self, faces: list[np.ndarray]) -> np.ndarray:
-        """Aligned BGR crops -> L2-normalised embeddings (N, D), one face per call.
-
-        With mirror averaging (set per artifact by compile, which calibrated its threshold the same way) each
-        embedding is the normalised sum of the face's and its mirror image's, computed in one batch of two:
-        1.7x the time of one face rather than 2x (dlib's ResNet, INT8, this CPU)."""
-        rows = []
-        for face in faces:
-            batch = [face, face[:, ::-1]] if self.mirror_average else [face]
-            vectors = [_unit(v) for v in self.embedder.run_images(batch)[self.embedding_output]]
-            rows.append(_unit(np.sum(vectors, axis=0)))
-        return np.asarray(rows, np.float32).reshape(len(faces), -1)
+        """Aligned BGR crops -> L2-normalised embeddings (N, D), as ``embed_faces`` computes them."""
+        return embed_faces(self.embedder, faces, self.mirror_average)
 
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         return align_face(image, detection.keypoints[self.keypoints], self.crop)
@@ -170,6 +160,22 @@ class Pipeline:
         self.embedder.close()
         if self.gallery:
             self.gallery.close()
+
+
+def embed_faces(model: LoadedModel, faces, mirror_average: bool) -> np.ndarray:
+    """Aligned BGR crops -> L2-normalised embeddings (N, D), one face per call: the one way the kiosk embeds, which
+    compile also uses to calibrate each file's threshold.
+
+    With mirror averaging (set per artifact by compile) each embedding is the normalised sum of the face's and its
+    mirror image's, computed in one batch of two: 1.7x the time of one face rather than 2x (dlib's ResNet, INT8,
+    this CPU)."""
+    output = model.entry.outputs[0].name
+    rows = []
+    for face in faces:
+        batch = [face, face[:, ::-1]] if mirror_average else [face]
+        vectors = [_unit(v) for v in model.run_images(batch)[output]]
+        rows.append(_unit(np.sum(vectors, axis=0)))
+    return np.asarray(rows, np.float32).reshape(len(faces), -1)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
