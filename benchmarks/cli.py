@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
+from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
     verify.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                         help="verifier precision (default: the board config's, if the bundle has it)")
-    verify.add_argument("--face", choices=("centre", "largest"), default="centre",
+    verify.add_argument("--face", choices=FACE_CHOICES, default="centre",
                         help="which face of a photo is the subject (default: %(default)s, as pair protocols "
                              "centre it)")
     verify.add_argument("--reference", choices=("dlib",), default=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataprep import largest, nearest_centre
+from edge.dataprep import pick_face
 from edge.errors import UserError
 from edge.vendor_models import installed_package_file
 
@@ -50,14 +50,14 @@ class DlibPipeline:
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
         self._descriptor = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_FILE)))
-        self._choose = nearest_centre if face == "centre" else (lambda faces, shape: largest(faces))
+        self._face = face
         self.version = dlib.__version__
 
     def embed(self, image_bgr: np.ndarray) -> tuple[np.ndarray | None, float | None]:
         """(descriptor or None when no face is found, ms spent in the descriptor alone)."""
         rgb = np.ascontiguousarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
         faces = [_Box(rect) for rect in self._detector(rgb, UPSAMPLE)]
-        face = self._choose(faces, image_bgr.shape)
+        face = pick_face(faces, image_bgr.shape, self._face)
         if face is None:
             return None, None
         chip = self._dlib.get_face_chip(rgb, self._landmarks(rgb, face.rect), size=150, padding=0.25)

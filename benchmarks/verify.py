@@ -14,6 +14,7 @@ from benchmarks.latency import model_facts
 from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
+from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 from edge.imageio import read_image
 from edge.metrics import accuracy_at, balanced_accuracy, equal_error_rate, kfold_accuracy, roc_auc, tar_at_far
@@ -21,9 +22,6 @@ from edge.pipeline import Pipeline
 
 FARS = {"1e-2": 1e-2, "1e-3": 1e-3}
 FAILED_MARGIN = 1.0   # a failed pair scores this far below the lowest real score: rejected at any threshold
-
-
-FACE_CHOICES = ("centre", "largest")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ def nearest_centre(detections, image_shape):
     return min(detections, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre)), default=None)
 
 
+FACE_CHOICES = ("largest", "centre")
+
+
+def pick_face(detections, image_shape, pick: str = "largest"):
+    """The largest face (enrolment photos, the kiosk) or the one nearest the centre (posed pair photos)."""
+    return nearest_centre(detections, image_shape) if pick == "centre" else largest(detections)
+
+
 def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112", max_images: int = 0,
                  seed: int = 0, progress: bool = True) -> AlignStats:
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,

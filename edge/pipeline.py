@@ -14,7 +14,7 @@ import numpy as np
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends.base import BackendOptions
 from edge.boards import load_board
-from edge.dataprep import largest, nearest_centre
+from edge.dataprep import pick_face
 from edge.detect import BlazeFaceDetector, Detection, build_detector
 from edge.errors import UserError
 from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
@@ -114,9 +114,8 @@ class Pipeline:
         return align_face(image, detection.keypoints[self.keypoints], self.crop)
 
     def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
-        """The largest face (enrolment photos, the kiosk) or the one nearest the centre (posed pair photos)."""
-        faces = self.detector.detect(image)
-        return nearest_centre(faces, image.shape) if pick == "centre" else largest(faces)
+        """The face ``edge.dataprep.pick_face`` chooses among those found."""
+        return pick_face(self.detector.detect(image), image.shape, pick)
 
     def embed_image(self, image: np.ndarray, pick: str = "largest") -> np.ndarray | None:
         """The normalised embedding of the chosen face in ``image``, or None if no face is found."""
