@@ -57,7 +57,8 @@ def latency_table(results: list[dict]) -> str:
     for r in rows:
         s, m = r["summary"], r["model"]
         body.append([m["task"], m["name"], m["precision"], r["backend"], str(r["environment"].get("threads")),
-                     str(r.get("batch", 1)), _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]), _num(s["throughput_per_s"], 1),
+                     str(r.get("batch", 1)), _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]),
+                     _num(s["throughput_per_s"], 1),
                      vs_fp32_text(r.get("vs_fp32"), m["precision"]), "yes" if r.get("board_default") else ""])
     header = ["task", "model", "precision", "backend", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms",
               "calls/s", "vs FP32 (p50)", "board default"]
@@ -124,9 +125,9 @@ SECTIONS = {
                  "pipeline itself.", pipeline_table),
     "verify": ("Verification accuracy (detect -> align -> embed)",
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
-               "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair either one misses "
-               "fails for both. Accuracy is k-fold on the pairs file's folds, each fold's threshold chosen on the "
-               "others; embed ms is the time per face of aligning and embedding (ours, mirror averaging "
+               "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair "
+               "either one misses fails for both. Accuracy is k-fold on the pairs file's folds, each fold's "
+               "threshold chosen on the others; embed ms is the time per face of aligning and embedding (ours, mirror averaging "
                "included) or of dlib's descriptor on its chip (dlib).", verify_table),
     "detect": ("Detection against labelled boxes",
                "A detection finds a labelled face when its centre lies inside the box and their heights differ by "

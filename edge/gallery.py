@@ -61,7 +61,8 @@ class GalleryTemplates:
     names: list[str]             # one per identity
     matrix: np.ndarray           # (identities, dim), L2-normalised mean template per identity
     other_models: int            # templates enrolled with a model file whose embeddings are not comparable
-    stale: dict[str, list[str]] = field(default_factory=dict)   # identity -> photo sources, enrolled only so
+    stale: dict[str, list[str]] = field(default_factory=dict)   # identity -> photo sources, for the identities
+                                                                # whose every template is unusable here
 
 
 class Gallery:

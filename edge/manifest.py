@@ -108,12 +108,6 @@ class ModelEntry:
         """The image input (every model here takes one image; further inputs would follow it)."""
         return self.inputs[0]
 
-    def output(self, name: str) -> OutputSpec:
-        for spec in self.outputs:
-            if spec.name == name:
-                return spec
-        raise UserError(f"model {self.name} has no output {name!r}; it has {[o.name for o in self.outputs]}")
-
     @property
     def images_per_face(self) -> int:
         """How many images the kiosk feeds this file per face, in one batch: the face and, with mirror averaging,
@@ -181,8 +175,9 @@ def read_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
         older = isinstance(version, int) and version < SCHEMA_VERSION
+        hint = "; recompile the bundle with python -m compile" if older else ""
         raise UserError(f"{path}: {'older' if older else 'unknown'} schema_version {version!r}; this runtime reads "
-                        f"version {SCHEMA_VERSION}" + ("; recompile the bundle with python -m compile" if older else ""))
+                        f"version {SCHEMA_VERSION}{hint}")
     try:
         manifest = Manifest(
             board=raw["board"], created=raw["created"], tools=raw["tools"], schema_version=version,

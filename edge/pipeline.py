@@ -43,7 +43,8 @@ class FrameResult:
 
 class Pipeline:
     def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, threshold: float | None = None,
-                 gallery: Gallery | None = None, board: str = "", threads: int = 0, per_probe_far: float | None = None):
+                 gallery: Gallery | None = None, board: str = "", threads: int = 0, per_probe_far: float | None = None,
+                 verifier_choice: str = ""):
         self.detector = detector
         self.embedder = embedder
         entry = embedder.entry
@@ -51,13 +52,18 @@ class Pipeline:
         self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
         self.mirror_average = entry.images_per_face == 2
         self.gallery = gallery
+        self.verifier_choice = verifier_choice   # why this file and backend run (edge.runtime.Choice.reason)
         self.board = board          # the bundle's board and the thread count its models were loaded with,
         self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
-        self.fingerprint = entry.sha256
         self.key = EmbeddingKey(entry.sha256, entry.embedding_space, entry.kind, entry.compatible_with)
         self.templates = gallery.templates(self.key) if gallery else GalleryTemplates([], np.zeros((0, 0)), 0)
         self.match_threshold = self._threshold(threshold, per_probe_far)
         self.threshold = self.match_threshold.threshold
+
+    @property
+    def fingerprint(self) -> str:
+        """The sha256 of the embedding file, recorded with every logged decision."""
+        return self.key.fingerprint
 
     def _threshold(self, explicit: float | None, per_probe_far: float | None) -> MatchThreshold:
         """The user's threshold, else the open-set one for this gallery's size from the artifact's calibration."""
@@ -86,7 +92,7 @@ class Pipeline:
         embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
         gallery = Gallery(gallery_path) if gallery_path else None
         return cls(detector, embedder, threshold, gallery, board=board.name, threads=options.threads,
-                   per_probe_far=per_probe_far)
+                   per_probe_far=per_probe_far, verifier_choice=verify.reason)
 
     def require_current_gallery(self, bundle: str | Path) -> None:
         """Refuses to run while enrolled people have templates only from a model whose embeddings differ."""
@@ -103,7 +109,8 @@ class Pipeline:
     def describe(self) -> dict:
         return {"detector": self.detector.model.entry.name, "detector_backend": self.detector.model.backend_name,
                 "verifier": self.embedder.entry.name, "verifier_backend": self.embedder.backend_name,
-                "crop": self.crop.name, "mirror_average": self.mirror_average,
+                "verifier_choice": self.verifier_choice, "crop": self.crop.name,
+                "mirror_average": self.mirror_average,
                 "threshold": round(self.threshold, 4), "enrolled": len(self.templates.names)}
 
     def embed_aligned(self, faces: list[np.ndarray]) -> np.ndarray:

@@ -68,9 +68,11 @@ def packaged_model_path(name: str) -> Path:
 
 def detector_entry(name: str, file: str, path: Path) -> ModelEntry:
     """The manifest entry for a packaged detector file at ``path`` (stored in a bundle as ``file``)."""
+    from edge.detect import ssd_anchors   # local: edge.detect imports the runtime, which this module need not
+
     model = vendor_model(name)
     size = model.input_size
-    anchors = sum((-(-size // stride)) ** 2 * model.anchors_per_layer for stride in model.strides)
+    anchors = len(ssd_anchors(size, model.strides, per_layer=model.anchors_per_layer))
     boxes, scores = model.outputs
     return ModelEntry(
         name=model.entry_name, task="detect", architecture=name, file=file, format="tflite", precision="fp32",

@@ -83,6 +83,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"{path}: unknown checkpoint version; this trainer writes version {CHECKPOINT_VERSION}")
     return Checkpoint(
         architecture=payload["architecture"], config=payload["config"], task=payload["task"],
-        state_dict=payload["state_dict"], preprocessing=input_spec_from_dict(payload["preprocessing"]), metrics=payload["metrics"],
+        state_dict=payload["state_dict"], preprocessing=input_spec_from_dict(payload["preprocessing"]),
+        metrics=payload["metrics"],
         threshold=payload["threshold"], created=payload["created"], sha256=hashlib.sha256(data).hexdigest(),
     )

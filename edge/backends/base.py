@@ -18,14 +18,13 @@ from edge.errors import UserError
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to load a model file; a runtime ignores what it has no use for."""
+    """How to load a model file; a runtime ignores what it has no use for (TensorRT's precision and engine cache
+    join here with its backend)."""
 
     threads: int = 1
     # onnxruntime's idle intra-op threads spin by default, so interleaved sessions on a small board inflate each
     # other's latencies (DESIGN.md); off unless a single model owns the CPU.
     spin: bool = False
-    precision: str | None = None      # for runtimes that build for a precision on the device (TensorRT)
-    cache_dir: Path | None = None     # where such a runtime may keep what it built
 
 
 class Backend(abc.ABC):
