@@ -127,8 +127,8 @@ SECTIONS = {
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
                "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair "
                "either one misses fails for both. Accuracy is k-fold on the pairs file's folds, each fold's "
-               "threshold chosen on the others; embed ms is the time per face of aligning and embedding (ours, mirror averaging "
-               "included) or of dlib's descriptor on its chip (dlib).", verify_table),
+               "threshold chosen on the others; embed ms is the time per face of aligning and embedding (ours, "
+               "mirror averaging included) or of dlib's descriptor on its chip (dlib).", verify_table),
     "detect": ("Detection against labelled boxes",
                "A detection finds a labelled face when its centre lies inside the box and their heights differ by "
                "less than 2x (detectors draw boxes differently); each face and detection counts once. Precision "
