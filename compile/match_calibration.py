@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compile.real_pairs import PairFaces, PairIndex
+from compile.real_pairs import PairFaces
 from edge.backends.base import BackendOptions
 from edge.boards import BoardConfig
 from edge.manifest import MatchCalibration, ModelEntry
@@ -72,7 +72,7 @@ def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, boa
 
 
 def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions) -> Measured:
-    calibration, report = PairIndex.within(faces, report=False), PairIndex.within(faces, report=True)
+    calibration, report = faces.calibration_pairs, faces.report_pairs
     scores = calibration.scores(vectors)
     impostor = scores[~calibration.same]
     curve = far_curve(impostor, options.target_far)
@@ -97,7 +97,7 @@ def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions) -> Mea
 def flip_rate(faces: PairFaces, reference: Measured, candidate: Measured, templates: np.ndarray | None = None) -> float:
     """Share of report pairs decided differently from the reference; with ``templates`` (another file's
     embeddings) the candidate scores a template of that file against its own probe."""
-    report = PairIndex.within(faces, report=True)
+    report = faces.report_pairs
     expected = report.scores(reference.vectors) >= reference.match.threshold
     scores = report.scores(candidate.vectors if templates is None else templates, candidate.vectors)
     return float(np.mean((scores >= candidate.match.threshold) != expected))

@@ -7,6 +7,7 @@ report half (balanced accuracy, flips and AUC are quoted there, on pairs that di
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,16 @@ class PairFaces:
     no_face: int
     unreadable: int
     fingerprint: str             # of the identity/file list, so a report can say which faces it used
+
+    @functools.cached_property
+    def calibration_pairs(self) -> "PairIndex":
+        """Every pair within the calibration identities (built once: each file's measurement reuses it)."""
+        return PairIndex.within(self, report=False)
+
+    @functools.cached_property
+    def report_pairs(self) -> "PairIndex":
+        """Every pair within the report identities."""
+        return PairIndex.within(self, report=True)
 
     def describe(self) -> str:
         roots = sorted({n.split("/")[0] for n in self.names})
