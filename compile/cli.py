@@ -19,6 +19,7 @@ from compile.report import render_table
 from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
 from edge.errors import UserError
+from edge.matching import check_target_far
 from edge.vendor_models import VENDOR_MODELS, packaged_model_path
 
 
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say which board to compile for: --target NAME (see --list_targets)")
     board = load_board(args.target)
     artifacts = choose_artifacts(board, args.artifacts)
-    if not 0 < args.target_far < 1:
-        raise UserError(f"--target_far must be between 0 and 1, got {args.target_far}")
+    check_target_far(args.target_far)
     for folder in args.pairs_images or ():
         if not folder.is_dir():
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")

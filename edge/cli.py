@@ -101,11 +101,11 @@ def run_align(args) -> int:
 
 
 def _open_pipeline(args, gallery: str | None):
+    from edge.matching import check_target_far
     from edge.pipeline import Pipeline
 
     far = getattr(args, "target_far", None)
-    if far is not None and not 0 < far < 1:
-        raise UserError(f"--target_far must be between 0 and 1, got {far}")
+    check_target_far(far)
     return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
                                 precision=args.precision, threshold=getattr(args, "threshold", None),
                                 per_probe_far=far)
