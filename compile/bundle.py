@@ -68,7 +68,7 @@ class BuildResult:
 
 
 def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
-                 calibration: CalibrationSet, out: Path, detector: str | None,
+                 calibration: CalibrationSet, out: Path, detectors: list[str],
                  calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
                  match_options: MatchOptions = MatchOptions()) -> BuildResult:
     out.mkdir(parents=True, exist_ok=True)
@@ -100,8 +100,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                     elif (staging / entry.file).exists():
                         (staging / entry.file).unlink()
             progress.close()
-        if detector:
-            entries.append(_copy_detector(detector, staging))
+        entries += [_copy_detector(name, staging) for name in detectors]
         manifest = Manifest(board=board.name, created=created, tools=tool_versions(artifacts), models=tuple(entries))
         write_manifest(staging, manifest)
         write_report(staging, board.name, created, rows, calibration.describe(),

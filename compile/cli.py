@@ -20,6 +20,7 @@ from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
 from edge.errors import UserError
 from edge.matching import check_target_far
+from edge.scan import strategy_detectors
 from edge.vendor_models import VENDOR_MODELS, packaged_model_path
 
 
@@ -38,8 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
     parser.add_argument("--artifacts", help="comma-separated FORMAT:PRECISION list replacing the board's own; "
                                             "each must be in the board's supports table")
-    parser.add_argument("--detector", default="blazeface_short", choices=sorted(VENDOR_MODELS),
-                        help="packaged face detector copied into the bundle")
     parser.add_argument("--seed", type=int, default=0, help="seed for choosing calibration images")
     parser.add_argument("--pairs_images", type=Path, nargs="+", default=None,
                         help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
@@ -80,15 +79,18 @@ def run(args: argparse.Namespace) -> int:
     if any(a.format == "tflite" for a in artifacts):
         from compile.export_tflite import require_converter
         require_converter()
-    packaged_model_path(args.detector)          # fail now, not after the slow exports
+    detectors = strategy_detectors(board.detection)     # what the board's detection strategy runs
+    for name in detectors:
+        packaged_model_path(name)               # fail now, not after the slow exports
     sources = [load_source(path) for path in args.checkpoints]
-    check_input_sizes(board, sources, args.detector)
+    check_input_sizes(board, sources, detectors)
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
-    pair_faces = load_pairs(args.pairs_images, sources, args.detector, args.seed) if args.pairs_images else None
-    result = build_bundle(board, artifacts, sources, calibration, args.out, args.detector,
+    photo_detector = board.detection.detector
+    pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
+    result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
                           args.calibration_method, pair_faces,
                           MatchOptions(args.target_far, args.min_auc, args.mirror_average))
     return summarise(result)
@@ -110,10 +112,10 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
     return artifacts
 
 
-def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detector: str) -> None:
+def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detectors: list[str]) -> None:
     """Each model's input side must be one the board config names for its task (the runtime's contract)."""
     sides = [(s.role, s.task, s.spec.size) for s in sources]
-    sides.append((detector, "detect", (VENDOR_MODELS[detector].input_size,) * 2))
+    sides += [(name, "detect", (VENDOR_MODELS[name].input_size,) * 2) for name in detectors]
     for role, task, (height, width) in sides:
         allowed = board.input_sizes.get(task)
         if allowed is not None and (height != width or height not in allowed):

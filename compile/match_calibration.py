@@ -19,7 +19,7 @@ from compile.real_pairs import PairFaces
 from edge.backends.base import BackendOptions
 from edge.boards import BoardConfig
 from edge.manifest import MatchCalibration, ModelEntry
-from edge.matching import far_curve
+from edge.matching import curve_threshold, far_curve
 from edge.metrics import roc_auc
 from edge.pipeline import embed_faces
 from edge.preprocess import prepare_batch
@@ -76,7 +76,7 @@ def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions) -> Mea
     scores = calibration.scores(vectors)
     impostor = scores[~calibration.same]
     curve = far_curve(impostor, options.target_far)
-    threshold = curve[0][1]                       # the curve starts at the target rate (a gallery of one)
+    threshold = curve_threshold(curve, options.target_far)         # a gallery of one
     reported = report.scores(vectors)
     accepted = reported >= threshold
     tar = float(np.mean(accepted[report.same])) if report.same.any() else float("nan")

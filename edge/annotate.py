@@ -1,4 +1,4 @@
-"""Drawing decisions on frames and writing them to a video file."""
+"""Drawing tracked faces and their visits' decisions on frames, and writing them to a video file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,17 +10,25 @@ from edge.errors import UserError
 
 KNOWN = (60, 200, 60)      # BGR green
 UNKNOWN = (40, 40, 220)    # BGR red
+PENDING = (200, 160, 40)   # BGR blue: a visit still gathering evidence, or undecided
 
 
-def draw_decisions(image: np.ndarray, decisions) -> np.ndarray:
+def draw_tracks(image: np.ndarray, tracks, judge) -> np.ndarray:
+    """Each tracked face with its track id and its visit's decision so far (``edge.visits.VisitJudge``)."""
     canvas = image.copy()
-    for d in decisions:
-        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
-        colour = KNOWN if d.identity else UNKNOWN
+    for track in tracks:
+        visit = judge.visits.get(track.id)
+        decision = visit.decision if visit else None
+        if decision is None:
+            looks = len(visit.embeddings) if visit else 0
+            colour, label = PENDING, f"#{track.id} looking ({looks})"
+        else:
+            colour = {"named": KNOWN, "unknown": UNKNOWN}.get(decision.outcome, PENDING)
+            label = f"#{track.id} {decision.identity or decision.outcome} {decision.score:.2f}"
+        x1, y1, x2, y2 = (int(round(v)) for v in track.detection.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-        for x, y in d.keypoints:
+        for x, y in track.detection.keypoints[:4]:
             cv2.circle(canvas, (int(x), int(y)), 2, (255, 255, 0), -1)
-        label = f"{d.identity or 'unknown'} {d.score:.2f}"
         (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(canvas, (x1, max(0, y1 - h - 6)), (x1 + w + 4, y1), colour, -1)
         cv2.putText(canvas, label, (x1 + 2, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)

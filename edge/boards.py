@@ -54,6 +54,35 @@ class BenchmarkCounts:
 
 
 @dataclass(frozen=True)
+class DetectionConfig:
+    """How the kiosk finds faces in a stream (edge.scan): which strategy, with which packaged detectors."""
+
+    strategy: str = "whole_frame"             # edge.scan.STRATEGIES: whole_frame | tiled
+    detector: str = "blazeface_short"         # whole frames, enrolment photos, and regions around known faces
+    tile_detector: str = "blazeface_full"     # tiles of a large frame (tiled strategy)
+    tile_size: int = 640                      # a frame larger than this is also scanned as tiles of about this size
+    tile_overlap: float = 0.25                # share of a tile that overlaps its neighbour
+    scan_period: int = 6                      # frames over which the whole frame and every tile are scanned once
+    roi_scale: float = 2.5                    # side of the region searched around a known face, over its height
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Tracks and decisions per visit (edge.tracking, edge.visits)."""
+
+    tracker: str = "iou"                      # edge.tracking.TRACKERS
+    match_iou: float = 0.3                    # a detection continues a track when their boxes overlap this much
+    confirm_hits: int = 3                     # detections before a track is a visit
+    max_missed: int = 15                      # frames without a detection before a visit ends
+    min_face: int = 40                        # face box height in pixels below which a face is not judged
+    max_yaw: float = 0.45                     # nose offset from the eyes' midpoint over the eye distance
+    min_sharpness: float = 0.08               # edge energy over contrast on the face at 48 px (edge.quality)
+    samples: int = 4                          # embeddings a visit may take at most
+    sample_gap: int = 4                       # frames between two embeddings of one visit
+    unknown_far: float = 0.5                  # per-probe rate whose threshold is the lower, "unknown" one
+
+
+@dataclass(frozen=True)
 class BoardConfig:
     name: str
     description: str
@@ -72,6 +101,8 @@ class BoardConfig:
     accuracy_budget: dict[str, float]           # precision -> minimum mean cosine similarity to the FP32 reference
     accuracy_floor: dict[str, float]            # precision -> minimum cosine on any single held-out image
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]
@@ -181,3 +212,35 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
         for precision in getattr(board, key):
             if precision not in PRECISIONS:
                 raise UserError(f"{where}: {key} has unknown precision {precision!r}")
+    _check_stream_settings(board, where)
+
+
+def _check_stream_settings(board: BoardConfig, where: str) -> None:
+    """Strategy, detector and tracker names must exist, and the numbers must make sense, before any frame."""
+    from edge.scan import STRATEGIES            # local: both import the runtime, which imports this module
+    from edge.tracking import TRACKERS
+    from edge.vendor_models import vendor_model
+
+    detection, tracking = board.detection, board.tracking
+    for registry, name, key in ((STRATEGIES, detection.strategy, "detection.strategy"),
+                                (TRACKERS, tracking.tracker, "tracking.tracker")):
+        try:
+            registry.target(name)
+        except UserError as err:
+            raise UserError(f"{where}: {key}: {err}") from err
+    for key in ("detector", "tile_detector"):
+        try:
+            vendor_model(getattr(detection, key))
+        except UserError as err:
+            raise UserError(f"{where}: detection.{key}: {err}") from err
+    positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
+                "detection.roi_scale": detection.roi_scale, "tracking.confirm_hits": tracking.confirm_hits,
+                "tracking.max_missed": tracking.max_missed, "tracking.samples": tracking.samples,
+                "tracking.sample_gap": tracking.sample_gap}
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{where}: {key} must be positive, got {value}")
+    for key, value in {"detection.tile_overlap": detection.tile_overlap, "tracking.match_iou": tracking.match_iou,
+                       "tracking.unknown_far": tracking.unknown_far}.items():
+        if not 0 < value < 1:
+            raise UserError(f"{where}: {key} must be between 0 and 1, got {value}")

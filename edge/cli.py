@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--remove", metavar="NAME", help="delete this identity and all its templates")
     gallery.set_defaults(handler=run_gallery)
 
-    run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per decision")
+    run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per visit's decision")
     run.add_argument("--bundle", required=True)
     run.add_argument("--source", required=True, help="video file, image folder, synthetic://..., v4l2:///dev/video0")
     run.add_argument("--gallery", default=DEFAULT_GALLERY)
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target_far", type=float,
                      help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
                           "the bundle's real-pair calibration for the gallery's size")
+    run.add_argument("--unknown_threshold", type=float,
+                     help="below this score a visitor is a stranger (default: read off the calibration at the "
+                          "board's tracking.unknown_far; the match threshold when there is none)")
     add_model_choice(run)
     run.set_defaults(handler=run_pipeline)
     return parser
@@ -153,30 +156,41 @@ def run_gallery(args) -> int:
 
 
 def run_pipeline(args) -> int:
-    from edge.annotate import VideoWriter, draw_decisions
-    from edge.run_summary import RunSummary
+    from edge.annotate import VideoWriter, draw_tracks
+    from edge.run_summary import VisitSummary
     from edge.sources import open_source
+    from edge.stream import KioskStream
 
     pipeline = _open_pipeline(args, args.gallery)
     pipeline.require_current_gallery(args.bundle)
-    print(f"run: {json.dumps(pipeline.describe())}", file=sys.stderr)
-    print(f"run: {pipeline.match_threshold.describe()}", file=sys.stderr)
+    stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)
+    print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
+    print(f"run: {pipeline.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
     writer = VideoWriter(args.output) if args.output else None
-    summary = RunSummary(set(pipeline.templates.names))
+    summary = VisitSummary(set(pipeline.templates.names))
     start = time.perf_counter()
-    with open_source(args.source) as source:
-        for frame in source:
-            result = pipeline.process(frame.image)
-            lines = [decision_record(frame, d, result.timings_ms) for d in result.decisions]
-            for line in lines:
-                print(json.dumps(line), flush=True)
-            pipeline.gallery.log_events([{**line, "source": args.source, "model_fingerprint": pipeline.fingerprint}
-                                         for line in lines])
-            summary.add(frame.truth, result.decisions)
-            if writer:
-                writer.write(draw_decisions(frame.image, result.decisions))
-            if args.max_frames and frame.index + 1 >= args.max_frames:
-                break
+
+    def publish(decisions) -> None:
+        records = [decision_record(d, summary.truth_of(d.track)) for d in decisions]
+        for record in records:
+            print(json.dumps(record), flush=True)
+        pipeline.gallery.log_events([{**r, "source": args.source, "model_fingerprint": pipeline.fingerprint}
+                                     for r in records])
+        summary.add_decisions(decisions)
+
+    try:
+        with open_source(args.source) as source:
+            for frame in source:
+                step = stream.step(frame.image, frame.index)
+                summary.add_frame(frame.truth, step.faces)
+                publish(step.decisions)
+                if writer:
+                    writer.write(draw_tracks(frame.image, step.faces, stream.judge))
+                if args.max_frames and frame.index + 1 >= args.max_frames:
+                    break
+    except KeyboardInterrupt:
+        print("run: interrupted; deciding the visits still open", file=sys.stderr)
+    publish(stream.finish())
     if writer:
         writer.close()
     pipeline.close()
@@ -184,9 +198,12 @@ def run_pipeline(args) -> int:
     return 0
 
 
-def decision_record(frame, decision, timings_ms: dict) -> dict:
-    record = {"frame": frame.index, "box": decision.box, "identity": decision.identity, "score": decision.score,
-              "best_match": decision.best_match, "latency_ms": round(timings_ms["total"], 2)}
-    if frame.truth and "identity" in frame.truth:
-        record["truth"] = frame.truth["identity"]
+def decision_record(decision, truth=False) -> dict:
+    """One JSON line per visit: what was decided, on how many looks, and why (and who it was, when the source
+    knows: synthetic scenes)."""
+    record = {"track": decision.track, "frame": decision.frame, "outcome": decision.outcome,
+              "identity": decision.identity, "score": decision.score, "best_match": decision.best_match,
+              "samples": decision.samples, "reason": decision.reason, "box": decision.box}
+    if truth is not False:
+        record["truth"] = truth
     return record

@@ -39,6 +39,12 @@ MIGRATIONS = (
     ALTER TABLE templates ADD COLUMN embedding_space TEXT;
     ALTER TABLE templates ADD COLUMN producer TEXT;
     """,
+    # 3: one decision per visit: the track it closes, its outcome (named, unknown, undecided) and why.
+    """
+    ALTER TABLE events ADD COLUMN track INTEGER;
+    ALTER TABLE events ADD COLUMN outcome TEXT;
+    ALTER TABLE events ADD COLUMN reason TEXT;
+    """,
 )
 
 
@@ -142,10 +148,11 @@ class Gallery:
         """Appends decisions in one transaction (a crash loses a whole batch or nothing)."""
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO events(time, source, frame, identity, score, box, model_fingerprint) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events(time, source, frame, identity, score, box, model_fingerprint, track, outcome, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(_now(), e.get("source"), e.get("frame"), e.get("identity"), e.get("score"),
-                  json.dumps(e.get("box")), e.get("model_fingerprint")) for e in events])
+                  json.dumps(e.get("box")), e.get("model_fingerprint"), e.get("track"), e.get("outcome"),
+                  e.get("reason")) for e in events])
 
     def event_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]

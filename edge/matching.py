@@ -15,6 +15,8 @@ from edge.errors import UserError
 from edge.manifest import MatchCalibration
 
 CURVE_POINTS = 40
+LOOSER_POINTS = 10       # curve points above the target rate, up to:
+LOOSEST_FAR = 0.5        # the loosest per-probe rate a lower threshold is read at (edge.visits' "unknown")
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,10 @@ def pair_far_for_gallery(per_probe_far: float, gallery_size: int) -> float:
     return 1.0 - (1.0 - per_probe_far) ** (1.0 / max(gallery_size, 1))
 
 
-def far_curve(impostor_scores: np.ndarray, highest_far: float, points: int = CURVE_POINTS) -> tuple:
-    """(rate, threshold) from ``highest_far`` down to one impostor pair, log-spaced; accept when score >= t.
+def far_curve(impostor_scores: np.ndarray, highest_far: float, points: int = CURVE_POINTS,
+              loosest_far: float | None = LOOSEST_FAR) -> tuple:
+    """(rate, threshold) from ``highest_far`` down to one impostor pair, log-spaced, and LOOSER_POINTS more up to
+    ``loosest_far`` (where a visit's lower, "unknown" threshold is read); accept when score >= t.
 
     The threshold at rate f is just above the k-th highest impostor score, k = floor(f * impostors), so at most
     k impostor pairs pass it.
@@ -60,13 +64,22 @@ def far_curve(impostor_scores: np.ndarray, highest_far: float, points: int = CUR
     scores = np.sort(np.asarray(impostor_scores, np.float64))[::-1]
     count = len(scores)
     lowest = 1.0 / count
-    rates = np.geomspace(max(highest_far, lowest), lowest, points) if highest_far > lowest else np.array([lowest])
+    top = max(highest_far, lowest)
+    rates = np.geomspace(top, lowest, points) if highest_far > lowest else np.array([lowest])
+    if loosest_far is not None and loosest_far > top:
+        rates = np.concatenate([np.geomspace(loosest_far, top, LOOSER_POINTS, endpoint=False), rates])
     curve = []
     for rate in rates:
         allowed = int(np.floor(rate * count + 1e-9))
         threshold = scores[allowed] if allowed < count else scores[-1]
         curve.append((float(rate), float(np.nextafter(threshold, np.inf))))
     return tuple(curve)
+
+
+def curve_threshold(curve: tuple, rate: float) -> float:
+    """The threshold the curve holds for ``rate`` exactly (the target it was measured from), else the next
+    stricter point, else (too few impostor pairs to reach the rate) the strictest."""
+    return next((threshold for point, threshold in curve if point <= rate * (1 + 1e-12)), curve[-1][1])
 
 
 def match_threshold(match: MatchCalibration, gallery_size: int, per_probe_far: float | None = None) -> MatchThreshold:

@@ -13,14 +13,16 @@ import numpy as np
 
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends.base import BackendOptions
-from edge.boards import load_board
+from edge.boards import BoardConfig, load_board
 from edge.dataprep import pick_face
-from edge.detect import BlazeFaceDetector, Detection, build_detector
+from edge.detect import BlazeFaceDetector, Detection
 from edge.errors import UserError
 from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
 from edge.manifest import read_manifest
 from edge.matching import MatchThreshold, match_threshold
 from edge.runtime import LoadedModel, choose_model, load_model
+from edge.scan import load_detectors
+from edge.visits import Thresholds
 
 STAGES = ("detect", "align", "embed", "match", "total")
 
@@ -44,12 +46,16 @@ class FrameResult:
 class Pipeline:
     def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, threshold: float | None = None,
                  gallery: Gallery | None = None, board: str = "", threads: int = 0, per_probe_far: float | None = None,
-                 verifier_choice: str = ""):
-        self.detector = detector
+                 verifier_choice: str = "", detectors: dict | None = None, streaming: BoardConfig | None = None):
+        self.detector = detector                 # whole frames and photos
+        self.detectors = detectors or {detector.model.entry.architecture: detector}   # all the bundle's, by name
         self.embedder = embedder
         entry = embedder.entry
         self.crop = crop_template(entry.input.crop)        # an unknown crop is refused before any frame is read
         self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
+        if any(d.keypoint_names != detector.keypoint_names for d in self.detectors.values()):
+            raise UserError("the bundle's detectors name their key points differently; align needs one order")
+        self.streaming = streaming      # the board config whose detection and tracking settings edge.stream uses
         self.mirror_average = entry.images_per_face == 2
         self.gallery = gallery
         self.verifier_choice = verifier_choice   # why this file and backend run (edge.runtime.Choice.reason)
@@ -78,6 +84,16 @@ class Pipeline:
         raise UserError(f"model {entry.name} has no calibrated threshold; pass --threshold, or recompile with "
                         f"real pairs (python -m compile ... --pairs_images DIR)")
 
+    def visit_thresholds(self, unknown_far: float) -> Thresholds:
+        """The match threshold and, below it, the one at the looser per-probe rate ``unknown_far`` under which a
+        visitor is a stranger (one threshold for both when no real-pair calibration gives the lower one); and the
+        1:1 threshold at which two looks are one person."""
+        entry = self.embedder.entry
+        if entry.match is None or self.match_threshold.origin != "real-pair calibration":
+            return Thresholds(self.threshold, self.threshold, self.threshold)
+        lower = match_threshold(entry.match, self.match_threshold.gallery_size, unknown_far).threshold
+        return Thresholds(self.threshold, min(lower, self.threshold), entry.match.threshold)
+
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, gallery_path: str | Path | None = None, backend: str | None = None,
                     threads: int | None = None, precision: str | None = None,
@@ -85,14 +101,14 @@ class Pipeline:
         manifest = read_manifest(bundle_dir)
         board = load_board(manifest.board)
         options = BackendOptions(threads=threads or board.threads)
-        detect = choose_model(manifest, board, "detect")
         verify = choose_model(manifest, board, "verify", backend, precision)
         crop_template(verify.entry.input.crop)             # refuse an unknown crop before loading anything
-        detector = build_detector(load_model(bundle_dir, detect.entry, detect.backend, options))
+        detectors = load_detectors(bundle_dir, manifest, board, options)
         embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
         gallery = Gallery(gallery_path) if gallery_path else None
-        return cls(detector, embedder, threshold, gallery, board=board.name, threads=options.threads,
-                   per_probe_far=per_probe_far, verifier_choice=verify.reason)
+        return cls(detectors[board.detection.detector], embedder, threshold, gallery, board=board.name,
+                   threads=options.threads, per_probe_far=per_probe_far, verifier_choice=verify.reason,
+                   detectors=detectors, streaming=board)
 
     def require_current_gallery(self, bundle: str | Path) -> None:
         """Refuses to run while enrolled people have templates only from a model whose embeddings differ."""
@@ -144,25 +160,26 @@ class Pipeline:
         timings = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
         detections: list[Detection] = self.detector.detect(image)
-        timings["detect"] = _ms_since(start)
+        timings["detect"] = ms_since(start)
         decisions = []
         for det in detections:
             t = time.perf_counter()
             aligned = self.align(image, det)
-            timings["align"] += _ms_since(t)
+            timings["align"] += ms_since(t)
             t = time.perf_counter()
             embedding = self.embed_aligned([aligned])[0]
-            timings["embed"] += _ms_since(t)
+            timings["embed"] += ms_since(t)
             t = time.perf_counter()
             identity, score, best = self.match(embedding)
-            timings["match"] += _ms_since(t)
+            timings["match"] += ms_since(t)
             decisions.append(Decision([round(float(v), 1) for v in det.box], round(det.score, 4), identity,
                                       round(score, 4), best, np.round(det.keypoints[:4], 1).tolist()))
-        timings["total"] = _ms_since(start)
+        timings["total"] = ms_since(start)
         return FrameResult(decisions, timings)
 
     def close(self) -> None:
-        self.detector.model.close()
+        for detector in self.detectors.values():
+            detector.model.close()
         self.embedder.close()
         if self.gallery:
             self.gallery.close()
@@ -189,5 +206,5 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / (np.linalg.norm(vector) + 1e-12)
 
 
-def _ms_since(start: float) -> float:
+def ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0

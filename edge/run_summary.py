@@ -1,45 +1,74 @@
-"""End-of-run counts; when the source knows who is in each frame, the recognition outcome per frame."""
+"""End-of-run counts: frames, visits and their decisions; when the source knows who is in each frame, whether
+each visitor got exactly one decision and whether it was right."""
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from edge.dataprep import largest
+OUTCOMES = ("named", "unknown", "undecided")
 
 
 @dataclass
-class RunSummary:
+class VisitSummary:
     enrolled: set[str]
     frames: int = 0
-    faces: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("correct_accept", "correct_reject", "false_accept", "false_reject", "missed_face"), 0))
-    scored: bool = False
+    frames_with_face: int = 0
+    decisions: Counter = field(default_factory=Counter)                 # outcome -> visits
+    _seen_by_track: dict = field(default_factory=lambda: defaultdict(Counter))   # track -> truth -> frames
+    _visitors: set = field(default_factory=set)
+    _scored: list = field(default_factory=list)                          # (truth, decision)
 
-    def add(self, truth: dict | None, decisions) -> None:
+    def add_frame(self, truth: dict | None, tracks) -> None:
+        """One frame: the confirmed tracks detected in it, and who the source says is there."""
         self.frames += 1
-        self.faces += len(decisions)
-        if not truth or "identity" not in truth:
+        self.frames_with_face += bool(tracks)
+        person = (truth or {}).get("identity", False)
+        if person is False:
             return
-        self.scored = True
-        person = truth["identity"]
-        if person is None:
-            self.outcomes["false_accept"] += sum(d.identity is not None for d in decisions)
-            return
-        if not decisions:
-            self.outcomes["missed_face"] += 1
-            return
-        said = largest(decisions).identity
-        if person in self.enrolled:
-            key = "correct_accept" if said == person else ("false_reject" if said is None else "false_accept")
-        else:
-            key = "correct_reject" if said is None else "false_accept"
-        self.outcomes[key] += 1
+        if person is not None:
+            self._visitors.add(person)
+        for track in tracks:
+            self._seen_by_track[track.id][person] += 1
+
+    def truth_of(self, track: int):
+        """Who the source says the track's face was in most of its frames: a name, None (no one), or False when
+        the source does not know."""
+        seen = self._seen_by_track.get(track)
+        return seen.most_common(1)[0][0] if seen else False
+
+    def add_decisions(self, decisions) -> None:
+        for decision in decisions:
+            self.decisions[decision.outcome] += 1
+            seen = self._seen_by_track.pop(decision.track, None)
+            if seen is not None:
+                self._scored.append((seen.most_common(1)[0][0], decision))
+
+    def outcomes(self) -> dict[str, int]:
+        """Visits scored against the truth: who was there against what was decided."""
+        counts = Counter()
+        for person, decision in self._scored:
+            if person is None:
+                counts["named_no_one" if decision.outcome == "named" else "empty_track"] += 1
+            elif person in self.enrolled:
+                if decision.outcome == "named":
+                    counts["named_correctly" if decision.identity == person else "named_as_someone_else"] += 1
+                else:
+                    counts[f"enrolled_{decision.outcome}"] += 1
+            else:
+                counts["stranger_named" if decision.outcome == "named" else f"stranger_{decision.outcome}"] += 1
+        decided = Counter(person for person, _ in self._scored if person is not None)
+        counts["visitors"] = len(self._visitors)
+        counts["visitors_with_one_decision"] = sum(decided[p] == 1 for p in self._visitors)
+        counts["enrolled_visitors"] = len(self._visitors & self.enrolled)
+        return dict(counts)
 
     def text(self, seconds: float) -> str:
-        line = f"summary: {self.frames} frames, {self.faces} faces, {self.frames / max(seconds, 1e-9):.1f} fps"
-        if self.scored:
-            judged = sum(v for k, v in self.outcomes.items() if k != "missed_face")
-            right = self.outcomes["correct_accept"] + self.outcomes["correct_reject"]
-            counts = ", ".join(f"{k} {v}" for k, v in self.outcomes.items())
-            line += f"; frames with a person decided correctly: {right}/{judged} ({counts})"
+        visits = sum(self.decisions.values())
+        by_outcome = ", ".join(f"{name} {self.decisions[name]}" for name in OUTCOMES)
+        line = (f"summary: {self.frames} frames ({self.frames_with_face} with a face), {visits} visits, "
+                f"{visits} decisions ({by_outcome}), {self.frames / max(seconds, 1e-9):.1f} fps")
+        if self._visitors:
+            scored = self.outcomes()
+            details = ", ".join(f"{k} {v}" for k, v in sorted(scored.items()) if k not in ("visitors",))
+            line += f"; against the source's truth: {scored['visitors']} visitors ({details})"
         return line

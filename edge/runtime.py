@@ -40,16 +40,19 @@ def backend_for(entry: ModelEntry, preference: tuple[str, ...] | list[str], back
 
 
 def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str | None = None,
-                 precision: str | None = None) -> Choice:
+                 precision: str | None = None, architecture: str | None = None) -> Choice:
     """The entry for ``task`` that the board (or the user) would run, and the backend that runs it.
 
     Backends are tried in the board's preference order (or just ``backend``); at each, the requested precision,
     or, when none was requested, the board's precision for the task and then fp32, since every bundle keeps an
-    FP32 reference. An explicit precision is never replaced by another.
+    FP32 reference. An explicit precision is never replaced by another. ``architecture`` narrows the choice to
+    one model (a bundle may carry several detectors).
     """
-    candidates = manifest.for_task(task)
+    candidates = [e for e in manifest.for_task(task) if architecture in (None, e.architecture)]
     if not candidates:
-        raise UserError(f"the bundle has no {task} model; recompile it with python -m compile")
+        which = f"{architecture} {task} model" if architecture else f"{task} model"
+        raise UserError(f"the bundle has no {which} (board {board.name} needs it); recompile it with "
+                        f"python -m compile --target {board.name}")
     if backend is not None:
         BACKENDS.target(backend)
     backends = (backend,) if backend else board.backends

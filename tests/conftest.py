@@ -32,18 +32,25 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def detector_bundle(tmp_path):
-    """Makes a host bundle holding one packaged detector file: ``detector_bundle("blazeface_full") -> folder``."""
+    """Makes a host bundle holding packaged detector files: ``detector_bundle("blazeface_full") -> folder``; by
+    default the ones the host board's detection strategy runs."""
     import shutil
 
+    from edge.boards import load_board
     from edge.manifest import Manifest, write_manifest
+    from edge.scan import strategy_detectors
     from edge.vendor_models import detector_entry, packaged_model_path
 
-    def make(name: str = "blazeface_short") -> Path:
-        folder = tmp_path / f"bundle-{name}"
+    def make(*names: str) -> Path:
+        names = names or tuple(strategy_detectors(load_board("host").detection))
+        folder = tmp_path / f"bundle-{'-'.join(names)}"
         folder.mkdir()
-        source = packaged_model_path(name)
-        shutil.copy(source, folder / source.name)
-        entry = detector_entry(name, source.name, folder / source.name)
-        write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=(entry,)))
+        entries = []
+        for name in names:
+            source = packaged_model_path(name)
+            shutil.copy(source, folder / source.name)
+            entries.append(detector_entry(name, source.name, folder / source.name))
+        write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={},
+                                        models=tuple(entries)))
         return folder
     return make

@@ -1,5 +1,7 @@
 """``synthetic://kiosk?seeds=100,101&frames_per_person=30``: rendered people walking up to a kiosk camera.
 
+``&width=1920&height=1080&face_scale=0.12`` makes the same people small and far away (faces of about 40 px).
+
 For demos and tests: the frames exercise the real detector, and each frame carries the ground truth (who is
 in it), so a run can be scored. Identity names match the synthetic dataset's folders (``id0100``).
 """
@@ -12,7 +14,7 @@ from edge.synthetic.identity import identity_from_seed, identity_name
 from edge.synthetic.scene import SceneScript
 
 DEFAULTS = {"seeds": "100,101,102,103", "frames_per_person": 30, "gap_frames": 5, "width": 640, "height": 480,
-            "seed": 0, "fps": 30.0}
+            "seed": 0, "fps": 30.0, "face_scale": 1.0}
 
 
 class SyntheticSource(FrameSource):
@@ -31,8 +33,12 @@ class SyntheticSource(FrameSource):
             raise UserError(f"{self.uri} names no people: give seeds=1,2,3")
         people = [identity_from_seed(s) for s in seeds]
         o = self.options
-        self._script = SceneScript(people, frames_per_person=o["frames_per_person"], gap_frames=o["gap_frames"],
-                                   width=o["width"], height=o["height"], seed=o["seed"])
+        try:
+            self._script = SceneScript(people, frames_per_person=o["frames_per_person"], gap_frames=o["gap_frames"],
+                                       width=o["width"], height=o["height"], seed=o["seed"],
+                                       face_scale=o["face_scale"])
+        except ValueError as err:           # the scene's own argument checks
+            raise UserError(f"{self.uri}: {err}") from err
 
     def read(self) -> Frame | None:
         if self._index >= len(self._script):

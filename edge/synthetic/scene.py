@@ -50,18 +50,21 @@ class SceneScript:
     """``len(people) * (gap_frames + frames_per_person)`` frames: for each person an empty room, then them."""
 
     def __init__(self, people: list[Identity], frames_per_person: int = 30, gap_frames: int = 5,
-                 width: int = 640, height: int = 480, seed: int = 0):
+                 width: int = 640, height: int = 480, seed: int = 0, face_scale: float = 1.0):
         if not people:
             raise ValueError("a scene needs at least one person")
         if frames_per_person < 1 or gap_frames < 0:
             raise ValueError(f"need frames_per_person >= 1 and gap_frames >= 0, got {frames_per_person}, "
                              f"{gap_frames}")
+        if not 0.05 <= face_scale <= 2.0:
+            raise ValueError(f"face_scale must be between 0.05 and 2, got {face_scale}")
         if width < 64 or height < 64:
             raise ValueError(f"scene frames must be at least 64x64, got {width}x{height}")
         self.people = list(people)
         self.frames_per_person = frames_per_person
         self.gap_frames = gap_frames
         self.width, self.height, self.seed = width, height, seed
+        self.face_scale = face_scale      # faces this many times their kiosk size: 0.1 at 1080p is ~40 px, far away
         self._room = _render_room(np.random.default_rng([_ROOM_STREAM, seed]), width, height)
         self._noise_up, self._noise_down = _noise_field(np.random.default_rng([_ROOM_STREAM, seed, 1]),
                                                         width, height)
@@ -100,7 +103,7 @@ class SceneScript:
         t = step + visit.phase
         # Walking in, a person is further away (smaller) and off to one side.
         scale = 0.82 + 0.18 * presence
-        box_h = visit.face_height * self.height * scale
+        box_h = visit.face_height * self.height * scale * self.face_scale
         b = box_h / _FACE_BOX_SPAN
         a = b * visit.identity.face_width / visit.identity.face_height
         # In a tall, narrow frame the head must still fit across it: shrink the face rather than crop it.

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.cli import main as benchmarks_main
 from compile.cli import main as compile_main
 from edge.cli import main as edge_main
+from edge.gallery import Gallery
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
 from edge.vendor_models import packaged_model_path
@@ -53,7 +54,7 @@ def test_manifest_carries_everything_edge_needs(bundle):
     assert verifier.input.crop == "arcface112" and verifier.source_sha256
 
 
-def test_enrolled_people_are_recognised_and_strangers_rejected(bundle, capsys):
+def test_every_visitor_gets_one_decision_and_no_one_is_named_wrongly(bundle, capsys):
     bundle_dir, gallery = bundle / "bundles" / "host", bundle / "gallery.db"
     for seed in ENROLLED:
         name = f"id{seed:04d}"
@@ -61,18 +62,23 @@ def test_enrolled_people_are_recognised_and_strangers_rejected(bundle, capsys):
                           str(bundle / "visitors" / name)]) == 0
     capsys.readouterr()
     seeds = ",".join(str(s) for s in ENROLLED + STRANGERS)
+    source = f"synthetic://kiosk?seeds={seeds}&frames_per_person=20"
     assert edge_main(["run", "--bundle", str(bundle_dir), "--gallery", str(gallery), "--output",
-                      str(bundle / "kiosk.mp4"), "--source", f"synthetic://kiosk?seeds={seeds}&frames_per_person=12"]) == 0
-    decisions = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                      str(bundle / "kiosk.mp4"), "--source", source]) == 0
+    captured = capsys.readouterr()
+    decisions = [json.loads(line) for line in captured.out.splitlines()]
     assert (bundle / "kiosk.mp4").stat().st_size > 0
+    assert sorted(d["truth"] for d in decisions) == sorted(f"id{s:04d}" for s in ENROLLED + STRANGERS)
     enrolled = [d for d in decisions if d["truth"] in {f"id{s:04d}" for s in ENROLLED}]
     strangers = [d for d in decisions if d["truth"] in {f"id{s:04d}" for s in STRANGERS}]
-    assert len(enrolled) >= 18 and len(strangers) >= 18
-    # a track-level decision would vote over frames; per frame we ask for a clear majority and no wrong name
-    assert np.mean([d["best_match"] == d["truth"] for d in enrolled]) >= 0.9     # measured 1.0
-    assert np.mean([d["identity"] == d["truth"] for d in enrolled]) >= 0.5       # measured 0.71
-    assert all(d["identity"] in (None, d["truth"]) for d in enrolled)
-    assert np.mean([d["identity"] is None for d in strangers]) >= 0.8             # measured 1.0
+    assert all(d["identity"] in (None, d["truth"]) for d in enrolled)            # no one named as someone else
+    assert all(d["outcome"] != "named" for d in strangers)                       # no stranger named
+    assert sum(d["identity"] == d["truth"] for d in enrolled) >= 1                # measured: both
+    assert all(d["track"] and d["reason"] and d["samples"] >= 1 for d in decisions)
+    assert "4 visits, 4 decisions" in captured.err and "visitors_with_one_decision 4" in captured.err
+    logged = Gallery(gallery)
+    assert logged.event_count() == 4
+    logged.close()
 
 
 def test_both_backends_agree_on_the_same_bundle(bundle):
@@ -100,7 +106,8 @@ def test_benchmarks_run_on_the_bundle(bundle):
                             "--source", "synthetic://kiosk?seeds=1,2&frames_per_person=10"]) == 0
     report = (results / "host" / "report.md").read_text()
     assert "verifier.onnx.int8" in report and "Pipeline" in report
-    assert len(list(Path(results / "host").glob("latency-*.json"))) == 7
+    # 2 detectors, 3 verifier and 3 generator files
+    assert len(list(Path(results / "host").glob("latency-*.json"))) == 8
 
 
 BLOCK_TORCH = "import sys\nfor name in ('torch', 'trainer', 'compile', 'onnx', 'litert_torch'):\n    sys.modules[name] = None\n"

@@ -237,7 +237,8 @@ def test_gate_failure_rejects_artifact_and_exits_1(tmp_path, monkeypatch, capsys
     assert "verifier.onnx.int8 rejected" in err and "1.0001" in err
     bundle = out / "host"
     manifest = read_manifest(bundle, verify_files=True)
-    assert [m.name for m in manifest.models] == ["verifier.onnx.fp32", "detector.blazeface_short"]
+    assert [m.name for m in manifest.models] == ["verifier.onnx.fp32", "detector.blazeface_short",
+                                                 "detector.blazeface_full"]     # what the host strategy runs
     assert not (bundle / "verifier.int8.onnx").exists()
     assert "REJECTED" in (bundle / "report.md").read_text()
 
@@ -247,7 +248,7 @@ def test_gate_failure_rejects_artifact_and_exits_1(tmp_path, monkeypatch, capsys
 def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibration):
     board = load_board("host")
     artifacts = [Artifact.parse("onnx:fp32"), Artifact.parse("onnx:int8")]
-    result = build_bundle(board, artifacts, _sources(), calibration, tmp_path, "blazeface_short")
+    result = build_bundle(board, artifacts, _sources(), calibration, tmp_path, ["blazeface_short"])
     assert not result.rejected
     manifest = read_manifest(tmp_path / "host", verify_files=True)
     verifier = manifest.find("verify", "onnx", "int8")
@@ -262,7 +263,7 @@ def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibrati
     assert generator.accuracy["metric"] == "cosine_centred" and "psnr_db_mean" in generator.accuracy
     assert {"python", "torch", "onnx", "onnxruntime", "numpy", "opencv"} <= set(manifest.tools)
     (tmp_path / "host" / "stale.txt").write_text("from an earlier compile")
-    build_bundle(board, artifacts[:1], _sources()[:1], calibration, tmp_path, None)
+    build_bundle(board, artifacts[:1], _sources()[:1], calibration, tmp_path, [])
     assert not (tmp_path / "host" / "stale.txt").exists()
     assert [m.name for m in read_manifest(tmp_path / "host").models] == ["verifier.onnx.fp32"]
 
@@ -294,7 +295,7 @@ def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
                      "--calibration", str(faces_dir), "--out", str(out)])
     assert code == 0
     manifest = read_manifest(out / "host", verify_files=True)
-    assert len(manifest.models) == 7 and "litert-torch" in manifest.tools
+    assert len(manifest.models) == 8 and "litert-torch" in manifest.tools      # 6 files and 2 detectors
     assert (out / "host" / "report.json").exists()
 
 
@@ -348,7 +349,7 @@ def test_collapsed_verifier_is_refused_with_the_reason_though_cosine_passes(tmp_
     source = SourceModel(role="verifier", task="verify", architecture="collapsed", model=Collapsed().eval(),
                          spec=verifier_input_spec(), sha256="c" * 64)
     result = build_bundle(load_board("host"), [Artifact.parse("onnx:fp32")], [source], calibration, tmp_path,
-                          None, pair_faces={"arcface112": pair_faces})
+                          [], pair_faces={"arcface112": pair_faces})
     (row,) = result.rows
     assert row.mean > 0.999 and not row.passed
     assert "AUC on real pairs" in row.reason and "does not separate real people" in row.reason
@@ -375,7 +376,7 @@ def test_verifier_files_get_their_own_threshold_flips_and_compatibility(tmp_path
     source = SourceModel(role="verifier", task="verify", architecture="pixels", model=PixelVerifier().eval(),
                          spec=verifier_input_spec(), sha256="d" * 64)
     artifacts = [Artifact.parse("onnx:fp32"), Artifact.parse("onnx:int8")]
-    result = build_bundle(load_board("host"), artifacts, [source], calibration, tmp_path, None,
+    result = build_bundle(load_board("host"), artifacts, [source], calibration, tmp_path, [],
                           pair_faces={"arcface112": pair_faces}, match_options=MatchOptions(min_auc=0.0))
     kept = {m.name: m for m in read_manifest(tmp_path / "host").models}
     for row in result.rows:

@@ -67,7 +67,11 @@ def test_failed_enrolment_writes_nothing(tmp_path):
 def test_events_are_logged(tmp_path):
     gallery = Gallery(tmp_path / "g.db")
     gallery.log_events([{"frame": 1, "identity": None, "score": 0.1, "box": [1, 2, 3, 4]}] * 3)
-    assert gallery.event_count() == 3
+    gallery.log_events([{"frame": 9, "identity": "ann", "score": 0.9, "track": 4, "outcome": "named",
+                         "reason": "2 looks"}])
+    assert gallery.event_count() == 4
+    row = gallery._db.execute("SELECT track, outcome, reason FROM events WHERE frame=9").fetchone()
+    assert row == (4, "named", "2 looks")
 
 
 def test_corrupt_database_is_refused(tmp_path):

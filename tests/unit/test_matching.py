@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edge.manifest import MatchCalibration
-from edge.matching import far_curve, match_threshold, pair_far_for_gallery
+from edge.matching import curve_threshold, far_curve, match_threshold, pair_far_for_gallery
 from edge.metrics import balanced_accuracy
 
 pytestmark = pytest.mark.unit
@@ -11,7 +11,8 @@ pytestmark = pytest.mark.unit
 
 def _calibration(impostors: np.ndarray, target: float) -> MatchCalibration:
     curve = far_curve(impostors, target)
-    return MatchCalibration(source="test", target_far=target, threshold=curve[0][1], impostor_pairs=len(impostors),
+    return MatchCalibration(source="test", target_far=target, threshold=curve_threshold(curve, target),
+                            impostor_pairs=len(impostors),
                             genuine_pairs=0, far_curve=curve)
 
 
@@ -27,7 +28,8 @@ def test_far_curve_thresholds_let_through_at_most_the_rate():
     for rate, threshold in far_curve(impostors, 0.01):
         assert np.mean(impostors >= threshold) <= rate + 1e-12
     rates = [rate for rate, _ in far_curve(impostors, 0.01)]
-    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(1 / 20000)
+    assert rates[0] == pytest.approx(0.5) and rates[-1] == pytest.approx(1 / 20000)     # looser points for "unknown"
+    assert 0.01 in rates and rates == sorted(rates, reverse=True)
 
 
 def test_threshold_rises_with_the_gallery_and_holds_the_per_probe_rate():
@@ -53,3 +55,12 @@ def test_balanced_accuracy_weighs_people_and_strangers_alike():
     scores = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     same = np.array([True, True, False, False, False, False, False, False])
     assert balanced_accuracy(scores, same, 0.55) == pytest.approx((1.0 + 5 / 6) / 2)
+
+
+def test_the_unknown_threshold_is_read_below_the_match_threshold():
+    impostors = np.random.default_rng(2).normal(0.0, 0.1, 50000)
+    calibration = _calibration(impostors, 0.001)
+    for size in (1, 10):
+        strict, loose = match_threshold(calibration, size), match_threshold(calibration, size, 0.5)
+        assert loose.threshold < strict.threshold
+        assert np.mean(impostors >= loose.threshold) == pytest.approx(loose.pair_far, rel=0.05)

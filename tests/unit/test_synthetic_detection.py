@@ -44,3 +44,22 @@ def test_scene_frames_with_a_person_are_detected_and_empty_ones_are_not(detector
         hits += any(box_iou(np.asarray(box, np.float32), np.stack([f.box]))[0] > 0.4 for f in faces)
     assert hits / people_frames >= 0.9         # measured 700 of 700
     assert false_alarms == 0
+
+
+def test_the_tiled_strategy_finds_faces_of_40_px_in_1080p_where_short_range_alone_does_not(detector):
+    from edge.boards import load_board
+    from edge.scan import TiledScan
+    from edge.sources import open_source
+
+    scan = TiledScan({"blazeface_short": detector, "blazeface_full": load_packaged_detector("blazeface_full")},
+                     load_board("host").detection)
+    heights, tiled, short = [], 0, 0
+    uri = "synthetic://kiosk?seeds=1,2&frames_per_person=6&gap_frames=0&width=1920&height=1080&face_scale=0.12"
+    with open_source(uri) as source:
+        for frame in source:
+            box = np.array(frame.truth["box"], np.float32)
+            heights.append(box[3] - box[1])
+            tiled += any(box_iou(box, d.box[None])[0] > 0.3 for d in scan.detect_all(frame.image))
+            short += any(box_iou(box, d.box[None])[0] > 0.3 for d in detector.detect(frame.image))
+    assert 35 <= min(heights) and max(heights) <= 55                  # faces of about 40-50 px in 1920x1080
+    assert tiled == 12 and short <= 6                                  # measured: 12 of 12 against 0

@@ -1,0 +1,110 @@
+"""The kiosk over a stream of frames: look where the board's strategy says, track, and decide each visit once.
+
+``edge.pipeline`` knows the models, the gallery and the thresholds; this module adds time: a detection
+strategy (``edge.scan``), a tracker (``edge.tracking``) and the evidence of each visit (``edge.visits``). The
+tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after
+it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
+same place), the visit is decided and a new one begins.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge.boards import DetectionConfig, TrackingConfig
+from edge.pipeline import Pipeline, ms_since
+from edge.quality import crop_problem, geometry_problem
+from edge.scan import build_strategy
+from edge.tracking import Track, build_tracker
+from edge.visits import VisitDecision, VisitJudge
+
+STREAM_STAGES = ("detect", "track", "judge", "total")
+
+
+@dataclass
+class StreamStep:
+    faces: list[Track]                 # confirmed tracks detected in this frame (what a display draws)
+    decisions: list[VisitDecision]     # visits decided in this frame
+    embedded: int                      # faces embedded in this frame
+    timings_ms: dict[str, float]
+
+
+class KioskStream:
+    def __init__(self, pipeline: Pipeline, detection: DetectionConfig | None = None,
+                 tracking: TrackingConfig | None = None, unknown_threshold: float | None = None):
+        board = pipeline.streaming
+        self.pipeline = pipeline
+        self.detection = detection or (board.detection if board else DetectionConfig())
+        self.tracking = tracking or (board.tracking if board else TrackingConfig())
+        self.strategy = build_strategy(self.detection, pipeline.detectors)
+        self.tracker = build_tracker(self.tracking)
+        thresholds = pipeline.visit_thresholds(self.tracking.unknown_far)
+        if unknown_threshold is not None:
+            thresholds = replace(thresholds, unknown=min(unknown_threshold, thresholds.match))
+        self.thresholds = thresholds
+        self.judge = VisitJudge(self.tracking, thresholds, self._closest)
+        self.last_frame = -1
+        self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
+
+    def _closest(self, embedding: np.ndarray) -> tuple[str | None, float]:
+        _, score, best = self.pipeline.match(embedding)
+        return best, score
+
+    def step(self, image: np.ndarray, frame_index: int) -> StreamStep:
+        timings = dict.fromkeys(STREAM_STAGES, 0.0)
+        start = time.perf_counter()
+        detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
+        timings["detect"] = ms_since(start)
+        mark = time.perf_counter()
+        update = self.tracker.update(detections, frame_index)
+        timings["track"] = ms_since(mark)
+        mark = time.perf_counter()
+        decisions, embedded = [], 0
+        faces = [t for t in update.live if t.confirmed and t.detection is not None]
+        for track in faces:
+            if track.gap and self.judge.mean_embedding(track.id) is not None:
+                self._recheck.add(track.id)        # found again after a while: is it still the same person?
+            checking = track.id in self._recheck
+            if not checking and not self.judge.wants_sample(track.id, frame_index):
+                continue
+            embedding = self._look(image, track, frame_index)
+            if embedding is None:
+                continue
+            embedded += 1
+            if checking:
+                self._recheck.discard(track.id)
+                if float(embedding @ self.judge.mean_embedding(track.id)) < self.thresholds.same_person:
+                    decisions += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+                    self.tracker.split(track, frame_index)        # someone else took the place: a new visit
+                elif not self.judge.wants_sample(track.id, frame_index):
+                    continue
+            decision = self.judge.add_sample(track.id, frame_index, embedding, track.box)
+            if decision:
+                decisions.append(decision)
+        decisions += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
+        timings["judge"] = ms_since(mark)
+        timings["total"] = ms_since(start)
+        self.last_frame = frame_index
+        return StreamStep(faces, decisions, embedded, timings)
+
+    def _look(self, image: np.ndarray, track: Track, frame_index: int) -> np.ndarray | None:
+        """The face's embedding, or None (the reason recorded with its visit) when it fails the quality gate."""
+        problem = geometry_problem(track.detection, self.tracking)
+        aligned = None if problem else self.pipeline.align(image, track.detection)
+        problem = problem or crop_problem(aligned, self.tracking)
+        if problem:
+            self.judge.reject(track.id, frame_index, problem)
+            return None
+        return self.pipeline.embed_aligned([aligned])[0]
+
+    def finish(self) -> list[VisitDecision]:
+        """The stream ended: a decision for every visit still open."""
+        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box))]
+
+    def describe(self) -> dict:
+        return {"strategy": self.detection.strategy, "tracker": self.tracking.tracker,
+                "match_threshold": round(self.thresholds.match, 4),
+                "unknown_threshold": round(self.thresholds.unknown, 4)}
+

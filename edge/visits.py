@@ -1,0 +1,137 @@
+"""One decision per visit: the evidence a track gathers, and when it is enough.
+
+Each visit (a confirmed track) takes up to ``samples`` embeddings, ``sample_gap`` frames apart, of faces that
+pass the quality gate (``edge.quality``); their normalised mean is matched against the gallery. Two
+thresholds, as self-hosted recognition services have them: at or above the match threshold the visitor is
+named; below the lower unknown threshold they are a stranger; in between the visit keeps looking, and is
+"undecided" if it runs out of looks or ends first. A visit is decided once: after at least ``min_samples``
+looks when the evidence is clear, or when it ends with whatever it has, with the reason recorded.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.boards import TrackingConfig
+
+MIN_SAMPLES = 2          # looks before a visit may be decided while it goes on
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    match: float             # named at or above
+    unknown: float           # a stranger below; undecided in between
+    same_person: float       # two looks at or above this are one person (the 1:1 threshold, a gallery of one)
+
+    def describe(self) -> str:
+        return f"named at >= {self.match:.4f}, unknown below {self.unknown:.4f}, undecided between"
+
+
+@dataclass
+class VisitDecision:
+    track: int
+    frame: int                   # the frame at which it was decided
+    outcome: str                 # "named" | "unknown" | "undecided"
+    identity: str | None
+    score: float                 # cosine of the visit's mean embedding to the closest template (-1: none)
+    best_match: str | None
+    samples: int
+    reason: str
+    box: list[float]
+
+
+@dataclass
+class Visit:
+    track: int
+    first_frame: int
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    last_sample: int = -10**9                                # the frame of the last look, taken or rejected
+    rejected: Counter = field(default_factory=Counter)      # quality problem -> frames
+    decision: VisitDecision | None = None
+
+
+class VisitJudge:
+    """Keeps the evidence of every open visit and decides each one exactly once."""
+
+    def __init__(self, config: TrackingConfig, thresholds: Thresholds, match):
+        """``match``: unit embedding -> (closest identity, cosine), or (None, -1.0) when the gallery is empty."""
+        self.config = config
+        self.thresholds = thresholds
+        self.match = match
+        self.visits: dict[int, Visit] = {}
+
+    def visit(self, track: int, frame: int) -> Visit:
+        return self.visits.setdefault(track, Visit(track, frame))
+
+    def wants_sample(self, track: int, frame: int) -> bool:
+        """True when this open visit should look at its face in this frame."""
+        visit = self.visit(track, frame)
+        return (visit.decision is None and len(visit.embeddings) < self.config.samples
+                and frame - visit.last_sample >= self.config.sample_gap)
+
+    def reject(self, track: int, frame: int, problem: str) -> None:
+        """A look whose face failed the quality gate: counted, and the next look waits ``sample_gap`` frames."""
+        visit = self.visit(track, frame)
+        visit.rejected[problem] += 1
+        visit.last_sample = frame
+
+    def add_sample(self, track: int, frame: int, embedding: np.ndarray, box) -> VisitDecision | None:
+        """Records one look; returns the visit's decision if the evidence now settles it."""
+        visit = self.visit(track, frame)
+        visit.embeddings.append(np.asarray(embedding, np.float32))
+        visit.last_sample = frame
+        count = len(visit.embeddings)
+        if count < MIN_SAMPLES:
+            return None
+        identity, score = self._score(visit)
+        if score >= self.thresholds.match or score < self.thresholds.unknown or count >= self.config.samples:
+            return self._decide(visit, frame, box, identity, score, f"{count} looks")
+        return None
+
+    def end(self, track: int, frame: int, box) -> VisitDecision | None:
+        """The visit ended: its decision, unless it was already decided (then None)."""
+        visit = self.visits.pop(track, None) or Visit(track, frame)
+        if visit.decision is not None:
+            return None
+        if not visit.embeddings:
+            problems = ", ".join(f"{name} {count}" for name, count in visit.rejected.most_common())
+            reason = f"no face good enough to judge ({problems or 'too brief'})"
+            return self._record(visit, VisitDecision(track, frame, "undecided", None, -1.0, None, 0, reason,
+                                                     _rounded(box)))
+        identity, score = self._score(visit)
+        return self._decide(visit, frame, box, identity, score, f"visit ended after {len(visit.embeddings)} looks")
+
+    def mean_embedding(self, track: int) -> np.ndarray | None:
+        """The visit's looks averaged and normalised; None before its first look."""
+        visit = self.visits.get(track)
+        return _mean(visit.embeddings) if visit is not None and visit.embeddings else None
+
+    def _score(self, visit: Visit) -> tuple[str | None, float]:
+        return self.match(_mean(visit.embeddings))
+
+    def _decide(self, visit: Visit, frame: int, box, identity: str | None, score: float,
+                how: str) -> VisitDecision:
+        if identity is not None and score >= self.thresholds.match:
+            outcome, named, reason = "named", identity, f"{how}: score at or above the match threshold"
+        elif score < self.thresholds.unknown:
+            outcome, named, reason = "unknown", None, f"{how}: score below the unknown threshold"
+        else:
+            outcome, named, reason = "undecided", None, f"{how}: score between the unknown and match thresholds"
+        return self._record(visit, VisitDecision(visit.track, frame, outcome, named, round(float(score), 4),
+                                                 identity, len(visit.embeddings), reason, _rounded(box)))
+
+    @staticmethod
+    def _record(visit: Visit, decision: VisitDecision) -> VisitDecision:
+        visit.decision = decision
+        return decision
+
+
+def _mean(embeddings: list[np.ndarray]) -> np.ndarray:
+    mean = np.sum([e / (np.linalg.norm(e) + 1e-12) for e in embeddings], axis=0)
+    return mean / (np.linalg.norm(mean) + 1e-12)
+
+
+def _rounded(box) -> list[float]:
+    return [round(float(v), 1) for v in box]

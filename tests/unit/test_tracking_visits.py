@@ -1,0 +1,247 @@
+"""Detection strategies, the tracker, the quality gate and one decision per visit, on made-up detections."""
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.boards import DetectionConfig, TrackingConfig, load_board
+from edge.detect import Detection
+from edge.errors import UserError
+from edge.quality import crop_problem, face_yaw, geometry_problem, sharpness
+from edge.scan import Region, TiledScan, WholeFrame, deduplicate, region_around, strategy_detectors, tile_regions
+from edge.tracking import IouTracker
+from edge.visits import Thresholds, VisitJudge
+
+pytestmark = pytest.mark.unit
+
+TRACKING = TrackingConfig(confirm_hits=3, max_missed=4, samples=4, sample_gap=2)
+
+
+def face(x: float, y: float, size: float = 60.0, score: float = 0.9) -> Detection:
+    """A frontal face box at (x, y) with BlazeFace-ordered key points."""
+    box = np.array([x, y, x + size, y + size], np.float32)
+    points = np.array([[x + 0.3 * size, y + 0.4 * size], [x + 0.7 * size, y + 0.4 * size],
+                       [x + 0.5 * size, y + 0.6 * size], [x + 0.5 * size, y + 0.8 * size],
+                       [x + 0.05 * size, y + 0.45 * size], [x + 0.95 * size, y + 0.45 * size]], np.float32)
+    return Detection(box, score, points)
+
+
+class RecordingDetector:
+    """Stands in for a BlazeFace detector: returns the faces lying wholly inside what it is shown."""
+
+    keypoint_names = ("eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left", "ear_image_right")
+
+    def __init__(self, faces: list[Detection], origin_of):
+        self.faces, self.origin_of, self.calls = faces, origin_of, []
+
+    def _inside(self, image, area_below=1.0):
+        x, y = self.origin_of(image)
+        height, width = image.shape[:2]
+        self.calls.append((x, y, width, height))
+        return [f.shifted(-x, -y) for f in self.faces
+                if f.box[0] >= x and f.box[1] >= y and f.box[2] <= x + width and f.box[3] <= y + height]
+
+    detect = detect_once = _inside
+
+
+def frame_and_locator(width: int, height: int):
+    """A frame whose pixels encode their own position, so a detector can tell which crop it was given."""
+    frame = np.zeros((height, width, 3), np.uint16)
+    frame[..., 0] = np.arange(width)[None, :]
+    frame[..., 1] = np.arange(height)[:, None]
+    return frame, lambda crop: (int(crop[0, 0, 0]), int(crop[0, 0, 1]))
+
+
+def test_tiles_cover_a_1080p_frame_with_overlap_and_a_small_frame_is_one_region():
+    tiles = tile_regions(1920, 1080, 640, 0.25)
+    assert len(tiles) == 6
+    covered = np.zeros((1080, 1920), bool)
+    for t in tiles:
+        covered[t.y1:t.y2, t.x1:t.x2] = True
+        assert 0 <= t.x1 < t.x2 <= 1920 and 0 <= t.y1 < t.y2 <= 1080
+    assert covered.all()
+    assert tiles[1].x1 < tiles[0].x2              # neighbours overlap, so a face cut by one lies whole in the other
+    assert tile_regions(640, 480, 640, 0.25) == []
+
+
+def test_region_around_a_face_is_moved_inside_the_frame():
+    region = region_around(np.array([5, 5, 45, 45]), 2.5, 640, 360)
+    assert region == Region(0, 0, 100, 100)
+    edge = region_around(np.array([600, 300, 640, 360]), 2.5, 640, 360)
+    assert edge.x2 == 640 and edge.y2 == 360 and edge.x2 - edge.x1 == 150
+
+
+def test_duplicates_keep_the_best_scoring_box():
+    kept = deduplicate([face(10, 10, score=0.6), face(12, 11, score=0.9), face(200, 10)])
+    assert [round(d.score, 1) for d in kept] == [0.9, 0.9] and kept[0].box[0] == 12
+
+
+def test_tiled_scan_visits_every_region_once_per_period_and_looks_around_known_faces():
+    frame, locate = frame_and_locator(1920, 1080)
+    far = face(1500, 800, size=44)
+    short, full = RecordingDetector([far], locate), RecordingDetector([far], locate)
+    config = DetectionConfig(strategy="tiled", scan_period=6)
+    scan = TiledScan({"blazeface_short": short, "blazeface_full": full}, config)
+    regions = scan.regions(1920, 1080)
+    assert len(regions) == 8                       # the whole frame twice (short and full range) and 6 tiles
+    seen = []
+    elsewhere = np.array([100, 100, 140, 140], np.float32)       # a tracked face, so the scan keeps to its schedule
+    for index in range(6):
+        short.calls.clear()
+        full.calls.clear()
+        scan.detect(frame, index, [elsewhere])
+        scans = [call for call in short.calls + full.calls if call[2] >= 500]
+        seen += scans
+        assert len(scans) <= 2                               # spread: no frame scans more than two regions
+    assert len(seen) == 8 and len(set(seen)) == 7           # every region once (the whole frame by both)
+    short.calls.clear()
+    full.calls.clear()
+    scan.detect(frame, 1, [])                               # nobody known: the whole frame is looked at now
+    assert (0, 0, 1920, 1080) in short.calls
+    short.calls.clear()
+    found = scan.detect(frame, 1, [far.box])                 # a known face is looked for around where it was
+    assert any(w < 300 for _, _, w, _ in short.calls)
+    assert len(found) == 1 and np.allclose(found[0].box, far.box)
+
+
+def test_whole_frame_strategy_and_the_detectors_each_strategy_needs():
+    assert strategy_detectors(DetectionConfig()) == ["blazeface_short"]
+    assert strategy_detectors(DetectionConfig(strategy="tiled")) == ["blazeface_short", "blazeface_full"]
+    frame, locate = frame_and_locator(640, 360)
+    detector = RecordingDetector([face(100, 100)], locate)
+    assert len(WholeFrame({"blazeface_short": detector}, DetectionConfig()).detect(frame, 0, [])) == 1
+
+
+def test_a_walking_face_keeps_one_track_and_its_visit_ends_after_max_missed():
+    tracker = IouTracker(TRACKING)
+    ids = set()
+    for step in range(10):
+        update = tracker.update([face(100 + 4 * step, 100)], step)
+        ids.update(t.id for t in update.live)
+    (track,) = tracker.tracks
+    assert ids == {track.id} and track.confirmed and track.velocity[0] == pytest.approx(4, abs=0.5)
+    ended = []
+    for step in range(10, 10 + TRACKING.max_missed + 1):
+        ended += tracker.update([], step).ended
+    assert [t.id for t in ended] == [track.id] and tracker.tracks == []
+
+
+def test_a_brief_false_detection_never_becomes_a_visit_and_two_faces_keep_their_ids():
+    tracker = IouTracker(TRACKING)
+    tracker.update([face(500, 500)], 0)
+    assert tracker.update([], 1).ended == [] and tracker.tracks == []
+    for step in range(6):
+        tracker.update([face(100 + 5 * step, 100), face(300 - 5 * step, 100)], step)
+    left, right = sorted(tracker.tracks, key=lambda t: t.box[0])
+    assert left.id != right.id and left.velocity[0] > 0 > right.velocity[0]
+    old = left.id
+    assert tracker.split(left, 6) not in (old, right.id) and left.first_frame == 6    # someone else: a new visit
+    assert tracker.finish() and tracker.tracks == []
+
+
+def judge(gallery: dict[str, np.ndarray], config: TrackingConfig = TRACKING) -> VisitJudge:
+    names = list(gallery)
+    matrix = np.stack([gallery[n] / np.linalg.norm(gallery[n]) for n in names])
+
+    def closest(embedding):
+        scores = matrix @ embedding
+        return names[int(np.argmax(scores))], float(scores.max())
+    return VisitJudge(config, Thresholds(match=0.8, unknown=0.4, same_person=0.8), closest)
+
+
+def test_a_visit_is_named_after_two_clear_looks_and_decided_only_once():
+    alice = np.array([1.0, 0, 0, 0])
+    visits = judge({"alice": alice, "bob": np.array([0, 1.0, 0, 0])})
+    assert visits.wants_sample(7, 10)
+    assert visits.add_sample(7, 10, alice + 0.1, [0, 0, 1, 1]) is None        # one look is not enough
+    assert not visits.wants_sample(7, 11)                                         # sample_gap frames between looks
+    decision = visits.add_sample(7, 12, alice, [0, 0, 1, 1])
+    assert decision.outcome == "named" and decision.identity == "alice" and decision.samples == 2
+    assert not visits.wants_sample(7, 20)
+    assert visits.end(7, 30, [0, 0, 1, 1]) is None                               # already decided
+
+
+def test_a_stranger_is_unknown_and_an_unclear_visit_is_undecided_with_its_reason():
+    alice = np.array([1.0, 0, 0, 0])
+    visits = judge({"alice": alice})
+    visits.add_sample(1, 0, np.array([0, 0, 1.0, 0]), [0, 0, 1, 1])
+    assert visits.add_sample(1, 2, np.array([0, 0, 0, 1.0]), [0, 0, 1, 1]).outcome == "unknown"
+    between = np.array([0.6, 0.8, 0, 0])                                          # cosine 0.6 to alice
+    for frame in (0, 2, 4):
+        assert visits.add_sample(2, frame, between, [0, 0, 1, 1]) is None
+    decision = visits.add_sample(2, 6, between, [0, 0, 1, 1])                    # the fourth and last look
+    assert decision.outcome == "undecided" and "between" in decision.reason and decision.identity is None
+    visits.reject(3, 0, "turned")
+    visits.reject(3, 2, "turned")
+    visits.reject(3, 4, "small")
+    ended = visits.end(3, 9, [0, 0, 1, 1])
+    assert ended.outcome == "undecided" and ended.reason == "no face good enough to judge (turned 2, small 1)"
+
+
+def test_quality_gate_measures_yaw_size_and_sharpness():
+    frontal = face(100, 100, size=80)
+    assert face_yaw(frontal.keypoints) == pytest.approx(0, abs=1e-6)
+    turned = replace(frontal, keypoints=frontal.keypoints + np.array([[0, 0], [0, 0], [20, 0], [0, 0], [0, 0],
+                                                                      [0, 0]], np.float32))
+    assert face_yaw(turned.keypoints) == pytest.approx(0.625, abs=1e-3)
+    assert geometry_problem(turned, TRACKING) == "turned"
+    assert geometry_problem(face(0, 0, size=30), TRACKING) == "small"
+    assert geometry_problem(frontal, TRACKING) is None
+    rng = np.random.default_rng(0)
+    sharp = cv2.resize(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8), (150, 150), interpolation=cv2.INTER_NEAREST)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 10)
+    assert sharpness(sharp) > 5 * sharpness(blurred)
+    assert crop_problem(sharp, TRACKING) is None and crop_problem(blurred, TRACKING) == "blurred"
+
+
+@pytest.mark.parametrize("change, message", [
+    ("detection: {strategy: tiles}", "detection.strategy: unknown detection strategy 'tiles' (did you mean 'tiled'?)"),
+    ("tracking: {tracker: sort}", "tracking.tracker: unknown tracker 'sort'"),
+    ("detection: {tile_detector: yolo}", "detection.tile_detector: unknown detector 'yolo'"),
+    ("tracking: {unknown_far: 2}", "tracking.unknown_far must be between 0 and 1"),
+    ("detection: {scan_period: 0}", "detection.scan_period must be positive"),
+])
+def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, change, message):
+    from edge.boards import BOARD_DIR
+
+    text = (BOARD_DIR / "host.yaml").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", " ")))
+    path = tmp_path / "board.yaml"
+    path.write_text(text + "\n" + change + "\n")
+    with pytest.raises(UserError, match=None) as caught:
+        load_board(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_visit_that_ends_with_looks_is_decided_on_them():
+    alice = np.array([1.0, 0, 0, 0])
+    visits = judge({"alice": alice})
+    visits.add_sample(5, 0, alice, [0, 0, 1, 1])                                 # one look, then the visit ends
+    assert visits.mean_embedding(5) is not None
+    decision = visits.end(5, 20, [0, 0, 1, 1])
+    assert decision.outcome == "named" and decision.reason.startswith("visit ended after 1 looks")
+    assert visits.mean_embedding(5) is None
+
+
+def test_a_detector_the_runtime_does_not_know_is_refused_in_one_line(detector_bundle):
+    import json
+
+    from edge.backends.base import BackendOptions
+    from edge.detect import build_detector
+    from edge.manifest import read_manifest
+    from edge.runtime import load_model
+    from edge.scan import load_detectors
+
+    bundle = detector_bundle()
+    manifest_file = bundle / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["models"][0]["architecture"] = "retinaface"
+    manifest_file.write_text(json.dumps(manifest))
+    entry = read_manifest(bundle).models[0]
+    with pytest.raises(UserError, match=r"unknown detector architecture 'retinaface'; valid: blazeface_full, "
+                                        r"blazeface_short"):
+        build_detector(load_model(bundle, entry, "tflite", BackendOptions(threads=1)))
+    with pytest.raises(UserError, match="the bundle has no blazeface_short detect model .board host needs it.; "
+                                        "recompile it with python -m compile --target host"):
+        load_detectors(bundle, read_manifest(bundle), load_board("host"), BackendOptions(threads=1))
