@@ -1,4 +1,4 @@
-"""``python -m benchmarks {latency,pipeline,verify,detect,pairs}``: measure a bundle on the board it runs on."""
+"""``python -m benchmarks {latency,pipeline,verify,detect,mosaic,pairs}``: measure a bundle on the board it runs on."""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--frames", type=int, default=300, help="frames to time at most (default: %(default)s)")
     pipeline.add_argument("--warmup", type=int, default=5, help="untimed first frames (default: %(default)s)")
     pipeline.add_argument("--gallery", type=Path, default=None, help="gallery database to match against")
+    pipeline.add_argument("--modes", default="tracked,per_frame",
+                          help="comma-separated: tracked (the board's strategy, tracking, one decision per visit), "
+                               "per_frame (every face of every frame); run side by side (default: %(default)s)")
+    pipeline.add_argument("--reference", choices=("dlib",), default=None,
+                          help="also find faces with dlib's HOG detector (dlib-bin), on a sample of the frames")
+    pipeline.add_argument("--reference_every", type=int, default=5,
+                          help="dlib looks at every Nth timed frame (about 1 s per 1080p frame) (default: %(default)s)")
 
     verify = commands.add_parser("verify", help="verification accuracy on LFW-format pairs, detect -> embed")
     _add_common(verify)
@@ -53,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(detect)
     detect.add_argument("--boxes", type=Path, required=True, help="labelled boxes in dlib's imglab XML format")
     detect.add_argument("--images", type=Path, default=None, help="image folder (default: the XML file's folder)")
+
+    mosaic = commands.add_parser("mosaic", help="tile a small video into a large one, e.g. the stage clip 3x3 into "
+                                                "1080p with nine distant faces per frame")
+    mosaic.add_argument("--source", type=Path, required=True, help="the small video")
+    mosaic.add_argument("--out", type=Path, required=True, help="the video to write (.mp4)")
+    mosaic.add_argument("--grid", default="3x3", help="COLSxROWS copies (default: %(default)s)")
+    mosaic.add_argument("--frames", type=int, default=0, help="frames to write (default: the source's count)")
 
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
@@ -82,8 +96,10 @@ def run_command(args) -> None:
     elif args.command == "pipeline":
         from benchmarks.pipeline_bench import PipelineOptions, run_pipeline
 
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
         board, result = run_pipeline(PipelineOptions(args.bundle, args.source, args.frames, args.warmup,
-                                                     args.gallery, args.backend, args.threads))
+                                                     args.gallery, args.backend, args.threads, modes,
+                                                     args.reference, args.reference_every))
         _publish(args, "pipeline", board, [result])
     elif args.command == "verify":
         from benchmarks.verify import VerifyOptions, run_verify
@@ -96,6 +112,12 @@ def run_command(args) -> None:
 
         board, result = run_detect(DetectOptions(args.bundle, args.boxes, args.images, args.threads))
         _publish(args, "detect", board, [result])
+    elif args.command == "mosaic":
+        from benchmarks.mosaic import MosaicOptions, make_mosaic, parse_grid
+
+        cols, rows = parse_grid(args.grid)
+        count, (width, height) = make_mosaic(MosaicOptions(args.source, args.out, cols, rows, args.frames))
+        print(f"wrote {count} frames of {width}x{height} ({cols}x{rows} copies of {args.source}) to {args.out}")
     else:
         from benchmarks.pairs import make_pairs, write_pairs
 

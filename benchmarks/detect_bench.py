@@ -1,4 +1,5 @@
-"""Detector recall by face size and precision, against labelled boxes, with the bundle's own detector."""
+"""Detector recall by face size and precision against labelled boxes: the board's detection strategy over
+each whole photo (every region it would scan in a stream), with the bundle's detectors."""
 from __future__ import annotations
 
 import time
@@ -15,11 +16,10 @@ from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
 from edge.backends.base import BackendOptions
 from edge.boards import load_board
-from edge.detect import build_detector
 from edge.errors import UserError
 from edge.imageio import read_image
 from edge.manifest import read_manifest
-from edge.runtime import choose_model, load_model
+from edge.scan import build_strategy, load_detectors
 
 SIZE_BINS = (0, 20, 40, 80, 160)        # labelled face height in pixels: <20, 20-40, 40-80, 80-160, >=160
 
@@ -47,8 +47,8 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
     manifest = read_manifest(options.bundle)
     board = load_board(manifest.board)
     threads = options.threads or board.threads
-    choice = choose_model(manifest, board, "detect")
-    detector = build_detector(load_model(options.bundle, choice.entry, choice.backend, BackendOptions(threads)))
+    detectors = load_detectors(options.bundle, manifest, board, BackendOptions(threads))
+    strategy = build_strategy(board.detection, detectors)
     heights, found_all, false, detections, times = [], [], 0, 0, []
     try:
         for item in tqdm(labelled, desc="detect", unit="img"):
@@ -56,7 +56,7 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
             if image is None:
                 raise UserError(f"labelled image {folder / item.file} cannot be decoded")
             start = time.perf_counter_ns()
-            faces = detector.detect(image)
+            faces = strategy.detect_all(image)
             times.append(elapsed_ms(start))
             boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
             found, wrong = match_detections(item, boxes, np.array([f.score for f in faces]))
@@ -65,7 +65,8 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
             false += wrong
             detections += len(faces)
     finally:
-        detector.model.close()
+        for detector in detectors.values():
+            detector.model.close()
     found_all, heights = np.asarray(found_all, bool), np.asarray(heights)
     by_size = {}
     for name in dict.fromkeys(size_bin(h) for h in sorted(heights)):
@@ -74,7 +75,9 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
     large = heights >= 40
     result = new_result(
         "detect", collect_environment(board.name, threads), bundle=str(options.bundle), boxes=str(options.boxes),
-        images=str(folder), model=model_facts(choice.entry), backend=choice.backend,
+        images=str(folder), strategy=board.detection.strategy,
+        models=[model_facts(d.model.entry) for d in detectors.values()],
+        backend="/".join(sorted({d.model.backend_name for d in detectors.values()})),
         match_rule=f"centre inside the labelled box, heights within {MAX_HEIGHT_RATIO}x",
         image_count=len(labelled), labelled_faces=int(len(heights)), found=int(found_all.sum()),
         recall=float(found_all.mean()) if len(heights) else None,

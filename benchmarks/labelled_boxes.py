@@ -52,7 +52,8 @@ def parse_imglab(path: str | Path) -> list[LabelledImage]:
     return images
 
 
-def _matches(label: np.ndarray, box: np.ndarray) -> bool:
+def box_matches(label: np.ndarray, box: np.ndarray) -> bool:
+    """The labelled face is found by ``box``: its centre lies inside, and their heights are within the ratio."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     inside = label[0] <= cx <= label[2] and label[1] <= cy <= label[3]
     heights = sorted((float(label[3] - label[1]), float(box[3] - box[1])))
@@ -65,9 +66,9 @@ def match_detections(labelled: LabelledImage, detections: np.ndarray, scores: np
     false = 0
     for index in np.argsort(-scores):
         box = detections[index]
-        hit = next((k for k, label in enumerate(labelled.boxes) if not found[k] and _matches(label, box)), None)
+        hit = next((k for k, label in enumerate(labelled.boxes) if not found[k] and box_matches(label, box)), None)
         if hit is not None:
             found[hit] = True
-        elif not any(_matches(label, box) for label in labelled.ignored):
+        elif not any(box_matches(label, box) for label in labelled.ignored):
             false += 1
     return found, false

@@ -1,4 +1,13 @@
-"""End-to-end frames per second and per-stage latency of the whole pipeline on a frame source."""
+"""The whole kiosk pipeline on a frame source: throughput, frame times, faces found and decisions, with the
+board's tracking and without it, side by side in one run.
+
+Each frame is read once (the read is timed and charged to every mode, as a camera would be) and handed to each
+mode in turn, alternating which goes first, so machine noise falls on both alike:
+
+- ``tracked``: the board's detection strategy, the tracker and one decision per visit (``edge.stream``);
+- ``per_frame``: the whole frame detected and every face embedded and matched in every frame
+  (``Pipeline.process``), as the kiosk ran before it tracked.
+"""
 from __future__ import annotations
 
 import time
@@ -9,11 +18,15 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.environment import collect_environment
+from benchmarks.pipeline_compare import DlibFaceFrames, FacesByFrame, face_recall, visit_agreement
 from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
 from edge.errors import UserError
-from edge.pipeline import STAGES, Pipeline
+from edge.pipeline import Pipeline
 from edge.sources import open_source
+from edge.stream import KioskStream
+
+MODES = ("tracked", "per_frame")
 
 
 @dataclass(frozen=True)
@@ -25,52 +38,119 @@ class PipelineOptions:
     gallery: Path | None = None
     backend: str | None = None
     threads: int | None = None
+    modes: tuple[str, ...] = MODES
+    reference: str | None = None  # "dlib": also find faces with dlib's HOG detector, on every reference_every-th frame
+    reference_every: int = 5
+
+
+class _Mode:
+    """One way of running the kiosk over the frames, with what it found and how long it took."""
+
+    def __init__(self, name: str, pipeline: Pipeline):
+        self.name = name
+        self.pipeline = pipeline
+        self.stream = KioskStream(pipeline) if name == "tracked" else None
+        self.frame_ms: list[float] = []
+        self.stage_ms: dict[str, list[float]] = {}
+        self.faces = FacesByFrame()
+        self.decisions: list = []
+        self.embedded = 0
+
+    def run(self, image: np.ndarray, index: int, counted: bool, read_ms: float) -> None:
+        start = time.perf_counter_ns()
+        if self.stream is not None:
+            step = self.stream.step(image, index)
+            self.decisions += step.decisions
+            self.embedded += step.embedded
+            boxes = [(t.detection.box, t.id) for t in step.faces]
+            timings = step.timings_ms
+        else:
+            result = self.pipeline.process(image)
+            self.decisions += [(index, d) for d in result.decisions]
+            boxes = [(np.asarray(d.box), None) for d in result.decisions]
+            timings = result.timings_ms
+        spent = elapsed_ms(start)
+        if counted:
+            self.frame_ms.append(read_ms + spent)
+            self.faces.add(index, boxes)
+            for stage, value in timings.items():
+                self.stage_ms.setdefault(stage, []).append(value)
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self.decisions += self.stream.finish()
+
+    def summary(self) -> dict:
+        frames = len(self.frame_ms)
+        wall_s = sum(self.frame_ms) / 1000.0
+        record = {"frames": frames, "fps": frames / wall_s if wall_s else None,
+                  "frame_summary": summarize(self.frame_ms),
+                  "frames_with_face": self.faces.frames_with_face(), "faces_per_frame": self.faces.mean_faces(),
+                  "stages": {s: summarize(v) for s, v in self.stage_ms.items()}}
+        if self.stream is not None:
+            outcomes = [d.outcome for d in self.decisions]
+            record.update(visits=len(self.decisions), describe=self.stream.describe(),
+                          decisions={o: outcomes.count(o) for o in ("named", "unknown", "undecided")},
+                          embedded_faces=self.embedded)
+        else:
+            record.update(decisions={"faces_decided": len(self.decisions),
+                                     "named": sum(d.identity is not None for _, d in self.decisions)})
+        return record
 
 
 def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
-    if options.frames < 1 or options.warmup < 0:
-        raise UserError("--frames must be >= 1 and --warmup >= 0")
+    if options.frames < 1 or options.warmup < 0 or options.reference_every < 1:
+        raise UserError("--frames and --reference_every must be >= 1 and --warmup >= 0")
+    unknown = [m for m in options.modes if m not in MODES]
+    if unknown or not options.modes:
+        raise UserError(f"--modes {','.join(options.modes)}: choose from {', '.join(MODES)}")
     pipe = Pipeline.from_bundle(options.bundle, gallery_path=options.gallery, backend=options.backend,
                                 threads=options.threads)
     pipe.require_current_gallery(options.bundle)     # timing a match against part of the gallery would flatter it
-    board, threads = pipe.board, pipe.threads
-    stage_ms: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    frame_ms, faces = [], []
+    modes = [_Mode(name, pipe) for name in options.modes]
+    reference = DlibFaceFrames() if options.reference == "dlib" else None
+    read = 0
     try:
         with open_source(options.source) as source:
             frames = iter(source)
-            for _ in range(options.warmup):
+            progress = tqdm(total=options.frames + options.warmup, desc="pipeline", unit="frame")
+            while read < options.frames + options.warmup:
+                start = time.perf_counter_ns()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                pipe.process(frame.image)
-            progress = tqdm(total=options.frames, desc="pipeline", unit="frame")
-            started = time.perf_counter_ns()
-            while len(frame_ms) < options.frames:
-                frame_start = time.perf_counter_ns()
-                frame = next(frames, None)   # reading and decoding count towards fps, as on a live camera
-                if frame is None:
-                    break
-                result = pipe.process(frame.image)
-                frame_ms.append(elapsed_ms(frame_start))
-                for stage in STAGES:
-                    stage_ms[stage].append(result.timings_ms.get(stage, 0.0))
-                faces.append(len(result.decisions))
+                read_ms = elapsed_ms(start)
+                counted = read >= options.warmup
+                order = modes if read % 2 == 0 else modes[::-1]
+                for mode in order:
+                    mode.run(frame.image, frame.index, counted, read_ms)
+                if reference is not None and counted and (read - options.warmup) % options.reference_every == 0:
+                    reference.add(frame.index, frame.image)
+                read += 1
                 progress.update()
-            wall_s = elapsed_ms(started) / 1000.0
             progress.close()
+        for mode in modes:
+            mode.finish()
         described = pipe.describe()
     finally:
         pipe.close()
-    if not frame_ms:
-        raise UserError(f"source {options.source} gave no frames after {options.warmup} warm-up frames; "
-                        f"lower --warmup or use a longer source")
+    if read <= options.warmup:
+        raise UserError(f"source {options.source} gave {read} frames, not more than the {options.warmup} warm-up "
+                        f"frames; lower --warmup or use a longer source")
+    runs = {mode.name: mode.summary() for mode in modes}
+    comparison = {}
+    if "tracked" in runs and "per_frame" in runs:
+        tracked, per_frame = runs["tracked"], runs["per_frame"]
+        comparison["fps_ratio_tracked_over_per_frame"] = tracked["fps"] / per_frame["fps"]
+        by_name = {m.name: m for m in modes}
+        comparison["visit_agreement"] = visit_agreement(by_name["tracked"].decisions, by_name["tracked"].faces,
+                                                        by_name["per_frame"].decisions)
+    if reference is not None:
+        comparison["dlib"] = {mode.name: face_recall(reference, mode.faces) for mode in modes}
+        comparison["dlib"]["reference"] = reference.describe()
+    headline = runs[options.modes[0]]
     result = new_result(
-        "pipeline", collect_environment(board, threads), bundle=str(options.bundle), source=options.source,
-        gallery=str(options.gallery) if options.gallery else None, pipeline=described,
-        frames=len(frame_ms), warmup_frames=options.warmup, wall_s=wall_s, fps=len(frame_ms) / wall_s,
-        faces_per_frame={"mean": float(np.mean(faces)), "max": int(np.max(faces)),
-                         "frames_with_face": int(np.count_nonzero(faces))},
-        frame_ms=frame_ms, frame_summary=summarize(frame_ms),
-        stages={stage: {"timings_ms": values, "summary": summarize(values)} for stage, values in stage_ms.items()})
-    return board, result
+        "pipeline", collect_environment(pipe.board, pipe.threads), bundle=str(options.bundle), source=options.source,
+        gallery=str(options.gallery) if options.gallery else None, pipeline=described, modes=runs,
+        comparison=comparison, frames=headline["frames"], warmup_frames=options.warmup, fps=headline["fps"])
+    return pipe.board, result

@@ -42,7 +42,7 @@ def result_filename(result: dict) -> str:
     elif kind == "pipeline":
         parts = [Path(result["source"]).stem or result["source"]]
     elif kind == "detect":
-        parts = [Path(result["boxes"]).stem, result["model"]["name"], result["backend"]]
+        parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"]]
     else:
         parts = [Path(result["pairs"]).stem, result["model"]["name"], result["backend"]]
     return "-".join([kind] + [_slug(p) for p in parts]) + ".json"

@@ -114,16 +114,17 @@ def test_full_range_model_finds_the_small_faces_of_the_group_photos(shared_data)
     assert labelled == 43 and found >= 40 and detections <= found + 3
 
 
-@pytest.mark.parametrize("name, min_recall_40px", [("blazeface_full", 0.95)])
-def test_detect_benchmark_on_the_labelled_photos(shared_data, tmp_path, detector_bundle, name, min_recall_40px):
+def test_detect_benchmark_on_the_labelled_photos(shared_data, tmp_path, detector_bundle):
+    """The host board's tiled strategy over each whole photo: recall >= 0.95 for faces of 40 px and more."""
     import json
 
     from benchmarks.cli import main
 
-    bundle = detector_bundle(name)
+    bundle = detector_bundle()
     for boxes in ("training.xml", "testing.xml"):
         assert main(["detect", "--bundle", str(bundle), "--boxes", str(shared_data / "detect" / boxes),
                      "--results", str(tmp_path / "results")]) == 0
     results = [json.loads(p.read_text()) for p in (tmp_path / "results" / "host").glob("detect-*.json")]
     found = sum(r["recall_40px"] * r["faces_40px"] for r in results)
-    assert found / sum(r["faces_40px"] for r in results) >= min_recall_40px
+    assert found / sum(r["faces_40px"] for r in results) >= 0.95                # measured 1.0 (22 of 22)
+    assert sum(r["found"] for r in results) >= 40                                  # measured 42 of 43, all sizes

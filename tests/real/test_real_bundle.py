@@ -109,3 +109,62 @@ def test_benchmark_verify_runs_dlib_beside_ours_on_the_same_pairs(shared_data, r
     assert len({r["failed_pairs"] for r in results}) == 1                  # a miss on either side fails both
     for result in results:
         assert result["accuracy"]["mean"] >= 0.85 and result["embed_summary"]["p50"] > 0
+
+
+@pytest.fixture(scope="module")
+def mosaic_clip(shared_data, tmp_path_factory):
+    """A short 1920x1080 clip: the stage clip tiled 3x3 with time offsets (nine faces of about 40-110 px)."""
+    from benchmarks.mosaic import MosaicOptions, make_mosaic
+
+    out = tmp_path_factory.mktemp("clips") / "stage_3x3_1080p.mp4"
+    make_mosaic(MosaicOptions(shared_data / "video" / "stage_clip_360p.mp4", out, 3, 3, frames=40))
+    return out
+
+
+def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_bundle, mosaic_clip, tmp_path):
+    from edge.sources import open_source
+    from edge.stream import KioskStream
+
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "empty.db")
+    stream = KioskStream(pipe)
+    assert stream.detection.strategy == "tiled"
+    faces, decisions = [], []
+    with open_source(str(mosaic_clip)) as source:
+        for frame in source:
+            step = stream.step(frame.image, frame.index)
+            faces.append(len(step.faces))
+            decisions += step.decisions
+    decisions += stream.finish()
+    pipe.close()
+    # measured: a face in 39 of 40 frames (the first frame only finds the tracks), 9-12 faces once tracks settle
+    assert sum(n > 0 for n in faces) >= 36 and np.median(faces[10:]) >= 8
+    tracks = [d.track for d in decisions]
+    assert len(tracks) == len(set(tracks)) >= 9                 # one decision per visit, each visit decided
+    assert all(d.outcome in ("unknown", "undecided") for d in decisions)      # nobody is enrolled
+
+
+def test_tracking_runs_faster_than_per_frame_with_the_same_identities(shared_data, real_bundle, tmp_path):
+    """The stage clip with its performer enrolled: the benchmark runs both modes side by side, and dlib beside."""
+    from benchmarks.cli import main as bench_main
+    from edge.sources import open_source
+
+    gallery = tmp_path / "gallery.db"
+    clip = str(shared_data / "video" / "stage_clip_360p.mp4")
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery)
+    with open_source(clip) as source:
+        frames = {f.index: f.image for f in source if f.index in (90, 130, 170)}
+    vectors = [pipe.embed_image(image) for image in frames.values()]
+    pipe.gallery.enroll("performer", np.stack(vectors), pipe.key, [f"{clip}#{i}" for i in frames])
+    pipe.close()
+    assert bench_main(["pipeline", "--bundle", str(real_bundle), "--gallery", str(gallery), "--source", clip,
+                       "--frames", "120", "--reference", "dlib", "--reference_every", "10",
+                       "--results", str(tmp_path / "results")]) == 0
+    (path,) = (tmp_path / "results" / "host").glob("pipeline-*.json")
+    result = json.loads(path.read_text())
+    comparison = result["comparison"]
+    assert comparison["fps_ratio_tracked_over_per_frame"] > 0      # speed is judged by the benchmark, not here
+    agreement = comparison["visit_agreement"]
+    assert agreement["compared"] >= 2 and agreement["same_identity"] == agreement["compared"]
+    assert result["modes"]["tracked"]["decisions"]["named"] >= 1
+    dlib_found = comparison["dlib"]["tracked"]
+    assert dlib_found["frames_found"] >= 0.8 * dlib_found["frames_with_dlib_face"]

@@ -43,8 +43,8 @@ def _verify_entry(name: str, path, precision: str) -> ModelEntry:
 
 @pytest.fixture
 def bundle(detector_bundle):
-    """A host bundle with the packaged BlazeFace detector only."""
-    return detector_bundle("blazeface_short")
+    """A host bundle with the packaged BlazeFace detectors the host board's strategy runs."""
+    return detector_bundle()
 
 
 @pytest.fixture
@@ -53,9 +53,8 @@ def verify_bundle(bundle):
     path = bundle / "tiny.onnx"
     _tiny_embedder(path)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    detector = detector_entry("blazeface_short", manifest["models"][0]["file"],
-                              bundle / manifest["models"][0]["file"])
-    models = (detector, _verify_entry("verifier.onnx.fp32", path, "fp32"),
+    detectors = tuple(detector_entry(m["architecture"], m["file"], bundle / m["file"]) for m in manifest["models"])
+    models = (*detectors, _verify_entry("verifier.onnx.fp32", path, "fp32"),
               _verify_entry("verifier.onnx.int8", path, "int8"))
     write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
     return bundle
@@ -182,3 +181,45 @@ def test_missing_pair_image_is_named(verify_bundle, tmp_path, capsys):
     assert main(["verify", "--bundle", str(verify_bundle), "--pairs", str(tmp_path / "pairs.txt"),
                  "--images", str(tmp_path / "img")]) == 2
     assert "'x'" in capsys.readouterr().err
+
+
+def test_pipeline_benchmark_runs_tracked_and_per_frame_side_by_side(verify_bundle, tmp_path):
+    results = tmp_path / "results"
+    assert main(["pipeline", "--bundle", str(verify_bundle), "--results", str(results), "--frames", "40",
+                 "--warmup", "2", "--source", "synthetic://kiosk?seeds=1,2&frames_per_person=16&gap_frames=4"]) == 0
+    (path,) = (results / "host").glob("pipeline-*.json")
+    result = json.loads(path.read_text())
+    tracked, per_frame = result["modes"]["tracked"], result["modes"]["per_frame"]
+    assert tracked["frames"] == per_frame["frames"] == 38
+    assert tracked["visits"] == 2 and sum(tracked["decisions"].values()) == 2      # one decision per visitor
+    assert per_frame["decisions"]["faces_decided"] >= 20                             # every face of every frame
+    assert tracked["frame_summary"]["p99"] is not None and tracked["fps"] > 0
+    assert result["comparison"]["fps_ratio_tracked_over_per_frame"] > 0
+    assert result["comparison"]["visit_agreement"]["compared"] == 2
+    assert "tracked runs" in (results / "host" / "report.md").read_text()
+
+
+def test_pipeline_benchmark_refuses_an_unknown_mode(verify_bundle, tmp_path, capsys):
+    assert main(["pipeline", "--bundle", str(verify_bundle), "--modes", "tracked,fast",
+                 "--source", "synthetic://kiosk?seeds=1", "--results", str(tmp_path)]) == 2
+    assert "choose from tracked, per_frame" in capsys.readouterr().err
+
+
+def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
+    small = tmp_path / "small.mp4"
+    writer = cv2.VideoWriter(str(small), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for index in range(8):
+        writer.write(np.full((48, 64, 3), 30 * index, np.uint8))
+    writer.release()
+    out = tmp_path / "big.mp4"
+    assert main(["mosaic", "--source", str(small), "--out", str(out), "--grid", "2x2", "--frames", "5"]) == 0
+    capture = cv2.VideoCapture(str(out))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    assert len(frames) == 5 and frames[0].shape == (96, 128, 3)
+    corners = [int(frames[0][y, x, 0]) for y, x in ((10, 10), (10, 100), (70, 10), (70, 100))]
+    assert corners == sorted(corners) and corners[3] - corners[0] > 120            # copies start 0, 2, 4, 6 frames in
+    assert main(["mosaic", "--source", str(small), "--out", str(small)]) == 2
+    assert main(["mosaic", "--source", str(small), "--out", str(out), "--grid", "3by3"]) == 2
+    assert "write COLSxROWS" in capsys.readouterr().err

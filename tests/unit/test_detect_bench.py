@@ -54,7 +54,7 @@ def test_size_bins_cover_every_height():
 def test_detect_benchmark_writes_json_and_report(tmp_path, detector_bundle):
     from edge.synthetic.dataset import write_identity_folders
 
-    bundle = detector_bundle("blazeface_short")
+    bundle = detector_bundle()
     faces = tmp_path / "faces"
     write_identity_folders(faces, 2, 2, seed=7, progress=False)
     lines = [line.split() for line in (faces / "landmarks.txt").read_text().splitlines()]
