@@ -178,6 +178,7 @@ def run_pipeline(args) -> int:
                                      for r in records])
         summary.add_decisions(decisions)
 
+    interrupted = False
     try:
         with open_source(args.source) as source:
             for frame in source:
@@ -189,13 +190,14 @@ def run_pipeline(args) -> int:
                 if args.max_frames and frame.index + 1 >= args.max_frames:
                     break
     except KeyboardInterrupt:
+        interrupted = True
         print("run: interrupted; deciding the visits still open", file=sys.stderr)
     publish(stream.finish())
     if writer:
         writer.close()
     pipeline.close()
     print(summary.text(time.perf_counter() - start), file=sys.stderr)
-    return 0
+    return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
 
 
 def decision_record(decision, truth=False) -> dict:

@@ -5,7 +5,7 @@ ask it, so what compile measured is what the board runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +101,12 @@ class LoadedModel:
 
 
 def load_model(bundle_dir: str | Path, entry: ModelEntry, backend: str, options: BackendOptions) -> LoadedModel:
-    """Checks the file's checksum, then loads it with ``backend`` (chosen by ``choose_model`` or ``backend_for``)."""
+    """Checks the file's checksum, then loads it with ``backend`` (chosen by ``choose_model`` or ``backend_for``).
+
+    A file the kiosk always feeds several images per face (mirror averaging) runs them as concurrent one-image
+    calls (``BackendOptions.split_batch``), wherever it is loaded: the pipeline, compile's gates, benchmarks."""
     path = verify_entry_file(Path(bundle_dir), entry)
     backend_for(entry, (), backend)
     instance = BACKENDS.get(backend)()
-    instance.load(path, options)
+    instance.load(path, replace(options, split_batch=entry.images_per_face > 1))
     return LoadedModel(entry, instance, backend)

@@ -1,6 +1,7 @@
 """onnxruntime backend (CPU execution provider; CUDA when onnxruntime-gpu is installed on a Jetson)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,14 @@ class OnnxRuntimeBackend(Backend):
         self._path: Path | None = None
         self._inputs: list[str] = []
         self._outputs: list[str] = []
+        self._pool: ThreadPoolExecutor | None = None      # with split_batch: one worker per thread
+        self._workers = 1
 
     def load(self, path: Path, options: BackendOptions) -> None:
         ort = import_runtime("onnxruntime", "pip install 'edge-face[edge]' (or onnxruntime-gpu on a Jetson)")
         session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.threads
+        split = options.split_batch and options.threads > 1
+        session_options.intra_op_num_threads = 1 if split else options.threads
         session_options.inter_op_num_threads = 1
         session_options.log_severity_level = 3
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
@@ -43,12 +47,26 @@ class OnnxRuntimeBackend(Backend):
         self._path = path
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._outputs = [o.name for o in self._session.get_outputs()]
+        if split:
+            self._workers = options.threads
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="onnxruntime-batch")
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(feeds, self._inputs, self._path)
-        return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
+        batch = len(next(iter(feeds.values())))
+        if self._pool is None or batch < 2:
+            return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
+        # onnxruntime runs one session from several threads at once, releasing the GIL while it computes
+        parts = np.array_split(np.arange(batch), min(batch, self._workers))
+        runs = [self._pool.submit(self._session.run, self._outputs, {k: v[p[0]:p[-1] + 1] for k, v in feeds.items()})
+                for p in parts]
+        results = [run.result() for run in runs]
+        return {name: np.concatenate([r[i] for r in results]) for i, name in enumerate(self._outputs)}
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self._session = None
 
     def describe(self) -> dict:

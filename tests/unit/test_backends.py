@@ -78,3 +78,27 @@ def test_tflite_backend_runs_the_detector_by_name_and_describes_itself():
     description = model.backend.describe()
     assert description["runtime"] == "ai-edge-litert" and description["inputs"][0]["shape"] == [1, 128, 128, 3]
     model.close()
+
+
+def test_split_batch_runs_one_image_calls_side_by_side_with_the_same_outputs(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])], "pool",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "pool.onnx"))
+    batch = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
+    outputs = {}
+    for split in (False, True):
+        backend = BACKENDS.get("onnxruntime")()
+        backend.load(tmp_path / "pool.onnx", BackendOptions(threads=2, split_batch=split))
+        outputs[split] = backend.infer({"input": batch})["embedding"]
+        assert backend.infer({"input": batch[:1]})["embedding"].shape == (1, 3)
+        backend.close()
+    assert outputs[True].shape == (3, 3)
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-6)
+    np.testing.assert_allclose(outputs[True], batch.mean(axis=(2, 3)), rtol=1e-5)
