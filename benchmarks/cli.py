@@ -8,13 +8,14 @@ from pathlib import Path
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
+from edge.flags import count, count_or_zero
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, required=True, help="bundle directory (holds manifest.json)")
     parser.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS),
                         help="results folder; files go to RESULTS/<board>/ (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the board config's)")
+    parser.add_argument("--threads", type=count, default=None, help="runtime threads (default: the board config's)")
     parser.add_argument("--backend", default=None, help="run with this backend only (default: see each command)")
 
 
@@ -24,23 +25,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     latency = commands.add_parser("latency", help="batch-1 latency of every model file in a bundle")
     _add_common(latency)
-    latency.add_argument("--warmup", type=int, default=None, help="untimed rounds (default: the board config's)")
-    latency.add_argument("--repeat", type=int, default=None, help="timed rounds (default: the board config's)")
+    latency.add_argument("--warmup", type=count_or_zero, default=None,
+                         help="untimed rounds (default: the board config's)")
+    latency.add_argument("--repeat", type=count, default=None, help="timed rounds (default: the board config's)")
     latency.add_argument("--images", type=Path, default=None,
                          help="folder of photos to feed the models (default: a seeded random image)")
 
     pipeline = commands.add_parser("pipeline", help="end-to-end fps and per-stage latency on a frame source")
     _add_common(pipeline)
     pipeline.add_argument("--source", required=True, help="video file, image folder or camera URI")
-    pipeline.add_argument("--frames", type=int, default=300, help="frames to time at most (default: %(default)s)")
-    pipeline.add_argument("--warmup", type=int, default=5, help="untimed first frames (default: %(default)s)")
+    pipeline.add_argument("--frames", type=count, default=300, help="frames to time at most (default: %(default)s)")
+    pipeline.add_argument("--warmup", type=count_or_zero, default=5, help="untimed first frames (default: %(default)s)")
     pipeline.add_argument("--gallery", type=Path, default=None, help="gallery database to match against")
     pipeline.add_argument("--modes", default="tracked,per_frame",
                           help="comma-separated: tracked (the board's strategy, tracking, one decision per visit), "
                                "per_frame (every face of every frame); run side by side (default: %(default)s)")
     pipeline.add_argument("--reference", choices=("dlib",), default=None,
                           help="also find faces with dlib's HOG detector (dlib-bin), on a sample of the frames")
-    pipeline.add_argument("--reference_every", type=int, default=5,
+    pipeline.add_argument("--reference_every", type=count, default=5,
                           help="dlib looks at every Nth timed frame (about 1 s per 1080p frame) (default: %(default)s)")
 
     verify = commands.add_parser("verify", help="verification accuracy on LFW-format pairs, detect -> embed")
@@ -66,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     mosaic.add_argument("--source", type=Path, required=True, help="the small video")
     mosaic.add_argument("--out", type=Path, required=True, help="the video to write (.mp4)")
     mosaic.add_argument("--grid", default="3x3", help="COLSxROWS copies (default: %(default)s)")
-    mosaic.add_argument("--frames", type=int, default=0, help="frames to write (default: the source's count)")
+    mosaic.add_argument("--frames", type=count_or_zero, default=0, help="frames to write (default: the source's count)")
 
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
     pairs.add_argument("--out", type=Path, required=True, help="pairs file to write")
-    pairs.add_argument("--folds", type=int, default=10)
-    pairs.add_argument("--per_fold", type=int, default=30, help="same-person pairs per fold (as many different)")
-    pairs.add_argument("--seed", type=int, default=0)
+    pairs.add_argument("--folds", type=count, default=10)
+    pairs.add_argument("--per_fold", type=count, default=30, help="same-person pairs per fold (as many different)")
+    pairs.add_argument("--seed", type=count_or_zero, default=0)
     return parser
 
 

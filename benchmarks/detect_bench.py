@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from benchmarks.environment import collect_environment
 from benchmarks.labelled_boxes import MAX_HEIGHT_RATIO, match_detections, parse_imglab
@@ -19,6 +18,7 @@ from edge.boards import load_board
 from edge.errors import UserError
 from edge.imageio import read_image
 from edge.manifest import read_manifest
+from edge.progress import progress_bar
 from edge.scan import build_strategy, load_detectors
 
 SIZE_BINS = (0, 20, 40, 80, 160)        # labelled face height in pixels: <20, 20-40, 40-80, 80-160, >=160
@@ -51,7 +51,7 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
     strategy = build_strategy(board.detection, detectors)
     heights, found_all, false, detections, times = [], [], 0, 0, []
     try:
-        for item in tqdm(labelled, desc="detect", unit="img"):
+        for item in progress_bar(labelled, desc="detect", unit="img"):
             image = read_image(folder / item.file)
             if image is None:
                 raise UserError(f"labelled image {folder / item.file} cannot be decoded")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge.errors import UserError
+from edge.paths import refuse_output_over_input
+from edge.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,9 @@ def read_all_frames(path: Path) -> tuple[list[np.ndarray], float]:
 
 def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
     """Writes the mosaic video; returns (frames written, (width, height))."""
-    if options.cols < 1 or options.rows < 1 or options.frames < 0:
-        raise UserError("--grid needs positive columns and rows (e.g. 3x3) and --frames must be >= 0")
-    if options.out.resolve() == options.source.resolve():
-        raise UserError(f"--out {options.out} is the source video; choose another file")
+    if options.cols < 1 or options.rows < 1:
+        raise UserError(f"--grid needs at least one column and one row, got {options.cols}x{options.rows}")
+    refuse_output_over_input(options.out, [options.source])
     frames, fps = read_all_frames(options.source)
     cells = options.cols * options.rows
     height, width = frames[0].shape[:2]
@@ -59,7 +59,7 @@ def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
         raise UserError(f"OpenCV cannot write video {options.out} (use a .mp4 or .avi name)")
     starts = [cell * len(frames) // cells for cell in range(cells)]
     try:
-        for index in tqdm(range(count), desc="mosaic", unit="frame"):
+        for index in progress_bar(range(count), desc="mosaic", unit="frame"):
             tiles = [frames[(start + index) % len(frames)] for start in starts]
             rows = [np.hstack(tiles[r * options.cols:(r + 1) * options.cols]) for r in range(options.rows)]
             writer.write(np.vstack(rows))

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from benchmarks.environment import collect_environment
-from benchmarks.pipeline_compare import DlibFaceFrames, FacesByFrame, face_recall, visit_agreement
+from benchmarks.pipeline_compare import (
+    DlibFaceFrames,
+    FacesByFrame,
+    face_recall,
+    visit_agreement,
+)
 from benchmarks.results import new_result
 from benchmarks.timing import elapsed_ms, summarize
 from edge.errors import UserError
 from edge.pipeline import Pipeline
+from edge.progress import progress_bar
 from edge.sources import open_source
 from edge.stream import KioskStream
 
@@ -99,8 +104,6 @@ class _Mode:
 
 
 def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
-    if options.frames < 1 or options.warmup < 0 or options.reference_every < 1:
-        raise UserError("--frames and --reference_every must be >= 1 and --warmup >= 0")
     unknown = [m for m in options.modes if m not in MODES]
     if unknown or not options.modes:
         raise UserError(f"--modes {','.join(options.modes)}: choose from {', '.join(MODES)}")
@@ -113,7 +116,7 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
     try:
         with open_source(options.source) as source:
             frames = iter(source)
-            progress = tqdm(total=options.frames + options.warmup, desc="pipeline", unit="frame")
+            progress = progress_bar(total=options.frames + options.warmup, desc="pipeline", unit="frame")
             while read < options.frames + options.warmup:
                 start = time.perf_counter_ns()
                 frame = next(frames, None)

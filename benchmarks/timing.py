@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
+
+from edge.progress import progress_bar
 
 PERCENTILES = (50, 90, 99)
 
@@ -42,7 +43,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeat
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in tqdm(range(repeat), desc=desc, unit="round"):
+    for _ in progress_bar(range(repeat), desc=desc, unit="round"):
         for key, call in calls.items():
             start = time.perf_counter_ns()
             call()

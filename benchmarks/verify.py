@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from benchmarks.dlib_reference import DlibPipeline, dlib_scores
 from benchmarks.environment import collect_environment
@@ -17,8 +16,16 @@ from benchmarks.timing import elapsed_ms, summarize
 from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 from edge.imageio import read_image
-from edge.metrics import accuracy_at, balanced_accuracy, equal_error_rate, kfold_accuracy, roc_auc, tar_at_far
+from edge.metrics import (
+    accuracy_at,
+    balanced_accuracy,
+    equal_error_rate,
+    kfold_accuracy,
+    roc_auc,
+    tar_at_far,
+)
 from edge.pipeline import Pipeline
+from edge.progress import progress_bar
 
 FARS = {"1e-2": 1e-2, "1e-3": 1e-3}
 FAILED_MARGIN = 1.0   # a failed pair scores this far below the lowest real score: rejected at any threshold
@@ -61,7 +68,7 @@ def embed_with_pipeline(pipe: Pipeline, face: str):
 def embed_all(embed, paths: dict[tuple[str, int], Path], desc: str) -> tuple[dict, list[float]]:
     """Each distinct image embedded once: {(name, n): embedding or None}, and the per-face times in ms."""
     embeddings, times = {}, []
-    for key, path in tqdm(paths.items(), desc=desc, unit="img"):
+    for key, path in progress_bar(paths.items(), desc=desc, unit="img"):
         image = read_image(path)
         if image is None:
             raise UserError(f"image {path} cannot be decoded; replace it or drop its pairs")

@@ -18,21 +18,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from compile import exporters
 from compile.calibration import CalibrationSet
-from compile.match_calibration import (FLIP_BUDGET, MatchOptions, artifact_vectors, flip_rate, measure,
-                                       torch_vectors)
-from compile.real_pairs import PairFaces
 from compile.exporters import ExportedFile, ExportRequest
+from compile.match_calibration import (
+    FLIP_BUDGET,
+    MatchOptions,
+    artifact_vectors,
+    flip_rate,
+    measure,
+    torch_vectors,
+)
+from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
-from compile.validate import run_artifact, gate, torch_reference
+from compile.validate import gate, run_artifact, torch_reference
 from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig
 from edge.errors import UserError
-from edge.manifest import Manifest, ModelEntry, OutputSpec, InputSpec, read_manifest, sha256_file, write_manifest
+from edge.manifest import (
+    InputSpec,
+    Manifest,
+    ModelEntry,
+    OutputSpec,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from edge.preprocess import prepare_batch
+from edge.progress import progress_bar
 from edge.vendor_models import detector_entry, packaged_model_path
 
 OUTPUTS = {  # task -> (output name, meaning)
@@ -83,7 +97,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
             # The held-out inputs and the torch FP32 outputs every artifact of a model is gated against:
             # computed once per model, not once per artifact.
             references = {source.role: _reference(source, calibration) for source in sources}
-            progress = tqdm(total=len(sources) * len(artifacts), desc="artifacts", unit="file")
+            progress = progress_bar(total=len(sources) * len(artifacts), desc="artifacts", unit="file")
             for source in sources:
                 compiled = []
                 for artifact in artifacts:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.manifest import sha256_file
+from edge.progress import progress_bar
 
 HOLDOUT_IMAGES = 64
 MIN_CALIBRATION_IMAGES = 8
@@ -59,7 +59,7 @@ def load_calibration_set(root: str | Path, count: int, seed: int, holdout: int =
         count = len(files) - holdout
     chosen: list[tuple[str, np.ndarray]] = []
     skipped = 0
-    with tqdm(total=count + holdout, desc="calibration images", unit="img") as bar:
+    with progress_bar(total=count + holdout, desc="calibration images", unit="img") as bar:
         for index in order:
             if len(chosen) == count + holdout:
                 break

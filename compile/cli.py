@@ -13,13 +13,14 @@ from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
 from compile.calibration import load_calibration_set
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
-from compile.real_pairs import PairFaces, load_pair_faces
 from compile.quantize import METHODS
+from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
 from edge.errors import UserError
-from edge.matching import check_target_far
+from edge.flags import count, count_or_zero, rate
+from edge.paths import refuse_output_over_input
 from edge.scan import strategy_detectors
 from edge.vendor_models import VENDOR_MODELS, packaged_model_path
 
@@ -32,21 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoints to compile; each file's stem names its bundle files")
     parser.add_argument("--calibration", type=Path, default=Path("data/aligned"),
                         help="folder of aligned 112x112 face crops (any depth)")
-    parser.add_argument("--calibration_images", type=int, default=300,
+    parser.add_argument("--calibration_images", type=count, default=300,
                         help="images used to calibrate INT8 ranges (64 more are held out for the accuracy gate)")
     parser.add_argument("--calibration_method", default="minmax", choices=sorted(METHODS),
                         help="how INT8 activation ranges are chosen from the calibration images")
     parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
     parser.add_argument("--artifacts", help="comma-separated FORMAT:PRECISION list replacing the board's own; "
                                             "each must be in the board's supports table")
-    parser.add_argument("--seed", type=int, default=0, help="seed for choosing calibration images")
+    parser.add_argument("--seed", type=count_or_zero, default=0, help="seed for choosing calibration images")
     parser.add_argument("--pairs_images", type=Path, nargs="+", default=None,
                         help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
                              "../shared/data/yaleb): each verifier file gets its own threshold from every impostor "
                              "pair of half the identities, is reported on the other half and gated on decision flips")
-    parser.add_argument("--target_far", type=float, default=DEFAULT_TARGET_FAR,
+    parser.add_argument("--target_far", type=rate, default=DEFAULT_TARGET_FAR,
                         help="false accepts per probe the kiosk aims at, at any gallery size (default: %(default)s)")
-    parser.add_argument("--min_auc", type=float, default=DEFAULT_MIN_AUC,
+    parser.add_argument("--min_auc", type=rate, default=DEFAULT_MIN_AUC,
                         help="refuse a verifier whose FP32 AUC on the real pairs is lower (default: %(default)s)")
     parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
                         help="with --pairs_images: average each embedding with its mirrored face's, in one batch "
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.target:
         raise UserError("say which board to compile for: --target NAME (see --list_targets)")
     board = load_board(args.target)
+    refuse_output_over_input(args.out, [*args.checkpoints, args.calibration, *(args.pairs_images or ())])
     artifacts = choose_artifacts(board, args.artifacts)
-    check_target_far(args.target_far)
     for folder in args.pairs_images or ():
         if not folder.is_dir():
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.dataprep import largest
 from edge.errors import UserError
 from edge.imageio import read_image, scan_identity_folders
+from edge.progress import progress_bar
 
 MIN_IDENTITIES = 4          # two per half: fewer gives no impostor pairs on one side
 
@@ -64,7 +64,7 @@ def load_pair_faces(roots: list[Path], crop: str, detector, seed: int = 0) -> Pa
         # Each folder is split on its own, so both halves hold every kind of face (lighting, pose, source).
         in_report = set(rng.permutation(folders.names)[: len(folders.names) // 2])
         jobs = [(name, path) for name in folders.names for path in folders.images[name]]
-        for name, path in tqdm(jobs, desc=f"pair faces {Path(root).name}", unit="img"):
+        for name, path in progress_bar(jobs, desc=f"pair faces {Path(root).name}", unit="img"):
             image = read_image(path)
             if image is None:
                 unreadable += 1

@@ -9,12 +9,17 @@ import time
 from pathlib import Path
 
 from edge.errors import UserError
+from edge.flags import cosine, count, count_or_zero, rate
 
-DEFAULT_GALLERY = "gallery.db"
+GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "gallery", "absent") is None:
+        from edge.paths import default_gallery
+
+        args.gallery = default_gallery()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
@@ -29,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = verbs.add_parser("synth", help="render synthetic identities as root/<identity>/<n>.png folders")
     synth.add_argument("--out", default="data/synthetic")
-    synth.add_argument("--identities", type=int, default=40)
-    synth.add_argument("--images", type=int, default=16, help="images per identity")
-    synth.add_argument("--first_seed", type=int, default=0, help="identity seeds are first_seed, first_seed+1, ...")
-    synth.add_argument("--size", type=int, default=160)
+    synth.add_argument("--identities", type=count, default=40)
+    synth.add_argument("--images", type=count, default=16, help="images per identity")
+    synth.add_argument("--first_seed", type=count_or_zero, default=0,
+                       help="identity seeds are first_seed, first_seed+1, ...")
+    synth.add_argument("--size", type=count, default=160)
     synth.set_defaults(handler=run_synth)
 
     align = verbs.add_parser("align", help="detect and align every face photo in a folder to 112x112 crops")
@@ -42,34 +48,35 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--crop", default="arcface112",
                        help="alignment template: arcface112 (our trained verifiers) or dlib150 (the imported dlib "
                             "ResNet) (default: %(default)s)")
-    align.add_argument("--max_images", type=int, default=0,
+    align.add_argument("--max_images", type=count_or_zero, default=0,
                        help="align a seeded random sample of this many images (default: all)")
     align.set_defaults(handler=run_align)
 
     enroll = verbs.add_parser("enroll", help="add a person's templates to the gallery from photos")
     enroll.add_argument("--bundle", required=True)
     enroll.add_argument("--name", required=True)
-    enroll.add_argument("--gallery", default=DEFAULT_GALLERY)
+    enroll.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     add_model_choice(enroll)
     enroll.add_argument("images", nargs="+", help="image files or folders")
     enroll.set_defaults(handler=run_enroll)
 
     gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
-    gallery.add_argument("--gallery", default=DEFAULT_GALLERY)
+    gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     gallery.add_argument("--remove", metavar="NAME", help="delete this identity and all its templates")
     gallery.set_defaults(handler=run_gallery)
 
     run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per visit's decision")
     run.add_argument("--bundle", required=True)
     run.add_argument("--source", required=True, help="video file, image folder, synthetic://..., v4l2:///dev/video0")
-    run.add_argument("--gallery", default=DEFAULT_GALLERY)
+    run.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     run.add_argument("--output", help="write an annotated video here (.mp4)")
-    run.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the end)")
-    run.add_argument("--threshold", type=float, help="a fixed threshold instead of the bundle's calibrated one")
-    run.add_argument("--target_far", type=float,
+    run.add_argument("--max_frames", type=count_or_zero, default=0,
+                     help="stop after this many frames (0: until the end)")
+    run.add_argument("--threshold", type=cosine, help="a fixed threshold instead of the bundle's calibrated one")
+    run.add_argument("--target_far", type=rate,
                      help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
                           "the bundle's real-pair calibration for the gallery's size")
-    run.add_argument("--unknown_threshold", type=float,
+    run.add_argument("--unknown_threshold", type=cosine,
                      help="below this score a visitor is a stranger (default: read off the calibration at the "
                           "board's tracking.unknown_far; the match threshold when there is none)")
     add_model_choice(run)
@@ -80,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_model_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", help="onnxruntime or tflite (default: the board's preference order)")
     parser.add_argument("--precision", help="fp32, fp16 or int8 (default: the board's choice for verify)")
-    parser.add_argument("--threads", type=int, help="default: the board config's thread count")
+    parser.add_argument("--threads", type=count, help="default: the board config's thread count")
 
 
 def run_synth(args) -> int:
@@ -103,37 +110,48 @@ def run_align(args) -> int:
     return 0 if stats.aligned else 2
 
 
-def _open_pipeline(args, gallery: str | None):
-    from edge.matching import check_target_far
+def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
     from edge.pipeline import Pipeline
 
-    far = getattr(args, "target_far", None)
-    check_target_far(far)
     return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
                                 precision=args.precision, threshold=getattr(args, "threshold", None),
-                                per_probe_far=far)
+                                per_probe_far=getattr(args, "target_far", None), create_gallery=create_gallery)
 
 
 def run_enroll(args) -> int:
+    from edge.dataprep import enrolment_face
+    from edge.gallery import Gallery
     from edge.imageio import list_images, read_image
 
+    missing = [item for item in args.images if not Path(item).exists()]
+    if missing:
+        raise UserError(f"{missing[0]} does not exist ({len(missing)} of the photos given are missing); "
+                        f"nothing enrolled")
     paths = [p for item in args.images for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
-    pipeline = _open_pipeline(args, args.gallery)
-    embeddings, sources, skipped = [], [], []
-    for path in paths:
-        image = read_image(path) if path.exists() else None
-        embedding = pipeline.embed_image(image) if image is not None else None
-        if embedding is None:
-            skipped.append(path.name)
-            continue
-        embeddings.append(embedding)
-        sources.append(str(path))
+    if not paths:
+        raise UserError(f"no images in {', '.join(args.images)}; nothing enrolled")
+    pipeline = _open_pipeline(args, None)
+    embeddings, sources, refused = [], [], []
+    try:
+        for path in paths:
+            image = read_image(path)
+            face, why = enrolment_face(pipeline.detector.detect(image)) if image is not None else (None, "unreadable")
+            if face is None:
+                refused.append(f"{path.name} ({why})")
+                continue
+            embeddings.append(pipeline.embed_aligned([pipeline.align(image, face)])[0])
+            sources.append(str(path))
+    finally:
+        pipeline.close()
     if not embeddings:
-        raise UserError(f"no face found in any of the {len(paths)} images for {args.name}; nothing enrolled")
-    added = pipeline.gallery.enroll(args.name, embeddings, pipeline.key, sources)
-    pipeline.close()
-    skipped_note = f"; skipped {len(skipped)} without a face: {', '.join(skipped[:5])}" if skipped else ""
-    print(f"enroll: {args.name}: {added} templates ({pipeline.embedder.entry.name}) in {args.gallery}{skipped_note}")
+        raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
+    gallery = Gallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
+    try:
+        added = gallery.enroll(args.name, embeddings, pipeline.key, sources)
+    finally:
+        gallery.close()
+    note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
+    print(f"enroll: {args.name}: {added} templates ({pipeline.embedder.entry.name}) in {args.gallery}{note}")
     return 0
 
 
@@ -157,10 +175,13 @@ def run_gallery(args) -> int:
 
 def run_pipeline(args) -> int:
     from edge.annotate import VideoWriter, draw_tracks
+    from edge.paths import refuse_output_over_input
     from edge.run_summary import VisitSummary
     from edge.sources import open_source
     from edge.stream import KioskStream
 
+    if args.output and Path(args.source).exists():
+        refuse_output_over_input(args.output, [args.source], "--output")
     pipeline = _open_pipeline(args, args.gallery)
     pipeline.require_current_gallery(args.bundle)
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge.align import align_face, crop_template, keypoint_indices
-from edge.errors import UserError
 from edge.imageio import list_images, read_image
+from edge.paths import refuse_output_over_input
+from edge.progress import progress_bar
 
 
 @dataclass
@@ -49,6 +49,22 @@ def pick_face(detections, image_shape, pick: str = "largest"):
     return nearest_centre(detections, image_shape) if pick == "centre" else largest(detections)
 
 
+SAME_PHOTO_FACE = 0.5    # a second face at least this share of the largest's height makes a photo ambiguous
+
+
+def enrolment_face(detections):
+    """(the face to enrol, None) or (None, why the photo is refused): no face, or several faces of similar size
+    (a group photo would enrol whoever is largest without saying so)."""
+    face = largest(detections)
+    if face is None:
+        return None, "no face found"
+    height = float(face.box[3] - face.box[1])
+    similar = [d for d in detections if float(d.box[3] - d.box[1]) >= SAME_PHOTO_FACE * height]
+    if len(similar) > 1:
+        return None, f"{len(similar)} faces: use a photo of this person alone"
+    return face, None
+
+
 def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112", max_images: int = 0,
                  seed: int = 0, progress: bool = True) -> AlignStats:
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
@@ -56,14 +72,13 @@ def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcfac
     template = crop_template(crop)
     indices = keypoint_indices(template, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise UserError(f"--out {dst} lies inside --src {src}: aligned crops would mix with the photos")
+    refuse_output_over_input(dst, [src])
     stats = AlignStats()
     paths = list_images(src)
     if 0 < max_images < len(paths):
         chosen = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
         paths = [paths[i] for i in sorted(chosen)]
-    for path in tqdm(paths, desc="align", unit="img", disable=not progress):
+    for path in progress_bar(paths, desc="align", unit="img", disable=not progress):
         stats.images += 1
         image = read_image(path)
         if image is None:

@@ -72,9 +72,16 @@ class GalleryTemplates:
 
 
 class Gallery:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = False):
+        """Opens the gallery at ``path``; only with ``create`` (enrolment) is a missing one made, private to its
+        user (folder 0700, file 0600). A mistyped path never silently starts an empty gallery."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            if not create:
+                raise UserError(f"no gallery at {self.path}: enrol someone first (python -m edge enroll --bundle "
+                                f"DIR --name NAME PHOTOS --gallery {self.path}), or check the --gallery path")
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.touch(mode=0o600)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)   # explicit transactions below
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,7 +217,43 @@ def _entry(raw: dict) -> ModelEntry:
     if values.get("match") is not None:
         curve = tuple((float(far), float(t)) for far, t in values["match"]["far_curve"])
         values["match"] = MatchCalibration(**{**values["match"], "far_curve": curve})
-    return ModelEntry(**values)
+    entry = ModelEntry(**values)
+    check_types(entry, values.get("name", "model"))
+    return entry
+
+
+def check_types(value, where: str) -> None:
+    """Every field of a manifest dataclass holds its declared type (a threshold that is a string would fail
+    later, mid-stream, with a traceback); raises TypeError naming the field."""
+    hints = typing.get_type_hints(type(value))
+    for item in dataclasses.fields(value):
+        _check_value(getattr(value, item.name), hints[item.name], f"{where}.{item.name}")
+
+
+def _check_value(value, hint, where: str) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise TypeError(f"{where} must be a {hint.__name__} record, got {value!r}")
+        check_types(value, where)
+    elif origin is tuple:
+        if not isinstance(value, tuple):
+            raise TypeError(f"{where} must be a list, got {value!r}")
+        for index, element in enumerate(value):
+            _check_value(element, args[0] if args[-1] is Ellipsis else args[index], f"{where}[{index}]")
+    elif origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} must be a mapping, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} must be a number, got {value!r}")
+    elif isinstance(hint, type) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
+        raise TypeError(f"{where} must be {hint.__name__}, got {value!r}")
 
 
 def input_spec_from_dict(raw: dict) -> InputSpec:

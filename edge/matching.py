@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import UserError
 from edge.manifest import MatchCalibration
 
 CURVE_POINTS = 40
@@ -40,12 +39,6 @@ class MatchThreshold:
         note = "" if self.resolved else " (beyond the calibration's resolution: the strictest measured threshold)"
         return (f"threshold {self.threshold:.4f} for {self.gallery_size} enrolled at {self.per_probe_far:g} false "
                 f"accepts per probe (1:1 rate {self.pair_far:.2e}){note}")
-
-
-def check_target_far(value: float | None) -> None:
-    """A false-accept rate per probe is a probability strictly between 0 and 1 (``--target_far``)."""
-    if value is not None and not 0 < value < 1:
-        raise UserError(f"--target_far must be between 0 and 1, got {value}")
 
 
 def pair_far_for_gallery(per_probe_far: float, gallery_size: int) -> float:

@@ -97,15 +97,16 @@ class Pipeline:
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, gallery_path: str | Path | None = None, backend: str | None = None,
                     threads: int | None = None, precision: str | None = None,
-                    threshold: float | None = None, per_probe_far: float | None = None) -> "Pipeline":
+                    threshold: float | None = None, per_probe_far: float | None = None,
+                    create_gallery: bool = False) -> "Pipeline":
         manifest = read_manifest(bundle_dir)
         board = load_board(manifest.board)
+        gallery = Gallery(gallery_path, create=create_gallery) if gallery_path else None   # a wrong path: fail first
         options = BackendOptions(threads=threads or board.threads)
         verify = choose_model(manifest, board, "verify", backend, precision)
         crop_template(verify.entry.input.crop)             # refuse an unknown crop before loading anything
         detectors = load_detectors(bundle_dir, manifest, board, options)
         embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
-        gallery = Gallery(gallery_path) if gallery_path else None
         return cls(detectors[board.detection.detector], embedder, threshold, gallery, board=board.name,
                    threads=options.threads, per_probe_far=per_probe_far, verifier_choice=verify.reason,
                    detectors=detectors, streaming=board)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from edge.errors import UserError
+from edge.flags import count, count_or_zero, positive, rate
+from edge.paths import refuse_output_over_input
 from edge.registry import Registry
 
 # Pretrained models the ``import`` verb knows: name -> function(out_path, source_path or None) -> sha256.
@@ -23,19 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
-    generator.add_argument("--latent", type=int, default=32, help="latent size (default: %(default)s)")
+    generator.add_argument("--latent", type=count, default=32, help="latent size (default: %(default)s)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
     add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
-    verifier.add_argument("--embedding", type=int, default=128, help="embedding size (default: %(default)s)")
-    verifier.add_argument("--width", type=float, default=0.5,
+    verifier.add_argument("--embedding", type=count, default=128, help="embedding size (default: %(default)s)")
+    verifier.add_argument("--width", type=positive, default=0.5,
                           help="channel width multiplier (default: %(default)s; 1.0 is MobileFaceNet's widths)")
-    verifier.add_argument("--holdout_identities", type=float, default=0.25,
+    verifier.add_argument("--holdout_identities", type=rate, default=0.25,
                           help="fraction of identities held out for evaluation, at least 2 (default: %(default)s)")
-    verifier.add_argument("--target_far", type=float, default=0.01,
+    verifier.add_argument("--target_far", type=rate, default=0.01,
                           help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
-    verifier.add_argument("--margin", type=float, default=0.4, help="ArcFace angular margin (default: %(default)s)")
-    verifier.add_argument("--scale", type=float, default=30.0, help="ArcFace logit scale (default: %(default)s)")
+    verifier.add_argument("--margin", type=positive, default=0.4, help="ArcFace angular margin (default: %(default)s)")
+    verifier.add_argument("--scale", type=positive, default=30.0, help="ArcFace logit scale (default: %(default)s)")
 
     importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
     importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
@@ -46,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit-crop", help="fit where our detector's key points land in dlib's 150 px chip "
                                                "(needs dlib-bin, a development-only peer)")
     fit.add_argument("images", nargs="+", help="folders of real face photos (root/<identity>/<image> or flat)")
-    fit.add_argument("--max_images", type=int, default=1000, help="per folder (default: %(default)s)")
-    fit.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    fit.add_argument("--max_images", type=count, default=1000, help="per folder (default: %(default)s)")
+    fit.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     fit.add_argument("--report", default=None, help="also write the Markdown report here")
     return parser
 
@@ -56,13 +58,13 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
     parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
     parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
                         "PNGs go next to it")
-    parser.add_argument("--epochs", type=int, default=epochs, help="default: %(default)s")
-    parser.add_argument("--batch_size", type=int, default=batch_size, help="default: %(default)s")
-    parser.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument("--max_seconds", type=float, default=None,
+    parser.add_argument("--epochs", type=count, default=epochs, help="default: %(default)s")
+    parser.add_argument("--batch_size", type=count, default=batch_size, help="default: %(default)s")
+    parser.add_argument("--lr", type=positive, default=lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+    parser.add_argument("--max_seconds", type=positive, default=None,
                         help="stop training after this much wall time and evaluate what there is")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPU cores)")
+    parser.add_argument("--threads", type=count, default=None, help="torch threads (default: all CPU cores)")
     parser.add_argument("--device", default="auto",
                         help="auto, cpu or cuda; auto takes a CUDA GPU when torch sees one (default: %(default)s)")
 
@@ -79,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
               "device": args.device,
               "command": shlex.join(["python", "-m", "trainer", *argv])}
     try:
-        if args.threads is not None and args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        refuse_output_over_input(args.out, [args.data])
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.train_generator import train_generator

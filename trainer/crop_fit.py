@@ -19,13 +19,13 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge.align import FOUR_POINTS, CropTemplate, align_face, similarity_transform
 from edge.dataprep import largest
 from edge.detect import box_iou
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
+from edge.progress import progress_bar
 from edge.vendor_models import installed_package_file
 
 CHIP_SIZE = 150
@@ -195,7 +195,7 @@ def measure_pairs(items: Sequence[ImageItem], detector: Any, reference: DlibRefe
     # the descriptor sample is shared out between the sets: one set's faces would otherwise take all of it
     quota = -(-descriptor_faces // max(1, len({item.dataset for item in items})))
     described: dict[str, int] = {}
-    for item in tqdm(items, desc="fit-crop", unit="img", disable=not progress):
+    for item in progress_bar(items, desc="fit-crop", unit="img", disable=not progress):
         count = counts.setdefault(item.dataset, SetCounts())
         count.images += 1
         image = read_image(item.path)
@@ -312,7 +312,7 @@ def descriptor_agreement(pairs: Sequence[FacePair], template: np.ndarray, refere
     sample = [p for p in pairs if p.dlib_descriptor is not None]
     crop = as_crop(template)
     cosines, distances = [], []
-    for pair in tqdm(sample, desc="descriptors", unit="face", disable=not progress):
+    for pair in progress_bar(sample, desc="descriptors", unit="face", disable=not progress):
         rgb = cv2.cvtColor(read_image(pair.path), cv2.COLOR_BGR2RGB)
         ours = reference.descriptor(align_face(rgb, pair.blaze, crop))
         theirs = pair.dlib_descriptor

@@ -1,13 +1,13 @@
 """What a person sees of a training run: the progress bar, the time limit notice, the Markdown report and PNGs."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+
+from edge.progress import progress_bar
 
 
 class Clock:
@@ -25,10 +25,9 @@ class Clock:
         return self.max_seconds is not None and self.elapsed >= self.max_seconds
 
 
-def epoch_bar(epoch: int, epochs: int, images: int) -> tqdm:
+def epoch_bar(epoch: int, epochs: int, images: int):
     """A per-epoch bar counted in images, so its rate reads as images per second."""
-    return tqdm(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", leave=True, dynamic_ncols=True,
-                file=sys.stderr)
+    return progress_bar(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", leave=True, dynamic_ncols=True)
 
 
 def stop_notice(name: str, clock: Clock, epochs_done: float, epochs: int) -> str:

@@ -56,5 +56,5 @@ def _progress(jobs: list, enabled: bool):
     if not enabled:
         return jobs
     # Imported here: tqdm is only needed when a person is watching, and edge must import without it.
-    from tqdm import tqdm
-    return tqdm(jobs, desc="synthetic faces", unit="img")
+    from edge.progress import progress_bar
+    return progress_bar(jobs, desc="synthetic faces", unit="img")

@@ -118,6 +118,8 @@ def test_the_board_side_runs_without_torch(bundle):
     bundle_dir = bundle / "bundles" / "host"
     script = BLOCK_TORCH + (
         "from edge.cli import main as edge\nfrom benchmarks.cli import main as bench\n"
+        f"assert edge(['enroll', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
+        f" '--name', 'id0300', {str(bundle / 'visitors' / 'id0300')!r}]) == 0\n"
         f"assert edge(['run', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
         " '--source', 'synthetic://kiosk?seeds=1&frames_per_person=5']) == 0\n"
         f"assert bench(['latency', '--bundle', {str(bundle_dir)!r}, '--results', {str(bundle / 'r2')!r},"

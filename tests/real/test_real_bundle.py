@@ -73,7 +73,7 @@ def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real
 def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates(shared_data, real_bundle, tmp_path):
     orl = shared_data / "orl"
     gallery_path = tmp_path / "gallery.db"
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path, create_gallery=True)
     people = [f"s{i}" for i in range(1, 6)]
     for person in people:
         vectors = [pipe.embed_image(read_image(orl / person / f"{n}.pgm")) for n in range(1, 6)]
@@ -125,7 +125,7 @@ def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_b
     from edge.sources import open_source
     from edge.stream import KioskStream
 
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "empty.db")
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "empty.db", create_gallery=True)
     stream = KioskStream(pipe)
     assert stream.detection.strategy == "tiled"
     faces, decisions = [], []
@@ -150,7 +150,7 @@ def test_tracking_runs_faster_than_per_frame_with_the_same_identities(shared_dat
 
     gallery = tmp_path / "gallery.db"
     clip = str(shared_data / "video" / "stage_clip_360p.mp4")
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery)
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery, create_gallery=True)
     with open_source(clip) as source:
         frames = {f.index: f.image for f in source if f.index in (90, 130, 170)}
     vectors = [pipe.embed_image(image) for image in frames.values()]
@@ -168,3 +168,13 @@ def test_tracking_runs_faster_than_per_frame_with_the_same_identities(shared_dat
     assert result["modes"]["tracked"]["decisions"]["named"] >= 1
     dlib_found = comparison["dlib"]["tracked"]
     assert dlib_found["frames_found"] >= 0.8 * dlib_found["frames_with_dlib_face"]
+
+
+def test_enrolling_from_a_group_photo_is_refused_with_the_reason(shared_data, real_bundle, tmp_path, capsys):
+    from edge.cli import main as edge_main
+
+    gallery = tmp_path / "g.db"
+    code = edge_main(["enroll", "--bundle", str(real_bundle), "--gallery", str(gallery), "--name", "crowd",
+                      str(shared_data / "detect" / "bald_guys.jpg")])
+    assert code == 2 and "faces: use a photo of this person alone" in capsys.readouterr().err
+    assert not gallery.exists()

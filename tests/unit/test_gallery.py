@@ -15,7 +15,7 @@ def _unit(v):
 
 
 def test_enroll_and_templates_are_tied_to_the_model(tmp_path):
-    gallery = Gallery(tmp_path / "g.db")
+    gallery = Gallery(tmp_path / "g.db", create=True)
     gallery.enroll("alice", [_unit([1, 0, 0]), _unit([1, 0.1, 0])], "model-a", ["a1.png", "a2.png"])
     gallery.enroll("bob", [_unit([0, 1, 0])], "model-a", ["b.png"])
     gallery.enroll("carol", [_unit([0, 0, 1])], "model-b", ["c.png"])
@@ -30,7 +30,7 @@ def test_enroll_and_templates_are_tied_to_the_model(tmp_path):
 
 
 def test_templates_of_a_recompiled_file_are_usable_only_where_compile_measured_it(tmp_path):
-    gallery = Gallery(tmp_path / "g.db")
+    gallery = Gallery(tmp_path / "g.db", create=True)
     old_int8 = EmbeddingKey("sha-old-int8", "ckpt:dlib150", "onnx:int8", ("onnx:fp32",))
     gallery.enroll("alice", [_unit([1, 0, 0])], old_int8, ["photos/alice/1.jpg"])
     gallery.enroll("bob", [_unit([0, 1, 0])], EmbeddingKey("sha-old-fp32", "ckpt:dlib150", "onnx:fp32"), ["b.jpg"])
@@ -45,7 +45,7 @@ def test_templates_of_a_recompiled_file_are_usable_only_where_compile_measured_i
 
 
 def test_schema_version_and_wal(tmp_path):
-    Gallery(tmp_path / "g.db").close()
+    Gallery(tmp_path / "g.db", create=True).close()
     db = sqlite3.connect(tmp_path / "g.db")
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -53,11 +53,11 @@ def test_schema_version_and_wal(tmp_path):
     db.commit()
     db.close()
     with pytest.raises(UserError, match="newer than this runtime"):
-        Gallery(tmp_path / "g.db")
+        Gallery(tmp_path / "g.db", create=True)
 
 
 def test_failed_enrolment_writes_nothing(tmp_path):
-    gallery = Gallery(tmp_path / "g.db")
+    gallery = Gallery(tmp_path / "g.db", create=True)
     rows = np.zeros((2, 3), np.float32)
     with pytest.raises(sqlite3.Error):                     # an unbindable source fails after the identity insert
         gallery.enroll("dave", rows, "m", ["x", object()])
@@ -65,7 +65,7 @@ def test_failed_enrolment_writes_nothing(tmp_path):
 
 
 def test_events_are_logged(tmp_path):
-    gallery = Gallery(tmp_path / "g.db")
+    gallery = Gallery(tmp_path / "g.db", create=True)
     gallery.log_events([{"frame": 1, "identity": None, "score": 0.1, "box": [1, 2, 3, 4]}] * 3)
     gallery.log_events([{"frame": 9, "identity": "ann", "score": 0.9, "track": 4, "outcome": "named",
                          "reason": "2 looks"}])
@@ -85,7 +85,7 @@ def test_gallery_cli_lists_and_removes(tmp_path, capsys):
     from edge.cli import main
 
     path = tmp_path / "g.db"
-    gallery = Gallery(path)
+    gallery = Gallery(path, create=True)
     gallery.enroll("alice", [_unit([1, 0])], "m", ["a.png"])
     gallery.close()
     assert main(["gallery", "--gallery", str(path)]) == 0
@@ -93,3 +93,19 @@ def test_gallery_cli_lists_and_removes(tmp_path, capsys):
     assert main(["gallery", "--gallery", str(path), "--remove", "alice"]) == 0
     assert main(["gallery", "--gallery", str(path), "--remove", "alice"]) == 2
     assert "'alice' is not enrolled" in capsys.readouterr().err
+
+
+def test_a_missing_gallery_is_refused_and_never_created_by_a_read(tmp_path, capsys, monkeypatch):
+    from edge.cli import main
+
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert main(["gallery"]) == 2
+    assert f"no gallery at {tmp_path / 'home' / 'gallery.db'}: enrol someone first" in capsys.readouterr().err
+    assert main(["gallery", "--gallery", str(tmp_path / "typo.db")]) == 2
+    assert not (tmp_path / "home").exists() and not (tmp_path / "typo.db").exists()
+
+
+def test_a_new_gallery_is_private_to_its_user(tmp_path):
+    path = tmp_path / "home" / "gallery.db"
+    Gallery(path, create=True).close()
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700

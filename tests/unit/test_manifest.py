@@ -55,3 +55,17 @@ def test_missing_manifest_and_missing_task(tmp_path):
     _bundle(tmp_path)
     with pytest.raises(UserError, match="no verify model"):
         read_manifest(tmp_path).find("verify")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("threshold", "high", "detector.blazeface_short.threshold must be a number, got 'high'"),
+    ("precision", 32, "detector.blazeface_short.precision must be str, got 32"),
+])
+def test_a_field_of_the_wrong_type_is_refused_when_the_bundle_is_read(tmp_path, field, value, message):
+    _bundle(tmp_path)
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    raw["models"][0][field] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError, match="malformed manifest") as caught:
+        read_manifest(tmp_path)
+    assert message in str(caught.value)

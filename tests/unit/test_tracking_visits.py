@@ -9,7 +9,15 @@ from edge.boards import DetectionConfig, TrackingConfig, load_board
 from edge.detect import Detection
 from edge.errors import UserError
 from edge.quality import crop_problem, face_yaw, geometry_problem, sharpness
-from edge.scan import Region, TiledScan, WholeFrame, deduplicate, region_around, strategy_detectors, tile_regions
+from edge.scan import (
+    Region,
+    TiledScan,
+    WholeFrame,
+    deduplicate,
+    region_around,
+    strategy_detectors,
+    tile_regions,
+)
 from edge.tracking import IouTracker
 from edge.visits import Thresholds, VisitJudge
 
@@ -245,3 +253,12 @@ def test_a_detector_the_runtime_does_not_know_is_refused_in_one_line(detector_bu
     with pytest.raises(UserError, match="the bundle has no blazeface_short detect model .board host needs it.; "
                                         "recompile it with python -m compile --target host"):
         load_detectors(bundle, read_manifest(bundle), load_board("host"), BackendOptions(threads=1))
+
+
+def test_a_group_photo_is_refused_for_enrolment_and_a_small_background_face_is_not_counted():
+    from edge.dataprep import enrolment_face
+
+    assert enrolment_face([]) == (None, "no face found")
+    assert enrolment_face([face(0, 0, 100), face(200, 0, 90)]) == (None, "2 faces: use a photo of this person alone")
+    chosen, why = enrolment_face([face(0, 0, 100), face(300, 0, 30)])
+    assert why is None and chosen.box[2] == 100

@@ -1,0 +1,42 @@
+"""One validation rule per kind of number, the same in every command."""
+import pytest
+
+from benchmarks.cli import main as benchmarks_main
+from compile.cli import main as compile_main
+from edge.cli import main as edge_main
+from trainer.cli import main as trainer_main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (edge_main, ["run", "--bundle", "b", "--source", "s", "--threads", "0"],
+     "argument --threads: must be a whole number of at least 1, got 0"),
+    (benchmarks_main, ["latency", "--bundle", "b", "--threads", "0"],
+     "argument --threads: must be a whole number of at least 1, got 0"),
+    (trainer_main, ["verifier", "--threads", "0"], "argument --threads: must be a whole number of at least 1, got 0"),
+    (edge_main, ["run", "--bundle", "b", "--source", "s", "--max_frames", "-1"],
+     "argument --max_frames: must be a whole number of at least 0, got -1"),
+    (edge_main, ["run", "--bundle", "b", "--source", "s", "--threshold", "nan"],
+     "argument --threshold: must be a number between -1 and 1, got 'nan'"),
+    (edge_main, ["run", "--bundle", "b", "--source", "s", "--target_far", "0"],
+     "argument --target_far: must be between 0 and 1 (exclusive), got 0.0"),
+    (compile_main, ["--target", "host", "--calibration_images", "many"],
+     "argument --calibration_images: must be a whole number of at least 1, got 'many'"),
+    (trainer_main, ["verifier", "--lr", "-0.1"], "argument --lr: must be above 0, got -0.1"),
+])
+def test_a_bad_number_is_one_line_and_exit_code_2_in_every_command(capsys, main, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(capsys):
+    from edge.progress import progress_bar
+
+    for _ in progress_bar(range(3), desc="work", unit="item"):
+        pass
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.strip().splitlines()[-1].startswith("work: 100%")
