@@ -200,6 +200,7 @@ def run_pipeline(args) -> int:
         summary.add_decisions(decisions)
 
     interrupted = False
+    stop_on_sigterm()
     try:
         with open_source(args.source) as source:
             for frame in source:
@@ -219,6 +220,16 @@ def run_pipeline(args) -> int:
     pipeline.close()
     print(summary.text(time.perf_counter() - start), file=sys.stderr)
     return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
+
+
+def stop_on_sigterm() -> None:
+    """systemd's stop (SIGTERM) ends the loop the way Ctrl+C does: open visits decided, files closed, summary."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def decision_record(decision, truth=False) -> dict:

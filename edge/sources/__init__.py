@@ -1,7 +1,9 @@
-"""Frame sources, one factory by URI: a video file, an image folder, ``synthetic://``, ``v4l2:///dev/videoN``.
+"""Frame sources, one factory by URI: a video file, an image folder, ``synthetic://``, ``v4l2:///dev/videoN``,
+``rtsp://``, ``csi://N`` (Jetson) and ``picam://N`` (Raspberry Pi).
 
 ``read()`` returns a Frame, or None on a timeout; it raises on a fatal error. ``ended`` turns True when a
-finite source is exhausted. Sources are context managers and iterate until they end.
+finite source is exhausted. Sources are context managers and iterate until they end; live cameras sit behind
+one newest-frame grabber (``edge.sources.live``) that reconnects with backoff.
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ SOURCES = Registry("source scheme", {
     "file": "edge.sources.files:VideoFileSource",
     "folder": "edge.sources.files:ImageFolderSource",
     "synthetic": "edge.sources.synthetic:SyntheticSource",
-    "v4l2": "edge.sources.camera:V4L2Source",
+    "v4l2": "edge.sources.camera:v4l2_source",
+    "rtsp": "edge.sources.camera:rtsp_source",
+    "csi": "edge.sources.camera:csi_source",
+    "picam": "edge.sources.picam:picam_source",
 })
 
 __all__ = ["Frame", "FrameSource", "SOURCES", "open_source", "source_scheme"]

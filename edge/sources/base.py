@@ -13,6 +13,7 @@ class Frame:
     index: int                 # 0-based frame number from this source
     time_s: float              # capture time (monotonic for cameras, position for files)
     truth: dict | None = None  # ground truth when the source knows it (synthetic), e.g. {"identity": "id0042"}
+    display: np.ndarray | None = None   # a larger image of the same instant for the page (picamera2's main stream)
 
 
 class FrameSource(abc.ABC):

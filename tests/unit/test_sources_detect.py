@@ -73,7 +73,8 @@ def test_unknown_scheme_and_missing_path():
 
 
 def test_missing_camera_is_retried_then_refused():
-    with pytest.raises(UserError, match="could not be opened after 2 attempts"):
+    message = r"gave no frame after 2 attempts \(cannot open: /dev/video99 is not available\)"
+    with pytest.raises(UserError, match=message):
         open_source("v4l2:///dev/video99?retries=2&backoff_s=0.01")
 
 
