@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "board's tracking.unknown_far; the match threshold when there is none)")
     add_model_choice(run)
     run.set_defaults(handler=run_pipeline)
+
+    service = verbs.add_parser("install-service", help="write a systemd unit that runs the kiosk on this board")
+    service.add_argument("--board", required=True, help="board name or alias (its camera is the default source)")
+    service.add_argument("--bundle", type=Path, required=True)
+    service.add_argument("--source", help="frame source (default: the board config's camera)")
+    service.add_argument("--out", type=Path, default=Path("edge-face.service"), help="unit file to write")
+    service.set_defaults(handler=run_install_service)
     return parser
 
 
@@ -179,6 +186,7 @@ def run_pipeline(args) -> int:
     from edge.run_summary import VisitSummary
     from edge.sources import open_source
     from edge.stream import KioskStream
+    from edge.systemd import Notifier
 
     if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
@@ -201,9 +209,17 @@ def run_pipeline(args) -> int:
 
     interrupted = False
     stop_on_sigterm()
+    notifier = Notifier()
     try:
         with open_source(args.source) as source:
-            for frame in source:
+            notifier.ready(f"running {pipeline.embedder.entry.name} on {args.source}")
+            while not source.ended:
+                frame = source.read()
+                if frame is None:                  # a live camera's timeout: fed while its grabber keeps trying
+                    if source.working():
+                        notifier.alive("waiting for the camera")
+                    continue
+                notifier.alive()
                 step = stream.step(frame.image, frame.index)
                 summary.add_frame(frame.truth, step.faces)
                 publish(step.decisions)
@@ -213,6 +229,7 @@ def run_pipeline(args) -> int:
                     break
     except KeyboardInterrupt:
         interrupted = True
+        notifier.stopping()
         print("run: interrupted; deciding the visits still open", file=sys.stderr)
     publish(stream.finish())
     if writer:
@@ -220,6 +237,19 @@ def run_pipeline(args) -> int:
     pipeline.close()
     print(summary.text(time.perf_counter() - start), file=sys.stderr)
     return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
+
+
+def run_install_service(args) -> int:
+    from edge.boards import load_board
+    from edge.systemd import SERVICE_USER, STATE_DIR, write_unit
+
+    board = load_board(args.board)
+    out = write_unit(args.out, board.name, args.bundle, args.source or board.camera)
+    print(f"install-service: wrote {out}. Install it as root:\n"
+          f"  sudo useradd --system --home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER}\n"
+          f"  sudo cp {out} /etc/systemd/system/edge-face.service && sudo systemctl daemon-reload\n"
+          f"  sudo systemctl enable --now edge-face && journalctl -u edge-face -f")
+    return 0
 
 
 def stop_on_sigterm() -> None:

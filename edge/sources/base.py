@@ -32,6 +32,11 @@ class FrameSource(abc.ABC):
     def close(self) -> None:
         """Releases the device or file."""
 
+    def working(self) -> bool:
+        """Whether the source is still doing its job (a live camera's grabber is reading or retrying, not hung);
+        the systemd watchdog is fed only while it is."""
+        return True
+
     def __enter__(self):
         return self
 

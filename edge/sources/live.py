@@ -21,6 +21,7 @@ from edge.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 10.0
+HUNG_AFTER_S = MAX_BACKOFF_S + 5.0   # a grabber silent this long (a read that never returns) is hung
 FAILED_READS = 5             # consecutive failed grabs after which a device counts as gone and is reopened
 
 
@@ -71,6 +72,7 @@ class LiveSource(FrameSource):
         self._thread: threading.Thread | None = None
         self._index = 0
         self._status = CameraStatus("connecting", 0, 0, 0, "", 0.0)
+        self._last_activity = time.monotonic()
 
     def open(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"camera {self.uri}", daemon=True)
@@ -85,6 +87,10 @@ class LiveSource(FrameSource):
             self.close()
             raise UserError(f"camera {self.uri} gave no frame after {self.retries} attempts ({error}); check the "
                             f"cable and that no other program holds it")
+
+    def working(self) -> bool:
+        return (self._thread is not None and self._thread.is_alive()
+                and time.monotonic() - self._last_activity < HUNG_AFTER_S)
 
     def status(self) -> CameraStatus:
         with self._changed:
@@ -108,13 +114,16 @@ class LiveSource(FrameSource):
         with self._changed:
             self._changed.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=1.0)     # a read in progress finishes; one that hangs is cut off below
         self.device.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
         self._status.state = "closed"
 
     def _run(self) -> None:
         delay = self.backoff_s
         while not self._stop.is_set():
+            self._last_activity = time.monotonic()
             if not self._connect():
                 self._wait_before_retry(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
@@ -141,6 +150,7 @@ class LiveSource(FrameSource):
         failures = 0
         while not self._stop.is_set():
             grabbed = self.device.grab()
+            self._last_activity = time.monotonic()
             if grabbed is None:
                 failures += 1
                 if failures >= FAILED_READS:
@@ -166,4 +176,5 @@ class LiveSource(FrameSource):
     def _wait_before_retry(self, delay: float) -> None:
         with self._changed:
             self._status.next_attempt_s = delay
+        self._last_activity = time.monotonic() + delay      # waiting out a backoff is not hanging
         self._stop.wait(delay)                # sleeps, never spins; wakes at once on close

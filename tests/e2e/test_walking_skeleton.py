@@ -43,6 +43,16 @@ def bundle(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def one_enrolled(bundle):
+    """A gallery with one visitor, for tests that need any gallery at all."""
+    gallery = bundle / "one.db"
+    if not gallery.exists():
+        assert edge_main(["enroll", "--bundle", str(bundle / "bundles" / "host"), "--gallery", str(gallery),
+                          "--name", "id0300", str(bundle / "visitors" / "id0300")]) == 0
+    return gallery
+
+
 def test_manifest_carries_everything_edge_needs(bundle):
     manifest = read_manifest(bundle / "bundles" / "host")
     kinds = {(m.task, m.format, m.precision) for m in manifest.models}
@@ -143,7 +153,7 @@ def test_verification_on_real_orl_pairs(bundle, shared_data):
     assert result["roc_auc"] > 0.65             # a 40-identity synthetic toy set; the demo's bundle reaches 0.87
 
 
-def test_sigterm_drains_the_loop_and_leaves_a_playable_video(bundle):
+def test_sigterm_drains_the_loop_and_leaves_a_playable_video(bundle, one_enrolled):
     import signal
     import time
 
@@ -152,7 +162,7 @@ def test_sigterm_drains_the_loop_and_leaves_a_playable_video(bundle):
     video = bundle / "stopped.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "edge", "run", "--bundle", str(bundle / "bundles" / "host"), "--gallery",
-         str(bundle / "gallery.db"), "--output", str(video), "--source",
+         str(one_enrolled), "--output", str(video), "--source",
          "synthetic://kiosk?seeds=300,301,302,303&frames_per_person=400"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 60
@@ -169,3 +179,29 @@ def test_sigterm_drains_the_loop_and_leaves_a_playable_video(bundle):
     while capture.read()[0]:
         frames += 1
     assert frames > 0
+
+
+def test_under_systemd_the_kiosk_reports_ready_and_feeds_the_watchdog(bundle, one_enrolled, tmp_path):
+    import os
+    import socket
+
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "100000"}
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "--bundle", str(bundle / "bundles" / "host"),
+                           "--gallery", str(one_enrolled), "--source",
+                           "synthetic://kiosk?seeds=300,302&frames_per_person=40"],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    messages = []
+    server.settimeout(0.5)
+    try:
+        while True:
+            messages.append(server.recv(256).decode())
+    except socket.timeout:
+        pass
+    server.close()
+    assert messages[0].startswith("READY=1\nSTATUS=running verifier.onnx.int8 on synthetic://")
+    assert sum(m.startswith("WATCHDOG=1") for m in messages) >= 3

@@ -1,0 +1,111 @@
+"""systemd integration: readiness and watchdog keep-alives over ``$NOTIFY_SOCKET``, and the service unit.
+
+The kiosk tells systemd it is ready once its models are loaded and its camera delivers, then sends a keep-alive
+at most every half ``WatchdogSec`` while its frame loop makes progress; waiting for a lost camera counts as
+progress while the grabber keeps trying, a hung loop does not, and systemd restarts it. Outside systemd (no
+``$NOTIFY_SOCKET``) every call does nothing.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import UserError
+
+SERVICE_USER = "edge-face"
+STATE_DIR = "/var/lib/edge-face"
+WATCHDOG_S = 30
+
+
+class Notifier:
+    def __init__(self, environ: dict | None = None):
+        environ = os.environ if environ is None else environ
+        address = environ.get("NOTIFY_SOCKET", "")
+        self._address = "\0" + address[1:] if address.startswith("@") else address   # abstract namespace
+        self._interval = int(environ.get("WATCHDOG_USEC", "0")) / 2e6      # seconds between keep-alives
+        self._last = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self._address)
+
+    def _send(self, message: str) -> None:
+        if not self._address:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)          # a notification must never stall the frame loop
+            try:
+                sock.connect(self._address)
+                sock.sendall(message.encode())
+            except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+                pass                         # systemd is busy or gone: the next keep-alive tries again
+
+    def ready(self, status: str) -> None:
+        self._send(f"READY=1\nSTATUS={status}")
+
+    def alive(self, status: str | None = None) -> None:
+        """A keep-alive (rate-limited to half the watchdog period), with an optional status line."""
+        now = time.monotonic()
+        if self._interval and now - self._last >= self._interval:
+            self._send("WATCHDOG=1" + (f"\nSTATUS={status}" if status else ""))
+            self._last = now
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1")
+
+
+def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER) -> str:
+    """A ``Type=notify`` unit for the kiosk on ``board``: a dedicated user, its state under /var/lib/edge-face
+    (the gallery's home, 0700), restart on failure with a start limit, and the watchdog."""
+    command = shlex.join([python, "-m", "edge", "run", "--bundle", str(bundle), "--source", source])
+    return f"""[Unit]
+Description=edge-face kiosk on {board}
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=300
+StartLimitBurst=5
+
+[Service]
+Type=notify
+NotifyAccess=main
+User={user}
+Group={user}
+SupplementaryGroups=video
+Environment=EDGE_FACE_HOME={STATE_DIR}
+Environment=PYTHONUNBUFFERED=1
+StateDirectory=edge-face
+StateDirectoryMode=0700
+WorkingDirectory={STATE_DIR}
+UMask=0077
+ExecStart={command}
+Restart=on-failure
+RestartSec=5
+WatchdogSec={WATCHDOG_S}
+TimeoutStartSec=120
+TimeoutStopSec=30
+KillSignal=SIGTERM
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=read-only
+PrivateTmp=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
+    """Writes the unit to ``out`` (refusing to overwrite a different file); the bundle must be a readable
+    folder, given as an absolute path since the service runs elsewhere."""
+    if not (bundle / "manifest.json").is_file():
+        raise UserError(f"{bundle} is not a bundle (no manifest.json): make one with python -m compile --target "
+                        f"{board}")
+    text = unit_text(board, bundle.resolve(), source)
+    if out.exists() and out.read_text() != text:
+        raise UserError(f"{out} exists and differs; remove it or choose another --out")
+    out.write_text(text)
+    return out

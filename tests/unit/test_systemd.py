@@ -1,0 +1,112 @@
+"""The systemd unit (checked by systemd-analyze), the notify protocol, and the watchdog's idea of progress."""
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from edge.cli import main as edge_main
+from edge.sources import live
+from edge.sources.live import Device, LiveSource
+from edge.systemd import Notifier, unit_text
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_unit_is_a_valid_notify_service_with_a_watchdog(tmp_path, bundle, capsys):
+    out = tmp_path / "edge-face.service"
+    assert edge_main(["install-service", "--board", "rpi4", "--bundle", str(bundle), "--out", str(out)]) == 0
+    text = out.read_text()
+    for line in ("Type=notify", "User=edge-face", "Restart=on-failure", "WatchdogSec=30", "StartLimitBurst=5",
+                 "StateDirectoryMode=0700", "Environment=EDGE_FACE_HOME=/var/lib/edge-face", "UMask=0077"):
+        assert line in text
+    assert f"--bundle {bundle.resolve()} --source picam://0" in text            # the board's own camera
+    done = subprocess.run(["systemd-analyze", "verify", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+    assert "sudo systemctl enable --now edge-face" in capsys.readouterr().out
+
+
+def test_install_service_refuses_a_non_bundle_and_a_different_existing_file(tmp_path, bundle, capsys):
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(tmp_path / "nothing")]) == 2
+    out = tmp_path / "unit.service"
+    out.write_text("someone's unit")
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(bundle), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a bundle" in err and "exists and differs" in err and out.read_text() == "someone's unit"
+
+
+def test_ready_and_rate_limited_keep_alives_reach_the_notify_socket(tmp_path):
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(1.0)
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})   # keep-alives every 0.2 s
+    notifier.ready("running")
+    notifier.alive()
+    notifier.alive()                                     # too soon: not sent
+    time.sleep(0.25)
+    notifier.alive("waiting for the camera")
+    messages = [server.recv(256).decode() for _ in range(3)]
+    server.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        server.recv(256)
+    server.close()
+    assert messages == ["READY=1\nSTATUS=running", "WATCHDOG=1", "WATCHDOG=1\nSTATUS=waiting for the camera"]
+    assert not Notifier({}).active                       # outside systemd every call does nothing
+    Notifier({}).alive()
+
+
+class HangingCamera(Device):
+    """Delivers a few frames, then a read that never returns (a wedged driver)."""
+
+    def __init__(self):
+        self.reads = 0
+        self.release = threading.Event()
+
+    def open(self):
+        pass
+
+    def grab(self):
+        self.reads += 1
+        if self.reads > 3:
+            self.release.wait(10)
+            return None
+        time.sleep(0.01)
+        return __import__("numpy").zeros((2, 2, 3), "uint8"), None
+
+    def close(self):
+        self.release.set()
+
+
+def test_a_hung_camera_read_stops_the_keep_alives(monkeypatch):
+    monkeypatch.setattr(live, "HUNG_AFTER_S", 0.3)
+    camera = HangingCamera()
+    with LiveSource("fake://0", camera, retries=2, backoff_s=0.01) as source:
+        source.open()
+        assert source.working()
+        time.sleep(0.6)
+        assert not source.working()                    # the watchdog would restart the service
+
+
+def test_a_notify_socket_that_is_not_read_never_stalls_the_kiosk(tmp_path):
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))                                # bound, never read: its queue fills after ~10 datagrams
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2"})
+    started = time.monotonic()
+    for _ in range(200):
+        notifier.alive()
+    assert time.monotonic() - started < 2.0
+    server.close()
+    notifier.alive()                                      # the socket is gone: still no error
