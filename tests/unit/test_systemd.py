@@ -10,7 +10,7 @@ import pytest
 from edge.cli import main as edge_main
 from edge.sources import live
 from edge.sources.live import Device, LiveSource
-from edge.systemd import Notifier, unit_text
+from edge.systemd import Notifier
 
 pytestmark = pytest.mark.unit
 
