@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_choice(run)
     run.set_defaults(handler=run_pipeline)
 
+    serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
+    serve.add_argument("--bundle", type=Path, required=True)
+    serve.add_argument("--source", help="frame source (default: the board config's camera)")
+    serve.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP + "; made if missing")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
+                                                          "machine only; 0.0.0.0 opens it to the network)")
+    serve.add_argument("--port", type=count, default=8080)
+    add_model_choice(serve)
+    serve.set_defaults(handler=run_serve)
+
     service = verbs.add_parser("install-service", help="write a systemd unit that runs the kiosk on this board")
     service.add_argument("--board", required=True, help="board name or alias (its camera is the default source)")
     service.add_argument("--bundle", type=Path, required=True)
@@ -237,6 +247,38 @@ def run_pipeline(args) -> int:
     pipeline.close()
     print(summary.text(time.perf_counter() - start), file=sys.stderr)
     return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
+
+
+def run_serve(args) -> int:
+    import uvicorn
+
+    from edge.paths import home
+    from edge.service import KioskService
+    from edge.tokens import load_or_create
+    from edge.web import create_app
+
+    tokens_path = home() / "tokens.json"
+    tokens = load_or_create(tokens_path)
+    pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
+    pipeline.require_current_gallery(args.bundle)
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera)
+    service.start()
+    print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
+          f"gallery {args.gallery}", file=sys.stderr)
+    # uvicorn stops on SIGTERM/SIGINT, then raises the signal again for the handler it found: ours turns it into
+    # KeyboardInterrupt, so the loop is drained and the database closed before the process ends.
+    stop_on_sigterm()
+    interrupted = False
+    try:
+        uvicorn.run(create_app(service, tokens, args.gallery), host=args.host, port=args.port, log_level="warning")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        service.stop()
+        pipeline.close()
+        print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
+              f"decisions logged", file=sys.stderr)
+    return 130 if interrupted else 0
 
 
 def run_install_service(args) -> int:

@@ -45,6 +45,10 @@ MIGRATIONS = (
     ALTER TABLE events ADD COLUMN outcome TEXT;
     ALTER TABLE events ADD COLUMN reason TEXT;
     """,
+    # 4: the consent recorded when a person was enrolled (and when), kept with their identity.
+    """
+    ALTER TABLE identities ADD COLUMN consent TEXT;
+    """,
 )
 
 
@@ -83,7 +87,9 @@ class Gallery:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.path.touch(mode=0o600)
         try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None)   # explicit transactions below
+            # explicit transactions below; the kiosk's loop and its web API each hold a connection
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -104,14 +110,18 @@ class Gallery:
     def _transaction(self):
         return _Transaction(self._db)
 
-    def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str]) -> int:
-        """Adds templates for ``name`` (created if new) in one transaction; returns the template count added."""
+    def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
+               consent: str | None = None) -> int:
+        """Adds templates for ``name`` (created if new) in one transaction; returns the template count added.
+        ``consent`` (e.g. "yes" from the page's consent box) is recorded with the time it was given."""
         key = EmbeddingKey(key) if isinstance(key, str) else key
         if not name.strip():
             raise UserError("an identity name must not be empty")
         embeddings = np.asarray(embeddings, np.float32)
         with self._transaction():
             self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
+            if consent:
+                self._db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {_now()}", name))
             identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
             self._db.executemany(
                 "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
@@ -160,6 +170,11 @@ class Gallery:
                 [(_now(), e.get("source"), e.get("frame"), e.get("identity"), e.get("score"),
                   json.dumps(e.get("box")), e.get("model_fingerprint"), e.get("track"), e.get("outcome"),
                   e.get("reason")) for e in events])
+
+    def version(self) -> int:
+        """Changes whenever another connection commits (SQLite's data_version): the kiosk reloads its templates
+        when it does, so a person enrolled while it runs is seen at once."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def event_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -62,8 +62,14 @@ class Pipeline:
         self.board = board          # the bundle's board and the thread count its models were loaded with,
         self.threads = threads      # recorded so callers (benchmarks) need not re-read manifest and config
         self.key = EmbeddingKey(entry.sha256, entry.embedding_space, entry.kind, entry.compatible_with)
-        self.templates = gallery.templates(self.key) if gallery else GalleryTemplates([], np.zeros((0, 0)), 0)
-        self.match_threshold = self._threshold(threshold, per_probe_far)
+        self._threshold_request = (threshold, per_probe_far)
+        self.reload_gallery()
+
+    def reload_gallery(self) -> None:
+        """Reads the templates again, and the open-set threshold for the gallery's new size."""
+        self.templates = (self.gallery.templates(self.key) if self.gallery
+                          else GalleryTemplates([], np.zeros((0, 0)), 0))
+        self.match_threshold = self._threshold(*self._threshold_request)
         self.threshold = self.match_threshold.threshold
 
     @property

@@ -40,13 +40,25 @@ class KioskStream:
         self.tracking = tracking or (board.tracking if board else TrackingConfig())
         self.strategy = build_strategy(self.detection, pipeline.detectors)
         self.tracker = build_tracker(self.tracking)
-        thresholds = pipeline.visit_thresholds(self.tracking.unknown_far)
-        if unknown_threshold is not None:
-            thresholds = replace(thresholds, unknown=min(unknown_threshold, thresholds.match))
-        self.thresholds = thresholds
-        self.judge = VisitJudge(self.tracking, thresholds, self._closest)
+        self._unknown_threshold = unknown_threshold
+        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest)
         self.last_frame = -1
         self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
+
+    @property
+    def thresholds(self):
+        return self.judge.thresholds
+
+    def _thresholds(self):
+        thresholds = self.pipeline.visit_thresholds(self.tracking.unknown_far)
+        if self._unknown_threshold is not None:
+            thresholds = replace(thresholds, unknown=min(self._unknown_threshold, thresholds.match))
+        return thresholds
+
+    def reload_gallery(self) -> None:
+        """The gallery changed (someone enrolled or was removed): new templates, thresholds for its new size."""
+        self.pipeline.reload_gallery()
+        self.judge.thresholds = self._thresholds()
 
     def _closest(self, embedding: np.ndarray) -> tuple[str | None, float]:
         _, score, best = self.pipeline.match(embedding)

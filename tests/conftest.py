@@ -54,3 +54,44 @@ def detector_bundle(tmp_path):
                                         models=tuple(entries)))
         return folder
     return make
+
+
+def _tiny_embedder(path) -> None:
+    """A 3-D "embedding" (channel means) as an ONNX graph: enough to exercise the verify path without torch."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        "tiny_embedder",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.fixture
+def verify_bundle(detector_bundle):
+    """The host's detectors plus a tiny ONNX verifier (channel means), listed as fp32 and (same file) int8."""
+    import json
+
+    from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
+    from edge.preprocess import verifier_input_spec
+    from edge.vendor_models import detector_entry
+
+    bundle = detector_bundle()
+    path = bundle / "tiny.onnx"
+    _tiny_embedder(path)
+
+    def entry(name: str, precision: str) -> ModelEntry:
+        return ModelEntry(name=name, task="verify", architecture="tiny", file=path.name, format="onnx",
+                          precision=precision, inputs=(verifier_input_spec(),),
+                          outputs=(OutputSpec("embedding", (1, 3), "embedding (L2-normalise)"),),
+                          sha256=sha256_file(path), source_sha256="0" * 64, threshold=0.5)
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    detectors = tuple(detector_entry(m["architecture"], m["file"], bundle / m["file"]) for m in manifest["models"])
+    models = (*detectors, entry("verifier.onnx.fp32", "fp32"), entry("verifier.onnx.int8", "int8"))
+    write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
+    return bundle

@@ -12,52 +12,8 @@ from benchmarks.environment import ENVIRONMENT_KEYS, collect_environment
 from benchmarks.pairs import Pair, find_image, make_pairs, parse_pairs, write_pairs
 from benchmarks.timing import summarize, time_interleaved
 from edge.errors import UserError
-from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
-from edge.preprocess import verifier_input_spec
-from edge.vendor_models import detector_entry
 
 pytestmark = pytest.mark.unit
-
-
-def _tiny_embedder(path) -> None:
-    """A 3-D "embedding" (channel means) as an ONNX graph: enough to exercise the verify path without torch."""
-    onnx = pytest.importorskip("onnx")
-    helper = onnx.helper
-    graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["embedding"])],
-        "tiny_embedder",
-        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 112, 112])],
-        [helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
-def _verify_entry(name: str, path, precision: str) -> ModelEntry:
-    return ModelEntry(name=name, task="verify", architecture="tiny", file=path.name, format="onnx",
-                      precision=precision, inputs=(verifier_input_spec(),),
-                      outputs=(OutputSpec("embedding", (1, 3), "embedding (L2-normalise)"),),
-                      sha256=sha256_file(path), source_sha256="0" * 64, threshold=0.5)
-
-
-@pytest.fixture
-def bundle(detector_bundle):
-    """A host bundle with the packaged BlazeFace detectors the host board's strategy runs."""
-    return detector_bundle()
-
-
-@pytest.fixture
-def verify_bundle(bundle):
-    """The detector bundle plus a tiny ONNX verifier, listed as fp32 and (same file) int8."""
-    path = bundle / "tiny.onnx"
-    _tiny_embedder(path)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    detectors = tuple(detector_entry(m["architecture"], m["file"], bundle / m["file"]) for m in manifest["models"])
-    models = (*detectors, _verify_entry("verifier.onnx.fp32", path, "fp32"),
-              _verify_entry("verifier.onnx.int8", path, "int8"))
-    write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
-    return bundle
 
 
 def test_summary_of_known_numbers():
@@ -136,7 +92,8 @@ def test_environment_has_required_keys():
     assert environment["board"] == "host" and environment["threads"] == 2
 
 
-def test_latency_writes_json_and_report(bundle, tmp_path, capsys):
+def test_latency_writes_json_and_report(detector_bundle, tmp_path, capsys):
+    bundle = detector_bundle()
     results = tmp_path / "results"
     code = main(["latency", "--bundle", str(bundle), "--results", str(results), "--warmup", "1", "--repeat", "5"])
     assert code == 0

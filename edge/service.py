@@ -1,0 +1,141 @@
+"""The kiosk as a long-running service: one frame loop in a thread, and what the web page and API read from it.
+
+The loop reads the newest camera frame, runs ``edge.stream`` on it, logs each visit's decision, keeps the last
+annotated frame as JPEG for the page, counts what ``/metrics`` reports, reloads the gallery when another
+connection changed it, and feeds the systemd watchdog. Calls from the API that use the models take the same
+lock as the loop (the TFLite interpreter is not thread-safe).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.annotate import draw_tracks
+from edge.pipeline import Pipeline
+from edge.sources import open_source
+from edge.stream import STREAM_STAGES, KioskStream
+from edge.systemd import Notifier
+
+log = logging.getLogger(__name__)
+RECENT_DECISIONS = 20
+STAGE_WINDOW = 300           # frames whose stage timings the page and /metrics summarise
+GALLERY_CHECK_S = 1.0
+
+
+@dataclass
+class LoopState:
+    frames: int = 0
+    frame_times: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))       # monotonic seconds
+    stage_ms: dict = field(default_factory=lambda: {s: deque(maxlen=STAGE_WINDOW) for s in STREAM_STAGES})
+    decisions: Counter = field(default_factory=Counter)                                   # outcome -> count
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    jpeg: bytes = b""
+    error: str = ""
+    running: bool = False
+
+
+class KioskService:
+    def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None):
+        self.pipeline = pipeline
+        self.stream = KioskStream(pipeline)
+        self.source_uri = source_uri
+        self.notifier = notifier or Notifier()
+        self.models = threading.Lock()
+        self.state = LoopState()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source = None
+        self._gallery_version = pipeline.gallery.version() if pipeline.gallery else 0
+        self._gallery_checked = 0.0
+
+    def start(self) -> None:
+        self._source = open_source(self.source_uri)
+        self._thread = threading.Thread(target=self._run, name="kiosk loop", daemon=True)
+        self.state.running = True
+        self._thread.start()
+        self.notifier.ready(f"serving {self.pipeline.embedder.entry.name} on {self.source_uri}")
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._source is not None:
+            self._source.close()
+        with self.models:
+            self._publish(self.stream.finish())
+        self.state.running = False
+
+    def camera_status(self) -> dict:
+        status = getattr(self._source, "status", None)
+        if status is None:
+            return {"state": "streaming" if self.state.running else "closed", "dropped": 0, "reconnects": 0}
+        return vars(status())
+
+    def fps(self) -> float:
+        times = self.state.frame_times
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+    def stage_p50(self) -> dict[str, float]:
+        return {stage: float(np.median(values)) if values else 0.0 for stage, values in self.state.stage_ms.items()}
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and not self._source.ended:
+                frame = self._source.read()
+                if frame is None:
+                    if self._source.working():
+                        self.notifier.alive("waiting for the camera")
+                    continue
+                self.notifier.alive()
+                self._check_gallery()
+                with self.models:
+                    step = self.stream.step(frame.image, frame.index)
+                self._publish(step.decisions)
+                self._record(frame, step)
+        except Exception as err:       # noqa: BLE001 - a crashed loop must show on the page and stop the watchdog
+            log.exception("the kiosk loop stopped")
+            self.state.error = f"{type(err).__name__}: {err}"
+        finally:
+            self.state.running = False
+
+    def _record(self, frame, step) -> None:
+        state = self.state
+        state.frames += 1
+        state.frame_times.append(time.monotonic())
+        for stage, value in step.timings_ms.items():
+            state.stage_ms[stage].append(value)
+        annotated = draw_tracks(frame.image, step.faces, self.stream.judge)
+        ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            state.jpeg = jpeg.tobytes()
+
+    def _publish(self, decisions) -> None:
+        if not decisions:
+            return
+        records = [{"track": d.track, "frame": d.frame, "outcome": d.outcome, "identity": d.identity,
+                    "score": d.score, "reason": d.reason, "box": d.box} for d in decisions]
+        for record in records:
+            self.state.decisions[record["outcome"]] += 1
+            self.state.recent.appendleft({**record, "time": time.time()})
+        if self.pipeline.gallery:
+            self.pipeline.gallery.log_events([{**r, "source": self.source_uri,
+                                               "model_fingerprint": self.pipeline.fingerprint} for r in records])
+
+    def _check_gallery(self) -> None:
+        now = time.monotonic()
+        if not self.pipeline.gallery or now - self._gallery_checked < GALLERY_CHECK_S:
+            return
+        self._gallery_checked = now
+        version = self.pipeline.gallery.version()
+        if version != self._gallery_version:
+            self._gallery_version = version
+            with self.models:
+                self.stream.reload_gallery()
+            log.info("gallery changed: %d people enrolled", len(self.pipeline.templates.names))

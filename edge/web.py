@@ -1,0 +1,182 @@
+"""The kiosk's web page and JSON API (FastAPI), over a running ``edge.service.KioskService``.
+
+``/health`` is open; everything else takes a token (``Authorization: Bearer TOKEN`` or ``?token=``): the read
+token for the page's data, the frame and ``/metrics``, the admin token to enrol and remove people.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from edge.dataprep import enrolment_face
+from edge.gallery import Gallery
+from edge.service import KioskService
+from edge.tokens import scope_of
+
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+MAX_PIXELS = 25_000_000
+MAX_PHOTOS = 5
+PAGE = Path(__file__).with_name("kiosk_page.html")
+
+
+def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path) -> FastAPI:
+    app = FastAPI(title="edge-face kiosk", docs_url=None, redoc_url=None)
+    registry = CollectorRegistry()
+    registry.register(_ServiceCollector(service))
+
+    def scope(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        presented = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")
+        granted = scope_of(tokens, presented)
+        if granted is None:
+            raise HTTPException(401, "a token is needed: Authorization: Bearer TOKEN (see tokens.json)")
+        return granted
+
+    def admin(granted: str = Depends(scope)) -> None:
+        if granted != "admin":
+            raise HTTPException(403, "this needs the admin token")
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        camera = service.camera_status()
+        healthy = service.state.running and camera["state"] == "streaming" and not service.state.error
+        body = {"status": "ok" if healthy else "degraded", "camera": camera["state"], "frames": service.state.frames,
+                "error": service.state.error}
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE.read_text()
+
+    @app.get("/metrics", dependencies=[Depends(scope)])
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/status", dependencies=[Depends(scope)])
+    def status() -> dict:
+        pipeline = service.pipeline
+        return {"fps": round(service.fps(), 1), "frames": service.state.frames, "camera": service.camera_status(),
+                "enrolled": len(pipeline.templates.names), "decisions": dict(service.state.decisions),
+                "recent": list(service.state.recent), "stages_p50_ms": service.stage_p50(),
+                "thresholds": {"match": round(service.stream.thresholds.match, 4),
+                               "unknown": round(service.stream.thresholds.unknown, 4)},
+                "error": service.state.error}
+
+    @app.get("/api/frame.jpg", dependencies=[Depends(scope)])
+    def frame() -> Response:
+        if not service.state.jpeg:
+            raise HTTPException(503, "no frame yet")
+        return Response(service.state.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/gallery", dependencies=[Depends(scope)])
+    def people() -> dict:
+        gallery = Gallery(gallery_path)
+        try:
+            return {"people": [{"name": name, "templates": count} for name, count in gallery.identities()]}
+        finally:
+            gallery.close()
+
+    @app.post("/api/gallery", dependencies=[Depends(admin)])
+    async def enrol(name: str = Form(...), consent: str = Form(...),
+                    photos: list[UploadFile] = File(...)) -> JSONResponse:
+        if consent.strip().lower() != "yes":
+            raise HTTPException(400, "enrolment needs the person's consent: send consent=yes")
+        if not 1 <= len(photos) <= MAX_PHOTOS:
+            raise HTTPException(400, f"send 1 to {MAX_PHOTOS} photos, not {len(photos)}")
+        embeddings, sources, refused = [], [], []
+        for photo in photos:
+            image, why = _decode(await photo.read(MAX_UPLOAD_BYTES + 1))
+            if image is not None:
+                with service.models:
+                    face, why = enrolment_face(service.pipeline.detector.detect(image))
+                    if face is not None:
+                        embeddings.append(service.pipeline.embed_aligned([service.pipeline.align(image, face)])[0])
+                        sources.append(f"upload:{photo.filename}")
+            if why:
+                refused.append({"photo": photo.filename, "reason": why})
+        if not embeddings:
+            return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
+        gallery = Gallery(gallery_path)          # its own connection: the loop sees the change and reloads
+        try:
+            added = gallery.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes")
+        finally:
+            gallery.close()
+        return JSONResponse({"enrolled": added, "refused": refused})
+
+    @app.delete("/api/gallery/{name}", dependencies=[Depends(admin)])
+    def remove(name: str) -> dict:
+        gallery = Gallery(gallery_path)
+        try:
+            if not gallery.remove(name):
+                raise HTTPException(404, f"{name!r} is not enrolled")
+        finally:
+            gallery.close()
+        return {"removed": name}
+
+    @app.post("/api/test", dependencies=[Depends(scope)])
+    async def test_image(photo: UploadFile = File(...)) -> dict:
+        image, why = _decode(await photo.read(MAX_UPLOAD_BYTES + 1))
+        if image is None:
+            raise HTTPException(400, why)
+        with service.models:
+            faces = service.pipeline.detector.detect(image)
+            results = []
+            for face in faces:
+                embedding = service.pipeline.embed_aligned([service.pipeline.align(image, face)])[0]
+                identity, score, best = service.pipeline.match(embedding)
+                results.append({"box": [round(float(v), 1) for v in face.box], "identity": identity,
+                                "score": round(score, 4), "best_match": best})
+        return {"faces": results, "threshold": round(service.pipeline.threshold, 4)}
+
+    return app
+
+
+def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
+    """An uploaded photo, checked by its content (not its name): size, decodability, pixel count."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        return None, f"larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+    header = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) if data else None
+    if header is None:
+        return None, "not an image (JPEG, PNG, BMP, WebP ...)"
+    if header.shape[0] * header.shape[1] * 64 > MAX_PIXELS:
+        return None, f"more than {MAX_PIXELS // 1_000_000} megapixels"
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), None
+
+
+class _ServiceCollector:
+    """Prometheus metrics read from the service at scrape time."""
+
+    def __init__(self, service: KioskService):
+        self.service = service
+
+    def collect(self):
+        service = self.service
+        yield GaugeMetricFamily("edge_face_fps", "frames per second over the last frames", value=service.fps())
+        frames = CounterMetricFamily("edge_face_frames", "frames processed")
+        frames.add_metric([], service.state.frames)
+        yield frames
+        stages = GaugeMetricFamily("edge_face_stage_latency_ms", "median stage latency over the last frames",
+                                   labels=["stage"])
+        for stage, value in service.stage_p50().items():
+            stages.add_metric([stage], value)
+        yield stages
+        decisions = CounterMetricFamily("edge_face_decisions", "visit decisions by outcome", labels=["outcome"])
+        for outcome in ("named", "unknown", "undecided"):
+            decisions.add_metric([outcome], service.state.decisions[outcome])
+        yield decisions
+        camera = service.camera_status()
+        reconnects = CounterMetricFamily("edge_face_camera_reconnects", "camera reconnection attempts")
+        reconnects.add_metric([], camera.get("reconnects", 0))
+        yield reconnects
+        dropped = CounterMetricFamily("edge_face_camera_dropped_frames", "camera frames overwritten unread")
+        dropped.add_metric([], camera.get("dropped", 0))
+        yield dropped
+        up = GaugeMetricFamily("edge_face_camera_streaming", "1 while the camera delivers frames",
+                               value=1.0 if camera["state"] == "streaming" else 0.0)
+        yield up

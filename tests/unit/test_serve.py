@@ -1,0 +1,109 @@
+"""``edge serve``'s API over a running kiosk loop: health, tokens and scopes, enrolment from photos (with the
+reasons photos are refused), the gallery reloaded while the loop runs, removal, /metrics, "test this image"."""
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import UserError
+from edge.gallery import Gallery
+from edge.pipeline import Pipeline
+from edge.service import KioskService
+from edge.tokens import load_or_create
+
+pytestmark = pytest.mark.unit
+testclient = pytest.importorskip("fastapi.testclient")
+
+
+@pytest.fixture
+def served(verify_bundle, tmp_path):
+    from edge.synthetic.dataset import write_identity_folders
+    from edge.web import create_app
+
+    photos = tmp_path / "photos"
+    write_identity_folders(photos, 1, 3, seed=500, progress=False)
+    gallery = tmp_path / "home" / "gallery.db"
+    tokens = load_or_create(tmp_path / "home" / "tokens.json")
+    pipeline = Pipeline.from_bundle(verify_bundle, gallery_path=gallery, create_gallery=True)
+    service = KioskService(pipeline, "synthetic://kiosk?seeds=500,501&frames_per_person=400&gap_frames=2")
+    service.start()
+    client = testclient.TestClient(create_app(service, tokens, gallery))
+    yield client, tokens, sorted(photos.rglob("*.png")), service
+    service.stop()
+    pipeline.close()
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_status_frame_and_metrics(served):
+    client, tokens, _, service = served
+    wait_for(lambda: service.state.frames > 5)
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["camera"] == "streaming"
+    assert client.get("/api/status").status_code == 401
+    status = client.get("/api/status", headers=bearer(tokens["read"])).json()
+    assert status["frames"] > 5 and status["enrolled"] == 0 and set(status["stages_p50_ms"]) >= {"detect", "total"}
+    frame = client.get(f"/api/frame.jpg?token={tokens['read']}")
+    assert frame.status_code == 200 and frame.content[:2] == b"\xff\xd8"
+    metrics = client.get("/metrics", headers=bearer(tokens["read"])).text
+    for name in ("edge_face_fps", "edge_face_frames_total", 'edge_face_stage_latency_ms{stage="detect"}',
+                 'edge_face_decisions_total{outcome="named"}', "edge_face_camera_reconnects_total",
+                 "edge_face_camera_dropped_frames_total", "edge_face_camera_streaming 1.0"):
+        assert name in metrics
+    assert "kiosk" in client.get("/").text
+
+
+def test_enrolment_needs_the_admin_token_and_consent_and_says_why_a_photo_is_refused(served, tmp_path):
+    client, tokens, photos, service = served
+    files = [("photos", (p.name, p.read_bytes(), "image/png")) for p in photos[:2]]
+    assert client.post("/api/gallery", data={"name": "ann", "consent": "yes"}, files=files,
+                       headers=bearer(tokens["read"])).status_code == 403
+    assert client.post("/api/gallery", data={"name": "ann", "consent": "no"}, files=files,
+                       headers=bearer(tokens["admin"])).status_code == 400
+    two = np.hstack([cv2.imread(str(photos[0])), cv2.imread(str(photos[1]))])
+    group = ("photos", ("group.png", cv2.imencode(".png", two)[1].tobytes(), "image/png"))
+    text = ("photos", ("notes.png", b"this is not an image", "image/png"))
+    answer = client.post("/api/gallery", data={"name": "ann", "consent": "yes"}, files=[*files, group, text],
+                         headers=bearer(tokens["admin"]))
+    assert answer.status_code == 200 and answer.json()["enrolled"] == 2
+    reasons = {r["photo"]: r["reason"] for r in answer.json()["refused"]}
+    assert reasons == {"group.png": "2 faces: use a photo of this person alone",
+                       "notes.png": "not an image (JPEG, PNG, BMP, WebP ...)"}
+    people = client.get("/api/gallery", headers=bearer(tokens["read"])).json()["people"]
+    assert people == [{"name": "ann", "templates": 2}]
+    # the running loop notices the new gallery and matches against it
+    wait_for(lambda: client.get("/api/status", headers=bearer(tokens["read"])).json()["enrolled"] == 1)
+    consent = Gallery(service.pipeline.gallery.path)._db.execute("SELECT consent FROM identities").fetchone()[0]
+    assert consent.startswith("yes at ")
+    assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).json() == {"removed": "ann"}
+    assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).status_code == 404
+    wait_for(lambda: client.get("/api/status", headers=bearer(tokens["read"])).json()["enrolled"] == 0)
+
+
+def test_test_this_image_finds_the_faces(served):
+    client, tokens, photos, _ = served
+    answer = client.post("/api/test", files={"photo": ("a.png", photos[0].read_bytes(), "image/png")},
+                         headers=bearer(tokens["read"]))
+    assert answer.status_code == 200 and len(answer.json()["faces"]) == 1
+    assert client.post("/api/test", files={"photo": ("a.png", b"nope", "image/png")},
+                       headers=bearer(tokens["read"])).status_code == 400
+
+
+def test_tokens_are_private_and_a_readable_token_file_is_refused(tmp_path):
+    path = tmp_path / "home" / "tokens.json"
+    tokens = load_or_create(path)
+    assert set(tokens) == {"read", "admin"} and tokens["read"] != tokens["admin"]
+    assert path.stat().st_mode & 0o777 == 0o600 and load_or_create(path) == tokens
+    path.chmod(0o644)
+    with pytest.raises(UserError, match="readable by other users"):
+        load_or_create(path)
