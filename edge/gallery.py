@@ -90,6 +90,7 @@ class Gallery:
             # explicit transactions below; the kiosk's loop and its web API each hold a connection
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA secure_delete=ON")      # deleted rows are overwritten with zeros, not freed
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -131,8 +132,15 @@ class Gallery:
         return len(embeddings)
 
     def remove(self, name: str) -> bool:
+        """Deletes a person for real: their identity, templates and logged decisions in one transaction, with
+        the freed pages zeroed (secure_delete) and the write-ahead log folded into the file and truncated, so
+        neither the database nor its WAL keeps their template's bytes."""
         with self._transaction():
-            return self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
+            found = self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
+            self._db.execute("DELETE FROM events WHERE identity=?", (name,))
+        if found:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return found
 
     def templates(self, key: EmbeddingKey | str) -> GalleryTemplates:
         """Mean templates of every identity enrolled with a file whose embeddings ``key``'s file may match (the

@@ -59,9 +59,9 @@ class Notifier:
 
 
 def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER) -> str:
-    """A ``Type=notify`` unit for the kiosk on ``board``: a dedicated user, its state under /var/lib/edge-face
+    """A ``Type=notify`` unit running ``edge serve`` on ``board``: a dedicated user, its state under /var/lib/edge-face
     (the gallery's home, 0700), restart on failure with a start limit, and the watchdog."""
-    command = shlex.join([python, "-m", "edge", "run", "--bundle", str(bundle), "--source", source])
+    command = shlex.join([python, "-m", "edge", "serve", "--bundle", str(bundle), "--source", source])
     return f"""[Unit]
 Description=edge-face kiosk on {board}
 After=network-online.target

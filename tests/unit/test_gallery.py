@@ -109,3 +109,23 @@ def test_a_new_gallery_is_private_to_its_user(tmp_path):
     path = tmp_path / "home" / "gallery.db"
     Gallery(path, create=True).close()
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_removing_a_person_leaves_no_trace_of_their_template_in_the_files(tmp_path):
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    secret = np.random.default_rng(7).standard_normal((2, 128)).astype(np.float32)
+    other = np.random.default_rng(8).standard_normal((1, 128)).astype(np.float32)
+    gallery.enroll("ann", secret, "m", ["ann1.png", "ann2.png"])
+    gallery.enroll("bob", other, "m", ["bob.png"])
+    gallery.log_events([{"frame": 3, "identity": "ann", "score": 0.97, "outcome": "named"}])
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("g.db"))
+    assert secret[0].tobytes() in files()
+    assert gallery.remove("ann")
+    data = files()
+    assert secret[0].tobytes() not in data and secret[1].tobytes() not in data and b"ann1.png" not in data
+    assert other[0].tobytes() in data
+    assert gallery.identities() == [("bob", 1)] and gallery.event_count() == 0
+    gallery.close()
