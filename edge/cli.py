@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
     gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
-    gallery.add_argument("--remove", metavar="NAME", help="delete this identity and all its templates")
+    gallery.add_argument("--remove", metavar="NAME", help="delete this identity, its templates and its decisions")
+    gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
+    gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
     gallery.set_defaults(handler=run_gallery)
 
     run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per visit's decision")
@@ -181,6 +184,18 @@ def run_gallery(args) -> int:
             if not gallery.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
             print(f"gallery: removed {args.remove}")
+            return 0
+        if args.export:
+            text = json.dumps(gallery.export_person(args.export), indent=1)
+            if args.out is None:
+                print(text)
+                return 0
+            if args.out.exists():
+                raise UserError(f"{args.out} exists; choose a new file for the export")
+            descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # biometric data
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(text)
+            print(f"gallery: exported {args.export} to {args.out}")
             return 0
         for name, count in gallery.identities():
             print(f"{name}\t{count} templates")

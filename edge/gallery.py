@@ -6,6 +6,7 @@ matching, and ``templates`` says how many there are so the runtime can ask for r
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import sqlite3
@@ -93,9 +94,50 @@ class Gallery:
             self._db.execute("PRAGMA secure_delete=ON")      # deleted rows are overwritten with zeros, not freed
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._check_integrity()
             self._migrate()
         except sqlite3.DatabaseError as err:
             raise UserError(f"{self.path} is not a usable gallery database: {err}") from err
+
+    def _check_integrity(self) -> None:
+        """A damaged database (a power cut on a bad card) is moved aside and reported, never silently replaced:
+        the people in it may be recoverable, and a new empty gallery would hide that they are gone."""
+        try:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as err:        # a damaged page can stop the check itself
+            problems = [str(err)]
+        if problems == ["ok"]:
+            return
+        self._db.close()
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moved = self.path.with_name(f"{self.path.name}.broken-{stamp}")
+        self.path.rename(moved)
+        for suffix in ("-wal", "-shm"):
+            companion = Path(f"{self.path}{suffix}")
+            if companion.exists():
+                companion.rename(Path(f"{moved}{suffix}"))
+        first = " ".join(problems[0].replace("*", "").split())          # one line
+        raise UserError(f"{self.path} failed SQLite's integrity check ({first}); it was moved to {moved} "
+                        f"for recovery (sqlite3 {moved} .recover) and nothing was replaced")
+
+    def export_person(self, name: str) -> dict:
+        """Everything held about one person, as JSON-ready data: identity, consent, templates (base64 float32)
+        with the model that made each, and the decisions logged under their name."""
+        identity = self._db.execute("SELECT id, name, created, consent FROM identities WHERE name=?",
+                                    (name,)).fetchone()
+        if identity is None:
+            raise UserError(f"{name!r} is not enrolled in {self.path}")
+        templates = self._db.execute(
+            "SELECT embedding, dim, model_fingerprint, embedding_space, producer, source, created FROM templates "
+            "WHERE identity_id=? ORDER BY id", (identity[0],)).fetchall()
+        events = self._db.execute("SELECT time, source, frame, score, outcome, reason FROM events WHERE identity=? "
+                                  "ORDER BY id", (name,)).fetchall()
+        return {"name": identity[1], "enrolled": identity[2], "consent": identity[3],
+                "templates": [{"embedding": base64.b64encode(blob).decode(), "dim": dim, "model": fingerprint,
+                               "embedding_space": space, "producer": producer, "source": source, "created": made}
+                              for blob, dim, fingerprint, space, producer, source, made in templates],
+                "decisions": [dict(zip(("time", "source", "frame", "score", "outcome", "reason"), row))
+                              for row in events]}
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -1,4 +1,7 @@
+import base64
+import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +132,38 @@ def test_removing_a_person_leaves_no_trace_of_their_template_in_the_files(tmp_pa
     assert other[0].tobytes() in data
     assert gallery.identities() == [("bob", 1)] and gallery.event_count() == 0
     gallery.close()
+
+
+def test_a_damaged_gallery_is_moved_aside_and_reported_never_replaced(tmp_path):
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    gallery.enroll("ann", np.ones((40, 128), np.float32), "m", [f"{i}.png" for i in range(40)])
+    gallery._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    gallery.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[2 * page:2 * page + 8] = b"\x07" * 8                        # scribble over a table page's header
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"failed SQLite's integrity check .* moved to .*g\.db\.broken-") as caught:
+        Gallery(path)
+    moved = str(caught.value).split("moved to ")[1].split(" ")[0]
+    assert not path.exists() and Path(moved).exists()
+
+
+def test_one_persons_data_is_exported_with_consent_templates_and_decisions(tmp_path, capsys):
+    from edge.cli import main
+
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    gallery.enroll("ann", [_unit([1, 0])], "m", ["a.png"], consent="yes")
+    gallery.log_events([{"frame": 5, "identity": "ann", "score": 0.99, "outcome": "named", "reason": "2 looks"}])
+    gallery.close()
+    out = tmp_path / "ann.json"
+    assert main(["gallery", "--gallery", str(path), "--export", "ann", "--out", str(out)]) == 0
+    exported = json.loads(out.read_text())
+    assert exported["name"] == "ann" and exported["consent"].startswith("yes at ")
+    assert np.frombuffer(base64.b64decode(exported["templates"][0]["embedding"]), np.float32).tolist() == [1, 0]
+    assert exported["decisions"][0]["outcome"] == "named" and out.stat().st_mode & 0o777 == 0o600
+    assert main(["gallery", "--gallery", str(path), "--export", "ann", "--out", str(out)]) == 2
+    assert main(["gallery", "--gallery", str(path), "--export", "zed"]) == 2
+    assert "'zed' is not enrolled" in capsys.readouterr().err
