@@ -196,7 +196,8 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
             raise UserError(f"{where}: supports has unknown format {fmt!r}{why}; valid: {', '.join(FORMATS)}")
         bad = [p for p in precisions if p not in PRECISIONS]
         if bad:
-            raise UserError(f"{where}: supports[{fmt}] has unknown precision {bad[0]!r}; valid: {', '.join(PRECISIONS)}")
+            raise UserError(f"{where}: supports[{fmt}] has unknown precision {bad[0]!r}; "
+                            f"valid: {', '.join(PRECISIONS)}")
     for artifact in board.artifact_list():
         if artifact.precision not in board.supports.get(artifact.format, ()):
             raise UserError(f"{where}: artifact {artifact} is not in the board's supports table")

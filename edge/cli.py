@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.flags import cosine, count, count_or_zero, rate
+from edge.flags import cosine, count, count_or_zero, positive, rate
 
 GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
 
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
                                                           "machine only; 0.0.0.0 opens it to the network)")
     serve.add_argument("--port", type=count, default=8080)
+    serve.add_argument("--webhook", action="append", default=[], help="POST each door opening here (repeatable)")
+    serve.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events and Home Assistant discovery")
+    serve.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
+    serve.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
+    serve.add_argument("--door_interval", type=positive, default=10.0,
+                       help="seconds before the same person opens the door again (default: %(default)s)")
     add_model_choice(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -276,7 +282,7 @@ def run_serve(args) -> int:
     tokens = load_or_create(tokens_path)
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
     pipeline.require_current_gallery(args.bundle)
-    service = KioskService(pipeline, args.source or pipeline.streaming.camera)
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board))
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
           f"gallery {args.gallery}", file=sys.stderr)
@@ -294,6 +300,17 @@ def run_serve(args) -> int:
         print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
               f"decisions logged", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def door_actions(args, kiosk: str):
+    from edge.actions import DoorActions, GpioAction, MqttAction, WebhookAction
+
+    actions = [WebhookAction(url) for url in args.webhook]
+    if args.mqtt:
+        actions.append(MqttAction(args.mqtt, kiosk))
+    if args.gpio is not None:
+        actions.append(GpioAction(args.gpio, args.open_s))
+    return DoorActions(actions, args.door_interval)
 
 
 def run_install_service(args) -> int:

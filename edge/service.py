@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge.actions import DoorActions
 from edge.annotate import draw_tracks
 from edge.pipeline import Pipeline
 from edge.sources import open_source
@@ -41,8 +42,10 @@ class LoopState:
 
 
 class KioskService:
-    def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None):
+    def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
+                 door: DoorActions | None = None):
         self.pipeline = pipeline
+        self.door = door or DoorActions([])
         self.stream = KioskStream(pipeline)
         self.source_uri = source_uri
         self.notifier = notifier or Notifier()
@@ -71,6 +74,7 @@ class KioskService:
         with self.models:
             self._publish(self.stream.finish())
         self.state.running = False
+        self.door.close()
 
     def camera_status(self) -> dict:
         status = getattr(self._source, "status", None)
@@ -121,9 +125,11 @@ class KioskService:
             return
         records = [{"track": d.track, "frame": d.frame, "outcome": d.outcome, "identity": d.identity,
                     "score": d.score, "reason": d.reason, "box": d.box} for d in decisions]
-        for record in records:
+        healthy = self.camera_status()["state"] == "streaming" and not self.state.error
+        for decision, record in zip(decisions, records):
             self.state.decisions[record["outcome"]] += 1
-            self.state.recent.appendleft({**record, "time": time.time()})
+            door = self.door.on_decision(decision, healthy, self.pipeline.board)
+            self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
         if self.pipeline.gallery:
             self.pipeline.gallery.log_events([{**r, "source": self.source_uri,
                                                "model_fingerprint": self.pipeline.fingerprint} for r in records])

@@ -180,3 +180,7 @@ class _ServiceCollector:
         up = GaugeMetricFamily("edge_face_camera_streaming", "1 while the camera delivers frames",
                                value=1.0 if camera["state"] == "streaming" else 0.0)
         yield up
+        door = CounterMetricFamily("edge_face_door", "door actions run, failed, or skipped and why", labels=["what"])
+        for what, count in sorted(service.door.counts.items()):
+            door.add_metric([what], count)
+        yield door
