@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events and Home Assistant discovery")
     serve.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
     serve.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
+    serve.add_argument("--keep_unknown_days", type=positive, default=7.0,
+                       help="days a decision that named nobody stays in the log (default: %(default)s)")
+    serve.add_argument("--keep_named_days", type=positive, default=90.0,
+                       help="days a decision that named someone stays in the log (default: %(default)s)")
     serve.add_argument("--door_interval", type=positive, default=10.0,
                        help="seconds before the same person opens the door again (default: %(default)s)")
     add_model_choice(serve)
@@ -282,7 +286,8 @@ def run_serve(args) -> int:
     tokens = load_or_create(tokens_path)
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
     pipeline.require_current_gallery(args.bundle)
-    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board))
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board),
+                           retention_days=(args.keep_unknown_days, args.keep_named_days))
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
           f"gallery {args.gallery}", file=sys.stderr)

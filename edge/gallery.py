@@ -221,6 +221,19 @@ class Gallery:
                   json.dumps(e.get("box")), e.get("model_fingerprint"), e.get("track"), e.get("outcome"),
                   e.get("reason")) for e in events])
 
+    def prune(self, unknown_days: float, named_days: float) -> int:
+        """Deletes logged decisions past their retention: visits that named nobody after ``unknown_days``, named
+        ones after ``named_days``; returns how many went."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cut = {days: (now - datetime.timedelta(days=days)).isoformat(timespec="milliseconds")
+               for days in (unknown_days, named_days)}
+        with self._transaction():
+            gone = self._db.execute("DELETE FROM events WHERE identity IS NULL AND time < ?",
+                                    (cut[unknown_days],)).rowcount
+            gone += self._db.execute("DELETE FROM events WHERE identity IS NOT NULL AND time < ?",
+                                     (cut[named_days],)).rowcount
+        return gone
+
     def version(self) -> int:
         """Changes whenever another connection commits (SQLite's data_version): the kiosk reloads its templates
         when it does, so a person enrolled while it runs is seen at once."""

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 RECENT_DECISIONS = 20
 STAGE_WINDOW = 300           # frames whose stage timings the page and /metrics summarise
 GALLERY_CHECK_S = 1.0
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -43,8 +44,11 @@ class LoopState:
 
 class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
-                 door: DoorActions | None = None):
+                 door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0)):
+        """``retention_days``: how long decisions that named nobody, and named ones, stay in the log."""
         self.pipeline = pipeline
+        self.retention_days = retention_days
+        self._pruned = -PRUNE_EVERY_S
         self.door = door or DoorActions([])
         self.stream = KioskStream(pipeline)
         self.source_uri = source_uri
@@ -99,6 +103,7 @@ class KioskService:
                     continue
                 self.notifier.alive()
                 self._check_gallery()
+                self._prune()
                 with self.models:
                     step = self.stream.step(frame.image, frame.index)
                 self._publish(step.decisions)
@@ -133,6 +138,14 @@ class KioskService:
         if self.pipeline.gallery:
             self.pipeline.gallery.log_events([{**r, "source": self.source_uri,
                                                "model_fingerprint": self.pipeline.fingerprint} for r in records])
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if self.pipeline.gallery and now - self._pruned >= PRUNE_EVERY_S:
+            self._pruned = now
+            gone = self.pipeline.gallery.prune(*self.retention_days)
+            if gone:
+                log.info("retention: %d logged decisions past their time deleted", gone)
 
     def _check_gallery(self) -> None:
         now = time.monotonic()

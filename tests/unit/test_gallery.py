@@ -167,3 +167,16 @@ def test_one_persons_data_is_exported_with_consent_templates_and_decisions(tmp_p
     assert main(["gallery", "--gallery", str(path), "--export", "ann", "--out", str(out)]) == 2
     assert main(["gallery", "--gallery", str(path), "--export", "zed"]) == 2
     assert "'zed' is not enrolled" in capsys.readouterr().err
+
+
+def test_retention_keeps_decisions_that_named_someone_longer_than_unknown_ones(tmp_path):
+    gallery = Gallery(tmp_path / "g.db", create=True)
+    gallery.log_events([{"frame": 1, "identity": None, "outcome": "unknown"},
+                        {"frame": 2, "identity": "ann", "outcome": "named"}])
+    old = "2020-01-01T00:00:00.000+00:00"
+    gallery._db.execute("UPDATE events SET time=?", (old,))
+    gallery.log_events([{"frame": 3, "identity": None, "outcome": "unknown"}])          # today's
+    assert gallery.prune(unknown_days=7, named_days=10_000) == 1                        # the old unknown one
+    assert [r[0] for r in gallery._db.execute("SELECT frame FROM events ORDER BY frame")] == [2, 3]
+    assert gallery.prune(unknown_days=7, named_days=30) == 1 and gallery.event_count() == 1
+    gallery.close()
