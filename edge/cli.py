@@ -1,4 +1,5 @@
-"""``python -m edge {synth,align,enroll,gallery,run}``: data preparation and the on-device runtime."""
+"""``python -m edge {synth,align,enroll,gallery,run,serve,install-service}``: data preparation and the on-device
+runtime: the kiosk from the command line or as a service with its web page."""
 from __future__ import annotations
 
 import argparse
@@ -277,11 +278,13 @@ def run_pipeline(args) -> int:
 def run_serve(args) -> int:
     import uvicorn
 
+    from edge.manifest import read_manifest
     from edge.paths import home
     from edge.service import KioskService
     from edge.tokens import load_or_create
     from edge.web import create_app
 
+    read_manifest(args.bundle)                        # a wrong bundle fails before anything is created
     tokens_path = home() / "tokens.json"
     tokens = load_or_create(tokens_path)
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)

@@ -107,3 +107,11 @@ def test_tokens_are_private_and_a_readable_token_file_is_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(UserError, match="readable by other users"):
         load_or_create(path)
+
+
+def test_serve_with_a_wrong_bundle_fails_in_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    from edge.cli import main
+
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert main(["serve", "--bundle", str(tmp_path / "nothing")]) == 2
+    assert "is not a bundle" in capsys.readouterr().err and not (tmp_path / "home").exists()
