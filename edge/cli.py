@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--remove", metavar="NAME", help="delete this identity, its templates and its decisions")
     gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
     gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
+    gallery.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
+                         help="add a person from a file written by --export (the gallery must exist)")
     gallery.set_defaults(handler=run_gallery)
 
     run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per visit's decision")
@@ -195,6 +197,14 @@ def run_gallery(args) -> int:
             if not gallery.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
             print(f"gallery: removed {args.remove}")
+            return 0
+        if args.import_file:
+            try:
+                exported = json.loads(args.import_file.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise UserError(f"cannot read {args.import_file}: {err}") from err
+            added = gallery.import_person(exported)
+            print(f"gallery: imported {exported['name']} ({added} templates) into {args.gallery}")
             return 0
         if args.export:
             text = json.dumps(gallery.export_person(args.export), indent=1)

@@ -221,6 +221,28 @@ class Gallery:
                   json.dumps(e.get("box")), e.get("model_fingerprint"), e.get("track"), e.get("outcome"),
                   e.get("reason")) for e in events])
 
+    def import_person(self, exported: dict) -> int:
+        """Adds a person exported by ``export_person`` (templates, their models and consent) in one transaction;
+        refuses a name that is already enrolled. Returns the template count."""
+        try:
+            name, templates = exported["name"], exported["templates"]
+            rows = [(np.frombuffer(base64.b64decode(t["embedding"]), np.float32, count=int(t["dim"])), t)
+                    for t in templates]
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"not an export of edge gallery --export ({type(err).__name__}: {err})") from err
+        if any(n == name for n, _ in self.identities()):
+            raise UserError(f"{name!r} is already enrolled in {self.path}; remove them first or rename the export")
+        with self._transaction():
+            self._db.execute("INSERT INTO identities(name, created, consent) VALUES (?, ?, ?)",
+                             (name, exported.get("enrolled") or _now(), exported.get("consent")))
+            identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+            self._db.executemany(
+                "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
+                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(identity_id, t["model"], e.tobytes(), e.size, t.get("source"), t.get("created") or _now(),
+                  t.get("embedding_space"), t.get("producer")) for e, t in rows])
+        return len(rows)
+
     def prune(self, unknown_days: float, named_days: float) -> int:
         """Deletes logged decisions past their retention: visits that named nobody after ``unknown_days``, named
         ones after ``named_days``; returns how many went."""

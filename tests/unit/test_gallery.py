@@ -167,6 +167,15 @@ def test_one_persons_data_is_exported_with_consent_templates_and_decisions(tmp_p
     assert main(["gallery", "--gallery", str(path), "--export", "ann", "--out", str(out)]) == 2
     assert main(["gallery", "--gallery", str(path), "--export", "zed"]) == 2
     assert "'zed' is not enrolled" in capsys.readouterr().err
+    assert main(["gallery", "--gallery", str(path), "--import", str(out)]) == 2        # ann is still enrolled
+    assert "'ann' is already enrolled" in capsys.readouterr().err
+    other = tmp_path / "other.db"
+    Gallery(other, create=True).close()
+    assert main(["gallery", "--gallery", str(other), "--import", str(out)]) == 0
+    moved = Gallery(other)
+    assert moved.identities() == [("ann", 1)] and moved.templates("m").names == ["ann"]
+    assert moved.export_person("ann")["consent"] == exported["consent"]
+    moved.close()
 
 
 def test_retention_keeps_decisions_that_named_someone_longer_than_unknown_ones(tmp_path):
