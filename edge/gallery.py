@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
+from edge.sealing import Sealer
 
 # Each migration takes the schema from version i to i + 1; never edit one that has shipped, append a new one.
 MIGRATIONS = (
@@ -49,6 +50,10 @@ MIGRATIONS = (
     # 4: the consent recorded when a person was enrolled (and when), kept with their identity.
     """
     ALTER TABLE identities ADD COLUMN consent TEXT;
+    """,
+    # 5: templates encrypted at rest (edge.sealing); rows written before are sealed when the gallery opens.
+    """
+    ALTER TABLE templates ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -96,8 +101,22 @@ class Gallery:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._check_integrity()
             self._migrate()
+            # a key is made only while no template is sealed: a lost key is reported, never silently replaced
+            self._sealer = Sealer.for_gallery(self.path, create=not self._has_sealed())
+            self._seal_legacy_rows()
         except sqlite3.DatabaseError as err:
             raise UserError(f"{self.path} is not a usable gallery database: {err}") from err
+
+    def _has_sealed(self) -> bool:
+        return self._db.execute("SELECT 1 FROM templates WHERE sealed=1 LIMIT 1").fetchone() is not None
+
+    def _seal_legacy_rows(self) -> None:
+        """Templates written before encryption are sealed in place, in one transaction, on first open."""
+        rows = self._db.execute("SELECT id, embedding FROM templates WHERE sealed=0").fetchall()
+        if rows:
+            with self._transaction():
+                self._db.executemany("UPDATE templates SET embedding=?, sealed=1 WHERE id=?",
+                                     [(self._sealer.seal(blob), row) for row, blob in rows])
 
     def _check_integrity(self) -> None:
         """A damaged database (a power cut on a bad card) is moved aside and reported, never silently replaced:
@@ -133,7 +152,8 @@ class Gallery:
         events = self._db.execute("SELECT time, source, frame, score, outcome, reason FROM events WHERE identity=? "
                                   "ORDER BY id", (name,)).fetchall()
         return {"name": identity[1], "enrolled": identity[2], "consent": identity[3],
-                "templates": [{"embedding": base64.b64encode(blob).decode(), "dim": dim, "model": fingerprint,
+                "templates": [{"embedding": base64.b64encode(self._sealer.open(blob)).decode(), "dim": dim,
+                               "model": fingerprint,
                                "embedding_space": space, "producer": producer, "source": source, "created": made}
                               for blob, dim, fingerprint, space, producer, source, made in templates],
                 "decisions": [dict(zip(("time", "source", "frame", "score", "outcome", "reason"), row))
@@ -168,9 +188,9 @@ class Gallery:
             identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
             self._db.executemany(
                 "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(identity_id, key.fingerprint, e.tobytes(), e.size, s, _now(), key.space or None, key.kind or None)
-                 for e, s in zip(embeddings, sources)])
+                "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [(identity_id, key.fingerprint, self._sealer.seal(e.tobytes()), e.size, s, _now(), key.space or None,
+                  key.kind or None) for e, s in zip(embeddings, sources)])
         return len(embeddings)
 
     def remove(self, name: str) -> bool:
@@ -195,7 +215,7 @@ class Gallery:
         stale: dict[str, list[str]] = {}
         for name, blob, dim, fingerprint, source, space, producer in rows:
             if fingerprint == key.fingerprint or (key.space and space == key.space and producer in key.accepts):
-                by_name.setdefault(name, []).append(np.frombuffer(blob, np.float32, count=dim))
+                by_name.setdefault(name, []).append(np.frombuffer(self._sealer.open(blob), np.float32, count=dim))
             else:
                 stale.setdefault(name, []).append(source or "")
         names = sorted(by_name)
@@ -238,9 +258,9 @@ class Gallery:
             identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
             self._db.executemany(
                 "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(identity_id, t["model"], e.tobytes(), e.size, t.get("source"), t.get("created") or _now(),
-                  t.get("embedding_space"), t.get("producer")) for e, t in rows])
+                "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [(identity_id, t["model"], self._sealer.seal(e.tobytes()), e.size, t.get("source"),
+                  t.get("created") or _now(), t.get("embedding_space"), t.get("producer")) for e, t in rows])
         return len(rows)
 
     def prune(self, unknown_days: float, named_days: float) -> int:

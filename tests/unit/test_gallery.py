@@ -125,11 +125,14 @@ def test_removing_a_person_leaves_no_trace_of_their_template_in_the_files(tmp_pa
 
     def files() -> bytes:
         return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("g.db"))
-    assert secret[0].tobytes() in files()
+    sealed = [blob for (blob,) in gallery._db.execute("SELECT embedding FROM templates WHERE source LIKE 'ann%'")]
+    data = files()
+    assert secret[0].tobytes() not in data and other[0].tobytes() not in data      # encrypted at rest
+    assert all(blob in data for blob in sealed)
     assert gallery.remove("ann")
     data = files()
-    assert secret[0].tobytes() not in data and secret[1].tobytes() not in data and b"ann1.png" not in data
-    assert other[0].tobytes() in data
+    assert not any(blob in data for blob in sealed) and b"ann1.png" not in data
+    assert gallery.templates("m").names == ["bob"]
     assert gallery.identities() == [("bob", 1)] and gallery.event_count() == 0
     gallery.close()
 
@@ -189,3 +192,35 @@ def test_retention_keeps_decisions_that_named_someone_longer_than_unknown_ones(t
     assert [r[0] for r in gallery._db.execute("SELECT frame FROM events ORDER BY frame")] == [2, 3]
     assert gallery.prune(unknown_days=7, named_days=30) == 1 and gallery.event_count() == 1
     gallery.close()
+
+
+def test_templates_are_encrypted_with_a_private_key_that_is_never_silently_replaced(tmp_path):
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    vector = _unit([0.6, 0.8])
+    gallery.enroll("ann", [vector], "m", ["a.png"])
+    gallery.close()
+    key = tmp_path / "g.db.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and vector.tobytes() not in path.read_bytes()
+    np.testing.assert_allclose(Gallery(path).templates("m").matrix[0], vector, rtol=1e-6)
+    key.rename(tmp_path / "elsewhere.key")
+    with pytest.raises(UserError, match=r"g\.db\.key is missing: the gallery's templates cannot be read"):
+        Gallery(path, create=True)
+    assert not key.exists()
+    (tmp_path / "elsewhere.key").rename(key)
+    key.chmod(0o644)
+    with pytest.raises(UserError, match="readable by other users"):
+        Gallery(path)
+
+
+def test_templates_written_before_encryption_are_sealed_on_first_open(tmp_path):
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    gallery.enroll("ann", [_unit([1, 0])], "m", ["a.png"])
+    plain = _unit([0, 1])
+    gallery._db.execute("UPDATE templates SET embedding=?, sealed=0", (plain.tobytes(),))   # as an old gallery
+    gallery.close()
+    reopened = Gallery(path)
+    assert reopened._db.execute("SELECT sealed FROM templates").fetchone()[0] == 1
+    np.testing.assert_allclose(reopened.templates("m").matrix[0], plain)
+    reopened.close()
