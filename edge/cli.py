@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_pipeline)
 
     serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
-    serve.add_argument("--bundle", type=Path, required=True)
+    serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "
+                                                   "see python -m edge bundle install)")
     serve.add_argument("--source", help="frame source (default: the board config's camera)")
     serve.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP + "; made if missing")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds before the same person opens the door again (default: %(default)s)")
     add_model_choice(serve)
     serve.set_defaults(handler=run_serve)
+
+    bundle = verbs.add_parser("bundle", help="install a bundle on this board (atomic switch) or roll back")
+    bundle.add_argument("action", choices=("install", "rollback", "show"))
+    bundle.add_argument("folder", type=Path, nargs="?", help="with install: the bundle folder to install")
+    bundle.set_defaults(handler=run_bundle)
 
     service = verbs.add_parser("install-service", help="write a systemd unit that runs the kiosk on this board")
     service.add_argument("--board", required=True, help="board name or alias (its camera is the default source)")
@@ -294,6 +300,10 @@ def run_serve(args) -> int:
     from edge.tokens import load_or_create
     from edge.web import create_app
 
+    if args.bundle is None:
+        from edge.bundles import current_bundle
+
+        args.bundle = current_bundle()
     read_manifest(args.bundle)                        # a wrong bundle fails before anything is created
     tokens_path = home() / "tokens.json"
     tokens = load_or_create(tokens_path)
@@ -329,6 +339,29 @@ def door_actions(args, kiosk: str):
     if args.gpio is not None:
         actions.append(GpioAction(args.gpio, args.open_s))
     return DoorActions(actions, args.door_interval)
+
+
+def run_bundle(args) -> int:
+    from edge import bundles
+
+    if args.action == "install":
+        if args.folder is None:
+            raise UserError("say which bundle to install: python -m edge bundle install DIR")
+
+        def loads(folder: Path) -> None:            # refuse a bundle whose models do not load here
+            from edge.pipeline import Pipeline
+
+            Pipeline.from_bundle(folder).close()
+        installed = bundles.install(args.folder, loads)
+        print(f"bundle: installed {installed.name}; it is current (roll back with python -m edge bundle rollback)")
+    elif args.action == "rollback":
+        print(f"bundle: rolled back; current is {bundles.rollback().name}")
+    else:
+        root = bundles.bundles_dir()
+        for name in (bundles.CURRENT, bundles.PREVIOUS):
+            link = root / name
+            print(f"{name}\t{link.resolve().name if link.exists() else '-'}")
+    return 0
 
 
 def run_install_service(args) -> int:
