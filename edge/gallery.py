@@ -55,6 +55,13 @@ MIGRATIONS = (
     """
     ALTER TABLE templates ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: visitors nobody was named for, kept (sealed) until someone names them or their retention ends.
+    """
+    CREATE TABLE visitors (
+        id INTEGER PRIMARY KEY, time TEXT NOT NULL, source TEXT, track INTEGER, outcome TEXT, score REAL,
+        crop BLOB, embeddings BLOB NOT NULL, dim INTEGER NOT NULL, model_fingerprint TEXT, embedding_space TEXT,
+        producer TEXT);
+    """,
 )
 
 
@@ -263,9 +270,49 @@ class Gallery:
                   t.get("created") or _now(), t.get("embedding_space"), t.get("producer")) for e, t in rows])
         return len(rows)
 
+    def add_visitor(self, embeddings: np.ndarray, crop_jpeg: bytes | None, key: EmbeddingKey, record: dict) -> int:
+        """Keeps an unnamed visit (its looks and one face crop, both sealed) so that someone can name it later."""
+        embeddings = np.asarray(embeddings, np.float32)
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO visitors(time, source, track, outcome, score, crop, embeddings, dim, model_fingerprint, "
+                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_now(), record.get("source"), record.get("track"), record.get("outcome"), record.get("score"),
+                 self._sealer.seal(crop_jpeg) if crop_jpeg else None, self._sealer.seal(embeddings.tobytes()),
+                 embeddings.shape[1], key.fingerprint, key.space or None, key.kind or None))
+        return cursor.lastrowid
+
+    def visitors(self) -> list[dict]:
+        rows = self._db.execute("SELECT id, time, source, outcome, score, crop IS NOT NULL FROM visitors "
+                                "ORDER BY id DESC").fetchall()
+        return [dict(zip(("id", "time", "source", "outcome", "score", "has_crop"), row)) for row in rows]
+
+    def visitor_crop(self, visitor: int) -> bytes | None:
+        row = self._db.execute("SELECT crop FROM visitors WHERE id=?", (visitor,)).fetchone()
+        return self._sealer.open(row[0]) if row and row[0] else None
+
+    def name_visitor(self, visitor: int, name: str, consent: str) -> int:
+        """Enrols a kept visitor's looks under ``name`` and forgets the visitor, in one transaction."""
+        row = self._db.execute("SELECT embeddings, dim, model_fingerprint, embedding_space, producer FROM visitors "
+                               "WHERE id=?", (visitor,)).fetchone()
+        if row is None:
+            raise UserError(f"no kept visitor {visitor}")
+        embeddings = np.frombuffer(self._sealer.open(row[0]), np.float32).reshape(-1, row[1])
+        key = EmbeddingKey(row[2], row[3] or "", row[4] or "")
+        added = self.enroll(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings), consent=consent)
+        self.forget_visitor(visitor)
+        return added
+
+    def forget_visitor(self, visitor: int) -> bool:
+        with self._transaction():
+            gone = self._db.execute("DELETE FROM visitors WHERE id=?", (visitor,)).rowcount > 0
+        if gone:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+
     def prune(self, unknown_days: float, named_days: float) -> int:
-        """Deletes logged decisions past their retention: visits that named nobody after ``unknown_days``, named
-        ones after ``named_days``; returns how many went."""
+        """Deletes logged decisions past their retention: visits that named nobody (and the visitors kept from
+        them, crops included) after ``unknown_days``, named ones after ``named_days``; returns how many went."""
         now = datetime.datetime.now(datetime.timezone.utc)
         cut = {days: (now - datetime.timedelta(days=days)).isoformat(timespec="milliseconds")
                for days in (unknown_days, named_days)}
@@ -274,6 +321,7 @@ class Gallery:
                                     (cut[unknown_days],)).rowcount
             gone += self._db.execute("DELETE FROM events WHERE identity IS NOT NULL AND time < ?",
                                      (cut[named_days],)).rowcount
+            gone += self._db.execute("DELETE FROM visitors WHERE time < ?", (cut[unknown_days],)).rowcount
         return gone
 
     def version(self) -> int:

@@ -138,6 +138,19 @@ class KioskService:
         if self.pipeline.gallery:
             self.pipeline.gallery.log_events([{**r, "source": self.source_uri,
                                                "model_fingerprint": self.pipeline.fingerprint} for r in records])
+            for decision, record in zip(decisions, records):
+                self._keep_visitor(decision, record)
+
+    def _keep_visitor(self, decision, record: dict) -> None:
+        """An unnamed visit with looks is kept (sealed) so that a person can name it from the page."""
+        if decision.outcome == "named" or not decision.evidence:
+            return
+        crop = None
+        if decision.crop is not None:
+            ok, jpeg = cv2.imencode(".jpg", decision.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            crop = jpeg.tobytes() if ok else None
+        self.pipeline.gallery.add_visitor(np.stack(decision.evidence), crop, self.pipeline.key,
+                                          {**record, "source": self.source_uri})
 
     def _prune(self) -> None:
         now = time.monotonic()

@@ -81,9 +81,10 @@ class KioskStream:
             checking = track.id in self._recheck
             if not checking and not self.judge.wants_sample(track.id, frame_index):
                 continue
-            embedding = self._look(image, track, frame_index)
-            if embedding is None:
+            look = self._look(image, track, frame_index)
+            if look is None:
                 continue
+            embedding, aligned = look
             embedded += 1
             if checking:
                 self._recheck.discard(track.id)
@@ -92,7 +93,7 @@ class KioskStream:
                     self.tracker.split(track, frame_index)        # someone else took the place: a new visit
                 elif not self.judge.wants_sample(track.id, frame_index):
                     continue
-            decision = self.judge.add_sample(track.id, frame_index, embedding, track.box)
+            decision = self.judge.add_sample(track.id, frame_index, embedding, track.box, aligned)
             if decision:
                 decisions.append(decision)
         decisions += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
@@ -101,15 +102,16 @@ class KioskStream:
         self.last_frame = frame_index
         return StreamStep(faces, decisions, embedded, timings)
 
-    def _look(self, image: np.ndarray, track: Track, frame_index: int) -> np.ndarray | None:
-        """The face's embedding, or None (the reason recorded with its visit) when it fails the quality gate."""
+    def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails
+        the quality gate."""
         problem = geometry_problem(track.detection, self.tracking)
         aligned = None if problem else self.pipeline.align(image, track.detection)
         problem = problem or crop_problem(aligned, self.tracking)
         if problem:
             self.judge.reject(track.id, frame_index, problem)
             return None
-        return self.pipeline.embed_aligned([aligned])[0]
+        return self.pipeline.embed_aligned([aligned])[0], aligned
 
     def finish(self) -> list[VisitDecision]:
         """The stream ended: a decision for every visit still open."""

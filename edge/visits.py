@@ -40,6 +40,8 @@ class VisitDecision:
     samples: int
     reason: str
     box: list[float]
+    evidence: list = field(default_factory=list, repr=False)   # the visit's embeddings, for naming it later
+    crop: np.ndarray | None = field(default=None, repr=False)   # its first good aligned face, for people to see
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Visit:
     embeddings: list[np.ndarray] = field(default_factory=list)
     last_sample: int = -10**9                                # the frame of the last look, taken or rejected
     rejected: Counter = field(default_factory=Counter)      # quality problem -> frames
+    crop: np.ndarray | None = None                          # the first look that passed the quality gate
     decision: VisitDecision | None = None
 
 
@@ -77,9 +80,13 @@ class VisitJudge:
         visit.rejected[problem] += 1
         visit.last_sample = frame
 
-    def add_sample(self, track: int, frame: int, embedding: np.ndarray, box) -> VisitDecision | None:
-        """Records one look; returns the visit's decision if the evidence now settles it."""
+    def add_sample(self, track: int, frame: int, embedding: np.ndarray, box,
+                   crop: np.ndarray | None = None) -> VisitDecision | None:
+        """Records one look (and its aligned crop, the first time); returns the visit's decision if the evidence
+        now settles it."""
         visit = self.visit(track, frame)
+        if visit.crop is None:
+            visit.crop = crop
         visit.embeddings.append(np.asarray(embedding, np.float32))
         visit.last_sample = frame
         count = len(visit.embeddings)
@@ -124,6 +131,7 @@ class VisitJudge:
 
     @staticmethod
     def _record(visit: Visit, decision: VisitDecision) -> VisitDecision:
+        decision.evidence, decision.crop = list(visit.embeddings), visit.crop
         visit.decision = decision
         return decision
 

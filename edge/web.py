@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.dataprep import enrolment_face
+from edge.errors import UserError
 from edge.gallery import Gallery
 from edge.service import KioskService
 from edge.tokens import scope_of
@@ -118,6 +119,48 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         finally:
             gallery.close()
         return {"removed": name}
+
+    @app.get("/api/visitors", dependencies=[Depends(scope)])
+    def visitors() -> dict:
+        gallery = Gallery(gallery_path)
+        try:
+            return {"visitors": gallery.visitors()}
+        finally:
+            gallery.close()
+
+    @app.get("/api/visitors/{visitor}/crop.jpg", dependencies=[Depends(scope)])
+    def visitor_crop(visitor: int) -> Response:
+        gallery = Gallery(gallery_path)
+        try:
+            crop = gallery.visitor_crop(visitor)
+        finally:
+            gallery.close()
+        if crop is None:
+            raise HTTPException(404, f"no face kept for visitor {visitor}")
+        return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/visitors/{visitor}/name", dependencies=[Depends(admin)])
+    def name_visitor(visitor: int, name: str = Form(...), consent: str = Form(...)) -> dict:
+        if consent.strip().lower() != "yes":
+            raise HTTPException(400, "naming a visitor enrols them: it needs their consent (consent=yes)")
+        gallery = Gallery(gallery_path)
+        try:
+            added = gallery.name_visitor(visitor, name, consent="yes")
+        except UserError as err:
+            raise HTTPException(404, str(err)) from err
+        finally:
+            gallery.close()
+        return {"enrolled": added, "name": name}
+
+    @app.delete("/api/visitors/{visitor}", dependencies=[Depends(admin)])
+    def forget_visitor(visitor: int) -> dict:
+        gallery = Gallery(gallery_path)
+        try:
+            if not gallery.forget_visitor(visitor):
+                raise HTTPException(404, f"no kept visitor {visitor}")
+        finally:
+            gallery.close()
+        return {"forgotten": visitor}
 
     @app.post("/api/test", dependencies=[Depends(scope)])
     async def test_image(photo: UploadFile = File(...)) -> dict:

@@ -191,6 +191,10 @@ def test_retention_keeps_decisions_that_named_someone_longer_than_unknown_ones(t
     assert gallery.prune(unknown_days=7, named_days=10_000) == 1                        # the old unknown one
     assert [r[0] for r in gallery._db.execute("SELECT frame FROM events ORDER BY frame")] == [2, 3]
     assert gallery.prune(unknown_days=7, named_days=30) == 1 and gallery.event_count() == 1
+    kept = gallery.add_visitor(np.ones((2, 4), np.float32), b"jpeg bytes", EmbeddingKey("m"), {"outcome": "unknown"})
+    assert gallery.visitor_crop(kept) == b"jpeg bytes" and b"jpeg bytes" not in (tmp_path / "g.db").read_bytes()
+    gallery._db.execute("UPDATE visitors SET time=?", (old,))
+    assert gallery.prune(unknown_days=7, named_days=30) == 1 and gallery.visitors() == []     # crops go too
     gallery.close()
 
 

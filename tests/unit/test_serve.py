@@ -115,3 +115,23 @@ def test_serve_with_a_wrong_bundle_fails_in_one_line_and_creates_nothing(tmp_pat
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     assert main(["serve", "--bundle", str(tmp_path / "nothing")]) == 2
     assert "is not a bundle" in capsys.readouterr().err and not (tmp_path / "home").exists()
+
+
+def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served):
+    client, tokens, _, service = served
+    read, admin = bearer(tokens["read"]), bearer(tokens["admin"])
+    wait_for(lambda: client.get("/api/visitors", headers=read).json()["visitors"])
+    (visitor, *_) = client.get("/api/visitors", headers=read).json()["visitors"]
+    assert visitor["outcome"] == "unknown" and visitor["has_crop"]
+    crop = client.get(f"/api/visitors/{visitor['id']}/crop.jpg", headers=read)
+    assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
+    assert crop.content not in service.pipeline.gallery.path.read_bytes()            # sealed at rest
+    assert client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
+                       headers=read).status_code == 403
+    named = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
+                        headers=admin)
+    assert named.status_code == 200 and named.json()["enrolled"] >= 2
+    people = client.get("/api/gallery", headers=read).json()["people"]
+    assert [p["name"] for p in people] == ["zoe"]
+    assert all(v["id"] != visitor["id"] for v in client.get("/api/visitors", headers=read).json()["visitors"])
+    assert client.delete(f"/api/visitors/{visitor['id']}", headers=admin).status_code == 404
