@@ -5,6 +5,7 @@ token for the page's data, the frame and ``/metrics``, the admin token to enrol 
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,15 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     app = FastAPI(title="edge-face kiosk", docs_url=None, redoc_url=None)
     registry = CollectorRegistry()
     registry.register(_ServiceCollector(service))
+
+    @contextlib.contextmanager
+    def gallery_connection():
+        """A connection of the request's own: its changes are seen by the loop's connection (data_version)."""
+        gallery = Gallery(gallery_path)
+        try:
+            yield gallery
+        finally:
+            gallery.close()
 
     def scope(request: Request) -> str:
         header = request.headers.get("authorization", "")
@@ -77,11 +87,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
 
     @app.get("/api/gallery", dependencies=[Depends(scope)])
     def people() -> dict:
-        gallery = Gallery(gallery_path)
-        try:
+        with gallery_connection() as gallery:
             return {"people": [{"name": name, "templates": count} for name, count in gallery.identities()]}
-        finally:
-            gallery.close()
 
     @app.post("/api/gallery", dependencies=[Depends(admin)])
     async def enrol(name: str = Form(...), consent: str = Form(...),
@@ -103,38 +110,26 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
                 refused.append({"photo": photo.filename, "reason": why})
         if not embeddings:
             return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
-        gallery = Gallery(gallery_path)          # its own connection: the loop sees the change and reloads
-        try:
+        with gallery_connection() as gallery:
             added = gallery.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes")
-        finally:
-            gallery.close()
         return JSONResponse({"enrolled": added, "refused": refused})
 
     @app.delete("/api/gallery/{name}", dependencies=[Depends(admin)])
     def remove(name: str) -> dict:
-        gallery = Gallery(gallery_path)
-        try:
+        with gallery_connection() as gallery:
             if not gallery.remove(name):
                 raise HTTPException(404, f"{name!r} is not enrolled")
-        finally:
-            gallery.close()
         return {"removed": name}
 
     @app.get("/api/visitors", dependencies=[Depends(scope)])
     def visitors() -> dict:
-        gallery = Gallery(gallery_path)
-        try:
+        with gallery_connection() as gallery:
             return {"visitors": gallery.visitors()}
-        finally:
-            gallery.close()
 
     @app.get("/api/visitors/{visitor}/crop.jpg", dependencies=[Depends(scope)])
     def visitor_crop(visitor: int) -> Response:
-        gallery = Gallery(gallery_path)
-        try:
+        with gallery_connection() as gallery:
             crop = gallery.visitor_crop(visitor)
-        finally:
-            gallery.close()
         if crop is None:
             raise HTTPException(404, f"no face kept for visitor {visitor}")
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -143,23 +138,18 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     def name_visitor(visitor: int, name: str = Form(...), consent: str = Form(...)) -> dict:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "naming a visitor enrols them: it needs their consent (consent=yes)")
-        gallery = Gallery(gallery_path)
-        try:
-            added = gallery.name_visitor(visitor, name, consent="yes")
-        except UserError as err:
-            raise HTTPException(404, str(err)) from err
-        finally:
-            gallery.close()
+        with gallery_connection() as gallery:
+            try:
+                added = gallery.name_visitor(visitor, name, consent="yes")
+            except UserError as err:
+                raise HTTPException(404, str(err)) from err
         return {"enrolled": added, "name": name}
 
     @app.delete("/api/visitors/{visitor}", dependencies=[Depends(admin)])
     def forget_visitor(visitor: int) -> dict:
-        gallery = Gallery(gallery_path)
-        try:
+        with gallery_connection() as gallery:
             if not gallery.forget_visitor(visitor):
                 raise HTTPException(404, f"no kept visitor {visitor}")
-        finally:
-            gallery.close()
         return {"forgotten": visitor}
 
     @app.post("/api/test", dependencies=[Depends(scope)])
