@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+	bash scripts/test_lowest_python.sh python3.10
 
 demo: install
 	bash scripts/demo.sh $(PY) $(DEMO)
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) .venv-board out
