@@ -130,7 +130,7 @@ def add_model_choice(parser: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args) -> int:
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
 
     try:
         stats = write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed, size=args.size)

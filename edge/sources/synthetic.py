@@ -10,8 +10,8 @@ from __future__ import annotations
 from edge.errors import UserError
 from edge.sources.base import Frame, FrameSource
 from edge.sources.uri import uri_options
-from edge.synthetic.identity import identity_from_seed, identity_name
-from edge.synthetic.scene import SceneScript
+from synthetic_faces.identity import identity_from_seed, identity_name
+from synthetic_faces.scene import SceneScript
 
 DEFAULTS = {"seeds": "100,101,102,103", "frames_per_person": 30, "gap_frames": 5, "width": 640, "height": 480,
             "seed": 0, "fps": 30.0, "face_scale": 1.0}

@@ -61,7 +61,7 @@ def test_the_page_shows_the_camera_and_enrols_a_person(kiosk, tmp_path):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
 
     base, tokens = kiosk
     write_identity_folders(tmp_path / "photos", 1, 2, seed=900, progress=False)

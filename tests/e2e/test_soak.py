@@ -21,7 +21,7 @@ def resident_mb() -> float:
 
 
 def test_memory_stays_flat_and_no_acknowledged_enrolment_is_lost(verify_bundle, tmp_path):
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
     from edge.web import create_app
 
     write_identity_folders(tmp_path / "photos", 1, 2, seed=600, progress=False)

@@ -323,7 +323,7 @@ class Collapsed(nn.Module):
 @pytest.fixture(scope="module")
 def pair_faces(tmp_path_factory):
     from compile.real_pairs import load_pair_faces
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
     from edge.vendor_models import load_packaged_detector
 
     root = tmp_path_factory.mktemp("people")

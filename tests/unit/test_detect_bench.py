@@ -52,7 +52,7 @@ def test_size_bins_cover_every_height():
 
 
 def test_detect_benchmark_writes_json_and_report(tmp_path, detector_bundle):
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
 
     bundle = detector_bundle()
     faces = tmp_path / "faces"

@@ -18,7 +18,7 @@ testclient = pytest.importorskip("fastapi.testclient")
 
 @pytest.fixture
 def served(verify_bundle, tmp_path):
-    from edge.synthetic.dataset import write_identity_folders
+    from synthetic_faces.dataset import write_identity_folders
     from edge.web import create_app
 
     photos = tmp_path / "photos"

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.synthetic import (
+from synthetic_faces import (
     Identity, SceneScript, identities, identity_from_seed, render_face, sample_nuisance, write_identity_folders,
 )
 

@@ -5,7 +5,7 @@ import pytest
 from edge.align import five_to_four
 from edge.dataprep import largest
 from edge.detect import box_iou
-from edge.synthetic import SceneScript, identities, render_face, sample_nuisance
+from synthetic_faces import SceneScript, identities, render_face, sample_nuisance
 from edge.vendor_models import load_packaged_detector
 
 pytestmark = pytest.mark.unit

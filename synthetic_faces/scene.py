@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.synthetic.identity import Identity
-from edge.synthetic.render import Nuisance, paint_face, sample_nuisance
+from synthetic_faces.identity import Identity
+from synthetic_faces.render import Nuisance, paint_face, sample_nuisance
 
 _ROOM_STREAM = 0x7E
 _VISIT_STREAM = 0x51

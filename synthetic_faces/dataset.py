@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.synthetic.identity import identities, identity_name
-from edge.synthetic.render import render_face, sample_nuisance
+from synthetic_faces.identity import identities, identity_name
+from synthetic_faces.render import render_face, sample_nuisance
 
 # Separates the per-image nuisance stream from the identity stream that starts from the same seed.
 _NUISANCE_STREAM = 0x4E

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.synthetic.identity import HAIR_BALD, HAIR_CURLY, HAIR_FRINGE, HAIR_LONG, HAIR_SHORT, Identity
+from synthetic_faces.identity import HAIR_BALD, HAIR_CURLY, HAIR_FRINGE, HAIR_LONG, HAIR_SHORT, Identity
 
 # Random streams derived from a background seed; distinct so the noise does not mirror the background.
 _BACKGROUND_STREAM = 0xB6

@@ -1,0 +1,14 @@
+"""Seeded synthetic faces: identities, single face photos, identity folders and kiosk-camera scenes.
+
+Data, not runtime: a package of its own (numpy and OpenCV only) that ``edge``'s ``synthetic://`` source and
+``synth`` command and the trainer import lazily, so that a kiosk never loads it.
+"""
+from synthetic_faces.dataset import DatasetStats, write_identity_folders
+from synthetic_faces.identity import Identity, identities, identity_from_seed, identity_name
+from synthetic_faces.render import Nuisance, render_face, sample_nuisance
+from synthetic_faces.scene import SceneScript
+
+__all__ = [
+    "DatasetStats", "Identity", "Nuisance", "SceneScript", "identities", "identity_from_seed", "identity_name",
+    "render_face", "sample_nuisance", "write_identity_folders",
+]
