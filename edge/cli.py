@@ -158,7 +158,6 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
-    from edge.dataprep import enrolment_face
     from edge.gallery import Gallery
     from edge.imageio import list_images, read_image
 
@@ -174,11 +173,11 @@ def run_enroll(args) -> int:
     try:
         for path in paths:
             image = read_image(path)
-            face, why = enrolment_face(pipeline.detector.detect(image)) if image is not None else (None, "unreadable")
-            if face is None:
+            embedding, why = pipeline.enrolment_embedding(image) if image is not None else (None, "unreadable")
+            if embedding is None:
                 refused.append(f"{path.name} ({why})")
                 continue
-            embeddings.append(pipeline.embed_aligned([pipeline.align(image, face)])[0])
+            embeddings.append(embedding)
             sources.append(str(path))
     finally:
         pipeline.close()
@@ -238,7 +237,7 @@ def run_pipeline(args) -> int:
     from edge.run_summary import VisitSummary
     from edge.sources import open_source
     from edge.stream import KioskStream
-    from edge.systemd import Notifier
+    from edge.systemd import Notifier, watched_frames
 
     if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
@@ -255,8 +254,7 @@ def run_pipeline(args) -> int:
         records = [decision_record(d, summary.truth_of(d.track)) for d in decisions]
         for record in records:
             print(json.dumps(record), flush=True)
-        pipeline.gallery.log_events([{**r, "source": args.source, "model_fingerprint": pipeline.fingerprint}
-                                     for r in records])
+        pipeline.log_decisions(records, args.source)
         summary.add_decisions(decisions)
 
     interrupted = False
@@ -265,13 +263,7 @@ def run_pipeline(args) -> int:
     try:
         with open_source(args.source) as source:
             notifier.ready(f"running {pipeline.embedder.entry.name} on {args.source}")
-            while not source.ended:
-                frame = source.read()
-                if frame is None:                  # a live camera's timeout: fed while its grabber keeps trying
-                    if source.working():
-                        notifier.alive("waiting for the camera")
-                    continue
-                notifier.alive()
+            for frame in watched_frames(source, notifier):
                 step = stream.step(frame.image, frame.index)
                 summary.add_frame(frame.truth, step.faces)
                 publish(step.decisions)
@@ -294,7 +286,6 @@ def run_pipeline(args) -> int:
 def run_serve(args) -> int:
     import uvicorn
 
-    from edge.manifest import read_manifest
     from edge.paths import home
     from edge.service import KioskService
     from edge.tokens import load_or_create
@@ -304,11 +295,11 @@ def run_serve(args) -> int:
         from edge.bundles import current_bundle
 
         args.bundle = current_bundle()
-    read_manifest(args.bundle)                        # a wrong bundle fails before anything is created
-    tokens_path = home() / "tokens.json"
-    tokens = load_or_create(tokens_path)
+    # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
     pipeline.require_current_gallery(args.bundle)
+    tokens_path = home() / "tokens.json"
+    tokens = load_or_create(tokens_path)
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board),
                            retention_days=(args.keep_unknown_days, args.keep_named_days))
     service.start()
@@ -390,9 +381,7 @@ def stop_on_sigterm() -> None:
 def decision_record(decision, truth=False) -> dict:
     """One JSON line per visit: what was decided, on how many looks, and why (and who it was, when the source
     knows: synthetic scenes)."""
-    record = {"track": decision.track, "frame": decision.frame, "outcome": decision.outcome,
-              "identity": decision.identity, "score": decision.score, "best_match": decision.best_match,
-              "samples": decision.samples, "reason": decision.reason, "box": decision.box}
+    record = decision.record()
     if truth is not False:
         record["truth"] = truth
     return record

@@ -14,7 +14,7 @@ import numpy as np
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends.base import BackendOptions
 from edge.boards import BoardConfig, load_board
-from edge.dataprep import pick_face
+from edge.dataprep import enrolment_face, pick_face
 from edge.detect import BlazeFaceDetector, Detection
 from edge.errors import UserError
 from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
@@ -117,6 +117,12 @@ class Pipeline:
                    threads=options.threads, per_probe_far=per_probe_far, verifier_choice=verify.reason,
                    detectors=detectors, streaming=board)
 
+    def log_decisions(self, records: list[dict], source: str) -> None:
+        """Logs decision records in the gallery (one transaction), with their source and this model's file."""
+        if self.gallery and records:
+            self.gallery.log_events([{**r, "source": source, "model_fingerprint": self.fingerprint}
+                                     for r in records])
+
     def require_current_gallery(self, bundle: str | Path) -> None:
         """Refuses to run while enrolled people have templates only from a model whose embeddings differ."""
         stale = self.templates.stale
@@ -142,6 +148,13 @@ class Pipeline:
 
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         return align_face(image, detection.keypoints[self.keypoints], self.crop)
+
+    def enrolment_embedding(self, image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """(the embedding of the one person in an enrolment photo, None) or (None, why the photo is refused)."""
+        face, why = enrolment_face(self.detector.detect(image))
+        if face is None:
+            return None, why
+        return self.embed_aligned([self.align(image, face)])[0], None
 
     def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
         """The face ``edge.dataprep.pick_face`` chooses among those found."""

@@ -21,7 +21,7 @@ from edge.annotate import draw_tracks
 from edge.pipeline import Pipeline
 from edge.sources import open_source
 from edge.stream import STREAM_STAGES, KioskStream
-from edge.systemd import Notifier
+from edge.systemd import Notifier, watched_frames
 
 log = logging.getLogger(__name__)
 RECENT_DECISIONS = 20
@@ -37,7 +37,7 @@ class LoopState:
     stage_ms: dict = field(default_factory=lambda: {s: deque(maxlen=STAGE_WINDOW) for s in STREAM_STAGES})
     decisions: Counter = field(default_factory=Counter)                                   # outcome -> count
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
-    jpeg: bytes = b""
+    latest: tuple | None = None      # (image, faces) of the last frame, drawn and encoded only when asked for
     error: str = ""
     running: bool = False
 
@@ -95,13 +95,7 @@ class KioskService:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set() and not self._source.ended:
-                frame = self._source.read()
-                if frame is None:
-                    if self._source.working():
-                        self.notifier.alive("waiting for the camera")
-                    continue
-                self.notifier.alive()
+            for frame in watched_frames(self._source, self.notifier, self._stop):
                 self._check_gallery()
                 self._prune()
                 with self.models:
@@ -120,24 +114,30 @@ class KioskService:
         state.frame_times.append(time.monotonic())
         for stage, value in step.timings_ms.items():
             state.stage_ms[stage].append(value)
-        annotated = draw_tracks(frame.image, step.faces, self.stream.judge)
+        state.latest = (frame.image, step.faces)
+
+    def frame_jpeg(self) -> bytes | None:
+        """The last frame with its tracked faces drawn, as JPEG: made when the page asks, not on every frame (an
+        encode costs several milliseconds at 1080p)."""
+        if self.state.latest is None:
+            return None
+        image, faces = self.state.latest
+        with self.models:                  # the visits' state is the loop's: read it between two of its steps
+            annotated = draw_tracks(image, faces, self.stream.judge)
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        if ok:
-            state.jpeg = jpeg.tobytes()
+        return jpeg.tobytes() if ok else None
 
     def _publish(self, decisions) -> None:
         if not decisions:
             return
-        records = [{"track": d.track, "frame": d.frame, "outcome": d.outcome, "identity": d.identity,
-                    "score": d.score, "reason": d.reason, "box": d.box} for d in decisions]
+        records = [d.record() for d in decisions]
         healthy = self.camera_status()["state"] == "streaming" and not self.state.error
         for decision, record in zip(decisions, records):
             self.state.decisions[record["outcome"]] += 1
             door = self.door.on_decision(decision, healthy, self.pipeline.board)
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
+        self.pipeline.log_decisions(records, self.source_uri)
         if self.pipeline.gallery:
-            self.pipeline.gallery.log_events([{**r, "source": self.source_uri,
-                                               "model_fingerprint": self.pipeline.fingerprint} for r in records])
             for decision, record in zip(decisions, records):
                 self._keep_visitor(decision, record)
 

@@ -58,6 +58,19 @@ class Notifier:
         self._send("STOPPING=1")
 
 
+def watched_frames(source, notifier: Notifier, stop=None):
+    """Frames from ``source`` until it ends (or ``stop``, an Event, is set), feeding the watchdog: a keep-alive
+    per frame, and while a live camera's read times out, one only while its grabber is still working."""
+    while not source.ended and not (stop is not None and stop.is_set()):
+        frame = source.read()
+        if frame is None:
+            if source.working():
+                notifier.alive("waiting for the camera")
+            continue
+        notifier.alive()
+        yield frame
+
+
 def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER) -> str:
     """A ``Type=notify`` unit running ``edge serve`` on ``board``: a dedicated user, its state under /var/lib/edge-face
     (the gallery's home, 0700), restart on failure with a start limit, and the watchdog."""

@@ -43,6 +43,12 @@ class VisitDecision:
     evidence: list = field(default_factory=list, repr=False)   # the visit's embeddings, for naming it later
     crop: np.ndarray | None = field(default=None, repr=False)   # its first good aligned face, for people to see
 
+    def record(self) -> dict:
+        """The decision as one JSON line and one logged event: what was decided, on how many looks, and why."""
+        return {"track": self.track, "frame": self.frame, "outcome": self.outcome, "identity": self.identity,
+                "score": self.score, "best_match": self.best_match, "samples": self.samples,
+                "reason": self.reason, "box": self.box}
+
 
 @dataclass
 class Visit:

@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from edge.dataprep import enrolment_face
 from edge.errors import UserError
 from edge.gallery import Gallery
 from edge.service import KioskService
@@ -81,9 +80,10 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
 
     @app.get("/api/frame.jpg", dependencies=[Depends(scope)])
     def frame() -> Response:
-        if not service.state.jpeg:
+        jpeg = service.frame_jpeg()
+        if jpeg is None:
             raise HTTPException(503, "no frame yet")
-        return Response(service.state.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/gallery", dependencies=[Depends(scope)])
     def people() -> dict:
@@ -102,10 +102,10 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             image, why = _decode(await photo.read(MAX_UPLOAD_BYTES + 1))
             if image is not None:
                 with service.models:
-                    face, why = enrolment_face(service.pipeline.detector.detect(image))
-                    if face is not None:
-                        embeddings.append(service.pipeline.embed_aligned([service.pipeline.align(image, face)])[0])
-                        sources.append(f"upload:{photo.filename}")
+                    embedding, why = service.pipeline.enrolment_embedding(image)
+                if embedding is not None:
+                    embeddings.append(embedding)
+                    sources.append(f"upload:{photo.filename}")
             if why:
                 refused.append({"photo": photo.filename, "reason": why})
         if not embeddings:
@@ -158,13 +158,9 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         if image is None:
             raise HTTPException(400, why)
         with service.models:
-            faces = service.pipeline.detector.detect(image)
-            results = []
-            for face in faces:
-                embedding = service.pipeline.embed_aligned([service.pipeline.align(image, face)])[0]
-                identity, score, best = service.pipeline.match(embedding)
-                results.append({"box": [round(float(v), 1) for v in face.box], "identity": identity,
-                                "score": round(score, 4), "best_match": best})
+            decisions = service.pipeline.process(image).decisions
+        results = [{"box": d.box, "identity": d.identity, "score": d.score, "best_match": d.best_match}
+                   for d in decisions]
         return {"faces": results, "threshold": round(service.pipeline.threshold, 4)}
 
     return app
