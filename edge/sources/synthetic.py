@@ -7,14 +7,28 @@ in it), so a run can be scored. Identity names match the synthetic dataset's fol
 """
 from __future__ import annotations
 
+import importlib
+
 from edge.errors import UserError
 from edge.sources.base import Frame, FrameSource
 from edge.sources.uri import uri_options
-from synthetic_faces.identity import identity_from_seed, identity_name
-from synthetic_faces.scene import SceneScript
 
 DEFAULTS = {"seeds": "100,101,102,103", "frames_per_person": 30, "gap_frames": 5, "width": 640, "height": 480,
             "seed": 0, "fps": 30.0, "face_scale": 1.0}
+
+
+RENDERER_INSTALL = ("the face renderer is not installed (a board does not need it): from a clone, "
+                    "pip install packages/synthetic-faces")
+
+
+def face_renderer():
+    """The ``synthetic_faces`` package, or a UserError saying how to install it."""
+    try:
+        return importlib.import_module("synthetic_faces")
+    except ModuleNotFoundError as err:
+        if err.name != "synthetic_faces":
+            raise
+        raise UserError(RENDERER_INSTALL) from err
 
 
 class SyntheticSource(FrameSource):
@@ -31,12 +45,13 @@ class SyntheticSource(FrameSource):
             raise UserError(f"seeds in {self.uri} must be comma-separated integers") from err
         if not seeds:
             raise UserError(f"{self.uri} names no people: give seeds=1,2,3")
-        people = [identity_from_seed(s) for s in seeds]
+        renderer = face_renderer()
+        people = [renderer.identity_from_seed(s) for s in seeds]
         o = self.options
         try:
-            self._script = SceneScript(people, frames_per_person=o["frames_per_person"], gap_frames=o["gap_frames"],
-                                       width=o["width"], height=o["height"], seed=o["seed"],
-                                       face_scale=o["face_scale"])
+            self._script = renderer.SceneScript(people, frames_per_person=o["frames_per_person"],
+                                                gap_frames=o["gap_frames"], width=o["width"], height=o["height"],
+                                                seed=o["seed"], face_scale=o["face_scale"])
         except ValueError as err:           # the scene's own argument checks
             raise UserError(f"{self.uri}: {err}") from err
 
@@ -45,7 +60,7 @@ class SyntheticSource(FrameSource):
             self.ended = True
             return None
         image, person, box = self._script.frame(self._index)
-        truth = {"identity": identity_name(person) if person else None,
+        truth = {"identity": face_renderer().identity_name(person) if person else None,
                  "box": [float(v) for v in box] if box is not None else None}
         frame = Frame(image, self._index, self._index / self.options["fps"], truth)
         self._index += 1

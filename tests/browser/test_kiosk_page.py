@@ -64,7 +64,7 @@ def test_the_page_shows_the_camera_and_enrols_a_person(kiosk, tmp_path):
     from synthetic_faces.dataset import write_identity_folders
 
     base, tokens = kiosk
-    write_identity_folders(tmp_path / "photos", 1, 2, seed=900, progress=False)
+    write_identity_folders(tmp_path / "photos", 1, 2, seed=900)
     photo = sorted((tmp_path / "photos").rglob("*.png"))[0]
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -24,7 +24,7 @@ def test_memory_stays_flat_and_no_acknowledged_enrolment_is_lost(verify_bundle, 
     from synthetic_faces.dataset import write_identity_folders
     from edge.web import create_app
 
-    write_identity_folders(tmp_path / "photos", 1, 2, seed=600, progress=False)
+    write_identity_folders(tmp_path / "photos", 1, 2, seed=600)
     photo = sorted((tmp_path / "photos").rglob("*.png"))[0].read_bytes()
     gallery_path = tmp_path / "home" / "gallery.db"
     tokens = load_or_create(tmp_path / "home" / "tokens.json")

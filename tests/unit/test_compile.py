@@ -327,7 +327,7 @@ def pair_faces(tmp_path_factory):
     from edge.vendor_models import load_packaged_detector
 
     root = tmp_path_factory.mktemp("people")
-    write_identity_folders(root, 6, 4, seed=300, progress=False)
+    write_identity_folders(root, 6, 4, seed=300)
     return load_pair_faces([root], "arcface112", load_packaged_detector())
 
 

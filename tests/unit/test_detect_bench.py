@@ -56,7 +56,7 @@ def test_detect_benchmark_writes_json_and_report(tmp_path, detector_bundle):
 
     bundle = detector_bundle()
     faces = tmp_path / "faces"
-    write_identity_folders(faces, 2, 2, seed=7, progress=False)
+    write_identity_folders(faces, 2, 2, seed=7)
     lines = [line.split() for line in (faces / "landmarks.txt").read_text().splitlines()]
     images = []
     for rel, *coords in lines:

@@ -22,7 +22,7 @@ def served(verify_bundle, tmp_path):
     from edge.web import create_app
 
     photos = tmp_path / "photos"
-    write_identity_folders(photos, 1, 3, seed=500, progress=False)
+    write_identity_folders(photos, 1, 3, seed=500)
     gallery = tmp_path / "home" / "gallery.db"
     tokens = load_or_create(tmp_path / "home" / "tokens.json")
     pipeline = Pipeline.from_bundle(verify_bundle, gallery_path=gallery, create_gallery=True)

@@ -74,8 +74,7 @@ def test_invalid_arguments_raise_value_error():
 
 @pytest.mark.unit
 def test_write_identity_folders_layout_and_determinism(tmp_path):
-    stats = write_identity_folders(tmp_path / "a", n_identities=3, images_per_identity=2, seed=10, size=64,
-                                   progress=False)
+    stats = write_identity_folders(tmp_path / "a", n_identities=3, images_per_identity=2, seed=10, size=64)
     assert (stats.identities, stats.images) == (3, 6)
     root = tmp_path / "a"
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["id0010", "id0011", "id0012"]
@@ -88,7 +87,7 @@ def test_write_identity_folders_layout_and_determinism(tmp_path):
         assert image.shape == (64, 64, 3)
         xs, ys = np.array(fields[1:6], float), np.array(fields[6:], float)
         assert xs[0] < xs[1] and ys[:2].max() < ys[2]
-    write_identity_folders(tmp_path / "b", n_identities=3, images_per_identity=2, seed=10, size=64, progress=False)
+    write_identity_folders(tmp_path / "b", n_identities=3, images_per_identity=2, seed=10, size=64)
     for line in lines:
         relpath = line.split()[0]
         assert (root / relpath).read_bytes() == (tmp_path / "b" / relpath).read_bytes()

@@ -23,11 +23,12 @@ class DatasetStats:
 
 
 def write_identity_folders(root, n_identities: int, images_per_identity: int, seed: int = 0,
-                           size: int = 160, progress: bool = True) -> DatasetStats:
+                           size: int = 160, progress=None) -> DatasetStats:
     """Renders identities ``seed`` .. ``seed + n_identities - 1`` into ``root/id<seed>/<n>.png``.
 
     Also writes ``root/landmarks.txt``, one line per image: ``relpath x1 .. x5 y1 .. y5`` in image pixels, the
-    layout of ``faces80/landmarks.txt``. The same arguments give byte-identical files.
+    layout of ``faces80/landmarks.txt``. The same arguments give byte-identical files. ``progress``, when
+    given, wraps the list of images to render (a progress bar).
     """
     if n_identities < 1 or images_per_identity < 1:
         raise ValueError(f"need at least one identity and one image each, got {n_identities} x {images_per_identity}")
@@ -38,7 +39,7 @@ def write_identity_folders(root, n_identities: int, images_per_identity: int, se
         (root / identity_name(person)).mkdir(exist_ok=True)
     jobs = [(person, n) for person in people for n in range(images_per_identity)]
     lines = []
-    for person, n in _progress(jobs, progress):
+    for person, n in (progress(jobs) if progress else jobs):
         # Each image's nuisance depends only on the person and the image number, so a person's images
         # do not change when the dataset grows or starts at another seed.
         nuisance = sample_nuisance(np.random.default_rng([_NUISANCE_STREAM, person.seed, n]))
@@ -51,10 +52,3 @@ def write_identity_folders(root, n_identities: int, images_per_identity: int, se
     (root / LANDMARKS_FILE).write_text("\n".join(lines) + "\n")
     return DatasetStats(identities=len(people), images=len(lines), root=str(root))
 
-
-def _progress(jobs: list, enabled: bool):
-    if not enabled:
-        return jobs
-    # Imported here: tqdm is only needed when a person is watching, and edge must import without it.
-    from edge.progress import progress_bar
-    return progress_bar(jobs, desc="synthetic faces", unit="img")
