@@ -13,9 +13,13 @@ UNKNOWN = (40, 40, 220)    # BGR red
 PENDING = (200, 160, 40)   # BGR blue: a visit still gathering evidence, or undecided
 
 
-def draw_tracks(image: np.ndarray, tracks, judge) -> np.ndarray:
-    """Each tracked face with its track id and its visit's decision so far (``edge.visits.VisitJudge``)."""
+def draw_tracks(image: np.ndarray, tracks, judge, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Each tracked face with its track id and its visit's decision so far (``edge.visits.VisitJudge``).
+
+    ``scale`` (x, y) maps the detection image's pixels onto ``image`` when that is a larger view of the same
+    instant (picamera2's main stream beside the low-resolution one the detector ran on)."""
     canvas = image.copy()
+    sx, sy = scale
     for track in tracks:
         visit = judge.visits.get(track.id)
         decision = visit.decision if visit else None
@@ -25,10 +29,10 @@ def draw_tracks(image: np.ndarray, tracks, judge) -> np.ndarray:
         else:
             colour = {"named": KNOWN, "unknown": UNKNOWN}.get(decision.outcome, PENDING)
             label = f"#{track.id} {decision.identity or decision.outcome} {decision.score:.2f}"
-        x1, y1, x2, y2 = (int(round(v)) for v in track.detection.box)
+        x1, y1, x2, y2 = (int(round(v * f)) for v, f in zip(track.detection.box, (sx, sy, sx, sy)))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         for x, y in track.detection.keypoints[:4]:
-            cv2.circle(canvas, (int(x), int(y)), 2, (255, 255, 0), -1)
+            cv2.circle(canvas, (int(x * sx), int(y * sy)), 2, (255, 255, 0), -1)
         (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(canvas, (x1, max(0, y1 - h - 6)), (x1 + w + 4, y1), colour, -1)
         cv2.putText(canvas, label, (x1 + 2, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)

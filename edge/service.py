@@ -37,7 +37,7 @@ class LoopState:
     stage_ms: dict = field(default_factory=lambda: {s: deque(maxlen=STAGE_WINDOW) for s in STREAM_STAGES})
     decisions: Counter = field(default_factory=Counter)                                   # outcome -> count
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
-    latest: tuple | None = None      # (image, faces) of the last frame, drawn and encoded only when asked for
+    latest: tuple | None = None      # (image, display, faces) of the last frame, drawn and encoded when asked
     error: str = ""
     running: bool = False
 
@@ -114,16 +114,19 @@ class KioskService:
         state.frame_times.append(time.monotonic())
         for stage, value in step.timings_ms.items():
             state.stage_ms[stage].append(value)
-        state.latest = (frame.image, step.faces)
+        state.latest = (frame.image, frame.display, step.faces)
 
     def frame_jpeg(self) -> bytes | None:
         """The last frame with its tracked faces drawn, as JPEG: made when the page asks, not on every frame (an
-        encode costs several milliseconds at 1080p)."""
+        encode costs several milliseconds at 1080p). A camera with a display stream (picamera2's main) is shown
+        at that resolution, with the boxes found in the detection stream scaled onto it."""
         if self.state.latest is None:
             return None
-        image, faces = self.state.latest
+        image, display, faces = self.state.latest
+        shown = image if display is None else display
+        scale = (shown.shape[1] / image.shape[1], shown.shape[0] / image.shape[0])
         with self.models:                  # the visits' state is the loop's: read it between two of its steps
-            annotated = draw_tracks(image, faces, self.stream.judge)
+            annotated = draw_tracks(shown, faces, self.stream.judge, scale)
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 

@@ -135,3 +135,26 @@ def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served)
     assert [p["name"] for p in people] == ["zoe"]
     assert all(v["id"] != visitor["id"] for v in client.get("/api/visitors", headers=read).json()["visitors"])
     assert client.delete(f"/api/visitors/{visitor['id']}", headers=admin).status_code == 404
+
+
+def test_the_page_shows_the_display_stream_with_the_boxes_scaled_onto_it(verify_bundle):
+    from types import SimpleNamespace
+
+    from edge.annotate import PENDING, draw_tracks
+    from edge.detect import Detection
+
+    image = np.zeros((240, 320, 3), np.uint8)                   # what the detector saw (picamera2's lores)
+    display = np.zeros((480, 640, 3), np.uint8)                 # the same instant at twice the size (main)
+    face = Detection(np.array([100, 50, 140, 100], np.float32), 0.9, np.zeros((6, 2), np.float32))
+    track = SimpleNamespace(id=1, detection=face)
+    drawn = draw_tracks(display, [track], SimpleNamespace(visits={}), scale=(2.0, 2.0))
+    assert tuple(drawn[200, 240]) == PENDING and tuple(drawn[150, 280]) == PENDING   # box edges at 2x
+    assert not drawn[75, 140].any()                                                  # not at 1x
+    pipeline = Pipeline.from_bundle(verify_bundle)
+    service = KioskService(pipeline, "unused://")
+    service.state.latest = (image, display, [track])
+    shown = cv2.imdecode(np.frombuffer(service.frame_jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == display.shape
+    service.state.latest = (image, None, [track])
+    assert cv2.imdecode(np.frombuffer(service.frame_jpeg(), np.uint8), cv2.IMREAD_COLOR).shape == image.shape
+    pipeline.close()
