@@ -32,10 +32,11 @@ from compile.match_calibration import (
 )
 from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
-from compile.validate import gate, run_artifact, torch_reference
+from compile.validate import torch_reference
 from edge.align import CROPS
 from edge.boards import Artifact, BoardConfig
 from edge.errors import UserError
+from edge.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
 from edge.manifest import (
     InputSpec,
     Manifest,
@@ -115,6 +116,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                         (staging / entry.file).unlink()
             progress.close()
         entries += [_copy_detector(name, staging) for name in detectors]
+        write_golden(staging, entries, {s.role: np.stack(calibration.held_out[:GOLDEN_IMAGES]) for s in sources},
+                     {role: reference for role, (_, reference) in references.items()}, board, gate_threads(board))
         manifest = Manifest(board=board.name, created=created, tools=tool_versions(artifacts), models=tuple(entries))
         write_manifest(staging, manifest)
         write_report(staging, board.name, created, rows, calibration.describe(),
@@ -122,7 +125,10 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                       "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
                                            f"per-channel int8 weights, {board.int8_activations} activations "
-                                           "(the board config's int8_activations)"})
+                                           "(the board config's int8_activations)",
+                      "golden outputs": f"{GOLDEN_FILE}: {GOLDEN_IMAGES} held-out crops per model with their FP32 "
+                                        "outputs and a frame of faces with each detector's boxes; check them on "
+                                        "the board with python -m edge bundle check DIR"})
         read_manifest(staging, verify_files=True)
         _swap_into_place(staging, final)
     except BaseException:

@@ -109,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_choice(serve)
     serve.set_defaults(handler=run_serve)
 
-    bundle = verbs.add_parser("bundle", help="install a bundle on this board (atomic switch) or roll back")
-    bundle.add_argument("action", choices=("install", "rollback", "show"))
-    bundle.add_argument("folder", type=Path, nargs="?", help="with install: the bundle folder to install")
+    bundle = verbs.add_parser("bundle", help="install a bundle on this board (atomic switch), roll back, or check "
+                                             "that its files compute here what they computed at compile time")
+    bundle.add_argument("action", choices=("install", "rollback", "show", "check"))
+    bundle.add_argument("folder", type=Path, nargs="?",
+                        help="install: the bundle folder to install; check: the bundle (default: the current one)")
     bundle.set_defaults(handler=run_bundle)
 
     service = verbs.add_parser("install-service", help="write a systemd unit that runs the kiosk on this board")
@@ -344,12 +346,23 @@ def run_bundle(args) -> int:
         if args.folder is None:
             raise UserError("say which bundle to install: python -m edge bundle install DIR")
 
-        def loads(folder: Path) -> None:            # refuse a bundle whose models do not load here
+        def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
+            from edge.golden import GOLDEN_FILE
             from edge.pipeline import Pipeline
 
             Pipeline.from_bundle(folder).close()
-        installed = bundles.install(args.folder, loads)
+            if (folder / GOLDEN_FILE).is_file():
+                failed = [c for c in report_golden(folder) if not c.passed]
+                if failed:
+                    raise UserError(f"refused: {len(failed)} file(s) do not compute here what they computed at "
+                                    f"compile time ({'; '.join(f'{c.file}: {c.reason}' for c in failed)})")
+            else:
+                print(f"bundle: no {GOLDEN_FILE} in it (compiled before golden outputs); its outputs are not checked")
+        installed = bundles.install(args.folder, runs_here)
         print(f"bundle: installed {installed.name}; it is current (roll back with python -m edge bundle rollback)")
+    elif args.action == "check":
+        checks = report_golden(args.folder or bundles.current_bundle())
+        return 0 if all(c.passed for c in checks) else 1
     elif args.action == "rollback":
         print(f"bundle: rolled back; current is {bundles.rollback().name}")
     else:
@@ -358,6 +371,17 @@ def run_bundle(args) -> int:
             link = root / name
             print(f"{name}\t{link.resolve().name if link.exists() else '-'}")
     return 0
+
+
+def report_golden(folder: Path) -> list:
+    """Runs the bundle's golden check here, one line per file (a log can hold it)."""
+    from edge.golden import check_folder
+
+    checks = check_folder(folder)
+    for c in checks:
+        print(f"bundle check: {'ok  ' if c.passed else 'FAIL'} {c.file} ({c.precision}, {c.backend}): {c.measure}")
+    print(f"bundle check: {sum(c.passed for c in checks)} of {len(checks)} files match their golden outputs")
+    return checks
 
 
 def run_install_service(args) -> int:

@@ -1,15 +1,18 @@
 """The board tier: run on the board itself with `pytest tests/board --board NAME` (skipped elsewhere).
 
 Point EDGE_FACE_BUNDLE at the bundle compiled for that board (bundles/<board>); set EDGE_FACE_CAMERA to
-override the board config's default camera URI.
+override the board config's default camera URI. Every compiled file, at each precision the bundle carries, must
+reproduce the golden outputs stored at compile time (``edge.golden``) on the board's own backends.
 """
 import os
 import platform
 
+import numpy as np
 import pytest
 
 from edge.backends import BACKENDS
 from edge.boards import load_board
+from edge.golden import GOLDEN_FILE, check_folder
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
 from edge.sources import open_source
@@ -39,13 +42,26 @@ def test_every_preferred_backend_is_installed(board):
         BACKENDS.get(name)()
 
 
-def test_bundle_was_built_for_this_board_and_runs(board, bundle_dir):
+def test_bundle_was_built_for_this_board(board, bundle_dir):
     assert read_manifest(bundle_dir).board == board.name
+
+
+def test_every_file_at_every_precision_reproduces_its_golden_outputs(bundle_dir):
+    checks = check_folder(bundle_dir)
+    failed = [f"{c.file} ({c.precision}, {c.backend}): {c.reason}" for c in checks if not c.passed]
+    assert checks and not failed, failed
+
+
+def test_the_pipeline_finds_every_face_of_the_golden_frame(board, bundle_dir):
+    with np.load(os.path.join(bundle_dir, GOLDEN_FILE)) as golden:
+        frame = golden["frame"]
+        expected = len(golden[f"detector.{board.detection.detector}.boxes"])
     pipeline = Pipeline.from_bundle(bundle_dir)
-    with open_source("synthetic://kiosk?seeds=1,2&frames_per_person=10") as source:
-        faces = sum(len(pipeline.process(frame.image).decisions) for frame in source)
-    pipeline.close()
-    assert faces >= 15
+    try:
+        result = pipeline.process(frame)
+    finally:
+        pipeline.close()
+    assert len(result.decisions) == expected > 0
 
 
 def test_default_camera_delivers_frames(board):

@@ -21,9 +21,10 @@ from compile import cli
 from compile.bundle import SourceModel, build_bundle
 from compile.calibration import fingerprint, load_calibration_set
 from compile.exporters import ExportRequest, export
-from compile.validate import gate, run_artifact, torch_reference
+from compile.validate import torch_reference
 from edge.boards import Artifact, load_board
 from edge.errors import UserError
+from edge.golden import check_folder, gate, run_artifact
 from edge.manifest import ModelEntry, OutputSpec, read_manifest, sha256_file
 from edge.preprocess import generator_input_spec, prepare_batch, verifier_input_spec
 
@@ -297,6 +298,10 @@ def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
     manifest = read_manifest(out / "host", verify_files=True)
     assert len(manifest.models) == 8 and "litert-torch" in manifest.tools      # 6 files and 2 detectors
     assert (out / "host" / "report.json").exists()
+    # every file, each precision and format, computes its golden outputs again when the bundle is checked
+    checks = check_folder(out / "host")
+    assert all(c.passed for c in checks), [c.reason for c in checks if not c.passed]
+    assert sorted(c.file for c in checks) == sorted(m.file for m in manifest.models)
 
 
 @pytest.mark.unit

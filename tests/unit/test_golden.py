@@ -1,0 +1,67 @@
+"""Golden outputs: a bundle's files checked where it runs against what they computed when it was compiled."""
+import numpy as np
+import pytest
+
+from edge.boards import load_board
+from edge.bundles import current_bundle
+from edge.cli import main as edge_main
+from edge.errors import UserError
+from edge.golden import GOLDEN_FILE, check_folder, write_golden
+from edge.manifest import read_manifest
+from edge.preprocess import prepare_batch, verifier_input_spec
+
+pytestmark = pytest.mark.unit
+
+
+def face_crops(count: int) -> np.ndarray:
+    from synthetic_faces import identities, render_face, sample_nuisance
+
+    people = identities(count, 40)
+    return np.stack([render_face(p, sample_nuisance(np.random.default_rng(p.seed)), 112)[0] for p in people])
+
+
+def with_golden(bundle, crops: np.ndarray, reference: np.ndarray):
+    manifest = read_manifest(bundle)
+    write_golden(bundle, list(manifest.models), {"verifier": crops}, {"verifier": reference}, load_board("host"), 1)
+    return bundle
+
+
+def channel_means(crops: np.ndarray) -> np.ndarray:
+    """What the tiny verifier computes, worked out in numpy rather than by running it."""
+    return prepare_batch(list(crops), verifier_input_spec()).mean(axis=(2, 3))
+
+
+def test_every_file_of_a_bundle_matches_its_golden_outputs(verify_bundle, capsys):
+    crops = face_crops(8)
+    bundle = with_golden(verify_bundle, crops, channel_means(crops))
+    with np.load(bundle / GOLDEN_FILE) as golden:
+        assert golden["frame"].shape == (280, 280, 3)
+        found = {name: len(golden[name]) for name in golden.files if name.endswith(".boxes")}
+    assert len(found) == 2 and min(found.values()) == 4          # the detectors find the faces in the frame
+    checks = check_folder(bundle)
+    assert [(c.file, c.precision, c.passed) for c in checks][-2:] == [("tiny.onnx", "fp32", True),
+                                                                      ("tiny.onnx", "int8", True)]
+    assert all(c.passed for c in checks) and len(checks) == 4
+    assert edge_main(["bundle", "check", str(bundle)]) == 0
+    assert "4 of 4 files match their golden outputs" in capsys.readouterr().out
+
+
+def test_a_file_computing_something_else_fails_and_the_bundle_is_not_installed(verify_bundle, tmp_path,
+                                                                               monkeypatch, capsys):
+    crops = face_crops(8)
+    bundle = with_golden(verify_bundle, crops, channel_means(crops)[:, ::-1])     # not what the file computes
+    assert edge_main(["bundle", "check", str(bundle)]) == 1
+    assert "FAIL tiny.onnx (fp32, onnxruntime): cosine mean" in capsys.readouterr().out
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert edge_main(["bundle", "install", str(bundle)]) == 2
+    assert "do not compute here what they computed at compile time" in capsys.readouterr().err
+    with pytest.raises(UserError, match="no bundle installed"):
+        current_bundle()
+
+
+def test_a_bundle_without_golden_outputs_or_with_a_broken_file_says_so(verify_bundle):
+    with pytest.raises(UserError, match="has no golden.npz.*recompile"):
+        check_folder(verify_bundle)
+    (verify_bundle / GOLDEN_FILE).write_bytes(b"not an npz")
+    with pytest.raises(UserError, match="cannot be read"):
+        check_folder(verify_bundle)
