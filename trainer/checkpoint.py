@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import hashlib
 import io
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from edge.errors import UserError
 from edge.manifest import InputSpec, input_spec_from_dict
 
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("architecture", "config", "task", "state_dict", "preprocessing", "metrics", "threshold", "created")
 TASKS = ("detect", "verify", "generate")
 
 
@@ -77,10 +79,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     data = path.read_bytes()
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError) as err:  # torch raises these for truncated or foreign files
-        raise UserError(f"{path} is not a readable checkpoint: {err}") from err
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
+        # torch's messages for truncated, foreign or garbage files run to many lines: the first names the kind
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise UserError(f"{path} is not a checkpoint written by python -m trainer ({first})") from err
     if not isinstance(payload, dict) or payload.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise UserError(f"{path}: unknown checkpoint version; this trainer writes version {CHECKPOINT_VERSION}")
+    missing = sorted(set(CHECKPOINT_KEYS) - set(payload))
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: it was not written by python -m trainer")
     return Checkpoint(
         architecture=payload["architecture"], config=payload["config"], task=payload["task"],
         state_dict=payload["state_dict"], preprocessing=input_spec_from_dict(payload["preprocessing"]),

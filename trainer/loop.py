@@ -50,7 +50,7 @@ def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_ep
                 loss, postfix = step(index, steps)
                 loss_value = optimise(loss, optimizer, schedule)
                 steps += 1
-                bar.set_postfix(loss=f"{loss_value:.4f}", **postfix)
+                bar.set_postfix(loss=f"{loss_value:.4f}", **postfix, refresh=False)   # drawn by update()
                 bar.update(len(index))
                 if clock.expired():
                     print(stop_notice(name, clock, steps / steps_per_epoch, epochs), file=sys.stderr)
