@@ -21,7 +21,7 @@ from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.preprocess import prepare_batch
-from edge.runtime import LoadedModel, choose_model, load_model
+from edge.runtime import LoadedModel, choose_model, load_model, runnable_here
 
 RANDOM_SEED = 0
 MAX_IMAGES = 16          # distinct inputs cycled through the timing loop; more adds load time, not information
@@ -44,11 +44,12 @@ def model_facts(entry: ModelEntry) -> dict:
 
 
 def runs_for(manifest: Manifest, backend: str | None) -> list[tuple[ModelEntry, str]]:
-    """(entry, backend) for every model file and every backend that runs its format."""
+    """(entry, backend) for every model file and every backend installed here that runs its format (a backend
+    asked for by name is tried even when missing, so its absence is said)."""
     if backend is not None:
         BACKENDS.target(backend)  # an unknown name fails with the valid ones
     runs = [(entry, name) for entry in manifest.models for name, formats in BACKEND_FORMATS.items()
-            if entry.format in formats and backend in (None, name)]
+            if entry.format in formats and (name == backend or (backend is None and runnable_here(name)))]
     if not runs:
         have = ", ".join(sorted({e.format for e in manifest.models}))
         raise UserError(f"backend {backend} runs none of the bundle's formats ({have})")

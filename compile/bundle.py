@@ -48,6 +48,7 @@ from edge.manifest import (
 )
 from edge.preprocess import prepare_batch
 from edge.progress import progress_bar
+from edge.runtime import backend_here, backend_on_board
 from edge.vendor_models import detector_entry, packaged_model_path
 
 OUTPUTS = {  # task -> (output name, meaning)
@@ -115,6 +116,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                     elif (staging / entry.file).exists():
                         (staging / entry.file).unlink()
             progress.close()
+        if "tensorrt" in board.backends:
+            entries = [with_engine_recipe(e) for e in entries]
         entries += [_copy_detector(name, staging) for name in detectors]
         write_golden(staging, entries, {s.role: np.stack(calibration.held_out[:GOLDEN_IMAGES]) for s in sources},
                      {role: reference for role, (_, reference) in references.items()}, board, gate_threads(board))
@@ -188,14 +191,16 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
     held_out, reference = reference_pair
     entry = make_entry(source, artifact, exported, reference.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
-    candidate, backend = run_artifact(staging, entry, held_out, board, gate_threads(board))
+    backend, note = backend_here(entry, board)
+    candidate = run_artifact(staging, entry, held_out, backend, gate_threads(board))
     accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend,
                     board.accuracy_floor.get(artifact.precision))
+    accuracy["board_backend"] = backend_on_board(entry, board)
     entry = dataclasses.replace(entry, accuracy=accuracy)
     row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,
                       metric=accuracy["metric"], mean=accuracy["mean"], min=accuracy["min"],
                       budget=accuracy["budget"], passed=accuracy["passed"], backend=backend,
-                      psnr_db=accuracy.get("psnr_db_mean"), reason=accuracy["reason"])
+                      psnr_db=accuracy.get("psnr_db_mean"), reason=accuracy["reason"], note=note)
     return entry, row
 
 
@@ -256,6 +261,17 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
         threshold=source.threshold if source.task == "verify" else None,
         extra={"training_metrics": source.metrics, "checkpoint_created": source.created, **exported.details},
     )
+
+
+def with_engine_recipe(entry: ModelEntry) -> ModelEntry:
+    """An ONNX entry for a TensorRT board carries how the device builds its engine (edge.backends.tensorrt_engine):
+    the file's precision and the batch the kiosk feeds it."""
+    if entry.format != "onnx":
+        return entry
+    from edge.backends.tensorrt_engine import EngineRecipe
+
+    recipe = EngineRecipe.from_dict(None, entry.precision, entry.images_per_face)
+    return dataclasses.replace(entry, extra={**entry.extra, "tensorrt": recipe.to_dict()})
 
 
 def _calibration_record(calibration: CalibrationSet, exported: ExportedFile) -> dict:

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
                         help="with --pairs_images: average each embedding with its mirrored face's, in one batch "
                              "of two (1.7x the embedding time; --no-mirror_average turns it off) (default: on)")
+    parser.add_argument("--build_engine", "--build-engine", action="store_true",
+                        help="also build each ONNX file's TensorRT engine here, into the bundle's engine cache (needs "
+                             "TensorRT and the board's GPU: run it on the board; otherwise the engine is built at "
+                             "the kiosk's first start)")
     parser.add_argument("--list_targets", action="store_true", help="list boards and aliases, then exit")
     return parser
 
@@ -77,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.pairs_images or ():
         if not folder.is_dir():
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
+    if args.build_engine:
+        check_engine_build(board)
     if any(a.format == "tflite" for a in artifacts):
         from compile.export_tflite import require_converter
         require_converter()
@@ -94,7 +100,32 @@ def run(args: argparse.Namespace) -> int:
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
                           args.calibration_method, pair_faces,
                           MatchOptions(args.target_far, args.min_auc, args.mirror_average))
+    if args.build_engine:
+        build_engines(result, board)
     return summarise(result)
+
+
+def check_engine_build(board: BoardConfig) -> None:
+    """Before any work: --build_engine needs a TensorRT board and TensorRT on this machine."""
+    from edge.runtime import runnable_here
+
+    if "tensorrt" not in board.backends:
+        raise UserError(f"--build_engine: board {board.name} does not run TensorRT (its backends: "
+                        f"{', '.join(board.backends)})")
+    if not runnable_here("tensorrt"):
+        raise UserError("--build_engine needs TensorRT on this machine, and it is not installed: run the compile on "
+                        "the board, or leave the flag out and the kiosk builds each engine at its first start")
+
+
+def build_engines(result: BuildResult, board: BoardConfig) -> None:
+    """Builds and caches every ONNX file's engine in the bundle, as the kiosk would at its first start."""
+    from edge.backends.base import BackendOptions
+    from edge.runtime import load_model
+
+    for entry in result.manifest.models:
+        if entry.format == "onnx":
+            load_model(result.bundle_dir, entry, "tensorrt", BackendOptions(threads=board.threads)).close()
+            print(f"engine: {entry.file} built and cached in {result.bundle_dir / 'engines'}")
 
 
 def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]:

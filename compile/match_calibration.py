@@ -23,7 +23,7 @@ from edge.matching import curve_threshold, far_curve
 from edge.metrics import roc_auc
 from edge.pipeline import embed_faces
 from edge.preprocess import prepare_batch
-from edge.runtime import backend_on_board, load_model
+from edge.runtime import backend_here, load_model
 
 FLIP_BUDGET = 0.002            # at most 0.2 % of pair decisions may change against the FP32 model
 DEFAULT_TARGET_FAR = 1e-3      # false accepts per probe the kiosk aims at
@@ -64,7 +64,7 @@ def torch_vectors(model: torch.nn.Module, spec, chips: np.ndarray, mirror: bool)
 def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, board: BoardConfig, threads: int,
                      mirror: bool) -> np.ndarray:
     """Embeddings through the backend the board runs this file with, computed by the kiosk's own ``embed_faces``."""
-    loaded = load_model(bundle_dir, entry, backend_on_board(entry, board), BackendOptions(threads=threads))
+    loaded = load_model(bundle_dir, entry, backend_here(entry, board)[0], BackendOptions(threads=threads))
     try:
         return embed_faces(loaded, chips, mirror).astype(np.float64)
     finally:

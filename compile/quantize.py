@@ -53,9 +53,12 @@ def export_int8(request: ExportRequest) -> ExportedFile:
         quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8 if request.int8_activations == "uint8" else QuantType.QInt8,
         calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
+        # int8 activations are for TensorRT, which reads only symmetric (zero point 0) signed INT8
+        extra_options={"ActivationSymmetric": request.int8_activations == "int8"},
     )
     onnx.checker.check_model(str(request.path))
     exported = describe_onnx(request.path, request.spec.layout, opset=request.opset,
                              quantizer="onnxruntime quantize_static", quant_format="QDQ", per_channel=True,
-                             weights="int8", activations=request.int8_activations)
+                             weights="int8", activations=request.int8_activations,
+                             symmetric_activations=request.int8_activations == "int8")
     return dataclasses.replace(exported, calibration_method=request.calibration_method)

@@ -22,6 +22,7 @@ class ArtifactRow:
     balanced_accuracy: float | None = None   # at that threshold, on report-identity pairs
     flip_rate: float | None = None    # share of real pair decisions that differ from the FP32 model's
     reason: str = ""                  # why a rejected file was rejected
+    note: str = ""                    # how it was checked, when not as the board will run it
 
     @property
     def status(self) -> str:
@@ -38,6 +39,7 @@ def render_table(rows: list[ArtifactRow]) -> str:
         balanced = f"{r.balanced_accuracy:.4f}" if r.balanced_accuracy is not None else ""
         flips = f"{100 * r.flip_rate:.3f} %" if r.flip_rate is not None else ""
         status = f"{r.status}: {r.reason}" if r.reason and not r.passed else r.status
+        status += f" ({r.note})" if r.note else ""
         lines.append(f"| {r.model} | {r.file} | {r.size_kb:.1f} | {r.metric} | {r.mean:.5f} | {r.min:.5f} | "
                      f"{r.budget} | {psnr} | {threshold} | {balanced} | {flips} | {r.backend} | {status} |")
     return "\n".join(lines)

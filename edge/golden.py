@@ -21,7 +21,7 @@ from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.metrics import cosine_similarity, psnr
 from edge.preprocess import prepare_batch
-from edge.runtime import backend_on_board, load_model
+from edge.runtime import backend_here, backend_on_board, load_model
 
 GOLDEN_FILE = "golden.npz"
 GOLDEN_IMAGES = 16        # held-out crops kept per model: 1 MB of 150x150 faces
@@ -57,18 +57,16 @@ def gate(task: str, reference: np.ndarray, candidate: np.ndarray, budget: float,
             "reason": reason, "backend": backend}
 
 
-def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, board: BoardConfig,
-                 threads: int) -> tuple[np.ndarray, str]:
+def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, backend: str, threads: int) -> np.ndarray:
     """The file's first output for every image of ``batch`` (prepared), one image per call as the runtime runs
-    it, and the backend the board would run it with."""
-    backend = backend_on_board(entry, board)
+    it."""
     loaded = load_model(bundle_dir, entry, backend, BackendOptions(threads=threads))
     output = entry.outputs[0].name
     try:
         outputs = [loaded.infer_image_batch(batch[i:i + 1])[output] for i in range(len(batch))]
     finally:
         loaded.close()
-    return np.concatenate(outputs), backend
+    return np.concatenate(outputs)
 
 
 def model_role(entry: ModelEntry) -> str:
@@ -89,10 +87,9 @@ def golden_frame(crops: list[np.ndarray]) -> np.ndarray:
     return frame
 
 
-def detections(bundle_dir: Path, entry: ModelEntry, frame: np.ndarray, board: BoardConfig,
-               threads: int) -> np.ndarray:
-    """(N, 5) boxes and scores of one detector file on the frame, run as the board runs it."""
-    model = load_model(bundle_dir, entry, backend_on_board(entry, board), BackendOptions(threads=threads))
+def detections(bundle_dir: Path, entry: ModelEntry, frame: np.ndarray, backend: str, threads: int) -> np.ndarray:
+    """(N, 5) boxes and scores of one detector file on the frame."""
+    model = load_model(bundle_dir, entry, backend, BackendOptions(threads=threads))
     try:
         found = build_detector(model).detect(frame)
     finally:
@@ -103,7 +100,8 @@ def detections(bundle_dir: Path, entry: ModelEntry, frame: np.ndarray, board: Bo
 def write_golden(bundle_dir: Path, manifest_models: list[ModelEntry], crops: dict[str, np.ndarray],
                  references: dict[str, np.ndarray], board: BoardConfig, threads: int) -> Path:
     """``golden.npz``: per model role its crops (uint8) and FP32 outputs; the frame and each detector's boxes
-    on it, found here. Roles whose every file failed its gate are left out."""
+    on it, found here (with the board's runtime where it runs here). Roles whose every file failed its gate are
+    left out."""
     roles = {model_role(e) for e in manifest_models if e.task != "detect"}
     arrays = {}
     for role in sorted(roles & set(crops)):
@@ -114,7 +112,8 @@ def write_golden(bundle_dir: Path, manifest_models: list[ModelEntry], crops: dic
         frame = golden_frame(list(next(iter(crops.values()))))
         arrays["frame"] = frame
         for entry in detectors:
-            arrays[f"{entry.name}.boxes"] = detections(bundle_dir, entry, frame, board, threads)
+            backend, _ = backend_here(entry, board)
+            arrays[f"{entry.name}.boxes"] = detections(bundle_dir, entry, frame, backend, threads)
     path = bundle_dir / GOLDEN_FILE
     np.savez_compressed(path, **arrays)
     return path
@@ -162,7 +161,8 @@ def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: Board
                  threads: int) -> GoldenCheck:
     role = model_role(entry)
     batch = prepare_batch(list(golden[f"{role}.crops"]), entry.input)
-    candidate, backend = run_artifact(bundle_dir, entry, batch, board, threads)
+    backend = backend_on_board(entry, board)
+    candidate = run_artifact(bundle_dir, entry, batch, backend, threads)
     accuracy = entry.accuracy or {}
     budget, floor = accuracy.get("budget", 0.999), accuracy.get("floor")
     result = gate(entry.task, golden[f"{role}.reference"], candidate, budget, backend, floor)
@@ -173,8 +173,8 @@ def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: Board
 def _check_detector(bundle_dir: Path, entry: ModelEntry, golden: dict, board: BoardConfig,
                     threads: int) -> GoldenCheck:
     expected = golden[f"{entry.name}.boxes"]
-    found = detections(bundle_dir, entry, golden["frame"], board, threads)
     backend = backend_on_board(entry, board)
+    found = detections(bundle_dir, entry, golden["frame"], backend, threads)
     matched = 0
     for box in expected:
         if len(found):

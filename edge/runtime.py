@@ -5,12 +5,13 @@ ask it, so what compile measured is what the board runs.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from edge.backends import BACKEND_FORMATS, BACKENDS
+from edge.backends import BACKEND_FORMATS, BACKENDS, ENGINE_CACHE, RUNTIME_MODULES
 from edge.backends.base import Backend, BackendOptions
 from edge.boards import BoardConfig
 from edge.errors import UserError
@@ -77,6 +78,28 @@ def backend_on_board(entry: ModelEntry, board: BoardConfig) -> str:
     return choose_model(only, board, entry.task, precision=entry.precision).backend
 
 
+def runnable_here(backend: str) -> bool:
+    """Whether this machine has the backend's runtime installed (nothing is imported)."""
+    try:
+        return importlib.util.find_spec(RUNTIME_MODULES[backend]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def backend_here(entry: ModelEntry, board: BoardConfig) -> tuple[str, str]:
+    """The backend that checks a file on this machine, and a note when it is not the board's: compile on a PC
+    for a Jetson measures a file TensorRT will run there with the next runtime in the board's order that runs
+    here, and says so (``python -m edge bundle check`` on the board runs the board's own)."""
+    own = backend_on_board(entry, board)
+    if runnable_here(own):
+        return own, ""
+    for name in dict.fromkeys((*board.backends, *BACKEND_FORMATS)):
+        if entry.format in BACKEND_FORMATS.get(name, ()) and runnable_here(name):
+            return name, (f"checked with {name} here: {own}, the board's runtime, does not run on this machine "
+                          f"(python -m edge bundle check runs it on the board)")
+    raise UserError(f"no runtime on this machine runs {entry.format} files: install {own}")
+
+
 @dataclass
 class LoadedModel:
     """A manifest entry bound to a loaded backend: the unit every stage of the pipeline calls."""
@@ -108,5 +131,7 @@ def load_model(bundle_dir: str | Path, entry: ModelEntry, backend: str, options:
     path = verify_entry_file(Path(bundle_dir), entry)
     backend_for(entry, (), backend)
     instance = BACKENDS.get(backend)()
-    instance.load(path, replace(options, split_batch=entry.images_per_face > 1))
+    instance.load(path, replace(options, split_batch=entry.images_per_face > 1, precision=entry.precision,
+                                batch=entry.images_per_face, engine_recipe=entry.extra.get("tensorrt"),
+                                engine_cache=Path(bundle_dir) / ENGINE_CACHE))
     return LoadedModel(entry, instance, backend)

@@ -18,8 +18,7 @@ from edge.errors import UserError
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to load a model file; a runtime ignores what it has no use for (TensorRT's precision and engine cache
-    join here with its backend)."""
+    """How to load a model file; a runtime ignores what it has no use for."""
 
     threads: int = 1
     # onnxruntime's idle intra-op threads spin by default, so interleaved sessions on a small board inflate each
@@ -29,6 +28,12 @@ class BackendOptions:
     # for a model always fed a batch (a face and its mirror) this is faster, since small convolutions use a second
     # thread poorly (dlib's ResNet at batch 2, 2 threads: INT8 2.6 ms against 3.3, FP32 4.8 against 5.5).
     split_batch: bool = False
+    # What a runtime that builds its own engine on the device needs (TensorRT): the file's precision, the batch it
+    # is usually fed, the manifest's build recipe, and the folder that keeps built engines.
+    precision: str = "fp32"
+    batch: int = 1
+    engine_recipe: dict | None = None
+    engine_cache: Path | None = None
 
 
 class Backend(abc.ABC):

@@ -2,7 +2,8 @@
 
 Point EDGE_FACE_BUNDLE at the bundle compiled for that board (bundles/<board>); set EDGE_FACE_CAMERA to
 override the board config's default camera URI. Every compiled file, at each precision the bundle carries, must
-reproduce the golden outputs stored at compile time (``edge.golden``) on the board's own backends.
+reproduce the golden outputs stored at compile time (``edge.golden``) on the board's own backends: on a Jetson
+that builds and runs every TensorRT engine (the first run builds them, minutes).
 """
 import os
 import platform
@@ -15,6 +16,7 @@ from edge.boards import load_board
 from edge.golden import GOLDEN_FILE, check_folder
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
+from edge.runtime import runnable_here
 from edge.sources import open_source
 
 pytestmark = pytest.mark.board
@@ -40,6 +42,7 @@ def test_machine_matches_the_board_config(board):
 def test_every_preferred_backend_is_installed(board):
     for name in board.backends:
         BACKENDS.get(name)()
+        assert runnable_here(name), f"{name} is not installed on this board"
 
 
 def test_bundle_was_built_for_this_board(board, bundle_dir):

