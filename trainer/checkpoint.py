@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import io
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"checkpoint {path} does not exist (train one with python -m trainer)")
     data = path.read_bytes()
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():     # torch warns about a foreign pickle protocol before failing on it
+            warnings.simplefilter("ignore")
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
         # torch's messages for truncated, foreign or garbage files run to many lines: the first names the kind
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]

@@ -1,4 +1,6 @@
 """``python -m trainer <generator|verifier> --data DIR --out FILE.pt``: train a model from aligned face folders;
+``python -m trainer distill --teacher CKPT --data DIR... --out FILE.pt``: train a small student to reproduce a
+teacher's embeddings on unlabelled faces;
 ``python -m trainer import SOURCE --out FILE.pt``: bring a pretrained model in as an ordinary checkpoint."""
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ IMPORTERS = Registry("import source", {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
                                      "aligned 112x112 crops (DATA/<identity>/<image>), or import a pretrained one.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{generator,verifier,import,fit-crop}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{generator,verifier,distill,import,fit-crop}")
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
@@ -38,6 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
                           help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
     verifier.add_argument("--margin", type=positive, default=0.4, help="ArcFace angular margin (default: %(default)s)")
     verifier.add_argument("--scale", type=positive, default=30.0, help="ArcFace logit scale (default: %(default)s)")
+
+    student = commands.add_parser("distill", help="train a MobileFaceNet-class student to reproduce a teacher's "
+                                                  "embeddings on unlabelled aligned faces (no identity labels)")
+    student.add_argument("--teacher", type=Path, required=True, help="the teacher verifier's checkpoint")
+    student.add_argument("--teacher_bundle", type=Path, default=None,
+                         help="a bundle holding a compiled file of the teacher: its targets are computed with its "
+                              "INT8 file (much faster than PyTorch)")
+    student.add_argument("--data", type=Path, nargs="+", required=True,
+                         help="folders of face crops cut like the teacher's input (any depth; labels unused)")
+    student.add_argument("--eval_data", type=Path, nargs="*", default=[],
+                         help="identity folders (DIR/<identity>/<image>) of crops to score the student on real "
+                              "pairs at every checkpoint, beside the teacher")
+    student.add_argument("--out", type=Path, default=Path("runs/student.pt"), help="default: %(default)s")
+    student.add_argument("--images", type=count, default=60_000, help="images seen in all (default: %(default)s)")
+    student.add_argument("--checkpoint_every", type=count, default=10_000,
+                         help="images between saved and scored checkpoints (default: %(default)s)")
+    student.add_argument("--width", type=positive, default=1.0, help="channel width multiplier (default: %(default)s)")
+    student.add_argument("--input_size", type=count, default=112, help="student input side (default: %(default)s)")
+    student.add_argument("--batch_size", type=count, default=64, help="default: %(default)s")
+    student.add_argument("--lr", type=positive, default=3e-3, help="peak learning rate (default: %(default)s)")
+    student.add_argument("--relational", type=positive, default=1.0,
+                         help="weight of the relational (pairwise similarity) loss (default: %(default)s)")
+    student.add_argument("--target_far", type=rate, default=0.01, help="default: %(default)s")
+    student.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+    student.add_argument("--max_seconds", type=positive, default=None, help="stop after this much wall time")
+    student.add_argument("--threads", type=count, default=None, help="torch threads (default: all CPU cores)")
+    student.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
 
     importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
     importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
@@ -76,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return import_model(args.source, args.out, args.dat)
     if args.command == "fit-crop":
         return fit_crop(args.images, args.max_images, args.seed, args.report)
+    if args.command == "distill":
+        return distill_student(args, shlex.join(["python", "-m", "trainer", *argv]))
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -94,6 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.summary)
+    return 0
+
+
+def distill_student(args, command: str) -> int:
+    try:
+        refuse_output_over_input(args.out, [args.teacher, *args.data, *args.eval_data])
+        from trainer.distill import DistillOptions, distill
+
+        options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
+                                 input_size=args.input_size, batch_size=args.batch_size, lr=args.lr,
+                                 relational=args.relational, target_far=args.target_far, seed=args.seed,
+                                 threads=args.threads, device=args.device, max_seconds=args.max_seconds)
+        distill(args.teacher, args.data, args.out, options, args.teacher_bundle, args.eval_data, command)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -20,7 +20,7 @@ from edge.manifest import InputSpec
 from edge.preprocess import prepare_batch
 
 ALIGNED_SIZE = crop_template("arcface112").size   # what our trainers train on
-ALIGN_HINT = "make aligned crops with edge.dataprep.align_folder"
+ALIGN_HINT = "make aligned crops with python -m edge align (--crop names the template)"
 
 
 @dataclass
@@ -40,26 +40,33 @@ class FaceSet:
         return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root)
 
 
-def load_faces(root: str | Path) -> FaceSet:
-    """Decodes ``root/<identity>/<image>``; unreadable files are skipped and counted, wrong sizes refused."""
+def load_faces(root: str | Path, side: int = ALIGNED_SIZE) -> FaceSet:
+    """Decodes ``root/<identity>/<image>`` (crops of ``side`` pixels); unreadable files are skipped and counted,
+    wrong sizes refused."""
     folders = scan_identity_folders(root)
     images, labels, skipped = [], [], 0
     for label, name in enumerate(folders.names):
         for path in folders.images[name]:
-            image = read_image(path)
+            image = read_crop(path, side)
             if image is None:
                 skipped += 1
                 continue
-            if image.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):
-                # A crop of another size was not made by our aligner, so its face sits elsewhere in the frame;
-                # resizing it would train on a layout the runtime never produces.
-                raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]}, expected an aligned "
-                                f"{ALIGNED_SIZE}x{ALIGNED_SIZE} crop; {ALIGN_HINT}")
             images.append(image)
             labels.append(label)
     if not images:
         raise UserError(f"{root} holds no readable images ({skipped} files could not be decoded)")
     return FaceSet(np.stack(images), np.asarray(labels, np.int64), folders.names, skipped, Path(root))
+
+
+def read_crop(path: Path, side: int) -> np.ndarray | None:
+    """An aligned crop of ``side`` pixels, None when the file cannot be decoded; another size is refused: a crop
+    of another size was not made by our aligner, so its face sits elsewhere in the frame, and resizing it would
+    train on a layout the runtime never produces."""
+    image = read_image(path)
+    if image is not None and image.shape[:2] != (side, side):
+        raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]}, expected an aligned {side}x{side} crop; "
+                        f"{ALIGN_HINT}")
+    return image
 
 
 def split_images(count: int, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
