@@ -14,6 +14,7 @@ import torch
 
 from compile.exporters import ExportedFile, ExportRequest
 from edge.errors import UserError
+from edge.quiet import CONVERTER_NOISE, stderr_filtered
 
 CONVERT_EXTRA = "pip install 'edge-face[convert]'"
 
@@ -23,7 +24,8 @@ def require_converter():
     # Its TensorFlow-derived C++ core logs oneDNN notices at INFO; keep compile's output readable.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return importlib.import_module("litert_torch")
+        with stderr_filtered(CONVERTER_NOISE):
+            return importlib.import_module("litert_torch")
     except ImportError as err:
         raise UserError(f"TFLite export needs litert-torch ({err}); install it with: {CONVERT_EXTRA}") from err
 

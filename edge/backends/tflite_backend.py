@@ -1,37 +1,13 @@
 """TFLite backend through ai-edge-litert (the LiteRT interpreter, XNNPACK on CPU, numpy 2)."""
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edge.backends.base import Backend, BackendOptions, check_feeds, import_runtime
 from edge.errors import UserError
-
-
-@contextlib.contextmanager
-def native_info_dropped():
-    """The TFLite runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the process's
-    stderr on every load, and no setting turns it off: while loading, stderr goes to a file, and every line but
-    those INFO ones is written back, so warnings and errors still reach the log."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines()
-                    if not line.startswith("INFO: ")]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+from edge.quiet import TFLITE_INFO, stderr_filtered
 
 
 class TFLiteBackend(Backend):
@@ -46,7 +22,7 @@ class TFLiteBackend(Backend):
     def load(self, path: Path, options: BackendOptions) -> None:
         litert = import_runtime("ai_edge_litert.interpreter", "pip install 'edge-face[edge]' (ai-edge-litert)")
         try:
-            with native_info_dropped():
+            with stderr_filtered(TFLITE_INFO):     # the delegate line on every load
                 self._interpreter = litert.Interpreter(model_path=str(path), num_threads=options.threads)
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
@@ -67,7 +43,7 @@ class TFLiteBackend(Backend):
                 self._interpreter.resize_tensor_input(self._inputs[name]["index"], batch.shape)
                 resized = True
         if resized:
-            with native_info_dropped():
+            with stderr_filtered(TFLITE_INFO):     # the delegate line on every load
                 self._interpreter.allocate_tensors()
             self._read_details()
         for name, batch in feeds.items():

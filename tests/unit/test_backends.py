@@ -102,3 +102,18 @@ def test_split_batch_runs_one_image_calls_side_by_side_with_the_same_outputs(tmp
     assert outputs[True].shape == (3, 3)
     np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-6)
     np.testing.assert_allclose(outputs[True], batch.mean(axis=(2, 3)), rtol=1e-5)
+
+
+def test_native_noise_is_dropped_and_everything_else_still_reaches_stderr(capfd):
+    import os
+
+    from edge.quiet import CONVERTER_NOISE, TFLITE_INFO, stderr_filtered
+
+    with stderr_filtered(TFLITE_INFO):
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: tensor 3 is broken\n")
+    with stderr_filtered(CONVERTER_NOISE):
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1795839915.939944   17574 port.cc:153] oneDNN custom operations are on.\n"
+                    b"Failed to load /x/torchao/_C_mxfp8.so: Could not load this library\n"
+                    b"a converter warning worth reading\n")
+    assert capfd.readouterr().err.splitlines() == ["ERROR: tensor 3 is broken", "a converter warning worth reading"]
