@@ -46,17 +46,30 @@ def fingerprint(root: Path, relative_paths: list[str] | tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
+def too_few(root: Path, found: int, what: str, count: int, holdout: int) -> str:
+    return (f"{root} has {found} {what}; --calibration_images {count} and --holdout_images {holdout} need "
+            f"{count + holdout}: add images or ask for fewer (hundreds make a trustworthy INT8 calibration)")
+
+
+def enough_image_files(root: Path, count: int, holdout: int) -> list[Path]:
+    """The folder's image files, refused when they cannot give ``count`` + ``holdout`` images (cheap: run it before
+    any work)."""
+    if count < MIN_CALIBRATION_IMAGES or holdout < 1:
+        raise UserError(f"--calibration_images must be at least {MIN_CALIBRATION_IMAGES} and --holdout_images at "
+                        f"least 1, got {count} and {holdout}")
+    files = list_images(root)
+    if len(files) < count + holdout:
+        raise UserError(too_few(root, len(files), "image files", count, holdout))
+    return files
+
+
 def load_calibration_set(root: str | Path, count: int, seed: int, holdout: int = HOLDOUT_IMAGES) -> CalibrationSet:
     """Shuffles the image files with ``seed`` and reads them in that order until ``count`` calibration and
-    ``holdout`` held-out images are readable. With fewer images, a quarter (at most ``holdout``) is held out."""
+    ``holdout`` held-out images are readable. A folder with fewer is refused, saying how many it has: the set is
+    never shrunk behind the user's back."""
     root = Path(root)
-    if count < 1:
-        raise UserError(f"--calibration_images must be at least 1, got {count}")
-    files = list_images(root)
+    files = enough_image_files(root, count, holdout)
     order = np.random.default_rng(seed).permutation(len(files))
-    if len(files) < count + holdout:
-        holdout = min(holdout, len(files) // 4)
-        count = len(files) - holdout
     chosen: list[tuple[str, np.ndarray]] = []
     skipped = 0
     with progress_bar(total=count + holdout, desc="calibration images", unit="img") as bar:
@@ -69,10 +82,9 @@ def load_calibration_set(root: str | Path, count: int, seed: int, holdout: int =
                 continue
             chosen.append((files[index].relative_to(root).as_posix(), image))
             bar.update()
+    if len(chosen) < count + holdout:
+        raise UserError(too_few(root, len(chosen), f"readable images ({skipped} unreadable)", count, holdout))
     calibration, held_out = chosen[:count], chosen[count:]
-    if len(calibration) < MIN_CALIBRATION_IMAGES or not held_out:
-        raise UserError(f"{root} has {len(chosen)} readable images ({skipped} unreadable); compile needs at least "
-                        f"{MIN_CALIBRATION_IMAGES + 1} (hundreds for a trustworthy INT8 calibration)")
     paths = tuple(rel for rel, _ in calibration)
     return CalibrationSet(root=root, images=[img for _, img in calibration], paths=paths,
                           held_out=[img for _, img in held_out], skipped=skipped, available=len(files),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
-from compile.calibration import load_calibration_set
+from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
 from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration", type=Path, default=Path("data/aligned"),
                         help="folder of aligned 112x112 face crops (any depth)")
     parser.add_argument("--calibration_images", type=count, default=300,
-                        help="images used to calibrate INT8 ranges (64 more are held out for the accuracy gate)")
+                        help="images used to calibrate INT8 ranges (default: %(default)s)")
+    parser.add_argument("--holdout_images", type=count, default=HOLDOUT_IMAGES,
+                        help="more images, held out for the accuracy gates (default: %(default)s)")
     parser.add_argument("--calibration_method", default="minmax", choices=sorted(METHODS),
                         help="how INT8 activation ranges are chosen from the calibration images")
     parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
@@ -83,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
     if args.build_engine:
         check_engine_build(board)
-    if any(a.format == "tflite" for a in artifacts):
-        from compile.export_tflite import require_converter
-        require_converter()
     detectors = strategy_detectors(board.detection)     # what the board's detection strategy runs
     for name in detectors:
         packaged_model_path(name)               # fail now, not after the slow exports
@@ -94,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
-    calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed)
+    enough_image_files(args.calibration, args.calibration_images, args.holdout_images)
+    if any(a.format == "tflite" for a in artifacts):
+        from compile.export_tflite import require_converter
+        require_converter()
+    calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed, args.holdout_images)
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,

@@ -219,7 +219,8 @@ def test_a_tensorrt_board_gets_engine_recipes_and_symmetric_int8_checked_as_the_
     _patch_sources(monkeypatch)
     out = tmp_path / "bundles"
     code = cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32,onnx:int8",
-                     "--calibration", str(faces_dir), "--calibration_images", "32", "--out", str(out)])
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--holdout_images", "16",
+                     "--out", str(out)])
     assert code == 0
     bundle = out / "jetson-orin-nano"
     manifest = read_manifest(bundle, verify_files=True)
@@ -265,7 +266,8 @@ def test_gate_failure_rejects_artifact_and_exits_1(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(cli, "load_board", lambda name: strict)
     out = tmp_path / "bundles"
     code = cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32,onnx:int8",
-                     "--calibration", str(faces_dir), "--calibration_images", "32", "--out", str(out)])
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--holdout_images", "16",
+                     "--out", str(out)])
     assert code == 1
     err = capsys.readouterr().err
     assert "verifier.onnx.int8 rejected" in err and "1.0001" in err
@@ -303,6 +305,16 @@ def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibrati
 
 
 @pytest.mark.unit
+def test_too_few_calibration_images_are_refused_before_any_work_saying_how_many(monkeypatch, capsys, faces_dir):
+    _patch_sources(monkeypatch)
+    monkeypatch.setattr(cli, "load_calibration_set", lambda *a: pytest.fail("work started before the check"))
+    assert cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--calibration", str(faces_dir)]) == 2
+    assert capsys.readouterr().err == (f"error: {faces_dir} has 49 image files; --calibration_images 300 and "
+                                       "--holdout_images 64 need 364: add images or ask for fewer (hundreds make a "
+                                       "trustworthy INT8 calibration)\n")
+
+
+@pytest.mark.unit
 def test_calibration_fingerprint_is_stable_and_tracks_content(tmp_path, faces_dir):
     first = load_calibration_set(faces_dir, count=32, seed=0, holdout=16)
     again = load_calibration_set(faces_dir, count=32, seed=0, holdout=16)
@@ -326,7 +338,8 @@ def test_full_host_compile_from_cli(tmp_path, monkeypatch, faces_dir):
     _patch_sources(monkeypatch)
     out = tmp_path / "bundles"
     code = cli.main(["--target", "host", "--checkpoints", "verifier.pt", "generator.pt",
-                     "--calibration", str(faces_dir), "--out", str(out)])
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--holdout_images", "16",
+                     "--out", str(out)])
     assert code == 0
     manifest = read_manifest(out / "host", verify_files=True)
     assert len(manifest.models) == 8 and "litert-torch" in manifest.tools      # 6 files and 2 detectors
