@@ -250,13 +250,17 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
                calibration: dict | None) -> ModelEntry:
     """The manifest entry: the checkpoint's preprocessing with the file's own input name, shape and layout."""
     _, meaning = OUTPUTS[source.task]
+    scale, zero_point = exported.input_quantization or (None, None)
     spec = dataclasses.replace(source.spec, name=exported.input_name, shape=exported.input_shape,
-                               layout=exported.input_layout)
+                               layout=exported.input_layout, dtype=exported.input_dtype, scale=scale,
+                               zero_point=zero_point)
+    out_scale, out_zero_point = exported.output_quantization or (None, None)
     return ModelEntry(
         name=f"{source.role}.{artifact.format}.{artifact.precision}", task=source.task,
         architecture=source.architecture, file=exported.path.name, format=artifact.format,
         precision=artifact.precision, inputs=(spec,),
-        outputs=tuple(OutputSpec(name, (1, *output_shape), meaning) for name in exported.output_names),
+        outputs=tuple(OutputSpec(name, (1, *output_shape), meaning, exported.output_dtype, out_scale, out_zero_point)
+                      for name in exported.output_names),
         sha256=sha256_file(exported.path), source_sha256=source.sha256, calibration=calibration,
         threshold=source.threshold if source.task == "verify" else None,
         extra={"training_metrics": source.metrics, "checkpoint_created": source.created, **exported.details},

@@ -20,13 +20,12 @@ EXPORTERS = Registry("export format", {
     "onnx:fp16": "compile.export_onnx:export_fp16",
     "onnx:int8": "compile.quantize:export_int8",
     "tflite:fp32": "compile.export_tflite:export_fp32",
+    "tflite:fp16": "compile.export_tflite:export_fp16",
+    "tflite:int8": "compile.export_tflite:export_int8",
 })
 
 # Formats a board may list that compile does not make (yet); each says why, instead of "unknown format".
-NOT_BUILT = {
-    "tflite:int8": "full-integer TFLite (PT2E quantization in litert-torch) is not built yet; "
-                   "use onnx:int8 or tflite:fp32",
-}
+NOT_BUILT: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class ExportedFile:
     output_names: tuple[str, ...]
     calibration_method: str | None = None
     details: dict = field(default_factory=dict)   # exporter facts worth keeping in the manifest (opset, ...)
+    input_dtype: str = "float32"       # an integer input: the runtime quantizes with scale and zero point
+    input_quantization: tuple[float, int] | None = None
+    output_dtype: str = "float32"      # an integer output: the backend dequantizes it with these
+    output_quantization: tuple[float, int] | None = None
 
 
 def check_buildable(artifact: Artifact) -> None:

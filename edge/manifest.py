@@ -48,7 +48,9 @@ class OutputSpec:
     name: str
     shape: tuple[int, ...]
     meaning: str = ""                 # e.g. "embedding (L2-normalise)", "face logit per anchor"
-    dtype: str = "float32"
+    dtype: str = "float32"            # an integer output is dequantized by the backend: real = scale * (q - zp)
+    scale: float | None = None
+    zero_point: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ import tempfile
 
 TFLITE_INFO = re.compile(r"^INFO: ")
 # litert-torch's import and conversion: TensorFlow's absl preamble and oneDNN notice, torchao's optional CUDA
-# kernels that cannot load on a CPU machine, and torch's pytree deprecation notice for torchao's enums.
+# kernels that cannot load on a CPU machine, and torch's pytree deprecation notice for torchao's enums;
+# ai-edge-quantizer's calibration bar (compile shows its own).
 CONVERTER_NOISE = re.compile(r"^(INFO: |WARNING: All log messages before absl::InitializeLog|I\d{4} .*oneDNN "
-                             r"custom operations|Failed to load .*torchao|W\d{4} .*_pytree\.py.*register_constant)")
+                             r"custom operations|Failed to load .*torchao|W\d{4} .*_pytree\.py.*register_constant"
+                             r"|\s*Running Calibration)")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,15 @@ from edge.errors import UserError
 from edge.quiet import TFLITE_INFO, stderr_filtered
 
 
+def dequantized(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A full-integer file's int8 output as the real numbers it stands for (scale * (q - zero point)), so every
+    caller gets float outputs whatever the file's precision."""
+    if not np.issubdtype(value.dtype, np.integer):
+        return value
+    scale, zero_point = detail["quantization"]
+    return (value.astype(np.float32) - zero_point) * np.float32(scale)
+
+
 class TFLiteBackend(Backend):
     name = "tflite"
 
@@ -50,7 +59,7 @@ class TFLiteBackend(Backend):
             detail = self._inputs[name]
             self._interpreter.set_tensor(detail["index"], batch.astype(detail["dtype"], copy=False))
         self._interpreter.invoke()
-        return {o["name"]: self._interpreter.get_tensor(o["index"]) for o in self._outputs}
+        return {o["name"]: dequantized(self._interpreter.get_tensor(o["index"]), o) for o in self._outputs}
 
     def close(self) -> None:
         self._interpreter = None

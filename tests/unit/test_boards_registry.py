@@ -56,7 +56,7 @@ def test_wrong_type_names_the_key(tmp_path):
 
 def test_artifact_outside_capability_table_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"tflite:fp16 is not in the board's supports"):
-        load_board(_write(tmp_path, artifacts=["tflite:fp16"]))
+        load_board(_write(tmp_path, supports={"onnx": ["fp32"], "tflite": ["fp32"]}, artifacts=["tflite:fp16"]))
 
 
 def test_unknown_board_suggests(tmp_path):

@@ -118,10 +118,12 @@ def _export(tmp_path: Path, source: SourceModel, artifact: str, calibration, ops
 def _measure(tmp_path: Path, source: SourceModel, exported, artifact: str, calibration, budget: float) -> dict:
     """Runs the file through the edge backend that runs its format and gates it against torch."""
     fmt, precision = artifact.split(":")
+    scale, zero_point = exported.input_quantization or (None, None)
     entry = ModelEntry(name="m", task=source.task, architecture="a", file=exported.path.name, format=fmt,
                        precision=precision,
                        inputs=(dataclasses.replace(source.spec, name=exported.input_name, shape=exported.input_shape,
-                                                   layout=exported.input_layout),),
+                                                   layout=exported.input_layout, dtype=exported.input_dtype,
+                                                   scale=scale, zero_point=zero_point),),
                        outputs=(OutputSpec(exported.output_names[0], (1,)),),
                        sha256=sha256_file(exported.path), source_sha256="x")
     held_out = prepare_batch(calibration.held_out, source.spec)
@@ -176,6 +178,27 @@ def test_tflite_fp32_runs_in_tflite_backend_and_matches(tmp_path, calibration):
 
 
 @pytest.mark.unit
+def test_tflite_fp16_halves_the_weights_and_keeps_the_outputs(tmp_path, calibration):
+    source = _sources()[0]
+    fp32 = _export(tmp_path, source, "tflite:fp32", calibration)
+    fp16 = _export(tmp_path, source, "tflite:fp16", calibration)
+    assert fp16.input_dtype == "float32" and fp16.input_quantization is None
+    assert fp16.path.stat().st_size < 0.75 * fp32.path.stat().st_size
+    assert _measure(tmp_path, source, fp16, "tflite:fp16", calibration, 0.995)["passed"]
+
+
+@pytest.mark.unit
+def test_tflite_int8_is_full_integer_and_the_runtime_quantizes_its_input(tmp_path, calibration):
+    source = _sources()[0]
+    exported = _export(tmp_path, source, "tflite:int8", calibration)
+    assert exported.input_dtype == "int8" and exported.output_dtype == "int8"
+    scale, zero_point = exported.input_quantization
+    assert 0 < scale < 1 and -128 <= zero_point <= 127 and exported.calibration_method == "minmax"
+    accuracy = _measure(tmp_path, source, exported, "tflite:int8", calibration, 0.97)   # int8 in, floats out
+    assert accuracy["backend"] == "tflite" and accuracy["passed"], accuracy
+
+
+@pytest.mark.unit
 def test_missing_converter_names_the_extra(monkeypatch):
     from compile.export_tflite import require_converter
 
@@ -187,7 +210,7 @@ def test_missing_converter_names_the_extra(monkeypatch):
 @pytest.mark.unit
 @pytest.mark.parametrize("target, artifacts, message", [
     ("jetson-nano", "onnx:int8", "does not support onnx:int8"),
-    ("host", "tflite:int8", "not built yet"),
+    ("jetson-nano", "tflite:int8", "does not support tflite:int8"),
     ("host", "onnx:fp33", "bad artifact"),
 ])
 def test_unsupported_artifact_refused_before_any_work(tmp_path, monkeypatch, capsys, target, artifacts, message):
