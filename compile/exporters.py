@@ -24,9 +24,6 @@ EXPORTERS = Registry("export format", {
     "tflite:int8": "compile.export_tflite:export_int8",
 })
 
-# Formats a board may list that compile does not make (yet); each says why, instead of "unknown format".
-NOT_BUILT: dict[str, str] = {}
-
 
 @dataclass(frozen=True)
 class ExportRequest:
@@ -58,10 +55,7 @@ class ExportedFile:
 
 def check_buildable(artifact: Artifact) -> None:
     """Fails before any work when compile cannot make ``artifact``."""
-    name = str(artifact)
-    if name in NOT_BUILT:
-        raise UserError(f"artifact {name}: {NOT_BUILT[name]}")
-    EXPORTERS.target(name)
+    EXPORTERS.target(str(artifact))
 
 
 def export(artifact: Artifact, request: ExportRequest) -> ExportedFile:
