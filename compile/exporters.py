@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from edge.boards import Artifact
-from edge.errors import UserError
 from edge.manifest import InputSpec
 from edge.registry import Registry
 
