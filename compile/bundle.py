@@ -70,6 +70,8 @@ class SourceModel:
     threshold: float | None = None
     metrics: dict = field(default_factory=dict)
     created: str = ""
+    config: dict = field(default_factory=dict)        # the architecture's config (a pruned checkpoint keeps it)
+    passes: dict = field(default_factory=dict)        # what compile did to it before export: {"pruning": {...}}
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class BuildResult:
 def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
                  calibration: CalibrationSet, out: Path, detectors: list[str],
                  calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
-                 match_options: MatchOptions = MatchOptions()) -> BuildResult:
+                 match_options: MatchOptions = MatchOptions(), notes: dict | None = None) -> BuildResult:
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
     staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
@@ -263,7 +265,8 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
                       for name in exported.output_names),
         sha256=sha256_file(exported.path), source_sha256=source.sha256, calibration=calibration,
         threshold=source.threshold if source.task == "verify" else None,
-        extra={"training_metrics": source.metrics, "checkpoint_created": source.created, **exported.details},
+        extra={"training_metrics": source.metrics, "checkpoint_created": source.created, **source.passes,
+               **exported.details},
     )
 
 

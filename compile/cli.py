@@ -13,6 +13,8 @@ from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
 from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
+from compile.prune import PruneOptions, check_prunable, prune_verifier
+from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
                         help="with --pairs_images: average each embedding with its mirrored face's, in one batch "
                              "of two (1.7x the embedding time; --no-mirror_average turns it off) (default: on)")
+    parser.add_argument("--prune", type=rate, default=None, metavar="RATIO",
+                        help="remove this share of every verifier's channels (torch-pruning), distil the pruned model "
+                             "from the unpruned one on the calibration crops, and compile it when it passes its gate")
+    parser.add_argument("--prune_steps", type=count, default=400,
+                        help="distillation steps after pruning (default: %(default)s)")
     parser.add_argument("--build_engine", "--build-engine", action="store_true",
                         help="also build each ONNX file's TensorRT engine here, into the bundle's engine cache (needs "
                              "TensorRT and the board's GPU: run it on the board; otherwise the engine is built at "
@@ -94,18 +101,44 @@ def run(args: argparse.Namespace) -> int:
     if len(set(roles)) != len(roles):
         raise UserError(f"checkpoint file names must differ (they name the bundle files): {roles}")
     enough_image_files(args.calibration, args.calibration_images, args.holdout_images)
+    if args.prune is not None:
+        check_prunable(sources, PruneOptions(args.prune, args.prune_steps))
     if any(a.format == "tflite" for a in artifacts):
         from compile.export_tflite import require_converter
         require_converter()
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed, args.holdout_images)
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
+    match = MatchOptions(args.target_far, args.min_auc, args.mirror_average)
+    notes, pruning_rejected = {}, False
+    if args.prune is not None:
+        options = PruneOptions(args.prune, args.prune_steps)
+        sources, notes, pruning_rejected = prune_sources(sources, calibration, options, args.out, pair_faces, match)
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
-                          args.calibration_method, pair_faces,
-                          MatchOptions(args.target_far, args.min_auc, args.mirror_average))
+                          args.calibration_method, pair_faces, match, notes)
     if args.build_engine:
         build_engines(result, board)
-    return summarise(result)
+    return max(summarise(result), int(pruning_rejected))
+
+
+def prune_sources(sources: list[SourceModel], calibration, options: PruneOptions, out: Path,
+                  pair_faces: dict[str, PairFaces] | None, match: MatchOptions):
+    """Each verifier pruned and distilled (generators as they are); the report's lines, and whether one failed."""
+    pruned, notes, rejected = [], {}, False
+    for source in sources:
+        if source.task != "verify":
+            pruned.append(source)
+            continue
+        faces = (pair_faces or {}).get(source.spec.crop)
+        kept, record = prune_verifier(source, calibration, options, out, faces, match)
+        notes[f"pruning {source.role}"] = describe_pruning(source.role, record)
+        print(f"prune: {notes[f'pruning {source.role}']}")
+        if not record["passed"]:
+            print(f"error: the pruned {source.role} failed its gate ({record['gate']}); the unpruned one is compiled",
+                  file=sys.stderr)
+            rejected = True
+        pruned.append(kept)
+    return pruned, notes, rejected
 
 
 def check_engine_build(board: BoardConfig) -> None:
@@ -169,7 +202,8 @@ def load_source(path: Path) -> SourceModel:
                         f"cut; crop templates it knows: {', '.join(sorted(CROPS))}")
     return SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
                        model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
-                       threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created)
+                       threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created,
+                       config=checkpoint.config)
 
 
 def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:

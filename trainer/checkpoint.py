@@ -19,6 +19,7 @@ import torch
 
 from edge.errors import UserError
 from edge.manifest import InputSpec, input_spec_from_dict
+from trainer.layer_shapes import apply_layer_shapes, layer_shapes
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("architecture", "config", "task", "state_dict", "preprocessing", "metrics", "threshold", "created")
@@ -36,19 +37,23 @@ class Checkpoint:
     threshold: float | None = None      # verify: cosine-similarity threshold at ``metrics['target_far']``
     created: str = ""
     sha256: str = ""                    # of the file it was read from (compile records it as source_sha256)
+    layer_shapes: dict | None = None    # a pruned model's layer widths (trainer.layer_shapes)
 
     def build_model(self) -> torch.nn.Module:
         """The model with its weights, in eval mode."""
         from trainer.models import build_model
 
         model = build_model(self.architecture, self.config)
+        if self.layer_shapes:
+            apply_layer_shapes(model, self.layer_shapes)
         model.load_state_dict(self.state_dict)
         return model.eval()
 
 
 def save_checkpoint(path: str | Path, *, architecture: str, config: dict, task: str, model: torch.nn.Module,
-                    preprocessing: InputSpec, metrics: dict, threshold: float | None = None) -> str:
-    """Writes the checkpoint atomically and returns its sha256."""
+                    preprocessing: InputSpec, metrics: dict, threshold: float | None = None,
+                    pruned: bool = False) -> str:
+    """Writes the checkpoint atomically and returns its sha256; a ``pruned`` model's layer widths go with it."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     payload = {
@@ -58,6 +63,7 @@ def save_checkpoint(path: str | Path, *, architecture: str, config: dict, task: 
         "task": task,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "preprocessing": dataclasses.asdict(preprocessing),
+        "layer_shapes": layer_shapes(model) if pruned else None,
         "metrics": metrics,
         "threshold": threshold,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -96,4 +102,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state_dict=payload["state_dict"], preprocessing=input_spec_from_dict(payload["preprocessing"]),
         metrics=payload["metrics"],
         threshold=payload["threshold"], created=payload["created"], sha256=hashlib.sha256(data).hexdigest(),
+        layer_shapes=payload.get("layer_shapes"),
     )

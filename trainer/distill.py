@@ -117,13 +117,10 @@ def distill(teacher_path: Path, data: list[Path], out: Path, options: DistillOpt
             continue
         student.train()
         x = to_tensor(jitter(augment(images[index], rng), rng), spec, True, device)    # N,3,S,S
-        mine = F.normalize(student(x), dim=1)                                           # N,D
-        theirs = targets[index].to(device)                                              # N,D, unit length
-        cosine = (1 - (mine * theirs).sum(dim=1)).mean()
-        relational = F.mse_loss(mine @ mine.T, theirs @ theirs.T)
-        loss_value = optimise(cosine + options.relational * relational, optimizer, schedule)
+        loss, cosine = embedding_loss(student(x), targets[index].to(device), options.relational)
+        loss_value = optimise(loss, optimizer, schedule)
         seen += len(index)
-        bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{1 - cosine.item():.3f}", refresh=False)  # drawn by update()
+        bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{cosine:.3f}", refresh=False)  # drawn by update()
         bar.update(len(index))
         if seen >= next_mark:
             curve.append(milestone(student, spec, config, seen, evaluation, options, out, clock, loss_value))
@@ -140,6 +137,15 @@ def distill(teacher_path: Path, data: list[Path], out: Path, options: DistillOpt
                     model=student.to(memory_format=torch.contiguous_format), preprocessing=spec, metrics=metrics,
                     threshold=threshold)
     return finish(out, curve, teacher_metrics, teacher.source, crops, options, command)
+
+
+def embedding_loss(raw: torch.Tensor, targets: torch.Tensor, relational: float) -> tuple[torch.Tensor, float]:
+    """Cosine loss to the (unit) targets plus ``relational`` times the squared error between the batch's
+    similarity matrices; returns the loss and the batch's mean cosine to the targets."""
+    mine = F.normalize(raw, dim=1)                                                      # N,D
+    cosine = (mine * targets).sum(dim=1).mean()
+    loss = (1 - cosine) + relational * F.mse_loss(mine @ mine.T, targets @ targets.T)
+    return loss, cosine.item()
 
 
 def load_faces_of(roots: list[Path], side: int):

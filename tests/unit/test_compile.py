@@ -492,3 +492,44 @@ def test_real_pair_options_are_checked_before_any_work(monkeypatch, capsys):
         cli.main([*common, "--target_far", "2"])
     assert exited.value.code == 2
     assert "argument --target_far: must be between 0 and 1 (exclusive), got 2.0" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+@needs_detector
+@pytest.mark.parametrize("min_cosine, kept", [(-1.0, True), (1.01, False)])
+def test_pruning_cuts_macs_saves_a_checkpoint_that_rebuilds_and_is_gated(tmp_path, monkeypatch, faces_dir, capsys,
+                                                                        min_cosine, kept):
+    from compile import prune
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+    from trainer.models.mobilefacenet import MobileFaceNetS
+
+    torch.manual_seed(0)
+    model = MobileFaceNetS(width=0.5, embedding=32)
+    with torch.no_grad():                       # normalisation statistics of faces, not of the initial weights
+        model.train()(torch.from_numpy(prepare_batch(load_calibration_set(faces_dir, 32, 0, 16).images,
+                                                      verifier_input_spec())))
+    checkpoint = tmp_path / "verifier.pt"
+    save_checkpoint(checkpoint, architecture="mobilefacenet_s", config={"width": 0.5, "embedding": 32},
+                    task="verify", model=model.eval(),
+                    preprocessing=verifier_input_spec(), metrics={}, threshold=0.5)
+    monkeypatch.setattr(prune, "MIN_COSINE", min_cosine)
+    out = tmp_path / "bundles"
+    code = cli.main(["--target", "host", "--checkpoints", str(checkpoint), "--artifacts", "onnx:fp32",
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--holdout_images", "16",
+                     "--prune", "0.3", "--prune_steps", "3", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert "prune: verifier: 30 % of channels removed, MACs" in captured.out
+    entry = read_manifest(out / "host").find("verify", "onnx", "fp32")
+    if kept:
+        assert code == 0
+        record = entry.extra["pruning"]
+        assert record["mac_cut"] >= 0.4 and record["pruned_params"] < record["params"]
+        pruned = load_checkpoint(out / "pruned" / "verifier.pt")
+        assert entry.source_sha256 == pruned.sha256 and pruned.layer_shapes
+        x = torch.from_numpy(prepare_batch([np.full((112, 112, 3), 90, np.uint8)], verifier_input_spec()))
+        reference = run_artifact(out / "host", entry, x.numpy(), "onnxruntime", 1)
+        assert np.allclose(pruned.build_model()(x).detach().numpy(), reference, atol=1e-4)   # rebuilds alone
+    else:
+        assert code == 1 and "the unpruned one is compiled" in captured.err
+        assert "pruning" not in entry.extra and not (out / "pruned").exists()
+        assert entry.source_sha256 == load_checkpoint(checkpoint).sha256
