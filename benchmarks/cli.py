@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--repeat", type=count, default=None, help="timed rounds (default: the board config's)")
     latency.add_argument("--images", type=Path, default=None,
                          help="folder of photos to feed the models (default: a seeded random image)")
+    latency.add_argument("--write_profile", nargs="?", type=Path, const=Path(), default=None, metavar="PATH",
+                         help="on the board itself: save each task's fastest precision and backend as the board's "
+                              "measured profile, which compile and the runtime then default to (default PATH: "
+                              "$EDGE_FACE_HOME/profiles/<board>.json)")
 
     pipeline = commands.add_parser("pipeline", help="end-to-end fps and per-stage latency on a frame source")
     _add_common(pipeline)
@@ -95,6 +99,11 @@ def run_command(args) -> None:
         board, results = run_latency(LatencyOptions(args.bundle, args.warmup, args.repeat, args.threads,
                                                     args.backend, args.images))
         _publish(args, "latency", board, results)
+        if args.write_profile is not None:
+            from benchmarks.profile import save_profile
+
+            written = save_profile(board, results, args.write_profile if args.write_profile != Path() else None)
+            print(f"wrote the board profile {written}: compile and the runtime now default to its precisions")
     elif args.command == "pipeline":
         from benchmarks.pipeline_bench import PipelineOptions, run_pipeline
 

@@ -131,6 +131,9 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
                                            f"per-channel int8 weights, {board.int8_activations} activations "
                                            "(the board config's int8_activations)",
+                      "runtime default precision per task": ", ".join(f"{task} {precision}" for task, precision
+                                                                     in board.precision.items())
+                                                            + f" ({board.precision_source})",
                       "golden outputs": f"{GOLDEN_FILE}: {GOLDEN_IMAGES} held-out crops per model with their FP32 "
                                         "outputs and a frame of faces with each detector's boxes; check them on "
                                         "the board with python -m edge bundle check DIR"})

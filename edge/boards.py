@@ -103,6 +103,9 @@ class BoardConfig:
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Where ``precision`` came from: the config's facts, or a measured profile (edge.board_profile) that replaced
+    # them; set by load_board, not written in a YAML.
+    precision_source: str = "board config (facts, not measured)"
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]
@@ -141,7 +144,21 @@ def load_board(name_or_path: str | Path) -> BoardConfig:
         raise UserError(f"board config {path} must be a mapping of keys to values")
     board = _build(BoardConfig, raw, str(path))
     _check_consistency(board, str(path))
-    return board
+    return measured(board)
+
+
+def measured(board: BoardConfig) -> BoardConfig:
+    """The board with each task's default precision from its measured profile, where it has one."""
+    from edge.board_profile import read_profile
+
+    profile = read_profile(board.name)
+    if profile is None:
+        return board
+    for task, precision in profile.precisions.items():
+        if task not in TASKS or precision not in PRECISIONS:
+            raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r}")
+    return dataclasses.replace(board, precision={**board.precision, **profile.precisions},
+                               precision_source=profile.describe())
 
 
 def _build(cls, raw: dict, where: str):

@@ -64,7 +64,8 @@ def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str
             formats = BACKEND_FORMATS.get(name, ())
             runnable = [e for e in candidates if e.format in formats and e.precision == wanted]
             if runnable:
-                origin = "requested" if precision else ("board default" if wanted == default else "fp32 fallback")
+                default_kind = "measured default" if board.precision_source.startswith("measured") else "board default"
+                origin = "requested" if precision else (default_kind if wanted == default else "fp32 fallback")
                 return Choice(runnable[0], name, f"{origin} {wanted} on {name}")
     have = ", ".join(f"{e.format}/{e.precision}" for e in candidates)
     raise UserError(f"no {task} model in the bundle for backend {backend or list(board.backends)} "

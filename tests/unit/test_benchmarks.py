@@ -180,3 +180,34 @@ def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
     assert main(["mosaic", "--source", str(small), "--out", str(small)]) == 2
     assert main(["mosaic", "--source", str(small), "--out", str(out), "--grid", "3by3"]) == 2
     assert "write COLSxROWS" in capsys.readouterr().err
+
+
+def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(verify_bundle, tmp_path,
+                                                                               monkeypatch, capsys):
+    import json
+
+    from edge.boards import load_board
+    from edge.errors import UserError
+    from edge.manifest import read_manifest
+    from edge.runtime import choose_model
+
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert load_board("host").precision_source.startswith("board config")
+    assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
+                 "--repeat", "3", "--write_profile"]) == 0
+    written = tmp_path / "home" / "profiles" / "host.json"
+    assert f"wrote the board profile {written}" in capsys.readouterr().out
+    profile = json.loads(written.read_text())
+    verify = profile["tasks"]["verify"]
+    assert verify["median_ms"] == min(verify["measured"].values()) and len(verify["measured"]) == 2
+    board = load_board("host")
+    assert board.precision["verify"] == verify["precision"] and board.precision_source.startswith("measured on")
+    assert choose_model(read_manifest(verify_bundle), board, "verify").reason.startswith("measured default")
+    written.write_text("{not json")
+    with pytest.raises(UserError, match="board profile .*host.json is malformed"):
+        load_board("host")
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    written.unlink()
+    assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
+                 "--repeat", "3", "--write_profile"]) == 2
+    assert "on the board itself; this machine is aarch64" in capsys.readouterr().err
