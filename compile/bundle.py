@@ -199,7 +199,7 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
     backend, note = backend_here(entry, board)
     candidate = run_artifact(staging, entry, held_out, backend, gate_threads(board))
     accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend,
-                    board.accuracy_floor.get(artifact.precision))
+                    board.accuracy_floor.get(artifact.precision), inputs=held_out, precision=artifact.precision)
     accuracy["board_backend"] = backend_on_board(entry, board)
     entry = dataclasses.replace(entry, accuracy=accuracy)
     row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,

@@ -19,7 +19,7 @@ from edge.boards import BoardConfig, load_board
 from edge.detect import box_iou, build_detector
 from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.metrics import cosine_similarity, psnr
+from edge.metrics import cosine_similarity, psnr, ssim
 from edge.preprocess import prepare_batch
 from edge.runtime import backend_here, backend_on_board, load_model
 
@@ -29,6 +29,9 @@ FRAME_CELLS = (2, 2)      # the detectors' frame: 4 crops in 2 rows of 2 on a gr
                           # for the short-range model at its 128x128 input)
 BOX_IOU = 0.9             # a detector's box on this machine against the compiling machine's
 SCORE_DELTA = 0.05
+# A generator file may lose at most this much of the FP32 model's held-out reconstruction quality (mean PSNR in dB
+# and mean SSIM of its outputs against their inputs), by precision.
+GENERATOR_DROP = {"fp32": (0.05, 0.001), "fp16": (0.2, 0.005), "int8": (1.0, 0.02)}
 
 
 def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict:
@@ -46,15 +49,37 @@ def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict:
 
 
 def gate(task: str, reference: np.ndarray, candidate: np.ndarray, budget: float, backend: str,
-         floor: float | None = None, reference_name: str = "torch-fp32") -> dict:
+         floor: float | None = None, reference_name: str = "torch-fp32", inputs: np.ndarray | None = None,
+         precision: str = "fp32") -> dict:
     """The manifest's accuracy record: ``passed`` needs the mean at the board's budget and, with a ``floor``,
-    every single image at or above it (a mean can hide a few faces the quantized file gets badly wrong)."""
+    every single image at or above it (a mean can hide a few faces the quantized file gets badly wrong); a
+    generator given its ``inputs`` must also keep its reconstructions' PSNR and SSIM within GENERATOR_DROP."""
     measured = compare(task, reference, candidate)
     passed = measured["mean"] >= budget and (floor is None or measured["min"] >= floor)
     reason = "" if passed else (f"{measured['metric']} mean {measured['mean']:.5f} (budget {budget}), "
                                 f"min {measured['min']:.5f} (floor {floor})")
+    if task == "generate" and inputs is not None:
+        drops = reconstruction_drop(inputs, reference, candidate)
+        max_db, max_ssim = GENERATOR_DROP[precision]
+        measured.update(drops, max_psnr_drop_db=max_db, max_ssim_drop=max_ssim)
+        if drops["psnr_drop_db"] > max_db or drops["ssim_drop"] > max_ssim:
+            passed = False
+            reason = "; ".join(filter(None, [reason, f"held-out PSNR drops {drops['psnr_drop_db']:.3f} dB (at most "
+                                                     f"{max_db}), SSIM {drops['ssim_drop']:.4f} (at most {max_ssim})"]))
     return {"reference": reference_name, **measured, "budget": budget, "floor": floor, "passed": passed,
             "reason": reason, "backend": backend}
+
+
+def reconstruction_drop(inputs: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """How much worse the file reconstructs its held-out inputs than the FP32 model: mean PSNR (dB) and SSIM."""
+    def quality(outputs):
+        return (np.mean([min(psnr(x, y), 120.0) for x, y in zip(inputs, outputs)]),
+                np.mean([ssim(x, y) for x, y in zip(inputs, outputs)]))
+
+    (psnr_fp32, ssim_fp32), (psnr_file, ssim_file) = quality(reference), quality(candidate)
+    return {"psnr_db_fp32": round(float(psnr_fp32), 3), "psnr_db_file": round(float(psnr_file), 3),
+            "psnr_drop_db": round(float(psnr_fp32 - psnr_file), 4), "ssim_fp32": round(float(ssim_fp32), 4),
+            "ssim_file": round(float(ssim_file), 4), "ssim_drop": round(float(ssim_fp32 - ssim_file), 5)}
 
 
 def run_artifact(bundle_dir: Path, entry: ModelEntry, batch: np.ndarray, backend: str, threads: int) -> np.ndarray:
@@ -165,7 +190,8 @@ def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: Board
     candidate = run_artifact(bundle_dir, entry, batch, backend, threads)
     accuracy = entry.accuracy or {}
     budget, floor = accuracy.get("budget", 0.999), accuracy.get("floor")
-    result = gate(entry.task, golden[f"{role}.reference"], candidate, budget, backend, floor)
+    result = gate(entry.task, golden[f"{role}.reference"], candidate, budget, backend, floor, inputs=batch,
+                  precision=entry.precision)
     measure = f"{result['metric']} mean {result['mean']:.5f}, min {result['min']:.5f}"
     return GoldenCheck(entry.file, entry.precision, backend, measure, result["passed"], result["reason"])
 

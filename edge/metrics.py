@@ -11,6 +11,26 @@ def psnr(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(max_value ** 2 / mse))
 
 
+def ssim(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> float:
+    """Structural similarity of two images (H, W, C or C, H, W with C <= 4), Wang et al. 2004: an 11-tap Gaussian
+    window of sigma 1.5, K1 0.01, K2 0.03, averaged over pixels and channels."""
+    import cv2
+
+    a, b = (np.asarray(x, np.float64) for x in (a, b))
+    if a.ndim == 3 and a.shape[0] <= 4 < a.shape[-1]:
+        a, b = a.transpose(1, 2, 0), b.transpose(1, 2, 0)             # C,H,W -> H,W,C
+    c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
+
+    def blur(x):
+        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(index.mean())
+
+
 def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False- and true-accept rates at every distinct threshold, highest threshold first.
 

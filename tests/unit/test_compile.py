@@ -178,6 +178,20 @@ def test_tflite_fp32_runs_in_tflite_backend_and_matches(tmp_path, calibration):
 
 
 @pytest.mark.unit
+def test_a_generator_file_that_reconstructs_worse_than_fp32_is_rejected(calibration, monkeypatch):
+    from edge import golden
+
+    source = _sources()[1]
+    held_out = prepare_batch(calibration.held_out, source.spec)
+    reference = torch_reference(source.model, held_out)
+    noisier = reference + np.random.default_rng(0).normal(0, 0.05, reference.shape).astype(np.float32)
+    result = gate("generate", reference, noisier, -1.0, "onnxruntime", inputs=held_out, precision="int8")
+    assert not result["passed"] and "held-out PSNR drops" in result["reason"] and result["psnr_drop_db"] > 0
+    monkeypatch.setitem(golden.GENERATOR_DROP, "int8", (99.0, 1.0))
+    assert gate("generate", reference, noisier, -1.0, "onnxruntime", inputs=held_out, precision="int8")["passed"]
+
+
+@pytest.mark.unit
 def test_tflite_fp16_halves_the_weights_and_keeps_the_outputs(tmp_path, calibration):
     source = _sources()[0]
     fp32 = _export(tmp_path, source, "tflite:fp32", calibration)
@@ -320,6 +334,8 @@ def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibrati
     generator = manifest.find("generate", "onnx", "fp32")
     assert generator.calibration is None and generator.threshold is None
     assert generator.accuracy["metric"] == "cosine_centred" and "psnr_db_mean" in generator.accuracy
+    assert generator.accuracy["psnr_drop_db"] <= 0.05 and generator.accuracy["ssim_drop"] <= 0.001   # FP32 file
+    assert {"psnr_db_fp32", "psnr_db_file", "ssim_fp32", "ssim_file"} <= set(generator.accuracy)
     assert {"python", "torch", "onnx", "onnxruntime", "numpy", "opencv"} <= set(manifest.tools)
     (tmp_path / "host" / "stale.txt").write_text("from an earlier compile")
     build_bundle(board, artifacts[:1], _sources()[:1], calibration, tmp_path, [])

@@ -35,3 +35,15 @@ def test_psnr_and_cosine():
     assert metrics.psnr(a, a + 0.1) == pytest.approx(20.0)
     assert metrics.psnr(a, a) == float("inf")
     np.testing.assert_allclose(metrics.cosine_similarity(np.eye(2), np.array([[1, 0], [1, 1]])), [1, 2 ** -0.5])
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise_and_blur():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.random((64, 64, 3)), (0, 0), 2)            # smooth, like a face crop
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    noisy = np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1)
+    blurred = cv2.GaussianBlur(image, (0, 0), 3)
+    assert 0 < metrics.ssim(image, noisy) < 0.9 and metrics.ssim(image, blurred) < 1.0
+    assert metrics.ssim(image.transpose(2, 0, 1), noisy.transpose(2, 0, 1)) == pytest.approx(metrics.ssim(image, noisy))
