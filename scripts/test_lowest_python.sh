@@ -23,4 +23,4 @@ $VENV/bin/python -m pytest -q -p no:cacheprovider \
     tests/unit/test_gallery.py tests/unit/test_paths.py tests/unit/test_sources_detect.py \
     tests/unit/test_boards_registry.py tests/unit/test_manifest.py tests/unit/test_matching.py \
     tests/unit/test_actions.py tests/unit/test_bundles.py tests/unit/test_serve.py tests/unit/test_backends.py \
-    tests/unit/test_synthetic_detection.py tests/unit/test_golden.py
+    tests/unit/test_synthetic_detection.py tests/unit/test_golden.py tests/unit/test_tensorrt.py
