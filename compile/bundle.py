@@ -129,20 +129,27 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                      {"artifacts requested": ", ".join(map(str, artifacts)),
                       "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
-                                           f"per-channel int8 weights, {board.int8_activations} activations "
-                                           "(the board config's int8_activations)",
+                                           f"per-channel int8 weights, {activation_note(board)}",
                       "runtime default precision per task": ", ".join(f"{task} {precision}" for task, precision
                                                                      in board.precision.items())
                                                             + f" ({board.precision_source})",
                       "golden outputs": f"{GOLDEN_FILE}: {GOLDEN_IMAGES} held-out crops per model with their FP32 "
                                         "outputs and a frame of faces with each detector's boxes; check them on "
-                                        "the board with python -m edge bundle check DIR"})
+                                        "the board with python -m edge bundle check DIR",
+                      **(notes or {})})
         read_manifest(staging, verify_files=True)
         _swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildResult(final, manifest, rows)
+
+
+def activation_note(board: BoardConfig) -> str:
+    if board.int8_activations == "auto":
+        return ("uint8 and int8 activations both timed here and the faster kept (each INT8 file's "
+                "extra.activations_measured_ms; the board config's int8_activations: auto)")
+    return f"{board.int8_activations} activations (the board config's int8_activations)"
 
 
 def _threshold_note(sources: list[SourceModel], pair_faces: dict[str, PairFaces] | None,

@@ -131,8 +131,8 @@ def prune_sources(sources: list[SourceModel], calibration, options: PruneOptions
             continue
         faces = (pair_faces or {}).get(source.spec.crop)
         kept, record = prune_verifier(source, calibration, options, out, faces, match)
-        notes[f"pruning {source.role}"] = describe_pruning(source.role, record)
-        print(f"prune: {notes[f'pruning {source.role}']}")
+        notes[f"pruning {source.role}"] = describe_pruning(record)
+        print(f"prune: {source.role}: {notes[f'pruning {source.role}']}")
         if not record["passed"]:
             print(f"error: the pruned {source.role} failed its gate ({record['gate']}); the unpruned one is compiled",
                   file=sys.stderr)

@@ -144,9 +144,9 @@ def _agreement(teacher, student, calibration: CalibrationSet, spec, faces: PairF
     return result
 
 
-def describe(role: str, record: dict) -> str:
+def describe(record: dict) -> str:
     """One line for the compile report."""
-    line = (f"{role}: {100 * record['ratio']:.0f} % of channels removed, MACs {record['macs'] / 1e6:.1f} M -> "
+    line = (f"{100 * record['ratio']:.0f} % of channels removed, MACs {record['macs'] / 1e6:.1f} M -> "
             f"{record['pruned_macs'] / 1e6:.1f} M (-{100 * record['mac_cut']:.0f} %), parameters "
             f"{record['params']:,} -> {record['pruned_params']:,}, PyTorch CPU {record['torch_ms']:.2f} -> "
             f"{record['pruned_torch_ms']:.2f} ms, held-out cosine to the unpruned model "

@@ -2,12 +2,16 @@
 
 QDQ keeps float input and output (QuantizeLinear/DequantizeLinear pairs sit inside the graph), so the manifest's
 input spec and preprocessing are the FP32 ones. Weights are int8; activations are what the board config says
-(``int8_activations``): uint8 (U8S8) by default, the combination onnxruntime's CPU kernels are fastest with on
-x86 (VNNI) and ARM, where int8 activations leave residual joins unfused (measured in DESIGN.md).
+(``int8_activations``): uint8 (U8S8) on CPU boards, the combination onnxruntime's CPU kernels are fastest with on
+x86 (VNNI) and ARM, where int8 activations leave residual joins unfused (measured in DESIGN.md); int8,
+symmetric, for TensorRT; or ``auto``, both timed on the compiling machine and the faster kept.
 """
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,6 +21,7 @@ from compile.exporters import ExportedFile, ExportRequest
 from edge.errors import UserError
 
 MAX_CALIBRATION_BATCH = 16
+AUTO_REPEAT = 30
 # Calibration methods by name (values are onnxruntime CalibrationMethod members). MinMax is the default: fast
 # and standard. Percentile scored clearly higher (cosine 0.93 vs 0.88) on a BN-recalibrated random-weight
 # MobileFaceNetS, so it is offered; measure on the trained model before changing the default.
@@ -36,7 +41,6 @@ class _BatchReader:
 
 
 def export_int8(request: ExportRequest) -> ExportedFile:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if request.calibration_method not in METHODS:
@@ -48,17 +52,54 @@ def export_int8(request: ExportRequest) -> ExportedFile:
     # give the quantizer fewer, larger tensors to calibrate.
     prepared = request.workdir / f"{request.path.stem}.prepared.onnx"
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
-    quantize_static(
-        str(prepared), str(request.path), _BatchReader(request.spec.name, request.calibration),
-        quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8 if request.int8_activations == "uint8" else QuantType.QInt8,
-        calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
-        # int8 activations are for TensorRT, which reads only symmetric (zero point 0) signed INT8
-        extra_options={"ActivationSymmetric": request.int8_activations == "int8"},
-    )
+    activations, measured = request.int8_activations, {}
+    if activations == "auto":
+        activations, measured = fastest_activations(request, prepared)
+    else:
+        _quantize(request, prepared, activations, request.path)
     onnx.checker.check_model(str(request.path))
     exported = describe_onnx(request.path, request.spec.layout, opset=request.opset,
                              quantizer="onnxruntime quantize_static", quant_format="QDQ", per_channel=True,
-                             weights="int8", activations=request.int8_activations,
-                             symmetric_activations=request.int8_activations == "int8")
+                             weights="int8", activations=activations, symmetric_activations=activations == "int8",
+                             **({"activations_measured_ms": measured} if measured else {}))
     return dataclasses.replace(exported, calibration_method=request.calibration_method)
+
+
+def _quantize(request: ExportRequest, prepared: Path, activations: str, out: Path) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared), str(out), _BatchReader(request.spec.name, request.calibration),
+        quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+        calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
+        # int8 activations are for TensorRT, which reads only symmetric (zero point 0) signed INT8
+        extra_options={"ActivationSymmetric": activations == "int8"},
+    )
+
+
+def fastest_activations(request: ExportRequest, prepared: Path) -> tuple[str, dict]:
+    """``int8_activations: auto``: both activation types quantized and timed side by side here (onnxruntime,
+    batch 1, interleaved, median of AUTO_REPEAT); the faster file is kept. Only meaningful on the board's own
+    kind of CPU, which is why a board config says ``auto`` only for the machine that compiles (the host)."""
+    import onnxruntime as ort
+
+    files = {kind: request.workdir / f"{request.path.stem}.{kind}.onnx" for kind in ("uint8", "int8")}
+    sessions = {}
+    for kind, path in files.items():
+        _quantize(request, prepared, kind, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.log_severity_level = 1, 3
+        sessions[kind] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {request.spec.name: request.calibration[:1]}
+    times = {kind: [] for kind in sessions}
+    for round_ in range(AUTO_REPEAT + 5):
+        for kind, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feed)
+            if round_ >= 5:
+                times[kind].append(1000 * (time.perf_counter() - start))
+    measured = {kind: round(float(np.median(values)), 4) for kind, values in times.items()}
+    fastest = min(measured, key=measured.get)
+    shutil.copyfile(files[fastest], request.path)
+    return fastest, measured

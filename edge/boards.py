@@ -23,7 +23,7 @@ FORMATS = ("onnx", "tflite")                 # file formats; runtimes (backends)
 RUNTIME_NOT_FORMAT = {"tensorrt": "TensorRT is a runtime, not a file format: it builds its engine on the board "
                                   "from the bundle's onnx file"}
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_ACTIVATIONS = ("uint8", "int8")
+INT8_ACTIVATIONS = ("uint8", "int8", "auto")      # auto: both timed where compile runs, the faster kept
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,9 @@ def test_manifest_records_contract_and_rerun_replaces_bundle(tmp_path, calibrati
     assert verifier.input == verifier_input_spec() and verifier.input.scale is None
     assert verifier.outputs[0].name == "embedding" and verifier.outputs[0].shape == (1, 32)
     assert verifier.calibration == {"fingerprint": calibration.fingerprint, "method": "minmax", "images": 32}
+    # the host chooses its INT8 activation type by timing both: the faster file is the one kept
+    measured = verifier.extra["activations_measured_ms"]
+    assert set(measured) == {"uint8", "int8"} and verifier.extra["activations"] == min(measured, key=measured.get)
     assert verifier.threshold == 0.4 and verifier.source_sha256 == "a" * 64
     assert set(verifier.accuracy) >= {"reference", "metric", "mean", "min", "budget", "passed", "images"}
     generator = manifest.find("generate", "onnx", "fp32")
@@ -540,6 +543,7 @@ def test_pruning_cuts_macs_saves_a_checkpoint_that_rebuilds_and_is_gated(tmp_pat
         assert code == 0
         record = entry.extra["pruning"]
         assert record["mac_cut"] >= 0.4 and record["pruned_params"] < record["params"]
+        assert "- pruning verifier: 30 % of channels removed" in (out / "host" / "report.md").read_text()
         pruned = load_checkpoint(out / "pruned" / "verifier.pt")
         assert entry.source_sha256 == pruned.sha256 and pruned.layer_shapes
         x = torch.from_numpy(prepare_batch([np.full((112, 112, 3), 90, np.uint8)], verifier_input_spec()))
