@@ -203,8 +203,10 @@ def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, ca
     held_out, reference = reference_pair
     entry = make_entry(source, artifact, exported, reference.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
+    # The file gets its inputs as its own entry says: a full-integer file takes them quantized, with its scale
+    batch = prepare_batch(calibration.held_out, entry.input)
     backend, note = backend_here(entry, board)
-    candidate = run_artifact(staging, entry, held_out, backend, gate_threads(board))
+    candidate = run_artifact(staging, entry, batch, backend, gate_threads(board))
     accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend,
                     board.accuracy_floor.get(artifact.precision), inputs=held_out, precision=artifact.precision)
     accuracy["board_backend"] = backend_on_board(entry, board)

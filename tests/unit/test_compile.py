@@ -128,7 +128,7 @@ def _measure(tmp_path: Path, source: SourceModel, exported, artifact: str, calib
                        sha256=sha256_file(exported.path), source_sha256="x")
     held_out = prepare_batch(calibration.held_out, source.spec)
     backend = backend_on_board(entry, load_board("host"))
-    candidate = run_artifact(tmp_path, entry, held_out, backend, 2)
+    candidate = run_artifact(tmp_path, entry, prepare_batch(calibration.held_out, entry.input), backend, 2)
     return gate(source.task, torch_reference(source.model, held_out), candidate, budget, backend)
 
 
