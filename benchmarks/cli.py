@@ -103,7 +103,7 @@ def run_command(args) -> None:
             from benchmarks.profile import save_profile
 
             written = save_profile(board, results, args.write_profile if args.write_profile != Path() else None)
-            print(f"wrote the board profile {written}: compile and the runtime now default to its precisions")
+            print(f"wrote the board profile {written}: compile and the runtime now default to its choices")
     elif args.command == "pipeline":
         from benchmarks.pipeline_bench import PipelineOptions, run_pipeline
 

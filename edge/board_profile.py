@@ -36,6 +36,10 @@ class BoardProfile:
     def precisions(self) -> dict[str, str]:
         return {task: choice["precision"] for task, choice in self.tasks.items()}
 
+    @property
+    def backends(self) -> dict[str, str]:
+        return {task: choice["backend"] for task, choice in self.tasks.items()}
+
     def describe(self) -> str:
         return f"measured on the board {self.measured[:10]} ({self.path})"
 

@@ -106,6 +106,8 @@ class BoardConfig:
     # Where ``precision`` came from: the config's facts, or a measured profile (edge.board_profile) that replaced
     # them; set by load_board, not written in a YAML.
     precision_source: str = "board config (facts, not measured)"
+    # task -> the backend a measured profile found fastest for it: tried before the board's order
+    task_backends: dict[str, str] = field(default_factory=dict)
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]
@@ -154,11 +156,14 @@ def measured(board: BoardConfig) -> BoardConfig:
     profile = read_profile(board.name)
     if profile is None:
         return board
+    from edge.backends import BACKEND_FORMATS
+
     for task, precision in profile.precisions.items():
-        if task not in TASKS or precision not in PRECISIONS:
-            raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r}")
+        if task not in TASKS or precision not in PRECISIONS or profile.backends[task] not in BACKEND_FORMATS:
+            raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r} on "
+                            f"backend {profile.backends[task]!r}")
     return dataclasses.replace(board, precision={**board.precision, **profile.precisions},
-                               precision_source=profile.describe())
+                               precision_source=profile.describe(), task_backends=profile.backends)
 
 
 def _build(cls, raw: dict, where: str):

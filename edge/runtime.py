@@ -44,7 +44,8 @@ def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str
                  precision: str | None = None, architecture: str | None = None) -> Choice:
     """The entry for ``task`` that the board (or the user) would run, and the backend that runs it.
 
-    Backends are tried in the board's preference order (or just ``backend``); at each, the requested precision,
+    Backends are tried in the board's preference order, after the one its measured profile found fastest for the
+    task (or just ``backend``); at each, the requested precision,
     or, when none was requested, the board's precision for the task and then fp32, since every bundle keeps an
     FP32 reference. An explicit precision is never replaced by another. ``architecture`` narrows the choice to
     one model (a bundle may carry several detectors).
@@ -56,7 +57,8 @@ def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str
                         f"python -m compile --target {board.name}")
     if backend is not None:
         BACKENDS.target(backend)
-    backends = (backend,) if backend else board.backends
+    measured = board.task_backends.get(task)            # a measured profile's fastest backend goes first
+    backends = (backend,) if backend else tuple(dict.fromkeys([*([measured] if measured else []), *board.backends]))
     default = board.precision.get(task, "fp32")
     precisions = (precision,) if precision else tuple(dict.fromkeys((default, "fp32")))
     for wanted in precisions:

@@ -196,13 +196,15 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
     assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
                  "--repeat", "3", "--write_profile"]) == 0
     written = tmp_path / "home" / "profiles" / "host.json"
-    assert f"wrote the board profile {written}" in capsys.readouterr().out
+    assert f"wrote the board profile {written}: compile and the runtime" in capsys.readouterr().out
     profile = json.loads(written.read_text())
     verify = profile["tasks"]["verify"]
     assert verify["median_ms"] == min(verify["measured"].values()) and len(verify["measured"]) == 2
     board = load_board("host")
     assert board.precision["verify"] == verify["precision"] and board.precision_source.startswith("measured on")
-    assert choose_model(read_manifest(verify_bundle), board, "verify").reason.startswith("measured default")
+    choice = choose_model(read_manifest(verify_bundle), board, "verify")
+    assert choice.reason.startswith("measured default") and choice.backend == verify["backend"]
+    assert board.task_backends == {task: c["backend"] for task, c in profile["tasks"].items()}
     written.write_text("{not json")
     with pytest.raises(UserError, match="board profile .*host.json is malformed"):
         load_board("host")
