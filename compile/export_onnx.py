@@ -15,6 +15,7 @@ import onnx
 import torch
 
 from compile.exporters import ExportedFile, ExportRequest
+from edge.errors import UserError
 
 
 def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:
@@ -28,12 +29,17 @@ def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:
         # Constant pads (dlib's zero-fill adds) leave a step -1 Slice the exporter will not fold; onnxruntime's
         # optimiser folds it when the session loads, so the warning says nothing about the file's correctness.
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-        torch.onnx.export(
-            request.model, (sample,), str(path), dynamo=False, opset_version=request.opset,
-            input_names=[input_name], output_names=[request.output_name],
-            dynamic_axes={input_name: {0: "batch"}, request.output_name: {0: "batch"}},
-            do_constant_folding=True,
-        )
+        try:
+            torch.onnx.export(
+                request.model, (sample,), str(path), dynamo=False, opset_version=request.opset,
+                input_names=[input_name], output_names=[request.output_name],
+                dynamic_axes={input_name: {0: "batch"}, request.output_name: {0: "batch"}},
+                do_constant_folding=True,
+            )
+        except torch.onnx.errors.UnsupportedOperatorError as err:
+            # the exporter's message runs on with the whole graph; its first line names the operator and opset
+            raise UserError(f"the model cannot be exported at ONNX opset {request.opset}, the board's onnx_opset: "
+                            f"{str(err).splitlines()[0]}") from err
     simplify(path)
     onnx.checker.check_model(str(path))
     return path

@@ -553,3 +553,20 @@ def test_pruning_cuts_macs_saves_a_checkpoint_that_rebuilds_and_is_gated(tmp_pat
         assert code == 1 and "the unpruned one is compiled" in captured.err
         assert "pruning" not in entry.extra and not (out / "pruned").exists()
         assert entry.source_sha256 == load_checkpoint(checkpoint).sha256
+
+
+class NeedsOpset16(nn.Module):
+    """grid_sample exports from ONNX opset 16 on: an older board's opset cannot take it."""
+
+    def forward(self, x):
+        grid = torch.zeros(x.shape[0], 4, 4, 2)
+        return nn.functional.grid_sample(x, grid, align_corners=False).flatten(1)
+
+
+@pytest.mark.unit
+def test_a_model_the_boards_opset_cannot_take_is_refused_in_one_line(tmp_path, calibration):
+    source = dataclasses.replace(_sources()[0], model=NeedsOpset16())
+    with pytest.raises(UserError, match=r"cannot be exported at ONNX opset 13, the board's onnx_opset: Exporting the "
+                                        r"operator 'aten::grid_sampler' to ONNX opset version 13 is not supported") as err:
+        _export(tmp_path, source, "onnx:fp32", calibration, opset=13)
+    assert "\n" not in str(err.value)
