@@ -154,3 +154,24 @@ def test_a_garbage_or_foreign_checkpoint_is_refused_in_one_line(tmp_path):
     torch.save({"checkpoint_version": 1, "state_dict": {}}, foreign)
     with pytest.raises(UserError, match="lacks architecture, config"):
         load_checkpoint(foreign)
+
+
+def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu_machine(tmp_path, monkeypatch):
+    import torch.serialization
+
+    from edge.preprocess import verifier_input_spec
+    from trainer.checkpoint import save_checkpoint
+
+    model = MobileFaceNetS(width=0.25, embedding=16).eval()
+    # what torch writes for tensors that lived on a GPU: each storage tagged "cuda:0"
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    save_checkpoint(tmp_path / "gpu.pt", architecture="mobilefacenet_s", config={"width": 0.25, "embedding": 16},
+                    task="verify", model=model, preprocessing=verifier_input_spec(), metrics={})
+    monkeypatch.undo()
+    assert b"cuda:0" in (tmp_path / "gpu.pt").read_bytes()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            torch.load(tmp_path / "gpu.pt", weights_only=True)         # without map_location it cannot load here
+    rebuilt = load_checkpoint(tmp_path / "gpu.pt").build_model()
+    x = torch.randn(2, 3, 112, 112)
+    assert torch.allclose(rebuilt(x), model(x))
