@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # build_bundle removes its staging folder on the way out, so no bundle is left half-written
+        print(f"compile: interrupted (Ctrl+C); {args.out} holds what it held before", file=sys.stderr)
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:

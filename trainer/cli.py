@@ -102,6 +102,14 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    try:
+        return run_command(args, argv)
+    except KeyboardInterrupt:       # outside a training loop (loading data, evaluating): nothing half-written
+        print(f"trainer {args.command}: interrupted (Ctrl+C)", file=sys.stderr)
+        return 130
+
+
+def run_command(args, argv: list[str]) -> int:
     if args.command == "import":
         return import_model(args.source, args.out, args.dat)
     if args.command == "fit-crop":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from trainer.distill_data import Crops, Teacher, cached_targets, load_crops, mir
 from trainer.evaluate import make_pairs, verification_metrics
 from trainer.loop import optimise, start_run
 from trainer.models.mobilefacenet import MobileFaceNetS
-from trainer.report import Clock, outputs_next_to, write_report
+from trainer.report import Clock, interrupt_notice, outputs_next_to, write_report
 
 ARCHITECTURE = "mobilefacenet_s"
 WEIGHT_DECAY = 5e-4
@@ -110,21 +111,24 @@ def distill(teacher_path: Path, data: list[Path], out: Path, options: DistillOpt
     seen, next_mark, loss_value = 0, options.checkpoint_every, float("nan")
     bar = progress_bar(total=total_steps * options.batch_size, desc="distill", unit="img")
     order = iter(())
-    while seen < total_steps * options.batch_size and not clock.expired():
-        index = next(order, None)
-        if index is None:                                   # a new pass over the faces, whole batches only
-            order = batches(len(images), options.batch_size, rng, drop_last=True)
-            continue
-        student.train()
-        x = to_tensor(jitter(augment(images[index], rng), rng), spec, True, device)    # N,3,S,S
-        loss, cosine = embedding_loss(student(x), targets[index].to(device), options.relational)
-        loss_value = optimise(loss, optimizer, schedule)
-        seen += len(index)
-        bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{cosine:.3f}", refresh=False)  # drawn by update()
-        bar.update(len(index))
-        if seen >= next_mark:
-            curve.append(milestone(student, spec, config, seen, evaluation, options, out, clock, loss_value))
-            next_mark += options.checkpoint_every
+    try:
+        while seen < total_steps * options.batch_size and not clock.expired():
+            index = next(order, None)
+            if index is None:                               # a new pass over the faces, whole batches only
+                order = batches(len(images), options.batch_size, rng, drop_last=True)
+                continue
+            student.train()
+            x = to_tensor(jitter(augment(images[index], rng), rng), spec, True, device)    # N,3,S,S
+            loss, cosine = embedding_loss(student(x), targets[index].to(device), options.relational)
+            loss_value = optimise(loss, optimizer, schedule)
+            seen += len(index)
+            bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{cosine:.3f}", refresh=False)  # drawn by update()
+            bar.update(len(index))
+            if seen >= next_mark:
+                curve.append(milestone(student, spec, config, seen, evaluation, options, out, clock, loss_value))
+                next_mark += options.checkpoint_every
+    except KeyboardInterrupt:                               # the student as it is is scored and saved
+        print(interrupt_notice("distill", seen, total_steps * options.batch_size, "images"), file=sys.stderr)
     bar.close()
     if not curve or curve[-1]["images_seen"] != seen:
         curve.append(milestone(student, spec, config, seen, evaluation, options, out, clock, loss_value))

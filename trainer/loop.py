@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from trainer.device import pick_device
-from trainer.report import Clock, epoch_bar, stop_notice
+from trainer.report import Clock, epoch_bar, interrupt_notice, stop_notice
 
 
 @dataclass
@@ -41,18 +41,23 @@ def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_ep
                  step: Callable[[np.ndarray, int], tuple[torch.Tensor, dict]],
                  optimizer: torch.optim.Optimizer, schedule, clock: Clock) -> LoopResult:
     """Runs ``epochs`` passes over ``batches()``; ``step(index, steps_so_far)`` returns the loss and extra
-    progress-bar fields. Stops after the step during which the clock runs out, and says so."""
+    progress-bar fields. Stops after the step during which the clock runs out, or at Ctrl+C, and says so: the
+    caller then evaluates and saves what there is."""
     steps, loss_value = 0, float("nan")
-    for epoch in range(1, epochs + 1):
-        model.train()
-        with epoch_bar(epoch, epochs, images_per_epoch) as bar:
-            for index in batches():
-                loss, postfix = step(index, steps)
-                loss_value = optimise(loss, optimizer, schedule)
-                steps += 1
-                bar.set_postfix(loss=f"{loss_value:.4f}", **postfix, refresh=False)   # drawn by update()
-                bar.update(len(index))
-                if clock.expired():
-                    print(stop_notice(name, clock, steps / steps_per_epoch, epochs), file=sys.stderr)
-                    return LoopResult(steps, loss_value, True)
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            with epoch_bar(epoch, epochs, images_per_epoch) as bar:
+                for index in batches():
+                    loss, postfix = step(index, steps)
+                    loss_value = optimise(loss, optimizer, schedule)
+                    steps += 1
+                    bar.set_postfix(loss=f"{loss_value:.4f}", **postfix, refresh=False)   # drawn by update()
+                    bar.update(len(index))
+                    if clock.expired():
+                        print(stop_notice(name, clock, steps / steps_per_epoch, epochs), file=sys.stderr)
+                        return LoopResult(steps, loss_value, True)
+    except KeyboardInterrupt:
+        print(interrupt_notice(name, round(steps / steps_per_epoch, 1), epochs), file=sys.stderr)
+        return LoopResult(steps, loss_value, True)
     return LoopResult(steps, loss_value, False)

@@ -30,6 +30,11 @@ def epoch_bar(epoch: int, epochs: int, images: int):
     return progress_bar(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", leave=True, dynamic_ncols=True)
 
 
+def interrupt_notice(name: str, done: float, planned: float, unit: str = "epochs") -> str:
+    return (f"{name}: interrupted (Ctrl+C) with {done:g} of {planned:g} {unit} done; evaluating and saving what "
+            f"there is")
+
+
 def stop_notice(name: str, clock: Clock, epochs_done: float, epochs: int) -> str:
     return (f"{name}: stopped after {clock.elapsed:.0f} s (--max_seconds {clock.max_seconds:g}), "
             f"{epochs_done:.1f} of {epochs} epochs done")

@@ -75,8 +75,8 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
         "final_train_loss": run.loss, "train_identities": len(train_ids),
         "holdout_identities": len(np.unique(held.labels)), "train_images": len(train), "holdout_images": len(held),
         "skipped_images": faces.skipped, "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2),
-        "stopped_early": run.stopped, "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
-        "arcface_scale": scale, "arcface_margin": margin,
+        "stopped_early": run.stopped, "train_seconds": round(train_seconds, 1), "seed": seed,
+        "device": describe(target), "arcface_scale": scale, "arcface_margin": margin,
     })
     out = Path(out)
     model = model.to(memory_format=torch.contiguous_format)   # plain layout in the file, whatever loads it

@@ -570,3 +570,21 @@ def test_a_model_the_boards_opset_cannot_take_is_refused_in_one_line(tmp_path, c
                                         r"operator 'aten::grid_sampler' to ONNX opset version 13 is not supported") as err:
         _export(tmp_path, source, "onnx:fp32", calibration, opset=13)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.unit
+@needs_detector
+def test_ctrl_c_during_compile_leaves_the_previous_bundle_and_no_staging(tmp_path, monkeypatch, faces_dir, capsys):
+    import compile.bundle
+
+    _patch_sources(monkeypatch)
+    out = tmp_path / "bundles"
+    args = ["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32", "--calibration",
+            str(faces_dir), "--calibration_images", "32", "--holdout_images", "16", "--out", str(out)]
+    assert cli.main(args) == 0
+    before = (out / "host" / "manifest.json").read_bytes()
+    monkeypatch.setattr(compile.bundle, "write_golden", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(args) == 130
+    assert "compile: interrupted (Ctrl+C)" in capsys.readouterr().err
+    assert (out / "host" / "manifest.json").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -175,3 +175,24 @@ def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu_machine(tmp_path, monkeypatc
     rebuilt = load_checkpoint(tmp_path / "gpu.pt").build_model()
     x = torch.randn(2, 3, 112, 112)
     assert torch.allclose(rebuilt(x), model(x))
+
+
+def test_ctrl_c_stops_training_and_the_model_is_still_evaluated_and_saved(tmp_path, monkeypatch, capsys):
+    import trainer.loop
+
+    real = trainer.loop.optimise
+    calls = []
+
+    def interrupted_on_the_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(trainer.loop, "optimise", interrupted_on_the_third_step)
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "v.pt"
+    assert main(["verifier", "--data", str(data), "--out", str(out), "--epochs", "3", "--batch_size", "8",
+                 "--width", "0.25", "--embedding", "16", "--threads", "1"]) == 0
+    assert "verifier: interrupted (Ctrl+C) with 1 of 3 epochs done" in capsys.readouterr().err
+    assert load_checkpoint(out).metrics["stopped_early"] is True
