@@ -513,24 +513,53 @@ def test_real_pair_options_are_checked_before_any_work(monkeypatch, capsys):
     assert "argument --target_far: must be between 0 and 1 (exclusive), got 2.0" in capsys.readouterr().err
 
 
+def mobilefacenet_checkpoint(path: Path, faces_dir: Path) -> Path:
+    """A MobileFaceNet-class verifier with its normalisation statistics taken on faces (untrained otherwise)."""
+    from trainer.checkpoint import save_checkpoint
+    from trainer.models.mobilefacenet import MobileFaceNetS
+
+    torch.manual_seed(0)
+    model = MobileFaceNetS(width=0.5, embedding=32)
+    with torch.no_grad():
+        model.train()(torch.from_numpy(prepare_batch(load_calibration_set(faces_dir, 32, 0, 16).images,
+                                                      verifier_input_spec())))
+    save_checkpoint(path, architecture="mobilefacenet_s", config={"width": 0.5, "embedding": 32}, task="verify",
+                    model=model.eval(), preprocessing=verifier_input_spec(), metrics={}, threshold=0.5)
+    return path
+
+
+@pytest.mark.unit
+@needs_detector
+def test_every_tflite_precision_passes_its_gate_fed_as_its_own_entry_says(tmp_path, faces_dir, monkeypatch):
+    import compile.bundle
+
+    fed = {}
+
+    def recording(bundle_dir, entry, batch, backend, threads):
+        fed[entry.precision] = batch.dtype
+        return run_artifact(bundle_dir, entry, batch, backend, threads)
+
+    monkeypatch.setattr(compile.bundle, "run_artifact", recording)
+    checkpoint = mobilefacenet_checkpoint(tmp_path / "verifier.pt", faces_dir)
+    assert cli.main(["--target", "rpi5", "--checkpoints", str(checkpoint), "--artifacts",
+                     "tflite:fp32,tflite:fp16,tflite:int8", "--calibration", str(faces_dir), "--calibration_images",
+                     "32", "--holdout_images", "16", "--out", str(tmp_path / "bundles")]) == 0
+    # the full-integer file is gated on int8 inputs quantized with its own scale, not on floats cast to int8
+    assert fed == {"fp32": np.float32, "fp16": np.float32, "int8": np.int8}
+    int8 = read_manifest(tmp_path / "bundles" / "rpi5").find("verify", "tflite", "int8")
+    assert int8.input.dtype == "int8" and int8.input.scale > 0 and int8.accuracy["passed"]
+    assert all(c.passed for c in check_folder(tmp_path / "bundles" / "rpi5"))
+
+
 @pytest.mark.unit
 @needs_detector
 @pytest.mark.parametrize("min_cosine, kept", [(-1.0, True), (1.01, False)])
 def test_pruning_cuts_macs_saves_a_checkpoint_that_rebuilds_and_is_gated(tmp_path, monkeypatch, faces_dir, capsys,
                                                                         min_cosine, kept):
     from compile import prune
-    from trainer.checkpoint import load_checkpoint, save_checkpoint
-    from trainer.models.mobilefacenet import MobileFaceNetS
+    from trainer.checkpoint import load_checkpoint
 
-    torch.manual_seed(0)
-    model = MobileFaceNetS(width=0.5, embedding=32)
-    with torch.no_grad():                       # normalisation statistics of faces, not of the initial weights
-        model.train()(torch.from_numpy(prepare_batch(load_calibration_set(faces_dir, 32, 0, 16).images,
-                                                      verifier_input_spec())))
-    checkpoint = tmp_path / "verifier.pt"
-    save_checkpoint(checkpoint, architecture="mobilefacenet_s", config={"width": 0.5, "embedding": 32},
-                    task="verify", model=model.eval(),
-                    preprocessing=verifier_input_spec(), metrics={}, threshold=0.5)
+    checkpoint = mobilefacenet_checkpoint(tmp_path / "verifier.pt", faces_dir)
     monkeypatch.setattr(prune, "MIN_COSINE", min_cosine)
     out = tmp_path / "bundles"
     code = cli.main(["--target", "host", "--checkpoints", str(checkpoint), "--artifacts", "onnx:fp32",
