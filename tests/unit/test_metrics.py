@@ -47,3 +47,13 @@ def test_ssim_is_one_for_identical_images_and_falls_with_noise_and_blur():
     blurred = cv2.GaussianBlur(image, (0, 0), 3)
     assert 0 < metrics.ssim(image, noisy) < 0.9 and metrics.ssim(image, blurred) < 1.0
     assert metrics.ssim(image.transpose(2, 0, 1), noisy.transpose(2, 0, 1)) == pytest.approx(metrics.ssim(image, noisy))
+
+
+def test_frechet_distance_is_zero_for_one_set_and_grows_with_the_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 8))
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    near, far = metrics.frechet_distance(a, a + 0.1), metrics.frechet_distance(a, a + 1.0)
+    assert near == pytest.approx(8 * 0.01, rel=1e-6) and far == pytest.approx(8.0, rel=1e-6)
+    wider = metrics.frechet_distance(a, 2 * a)                       # same mean, twice the spread
+    assert wider > 0.5 * 8

@@ -196,3 +196,25 @@ def test_ctrl_c_stops_training_and_the_model_is_still_evaluated_and_saved(tmp_pa
                  "--width", "0.25", "--embedding", "16", "--threads", "1"]) == 0
     assert "verifier: interrupted (Ctrl+C) with 1 of 3 epochs done" in capsys.readouterr().err
     assert load_checkpoint(out).metrics["stopped_early"] is True
+
+
+def test_eval_generator_reports_psnr_ssim_a_named_frechet_distance_and_the_detectors_hit_rate(tmp_path, capsys):
+    import json
+
+    data = make_faces(tmp_path / "faces", identities=4, images=6)
+    generator = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(generator), "--epochs", "1", "--batch_size", "8",
+                 "--threads", "1"]) == 0
+    verifier = tmp_path / "v.pt"
+    assert main(["verifier", "--data", str(data), "--out", str(verifier), "--epochs", "1", "--batch_size", "8",
+                 "--width", "0.25", "--embedding", "16", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["eval-generator", "--ckpt", str(generator), "--real", str(data), "--features", str(verifier)]) == 0
+    assert capsys.readouterr().out.startswith("eval-generator: 24 real faces, PSNR")
+    figures = json.loads((tmp_path / "g_eval.json").read_text())
+    assert 0 < figures["ssim"] <= 1 and figures["psnr_db"] > 0 and figures["frechet_distance"] >= 0
+    assert figures["frechet_features"].startswith("mobilefacenet_s (v.pt") and 0 <= figures["faces_detected"] <= 1
+    report = (tmp_path / "g_eval.md").read_text()
+    assert "not comparable with Inception FID" in report and (tmp_path / "g_eval.png").is_file()
+    assert main(["eval-generator", "--ckpt", str(verifier), "--real", str(data)]) == 2
+    assert "eval-generator judges generators" in capsys.readouterr().err

@@ -132,13 +132,18 @@ def load_dlib_resnet(dat_path: str | Path) -> tuple[DlibResNet, dict]:
     return model, info
 
 
+def dlib_input_spec(model: DlibResNet, info: dict) -> InputSpec:
+    """dlib's preprocessing: its 150 px chip, RGB, its own channel means, a scale of 1/256."""
+    size = model.input_size
+    return InputSpec(name="input", shape=(1, 3, size, size), layout="NCHW", dtype="float32", colour="RGB",
+                     mean=info["mean"], std=(256.0, 256.0, 256.0), crop="dlib150")
+
+
 def import_dlib_resnet(out_path: str | Path, dat_path: str | Path | None = None) -> str:
     """Writes dlib's face descriptor as a ``dlib_resnet`` verify checkpoint; returns the checkpoint's sha256."""
     path = Path(dat_path) if dat_path is not None else packaged_dat_path()
     model, info = load_dlib_resnet(path)
-    size = model.input_size
-    spec = InputSpec(name="input", shape=(1, 3, size, size), layout="NCHW", dtype="float32", colour="RGB",
-                     mean=info["mean"], std=(256.0, 256.0, 256.0), crop="dlib150")
+    spec = dlib_input_spec(model, info)
     metrics = {
         **{key: info[key] for key in ("source_file", "source_sha256", "parameters", "convs",
                                       "dlib_distance_threshold")},

@@ -1,0 +1,130 @@
+"""``python -m trainer eval-generator``: how good a face generator's faces are, on held-out real faces.
+
+- PSNR and SSIM of its reconstructions against their inputs;
+- a Frechet distance between its faces and the real ones, on the embeddings of a face network we have offline
+  (dlib's descriptor, packaged with face-recognition-models, or any verifier checkpoint given with
+  ``--features``). Its name goes into every report: the figure is not comparable with Inception FID;
+- the share of its faces in which the runtime's detector finds a face (score at least 0.5), beside the same share
+  for the real faces;
+- a grid of real faces over their reconstructions, and a Markdown report.
+
+A model that only reconstructs (the convolutional autoencoder) is judged on its reconstructions; families that
+sample from a latent are judged on their samples when they land.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.align import CROPS
+from edge.errors import UserError
+from edge.imageio import list_images
+from edge.metrics import frechet_distance, psnr, ssim
+from edge.preprocess import output_to_images, prepare_batch
+from edge.progress import progress_bar
+from trainer.checkpoint import load_checkpoint
+from trainer.data import read_crop
+from trainer.evaluate import reconstruct
+from trainer.report import image_grid, outputs_next_to, write_png, write_report
+
+MIN_IMAGES = 16
+GRID_COLUMNS = 8
+
+
+@dataclass
+class Result:
+    metrics: dict
+    report: Path
+    summary: str
+
+
+def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None = None, max_images: int = 500,
+                       seed: int = 0, out: Path | None = None, command: str = "") -> Result:
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.task != "generate":
+        raise UserError(f"{checkpoint_path} is a {checkpoint.task} model; eval-generator judges generators")
+    spec = checkpoint.preprocessing
+    faces = load_real(real, CROPS[spec.crop].size if spec.crop in CROPS else spec.size[0], max_images, seed)
+    model = checkpoint.build_model()
+    inputs, outputs = reconstruct(model, faces, spec)                          # N,3,H,W in [0, 1]
+    real_images, generated = output_to_images(inputs, spec), output_to_images(outputs, spec)
+    extractor, extractor_name = feature_network(features)
+    real_features, generated_features = (embed(extractor, images) for images in (real_images, generated))
+    detector_share = detected_share(generated)
+    metrics = {
+        "images": len(faces),
+        "psnr_db": round(float(np.mean([min(psnr(x, y), 120.0) for x, y in zip(inputs, outputs)])), 3),
+        "ssim": round(float(np.mean([ssim(x, y) for x, y in zip(inputs, outputs)])), 4),
+        "frechet_distance": round(frechet_distance(real_features, generated_features), 4),
+        "frechet_features": extractor_name,
+        "faces_detected": round(detector_share, 4),
+        "faces_detected_real": round(detected_share(real_images), 4),
+        "judged_on": "reconstructions of the held-out real faces (this model does not sample)",
+    }
+    out = out or outputs_next_to(checkpoint_path, "eval.md")
+    shown = np.linspace(0, len(faces) - 1, min(GRID_COLUMNS, len(faces))).astype(int)   # spread over the folder
+    grid = write_png(out.with_suffix(".png"), image_grid(
+        [[real_images[i] for i in shown], [generated[i] for i in shown]], zoom=2))
+    out.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
+    summary = (f"eval-generator: {metrics['images']} real faces, PSNR {metrics['psnr_db']:.2f} dB, SSIM "
+               f"{metrics['ssim']:.3f}, Frechet distance {metrics['frechet_distance']:.4f} ({extractor_name}), "
+               f"a face detected in {100 * detector_share:.1f} % of its faces")
+    report = write_report(out, "Generator evaluation", summary, {
+        "Figures": metrics,
+        "Notes": [f"The Frechet distance is computed on {extractor_name} embeddings of the real faces and of the "
+                  "model's faces: it ranks models judged with the same network and is not comparable with "
+                  "Inception FID.", "", f"![real faces over their reconstructions]({grid.name})", "",
+                  f"- checkpoint: `{checkpoint_path}`", f"- real faces: `{real}`", f"- command: `{command}`"],
+    })
+    print(summary)
+    return Result(metrics, report, summary)
+
+
+def load_real(root: Path, side: int, max_images: int, seed: int) -> np.ndarray:
+    """Up to ``max_images`` aligned crops of ``side`` pixels under ``root`` (a seeded sample), unreadable skipped."""
+    paths = list_images(root)
+    if len(paths) > max_images:
+        paths = [paths[i] for i in sorted(np.random.default_rng(seed).choice(len(paths), max_images, False))]
+    images = [image for image in (read_crop(p, side) for p in paths) if image is not None]
+    if len(images) < MIN_IMAGES:
+        raise UserError(f"{root} holds {len(images)} readable {side}x{side} face crops; eval-generator needs at "
+                        f"least {MIN_IMAGES}")
+    return np.stack(images)
+
+
+def feature_network(path: Path | None):
+    """The network whose embeddings the Frechet distance is computed on, and its name for the reports."""
+    if path is not None:
+        checkpoint = load_checkpoint(path)
+        if checkpoint.task != "verify":
+            raise UserError(f"--features {path} is a {checkpoint.task} model; give a face verifier checkpoint")
+        name = f"{checkpoint.architecture} ({path.name}, sha256 {checkpoint.sha256[:12]})"
+        return (checkpoint.build_model(), checkpoint.preprocessing), name
+    try:
+        from trainer.dlib_import.convert import dlib_input_spec, load_dlib_resnet, packaged_dat_path
+
+        model, info = load_dlib_resnet(packaged_dat_path())
+    except UserError as err:
+        raise UserError(f"{err}; or give a verifier checkpoint with --features") from err
+    return (model.eval(), dlib_input_spec(model, info)), ("dlib's face descriptor "
+                                                          "(dlib_face_recognition_resnet_model_v1, 128-D)")
+
+
+@torch.no_grad()
+def embed(extractor, images: list[np.ndarray]) -> np.ndarray:
+    model, spec = extractor
+    rows = [model(torch.from_numpy(prepare_batch(images[i:i + 32], spec))).numpy()
+            for i in progress_bar(range(0, len(images), 32), desc="features", unit="batch")]
+    return np.concatenate(rows)
+
+
+def detected_share(images: list[np.ndarray]) -> float:
+    """The share of images in which the packaged short-range BlazeFace finds a face scoring at least 0.5."""
+    from edge.vendor_models import load_packaged_detector
+
+    detector = load_packaged_detector()
+    return float(np.mean([any(d.score >= 0.5 for d in detector.detect(image)) for image in images]))
