@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
     add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
     generator.add_argument("--latent", type=count, default=32, help="latent size (default: %(default)s)")
+    generator.add_argument("--noise", default=None,
+                           help="denoising autoencoder: gaussian:STD or mask:SHARE of the input corrupted, the clean "
+                                "face the target (default: none)")
+    generator.add_argument("--sparsity", type=float, default=0.0,
+                           help="sparse autoencoder: weight of an L1 penalty on the code (default: %(default)s)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
     add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
@@ -138,7 +143,7 @@ def run_command(args, argv: list[str]) -> int:
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.train_generator import train_generator
-            result = train_generator(latent=args.latent, **common)
+            result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity, **common)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

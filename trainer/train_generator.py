@@ -31,10 +31,45 @@ class Result:
     summary: str
 
 
+NOISE_KINDS = ("gaussian", "mask")   # denoising: Gaussian noise of this std, or this share of pixels zeroed
+
+
+def parse_noise(text: str | None) -> tuple[str, float] | None:
+    """``gaussian:0.1`` or ``mask:0.25`` -> (kind, amount); None for no noise."""
+    if not text:
+        return None
+    kind, _, amount = text.partition(":")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = -1.0
+    if kind not in NOISE_KINDS or not 0 < value < 1:
+        raise UserError(f"--noise takes KIND:AMOUNT with KIND in {NOISE_KINDS} and AMOUNT between 0 and 1 "
+                        f"(gaussian:0.1, mask:0.25), got {text!r}")
+    return kind, value
+
+
+def corrupt(x: torch.Tensor, noise: tuple[str, float] | None, generator: torch.Generator) -> torch.Tensor:
+    """The denoising autoencoder's input: ``x`` with Gaussian noise added or pixels masked (all channels)."""
+    if noise is None:
+        return x
+    kind, amount = noise
+    if kind == "gaussian":
+        return (x + amount * torch.randn(x.shape, generator=generator, device=x.device)).clamp(0, 1)
+    keep = torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator, device=x.device) >= amount
+    return x * keep
+
+
 def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
-                    latent: int = 32, device: str = "auto", command: str = "") -> Result:
+                    latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
+                    sparsity: float = 0.0) -> Result:
+    """The plain autoencoder, or its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code)
+    variants; each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
+    corruption = parse_noise(noise)
+    if sparsity < 0:
+        raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
     rng, target = start_run(seed, threads, device)
     spec = generator_input_spec()
     faces = load_faces(data)
@@ -48,9 +83,13 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     # Cosine decay to zero over the planned run: the last epochs refine detail at a small step size.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
 
+    noise_stream = torch.Generator(device=target).manual_seed(seed)
+
     def step(index: np.ndarray, _steps: int):
         x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
-        return torch.nn.functional.mse_loss(model(x), x), {}
+        code = model.encode(corrupt(x, corruption, noise_stream))             # N,32
+        loss = torch.nn.functional.mse_loss(model.decode(code), x)           # the clean face is the target
+        return loss + sparsity * code.abs().mean(), {}
 
     clock = Clock(max_seconds)
     run = train_epochs("generator", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -68,6 +107,9 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
+        "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
+        "noise": noise or "none", "sparsity": sparsity,
+        "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
     out = Path(out)
     save_checkpoint(out, architecture=ARCHITECTURE, config=config, task="generate", model=model,
@@ -79,7 +121,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     report = write_report(
         outputs_next_to(out, "report.md"), "Generator training report", summary, {
             "Held-out reconstruction": {k: metrics[k] for k in ("psnr", "mse", "holdout_images")},
-            "Training": {"data": str(faces.root), "identities": len(faces.names),
+            "Training": {"data": str(faces.root), "identities": len(faces.names), "variant": metrics["variant"],
+                         "noise": metrics["noise"], "sparsity": sparsity,
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
                                                     "stopped_early", "train_seconds", "final_train_loss")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},

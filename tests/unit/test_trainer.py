@@ -218,3 +218,21 @@ def test_eval_generator_reports_psnr_ssim_a_named_frechet_distance_and_the_detec
     assert "not comparable with Inception FID" in report and (tmp_path / "g_eval.png").is_file()
     assert main(["eval-generator", "--ckpt", str(verifier), "--real", str(data)]) == 2
     assert "eval-generator judges generators" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, variant", [(["--noise", "gaussian:0.2"], "denoising"),
+                                            (["--noise", "mask:0.3", "--sparsity", "0.01"], "denoising + sparse")])
+def test_denoising_and_sparse_autoencoders_train_and_say_what_they_are(tmp_path, extra, variant):
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch_size", "8",
+                 "--threads", "1", *extra]) == 0
+    metrics = load_checkpoint(out).metrics
+    assert metrics["variant"] == variant and metrics["noise"] == extra[1] and metrics["code_mean_abs"] > 0
+    assert f"| variant | {variant} |" in (tmp_path / "g_report.md").read_text()
+
+
+def test_a_malformed_noise_is_refused_in_one_line(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces")
+    assert main(["generator", "--data", str(data), "--out", str(tmp_path / "g.pt"), "--noise", "salt:0.1"]) == 2
+    assert "--noise takes KIND:AMOUNT" in capsys.readouterr().err
