@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "face the target (default: none)")
     generator.add_argument("--sparsity", type=float, default=0.0,
                            help="sparse autoencoder: weight of an L1 penalty on the code (default: %(default)s)")
+    generator.add_argument("--family", default="autoencoder", choices=("autoencoder", "vae"),
+                           help="the convolutional autoencoder, or a VAE of the same shapes (default: %(default)s)")
+    generator.add_argument("--beta", type=float, default=1.0,
+                           help="VAE: weight of the KL term (default: %(default)s)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
     add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
@@ -143,7 +147,8 @@ def run_command(args, argv: list[str]) -> int:
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.train_generator import train_generator
-            result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity, **common)
+            result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity,
+                                     family=args.family, beta=args.beta, **common)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

@@ -14,10 +14,11 @@ from trainer.data import augment, batches, load_faces, split_images, to_tensor
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.loop import start_run, train_epochs
-from trainer.models.autoencoder import ConvAutoencoder
+from trainer.models import build_model
+from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
-ARCHITECTURE = "conv_autoencoder"
+FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
 HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
 SAMPLE_COUNT = 8       # columns in the sample grid
 
@@ -63,10 +64,15 @@ def corrupt(x: torch.Tensor, noise: tuple[str, float] | None, generator: torch.G
 def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
-                    sparsity: float = 0.0) -> Result:
-    """The plain autoencoder, or its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code)
-    variants; each recorded in the checkpoint's metrics."""
+                    sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0) -> Result:
+    """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
+    or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
+    if family not in FAMILIES:
+        raise UserError(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if beta < 0:
+        raise UserError(f"--beta must be 0 or more, got {beta}")
+    architecture = FAMILIES[family]
     corruption = parse_noise(noise)
     if sparsity < 0:
         raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
@@ -77,7 +83,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     train_images, held_images = faces.images[train_index], faces.images[held_index]
 
     config = {"channels": [16, 32, 64], "latent": latent, "input_size": spec.size[0]}
-    model = ConvAutoencoder(**config).to(target)
+    model = build_model(architecture, config).to(target)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(train_images) // batch_size)
     # Cosine decay to zero over the planned run: the last epochs refine detail at a small step size.
@@ -87,8 +93,12 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
 
     def step(index: np.ndarray, _steps: int):
         x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
-        code = model.encode(corrupt(x, corruption, noise_stream))             # N,32
+        noisy = corrupt(x, corruption, noise_stream)
+        code = model.encode(noisy)                                            # N,32 (a VAE: a sample)
         loss = torch.nn.functional.mse_loss(model.decode(code), x)           # the clean face is the target
+        if family == "vae":
+            # per-pixel reconstruction error, so the KL term is scaled to one pixel too
+            loss = loss + beta * kl_divergence(*model.statistics(noisy)) / x[0].numel()
         return loss + sparsity * code.abs().mean(), {}
 
     clock = Clock(max_seconds)
@@ -107,12 +117,13 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
+        "family": family, "beta": beta if family == "vae" else None,
         "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
         "noise": noise or "none", "sparsity": sparsity,
         "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
     out = Path(out)
-    save_checkpoint(out, architecture=ARCHITECTURE, config=config, task="generate", model=model,
+    save_checkpoint(out, architecture=architecture, config=config, task="generate", model=model,
                     preprocessing=spec, metrics=metrics)
 
     samples = write_png(outputs_next_to(out, "samples.png"), sample_grid(model, inputs, outputs, latents, spec, rng))
@@ -126,7 +137,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
                                                     "stopped_early", "train_seconds", "final_train_loss")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},
-            "Model": {"architecture": ARCHITECTURE, **{k: str(v) for k, v in config.items()},
+            "Model": {"architecture": architecture, **{k: str(v) for k, v in config.items()},
                       "parameters": sum(p.numel() for p in model.parameters())},
             "Files": [f"- checkpoint: `{out}`",
                       f"- samples: `{samples.name}`: held-out originals (top), their reconstructions (middle), "
@@ -159,7 +170,9 @@ def encode_all(model: ConvAutoencoder, images: np.ndarray, spec, batch_size: int
 def sample_grid(model: ConvAutoencoder, inputs: np.ndarray, outputs: np.ndarray, latents: np.ndarray, spec,
                 rng: np.random.Generator) -> np.ndarray:
     count = min(SAMPLE_COUNT, len(inputs))
-    z = rng.normal(latents.mean(axis=0), latents.std(axis=0), (SAMPLE_COUNT, latents.shape[1]))
+    # a VAE samples its standard normal prior; an autoencoder the Gaussian fitted to its training codes
+    mean, std = (0.0, 1.0) if isinstance(model, ConvVAE) else (latents.mean(axis=0), latents.std(axis=0))
+    z = rng.normal(mean, std, (SAMPLE_COUNT, latents.shape[1]))
     generated = model.decode(torch.from_numpy(z.astype(np.float32)).to(device_of(model))).cpu().numpy()
     return image_grid([output_to_images(inputs[:count], spec), output_to_images(outputs[:count], spec),
                        output_to_images(generated, spec)])

@@ -5,6 +5,7 @@ from edge.registry import Registry
 
 ARCHITECTURES = Registry("architecture", {
     "conv_autoencoder": "trainer.models.autoencoder:ConvAutoencoder",
+    "conv_vae": "trainer.models.autoencoder:ConvVAE",
     "dlib_resnet": "trainer.models.dlib_resnet:DlibResNet",
     "mobilefacenet_s": "trainer.models.mobilefacenet:MobileFaceNetS",
 })

@@ -48,3 +48,31 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+class ConvVAE(ConvAutoencoder):
+    """The same shapes as a variational autoencoder: the encoder's linear layer gives a mean and a log-variance
+    per latent dimension (N,2*latent), training decodes a sample drawn with the reparameterisation trick, and
+    new faces decode latents drawn from the standard normal prior. In eval mode the mean is decoded, so the
+    exported reconstructing graph is deterministic."""
+
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64):
+        super().__init__(channels, latent, input_size)
+        self.latent = latent
+        last = self.encoder[-1]
+        self.encoder[-1] = nn.Linear(last.in_features, 2 * latent)               # N,64 = mean and log-variance
+
+    def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.encoder(x)                                                  # N,2*latent
+        return stats[:, :self.latent], stats[:, self.latent:].clamp(-10, 10)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        mean, log_var = self.statistics(x)
+        if not self.training:
+            return mean
+        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+
+
+def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per image, summed over latent dimensions, averaged over the batch."""
+    return (-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1)).mean()
