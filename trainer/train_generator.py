@@ -13,6 +13,7 @@ from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_images, to_tensor
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
+from trainer.image_losses import reconstruction_loss
 from trainer.loop import start_run, train_epochs
 from trainer.models import build_model
 from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
@@ -64,7 +65,8 @@ def corrupt(x: torch.Tensor, noise: tuple[str, float] | None, generator: torch.G
 def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
-                    sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0) -> Result:
+                    sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
+                    ssim_weight: float = 0.0) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
@@ -72,6 +74,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         raise UserError(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}")
     if beta < 0:
         raise UserError(f"--beta must be 0 or more, got {beta}")
+    if not 0 <= ssim_weight <= 1:
+        raise UserError(f"--ssim_weight must be between 0 and 1, got {ssim_weight}")
     architecture = FAMILIES[family]
     corruption = parse_noise(noise)
     if sparsity < 0:
@@ -95,7 +99,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
         noisy = corrupt(x, corruption, noise_stream)
         code = model.encode(noisy)                                            # N,32 (a VAE: a sample)
-        loss = torch.nn.functional.mse_loss(model.decode(code), x)           # the clean face is the target
+        loss = reconstruction_loss(model.decode(code), x, ssim_weight)       # the clean face is the target
         if family == "vae":
             # per-pixel reconstruction error, so the KL term is scaled to one pixel too
             loss = loss + beta * kl_divergence(*model.statistics(noisy)) / x[0].numel()
@@ -119,7 +123,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
         "family": family, "beta": beta if family == "vae" else None,
         "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
-        "noise": noise or "none", "sparsity": sparsity,
+        "noise": noise or "none", "sparsity": sparsity, "ssim_weight": ssim_weight,
         "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
     out = Path(out)
@@ -133,7 +137,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         outputs_next_to(out, "report.md"), "Generator training report", summary, {
             "Held-out reconstruction": {k: metrics[k] for k in ("psnr", "mse", "holdout_images")},
             "Training": {"data": str(faces.root), "identities": len(faces.names), "variant": metrics["variant"],
-                         "noise": metrics["noise"], "sparsity": sparsity,
+                         "noise": metrics["noise"], "sparsity": sparsity, "ssim_weight": ssim_weight,
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
                                                     "stopped_early", "train_seconds", "final_train_loss")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},

@@ -259,3 +259,21 @@ def test_a_vae_trains_samples_its_prior_rebuilds_and_reconstructs_deterministica
     assert compile_main(["--target", "host", "--checkpoints", str(out), "--artifacts", "onnx:fp32,onnx:int8",
                          "--calibration", str(data), "--calibration_images", "16", "--holdout_images", "8",
                          "--out", str(tmp_path / "bundles")]) == 0
+
+
+def test_the_training_ssim_is_the_reported_ssim_and_the_generator_trains_with_it(tmp_path):
+    import cv2
+
+    from edge.metrics import ssim as numpy_ssim
+    from trainer.image_losses import ssim as torch_ssim
+
+    rng = np.random.default_rng(0)
+    a = np.stack([cv2.GaussianBlur(rng.random((64, 64, 3)), (0, 0), 2) for _ in range(2)])
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    expected = np.mean([numpy_ssim(x, y) for x, y in zip(a, b)])
+    as_tensor = [torch.from_numpy(v.transpose(0, 3, 1, 2).astype(np.float32)) for v in (a, b)]
+    assert float(torch_ssim(*as_tensor)) == pytest.approx(expected, abs=1e-3)
+    data = make_faces(tmp_path / "faces")
+    assert main(["generator", "--data", str(data), "--out", str(tmp_path / "g.pt"), "--epochs", "1",
+                 "--batch_size", "8", "--threads", "1", "--ssim_weight", "0.5"]) == 0
+    assert load_checkpoint(tmp_path / "g.pt").metrics["ssim_weight"] == 0.5
