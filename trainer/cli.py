@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="sparse autoencoder: weight of an L1 penalty on the code (default: %(default)s)")
     generator.add_argument("--ssim_weight", type=float, default=0.0,
                            help="loss = (1 - W) MSE + W (1 - SSIM); MSE alone blurs faces (default: %(default)s)")
+    generator.add_argument("--dedup_distance", type=count_or_zero, default=2,
+                           help="drop a face within this many bits (of 64) of an earlier one's difference hash: "
+                                "copies and re-encodings of one photo (default: %(default)s; 0: exact copies)")
     generator.add_argument("--family", default="autoencoder", choices=("autoencoder", "vae"),
                            help="the convolutional autoencoder, or a VAE of the same shapes (default: %(default)s)")
     generator.add_argument("--beta", type=float, default=1.0,
@@ -150,7 +153,8 @@ def run_command(args, argv: list[str]) -> int:
         if args.command == "generator":
             from trainer.train_generator import train_generator
             result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity,
-                                     family=args.family, beta=args.beta, ssim_weight=args.ssim_weight, **common)
+                                     family=args.family, beta=args.beta, ssim_weight=args.ssim_weight,
+                                     dedup_distance=args.dedup_distance, **common)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

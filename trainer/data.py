@@ -32,19 +32,21 @@ class FaceSet:
     names: list[str]
     skipped: int              # files that could not be decoded
     root: Path
+    paths: tuple[str, ...] = ()   # each image's path relative to ``root``
 
     def __len__(self) -> int:
         return len(self.images)
 
     def subset(self, index: np.ndarray) -> FaceSet:
-        return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root)
+        paths = tuple(self.paths[i] for i in index) if self.paths else ()
+        return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root, paths)
 
 
 def load_faces(root: str | Path, side: int = ALIGNED_SIZE) -> FaceSet:
     """Decodes ``root/<identity>/<image>`` (crops of ``side`` pixels); unreadable files are skipped and counted,
     wrong sizes refused."""
     folders = scan_identity_folders(root)
-    images, labels, skipped = [], [], 0
+    images, labels, paths, skipped = [], [], [], 0
     for label, name in enumerate(folders.names):
         for path in folders.images[name]:
             image = read_crop(path, side)
@@ -53,9 +55,10 @@ def load_faces(root: str | Path, side: int = ALIGNED_SIZE) -> FaceSet:
                 continue
             images.append(image)
             labels.append(label)
+            paths.append(str(Path(path).relative_to(root)))
     if not images:
         raise UserError(f"{root} holds no readable images ({skipped} files could not be decoded)")
-    return FaceSet(np.stack(images), np.asarray(labels, np.int64), folders.names, skipped, Path(root))
+    return FaceSet(np.stack(images), np.asarray(labels, np.int64), folders.names, skipped, Path(root), tuple(paths))
 
 
 def read_crop(path: Path, side: int) -> np.ndarray | None:

@@ -10,7 +10,8 @@ import torch
 from edge.errors import UserError
 from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
-from trainer.data import augment, batches, load_faces, split_images, to_tensor
+from trainer.data import FaceSet, augment, batches, load_faces, split_images, to_tensor
+from trainer.dedup import near_duplicates
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.image_losses import reconstruction_loss
@@ -66,7 +67,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
-                    ssim_weight: float = 0.0) -> Result:
+                    ssim_weight: float = 0.0, dedup_distance: int = 2) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
@@ -82,7 +83,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
     rng, target = start_run(seed, threads, device)
     spec = generator_input_spec()
-    faces = load_faces(data)
+    faces, duplicates = without_near_duplicates(load_faces(data), dedup_distance)
     train_index, held_index = split_images(len(faces), HOLDOUT, rng)
     train_images, held_images = faces.images[train_index], faces.images[held_index]
 
@@ -124,12 +125,15 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "family": family, "beta": beta if family == "vae" else None,
         "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
         "noise": noise or "none", "sparsity": sparsity, "ssim_weight": ssim_weight,
+        "near_duplicates_removed": len(duplicates), "dedup_distance_bits": dedup_distance,
         "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
     out = Path(out)
     save_checkpoint(out, architecture=architecture, config=config, task="generate", model=model,
                     preprocessing=spec, metrics=metrics)
 
+    duplicates_file = outputs_next_to(out, "duplicates.txt")
+    duplicates_file.write_text("".join(f"{line}\n" for line in duplicates) or "none\n")
     samples = write_png(outputs_next_to(out, "samples.png"), sample_grid(model, inputs, outputs, latents, spec, rng))
     summary = (f"generator: held-out PSNR {metrics['psnr']:.1f} dB (MSE {metrics['mse']:.4f}), "
                f"checkpoint {out}")
@@ -138,6 +142,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
             "Held-out reconstruction": {k: metrics[k] for k in ("psnr", "mse", "holdout_images")},
             "Training": {"data": str(faces.root), "identities": len(faces.names), "variant": metrics["variant"],
                          "noise": metrics["noise"], "sparsity": sparsity, "ssim_weight": ssim_weight,
+                         "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
+                                                    f"difference hash: {duplicates_file.name})",
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
                                                     "stopped_early", "train_seconds", "final_train_loss")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},
@@ -149,6 +155,14 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                       f"- command: `{command}`"],
         })
     return Result(metrics, out, report, samples, summary)
+
+
+def without_near_duplicates(faces: FaceSet, max_distance: int) -> tuple[FaceSet, list[str]]:
+    """The faces with every near-copy of an earlier one removed, and one line per removed file."""
+    found = near_duplicates(faces.images, max_distance)
+    dropped = {index for _, index, _ in found}
+    lines = [f"{faces.paths[index]}\tlike {faces.paths[kept]}\t({bits} bits)" for kept, index, bits in found]
+    return faces.subset(np.array([i for i in range(len(faces)) if i not in dropped])), lines
 
 
 def check_options(epochs: int, batch_size: int, lr: float, max_seconds: float | None) -> None:

@@ -277,3 +277,22 @@ def test_the_training_ssim_is_the_reported_ssim_and_the_generator_trains_with_it
     assert main(["generator", "--data", str(data), "--out", str(tmp_path / "g.pt"), "--epochs", "1",
                  "--batch_size", "8", "--threads", "1", "--ssim_weight", "0.5"]) == 0
     assert load_checkpoint(tmp_path / "g.pt").metrics["ssim_weight"] == 0.5
+
+
+def test_near_duplicate_faces_are_dropped_before_training_and_listed(tmp_path):
+    from synthetic_faces import identities, render_face, sample_nuisance
+
+    data = make_faces(tmp_path / "faces")
+    person = identities(1, 7)[0]
+    image, _ = render_face(person, sample_nuisance(np.random.default_rng(7)), 112)           # a face-like photo
+    cv2.imwrite(str(data / "person0" / "a_face.png"), image)
+    cv2.imwrite(str(data / "person0" / "copy.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 70])   # re-encoded
+    cv2.imwrite(str(data / "person1" / "moved.png"), image)                                 # filed twice
+    out = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch_size", "8",
+                 "--threads", "1"]) == 0
+    metrics = load_checkpoint(out).metrics
+    assert metrics["near_duplicates_removed"] == 2 and metrics["train_images"] + metrics["holdout_images"] == 33 - 2
+    listed = (tmp_path / "g_duplicates.txt").read_text()
+    assert "person0/copy.jpg\tlike person0/a_face.png" in listed
+    assert "person1/moved.png\tlike person0/a_face.png" in listed
