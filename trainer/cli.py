@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--dedup_distance", type=count_or_zero, default=2,
                            help="drop a face within this many bits (of 64) of an earlier one's difference hash: "
                                 "copies and re-encodings of one photo (default: %(default)s; 0: exact copies)")
+    generator.add_argument("--patience", type=count_or_zero, default=0,
+                           help="stop after this many epochs without a lower held-out loss; the best epoch is kept "
+                                "either way (default: %(default)s, never stop early)")
     generator.add_argument("--family", default="autoencoder", choices=("autoencoder", "vae"),
                            help="the convolutional autoencoder, or a VAE of the same shapes (default: %(default)s)")
     generator.add_argument("--beta", type=float, default=1.0,
@@ -154,7 +157,7 @@ def run_command(args, argv: list[str]) -> int:
             from trainer.train_generator import train_generator
             result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity,
                                      family=args.family, beta=args.beta, ssim_weight=args.ssim_weight,
-                                     dedup_distance=args.dedup_distance, **common)
+                                     dedup_distance=args.dedup_distance, patience=args.patience, **common)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import copy
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +20,19 @@ from trainer.report import Clock, epoch_bar, interrupt_notice, stop_notice
 class LoopResult:
     steps: int
     loss: float          # the last step's loss
-    stopped: bool        # True when --max_seconds ended the run early
+    stopped: bool        # True when --max_seconds, Ctrl+C or early stopping ended the run early
+    best_epoch: int | None = None       # with validation: the epoch whose weights the model holds at the end
+    history: list[dict] = field(default_factory=list)   # per epoch: train loss, validation loss, seconds
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Early stopping: ``loss()`` on held-out data after every epoch; the best epoch's weights are kept, and the
+    run stops after ``patience`` epochs without a better one (0: never stops early, still keeps the best)."""
+
+    loss: Callable[[], float]
+    patience: int = 0
+    log: Path | None = None             # a CSV row per epoch
 
 
 def start_run(seed: int, threads: int | None, device: str) -> tuple[np.random.Generator, torch.device]:
@@ -39,25 +54,69 @@ def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> 
 def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_epoch: int, images_per_epoch: int,
                  batches: Callable[[], Iterator[np.ndarray]],
                  step: Callable[[np.ndarray, int], tuple[torch.Tensor, dict]],
-                 optimizer: torch.optim.Optimizer, schedule, clock: Clock) -> LoopResult:
+                 optimizer: torch.optim.Optimizer, schedule, clock: Clock,
+                 validation: Validation | None = None) -> LoopResult:
     """Runs ``epochs`` passes over ``batches()``; ``step(index, steps_so_far)`` returns the loss and extra
     progress-bar fields. Stops after the step during which the clock runs out, or at Ctrl+C, and says so: the
-    caller then evaluates and saves what there is."""
-    steps, loss_value = 0, float("nan")
+    caller then evaluates and saves what there is. With ``validation``, the model ends holding its best epoch's
+    weights."""
+    result = LoopResult(0, float("nan"), False)
+    tracker = _BestEpoch(model, validation, clock) if validation else None
     try:
         for epoch in range(1, epochs + 1):
             model.train()
             with epoch_bar(epoch, epochs, images_per_epoch) as bar:
                 for index in batches():
-                    loss, postfix = step(index, steps)
-                    loss_value = optimise(loss, optimizer, schedule)
-                    steps += 1
-                    bar.set_postfix(loss=f"{loss_value:.4f}", **postfix, refresh=False)   # drawn by update()
+                    loss, postfix = step(index, result.steps)
+                    result.loss = optimise(loss, optimizer, schedule)
+                    result.steps += 1
+                    bar.set_postfix(loss=f"{result.loss:.4f}", **postfix, refresh=False)   # drawn by update()
                     bar.update(len(index))
                     if clock.expired():
-                        print(stop_notice(name, clock, steps / steps_per_epoch, epochs), file=sys.stderr)
-                        return LoopResult(steps, loss_value, True)
+                        print(stop_notice(name, clock, result.steps / steps_per_epoch, epochs), file=sys.stderr)
+                        result.stopped = True
+                        return tracker.finish(result) if tracker else result
+            if tracker and tracker.end_of_epoch(epoch, result.loss):
+                print(f"{name}: stopped early after epoch {epoch}: no better validation loss for "
+                      f"{validation.patience} epochs (best: epoch {tracker.best_epoch})", file=sys.stderr)
+                result.stopped = True
+                break
     except KeyboardInterrupt:
-        print(interrupt_notice(name, round(steps / steps_per_epoch, 1), epochs), file=sys.stderr)
-        return LoopResult(steps, loss_value, True)
-    return LoopResult(steps, loss_value, False)
+        print(interrupt_notice(name, round(result.steps / steps_per_epoch, 1), epochs), file=sys.stderr)
+        result.stopped = True
+    return tracker.finish(result) if tracker else result
+
+
+class _BestEpoch:
+    """Validation after each epoch: the best weights kept in memory, a CSV row written, patience counted."""
+
+    def __init__(self, model: torch.nn.Module, validation: Validation, clock: Clock):
+        self.model, self.validation, self.clock = model, validation, clock
+        self.best_loss, self.best_epoch, self.best_state, self.history = float("inf"), None, None, []
+
+    def end_of_epoch(self, epoch: int, train_loss: float) -> bool:
+        """Records the epoch; True when patience has run out."""
+        self.model.eval()
+        loss = float(self.validation.loss())
+        self.history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "validation_loss": round(loss, 6),
+                             "seconds": round(self.clock.elapsed, 1)})
+        if self.validation.log is not None:
+            self._write_log()
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        patience = self.validation.patience
+        return patience > 0 and epoch - self.best_epoch >= patience
+
+    def finish(self, result: LoopResult) -> LoopResult:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        result.best_epoch, result.history = self.best_epoch, self.history
+        return result
+
+    def _write_log(self) -> None:
+        self.validation.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.validation.log, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)

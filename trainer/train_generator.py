@@ -15,7 +15,7 @@ from trainer.dedup import near_duplicates
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.image_losses import reconstruction_loss
-from trainer.loop import start_run, train_epochs
+from trainer.loop import Validation, start_run, train_epochs
 from trainer.models import build_model
 from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
@@ -67,7 +67,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
-                    ssim_weight: float = 0.0, dedup_distance: int = 2) -> Result:
+                    ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
@@ -106,10 +106,16 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
             loss = loss + beta * kl_divergence(*model.statistics(noisy)) / x[0].numel()
         return loss + sparsity * code.abs().mean(), {}
 
+    def held_out_loss() -> float:
+        inputs, outputs = reconstruct(model, held_images, spec, batch_size)
+        return float(np.mean((outputs - inputs) ** 2))
+
+    out = Path(out)
     clock = Clock(max_seconds)
     run = train_epochs("generator", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        images_per_epoch=len(train_images), batches=lambda: batches(len(train_images), batch_size, rng),
-                       step=step, optimizer=optimizer, schedule=schedule, clock=clock)
+                       step=step, optimizer=optimizer, schedule=schedule, clock=clock,
+                       validation=Validation(held_out_loss, patience, outputs_next_to(out, "log.csv")))
     train_seconds = clock.elapsed
 
     inputs, outputs = reconstruct(model, held_images, spec, batch_size)
@@ -126,9 +132,9 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
         "noise": noise or "none", "sparsity": sparsity, "ssim_weight": ssim_weight,
         "near_duplicates_removed": len(duplicates), "dedup_distance_bits": dedup_distance,
+        "best_epoch": run.best_epoch, "patience": patience,
         "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
-    out = Path(out)
     save_checkpoint(out, architecture=architecture, config=config, task="generate", model=model,
                     preprocessing=spec, metrics=metrics)
 
@@ -145,11 +151,13 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                          "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
                                                     f"difference hash: {duplicates_file.name})",
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
-                                                    "stopped_early", "train_seconds", "final_train_loss")},
+                                                    "stopped_early", "train_seconds", "final_train_loss",
+                                                    "best_epoch", "patience")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},
             "Model": {"architecture": architecture, **{k: str(v) for k, v in config.items()},
                       "parameters": sum(p.numel() for p in model.parameters())},
-            "Files": [f"- checkpoint: `{out}`",
+            "Files": [f"- checkpoint: `{out}` (the epoch with the lowest held-out loss; one CSV row per epoch in "
+                      f"`{outputs_next_to(out, 'log.csv').name}`)",
                       f"- samples: `{samples.name}`: held-out originals (top), their reconstructions (middle), "
                       "faces decoded from random latents (bottom)",
                       f"- command: `{command}`"],

@@ -296,3 +296,31 @@ def test_near_duplicate_faces_are_dropped_before_training_and_listed(tmp_path):
     listed = (tmp_path / "g_duplicates.txt").read_text()
     assert "person0/copy.jpg\tlike person0/a_face.png" in listed
     assert "person1/moved.png\tlike person0/a_face.png" in listed
+
+
+def test_early_stopping_keeps_the_best_epochs_weights_and_logs_every_epoch(tmp_path, capsys):
+    from trainer.loop import Validation, train_epochs
+    from trainer.report import Clock
+
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    losses, weights = iter([3.0, 2.0, 2.5, 2.6, 1.0]), []
+
+    def validation_loss():
+        weights.append(model.weight.detach().clone())
+        return next(losses)
+
+    run = train_epochs("toy", model, epochs=5, steps_per_epoch=1, images_per_epoch=1,
+                       batches=lambda: iter([np.array([0])]), step=lambda i, s: (model(torch.ones(1, 2)).sum(), {}),
+                       optimizer=optimizer, schedule=schedule, clock=Clock(None),
+                       validation=Validation(validation_loss, patience=2, log=tmp_path / "log.csv"))
+    assert run.stopped and run.best_epoch == 2 and len(run.history) == 4            # epoch 5 never ran
+    assert torch.equal(model.weight, weights[1])                                    # epoch 2's weights restored
+    assert "stopped early after epoch 4" in capsys.readouterr().err
+    assert (tmp_path / "log.csv").read_text().splitlines()[0] == "epoch,train_loss,validation_loss,seconds"
+    data = make_faces(tmp_path / "faces")
+    assert main(["generator", "--data", str(data), "--out", str(tmp_path / "g.pt"), "--epochs", "2",
+                 "--batch_size", "8", "--threads", "1", "--patience", "1"]) == 0
+    assert load_checkpoint(tmp_path / "g.pt").metrics["best_epoch"] in (1, 2)
+    assert len((tmp_path / "g_log.csv").read_text().splitlines()) == 3
