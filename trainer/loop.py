@@ -33,6 +33,7 @@ class Validation:
     loss: Callable[[], float]
     patience: int = 0
     log: Path | None = None             # a CSV row per epoch
+    after_epoch: Callable[[int], None] | None = None   # e.g. a sample grid of a fixed batch
 
 
 def start_run(seed: int, threads: int | None, device: str) -> tuple[np.random.Generator, torch.device]:
@@ -102,6 +103,8 @@ class _BestEpoch:
                              "seconds": round(self.clock.elapsed, 1)})
         if self.validation.log is not None:
             self._write_log()
+        if self.validation.after_epoch is not None:
+            self.validation.after_epoch(epoch)
         if loss < self.best_loss:
             self.best_loss, self.best_epoch = loss, epoch
             self.best_state = copy.deepcopy(self.model.state_dict())

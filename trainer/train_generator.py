@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -115,7 +116,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     run = train_epochs("generator", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        images_per_epoch=len(train_images), batches=lambda: batches(len(train_images), batch_size, rng),
                        step=step, optimizer=optimizer, schedule=schedule, clock=clock,
-                       validation=Validation(held_out_loss, patience, outputs_next_to(out, "log.csv")))
+                       validation=Validation(held_out_loss, patience, outputs_next_to(out, "log.csv"),
+                                             lambda epoch: epoch_grid(model, held_images, spec, epoch, out)))
     train_seconds = clock.elapsed
 
     inputs, outputs = reconstruct(model, held_images, spec, batch_size)
@@ -163,6 +165,19 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                       f"- command: `{command}`"],
         })
     return Result(metrics, out, report, samples, summary)
+
+
+def epoch_grid(model, held_images: np.ndarray, spec, epoch: int, out: Path) -> Path:
+    """The same held-out faces (top) and their reconstructions after ``epoch`` (bottom), labelled with the epoch,
+    in ``<out>_epochs/``: how training went, at a glance."""
+    faces = held_images[:SAMPLE_COUNT]
+    inputs, outputs = reconstruct(model, faces, spec)
+    grid = image_grid([output_to_images(inputs, spec), output_to_images(outputs, spec)])
+    cv2.putText(grid, f"epoch {epoch}", (4, grid.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    folder = outputs_next_to(out, "epochs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_png(folder / f"epoch_{epoch:03d}.png", grid)
 
 
 def without_near_duplicates(faces: FaceSet, max_distance: int) -> tuple[FaceSet, list[str]]:

@@ -324,3 +324,4 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_logs_every_epoch(tmp_p
                  "--batch_size", "8", "--threads", "1", "--patience", "1"]) == 0
     assert load_checkpoint(tmp_path / "g.pt").metrics["best_epoch"] in (1, 2)
     assert len((tmp_path / "g_log.csv").read_text().splitlines()) == 3
+    assert sorted(p.name for p in (tmp_path / "g_epochs").iterdir()) == ["epoch_001.png", "epoch_002.png"]
