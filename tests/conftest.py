@@ -95,3 +95,11 @@ def verify_bundle(detector_bundle):
     models = (*detectors, entry("verifier.onnx.fp32", "fp32"), entry("verifier.onnx.int8", "int8"))
     write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
     return bundle
+
+
+@pytest.fixture(autouse=True)
+def own_kiosk_home(request, tmp_path_factory, monkeypatch):
+    """Each test gets its own empty $EDGE_FACE_HOME, so a gallery or measured board profile of the machine that
+    runs the tests never changes what they see; the board tier keeps the board's own (its profile included)."""
+    if not request.config.getoption("--board"):
+        monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path_factory.mktemp("home")))
