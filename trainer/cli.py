@@ -26,26 +26,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True,
                                      metavar="{generator,verifier,distill,eval-generator,import,fit-crop}")
 
-    generator = commands.add_parser("generator", help="train the conv autoencoder face generator on 64x64 crops")
-    add_common(generator, out="runs/generator.pt", epochs=30, batch_size=32, lr=2e-3)
-    generator.add_argument("--latent", type=count, default=32, help="latent size (default: %(default)s)")
+    generator = commands.add_parser("generator", help="train a face generator (conv autoencoder, its denoising and "
+                                                       "sparse variants, or a VAE) on 64x64 crops")
+    # None: the recipe's value (trainer/configs/<config>.yaml); a flag given replaces it, KEY=VALUE replaces both
+    add_common(generator, out="runs/generator.pt", epochs=None, batch_size=None, lr=None)
+    generator.add_argument("--config", default="autoencoder",
+                           help="recipe: autoencoder, denoising, sparse, vae, or a YAML file (default: %(default)s)")
+    generator.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                           help="settings over the recipe and the flags, e.g. epochs=5 noise=mask:0.25")
+    generator.add_argument("--latent", type=count, default=None, help="latent size (recipe: 32)")
     generator.add_argument("--noise", default=None,
                            help="denoising autoencoder: gaussian:STD or mask:SHARE of the input corrupted, the clean "
-                                "face the target (default: none)")
-    generator.add_argument("--sparsity", type=float, default=0.0,
-                           help="sparse autoencoder: weight of an L1 penalty on the code (default: %(default)s)")
-    generator.add_argument("--ssim_weight", type=float, default=0.0,
-                           help="loss = (1 - W) MSE + W (1 - SSIM); MSE alone blurs faces (default: %(default)s)")
-    generator.add_argument("--dedup_distance", type=count_or_zero, default=2,
+                                "face the target")
+    generator.add_argument("--sparsity", type=float, default=None,
+                           help="sparse autoencoder: weight of an L1 penalty on the code")
+    generator.add_argument("--ssim_weight", type=float, default=None,
+                           help="loss = (1 - W) MSE + W (1 - SSIM); MSE alone blurs faces")
+    generator.add_argument("--dedup_distance", type=count_or_zero, default=None,
                            help="drop a face within this many bits (of 64) of an earlier one's difference hash: "
-                                "copies and re-encodings of one photo (default: %(default)s; 0: exact copies)")
-    generator.add_argument("--patience", type=count_or_zero, default=0,
+                                "copies and re-encodings of one photo (recipe: 2; 0: exact copies)")
+    generator.add_argument("--patience", type=count_or_zero, default=None,
                            help="stop after this many epochs without a lower held-out loss; the best epoch is kept "
-                                "either way (default: %(default)s, never stop early)")
-    generator.add_argument("--family", default="autoencoder", choices=("autoencoder", "vae"),
-                           help="the convolutional autoencoder, or a VAE of the same shapes (default: %(default)s)")
-    generator.add_argument("--beta", type=float, default=1.0,
-                           help="VAE: weight of the KL term (default: %(default)s)")
+                                "either way (recipe: 0, never stop early)")
+    generator.add_argument("--family", default=None, choices=("autoencoder", "vae"),
+                           help="the convolutional autoencoder, or a VAE of the same shapes")
+    generator.add_argument("--beta", type=float, default=None, help="VAE: weight of the KL term (recipe: 1.0)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
     add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
@@ -116,9 +121,10 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
     parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
     parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
                         "PNGs go next to it")
-    parser.add_argument("--epochs", type=count, default=epochs, help="default: %(default)s")
-    parser.add_argument("--batch_size", type=count, default=batch_size, help="default: %(default)s")
-    parser.add_argument("--lr", type=positive, default=lr, help="peak learning rate (default: %(default)s)")
+    source = "default: %(default)s" if epochs is not None else "default: the recipe's"
+    parser.add_argument("--epochs", type=count, default=epochs, help=source)
+    parser.add_argument("--batch_size", type=count, default=batch_size, help=source)
+    parser.add_argument("--lr", type=positive, default=lr, help=f"peak learning rate ({source})")
     parser.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     parser.add_argument("--max_seconds", type=positive, default=None,
                         help="stop training after this much wall time and evaluate what there is")
@@ -154,10 +160,13 @@ def run_command(args, argv: list[str]) -> int:
         refuse_output_over_input(args.out, [args.data])
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
+            from trainer.configs import KEYS, resolve
             from trainer.train_generator import train_generator
-            result = train_generator(latent=args.latent, noise=args.noise, sparsity=args.sparsity,
-                                     family=args.family, beta=args.beta, ssim_weight=args.ssim_weight,
-                                     dedup_distance=args.dedup_distance, patience=args.patience, **common)
+
+            flags = {key: getattr(args, key) for key in KEYS}
+            recipe, settings = resolve(args.config, flags, args.overrides)
+            fixed = {key: value for key, value in common.items() if key not in settings}
+            result = train_generator(**fixed, **settings, recipe=recipe)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

@@ -68,7 +68,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
-                    ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0) -> Result:
+                    ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
+                    recipe: str = "") -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
     check_options(epochs, batch_size, lr, max_seconds)
@@ -134,7 +135,7 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
         "noise": noise or "none", "sparsity": sparsity, "ssim_weight": ssim_weight,
         "near_duplicates_removed": len(duplicates), "dedup_distance_bits": dedup_distance,
-        "best_epoch": run.best_epoch, "patience": patience,
+        "best_epoch": run.best_epoch, "patience": patience, "recipe": recipe or "arguments",
         "code_mean_abs": round(float(np.abs(latents).mean()), 5),   # what the sparsity penalty pushes down
     }
     save_checkpoint(out, architecture=architecture, config=config, task="generate", model=model,
@@ -148,7 +149,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     report = write_report(
         outputs_next_to(out, "report.md"), "Generator training report", summary, {
             "Held-out reconstruction": {k: metrics[k] for k in ("psnr", "mse", "holdout_images")},
-            "Training": {"data": str(faces.root), "identities": len(faces.names), "variant": metrics["variant"],
+            "Training": {"data": str(faces.root), "identities": len(faces.names), "recipe": metrics["recipe"],
+                         "variant": metrics["variant"],
                          "noise": metrics["noise"], "sparsity": sparsity, "ssim_weight": ssim_weight,
                          "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
                                                     f"difference hash: {duplicates_file.name})",

@@ -325,3 +325,25 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_logs_every_epoch(tmp_p
     assert load_checkpoint(tmp_path / "g.pt").metrics["best_epoch"] in (1, 2)
     assert len((tmp_path / "g_log.csv").read_text().splitlines()) == 3
     assert sorted(p.name for p in (tmp_path / "g_epochs").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+
+
+def test_a_recipe_then_flags_then_key_value_overrides_set_the_generators_training(tmp_path, capsys):
+    from trainer.configs import config_names, resolve
+
+    assert config_names() == ["autoencoder", "denoising", "sparse", "vae"]
+    name, settings = resolve("denoising", {"epochs": 3, "lr": None}, ["noise=mask:0.25", "patience=1"])
+    assert name == "denoising" and settings["epochs"] == 3 and settings["lr"] == 0.002
+    assert settings["noise"] == "mask:0.25" and settings["patience"] == 1 and settings["family"] == "autoencoder"
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(out), "--config", "vae", "--batch_size", "8",
+                 "--threads", "1", "epochs=1", "beta=0.5"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.architecture == "conv_vae" and checkpoint.metrics["recipe"] == "vae"
+    metrics = checkpoint.metrics
+    assert metrics["beta"] == 0.5 and metrics["ssim_weight"] == 0.5 and metrics["epochs"] == 1
+    for bad, message in ((["epochs=five"], "setting epochs must be a whole number, got 'five'"),
+                         (["epoch=1"], "unknown setting 'epoch' (did you mean 'epochs'?)"),
+                         (["--config", "gan"], "unknown generator config 'gan'")):
+        assert main(["generator", "--data", str(data), "--out", str(tmp_path / "x.pt"), *bad]) == 2
+        assert message in capsys.readouterr().err
