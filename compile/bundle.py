@@ -24,11 +24,11 @@ from compile.calibration import CalibrationSet
 from compile.exporters import ExportedFile, ExportRequest
 from compile.match_calibration import (
     FLIP_BUDGET,
+    TORCH_BATCH,
     MatchOptions,
     artifact_vectors,
     flip_rate,
     measure,
-    torch_vectors,
 )
 from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
@@ -50,6 +50,7 @@ from edge.preprocess import prepare_batch
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board
 from edge.vendor_models import detector_entry, packaged_model_path
+from trainer.evaluate import embed
 
 OUTPUTS = {  # task -> (output name, meaning)
     "verify": ("embedding", "embedding (L2-normalise before cosine similarity)"),
@@ -227,7 +228,7 @@ def calibrate_verifier(source: SourceModel, compiled: list[tuple[ModelEntry, Art
                        options: MatchOptions) -> list[tuple[ModelEntry, ArtifactRow]]:
     """Real-pair threshold, AUC floor, decision flips and gallery compatibility for one verifier's files."""
     mirror = options.mirror_average
-    reference = measure(torch_vectors(source.model, source.spec, faces.chips, mirror), faces, options)
+    reference = measure(embed(source.model, faces.chips, source.spec, TORCH_BATCH, mirror=mirror), faces, options)
     collapsed = reference.auc < options.min_auc
     measured = {}
     for entry, row in compiled:

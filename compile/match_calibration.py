@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compile.real_pairs import PairFaces
 from edge.backends.base import BackendOptions
@@ -22,7 +21,6 @@ from edge.manifest import MatchCalibration, ModelEntry
 from edge.matching import curve_threshold, far_curve
 from edge.metrics import roc_auc
 from edge.pipeline import embed_faces
-from edge.preprocess import prepare_batch
 from edge.runtime import backend_here, load_model
 
 FLIP_BUDGET = 0.002            # at most 0.2 % of pair decisions may change against the FP32 model
@@ -45,20 +43,6 @@ class Measured:
     match: MatchCalibration
     vectors: np.ndarray          # N,D unit embeddings of every pair face
     auc: float                   # on every pair of both halves
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float64).reshape(len(vectors), -1)
-    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
-
-
-def torch_vectors(model: torch.nn.Module, spec, chips: np.ndarray, mirror: bool) -> np.ndarray:
-    def embed(images: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return _unit(np.concatenate([model.eval()(torch.from_numpy(prepare_batch(images[i:i + TORCH_BATCH], spec)))
-                                         .numpy() for i in range(0, len(images), TORCH_BATCH)]))
-    vectors = embed(chips)
-    return _unit(vectors + embed(chips[:, :, ::-1])) if mirror else vectors
 
 
 def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, board: BoardConfig, threads: int,

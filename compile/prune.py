@@ -20,13 +20,15 @@ import torch
 from torch import nn
 
 from compile.calibration import CalibrationSet
-from compile.match_calibration import MatchOptions, measure, torch_vectors
+from compile.match_calibration import TORCH_BATCH, MatchOptions, measure
 from compile.real_pairs import PairFaces
 from edge.errors import UserError
 from edge.progress import progress_bar
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, to_tensor
 from trainer.distill import embedding_loss
+from trainer.evaluate import embed
+from trainer.loop import optimise
 
 MAX_AUC_DROP = 0.01          # real-pair AUC the pruned model may lose against the unpruned one
 MIN_COSINE = 0.97            # without real pairs: mean held-out cosine to the unpruned model
@@ -82,9 +84,7 @@ def distill_from(teacher: nn.Module, student: nn.Module, calibration: Calibratio
                  options: PruneOptions) -> None:
     """Pulls the pruned student back to the unpruned model's embeddings on the calibration crops."""
     images = np.stack(calibration.images)
-    with torch.no_grad():
-        targets = torch.cat([nn.functional.normalize(teacher(to_tensor(images[i:i + 64], spec)), dim=1)
-                             for i in range(0, len(images), 64)])
+    targets = torch.from_numpy(embed(teacher, images, spec)).float()                     # N,D, unit length
     rng = np.random.default_rng(0)
     optimizer = torch.optim.AdamW(student.parameters(), lr=options.lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, options.steps)
@@ -93,10 +93,7 @@ def distill_from(teacher: nn.Module, student: nn.Module, calibration: Calibratio
     for _ in bar:
         index = rng.choice(len(images), min(options.batch_size, len(images)), replace=False)
         loss, cosine = embedding_loss(student(to_tensor(augment(images[index], rng), spec)), targets[index], 1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        optimise(loss, optimizer, schedule)
         bar.set_postfix(cos=f"{cosine:.3f}", refresh=False)
     student.eval()
 
@@ -127,14 +124,12 @@ def _agreement(teacher, student, calibration: CalibrationSet, spec, faces: PairF
                match: MatchOptions) -> dict:
     """The gate: real-pair AUC before and after when there are pairs, held-out cosine to the unpruned always."""
     held_out = np.stack(calibration.held_out)
-    with torch.no_grad():
-        before, after = (nn.functional.normalize(m(to_tensor(held_out, spec)), dim=1) for m in (teacher, student))
-    cosines = (before * after).sum(dim=1)
+    cosines = np.sum(embed(teacher, held_out, spec) * embed(student, held_out, spec), axis=1)
     result = {"held_out_cosine_mean": round(float(cosines.mean()), 5),
               "held_out_cosine_min": round(float(cosines.min()), 5)}
     if faces is not None:
-        auc_before, auc_after = (measure(torch_vectors(m, spec, faces.chips, match.mirror_average), faces, match).auc
-                                 for m in (teacher, student))
+        auc_before, auc_after = (measure(embed(m, faces.chips, spec, TORCH_BATCH, mirror=match.mirror_average),
+                                         faces, match).auc for m in (teacher, student))
         result.update({"real_pair_auc": round(auc_before, 4), "pruned_real_pair_auc": round(auc_after, 4),
                        "passed": auc_before - auc_after <= MAX_AUC_DROP,
                        "gate": f"real-pair AUC drop at most {MAX_AUC_DROP}"})

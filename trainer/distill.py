@@ -25,8 +25,8 @@ from edge.errors import UserError
 from edge.progress import progress_bar
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import augment, batches, load_faces, to_tensor
-from trainer.distill_data import Crops, Teacher, cached_targets, load_crops, mirror_embed
-from trainer.evaluate import make_pairs, verification_metrics
+from trainer.distill_data import Crops, Teacher, cached_targets, load_crops
+from trainer.evaluate import embed, make_pairs, verification_metrics
 from trainer.loop import optimise, start_run
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, interrupt_notice, outputs_next_to, write_report
@@ -193,7 +193,7 @@ def milestone(student, spec, config, seen: int, evaluation, options: DistillOpti
     """Saves the student as it is after ``seen`` images and scores it on the real pairs."""
     row = {"images_seen": seen, "seconds": round(clock.elapsed), "loss": round(loss, 5)}
     if evaluation is not None:
-        metrics = score(mirror_embed(student, evaluation.images, spec, desc=f"pairs at {seen}"), evaluation,
+        metrics = score(embed(student, evaluation.images, spec, mirror=True, desc=f"pairs at {seen}"), evaluation,
                         options.target_far)
         row.update({k: metrics[k] for k in ("accuracy", "auc", "eer", "tar_at_far", "threshold")})
     path = outputs_next_to(out, f"at{seen:07d}.pt")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge.errors import UserError
 from edge.imageio import list_images
@@ -79,7 +78,9 @@ class Teacher:
             from edge.pipeline import embed_faces
 
             return embed_faces(self._loaded, progress_bar(list(images), desc=desc, unit="face"), True)
-        return mirror_embed(self.checkpoint.build_model(), images, self.spec, desc)
+        from trainer.evaluate import embed
+
+        return embed(self.checkpoint.build_model(), images, self.spec, mirror=True, desc=desc).astype(np.float32)
 
     def close(self) -> None:
         if self._loaded is not None:
@@ -99,26 +100,6 @@ def _load_compiled(checkpoint: Checkpoint, bundle: Path, threads: int):
     entry = sorted(files, key=lambda e: {"int8": 0, "fp16": 1}.get(e.precision, 2))[0]
     backend = backend_for(entry, load_board(manifest.board).backends)
     return load_model(bundle, entry, backend, BackendOptions(threads=threads))
-
-
-@torch.no_grad()
-def mirror_embed(model: torch.nn.Module, images: np.ndarray, spec: InputSpec, desc: str = "embed",
-                 batch_size: int = 64) -> np.ndarray:
-    """(N, D) unit embeddings, each the normalised sum of the face's and its mirror image's."""
-    from trainer.data import to_tensor
-
-    model.eval()
-    device = next(model.parameters()).device
-    rows = []
-    bar = progress_bar(total=len(images), desc=desc, unit="face")
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        both = model(to_tensor(np.concatenate([chunk, chunk[:, :, ::-1]]), spec, device=device)).cpu()
-        units = torch.nn.functional.normalize(both.double(), dim=1)
-        rows.append(torch.nn.functional.normalize(units[:len(chunk)] + units[len(chunk):], dim=1).numpy())
-        bar.update(len(chunk))
-    bar.close()
-    return np.concatenate(rows).astype(np.float32)
 
 
 def cached_targets(cache: Path, teacher: Teacher, crops: Crops) -> np.ndarray:

@@ -9,6 +9,7 @@ import torch
 
 from edge import metrics
 from edge.manifest import InputSpec
+from edge.progress import progress_bar
 from trainer.data import FaceSet, batches, to_tensor
 from trainer.device import device_of
 
@@ -17,15 +18,28 @@ MIN_KFOLD_PAIRS = 20   # below this a fold holds one or two pairs; report best-t
 
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: np.ndarray, spec: InputSpec, batch_size: int = 64,
-          channels_last: bool = False) -> np.ndarray:
-    """L2-normalised embeddings (N, D) of uint8 BGR crops, in eval mode, without test-time flips
-    (the runtime does not flip either, so the threshold calibrated here holds there)."""
+          channels_last: bool = False, mirror: bool = False, desc: str | None = None) -> np.ndarray:
+    """L2-normalised embeddings (N, D, float64) of uint8 BGR crops, in eval mode. Without ``mirror``, no test-time
+    flips (a runtime that does not flip then holds the threshold calibrated here); with it, each embedding is the
+    normalised sum of the face's and its mirror image's, as the kiosk's mirror averaging computes it. ``desc``
+    shows a progress bar."""
     model.eval()
     device = device_of(model)
-    out = [model(to_tensor(images[index], spec, channels_last, device)).cpu()
-           for index in batches(len(images), batch_size)]
-    vectors = torch.cat(out).double()
-    return torch.nn.functional.normalize(vectors, dim=1).numpy()
+    rows = []
+    bar = progress_bar(total=len(images), desc=desc, unit="face", disable=desc is None)
+    for index in batches(len(images), batch_size):
+        chunk = images[index]
+        vectors = _unit(model(to_tensor(chunk, spec, channels_last, device)).cpu())
+        if mirror:
+            vectors = _unit(vectors + _unit(model(to_tensor(chunk[:, :, ::-1], spec, channels_last, device)).cpu()))
+        rows.append(vectors)
+        bar.update(len(chunk))
+    bar.close()
+    return torch.cat(rows).numpy()
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(vectors.double(), dim=1)
 
 
 def make_pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
