@@ -68,14 +68,7 @@ def save_checkpoint(path: str | Path, *, architecture: str, config: dict, task: 
         "threshold": threshold,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    data = write_payload(path, payload)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -83,15 +76,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist (train one with python -m trainer)")
-    data = path.read_bytes()
-    try:
-        with warnings.catch_warnings():     # torch warns about a foreign pickle protocol before failing on it
-            warnings.simplefilter("ignore")
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
-        # torch's messages for truncated, foreign or garbage files run to many lines: the first names the kind
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-        raise UserError(f"{path} is not a checkpoint written by python -m trainer ({first})") from err
+    payload, data = read_payload(path, "a checkpoint")
     if not isinstance(payload, dict) or payload.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise UserError(f"{path}: unknown checkpoint version; this trainer writes version {CHECKPOINT_VERSION}")
     missing = sorted(set(CHECKPOINT_KEYS) - set(payload))
@@ -104,3 +89,31 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         threshold=payload["threshold"], created=payload["created"], sha256=hashlib.sha256(data).hexdigest(),
         layer_shapes=payload.get("layer_shapes"),
     )
+
+
+def write_payload(path: str | Path, payload: dict) -> bytes:
+    """``torch.save`` to a temporary file renamed over ``path``: a crash leaves the old file or the new, never half
+    of one. Returns the bytes written."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return data
+
+
+def read_payload(path: Path, what: str) -> tuple[object, bytes]:
+    """(the unpickled tensors-and-plain-values payload, the file's bytes); one line naming ``what`` it should be when
+    the file is truncated, foreign or garbage."""
+    data = path.read_bytes()
+    try:
+        with warnings.catch_warnings():     # torch warns about a foreign pickle protocol before failing on it
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), data
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
+        # torch's messages for truncated, foreign or garbage files run to many lines: the first names the kind
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise UserError(f"{path} is not {what} written by python -m trainer ({first})") from err

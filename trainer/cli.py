@@ -27,11 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      metavar="{generator,verifier,distill,eval-generator,import,fit-crop}")
 
     generator = commands.add_parser("generator", help="train a face generator (conv autoencoder, its denoising and "
-                                                       "sparse variants, or a VAE) on 64x64 crops")
+                                                       "sparse variants, a VAE, a DCGAN or a conditional GAN) on "
+                                                       "64x64 crops")
     # None: the recipe's value (trainer/configs/<config>.yaml); a flag given replaces it, KEY=VALUE replaces both
     add_common(generator, out="runs/generator.pt", epochs=None, batch_size=None, lr=None)
     generator.add_argument("--config", default="autoencoder",
-                           help="recipe: autoencoder, denoising, sparse, vae, or a YAML file (default: %(default)s)")
+                           help="recipe: autoencoder, denoising, sparse, vae, dcgan, cgan, or a YAML file "
+                                "(default: %(default)s)")
     generator.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                            help="settings over the recipe and the flags, e.g. epochs=5 noise=mask:0.25")
     generator.add_argument("--latent", type=count, default=None, help="latent size (recipe: 32)")
@@ -48,9 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--patience", type=count_or_zero, default=None,
                            help="stop after this many epochs without a lower held-out loss; the best epoch is kept "
                                 "either way (recipe: 0, never stop early)")
-    generator.add_argument("--family", default=None, choices=("autoencoder", "vae"),
-                           help="the convolutional autoencoder, or a VAE of the same shapes")
+    generator.add_argument("--family", default=None, choices=("autoencoder", "vae", "dcgan", "cgan"),
+                           help="the convolutional autoencoder, a VAE of the same shapes, a DCGAN or a conditional "
+                                "GAN (the recipes of the same names set the rest)")
+    generator.add_argument("--width", type=count, default=None,
+                           help="GAN: channel width of the last generator / first discriminator layer (recipe: 32)")
+    generator.add_argument("--condition", default=None, choices=("pose", "folder"),
+                           help="conditional GAN: the head pose read by the detector, or the identity folder")
     generator.add_argument("--beta", type=float, default=None, help="VAE: weight of the KL term (recipe: 1.0)")
+    generator.add_argument("--resume", type=Path, default=None,
+                           help="continue a stopped run from the <out>_last.pt it wrote after its last whole epoch "
+                                "after Ctrl+C or a crash (same recipe and epochs; the state file is advanced in place)")
+    generator.add_argument("--no_amp", action="store_true",
+                           help="train in float32 on a GPU too (default: bfloat16/float16 autocast on CUDA)")
 
     verifier = commands.add_parser("verifier", help="train the MobileFaceNet-style verifier with ArcFace")
     add_common(verifier, out="runs/verifier.pt", epochs=20, batch_size=64, lr=4e-3)
@@ -135,7 +147,13 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come anywhere among the generator's flags, not only in one run after the last
+    if extra and args.command == "generator" and all("=" in t and not t.startswith("-") for t in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return run_command(args, argv)
     except KeyboardInterrupt:       # outside a training loop (loading data, evaluating): nothing half-written
@@ -166,7 +184,8 @@ def run_command(args, argv: list[str]) -> int:
             flags = {key: getattr(args, key) for key in KEYS}
             recipe, settings = resolve(args.config, flags, args.overrides)
             fixed = {key: value for key, value in common.items() if key not in settings}
-            result = train_generator(**fixed, **settings, recipe=recipe)
+            result = train_generator(**fixed, **settings, recipe=recipe, resume=args.resume,
+                                     mixed_precision="off" if args.no_amp else "auto")
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

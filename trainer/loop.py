@@ -1,10 +1,11 @@
 """The training loop both trainers share: epochs of optimisation steps, a progress bar, an optional time limit."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import sys
 from collections.abc import Callable, Iterator
-import copy
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,10 @@ import numpy as np
 import torch
 
 from trainer.device import pick_device
+from trainer.distributed import World
+from trainer.precision import MixedPrecision
 from trainer.report import Clock, epoch_bar, interrupt_notice, stop_notice
+from trainer.run_state import RunState
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Validation:
     patience: int = 0
     log: Path | None = None             # a CSV row per epoch
     after_epoch: Callable[[int], None] | None = None   # e.g. a sample grid of a fixed batch
+    ties_to_later: bool = False         # an equal loss moves the best to the later epoch (a saturating score)
 
 
 def start_run(seed: int, threads: int | None, device: str) -> tuple[np.random.Generator, torch.device]:
@@ -43,33 +48,65 @@ def start_run(seed: int, threads: int | None, device: str) -> tuple[np.random.Ge
     return np.random.default_rng(seed), pick_device(device)
 
 
-def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
-    """One gradient step and one learning-rate schedule step; returns the loss as a float."""
+def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule,
+             precision: MixedPrecision | None = None) -> float:
+    """One gradient step (through ``precision``'s gradient scaler when given) and one learning-rate schedule step;
+    returns the loss as a float."""
+    gradient_step(loss, optimizer, precision)
+    schedule.step()
+    return loss.item()
+
+
+def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  precision: MixedPrecision | None = None) -> None:
+    if precision is not None:
+        precision.step(loss, optimizer)
+        return
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    schedule.step()
-    return loss.item()
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The optional parts of a run: resuming (``state`` written after each epoch, ``resume_from`` read first),
+    mixed precision, and the DDP world (only its rank 0 shows progress and writes files)."""
+
+    state: RunState | None = None
+    resume_from: Path | None = None
+    precision: MixedPrecision | None = None
+    world: World = World()
 
 
 def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_epoch: int, images_per_epoch: int,
                  batches: Callable[[], Iterator[np.ndarray]],
                  step: Callable[[np.ndarray, int], tuple[torch.Tensor, dict]],
                  optimizer: torch.optim.Optimizer, schedule, clock: Clock,
-                 validation: Validation | None = None) -> LoopResult:
+                 validation: Validation | None = None, extras: Extras = Extras()) -> LoopResult:
     """Runs ``epochs`` passes over ``batches()``; ``step(index, steps_so_far)`` returns the loss and extra
     progress-bar fields. Stops after the step during which the clock runs out, or at Ctrl+C, and says so: the
     caller then evaluates and saves what there is. With ``validation``, the model ends holding its best epoch's
-    weights."""
+    weights. ``result.steps`` counts this process's steps (a resumed run: since it resumed)."""
     result = LoopResult(0, float("nan"), False)
+    main = extras.world.main
+    if validation is not None and not main:       # every rank validates (early stopping), rank 0 writes
+        validation = Validation(validation.loss, validation.patience, ties_to_later=validation.ties_to_later)
     tracker = _BestEpoch(model, validation, clock) if validation else None
+    done = 0
+    if extras.state is not None and extras.resume_from is not None:
+        done, progress = extras.state.restore(extras.resume_from, epochs)
+        if tracker:
+            tracker.load(progress)
+        print(f"{name}: resumed from {extras.resume_from} after epoch {done}", file=sys.stderr)
+    autocast = extras.precision.autocast if extras.precision else contextlib.nullcontext
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(done + 1, epochs + 1):
             model.train()
-            with epoch_bar(epoch, epochs, images_per_epoch) as bar:
+            with epoch_bar(epoch, epochs, images_per_epoch, disable=not main) as bar:
                 for index in batches():
-                    loss, postfix = step(index, result.steps)
-                    result.loss = optimise(loss, optimizer, schedule)
+                    with autocast():
+                        loss, postfix = step(index, result.steps)
+                    result.loss = optimise(loss, optimizer, schedule, extras.precision)
                     result.steps += 1
                     bar.set_postfix(loss=f"{result.loss:.4f}", **postfix, refresh=False)   # drawn by update()
                     bar.update(len(index))
@@ -77,7 +114,10 @@ def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_ep
                         print(stop_notice(name, clock, result.steps / steps_per_epoch, epochs), file=sys.stderr)
                         result.stopped = True
                         return tracker.finish(result) if tracker else result
-            if tracker and tracker.end_of_epoch(epoch, result.loss):
+            patience_out = bool(tracker and tracker.end_of_epoch(epoch, result.loss))
+            if extras.state is not None and main:
+                extras.state.save(epoch, epochs, tracker.progress() if tracker else {})
+            if patience_out:
                 print(f"{name}: stopped early after epoch {epoch}: no better validation loss for "
                       f"{validation.patience} epochs (best: epoch {tracker.best_epoch})", file=sys.stderr)
                 result.stopped = True
@@ -105,11 +145,21 @@ class _BestEpoch:
             self._write_log()
         if self.validation.after_epoch is not None:
             self.validation.after_epoch(epoch)
-        if loss < self.best_loss:
+        if loss < self.best_loss or (self.validation.ties_to_later and loss == self.best_loss):
             self.best_loss, self.best_epoch = loss, epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
         patience = self.validation.patience
         return patience > 0 and epoch - self.best_epoch >= patience
+
+    def progress(self) -> dict:
+        """What a resumed run needs to go on choosing the best epoch."""
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "history": self.history}
+
+    def load(self, progress: dict) -> None:
+        if progress:
+            self.best_loss, self.best_epoch = progress["best_loss"], progress["best_epoch"]
+            self.best_state, self.history = progress["best_state"], progress["history"]
 
     def finish(self, result: LoopResult) -> LoopResult:
         if self.best_state is not None:

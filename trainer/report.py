@@ -25,9 +25,10 @@ class Clock:
         return self.max_seconds is not None and self.elapsed >= self.max_seconds
 
 
-def epoch_bar(epoch: int, epochs: int, images: int):
+def epoch_bar(epoch: int, epochs: int, images: int, disable: bool = False):
     """A per-epoch bar counted in images, so its rate reads as images per second."""
-    return progress_bar(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", leave=True, dynamic_ncols=True)
+    return progress_bar(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", leave=True, dynamic_ncols=True,
+                        disable=disable)
 
 
 def interrupt_notice(name: str, done: float, planned: float, unit: str = "epochs") -> str:

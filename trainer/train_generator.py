@@ -16,12 +16,16 @@ from trainer.dedup import near_duplicates
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.image_losses import reconstruction_loss
-from trainer.loop import Validation, start_run, train_epochs
+from trainer.distributed import check_batch, join_world
+from trainer.loop import Extras, Validation, start_run, train_epochs
 from trainer.models import build_model
 from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
+from trainer.precision import MixedPrecision
+from trainer.run_state import RunState
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
 FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
+GAN_FAMILIES = ("dcgan", "cgan")                                      # trained by trainer.train_gan
 HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
 SAMPLE_COUNT = 8       # columns in the sample grid
 
@@ -69,12 +73,25 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
                     ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
-                    recipe: str = "") -> Result:
+                    recipe: str = "", width: int = 64, condition: str | None = None, resume: Path | None = None,
+                    mixed_precision: str = "auto") -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
-    or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics."""
+    or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics. The
+    GAN families (``dcgan``, ``cgan``: ``width``, ``condition``) go to trainer.train_gan."""
     check_options(epochs, batch_size, lr, max_seconds)
+    if family in GAN_FAMILIES:
+        autoencoder_only = {"noise": noise, "sparsity": sparsity, "ssim_weight": ssim_weight}
+        given = [key for key, value in autoencoder_only.items() if value]
+        if given:
+            raise UserError(f"{', '.join(given)} applies to the autoencoders, not to a GAN ({family})")
+        from trainer.train_gan import train_gan
+
+        return train_gan(data, out, family=family, epochs=epochs, batch_size=batch_size, lr=lr, latent=latent,
+                         width=width, condition=condition, seed=seed, max_seconds=max_seconds, threads=threads,
+                         device=device, command=command, dedup_distance=dedup_distance, patience=patience,
+                         recipe=recipe, resume=resume, mixed_precision=mixed_precision)
     if family not in FAMILIES:
-        raise UserError(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        raise UserError(f"--family must be one of {', '.join((*FAMILIES, *GAN_FAMILIES))}, got {family!r}")
     if beta < 0:
         raise UserError(f"--beta must be 0 or more, got {beta}")
     if not 0 <= ssim_weight <= 1:
@@ -83,9 +100,9 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     corruption = parse_noise(noise)
     if sparsity < 0:
         raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
-    rng, target = start_run(seed, threads, device)
+    rng, target, world, precision, faces, duplicates = begin_run(data, seed, threads, device, batch_size,
+                                                                 mixed_precision, dedup_distance)
     spec = generator_input_spec()
-    faces, duplicates = without_near_duplicates(load_faces(data), dedup_distance)
     train_index, held_index = split_images(len(faces), HOLDOUT, rng)
     train_images, held_images = faces.images[train_index], faces.images[held_index]
 
@@ -97,15 +114,18 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
 
     noise_stream = torch.Generator(device=target).manual_seed(seed)
+    training_pass = world.wrap(TrainingPass(model))
 
     def step(index: np.ndarray, _steps: int):
+        # the whole batch is augmented and corrupted on every rank (the same draws), then each takes its slice
         x = to_tensor(augment(train_images[index], rng), spec, device=target)  # N,3,64,64 in [0,1]
-        noisy = corrupt(x, corruption, noise_stream)
-        code = model.encode(noisy)                                            # N,32 (a VAE: a sample)
-        loss = reconstruction_loss(model.decode(code), x, ssim_weight)       # the clean face is the target
-        if family == "vae":
+        noisy = world.shard(corrupt(x, corruption, noise_stream))
+        x = world.shard(x)
+        decoded, code, kl = training_pass(noisy)                             # code N,32 (a VAE: a sample)
+        loss = reconstruction_loss(decoded, x, ssim_weight)                  # the clean face is the target
+        if kl is not None:
             # per-pixel reconstruction error, so the KL term is scaled to one pixel too
-            loss = loss + beta * kl_divergence(*model.statistics(noisy)) / x[0].numel()
+            loss = loss + beta * kl / x[0].numel()
         return loss + sparsity * code.abs().mean(), {}
 
     def held_out_loss() -> float:
@@ -114,12 +134,20 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
 
     out = Path(out)
     clock = Clock(max_seconds)
+    state = RunState(outputs_next_to(out, "last.pt"), {"architecture": architecture, "config": config},
+                     {"model": model, "optimizer": optimizer, "schedule": schedule, "precision": precision}, rng,
+                     {"noise": noise_stream})
     run = train_epochs("generator", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                       images_per_epoch=len(train_images), batches=lambda: batches(len(train_images), batch_size, rng),
+                       images_per_epoch=len(train_images),
+                       batches=lambda: batches(len(train_images), batch_size, rng, drop_last=world.distributed),
                        step=step, optimizer=optimizer, schedule=schedule, clock=clock,
                        validation=Validation(held_out_loss, patience, outputs_next_to(out, "log.csv"),
-                                             lambda epoch: epoch_grid(model, held_images, spec, epoch, out)))
+                                             lambda epoch: epoch_grid(model, held_images, spec, epoch, out)),
+                       extras=Extras(state, resume, precision, world))
     train_seconds = clock.elapsed
+    world.finish()
+    if not world.main:
+        return Result({}, out, out, out, f"generator: rank {world.rank} of {world.size} done")
 
     inputs, outputs = reconstruct(model, held_images, spec, batch_size)
     latents = encode_all(model, train_images, spec, batch_size)
@@ -129,6 +157,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         "train_images": len(train_images), "holdout_images": len(held_images), "skipped_images": faces.skipped,
         "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2), "stopped_early": run.stopped,
         "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
+        "images_per_second": round(run.steps * batch_size / max(train_seconds, 1e-9), 1),
+        "processes": world.size, "mixed_precision": precision.name, "resumed_from": str(resume) if resume else None,
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
         "family": family, "beta": beta if family == "vae" else None,
@@ -155,18 +185,48 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                          "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
                                                     f"difference hash: {duplicates_file.name})",
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
-                                                    "stopped_early", "train_seconds", "final_train_loss",
-                                                    "best_epoch", "patience")},
+                                                    "stopped_early", "train_seconds", "images_per_second",
+                                                    "final_train_loss", "best_epoch", "patience", "processes",
+                                                    "mixed_precision", "resumed_from")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},
             "Model": {"architecture": architecture, **{k: str(v) for k, v in config.items()},
                       "parameters": sum(p.numel() for p in model.parameters())},
             "Files": [f"- checkpoint: `{out}` (the epoch with the lowest held-out loss; one CSV row per epoch in "
-                      f"`{outputs_next_to(out, 'log.csv').name}`)",
+                      f"`{outputs_next_to(out, 'log.csv').name}`; `{state.path.name}` resumes the run with "
+                      "`--resume`)",
                       f"- samples: `{samples.name}`: held-out originals (top), their reconstructions (middle), "
                       "faces decoded from random latents (bottom)",
                       f"- command: `{command}`"],
         })
     return Result(metrics, out, report, samples, summary)
+
+
+def begin_run(data, seed: int, threads: int | None, device: str, batch_size: int, mixed_precision: str,
+              dedup_distance: int):
+    """What every generator run starts with: seeds, device, the DDP world, mixed precision, and the faces without
+    near-duplicates -> (rng, device, world, precision, faces, the removed duplicates' lines)."""
+    rng, target = start_run(seed, threads, device)
+    world, target = join_world(target)
+    check_batch(world, batch_size)
+    faces, duplicates = without_near_duplicates(load_faces(data), dedup_distance)
+    return rng, target, world, MixedPrecision(target, mixed_precision), faces, duplicates
+
+
+class TrainingPass(torch.nn.Module):
+    """An autoencoder's training forward pass as one module call, so that DDP sees it and averages its gradients:
+    (reconstruction, code, the VAE's KL term or None)."""
+
+    def __init__(self, model: ConvAutoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: torch.Tensor):
+        if isinstance(self.model, ConvVAE):
+            mean, log_var = self.model.statistics(noisy)
+            code = self.model.sample(mean, log_var)
+            return self.model.decode(code), code, kl_divergence(mean, log_var)
+        code = self.model.encode(noisy)
+        return self.model.decode(code), code, None
 
 
 def epoch_grid(model, held_images: np.ndarray, spec, epoch: int, out: Path) -> Path:

@@ -16,8 +16,11 @@ from edge.registry import unknown_name_message
 CONFIG_DIR = Path(__file__).resolve().parent
 # setting -> its type (str settings may be null: no noise)
 TYPES = {"family": str, "latent": int, "epochs": int, "batch_size": int, "lr": float, "noise": str,
-         "sparsity": float, "ssim_weight": float, "beta": float, "dedup_distance": int, "patience": int}
+         "sparsity": float, "ssim_weight": float, "beta": float, "dedup_distance": int, "patience": int,
+         "width": int, "condition": str}
 KEYS = tuple(TYPES)
+# settings only some families read, and their values when a recipe leaves them out
+OPTIONAL = {"width": 64, "condition": None}
 
 
 def config_names() -> list[str]:
@@ -43,6 +46,7 @@ def resolve(config: str, flags: dict, overrides: list[str]) -> tuple[str, dict]:
             raise UserError(f"override {item!r}: write KEY=VALUE, e.g. epochs=5")
         check_keys({key: None}, "override")
         settings[key] = yaml.safe_load(text)
+    settings = {**OPTIONAL, **settings}
     missing = [key for key in KEYS if key not in settings]
     if missing:
         raise UserError(f"config {path} does not set {', '.join(missing)}")

@@ -6,6 +6,7 @@ from edge.registry import Registry
 ARCHITECTURES = Registry("architecture", {
     "conv_autoencoder": "trainer.models.autoencoder:ConvAutoencoder",
     "conv_vae": "trainer.models.autoencoder:ConvVAE",
+    "dcgan_generator": "trainer.models.dcgan:DCGANGenerator",
     "dlib_resnet": "trainer.models.dlib_resnet:DlibResNet",
     "mobilefacenet_s": "trainer.models.mobilefacenet:MobileFaceNetS",
 })

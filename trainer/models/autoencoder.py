@@ -67,7 +67,11 @@ class ConvVAE(ConvAutoencoder):
         return stats[:, :self.latent], stats[:, self.latent:].clamp(-10, 10)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        mean, log_var = self.statistics(x)
+        return self.sample(*self.statistics(x))
+
+    def sample(self, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """A latent drawn from N(mean, exp(log_var)) while training (the reparameterisation trick), the mean in
+        eval mode."""
         if not self.training:
             return mean
         return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)

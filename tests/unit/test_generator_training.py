@@ -1,0 +1,156 @@
+"""Generator training beyond the autoencoders: DCGAN and conditional GAN, resume, mixed precision, DDP."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge.errors import UserError
+from trainer.checkpoint import load_checkpoint
+from trainer.cli import main
+from trainer.face_pose import POSES, mirrored, nose_offset, pose_class
+from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from trainer.precision import MixedPrecision
+from tests.unit.test_trainer import make_faces
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dcgan_shapes_range_and_the_conditional_label():
+    generator, critic = DCGANGenerator(latent=16, width=8), DCGANDiscriminator(width=8)
+    faces = generator(torch.randn(3, 16))
+    assert faces.shape == (3, 3, 64, 64) and 0 <= faces.min() and faces.max() <= 1
+    assert critic(faces).shape == (3,)
+    conditional = DCGANGenerator(latent=16, width=8, classes=3)
+    labels = torch.tensor([0, 1, 2])
+    assert conditional(torch.randn(3, 16), labels).shape == (3, 3, 64, 64)
+    assert DCGANDiscriminator(width=8, classes=3)(faces, labels).shape == (3,)
+    with pytest.raises(ValueError, match="conditional"):
+        conditional(torch.randn(3, 16))
+
+
+def test_the_pose_label_is_read_from_the_nose_and_swaps_in_a_mirror():
+    eyes = np.array([[40.0, 50.0], [72.0, 50.0]])
+    def points(nose_x):
+        return np.vstack([eyes, [[nose_x, 70.0]]])
+    assert nose_offset(points(56.0)) == pytest.approx(0.0)
+    assert [pose_class(nose_offset(points(x))) for x in (45.0, 56.0, 67.0)] == [0, 1, 2]
+    assert list(mirrored(np.array([0, 1, 2, -1]))) == [2, 1, 0, -1]
+    assert len(POSES) == 3
+
+
+def test_a_dcgan_and_a_conditional_gan_train_and_write_a_generator_checkpoint(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces", identities=4, images=8)
+    for family in ("dcgan", "cgan"):
+        out = tmp_path / f"{family}.pt"
+        assert main(["generator", "--config", family, "--data", str(data), "--out", str(out), "epochs=2",
+                     "batch_size=8", "width=8", "latent=16", "condition=folder", "dedup_distance=0"]) == 0
+        checkpoint = load_checkpoint(out)
+        assert checkpoint.architecture == "dcgan_generator" and checkpoint.task == "generate"
+        metrics = checkpoint.metrics
+        assert metrics["family"] == family and 0 <= metrics["faces_detected"] <= 1
+        assert metrics["images_per_second"] > 0 and metrics["mixed_precision"] == "off"
+        assert (metrics["class_names"] == ["person0", "person1", "person2", "person3"]) == (family == "cgan")
+        model = checkpoint.build_model()
+        labels = torch.zeros(2, dtype=torch.int64) if family == "cgan" else None
+        assert model(torch.randn(2, 16), labels).shape == (2, 3, 64, 64)
+        for suffix in ("samples.png", "report.md", "log.csv", "last.pt"):
+            assert (tmp_path / f"{family}_{suffix}").exists(), suffix
+        assert len(list((tmp_path / f"{family}_epochs").glob("*.png"))) == 2
+    assert "a face detected in" in capsys.readouterr().out
+
+
+def test_autoencoder_options_are_refused_for_a_gan(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces")
+    assert main(["generator", "--config", "dcgan", "--data", str(data), "--out", str(tmp_path / "g.pt"),
+                 "noise=mask:0.2"]) == 2
+    assert "noise applies to the autoencoders" in capsys.readouterr().err
+
+
+def _weights(path: Path) -> dict:
+    return load_checkpoint(path).state_dict
+
+
+def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(tmp_path, capsys, monkeypatch):
+    from trainer.run_state import RunState
+
+    data = make_faces(tmp_path / "faces", identities=4, images=6)
+    common = ["generator", "--data", str(data), "--threads", "1", "batch_size=8", "dedup_distance=0", "epochs=3"]
+    assert main([*common, "--out", str(tmp_path / "straight.pt")]) == 0
+    save = RunState.save
+
+    def ctrl_c_after_the_first_epoch(self, epoch, epochs, progress):
+        save(self, epoch, epochs, progress)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunState, "save", ctrl_c_after_the_first_epoch)
+        assert main([*common, "--out", str(tmp_path / "split.pt")]) == 0
+    assert main([*common, "--out", str(tmp_path / "split.pt"), "--resume", str(tmp_path / "split_last.pt")]) == 0
+    assert "resumed from" in capsys.readouterr().err
+    straight, split = _weights(tmp_path / "straight.pt"), _weights(tmp_path / "split.pt")
+    for name in straight:
+        torch.testing.assert_close(split[name], straight[name], rtol=0, atol=1e-6)
+    assert load_checkpoint(tmp_path / "split.pt").metrics["epochs_run"] == 2      # this process's share
+    assert [row.split(",")[0] for row in (tmp_path / "split_log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
+
+
+def test_resume_refuses_another_architecture_a_finished_checkpoint_and_a_done_run(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces", identities=3, images=4)
+    common = ["generator", "--data", str(data), "batch_size=4", "dedup_distance=0"]
+    assert main([*common, "--config", "vae", "--out", str(tmp_path / "vae.pt"), "epochs=1"]) == 0
+    capsys.readouterr()
+    cases = [(["--resume", str(tmp_path / "vae_last.pt")], "another model's run (architecture conv_vae"),
+             (["--resume", str(tmp_path / "vae.pt")], "finished checkpoint"),
+             (["--config", "vae", "--resume", str(tmp_path / "vae_last.pt"), "epochs=1"], "finished all its 1 epochs"),
+             (["--resume", str(tmp_path / "none.pt")], "does not exist")]
+    for extra, message in cases:
+        assert main([*common, "--out", str(tmp_path / "again.pt"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_mixed_precision_is_off_on_a_cpu_and_a_plain_step_still_trains():
+    precision = MixedPrecision(torch.device("cpu"))
+    assert precision.name == "off" and precision.state_dict() in ({}, None) or not precision.enabled
+    layer = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    before = layer.weight.detach().clone()
+    with precision.autocast():
+        loss = layer(torch.ones(1, 2)).sum()
+    precision.step(loss, optimizer)
+    assert not torch.equal(before, layer.weight)
+
+
+def test_ddp_over_two_gloo_processes_matches_one_process_on_the_whole_batch(tmp_path):
+    """torchrun at world size 2 on the CPU: each process takes half of every batch and DDP averages the gradients,
+    so the weights equal those of a single process (same seed, same batches)."""
+    data = make_faces(tmp_path / "faces", identities=6, images=6)         # 36 faces: 32 train, 4 held out
+    common = ["generator", "--data", str(data), "--threads", "1", "batch_size=8", "epochs=2", "dedup_distance=0"]
+    assert main([*common, "--out", str(tmp_path / "one.pt")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "trainer", *common, "--out", str(tmp_path / "two.pt")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "rank 1 of 2 done" in run.stdout
+    two = load_checkpoint(tmp_path / "two.pt")
+    assert two.metrics["processes"] == 2
+    one = _weights(tmp_path / "one.pt")
+    for name in one:
+        torch.testing.assert_close(two.state_dict[name], one[name], rtol=0, atol=1e-4)
+
+
+def test_a_gan_needs_a_batch_of_usable_faces(tmp_path):
+    from trainer.train_gan import train_gan
+
+    data = make_faces(tmp_path / "faces", identities=2, images=2)
+    with pytest.raises(UserError, match="fewer than one batch"):
+        train_gan(data, tmp_path / "g.pt", family="dcgan", epochs=1, batch_size=8, lr=2e-4, latent=8, width=8,
+                  condition=None, dedup_distance=0)

@@ -1,0 +1,81 @@
+"""DCGAN at 64x64 (Radford et al. 2016) and its conditional form.
+
+The generator maps a latent (and, conditional, a class label) through transposed convolutions with BatchNorm and
+ReLU to a 64x64 RGB face; the discriminator mirrors it with strided convolutions and LeakyReLU. The generator's
+output is mapped from tanh's [-1, 1] to [0, 1], the range of the project's generator input spec, so a generated
+face goes through ``edge.preprocess.output_to_images`` like an autoencoder's.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+UPSAMPLINGS = 4        # 4x4 -> 8 -> 16 -> 32 -> 64
+
+
+def _check_size(input_size: int) -> None:
+    if input_size != 4 * 2 ** UPSAMPLINGS:
+        raise ValueError(f"DCGAN here is built for 64x64 faces, got input_size {input_size}")
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent) [+ label (N,) int64 when ``classes`` > 0] -> faces (N, 3, 64, 64) in [0, 1]."""
+
+    def __init__(self, latent: int = 100, width: int = 64, classes: int = 0, input_size: int = 64):
+        super().__init__()
+        _check_size(input_size)
+        self.latent, self.classes = latent, classes
+        # A conditional generator learns an embedding per class, concatenated to z (the cGAN of Mirza & Osindero).
+        self.label_embedding = nn.Embedding(classes, latent) if classes else None
+        widths = [width * 8, width * 4, width * 2, width]                       # 512, 256, 128, 64 by default
+        layers = [nn.ConvTranspose2d(latent * (2 if classes else 1), widths[0], 4, 1, 0, bias=False),
+                  nn.BatchNorm2d(widths[0]), nn.ReLU(True)]                     # N,512,4,4
+        for wide, narrow in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]   # N,3,64,64
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            if label is None:
+                raise ValueError("this generator is conditional: pass a label per latent")
+            z = torch.cat([z, self.label_embedding(label)], dim=1)
+        return (self.net(z[:, :, None, None]) + 1) / 2
+
+    def decode(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """The same call the autoencoders' decoders answer, so samplers treat every family alike."""
+        return self(z, label)
+
+
+class DCGANDiscriminator(nn.Module):
+    """faces (N, 3, 64, 64) in [0, 1] [+ label] -> one logit per face. A conditional discriminator sees the label
+    as ``classes`` constant planes beside the colour channels."""
+
+    def __init__(self, width: int = 64, classes: int = 0, input_size: int = 64):
+        super().__init__()
+        _check_size(input_size)
+        self.classes = classes
+        widths = [width, width * 2, width * 4, width * 8]
+        layers = [nn.Conv2d(3 + classes, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]   # N,64,32,32
+        for narrow, wide in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), nn.BatchNorm2d(wide), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Flatten()]     # N,1
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        x = images * 2 - 1
+        if self.classes:
+            planes = nn.functional.one_hot(label, self.classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.net(x)[:, 0]
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights N(0, 0.02), BatchNorm scales N(1, 0.02) and zero shifts."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
