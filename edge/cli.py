@@ -43,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=count, default=160)
     synth.set_defaults(handler=run_synth)
 
-    align = verbs.add_parser("align", help="detect and align every face photo in a folder to 112x112 crops")
-    align.add_argument("--src", required=True)
+    align = verbs.add_parser("align", help="detect and align every face photo in a folder, or every frame of a "
+                                           "video, to 112x112 crops")
+    align.add_argument("--src", required=True, help="a folder of photos (any depth), or a video of one person: its "
+                                                     "frames go to OUT/<video name>/")
     align.add_argument("--out", required=True)
     align.add_argument("--detector", default="blazeface_short")
     align.add_argument("--crop", default="arcface112",

@@ -1,4 +1,5 @@
-"""Aligning a folder of face photos into canonical 112x112 crops, with the runtime's own detector.
+"""Aligning a folder of face photos (or a video's frames) into canonical 112x112 crops, with the runtime's own
+detector.
 
 Training data is aligned by the same detector and template that the runtime uses on camera frames, so the
 verifier learns exactly the crops it will see on the board.
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.align import align_face, crop_template, keypoint_indices
+from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.paths import refuse_output_over_input
 from edge.progress import progress_bar
@@ -68,19 +70,16 @@ def enrolment_face(detections):
 def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcface112", max_images: int = 0,
                  seed: int = 0, progress: bool = True) -> AlignStats:
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
-    cut as the named crop template says; with ``max_images``, a seeded sample of that many images."""
+    cut as the named crop template says; with ``max_images``, a seeded sample of that many images. A video file
+    as ``src`` gives one person's folder, ``dst/<video name>/frame_000123.png``, from its frames."""
     template = crop_template(crop)
     indices = keypoint_indices(template, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
     refuse_output_over_input(dst, [src])
     stats = AlignStats()
-    paths = list_images(src)
-    if 0 < max_images < len(paths):
-        chosen = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
-        paths = [paths[i] for i in sorted(chosen)]
-    for path in progress_bar(paths, desc="align", unit="img", disable=not progress):
+    images, count = video_frames(src, dst) if src.is_file() else folder_images(src, dst, max_images, seed)
+    for out, image in progress_bar(images, total=count, desc="align", unit="img", disable=not progress):
         stats.images += 1
-        image = read_image(path)
         if image is None:
             stats.unreadable += 1
             continue
@@ -88,8 +87,37 @@ def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcfac
         if face is None:
             stats.no_face += 1
             continue
-        out = (dst / path.relative_to(src)).with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(out), align_face(image, face.keypoints[indices], template))
         stats.aligned += 1
     return stats
+
+
+def folder_images(src: Path, dst: Path, max_images: int, seed: int):
+    """(output path, image or None) per image under ``src``, and how many."""
+    paths = list_images(src)
+    if 0 < max_images < len(paths):
+        chosen = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    return (((dst / path.relative_to(src)).with_suffix(".png"), read_image(path)) for path in paths), len(paths)
+
+
+def video_frames(src: Path, dst: Path):
+    """(output path, frame) per frame of the video ``src``, and the frame count its container states."""
+    capture = cv2.VideoCapture(str(src))
+    if not capture.isOpened():
+        raise UserError(f"{src} is neither a folder of images nor a video OpenCV can read")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+
+    def frames():
+        index = 0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield dst / src.stem / f"frame_{index:06d}.png", frame
+                index += 1
+        finally:
+            capture.release()
+    return frames(), count

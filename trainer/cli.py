@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     # None: the recipe's value (trainer/configs/<config>.yaml); a flag given replaces it, KEY=VALUE replaces both
     add_common(generator, out="runs/generator.pt", epochs=None, batch_size=None, lr=None)
     generator.add_argument("--config", default="autoencoder",
-                           help="recipe: autoencoder, denoising, sparse, vae, dcgan, cgan, or a YAML file "
+                           help="recipe: autoencoder, denoising, sparse, vae, dcgan, cgan, faceswap, or a YAML file "
                                 "(default: %(default)s)")
     generator.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                            help="settings over the recipe and the flags, e.g. epochs=5 noise=mask:0.25")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--patience", type=count_or_zero, default=None,
                            help="stop after this many epochs without a lower held-out loss; the best epoch is kept "
                                 "either way (recipe: 0, never stop early)")
-    generator.add_argument("--family", default=None, choices=("autoencoder", "vae", "dcgan", "cgan"),
+    generator.add_argument("--family", default=None, choices=("autoencoder", "vae", "dcgan", "cgan", "faceswap"),
                            help="the convolutional autoencoder, a VAE of the same shapes, a DCGAN or a conditional "
                                 "GAN (the recipes of the same names set the rest)")
     generator.add_argument("--width", type=count, default=None,
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--condition", default=None, choices=("pose", "folder"),
                            help="conditional GAN: the head pose read by the detector, or the identity folder")
     generator.add_argument("--beta", type=float, default=None, help="VAE: weight of the KL term (recipe: 1.0)")
+    generator.add_argument("--swap_with", type=Path, default=None,
+                           help="face swap: the second person's aligned faces (--data is the first)")
     generator.add_argument("--resume", type=Path, default=None,
                            help="continue a stopped run from the <out>_last.pt it wrote after its last whole epoch "
                                 "after Ctrl+C or a crash (same recipe and epochs; the state file is advanced in place)")
@@ -175,7 +177,8 @@ def run_command(args, argv: list[str]) -> int:
               "device": args.device,
               "command": shlex.join(["python", "-m", "trainer", *argv])}
     try:
-        refuse_output_over_input(args.out, [args.data])
+        refuse_output_over_input(args.out, [args.data, *([args.swap_with] if getattr(args, "swap_with", None)
+                                                         else [])])
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.configs import KEYS, resolve
@@ -185,7 +188,7 @@ def run_command(args, argv: list[str]) -> int:
             recipe, settings = resolve(args.config, flags, args.overrides)
             fixed = {key: value for key, value in common.items() if key not in settings}
             result = train_generator(**fixed, **settings, recipe=recipe, resume=args.resume,
-                                     mixed_precision="off" if args.no_amp else "auto")
+                                     mixed_precision="off" if args.no_amp else "auto", swap_with=args.swap_with)
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,

@@ -15,7 +15,7 @@ import torch
 
 from edge.align import crop_template
 from edge.errors import UserError
-from edge.imageio import read_image, scan_identity_folders
+from edge.imageio import list_images, read_image, scan_identity_folders
 from edge.manifest import InputSpec
 from edge.preprocess import prepare_batch
 
@@ -42,13 +42,17 @@ class FaceSet:
         return FaceSet(self.images[index], self.labels[index], self.names, self.skipped, self.root, paths)
 
 
-def load_faces(root: str | Path, side: int = ALIGNED_SIZE) -> FaceSet:
-    """Decodes ``root/<identity>/<image>`` (crops of ``side`` pixels); unreadable files are skipped and counted,
-    wrong sizes refused."""
-    folders = scan_identity_folders(root)
+def load_faces(root: str | Path, side: int = ALIGNED_SIZE, one_person: bool = False) -> FaceSet:
+    """Decodes ``root/<identity>/<image>`` (crops of ``side`` pixels), or with ``one_person`` every image under
+    ``root`` as one identity; unreadable files are skipped and counted, wrong sizes refused."""
+    if one_person:
+        names, found = [Path(root).name], {Path(root).name: list_images(root)}
+    else:
+        folders = scan_identity_folders(root)
+        names, found = folders.names, folders.images
     images, labels, paths, skipped = [], [], [], 0
-    for label, name in enumerate(folders.names):
-        for path in folders.images[name]:
+    for label, name in enumerate(names):
+        for path in found[name]:
             image = read_crop(path, side)
             if image is None:
                 skipped += 1
@@ -58,7 +62,7 @@ def load_faces(root: str | Path, side: int = ALIGNED_SIZE) -> FaceSet:
             paths.append(str(Path(path).relative_to(root)))
     if not images:
         raise UserError(f"{root} holds no readable images ({skipped} files could not be decoded)")
-    return FaceSet(np.stack(images), np.asarray(labels, np.int64), folders.names, skipped, Path(root), tuple(paths))
+    return FaceSet(np.stack(images), np.asarray(labels, np.int64), names, skipped, Path(root), tuple(paths))
 
 
 def read_crop(path: Path, side: int) -> np.ndarray | None:

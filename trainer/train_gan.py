@@ -27,7 +27,7 @@ from trainer.loop import Extras, Validation, gradient_step, train_epochs
 from trainer.run_state import RunState
 from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
-from trainer.train_generator import Result, begin_run
+from trainer.train_generator import Result, begin_run, leave_world
 
 CONDITIONS = ("pose", "folder")
 FIXED_SAMPLES = 64        # the fixed batch each epoch is scored and drawn from
@@ -133,9 +133,8 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
                                 "d_optimizer": d_optimizer, "precision": precision}, rng, {"noise": noise}),
                       resume, precision, world))
     train_seconds = clock.elapsed
-    world.finish()
-    if not world.main:
-        return Result({}, out, out, out, f"{family}: rank {world.rank} of {world.size} done")
+    if (elsewhere := leave_world(world, family, out)) is not None:
+        return elsewhere
 
     final_z, final_y = fixed_latents(latent, classes, seed + 1, FINAL_SAMPLES)
     final = samples(final_z, final_y)

@@ -26,6 +26,7 @@ from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_
 
 FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
 GAN_FAMILIES = ("dcgan", "cgan")                                      # trained by trainer.train_gan
+SWAP_FAMILY = "faceswap"                                              # trained by trainer.train_faceswap
 HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
 SAMPLE_COUNT = 8       # columns in the sample grid
 
@@ -74,11 +75,22 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
                     ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
                     recipe: str = "", width: int = 64, condition: str | None = None, resume: Path | None = None,
-                    mixed_precision: str = "auto") -> Result:
+                    mixed_precision: str = "auto", swap_with: Path | None = None) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics. The
     GAN families (``dcgan``, ``cgan``: ``width``, ``condition``) go to trainer.train_gan."""
     check_options(epochs, batch_size, lr, max_seconds)
+    if swap_with is not None and family != SWAP_FAMILY:
+        raise UserError(f"--swap_with is for the face swap (--config faceswap), not {family}")
+    if family == SWAP_FAMILY:
+        if noise or sparsity:
+            raise UserError("noise and sparsity apply to the single autoencoders, not to the face swap")
+        from trainer.train_faceswap import train_faceswap
+
+        return train_faceswap(data, swap_with, out, epochs=epochs, batch_size=batch_size, lr=lr, latent=latent,
+                              ssim_weight=ssim_weight, seed=seed, max_seconds=max_seconds, threads=threads,
+                              device=device, command=command, dedup_distance=dedup_distance, patience=patience,
+                              recipe=recipe, resume=resume, mixed_precision=mixed_precision)
     if family in GAN_FAMILIES:
         autoencoder_only = {"noise": noise, "sparsity": sparsity, "ssim_weight": ssim_weight}
         given = [key for key, value in autoencoder_only.items() if value]
@@ -91,7 +103,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                          device=device, command=command, dedup_distance=dedup_distance, patience=patience,
                          recipe=recipe, resume=resume, mixed_precision=mixed_precision)
     if family not in FAMILIES:
-        raise UserError(f"--family must be one of {', '.join((*FAMILIES, *GAN_FAMILIES))}, got {family!r}")
+        raise UserError(f"--family must be one of {', '.join((*FAMILIES, *GAN_FAMILIES, SWAP_FAMILY))}, "
+                        f"got {family!r}")
     if beta < 0:
         raise UserError(f"--beta must be 0 or more, got {beta}")
     if not 0 <= ssim_weight <= 1:
@@ -145,9 +158,8 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                                              lambda epoch: epoch_grid(model, held_images, spec, epoch, out)),
                        extras=Extras(state, resume, precision, world))
     train_seconds = clock.elapsed
-    world.finish()
-    if not world.main:
-        return Result({}, out, out, out, f"generator: rank {world.rank} of {world.size} done")
+    if (elsewhere := leave_world(world, "generator", out)) is not None:
+        return elsewhere
 
     inputs, outputs = reconstruct(model, held_images, spec, batch_size)
     latents = encode_all(model, train_images, spec, batch_size)
@@ -201,14 +213,20 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     return Result(metrics, out, report, samples, summary)
 
 
+def leave_world(world, name: str, out: Path) -> Result | None:
+    """Ends the DDP world; on a rank other than 0, the result that says so (rank 0 goes on to evaluate and save)."""
+    world.finish()
+    return None if world.main else Result({}, out, out, out, f"{name}: rank {world.rank} of {world.size} done")
+
+
 def begin_run(data, seed: int, threads: int | None, device: str, batch_size: int, mixed_precision: str,
-              dedup_distance: int):
+              dedup_distance: int, one_person: bool = False):
     """What every generator run starts with: seeds, device, the DDP world, mixed precision, and the faces without
     near-duplicates -> (rng, device, world, precision, faces, the removed duplicates' lines)."""
     rng, target = start_run(seed, threads, device)
     world, target = join_world(target)
     check_batch(world, batch_size)
-    faces, duplicates = without_near_duplicates(load_faces(data), dedup_distance)
+    faces, duplicates = without_near_duplicates(load_faces(data, one_person=one_person), dedup_distance)
     return rng, target, world, MixedPrecision(target, mixed_precision), faces, duplicates
 
 

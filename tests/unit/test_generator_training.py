@@ -154,3 +154,64 @@ def test_a_gan_needs_a_batch_of_usable_faces(tmp_path):
     with pytest.raises(UserError, match="fewer than one batch"):
         train_gan(data, tmp_path / "g.pt", family="dcgan", epochs=1, batch_size=8, lr=2e-4, latent=8, width=8,
                   condition=None, dedup_distance=0)
+
+
+def _two_people(root: Path) -> tuple[Path, Path]:
+    """Two one-person folders of 20 crops each (flat, as edge align writes a video's frames)."""
+    faces = make_faces(root / "all", identities=2, images=20)
+    return faces / "person0", faces / "person1"
+
+
+def test_a_face_swap_trains_on_two_people_and_scores_the_swap_with_the_verifier(tmp_path, capsys):
+    a, b = _two_people(tmp_path)
+    out = tmp_path / "swap.pt"
+    assert main(["generator", "--config", "faceswap", "--data", str(a), "--swap_with", str(b), "--out", str(out),
+                 "epochs=2", "batch_size=8", "latent=16", "dedup_distance=0", "--threads", "1"]) == 0
+    assert "treat this run as a smoke test" in capsys.readouterr().err
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.architecture == "faceswap_autoencoder" and checkpoint.config["swap_to"] == 1
+    metrics = checkpoint.metrics
+    assert metrics["faces"] == [20, 20] and metrics["psnr_a"] > 0 and metrics["psnr_b"] > 0
+    assert 0 <= metrics["swap_a_to_b_nearer_b"] <= 1 and 0 <= metrics["real_a_nearer_own"] <= 1
+    assert metrics["swap_features"].startswith("dlib's face descriptor")
+    model = checkpoint.build_model()
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(model(x), model.decode(model.encode(x), 1))        # the exported graph: A -> B
+    assert (tmp_path / "swap_swaps.png").exists() and (tmp_path / "swap_last.pt").exists()
+
+
+def test_a_face_swap_without_a_second_person_or_with_the_same_one_is_refused_before_any_work(tmp_path, capsys):
+    a, b = _two_people(tmp_path)
+    common = ["generator", "--config", "faceswap", "--data", str(a), "--out", str(tmp_path / "s.pt")]
+    for extra, message in (([], "a face swap needs two people"),
+                           (["--swap_with", str(a)], "is --data itself"),
+                           (["--swap_with", str(b), "--config", "vae"], "--swap_with is for the face swap")):
+        assert main([*common, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    few = make_faces(tmp_path / "few", identities=1, images=3) / "person0"
+    assert main([*common, "--swap_with", str(few)]) == 2
+    assert "needs at least 16 per person" in capsys.readouterr().err
+
+
+def test_align_takes_a_video_and_writes_its_frames_as_one_persons_folder(tmp_path):
+    import cv2
+    from synthetic_faces import identities, render_face, sample_nuisance
+
+    from edge.dataprep import align_folder
+    from edge.vendor_models import load_packaged_detector
+
+    face, _ = render_face(identities(1)[0], sample_nuisance(np.random.default_rng(0)), size=160)
+    video = tmp_path / "visitor.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for shift in range(4):
+        frame = np.full((240, 320, 3), 120, np.uint8)
+        frame[40:200, 60 + 10 * shift:220 + 10 * shift] = face
+        writer.write(frame)
+    writer.release()
+    stats = align_folder(video, tmp_path / "people", load_packaged_detector(), progress=False)
+    assert stats.images == 4 and stats.aligned == 4
+    assert sorted(p.name for p in (tmp_path / "people" / "visitor").iterdir())[0] == "frame_000000.png"
+    (tmp_path / "notes.txt").write_text("not a video")
+    with pytest.raises(UserError, match="neither a folder of images nor a video"):
+        align_folder(tmp_path / "notes.txt", tmp_path / "x", load_packaged_detector())

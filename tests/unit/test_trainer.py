@@ -330,7 +330,7 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_logs_every_epoch(tmp_p
 def test_a_recipe_then_flags_then_key_value_overrides_set_the_generators_training(tmp_path, capsys):
     from trainer.configs import config_names, resolve
 
-    assert config_names() == ["autoencoder", "cgan", "dcgan", "denoising", "sparse", "vae"]
+    assert config_names() == ["autoencoder", "cgan", "dcgan", "denoising", "faceswap", "sparse", "vae"]
     name, settings = resolve("denoising", {"epochs": 3, "lr": None}, ["noise=mask:0.25", "patience=1"])
     assert name == "denoising" and settings["epochs"] == 3 and settings["lr"] == 0.002
     assert settings["noise"] == "mask:0.25" and settings["patience"] == 1 and settings["family"] == "autoencoder"

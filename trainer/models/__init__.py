@@ -7,6 +7,7 @@ ARCHITECTURES = Registry("architecture", {
     "conv_autoencoder": "trainer.models.autoencoder:ConvAutoencoder",
     "conv_vae": "trainer.models.autoencoder:ConvVAE",
     "dcgan_generator": "trainer.models.dcgan:DCGANGenerator",
+    "faceswap_autoencoder": "trainer.models.autoencoder:FaceSwapAutoencoder",
     "dlib_resnet": "trainer.models.dlib_resnet:DlibResNet",
     "mobilefacenet_s": "trainer.models.mobilefacenet:MobileFaceNetS",
 })

@@ -80,3 +80,31 @@ class ConvVAE(ConvAutoencoder):
 def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per image, summed over latent dimensions, averaged over the batch."""
     return (-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1)).mean()
+
+
+class FaceSwapAutoencoder(nn.Module):
+    """The face-swap autoencoder: one encoder shared by all people, one decoder per person. Trained to rebuild each
+    person's faces through their own decoder, the shared code comes to hold pose, expression and lighting, and the
+    decoders the identity, so person A's code through B's decoder gives B's face in A's pose. ``forward`` is the
+    swap into person ``swap_to``: the graph compile exports."""
+
+    def __init__(self, channels: tuple[int, ...] | list[int] = (32, 64, 128), latent: int = 256, input_size: int = 64,
+                 people: int = 2, swap_to: int = 1):
+        super().__init__()
+        if people < 2 or not 0 <= swap_to < people:
+            raise ValueError(f"a face swap needs at least two people and swap_to among them, got {people}, {swap_to}")
+        self.swap_to = swap_to
+        decoders = [ConvAutoencoder(channels, latent, input_size) for _ in range(people)]
+        self.encoder = decoders[0].encoder
+        for decoder in decoders:
+            decoder.encoder = None               # the shared encoder above is the only one
+        self.decoders = nn.ModuleList(decoders)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, person: int | None = None) -> torch.Tensor:
+        return self.decoders[self.swap_to if person is None else person].decode(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
