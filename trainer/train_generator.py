@@ -22,6 +22,7 @@ from trainer.models import build_model
 from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
 from trainer.precision import MixedPrecision
 from trainer.run_state import RunState
+from trainer.sampling import LatentPrior, sample_images
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
 FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
@@ -287,13 +288,12 @@ def encode_all(model: ConvAutoencoder, images: np.ndarray, spec, batch_size: int
                       for i in batches(len(images), batch_size)]).numpy()
 
 
-@torch.no_grad()
 def sample_grid(model: ConvAutoencoder, inputs: np.ndarray, outputs: np.ndarray, latents: np.ndarray, spec,
                 rng: np.random.Generator) -> np.ndarray:
     count = min(SAMPLE_COUNT, len(inputs))
     # a VAE samples its standard normal prior; an autoencoder the Gaussian fitted to its training codes
-    mean, std = (0.0, 1.0) if isinstance(model, ConvVAE) else (latents.mean(axis=0), latents.std(axis=0))
-    z = rng.normal(mean, std, (SAMPLE_COUNT, latents.shape[1]))
-    generated = model.decode(torch.from_numpy(z.astype(np.float32)).to(device_of(model))).cpu().numpy()
+    size = latents.shape[1]
+    prior = (LatentPrior(np.zeros(size, np.float32), np.ones(size, np.float32)) if isinstance(model, ConvVAE)
+             else LatentPrior(latents.mean(axis=0), latents.std(axis=0)))
     return image_grid([output_to_images(inputs[:count], spec), output_to_images(outputs[:count], spec),
-                       output_to_images(generated, spec)])
+                       sample_images(model, prior, SAMPLE_COUNT, spec, rng)])

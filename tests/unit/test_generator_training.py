@@ -1,6 +1,7 @@
 """Generator training beyond the autoencoders: DCGAN and conditional GAN, resume, mixed precision, DDP."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def test_a_dcgan_and_a_conditional_gan_train_and_write_a_generator_checkpoint(tm
             assert (tmp_path / f"{family}_{suffix}").exists(), suffix
         assert len(list((tmp_path / f"{family}_epochs").glob("*.png"))) == 2
     assert "a face detected in" in capsys.readouterr().out
+    # judged on its samples (it has no encoder), with a latent interpolation grid
+    assert main(["eval-generator", "--ckpt", str(tmp_path / "cgan.pt"), "--real", str(data)]) == 0
+    figures = json.loads((tmp_path / "cgan_eval.json").read_text())
+    assert "psnr_db" not in figures and figures["judged_on"] == "faces sampled from the latent prior"
+    assert figures["frechet_distance"] == figures["frechet_distance_samples"] >= 0
+    assert (tmp_path / "cgan_eval_interpolation.png").exists()
 
 
 def test_autoencoder_options_are_refused_for_a_gan(tmp_path, capsys):
@@ -178,6 +185,11 @@ def test_a_face_swap_trains_on_two_people_and_scores_the_swap_with_the_verifier(
     x = torch.rand(2, 3, 64, 64)
     torch.testing.assert_close(model(x), model.decode(model.encode(x), 1))        # the exported graph: A -> B
     assert (tmp_path / "swap_swaps.png").exists() and (tmp_path / "swap_last.pt").exists()
+    assert main(["eval-generator", "--ckpt", str(out), "--real", str(a)]) == 2
+    assert "give the second person's faces with --swap_with" in capsys.readouterr().err
+    assert main(["eval-generator", "--ckpt", str(out), "--real", str(a), "--swap_with", str(b)]) == 0
+    figures = json.loads((tmp_path / "swap_eval.json").read_text())
+    assert 0 <= figures["swap_a_to_b_nearer_b"] <= 1 and "swap(A->B) nearer B in" in capsys.readouterr().out
 
 
 def test_a_face_swap_without_a_second_person_or_with_the_same_one_is_refused_before_any_work(tmp_path, capsys):

@@ -214,6 +214,8 @@ def test_eval_generator_reports_psnr_ssim_a_named_frechet_distance_and_the_detec
     figures = json.loads((tmp_path / "g_eval.json").read_text())
     assert 0 < figures["ssim"] <= 1 and figures["psnr_db"] > 0 and figures["frechet_distance"] >= 0
     assert figures["frechet_features"].startswith("mobilefacenet_s (v.pt") and 0 <= figures["faces_detected"] <= 1
+    # the autoencoder both reconstructs and samples (from the Gaussian fitted to its codes): both are judged
+    assert figures["frechet_distance_reconstructions"] >= 0 and 0 <= figures["faces_detected_samples"] <= 1
     report = (tmp_path / "g_eval.md").read_text()
     assert "not comparable with Inception FID" in report and (tmp_path / "g_eval.png").is_file()
     assert main(["eval-generator", "--ckpt", str(verifier), "--real", str(data)]) == 2
