@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 
 from compile import exporters
 from compile.calibration import CalibrationSet
-from compile.exporters import ExportedFile, ExportRequest
+from compile.exporters import ExportedFile, ExportFailed, ExportRequest
 from compile.match_calibration import (
     FLIP_BUDGET,
     TORCH_BATCH,
@@ -46,7 +47,7 @@ from edge.manifest import (
     sha256_file,
     write_manifest,
 )
-from edge.preprocess import prepare_batch
+from edge.preprocess import prepare_batch, to_input_dtype
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board
 from edge.vendor_models import detector_entry, packaged_model_path
@@ -73,6 +74,20 @@ class SourceModel:
     created: str = ""
     config: dict = field(default_factory=dict)        # the architecture's config (a pruned checkpoint keeps it)
     passes: dict = field(default_factory=dict)        # what compile did to it before export: {"pruning": {...}}
+    # images -> (model inputs, reconstruction targets or None) for a model whose input is not the image itself
+    # (a latent decoder: compile.decoders); None: the images through the spec's preprocessing, both ways
+    feeds: Callable[[list[np.ndarray], str], tuple[np.ndarray, np.ndarray | None]] | None = None
+
+    def inputs(self, images: list[np.ndarray], purpose: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the model's input batch, what a generator should reproduce) for ``purpose``: calibration or held_out."""
+        if self.feeds is not None:
+            return self.feeds(images, purpose)
+        batch = prepare_batch(images, self.spec)
+        return batch, batch
+
+    @property
+    def takes_images(self) -> bool:
+        return self.feeds is None
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                     compiled.append(_compile_one(board, source, artifact, calibration, calibration_method, staging,
                                                  Path(workdir), references[source.role]))
                     progress.update()
+                rows += [row for entry, row in compiled if entry is None]      # the converter could not make it
+                compiled = [(entry, row) for entry, row in compiled if entry is not None]
                 faces = (pair_faces or {}).get(source.spec.crop)
                 if source.task == "verify" and faces is not None:
                     compiled = calibrate_verifier(source, compiled, faces, staging, board, match_options)
@@ -122,8 +139,9 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
         if "tensorrt" in board.backends:
             entries = [with_engine_recipe(e) for e in entries]
         entries += [_copy_detector(name, staging) for name in detectors]
-        write_golden(staging, entries, {s.role: np.stack(calibration.held_out[:GOLDEN_IMAGES]) for s in sources},
-                     {role: reference for role, (_, reference) in references.items()}, board, gate_threads(board))
+        write_golden(staging, entries,
+                     {s.role: golden_samples(s, calibration, references[s.role]) for s in sources}, board,
+                     gate_threads(board))
         manifest = Manifest(board=board.name, created=created, tools=tool_versions(artifacts), models=tuple(entries))
         write_manifest(staging, manifest)
         write_report(staging, board.name, created, rows, calibration.describe(),
@@ -167,10 +185,21 @@ def _threshold_note(sources: list[SourceModel], pair_faces: dict[str, PairFaces]
             f"real pairs against FP32; the FP32 model's real-pair AUC must reach {options.min_auc}")
 
 
-def _reference(source: SourceModel, calibration: CalibrationSet) -> tuple[np.ndarray, np.ndarray]:
+def _reference(source: SourceModel, calibration: CalibrationSet) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(held-out inputs, reconstruction targets, the PyTorch FP32 outputs)."""
     check_crop_size(calibration, source)
-    held_out = prepare_batch(calibration.held_out, source.spec)
-    return held_out, torch_reference(source.model, held_out)
+    held_out, targets = source.inputs(calibration.held_out, "held_out")
+    return held_out, targets, torch_reference(source.model, held_out)
+
+
+def golden_samples(source: SourceModel, calibration: CalibrationSet, reference) -> dict[str, np.ndarray]:
+    """What golden.npz keeps of a model: its held-out crops, or for a latent decoder its inputs and targets; and the
+    FP32 outputs."""
+    held_out, targets, outputs = reference
+    kept = ({"crops": np.stack(calibration.held_out[:GOLDEN_IMAGES])} if source.takes_images else
+            {"inputs": held_out[:GOLDEN_IMAGES], **({"targets": targets[:GOLDEN_IMAGES]} if targets is not None
+                                                    else {})})
+    return {**kept, "reference": outputs[:GOLDEN_IMAGES]}
 
 
 def check_crop_size(calibration: CalibrationSet, source: SourceModel) -> None:
@@ -189,27 +218,36 @@ def check_crop_size(calibration: CalibrationSet, source: SourceModel) -> None:
 
 def _compile_one(board: BoardConfig, source: SourceModel, artifact: Artifact, calibration: CalibrationSet,
                  calibration_method: str, staging: Path, workdir: Path,
-                 reference_pair: tuple[np.ndarray, np.ndarray]) -> tuple[ModelEntry, ArtifactRow]:
-    """Exports one artifact and measures it; a file that fails its gate is deleted from the bundle."""
+                 reference: tuple[np.ndarray, np.ndarray | None, np.ndarray]
+                 ) -> tuple[ModelEntry | None, ArtifactRow]:
+    """Exports one artifact and measures it; a file that fails its gate is deleted from the bundle, one that the
+    converter cannot make comes back as a rejected row without an entry."""
     output_name, _ = OUTPUTS[source.task]
     path = staging / f"{source.role}.{artifact.precision}.{artifact.format}"
     needs_calibration = artifact.precision == "int8"
     request = ExportRequest(
         model=source.model.eval(), spec=source.spec, output_name=output_name, path=path, workdir=workdir,
         opset=board.onnx_opset,
-        calibration=prepare_batch(calibration.images, source.spec) if needs_calibration else None,
+        calibration=source.inputs(calibration.images, "calibration")[0] if needs_calibration else None,
         calibration_method=calibration_method, int8_activations=board.int8_activations,
     )
-    exported = exporters.export(artifact, request)
-    held_out, reference = reference_pair
-    entry = make_entry(source, artifact, exported, reference.shape[1:],
+    try:
+        exported = exporters.export(artifact, request)
+    except ExportFailed as err:
+        return None, ArtifactRow(model=f"{source.role}.{artifact.format}.{artifact.precision}", file=path.name,
+                                 size_kb=0.0, metric="-", mean=float("nan"), min=float("nan"),
+                                 budget=board.accuracy_budget[artifact.precision], passed=False, backend="-",
+                                 reason=str(err))
+    held_out, targets, outputs = reference
+    entry = make_entry(source, artifact, exported, outputs.shape[1:],
                        _calibration_record(calibration, exported) if needs_calibration else None)
     # The file gets its inputs as its own entry says: a full-integer file takes them quantized, with its scale
-    batch = prepare_batch(calibration.held_out, entry.input)
+    batch = (prepare_batch(calibration.held_out, entry.input) if source.takes_images
+             else to_input_dtype(held_out, entry.input))
     backend, note = backend_here(entry, board)
     candidate = run_artifact(staging, entry, batch, backend, gate_threads(board))
-    accuracy = gate(source.task, reference, candidate, board.accuracy_budget[artifact.precision], backend,
-                    board.accuracy_floor.get(artifact.precision), inputs=held_out, precision=artifact.precision)
+    accuracy = gate(source.task, outputs, candidate, board.accuracy_budget[artifact.precision], backend,
+                    board.accuracy_floor.get(artifact.precision), inputs=targets, precision=artifact.precision)
     accuracy["board_backend"] = backend_on_board(entry, board)
     entry = dataclasses.replace(entry, accuracy=accuracy)
     row = ArtifactRow(model=entry.name, file=entry.file, size_kb=path.stat().st_size / 1024,

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     detectors = strategy_detectors(board.detection)     # what the board's detection strategy runs
     for name in detectors:
         packaged_model_path(name)               # fail now, not after the slow exports
-    sources = [load_source(path) for path in args.checkpoints]
+    sources = [source for path in args.checkpoints for source in load_sources(path)]
     check_input_sizes(board, sources, detectors)
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
@@ -186,7 +186,7 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
 
 def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detectors: list[str]) -> None:
     """Each model's input side must be one the board config names for its task (the runtime's contract)."""
-    sides = [(s.role, s.task, s.spec.size) for s in sources]
+    sides = [(s.role, s.task, s.spec.size) for s in sources if s.takes_images]
     sides += [(name, "detect", (VENDOR_MODELS[name].input_size,) * 2) for name in detectors]
     for role, task, (height, width) in sides:
         allowed = board.input_sizes.get(task)
@@ -195,7 +195,10 @@ def check_input_sizes(board: BoardConfig, sources: list[SourceModel], detectors:
                             f"for sides {list(allowed)} (input_sizes in its board config)")
 
 
-def load_source(path: Path) -> SourceModel:
+def load_sources(path: Path) -> list[SourceModel]:
+    """The models compile makes of a checkpoint: the model on its images; for a generator that samples, also its
+    decoder from a latent (compile.decoders); a GAN's generator is only that."""
+    from compile.decoders import decoder_source
     from trainer.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path)
@@ -204,10 +207,14 @@ def load_source(path: Path) -> SourceModel:
     if checkpoint.preprocessing.crop not in CROPS:
         raise UserError(f"{path} was trained on {checkpoint.preprocessing.crop!r} crops, which the runtime cannot "
                         f"cut; crop templates it knows: {', '.join(sorted(CROPS))}")
-    return SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
-                       model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
-                       threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created,
-                       config=checkpoint.config)
+    source = SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
+                         model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
+                         threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created,
+                         config=checkpoint.config)
+    decoder = decoder_source(source, checkpoint) if checkpoint.task == "generate" else None
+    if decoder is None:
+        return [source]
+    return [decoder] if decoder.role == source.role else [source, decoder]
 
 
 def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compile.exporters import ExportedFile, ExportRequest
+from compile.exporters import ExportFailed, ExportedFile, ExportRequest
 from edge.errors import UserError
 from edge.quiet import CONVERTER_NOISE, stderr_filtered
 
@@ -75,8 +75,13 @@ def export_int8(request: ExportRequest) -> ExportedFile:
     if request.calibration is None or not len(request.calibration):
         raise UserError("tflite:int8 needs calibration images (--calibration DIR)")
     source = write_fp32_tflite(request, request.workdir / f"{request.path.stem}.fp32-source.tflite")
-    _quantize(source, recipes.static_wi8_ai8(), request.calibration, request.path)
-    exported = describe_tflite(request, quantizer="ai-edge-quantizer static_wi8_ai8 (min-max, int8 in and out)")
+    try:
+        _quantize(source, recipes.static_wi8_ai8(), request.calibration, request.path)
+        exported = describe_tflite(request, quantizer="ai-edge-quantizer static_wi8_ai8 (min-max, int8 in and out)")
+    except (ValueError, RuntimeError) as err:
+        # e.g. per-channel scales on a TRANSPOSE_CONV the interpreter then refuses
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(".Tensor")[0][:160]
+        raise ExportFailed(f"ai-edge-quantizer's full-integer file does not load: {first}") from err
     return dataclasses.replace(exported, calibration_method="minmax")
 
 
@@ -107,9 +112,12 @@ def describe_tflite(request: ExportRequest, **facts) -> ExportedFile:
     output = interpreter.get_output_details()[0]
     shape = tuple(int(d) for d in details["shape"])
     spec = request.spec
-    nchw = spec.shape if spec.layout == "NCHW" else (spec.shape[0], spec.shape[3], spec.shape[1], spec.shape[2])
-    nhwc = (nchw[0], nchw[2], nchw[3], nchw[1])
-    if shape == nchw:
+    nchw = spec.shape if spec.layout in ("NCHW", "NC") else (spec.shape[0], spec.shape[3], spec.shape[1],
+                                                               spec.shape[2])
+    nhwc = (nchw[0], nchw[2], nchw[3], nchw[1]) if len(nchw) == 4 else None
+    if spec.layout == "NC" and shape == nchw:
+        layout = "NC"                                 # a latent vector: nothing to lay out
+    elif shape == nchw:
         layout = "NCHW"
     elif shape == nhwc:
         layout = "NHWC"

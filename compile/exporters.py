@@ -52,6 +52,11 @@ class ExportedFile:
     output_quantization: tuple[float, int] | None = None
 
 
+class ExportFailed(Exception):
+    """A converter could not make this one file (the model uses something it cannot convert or quantize): the
+    artifact is rejected with this reason, the rest of the bundle is built."""
+
+
 def check_buildable(artifact: Artifact) -> None:
     """Fails before any work when compile cannot make ``artifact``."""
     EXPORTERS.target(str(artifact))

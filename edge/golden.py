@@ -20,7 +20,7 @@ from edge.detect import box_iou, build_detector
 from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.metrics import cosine_similarity, psnr, ssim
-from edge.preprocess import prepare_batch
+from edge.preprocess import prepare_batch, to_input_dtype
 from edge.runtime import backend_here, backend_on_board, load_model
 
 GOLDEN_FILE = "golden.npz"
@@ -122,19 +122,18 @@ def detections(bundle_dir: Path, entry: ModelEntry, frame: np.ndarray, backend: 
     return np.array([[*d.box, d.score] for d in found], np.float32).reshape(-1, 5)
 
 
-def write_golden(bundle_dir: Path, manifest_models: list[ModelEntry], crops: dict[str, np.ndarray],
-                 references: dict[str, np.ndarray], board: BoardConfig, threads: int) -> Path:
-    """``golden.npz``: per model role its crops (uint8) and FP32 outputs; the frame and each detector's boxes
-    on it, found here (with the board's runtime where it runs here). Roles whose every file failed its gate are
-    left out."""
+def write_golden(bundle_dir: Path, manifest_models: list[ModelEntry], samples: dict[str, dict[str, np.ndarray]],
+                 board: BoardConfig, threads: int) -> Path:
+    """``golden.npz``: per model role its crops (uint8), or a latent decoder's inputs (and reconstruction targets),
+    and the FP32 outputs (``reference``); the frame and each detector's boxes on it, found here (with the board's
+    runtime where it runs here). Roles whose every file failed its gate are left out."""
     roles = {model_role(e) for e in manifest_models if e.task != "detect"}
-    arrays = {}
-    for role in sorted(roles & set(crops)):
-        arrays[f"{role}.crops"] = crops[role][:GOLDEN_IMAGES]
-        arrays[f"{role}.reference"] = references[role][:GOLDEN_IMAGES]
+    arrays = {f"{role}.{kind}": array[:GOLDEN_IMAGES] for role in sorted(roles & set(samples))
+              for kind, array in samples[role].items()}
+    crops = [kept["crops"] for kept in samples.values() if "crops" in kept]
     detectors = [e for e in manifest_models if e.task == "detect"]
     if detectors and crops:
-        frame = golden_frame(list(next(iter(crops.values()))))
+        frame = golden_frame(list(crops[0]))
         arrays["frame"] = frame
         for entry in detectors:
             backend, _ = backend_here(entry, board)
@@ -177,7 +176,7 @@ def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threa
         if entry.task == "detect":
             if f"{entry.name}.boxes" in golden:
                 checks.append(_check_detector(bundle_dir, entry, golden, board, threads))
-        elif f"{model_role(entry)}.crops" in golden:
+        elif f"{model_role(entry)}.reference" in golden:
             checks.append(_check_model(bundle_dir, entry, golden, board, threads))
     return checks
 
@@ -185,12 +184,17 @@ def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threa
 def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: BoardConfig,
                  threads: int) -> GoldenCheck:
     role = model_role(entry)
-    batch = prepare_batch(list(golden[f"{role}.crops"]), entry.input)
+    if f"{role}.crops" in golden:
+        batch = prepare_batch(list(golden[f"{role}.crops"]), entry.input)
+        targets = batch
+    else:                                   # a latent decoder: its inputs as stored, its targets where it has some
+        batch = to_input_dtype(golden[f"{role}.inputs"], entry.input)
+        targets = golden.get(f"{role}.targets")
     backend = backend_on_board(entry, board)
     candidate = run_artifact(bundle_dir, entry, batch, backend, threads)
     accuracy = entry.accuracy or {}
     budget, floor = accuracy.get("budget", 0.999), accuracy.get("floor")
-    result = gate(entry.task, golden[f"{role}.reference"], candidate, budget, backend, floor, inputs=batch,
+    result = gate(entry.task, golden[f"{role}.reference"], candidate, budget, backend, floor, inputs=targets,
                   precision=entry.precision)
     measure = f"{result['metric']} mean {result['mean']:.5f}, min {result['min']:.5f}"
     return GoldenCheck(entry.file, entry.precision, backend, measure, result["passed"], result["reason"])

@@ -26,7 +26,7 @@ class InputSpec:
 
     name: str
     shape: tuple[int, ...]            # with batch 1, e.g. (1, 3, 112, 112)
-    layout: str                       # "NCHW" | "NHWC"
+    layout: str                       # "NCHW" | "NHWC" | "NC" (a latent vector: compile.decoders)
     dtype: str                        # "float32" | "int8" | "uint8"
     colour: str                       # "RGB" | "BGR"
     mean: tuple[float, float, float]  # per channel, in 0..255 pixel units: x = (pixel - mean) / std

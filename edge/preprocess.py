@@ -47,6 +47,11 @@ def prepare_batch(images_bgr: Sequence[np.ndarray] | np.ndarray, spec: InputSpec
     batch /= np.asarray(spec.std, np.float32)
     if spec.layout == "NCHW":
         batch = batch.transpose(0, 3, 1, 2)                               # N,3,H,W
+    return to_input_dtype(batch, spec)
+
+
+def to_input_dtype(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A float batch as the model takes it: quantized with the input's scale and zero point when it is integer."""
     if spec.dtype in ("int8", "uint8"):
         info = np.iinfo(spec.dtype)
         batch = np.clip(np.round(batch / spec.scale) + spec.zero_point, info.min, info.max)

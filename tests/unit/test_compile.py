@@ -231,7 +231,7 @@ def test_unsupported_artifact_refused_before_any_work(tmp_path, monkeypatch, cap
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the options were checked")
 
-    monkeypatch.setattr(cli, "load_source", no_work)
+    monkeypatch.setattr(cli, "load_sources", no_work)
     monkeypatch.setattr(cli, "load_calibration_set", no_work)
     code = cli.main(["--target", target, "--artifacts", artifacts, "--out", str(tmp_path / "bundles")])
     assert code == 2
@@ -242,7 +242,7 @@ def test_unsupported_artifact_refused_before_any_work(tmp_path, monkeypatch, cap
 
 def _patch_sources(monkeypatch):
     sources = {s.role: s for s in _sources()}
-    monkeypatch.setattr(cli, "load_source", lambda path: sources[Path(path).stem])
+    monkeypatch.setattr(cli, "load_sources", lambda path: [sources[Path(path).stem]])
 
 
 @pytest.mark.unit
@@ -399,7 +399,8 @@ def test_input_size_must_match_the_board_config(monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_board", lambda name: dataclasses.replace(host, input_sizes={"verify": (96,)}))
     monkeypatch.setattr(cli, "load_calibration_set", lambda *a: pytest.fail("work started before the check"))
     assert cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32"]) == 2
-    assert "verifier takes 112x112 verify inputs, but board host is configured for sides [96]" in capsys.readouterr().err
+    assert ("verifier takes 112x112 verify inputs, but board host is configured for sides [96]"
+            in capsys.readouterr().err)
 
 
 class Collapsed(nn.Module):
@@ -503,7 +504,7 @@ def test_a_checkpoint_whose_crop_the_runtime_cannot_cut_is_refused_before_work(t
 
 @pytest.mark.unit
 def test_real_pair_options_are_checked_before_any_work(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "load_source", lambda path: pytest.fail("work started before the check"))
+    monkeypatch.setattr(cli, "load_sources", lambda path: pytest.fail("work started before the check"))
     common = ["--target", "host", "--checkpoints", "v.pt", "--artifacts", "onnx:fp32"]
     assert cli.main([*common, "--pairs_images", "/no/such/folder"]) == 2
     assert "--pairs_images /no/such/folder is not a folder" in capsys.readouterr().err
@@ -595,8 +596,9 @@ class NeedsOpset16(nn.Module):
 @pytest.mark.unit
 def test_a_model_the_boards_opset_cannot_take_is_refused_in_one_line(tmp_path, calibration):
     source = dataclasses.replace(_sources()[0], model=NeedsOpset16())
-    with pytest.raises(UserError, match=r"cannot be exported at ONNX opset 13, the board's onnx_opset: Exporting the "
-                                        r"operator 'aten::grid_sampler' to ONNX opset version 13 is not supported") as err:
+    expected = (r"cannot be exported at ONNX opset 13, the board's onnx_opset: Exporting the "
+                r"operator 'aten::grid_sampler' to ONNX opset version 13 is not supported")
+    with pytest.raises(UserError, match=expected) as err:
         _export(tmp_path, source, "onnx:fp32", calibration, opset=13)
     assert "\n" not in str(err.value)
 
@@ -617,3 +619,46 @@ def test_ctrl_c_during_compile_leaves_the_previous_bundle_and_no_staging(tmp_pat
     assert "compile: interrupted (Ctrl+C)" in capsys.readouterr().err
     assert (out / "host" / "manifest.json").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.unit
+@needs_detector
+def test_generators_that_sample_are_compiled_from_a_latent_and_checked_like_every_file(tmp_path, faces_dir):
+    """An autoencoder gives its reconstructing graph and its decoder (held to the held-out reconstruction drop
+    through the codes its encoder gives); a conditional GAN gives its generator with the class one-hot after the
+    latent, BatchNorm folded, TFLite INT8 included."""
+    from trainer.checkpoint import save_checkpoint
+    from trainer.cli import main as trainer_main
+    from trainer.models.dcgan import DCGANGenerator
+
+    runs = tmp_path / "runs"
+    assert trainer_main(["generator", "--data", str(faces_dir), "epochs=1", "batch_size=8", "dedup_distance=0",
+                         "--threads", "1", "--out", str(runs / "ae.pt")]) == 0
+    # an untrained generator with weights wide enough to draw varied images (at width 8, small initial weights and
+    # a GAN trained for seconds on 48 faces both draw an almost flat grey: quantization noise would then be all
+    # there is to compare)
+    torch.manual_seed(0)
+    config = {"latent": 16, "width": 8, "classes": 4, "input_size": 64}
+    gan = DCGANGenerator(**config)
+    for layer in gan.modules():
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            torch.nn.init.normal_(layer.weight, 0.0, 0.15)
+    save_checkpoint(runs / "cgan.pt", architecture="dcgan_generator", config=config, task="generate",
+                    model=gan.eval(), preprocessing=generator_input_spec(),
+                    metrics={"class_names": ["id0", "id1", "id2", "id3"]})
+    out = tmp_path / "bundles"
+    assert cli.main(["--target", "rpi5", "--checkpoints", str(runs / "ae.pt"), str(runs / "cgan.pt"),
+                     "--calibration", str(faces_dir), "--calibration_images", "32", "--holdout_images", "16",
+                     "--out", str(out)]) == 0
+    manifest = read_manifest(out / "rpi5", verify_files=True)
+    by_name = {m.name: m for m in manifest.models}
+    assert {"ae.onnx.int8", "ae_decoder.onnx.int8", "ae_decoder.tflite.int8", "cgan.tflite.int8"} <= set(by_name)
+    assert not any(name.startswith("cgan_decoder") for name in by_name)          # a GAN is its decoder
+    decoder = by_name["ae_decoder.onnx.fp32"]
+    assert decoder.input.layout == "NC" and decoder.input.shape == (1, 32)
+    assert "psnr_drop_db" in decoder.accuracy                                    # through the encoder's codes
+    gan = by_name["cgan.tflite.int8"]
+    assert gan.input.shape == (1, 16 + 4) and gan.extra["latent"]["classes"] == 4
+    assert gan.extra["latent"]["class_names"] == ["id0", "id1", "id2", "id3"]
+    checks = check_folder(out / "rpi5")
+    assert all(c.passed for c in checks), [c.reason for c in checks if not c.passed]

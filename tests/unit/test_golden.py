@@ -22,7 +22,8 @@ def face_crops(count: int) -> np.ndarray:
 
 def with_golden(bundle, crops: np.ndarray, reference: np.ndarray):
     manifest = read_manifest(bundle)
-    write_golden(bundle, list(manifest.models), {"verifier": crops}, {"verifier": reference}, load_board("host"), 1)
+    write_golden(bundle, list(manifest.models), {"verifier": {"crops": crops, "reference": reference}},
+                 load_board("host"), 1)
     return bundle
 
 

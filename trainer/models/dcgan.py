@@ -7,6 +7,8 @@ face goes through ``edge.preprocess.output_to_images`` like an autoencoder's.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -37,11 +39,36 @@ class DCGANGenerator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        if self.label_embedding is not None:
-            if label is None:
-                raise ValueError("this generator is conditional: pass a label per latent")
-            z = torch.cat([z, self.label_embedding(label)], dim=1)
-        return (self.net(z[:, :, None, None]) + 1) / 2
+        if self.label_embedding is None:
+            return self.from_code(z)
+        if label is None:
+            raise ValueError("this generator is conditional: pass a label per latent")
+        return self.from_code(torch.cat([z, self.label_embedding(label)], dim=1))
+
+    def from_onehot(self, code: torch.Tensor) -> torch.Tensor:
+        """A conditional generator's input as one tensor: z, then the class as ``classes`` one-hot numbers (the
+        embedding lookup as a matrix product), so that an exported file has a single float input."""
+        z, onehot = code[:, :self.latent], code[:, self.latent:]
+        return self.from_code(torch.cat([z, onehot @ self.label_embedding.weight], dim=1))
+
+    def from_code(self, code: torch.Tensor) -> torch.Tensor:
+        return (self.net(code[:, :, None, None]) + 1) / 2
+
+    def fold_batchnorm(self) -> DCGANGenerator:
+        """A copy for inference with each BatchNorm folded into the transposed convolution before it (scaled weights
+        and a bias): the same faces with fewer layers, and biased convolutions, which ai-edge-quantizer's
+        full-integer TRANSPOSE_CONV needs (without a bias its per-channel scales make a file the interpreter
+        refuses)."""
+        folded = copy.deepcopy(self).eval()
+        layers, kept = list(folded.net), []
+        for layer, after in zip(layers, [*layers[1:], None]):
+            if isinstance(layer, nn.BatchNorm2d):
+                continue                                                       # folded into the layer before
+            if isinstance(layer, nn.ConvTranspose2d):
+                layer = _with_batchnorm(layer, after if isinstance(after, nn.BatchNorm2d) else None)
+            kept.append(layer)
+        folded.net = nn.Sequential(*kept)
+        return folded
 
     def decode(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """The same call the autoencoders' decoders answer, so samplers treat every family alike."""
@@ -70,6 +97,21 @@ class DCGANDiscriminator(nn.Module):
             planes = nn.functional.one_hot(label, self.classes).to(x.dtype)[:, :, None, None]
             x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
         return self.net(x)[:, 0]
+
+
+@torch.no_grad()
+def _with_batchnorm(conv: nn.ConvTranspose2d, norm: nn.BatchNorm2d | None) -> nn.ConvTranspose2d:
+    """``conv`` then ``norm`` (in eval mode) as one transposed convolution with a bias."""
+    folded = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                bias=True)
+    weight = conv.weight.clone()                                              # in, out, k, k
+    bias = conv.bias.clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+    if norm is not None:
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        weight, bias = weight * scale[None, :, None, None], (bias - norm.running_mean) * scale + norm.bias
+    folded.weight.copy_(weight)
+    folded.bias.copy_(bias)
+    return folded
 
 
 def dcgan_init(module: nn.Module) -> None:
