@@ -120,7 +120,8 @@ def test_benchmarks_run_on_the_bundle(bundle):
     assert len(list(Path(results / "host").glob("latency-*.json"))) == 8
 
 
-BLOCK_TORCH = "import sys\nfor name in ('torch', 'trainer', 'compile', 'onnx', 'litert_torch'):\n    sys.modules[name] = None\n"
+BLOCK_TORCH = ("import sys\nfor name in ('torch', 'trainer', 'compile', 'onnx', 'litert_torch'):\n"
+               "    sys.modules[name] = None\n")
 
 
 def test_the_board_side_runs_without_torch(bundle):
