@@ -1,5 +1,5 @@
-"""``python -m edge {synth,align,enroll,gallery,run,serve,install-service}``: data preparation and the on-device
-runtime: the kiosk from the command line or as a service with its web page."""
+"""``python -m edge {synth,align,enroll,gallery,run,generate,serve,install-service}``: data preparation and the
+on-device runtime: the kiosk from the command line or as a service with its web page, and face generation."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge.errors import UserError
 from edge.flags import cosine, count, count_or_zero, positive, rate
+from edge.generate_cli import add_generate_verb
 
 GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "board's tracking.unknown_far; the match threshold when there is none)")
     add_model_choice(run)
     run.set_defaults(handler=run_pipeline)
+
+    add_generate_verb(verbs, count, count_or_zero, add_model_choice)
 
     serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
     serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "

@@ -1,0 +1,137 @@
+"""``python -m edge generate``: a bundle's generator on this device.
+
+- ``--mode sample --out faces.png``: new faces from a decoder (a grid, or one PNG each with ``--out DIR/``);
+- ``--mode reconstruct --source S --output video.mp4``: the stream's faces through an autoencoder;
+- ``--mode anonymise --source S --output video.mp4``: every detected face replaced (a face swap, or a decoder's
+  face kept per visit), failing closed: a face lost for a frame is pixelated (edge.anonymise).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import UserError
+
+SAMPLE_COLUMNS = 8
+
+
+def add_generate_verb(verbs, count, count_or_zero, add_model_choice) -> None:
+    generate = verbs.add_parser("generate", help="sample faces, or reconstruct or anonymise a stream's faces, with "
+                                                 "a bundle's generator")
+    generate.add_argument("--bundle", required=True)
+    generate.add_argument("--mode", default="sample", choices=("sample", "reconstruct", "anonymise"),
+                          help="default: %(default)s")
+    generate.add_argument("--model", default=None,
+                          help="the generator's role in the bundle (default: the first that fits the mode)")
+    generate.add_argument("--count", type=count, default=16, help="sample: faces to draw (default: %(default)s)")
+    generate.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+    generate.add_argument("--out", type=Path, default=None,
+                          help="sample: a PNG grid (faces.png) or a folder for one PNG per face (faces/)")
+    generate.add_argument("--source", help="reconstruct, anonymise: video file, image folder, synthetic://..., "
+                                           "v4l2:///dev/video0, rtsp://...")
+    generate.add_argument("--output", help="reconstruct, anonymise: write the video here (.mp4)")
+    generate.add_argument("--max_frames", type=count_or_zero, default=0, help="0: until the stream ends")
+    add_model_choice(generate)
+    generate.set_defaults(handler=run_generate)
+
+
+def run_generate(args) -> int:
+    from edge.boards import load_board
+    from edge.generate import open_generator
+    from edge.manifest import read_manifest
+
+    _check_arguments(args)
+    manifest = read_manifest(args.bundle)
+    board = load_board(manifest.board)
+    generator, why = open_generator(args.bundle, manifest, board, args.mode, args.model, args.backend,
+                                    args.precision, args.threads)
+    print(f"generate: {args.mode} with {why}", file=sys.stderr)
+    try:
+        if args.mode == "sample":
+            return _sample(generator, args)
+        return _stream(generator, manifest, board, args)
+    finally:
+        generator.close()
+
+
+def _check_arguments(args) -> None:
+    from edge.paths import refuse_output_over_input
+
+    if args.mode == "sample":
+        if args.out is None:
+            raise UserError("--mode sample writes faces: give --out faces.png (a grid) or --out faces/ (one each)")
+        return
+    if not args.source:
+        raise UserError(f"--mode {args.mode} reads a stream: give --source (a video, a folder, v4l2:///dev/video0)")
+    if not args.output:
+        raise UserError(f"--mode {args.mode} writes the stream: give --output video.mp4")
+    if Path(args.source).exists():
+        refuse_output_over_input(args.output, [args.source], "--output")
+
+
+def _sample(generator, args) -> int:
+    faces = generator.sample(args.count, np.random.default_rng(args.seed))
+    out = Path(args.out)
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        rows = [faces[i:i + SAMPLE_COLUMNS] for i in range(0, len(faces), SAMPLE_COLUMNS)]
+        side = faces[0].shape[0]
+        blank = np.full((side, side, 3), 255, np.uint8)
+        grid = np.vstack([np.hstack(row + [blank] * (SAMPLE_COLUMNS - len(row))) for row in rows])
+        _write(out, grid)
+    else:
+        for index, face in enumerate(faces):
+            _write(out / f"face_{index:04d}.png", face)
+    print(f"generate: {len(faces)} faces from {generator.name} -> {out}")
+    return 0
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise UserError(f"OpenCV cannot write {path} (use a .png or .jpg name)")
+
+
+def _stream(generator, manifest, board, args) -> int:
+    from edge.anonymise import Anonymiser
+    from edge.annotate import VideoWriter
+    from edge.backends.base import BackendOptions
+    from edge.scan import load_detectors
+    from edge.sources import open_source
+
+    detectors = load_detectors(args.bundle, manifest, board, BackendOptions(threads=args.threads or board.threads))
+    anonymiser = Anonymiser(detectors, generator, board.detection, board.tracking, seed=args.seed)
+    writer = VideoWriter(args.output)
+    frames = replaced = pixelated = 0
+    busy = []
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        with open_source(args.source) as source:
+            for frame in source:
+                step = anonymiser.step(frame.image, frame.index)
+                writer.write(step.image)
+                frames += 1
+                replaced += step.replaced
+                pixelated += step.pixelated
+                busy.append(step.timings_ms["total"])
+                if args.max_frames and frames >= args.max_frames:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"generate: interrupted after {frames} frames; the video so far is kept", file=sys.stderr)
+    finally:
+        writer.close()
+        for detector in detectors.values():
+            detector.model.close()
+    seconds = time.perf_counter() - start
+    summary = {"mode": args.mode, "frames": frames, "faces_replaced": replaced, "faces_pixelated": pixelated,
+               "median_frame_ms": round(float(np.median(busy)), 2) if busy else None,
+               "fps": round(frames / seconds, 1) if seconds else None, "output": args.output}
+    print(json.dumps(summary))
+    return 130 if interrupted else 0

@@ -1,0 +1,122 @@
+"""``python -m edge generate``: sampling from a compiled decoder, and anonymising a stream, failing closed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.anonymise import PIXEL_BLOCKS, Anonymiser
+from edge.backends.base import BackendOptions
+from edge.boards import load_board
+from edge.cli import main
+from edge.generate import open_generator, pick_role
+from edge.manifest import read_manifest
+from edge.scan import load_detectors
+from edge.sources import open_source
+from tests.unit.test_trainer import make_faces
+
+pytestmark = pytest.mark.unit
+STREAM = "synthetic://kiosk?seeds=3,4&frames_per_person=12&gap_frames=2&width=640&height=360"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A host bundle holding an autoencoder's reconstructing graph and its decoder (FP32 ONNX)."""
+    from compile.cli import main as compile_main
+    from trainer.cli import main as trainer_main
+
+    root = tmp_path_factory.mktemp("generate")
+    faces = make_faces(root / "faces", identities=4, images=8)
+    assert trainer_main(["generator", "--data", str(faces), "--out", str(root / "generator.pt"), "epochs=1",
+                         "batch_size=8", "dedup_distance=0", "--threads", "1"]) == 0
+    assert compile_main(["--target", "host", "--checkpoints", str(root / "generator.pt"), "--calibration", str(faces),
+                         "--calibration_images", "16", "--holdout_images", "8", "--artifacts", "onnx:fp32",
+                         "--out", str(root / "bundles")]) == 0
+    return root / "bundles" / "host"
+
+
+def test_sample_writes_a_grid_or_one_png_per_face(bundle, tmp_path, capsys):
+    assert main(["generate", "--bundle", str(bundle), "--count", "10", "--out", str(tmp_path / "faces.png")]) == 0
+    grid = cv2.imread(str(tmp_path / "faces.png"))
+    assert grid.shape == (2 * 64, 8 * 64, 3)
+    assert main(["generate", "--bundle", str(bundle), "--count", "3", "--out", str(tmp_path / "each")]) == 0
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == [f"face_000{i}.png" for i in range(3)]
+    assert "generator_decoder" in capsys.readouterr().err
+
+
+def test_each_mode_picks_a_generator_that_fits_and_refuses_one_that_does_not(bundle, tmp_path, capsys):
+    manifest = read_manifest(bundle)
+    assert pick_role(manifest, "sample") == "generator_decoder"
+    assert pick_role(manifest, "reconstruct") == "generator"
+    assert pick_role(manifest, "anonymise") == "generator_decoder"     # no face swap here: a decoder's faces
+    cases = [(["--model", "generator", "--out", str(tmp_path / "x.png")],
+              "generator generator takes a face, which sample cannot use"),
+             ([], "--mode sample writes faces: give --out"),
+             (["--mode", "anonymise", "--output", str(tmp_path / "a.mp4")], "give --source"),
+             (["--model", "nobody", "--out", str(tmp_path / "x.png")], "the bundle has no generator 'nobody'")]
+    for extra, message in cases:
+        assert main(["generate", "--bundle", str(bundle), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _anonymiser(bundle: Path, mode: str = "anonymise") -> Anonymiser:
+    manifest = read_manifest(bundle)
+    board = load_board(manifest.board)
+    generator, _ = open_generator(bundle, manifest, board, mode, threads=1)
+    detectors = load_detectors(bundle, manifest, board, BackendOptions(threads=1))
+    return Anonymiser(detectors, generator, board.detection, board.tracking)
+
+
+def _changed(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> float:
+    x1, y1, x2, y2 = np.clip(box, 0, [before.shape[1], before.shape[0]] * 2).astype(int)
+    return float(np.abs(before[y1:y2, x1:x2].astype(np.int16) - after[y1:y2, x1:x2]).mean())
+
+
+@pytest.mark.parametrize("mode", ["anonymise", "reconstruct"])
+def test_every_face_the_detector_finds_is_altered_in_every_frame(bundle, mode):
+    anonymiser = _anonymiser(bundle, mode)
+    from edge.vendor_models import load_packaged_detector
+
+    detector = load_packaged_detector()              # an independent look at every input frame
+    frames = faces = 0
+    with open_source(STREAM) as source:
+        for frame in source:
+            step = anonymiser.step(frame.image, frame.index)
+            for found in detector.detect(frame.image):
+                faces += 1
+                # the inner half of the face box: what the oval covers whatever the face's pose
+                x1, y1, x2, y2 = found.box
+                inner = np.array([x1 + (x2 - x1) / 4, y1 + (y2 - y1) / 4, x2 - (x2 - x1) / 4, y2 - (y2 - y1) / 4])
+                assert _changed(frame.image, step.image, inner) > 8, f"frame {frame.index}: a face left as it was"
+            frames += 1
+    assert frames == 28 and faces >= 20
+
+
+def test_a_face_the_detector_loses_for_a_frame_is_pixelated_not_shown(bundle, monkeypatch):
+    anonymiser = _anonymiser(bundle)
+    with open_source(STREAM) as source:
+        frames = [frame.image for frame, _ in zip(source, range(6))]
+    for index, image in enumerate(frames[:5]):
+        step = anonymiser.step(image, index)
+    assert step.replaced == 1
+    box = next(t for t in anonymiser.tracker.tracks).box
+    monkeypatch.setattr(anonymiser.strategy, "detect", lambda *args: [])         # the detector blinks
+    blink = anonymiser.step(frames[5], 5)
+    assert blink.replaced == 0 and blink.pixelated == 1
+    assert _changed(frames[5], blink.image, box) > 8
+    x1, y1, x2, y2 = box.astype(int)
+    colours = np.unique(blink.image[y1:y2, x1:x2].reshape(-1, 3), axis=0)
+    assert len(colours) <= 2 * PIXEL_BLOCKS ** 2          # flat blocks (the box overlaps at most 7 x 7 of them)
+
+
+def test_anonymise_writes_the_video_and_reports_what_it_replaced(bundle, tmp_path, capsys):
+    out = tmp_path / "anonymised.mp4"
+    assert main(["generate", "--bundle", str(bundle), "--mode", "anonymise", "--source", STREAM,
+                 "--output", str(out), "--max_frames", "10"]) == 0
+    assert '"frames": 10' in capsys.readouterr().out
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    capture.release()
