@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--gallery", type=Path, default=None, help="gallery database to match against")
     pipeline.add_argument("--modes", default="tracked,per_frame",
                           help="comma-separated: tracked (the board's strategy, tracking, one decision per visit), "
-                               "per_frame (every face of every frame); run side by side (default: %(default)s)")
+                               "per_frame (every face of every frame), anonymise (every face replaced by the bundle's "
+                               "generator, edge generate --mode anonymise); run side by side (default: %(default)s)")
     pipeline.add_argument("--reference", choices=("dlib",), default=None,
                           help="also find faces with dlib's HOG detector (dlib-bin), on a sample of the frames")
     pipeline.add_argument("--reference_every", type=count, default=5,

@@ -20,7 +20,8 @@ from edge.detect import BlazeFaceDetector, build_detector, letterbox
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.preprocess import prepare_batch
+from edge.generate import Generator, takes_latent
+from edge.preprocess import prepare_batch, to_input_dtype
 from edge.runtime import LoadedModel, choose_model, load_model, runnable_here
 
 RANDOM_SEED = 0
@@ -65,6 +66,13 @@ def board_defaults(manifest: Manifest, board) -> set[tuple[str, str]]:
     return chosen
 
 
+def latent_batches(entry: ModelEntry, count: int = 8) -> tuple[list[np.ndarray], str]:
+    """A decoder's inputs: latents drawn from the prior compile recorded (edge.generate.Prior)."""
+    rows = Generator.prior_of(entry).draw(count, np.random.default_rng(RANDOM_SEED))
+    return [to_input_dtype(rows[i:i + 1], entry.input) for i in range(count)], \
+        f"{count} latents from its prior (seed {RANDOM_SEED})"
+
+
 def random_batches(entry: ModelEntry) -> tuple[list[np.ndarray], str]:
     height, width = entry.input.size
     image = np.random.default_rng(RANDOM_SEED).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -100,9 +108,10 @@ def fp32_comparisons(results: list[dict]) -> None:
     """Adds ``vs_fp32`` to each result: its speed against the FP32 file of the same model and backend."""
     for result in results:
         model = result["model"]
+        # the same role: a decoder is compared with its own FP32 file, not its autoencoder's reconstructing graph
         reference = next((r for r in results if r["backend"] == result["backend"]
                           and r["model"]["precision"] == "fp32" and r["model"]["task"] == model["task"]
-                          and r["model"]["architecture"] == model["architecture"]), None)
+                          and r["model"]["name"].rsplit(".", 2)[0] == model["name"].rsplit(".", 2)[0]), None)
         if reference is None or reference is result:
             result["vs_fp32"] = None
             continue
@@ -136,8 +145,12 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
         for entry, backend in runs:
             model = load_model(options.bundle, entry, backend, load_options)
             loaded.append(model)
-            batches, description = (image_batches(entry, images, detector, options.images) if images is not None
-                                    else random_batches(entry))
+            if takes_latent(entry):
+                batches, description = latent_batches(entry)
+            elif images is not None:
+                batches, description = image_batches(entry, images, detector, options.images)
+            else:
+                batches, description = random_batches(entry)
             key = f"{entry.name}/{backend}"
             batch = entry.images_per_face
             batches = [np.concatenate([b] * batch) for b in batches]

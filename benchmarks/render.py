@@ -132,7 +132,9 @@ SECTIONS = {
                  "Every frame is read once and given to each mode in turn (alternating which goes first); a "
                  "mode's frame time is the read plus its own work, and fps is frames over their sum. `tracked` is "
                  "the board's detection strategy with tracking and one decision per visit; `per_frame` detects "
-                 "the whole frame and embeds every face of every frame.", pipeline_table),
+                 "the whole frame and embeds every face of every frame; `anonymise` replaces every face found with "
+                 "the bundle's generator and pixelates one lost for a frame (its decisions column counts both).",
+                 pipeline_table),
     "verify": ("Verification accuracy (detect -> align -> embed)",
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
                "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair "

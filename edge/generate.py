@@ -88,12 +88,18 @@ class Generator:
     def __init__(self, model: LoadedModel):
         self.model = model
         self.entry = model.entry
-        latent = self.entry.extra.get("latent")
-        self.prior = (Prior(np.asarray(latent["mean"], np.float32), np.asarray(latent["std"], np.float32),
-                            int(latent["classes"]), tuple(latent.get("class_names", ())))
-                      if takes_latent(self.entry) else None)
+        self.prior = self.prior_of(self.entry) if takes_latent(self.entry) else None
         side = self.entry.outputs[0].shape[-1]
         self.output_spec = generator_input_spec(side)
+
+    @staticmethod
+    def prior_of(entry: ModelEntry) -> Prior:
+        latent = entry.extra.get("latent")
+        if not latent:
+            raise UserError(f"{entry.name} takes a latent but its manifest entry records no prior (extra.latent): "
+                            "recompile the bundle")
+        return Prior(np.asarray(latent["mean"], np.float32), np.asarray(latent["std"], np.float32),
+                     int(latent["classes"]), tuple(latent.get("class_names", ())))
 
     @property
     def name(self) -> str:

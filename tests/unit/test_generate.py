@@ -120,3 +120,17 @@ def test_anonymise_writes_the_video_and_reports_what_it_replaced(bundle, tmp_pat
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     capture.release()
+
+
+def test_benchmarks_time_the_decoders_on_latents_and_the_anonymiser_on_a_stream(bundle, tmp_path):
+    from benchmarks.latency import LatencyOptions, run_latency
+    from benchmarks.pipeline_bench import PipelineOptions, run_pipeline
+
+    _, results = run_latency(LatencyOptions(bundle, warmup=1, repeat=3))
+    decoder = next(r for r in results if r["model"]["name"] == "generator_decoder.onnx.fp32")
+    assert decoder["input"].startswith("8 latents from its prior") and decoder["summary"]["p50"] > 0
+    board, result = run_pipeline(PipelineOptions(bundle, STREAM, frames=10, warmup=2, modes=("anonymise",)))
+    anonymise = result["modes"]["anonymise"]
+    assert board == "host" and anonymise["frames"] == 10 and anonymise["fps"] > 0
+    assert anonymise["generator"].startswith("generator_decoder.fp32.onnx")
+    assert set(anonymise["stages"]) == {"detect", "generate", "blend", "total"}
