@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train a face model from folders of "
                                      "aligned 112x112 crops (DATA/<identity>/<image>), or import a pretrained one.")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{generator,verifier,distill,eval-generator,import,fit-crop}")
+                                     metavar="{generator,verifier,distill,eval-generator,synth,data-study,import,"
+                                             "fit-crop}")
 
     generator = commands.add_parser("generator", help="train a face generator (conv autoencoder, its denoising and "
                                                        "sparse variants, a VAE, a DCGAN or a conditional GAN) on "
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
     verifier.add_argument("--margin", type=positive, default=0.4, help="ArcFace angular margin (default: %(default)s)")
     verifier.add_argument("--scale", type=positive, default=30.0, help="ArcFace logit scale (default: %(default)s)")
+    verifier.add_argument("--loss", default="arcface", choices=("arcface", "cosface", "triplet"),
+                          help="ArcFace or CosFace head, or the batch-hard triplet loss (default: %(default)s)")
+    verifier.add_argument("--steps", type=count, default=None,
+                          help="train this many steps instead of --epochs (compare sets of different sizes)")
 
     student = commands.add_parser("distill", help="train a MobileFaceNet-class student to reproduce a teacher's "
                                                   "embeddings on unlabelled aligned faces (no identity labels)")
@@ -118,6 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--max_images", type=count, default=500, help="default: %(default)s")
     judge.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     judge.add_argument("--out", type=Path, default=None, help="report (default: next to the checkpoint)")
+
+    synth = commands.add_parser("synth", help="identity folders of faces made by a generator checkpoint, filtered "
+                                              "by the detector, de-duplicated and balanced, to train a verifier")
+    synth.add_argument("--generator", type=Path, required=True, help="an autoencoder, VAE, DCGAN or cGAN checkpoint")
+    synth.add_argument("--identities", type=count, default=100, help="default: %(default)s")
+    synth.add_argument("--per_identity", "--per-identity", type=count, default=10, help="default: %(default)s")
+    synth.add_argument("--out", type=Path, required=True, help="a new folder: OUT/gen00000/0000.png ...")
+    synth.add_argument("--spread", type=positive, default=0.35,
+                       help="how far an identity's faces move from its latent, in prior standard deviations "
+                            "(default: %(default)s)")
+    synth.add_argument("--min_score", type=rate, default=0.5,
+                       help="keep faces the detector finds at this score or more (default: %(default)s)")
+    synth.add_argument("--dedup_distance", type=count_or_zero, default=2, help="default: %(default)s")
+    synth.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+
+    study = commands.add_parser("data-study", help="train the verifier on real, generated and both sets of "
+                                                   "identities with the same steps, score each on real faces")
+    study.add_argument("--real", type=Path, required=True, help="real identity folders to train on")
+    study.add_argument("--generated", type=Path, required=True, help="generated identity folders (trainer synth)")
+    study.add_argument("--eval", type=Path, nargs="+", required=True,
+                       help="real identity folders none of the arms trains on (e.g. the other halves of ORL, Yale B)")
+    study.add_argument("--out", type=Path, required=True, help="a folder for the three checkpoints and the report")
+    study.add_argument("--steps", type=count, default=600, help="steps per arm (default: %(default)s)")
+    study.add_argument("--loss", default="arcface", choices=("arcface", "cosface", "triplet"))
+    study.add_argument("--batch_size", type=count, default=64, help="default: %(default)s")
+    study.add_argument("--width", type=positive, default=0.5, help="default: %(default)s")
+    study.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
+    study.add_argument("--threads", type=count, default=None, help="torch threads (default: all CPU cores)")
 
     importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
     importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
@@ -175,6 +208,10 @@ def run_command(args, argv: list[str]) -> int:
         return distill_student(args, shlex.join(["python", "-m", "trainer", *argv]))
     if args.command == "eval-generator":
         return judge_generator(args, shlex.join(["python", "-m", "trainer", *argv]))
+    if args.command == "synth":
+        return synth_faces(args, shlex.join(["python", "-m", "trainer", *argv]))
+    if args.command == "data-study":
+        return data_study(args, shlex.join(["python", "-m", "trainer", *argv]))
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -195,7 +232,8 @@ def run_command(args, argv: list[str]) -> int:
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,
-                                    target_far=args.target_far, margin=args.margin, scale=args.scale, **common)
+                                    target_far=args.target_far, margin=args.margin, scale=args.scale,
+                                    loss=args.loss, steps=args.steps, **common)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -211,6 +249,33 @@ def judge_generator(args, command: str) -> int:
 
         evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command,
                            args.swap_with)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def data_study(args, command: str) -> int:
+    try:
+        refuse_output_over_input(args.out, [args.real, args.generated, *args.eval])
+        from trainer.data_study import run_study
+
+        run_study(args.real, args.generated, args.eval, args.out, steps=args.steps, loss=args.loss,
+                  batch_size=args.batch_size, width=args.width, seed=args.seed, threads=args.threads,
+                  command=command)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def synth_faces(args, command: str) -> int:
+    try:
+        refuse_output_over_input(args.out, [args.generator])
+        from trainer.synth import synthesise
+
+        synthesise(args.generator, args.identities, args.per_identity, args.out, spread=args.spread,
+                   min_score=args.min_score, dedup_distance=args.dedup_distance, seed=args.seed, command=command)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

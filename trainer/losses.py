@@ -1,4 +1,5 @@
-"""ArcFace (additive angular margin) loss: the classifier head used only while training the verifier."""
+"""The verifier's training losses: ArcFace and CosFace classifier heads (used only while training) and the batch-hard
+triplet loss."""
 from __future__ import annotations
 
 import math
@@ -39,3 +40,39 @@ class ArcFaceHead(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(embeddings, labels), labels)
+
+
+class CosFaceHead(ArcFaceHead):
+    """CosFace (large margin cosine): the margin is subtracted from the true class's cosine, cos(theta) - m, rather
+    than added to its angle; simpler, and steadier than ArcFace when few images per identity make a noisy centre."""
+
+    def __init__(self, embedding: int, classes: int, scale: float = 30.0, margin: float = 0.35):
+        super().__init__(embedding, classes, scale, margin)
+
+    def logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosine = F.linear(F.normalize(embeddings), F.normalize(self.weight))       # N,classes
+        target = F.one_hot(labels, cosine.shape[1]).bool()
+        return self.scale * torch.where(target, cosine - self.margin, cosine)
+
+
+class BatchHardTripletLoss(nn.Module):
+    """Triplet loss with online hard mining (Hermans et al. 2017, "batch hard"): for every face in a batch of P
+    identities x K images, its farthest same-identity face and its nearest other-identity face, on unit embeddings;
+    loss = mean(max(0, d(a, hardest positive) - d(a, hardest negative) + margin)). It has no parameters: ``margin``
+    (a distance on the unit sphere) may change during training like the heads' margins."""
+
+    def __init__(self, margin: float = 0.3):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(embeddings)
+        distance = torch.cdist(unit, unit)                                          # N,N
+        same = labels[:, None] == labels[None, :]
+        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        positive = distance.masked_fill(~same | eye, float("-inf")).amax(dim=1)
+        negative = distance.masked_fill(same, float("inf")).amin(dim=1)
+        usable = torch.isfinite(positive) & torch.isfinite(negative)               # faces with both kinds here
+        if not usable.any():
+            return embeddings.sum() * 0.0
+        return F.relu(positive[usable] - negative[usable] + self.margin).mean()

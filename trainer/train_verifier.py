@@ -14,12 +14,17 @@ from trainer.data import augment, batches, load_faces, split_identities, to_tens
 from trainer.device import describe
 from trainer.evaluate import evaluate_verifier
 from trainer.loop import start_run, train_epochs
-from trainer.losses import ArcFaceHead
+from trainer.losses import ArcFaceHead, BatchHardTripletLoss, CosFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, outputs_next_to, write_report
 from trainer.train_generator import check_options
 
 ARCHITECTURE = "mobilefacenet_s"
+TRIPLET_K = 4          # images per identity in a triplet batch (P = batch_size / K identities)
+# --loss -> a module called as loss(embeddings, labels); the triplet loss takes the heads' arguments and ignores
+# the class count and scale
+LOSSES = {"arcface": ArcFaceHead, "cosface": CosFaceHead,
+          "triplet": lambda embedding, classes, scale, margin: BatchHardTripletLoss(margin)}
 WARMUP = 0.2           # fraction of the planned steps over which the ArcFace margin ramps up from zero
 WEIGHT_DECAY = 5e-4
 
@@ -35,9 +40,17 @@ class Result:
 def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch_size: int = 64, lr: float = 4e-3,
                    seed: int = 0, max_seconds: float | None = None, threads: int | None = None, embedding: int = 128,
                    width: float = 0.5, holdout: float = 0.25, target_far: float = 0.01, margin: float = 0.4,
-                   scale: float = 30.0, device: str = "auto", command: str = "") -> Result:
+                   scale: float = 30.0, device: str = "auto", command: str = "", loss: str = "arcface",
+                   steps: int | None = None) -> Result:
+    """``loss``: arcface, cosface (classifier heads) or triplet (batch-hard, on batches of P identities x
+    TRIPLET_K images); ``steps``: a fixed number of optimisation steps instead of ``epochs`` (runs on sets of
+    different sizes then train alike)."""
     check_options(epochs, batch_size, lr, max_seconds)
     check_verifier_options(embedding, width, holdout, target_far, margin, scale)
+    if loss not in LOSSES:
+        raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
     rng, target = start_run(seed, threads, device)
     spec = verifier_input_spec()
     faces = load_faces(data)
@@ -48,15 +61,27 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
     config = {"width": width, "embedding": embedding, "input_size": spec.size[0]}
     # channels_last runs the depthwise convolutions about 1.5-2x faster on CPU with oneDNN.
     model = MobileFaceNetS(**config).to(target, memory_format=torch.channels_last)
-    head = ArcFaceHead(embedding, len(train_ids), scale=scale, margin=0.0).to(target)
+    head = LOSSES[loss](embedding, len(train_ids), scale=scale, margin=0.0).to(target)
     labels = torch.from_numpy(train_labels).to(target)
     optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=lr, weight_decay=WEIGHT_DECAY)
     steps_per_epoch = max(1, len(train) // batch_size)
-    total_steps = epochs * steps_per_epoch
+    if steps is not None:
+        epochs = -(-steps // steps_per_epoch)
+    total_steps = steps or epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=WARMUP)
+    done = [0]
 
-    def step(index: np.ndarray, steps: int):
-        head.margin = margin * min(1.0, steps / (WARMUP * total_steps))
+    def epoch_batches():
+        drawn = (identity_batches(train_labels, batch_size, rng, steps_per_epoch) if loss == "triplet"
+                 else batches(len(train), batch_size, rng, drop_last=True))
+        for index in drawn:
+            if done[0] >= total_steps:
+                return
+            done[0] += 1
+            yield index
+
+    def step(index: np.ndarray, steps_so_far: int):
+        head.margin = margin * min(1.0, steps_so_far / (WARMUP * total_steps))
         x = to_tensor(augment(train.images[index], rng), spec, True, target)   # N,3,112,112
         return head(model(x), labels[torch.from_numpy(index).to(target)]), {"margin": f"{head.margin:.2f}"}
 
@@ -64,7 +89,7 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
     # Whole batches only: a last batch of one image would break BatchNorm's statistics.
     run = train_epochs("verifier", model, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        images_per_epoch=steps_per_epoch * min(batch_size, len(train)),
-                       batches=lambda: batches(len(train), batch_size, rng, drop_last=True),
+                       batches=epoch_batches,
                        step=step, optimizer=optimizer, schedule=schedule, clock=clock)
     train_seconds = clock.elapsed
 
@@ -76,7 +101,8 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
         "holdout_identities": len(np.unique(held.labels)), "train_images": len(train), "holdout_images": len(held),
         "skipped_images": faces.skipped, "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2),
         "stopped_early": run.stopped, "train_seconds": round(train_seconds, 1), "seed": seed,
-        "device": describe(target), "arcface_scale": scale, "arcface_margin": margin,
+        "device": describe(target), "arcface_scale": scale, "arcface_margin": margin, "loss": loss,
+        "steps": run.steps, "images_per_second": round(run.steps * batch_size / max(train_seconds, 1e-9), 1),
     })
     out = Path(out)
     model = model.to(memory_format=torch.contiguous_format)   # plain layout in the file, whatever loads it
@@ -94,7 +120,8 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
             "Held-out verification (identities never seen in training)": {k: metrics[k] for k in evaluation},
             "Training": {"data": str(faces.root), **{k: metrics[k] for k in (
                 "train_identities", "train_images", "skipped_images", "epochs", "epochs_run", "stopped_early",
-                "train_seconds", "final_train_loss", "arcface_scale", "arcface_margin")},
+                "train_seconds", "images_per_second", "steps", "final_train_loss", "loss", "arcface_scale",
+                "arcface_margin")},
                 "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},
             "Model": {"architecture": ARCHITECTURE, **config,
                       "parameters": sum(p.numel() for p in model.parameters())},
@@ -104,6 +131,20 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
                       "", f"- checkpoint: `{out}`", f"- command: `{command}`"],
         })
     return Result(metrics, out, report, summary)
+
+
+def identity_batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, count: int):
+    """``count`` batches of P identities x TRIPLET_K images each (drawn with replacement from an identity with fewer
+    images), so that every face has positives and negatives in its batch for the triplet loss's mining."""
+    by_identity = [np.nonzero(labels == k)[0] for k in np.unique(labels)]
+    by_identity = [rows for rows in by_identity if len(rows) >= 2]
+    per_batch = max(2, batch_size // TRIPLET_K)
+    if len(by_identity) < 2:
+        raise UserError("the triplet loss needs at least two identities with two or more images each")
+    for _ in range(count):
+        chosen = rng.choice(len(by_identity), min(per_batch, len(by_identity)), replace=False)
+        yield np.concatenate([rng.choice(by_identity[i], TRIPLET_K, replace=len(by_identity[i]) < TRIPLET_K)
+                              for i in chosen])
 
 
 def check_verifier_options(embedding: int, width: float, holdout: float, target_far: float, margin: float,
