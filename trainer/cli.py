@@ -204,14 +204,15 @@ def run_command(args, argv: list[str]) -> int:
         return import_model(args.source, args.out, args.dat)
     if args.command == "fit-crop":
         return fit_crop(args.images, args.max_images, args.seed, args.report)
-    if args.command == "distill":
-        return distill_student(args, shlex.join(["python", "-m", "trainer", *argv]))
-    if args.command == "eval-generator":
-        return judge_generator(args, shlex.join(["python", "-m", "trainer", *argv]))
-    if args.command == "synth":
-        return synth_faces(args, shlex.join(["python", "-m", "trainer", *argv]))
-    if args.command == "data-study":
-        return data_study(args, shlex.join(["python", "-m", "trainer", *argv]))
+    verbs = {"distill": distill_student, "eval-generator": judge_generator, "synth": synth_faces,
+             "data-study": data_study}
+    if args.command in verbs:
+        try:
+            verbs[args.command](args, shlex.join(["python", "-m", "trainer", *argv]))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     common = {"data": args.data, "out": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "max_seconds": args.max_seconds, "threads": args.threads,
               "device": args.device,
@@ -241,61 +242,41 @@ def run_command(args, argv: list[str]) -> int:
     return 0
 
 
-def judge_generator(args, command: str) -> int:
-    try:
-        if args.out is not None:
-            refuse_output_over_input(args.out, [args.ckpt, args.real, *([args.swap_with] if args.swap_with else [])])
-        from trainer.eval_generator import evaluate_generator
+def judge_generator(args, command: str) -> None:
+    if args.out is not None:
+        refuse_output_over_input(args.out, [args.ckpt, args.real, *([args.swap_with] if args.swap_with else [])])
+    from trainer.eval_generator import evaluate_generator
 
-        evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command,
-                           args.swap_with)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    evaluate_generator(args.ckpt, args.real, args.features, args.max_images, args.seed, args.out, command,
+                       args.swap_with)
 
 
-def data_study(args, command: str) -> int:
-    try:
-        refuse_output_over_input(args.out, [args.real, args.generated, *args.eval])
-        from trainer.data_study import run_study
+def data_study(args, command: str) -> None:
+    refuse_output_over_input(args.out, [args.real, args.generated, *args.eval])
+    from trainer.data_study import run_study
 
-        run_study(args.real, args.generated, args.eval, args.out, steps=args.steps, loss=args.loss,
-                  batch_size=args.batch_size, width=args.width, seed=args.seed, threads=args.threads,
-                  command=command)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    run_study(args.real, args.generated, args.eval, args.out, steps=args.steps, loss=args.loss,
+              batch_size=args.batch_size, width=args.width, seed=args.seed, threads=args.threads,
+              command=command)
 
 
-def synth_faces(args, command: str) -> int:
-    try:
-        refuse_output_over_input(args.out, [args.generator])
-        from trainer.synth import synthesise
+def synth_faces(args, command: str) -> None:
+    refuse_output_over_input(args.out, [args.generator])
+    from trainer.synth import synthesise
 
-        synthesise(args.generator, args.identities, args.per_identity, args.out, spread=args.spread,
-                   min_score=args.min_score, dedup_distance=args.dedup_distance, seed=args.seed, command=command)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    synthesise(args.generator, args.identities, args.per_identity, args.out, spread=args.spread,
+               min_score=args.min_score, dedup_distance=args.dedup_distance, seed=args.seed, command=command)
 
 
-def distill_student(args, command: str) -> int:
-    try:
-        refuse_output_over_input(args.out, [args.teacher, *args.data, *args.eval_data])
-        from trainer.distill import DistillOptions, distill
+def distill_student(args, command: str) -> None:
+    refuse_output_over_input(args.out, [args.teacher, *args.data, *args.eval_data])
+    from trainer.distill import DistillOptions, distill
 
-        options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
-                                 input_size=args.input_size, batch_size=args.batch_size, lr=args.lr,
-                                 relational=args.relational, target_far=args.target_far, seed=args.seed,
-                                 threads=args.threads, device=args.device, max_seconds=args.max_seconds)
-        distill(args.teacher, args.data, args.out, options, args.teacher_bundle, args.eval_data, command)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
+                             input_size=args.input_size, batch_size=args.batch_size, lr=args.lr,
+                             relational=args.relational, target_far=args.target_far, seed=args.seed,
+                             threads=args.threads, device=args.device, max_seconds=args.max_seconds)
+    distill(args.teacher, args.data, args.out, options, args.teacher_bundle, args.eval_data, command)
 
 
 def import_model(source: str, out: str, source_path: str | None) -> int:
