@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "generator, edge generate --mode anonymise); run side by side (default: %(default)s)")
     pipeline.add_argument("--reference", choices=("dlib",), default=None,
                           help="also find faces with dlib's HOG detector (dlib-bin), on a sample of the frames")
+    pipeline.add_argument("--generator", default=None,
+                          help="anonymise: the bundle's generator role (default: a face swap, else a decoder)")
     pipeline.add_argument("--reference_every", type=count, default=5,
                           help="dlib looks at every Nth timed frame (about 1 s per 1080p frame) (default: %(default)s)")
 
@@ -111,7 +113,7 @@ def run_command(args) -> None:
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
         board, result = run_pipeline(PipelineOptions(args.bundle, args.source, args.frames, args.warmup,
                                                      args.gallery, args.backend, args.threads, modes,
-                                                     args.reference, args.reference_every))
+                                                     args.reference, args.reference_every, args.generator))
         _publish(args, "pipeline", board, [result])
     elif args.command == "verify":
         from benchmarks.verify import VerifyOptions, run_verify

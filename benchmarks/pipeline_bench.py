@@ -49,6 +49,7 @@ class PipelineOptions:
     modes: tuple[str, ...] = MODES
     reference: str | None = None  # "dlib": also find faces with dlib's HOG detector, on every reference_every-th frame
     reference_every: int = 5
+    generator: str | None = None  # anonymise: the bundle's generator role (default: a face swap, then a decoder)
 
 
 class _Mode:
@@ -111,7 +112,7 @@ class _AnonymiseMode:
 
     name = "anonymise"
 
-    def __init__(self, bundle: Path, backend: str | None, threads: int | None):
+    def __init__(self, bundle: Path, backend: str | None, threads: int | None, role: str | None = None):
         from edge.anonymise import Anonymiser
         from edge.backends.base import BackendOptions
         from edge.boards import load_board
@@ -122,13 +123,17 @@ class _AnonymiseMode:
         manifest = read_manifest(bundle)
         self.board = load_board(manifest.board)
         self.threads = threads or self.board.threads
-        self.generator, self.choice = open_generator(bundle, manifest, self.board, "anonymise", backend=backend,
-                                                     threads=self.threads)
+        self.generator, self.choice = open_generator(bundle, manifest, self.board, "anonymise", role,
+                                                     backend=backend, threads=self.threads)
         self.detectors = load_detectors(bundle, manifest, self.board, BackendOptions(threads=self.threads))
         self.anonymiser = Anonymiser(self.detectors, self.generator, self.board.detection, self.board.tracking)
         self.frame_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
         self.replaced = self.pixelated = self.with_face = 0
+        from edge.vendor_models import load_packaged_detector
+
+        self.witness = load_packaged_detector()   # an independent look at each input frame, outside the timing
+        self.checked = self.unaltered = 0
 
     def run(self, image: np.ndarray, index: int, counted: bool, read_ms: float) -> None:
         start = time.perf_counter_ns()
@@ -141,6 +146,9 @@ class _AnonymiseMode:
             self.with_face += step.replaced > 0
             for stage, value in step.timings_ms.items():
                 self.stage_ms.setdefault(stage, []).append(value)
+            for face in self.witness.detect(image):
+                self.checked += 1
+                self.unaltered += not altered(image, step.image, face.box)
 
     def finish(self) -> None:
         self.generator.close()
@@ -155,7 +163,21 @@ class _AnonymiseMode:
                 "frames_with_face": self.with_face, "faces_per_frame": self.replaced / frames if frames else 0.0,
                 # the table's decisions column: what was done to the faces
                 "decisions": {"replaced": self.replaced, "pixelated": self.pixelated},
+                "witness_faces": self.checked, "witness_faces_unaltered": self.unaltered,
                 "stages": {s: summarize(v) for s, v in self.stage_ms.items()}}
+
+
+UNALTERED_LEVEL = 8.0     # mean absolute change (0-255) of a face's inner half below which it counts as shown
+
+
+def altered(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> bool:
+    """Whether the inner half of ``box`` (what the anonymiser's oval covers in any pose) changed visibly."""
+    x1, y1, x2, y2 = box
+    inner = np.array([x1 + (x2 - x1) / 4, y1 + (y2 - y1) / 4, x2 - (x2 - x1) / 4, y2 - (y2 - y1) / 4])
+    x1, y1, x2, y2 = np.clip(inner, 0, [before.shape[1], before.shape[0]] * 2).astype(int)
+    if x2 <= x1 or y2 <= y1:
+        return True
+    return float(np.abs(before[y1:y2, x1:x2].astype(np.int16) - after[y1:y2, x1:x2]).mean()) >= UNALTERED_LEVEL
 
 
 def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
@@ -168,7 +190,7 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
                                     threads=options.threads)
         pipe.require_current_gallery(options.bundle)  # timing a match against part of the gallery would flatter it
     modes = [_Mode(name, pipe) if name in KIOSK_MODES else _AnonymiseMode(options.bundle, options.backend,
-                                                                          options.threads)
+                                                                          options.threads, options.generator)
              for name in options.modes]
     reference = DlibFaceFrames() if options.reference == "dlib" else None
     read = 0

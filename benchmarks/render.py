@@ -133,7 +133,9 @@ SECTIONS = {
                  "mode's frame time is the read plus its own work, and fps is frames over their sum. `tracked` is "
                  "the board's detection strategy with tracking and one decision per visit; `per_frame` detects "
                  "the whole frame and embeds every face of every frame; `anonymise` replaces every face found with "
-                 "the bundle's generator and pixelates one lost for a frame (its decisions column counts both).",
+                 "the bundle's generator and pixelates one lost for a frame (its decisions column counts both; "
+                 "a second detector looks at every input frame and counts faces whose middle the output leaves "
+                 "as it was: `witness_faces_unaltered` in the JSON).",
                  pipeline_table),
     "verify": ("Verification accuracy (detect -> align -> embed)",
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
