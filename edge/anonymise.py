@@ -53,7 +53,7 @@ class Anonymiser:
     def step(self, image: np.ndarray, frame_index: int) -> AnonymisedFrame:
         start = time.perf_counter()
         timings = dict.fromkeys(STAGES, 0.0)
-        detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
+        detections = self.strategy.detect_arrivals_now(image, frame_index, self.tracker.expected_boxes())
         update = self.tracker.update(detections, frame_index)
         timings["detect"] = _ms(start)
         out = image.copy()

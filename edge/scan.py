@@ -54,6 +54,12 @@ class DetectionStrategy(abc.ABC):
     def detect_all(self, image: np.ndarray) -> list[Detection]:
         """Faces in a still photo: every region the strategy would scan, now."""
 
+    @abc.abstractmethod
+    def detect_arrivals_now(self, image: np.ndarray, frame_index: int,
+                            known_boxes: list[np.ndarray]) -> list[Detection]:
+        """``detect``, and a face that arrived in this frame found in this frame wherever it is near enough for
+        the frame's cheapest whole look."""
+
 
 class WholeFrame(DetectionStrategy):
     """One detector over every whole frame (a kiosk camera whose visitors stand within arm's length)."""
@@ -63,6 +69,10 @@ class WholeFrame(DetectionStrategy):
 
     def detect_all(self, image: np.ndarray) -> list[Detection]:
         return self.detector.detect(image)
+
+    def detect_arrivals_now(self, image: np.ndarray, frame_index: int,
+                            known_boxes: list[np.ndarray]) -> list[Detection]:
+        return self.detector.detect(image)              # every frame is looked at whole already
 
 
 class TiledScan(DetectionStrategy):
@@ -109,6 +119,16 @@ class TiledScan(DetectionStrategy):
         height, width = image.shape[:2]
         return deduplicate([d for region, detector in self.regions(width, height)
                             for d in _detect_in(detector, image, region)])
+
+    def detect_arrivals_now(self, image: np.ndarray, frame_index: int,
+                            known_boxes: list[np.ndarray]) -> list[Detection]:
+        """``detect`` with the cheap whole-frame look in every frame, known faces or not: a face that walks in
+        while others are tracked is found in its first frame, not at the whole frame's turn in the scan (what
+        anonymisation needs: no face shown while it waits)."""
+        height, width = image.shape[:2]
+        found = self.detect(image, frame_index, known_boxes)
+        whole = self.regions(width, height)[0]
+        return deduplicate(found + _detect_in(whole[1], image, whole[0]))
 
 
 def _detect_in(detector, image: np.ndarray, region: Region) -> list[Detection]:

@@ -101,7 +101,7 @@ def test_a_face_the_detector_loses_for_a_frame_is_pixelated_not_shown(bundle, mo
         step = anonymiser.step(image, index)
     assert step.replaced == 1
     box = next(t for t in anonymiser.tracker.tracks).box
-    monkeypatch.setattr(anonymiser.strategy, "detect", lambda *args: [])         # the detector blinks
+    monkeypatch.setattr(anonymiser.strategy, "detect_arrivals_now", lambda *args: [])   # the detector blinks
     blink = anonymiser.step(frames[5], 5)
     assert blink.replaced == 0 and blink.pixelated == 1
     assert _changed(frames[5], blink.image, box) > 8
