@@ -28,7 +28,7 @@ class InputSpec:
     shape: tuple[int, ...]            # with batch 1, e.g. (1, 3, 112, 112)
     layout: str                       # "NCHW" | "NHWC" | "NC" (a latent vector: compile.decoders)
     dtype: str                        # "float32" | "int8" | "uint8"
-    colour: str                       # "RGB" | "BGR"
+    colour: str                       # "RGB" | "BGR" | "GREY" (one channel)
     mean: tuple[float, float, float]  # per channel, in 0..255 pixel units: x = (pixel - mean) / std
     std: tuple[float, float, float]
     scale: float | None = None        # for integer inputs: real = scale * (q - zero_point)

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--condition", default=None, choices=("pose", "folder"),
                            help="conditional GAN: the head pose read by the detector, or the identity folder")
     generator.add_argument("--beta", type=float, default=None, help="VAE: weight of the KL term (recipe: 1.0)")
+    generator.add_argument("--stacked_epochs", type=count_or_zero, default=None,
+                           help="stacked autoencoder: greedy layer-wise pre-training, this many epochs per layer, "
+                                "before end-to-end training (recipe: 0, none)")
+    generator.add_argument("--colour", default=None, choices=("rgb", "grey"), help="autoencoders (recipe: rgb)")
+    generator.add_argument("--channels", type=widths, default=None,
+                           help="autoencoders: encoder widths, one stride-2 layer each, e.g. 16,32,64 (the recipe's)")
     generator.add_argument("--swap_with", type=Path, default=None,
                            help="face swap: the second person's aligned faces (--data is the first)")
     generator.add_argument("--resume", type=Path, default=None,
@@ -165,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     fit.add_argument("--report", default=None, help="also write the Markdown report here")
     return parser
+
+
+def widths(text: str) -> list[int]:
+    """``16,32,64`` -> [16, 32, 64]."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers separated by commas, e.g. 16,32,64; "
+                                         f"got {text!r}")
+    return values
 
 
 def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_size: int, lr: float) -> None:

@@ -23,9 +23,11 @@ from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
 from trainer.precision import MixedPrecision
 from trainer.run_state import RunState
 from trainer.sampling import LatentPrior, sample_images
+from trainer.stacked import pretrain_layerwise
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
 FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
+COLOURS = {"rgb": "RGB", "grey": "GREY"}                              # setting -> the input spec's colour
 GAN_FAMILIES = ("dcgan", "cgan")                                      # trained by trainer.train_gan
 SWAP_FAMILY = "faceswap"                                              # trained by trainer.train_faceswap
 HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
@@ -76,10 +78,13 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
                     sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
                     ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
                     recipe: str = "", width: int = 64, condition: str | None = None, resume: Path | None = None,
-                    mixed_precision: str = "auto", swap_with: Path | None = None) -> Result:
+                    mixed_precision: str = "auto", swap_with: Path | None = None,
+                    channels: list[int] | None = None, colour: str = "rgb", stacked_epochs: int = 0) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics. The
-    GAN families (``dcgan``, ``cgan``: ``width``, ``condition``) go to trainer.train_gan."""
+    GAN families (``dcgan``, ``cgan``: ``width``, ``condition``) go to trainer.train_gan. The autoencoders take
+    their encoder widths (``channels``: one stride-2 layer each), ``colour`` (rgb or grey) and, with
+    ``stacked_epochs``, greedy layer-wise pre-training first (trainer.stacked)."""
     check_options(epochs, batch_size, lr, max_seconds)
     if swap_with is not None and family != SWAP_FAMILY:
         raise UserError(f"--swap_with is for the face swap (--config faceswap), not {family}")
@@ -114,14 +119,21 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     corruption = parse_noise(noise)
     if sparsity < 0:
         raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
+    if colour not in COLOURS:
+        raise UserError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
+    channels = channels or [16, 32, 64]
+    if 64 % 2 ** len(channels):
+        raise UserError(f"channels lists {len(channels)} stride-2 layers; a 64x64 face allows at most 6")
     rng, target, world, precision, faces, duplicates = begin_run(data, seed, threads, device, batch_size,
                                                                  mixed_precision, dedup_distance)
-    spec = generator_input_spec()
+    spec = generator_input_spec(colour=COLOURS[colour])
     train_index, held_index = split_images(len(faces), HOLDOUT, rng)
     train_images, held_images = faces.images[train_index], faces.images[held_index]
 
-    config = {"channels": [16, 32, 64], "latent": latent, "input_size": spec.size[0]}
+    config = {"channels": channels, "latent": latent, "input_size": spec.size[0], "in_channels": spec.shape[1]}
     model = build_model(architecture, config).to(target)
+    pretrained = (pretrain_layerwise(model, train_images, spec, stacked_epochs, batch_size, lr, rng, target)
+                  if stacked_epochs and resume is None else [])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(train_images) // batch_size)
     # Cosine decay to zero over the planned run: the last epochs refine detail at a small step size.
@@ -175,7 +187,9 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         # Sampling new faces decodes latents drawn from this per-dimension Gaussian fitted to training faces.
         "latent_mean": latents.mean(axis=0).tolist(), "latent_std": latents.std(axis=0).tolist(),
         "family": family, "beta": beta if family == "vae" else None,
-        "variant": " + ".join(v for v, on in (("denoising", corruption), ("sparse", sparsity)) if on) or "plain",
+        "variant": " + ".join(v for v, on in (("stacked", stacked_epochs), ("denoising", corruption),
+                                              ("sparse", sparsity)) if on) or "plain",
+        "stacked_epochs": stacked_epochs, "stacked_layer_losses": pretrained, "colour": colour,
         "noise": noise or "none", "sparsity": sparsity, "ssim_weight": ssim_weight,
         "near_duplicates_removed": len(duplicates), "dedup_distance_bits": dedup_distance,
         "best_epoch": run.best_epoch, "patience": patience, "recipe": recipe or "arguments",
@@ -193,7 +207,9 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
         outputs_next_to(out, "report.md"), "Generator training report", summary, {
             "Held-out reconstruction": {k: metrics[k] for k in ("psnr", "mse", "holdout_images")},
             "Training": {"data": str(faces.root), "identities": len(faces.names), "recipe": metrics["recipe"],
-                         "variant": metrics["variant"],
+                         "variant": metrics["variant"], "colour": colour,
+                         "stacked pre-training": (f"{stacked_epochs} epochs per layer, last losses {pretrained}"
+                                                  if pretrained else "none"),
                          "noise": metrics["noise"], "sparsity": sparsity, "ssim_weight": ssim_weight,
                          "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
                                                     f"difference hash: {duplicates_file.name})",

@@ -227,3 +227,35 @@ def test_align_takes_a_video_and_writes_its_frames_as_one_persons_folder(tmp_pat
     (tmp_path / "notes.txt").write_text("not a video")
     with pytest.raises(UserError, match="neither a folder of images nor a video"):
         align_folder(tmp_path / "notes.txt", tmp_path / "x", load_packaged_detector())
+
+
+def test_a_stacked_grey_autoencoder_of_four_layers_pretrains_each_layer_then_trains_end_to_end(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces", identities=3, images=6)
+    out = tmp_path / "stacked.pt"
+    assert main(["generator", "--data", str(data), "--out", str(out), "--stacked_epochs", "1", "--colour", "grey",
+                 "--channels", "8,16,32,64", "epochs=1", "batch_size=8", "dedup_distance=0", "--threads", "1"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config["channels"] == [8, 16, 32, 64] and checkpoint.config["in_channels"] == 1
+    assert checkpoint.preprocessing.colour == "GREY" and checkpoint.preprocessing.shape == (1, 1, 64, 64)
+    metrics = checkpoint.metrics
+    assert metrics["variant"] == "stacked" and len(metrics["stacked_layer_losses"]) == 4
+    model = checkpoint.build_model()
+    assert model(torch.rand(2, 1, 64, 64)).shape == (2, 1, 64, 64)
+    assert "stacked layer 4/4" in capsys.readouterr().err
+    for bad, message in ((["channels=[16, -1]"], "setting channels must be a list of positive whole numbers"),
+                         (["--channels", "8,16,32,64,128,256,512"], "a 64x64 face allows at most 6"),
+                         (["colour=sepia"], "colour must be one of rgb, grey")):
+        assert main(["generator", "--data", str(data), "--out", str(tmp_path / "x.pt"), *bad]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_grey_faces_are_one_channel_in_and_grey_in_all_three_out():
+    from edge.preprocess import generator_input_spec, output_to_images, prepare_batch
+
+    spec = generator_input_spec(colour="GREY")
+    face = np.zeros((112, 112, 3), np.uint8)
+    face[..., 2] = 255                                                  # pure red, BGR
+    batch = prepare_batch([face], spec)
+    assert batch.shape == (1, 1, 64, 64) and abs(float(batch.mean()) - 76 / 255) < 0.01   # BT.601 luma of red
+    back = output_to_images(batch, spec)[0]
+    assert back.shape == (64, 64, 3) and (back[..., 0] == back[..., 2]).all()

@@ -17,10 +17,10 @@ CONFIG_DIR = Path(__file__).resolve().parent
 # setting -> its type (str settings may be null: no noise)
 TYPES = {"family": str, "latent": int, "epochs": int, "batch_size": int, "lr": float, "noise": str,
          "sparsity": float, "ssim_weight": float, "beta": float, "dedup_distance": int, "patience": int,
-         "width": int, "condition": str}
+         "width": int, "condition": str, "channels": list, "colour": str, "stacked_epochs": int}
 KEYS = tuple(TYPES)
 # settings only some families read, and their values when a recipe leaves them out
-OPTIONAL = {"width": 64, "condition": None}
+OPTIONAL = {"width": 64, "condition": None, "channels": [16, 32, 64], "colour": "rgb", "stacked_epochs": 0}
 
 
 def config_names() -> list[str]:
@@ -60,6 +60,11 @@ def typed(key: str, value):
         return None
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if kind is list:
+        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                     for v in value):
+            return value
+        raise UserError(f"setting {key} must be a list of positive whole numbers such as [16, 32, 64], got {value!r}")
     if isinstance(value, kind) and not isinstance(value, bool):
         return value
     wanted = {int: "a whole number", float: "a number", str: "text"}[kind]

@@ -10,34 +10,34 @@ from torch import nn
 
 
 class ConvAutoencoder(nn.Module):
-    """Three stride-2 convs down, a linear bottleneck, and the mirror image up (shapes for the defaults)."""
+    """Stride-2 convs down (one per width in ``channels``), a linear bottleneck, and the mirror image up; RGB or grey
+    (``in_channels``). Shapes in the comments are for the seed's defaults."""
 
-    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64):
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64,
+                 in_channels: int = 3):
         super().__init__()
         channels = list(channels)
-        if len(channels) != 3:
-            raise ValueError(f"channels must list three encoder widths, got {channels}")
-        if input_size % 8:
-            raise ValueError(f"input_size must be a multiple of 8 (three stride-2 layers), got {input_size}")
-        self.bottom = input_size // 8                      # 8 for a 64x64 input
+        if not channels:
+            raise ValueError("channels must list at least one encoder width")
+        depth = len(channels)
+        if input_size % 2 ** depth:
+            raise ValueError(f"input_size must be a multiple of {2 ** depth} ({depth} stride-2 layers), got "
+                             f"{input_size}")
+        self.bottom = input_size // 2 ** depth             # 8 for a 64x64 input
         self.bottom_channels = channels[-1]
         flat = channels[-1] * self.bottom * self.bottom    # 64*8*8 = 4096
 
         # Kernel 4, stride 2, padding 1 halves (conv) or doubles (transposed conv) the size exactly.
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, channels[0], 4, 2, 1), nn.ReLU(inplace=True),            # N,16,32,32
-            nn.Conv2d(channels[0], channels[1], 4, 2, 1), nn.ReLU(inplace=True),  # N,32,16,16
-            nn.Conv2d(channels[1], channels[2], 4, 2, 1), nn.ReLU(inplace=True),  # N,64,8,8
-            nn.Flatten(),                                                         # N,4096
-            nn.Linear(flat, latent),                                              # N,32 (linear: no ReLU)
-        )
+        down, widths = [], [in_channels, *channels]
+        for narrow, wide in zip(widths, widths[1:]):
+            down += [nn.Conv2d(narrow, wide, 4, 2, 1), nn.ReLU(inplace=True)]    # N,16,32,32 ... N,64,8,8
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, latent))   # N,32 (linear: no ReLU)
         self.expand = nn.Sequential(nn.Linear(latent, flat), nn.ReLU(inplace=True))  # N,4096
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(channels[2], channels[1], 4, 2, 1), nn.ReLU(inplace=True),  # N,32,16,16
-            nn.ConvTranspose2d(channels[1], channels[0], 4, 2, 1), nn.ReLU(inplace=True),  # N,16,32,32
-            nn.ConvTranspose2d(channels[0], 3, 4, 2, 1),                                   # N,3,64,64
-            nn.Sigmoid(),  # the generator input spec maps pixels to [0, 1]; so must the output
-        )
+        up = []
+        for wide, narrow in zip(widths[::-1], widths[::-1][1:]):
+            up += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1), nn.ReLU(inplace=True)]  # N,32,16,16 ... N,3,64,64
+        # the generator input spec maps pixels to [0, 1]; so must the output
+        self.decoder = nn.Sequential(*up[:-1], nn.Sigmoid())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)                                                    # N,3,64,64 -> N,32
@@ -56,8 +56,9 @@ class ConvVAE(ConvAutoencoder):
     new faces decode latents drawn from the standard normal prior. In eval mode the mean is decoded, so the
     exported reconstructing graph is deterministic."""
 
-    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64):
-        super().__init__(channels, latent, input_size)
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), latent: int = 32, input_size: int = 64,
+                 in_channels: int = 3):
+        super().__init__(channels, latent, input_size, in_channels)
         self.latent = latent
         last = self.encoder[-1]
         self.encoder[-1] = nn.Linear(last.in_features, 2 * latent)               # N,64 = mean and log-variance
