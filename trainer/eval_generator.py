@@ -13,6 +13,7 @@ sample from a latent are judged on their samples when they land.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from edge.align import CROPS
 from edge.errors import UserError
 from edge.imageio import list_images
+from edge.manifest import InputSpec
 from edge.metrics import frechet_distance, psnr, ssim
 from edge.preprocess import output_to_images, prepare_batch
 from edge.progress import progress_bar
@@ -133,8 +135,41 @@ def load_real(root: Path, side: int, max_images: int, seed: int) -> np.ndarray:
     return np.stack(images)
 
 
+INCEPTION_SIDE = 299      # an ONNX feature network with a dynamic input size gets Inception v3's
+
+
+class OnnxFeatures:
+    """Any image network exported to ONNX, e.g. the Inception v3 of FID (its 2048-D pool output) when you have its
+    weights: RGB in [-1, 1] (FID's convention), resized to the file's input side; the first output, flattened."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:            # onnxruntime raises its own error types for a bad file
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise UserError(f"--features {path} is not an ONNX network onnxruntime can load ({first})") from err
+        (given,) = self.session.get_inputs()[:1]
+        side = given.shape[-1] if isinstance(given.shape[-1], int) else INCEPTION_SIDE
+        self.name = given.name
+        self.spec = InputSpec(name=given.name, shape=(1, 3, side, side), layout="NCHW", dtype="float32",
+                              colour="RGB", mean=(127.5,) * 3, std=(127.5,) * 3)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        output = self.session.run(None, {self.name: batch.numpy()})[0]
+        return torch.from_numpy(output.reshape(len(output), -1))
+
+
 def feature_network(path: Path | None):
     """The network whose embeddings the Frechet distance is computed on, and its name for the reports."""
+    if path is not None and path.suffix == ".onnx":
+        if not path.is_file():
+            raise UserError(f"--features {path} does not exist")
+        network = OnnxFeatures(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return (network, network.spec), (f"{path.name} (ONNX, sha256 {digest}, {network.spec.size[0]} px RGB in "
+                                         "[-1, 1])")
     if path is not None:
         checkpoint = load_checkpoint(path)
         if checkpoint.task != "verify":

@@ -259,3 +259,25 @@ def test_grey_faces_are_one_channel_in_and_grey_in_all_three_out():
     assert batch.shape == (1, 1, 64, 64) and abs(float(batch.mean()) - 76 / 255) < 0.01   # BT.601 luma of red
     back = output_to_images(batch, spec)[0]
     assert back.shape == (64, 64, 3) and (back[..., 0] == back[..., 2]).all()
+
+
+def test_the_frechet_distance_can_use_a_local_onnx_network_such_as_fids_inception(tmp_path, capsys):
+    """Any ONNX image network stands in for the Inception v3 file a user may have: RGB in [-1, 1] at its input
+    side (299 when dynamic), its first output flattened; the report names the file."""
+    data = make_faces(tmp_path / "faces", identities=4, images=6)
+    generator = tmp_path / "g.pt"
+    assert main(["generator", "--data", str(data), "--out", str(generator), "epochs=1", "batch_size=8",
+                 "dedup_distance=0", "--threads", "1"]) == 0
+    pool = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+    network = tmp_path / "inception_like.onnx"
+    torch.onnx.export(pool.eval(), (torch.zeros(1, 3, 299, 299),), str(network), input_names=["images"],
+                      dynamic_axes={"images": {0: "n"}}, dynamo=False)
+    capsys.readouterr()
+    assert main(["eval-generator", "--ckpt", str(generator), "--real", str(data), "--features", str(network)]) == 0
+    figures = json.loads((tmp_path / "g_eval.json").read_text())
+    assert figures["frechet_features"].startswith("inception_like.onnx (ONNX, sha256 ")
+    assert "299 px RGB in [-1, 1]" in figures["frechet_features"] and figures["frechet_distance"] >= 0
+    (tmp_path / "broken.onnx").write_bytes(b"not a network")
+    assert main(["eval-generator", "--ckpt", str(generator), "--real", str(data), "--features",
+                 str(tmp_path / "broken.onnx")]) == 2
+    assert "is not an ONNX network onnxruntime can load" in capsys.readouterr().err
