@@ -35,6 +35,11 @@ def add_generate_verb(verbs, count, count_or_zero, add_model_choice) -> None:
                                            "v4l2:///dev/video0, rtsp://...")
     generate.add_argument("--output", help="reconstruct, anonymise: write the video here (.mp4)")
     generate.add_argument("--max_frames", type=count_or_zero, default=0, help="0: until the stream ends")
+    generate.add_argument("--serve", action="store_true",
+                          help="reconstruct, anonymise: show the output stream on a web page (with or without "
+                               "--output); only output frames are ever served")
+    generate.add_argument("--host", default="127.0.0.1", help="--serve: address (default: %(default)s, this machine)")
+    generate.add_argument("--port", type=count, default=8080, help="--serve: port (default: %(default)s)")
     add_model_choice(generate)
     generate.set_defaults(handler=run_generate)
 
@@ -67,9 +72,9 @@ def _check_arguments(args) -> None:
         return
     if not args.source:
         raise UserError(f"--mode {args.mode} reads a stream: give --source (a video, a folder, v4l2:///dev/video0)")
-    if not args.output:
-        raise UserError(f"--mode {args.mode} writes the stream: give --output video.mp4")
-    if Path(args.source).exists():
+    if not args.output and not args.serve:
+        raise UserError(f"--mode {args.mode} writes the stream: give --output video.mp4, or --serve to watch it")
+    if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
 
 
@@ -86,6 +91,31 @@ def _sample(generator, args) -> int:
         for index, face in enumerate(faces):
             _write(out / f"face_{index:04d}.png", face)
     print(f"generate: {len(faces)} faces from {generator.name} -> {out}")
+    return 0
+
+
+def _serve(anonymiser, detectors, args) -> int:
+    import uvicorn
+
+    from edge.annotate import VideoWriter
+    from edge.anonymise_web import AnonymisedStream, create_app
+    from edge.sources import open_source
+
+    writer = VideoWriter(args.output) if args.output else None
+    try:
+        with open_source(args.source) as source:
+            stream = AnonymisedStream(anonymiser, source, writer, args.max_frames).start()
+            print(f"generate: serving the {args.mode} stream on http://{args.host}:{args.port}/", file=sys.stderr)
+            try:
+                uvicorn.run(create_app(stream), host=args.host, port=args.port, log_level="warning")
+            finally:
+                stream.stop()
+    finally:
+        if writer:
+            writer.close()
+        for detector in detectors.values():
+            detector.model.close()
+    print(json.dumps({"mode": args.mode, **stream.status(), "output": args.output}))
     return 0
 
 
@@ -106,6 +136,8 @@ def _stream(generator, manifest, board, args) -> int:
 
     detectors = load_detectors(args.bundle, manifest, board, BackendOptions(threads=args.threads or board.threads))
     anonymiser = Anonymiser(detectors, generator, board.detection, board.tracking, seed=args.seed)
+    if args.serve:
+        return _serve(anonymiser, detectors, args)
     writer = VideoWriter(args.output)
     frames = replaced = pixelated = 0
     busy = []

@@ -133,3 +133,27 @@ def test_benchmarks_time_the_decoders_on_latents_and_the_anonymiser_on_a_stream(
     assert anonymise["generator"].startswith("generator_decoder.fp32.onnx")
     assert set(anonymise["stages"]) == {"detect", "generate", "blend", "total"}
     assert anonymise["witness_faces"] >= 5 and anonymise["witness_faces_unaltered"] == 0
+
+
+def test_the_anonymised_stream_is_served_as_a_page_with_only_output_frames(bundle):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from edge.anonymise_web import AnonymisedStream, create_app
+
+    anonymiser = _anonymiser(bundle)
+    with open_source(STREAM) as source:
+        stream = AnonymisedStream(anonymiser, source, max_frames=8).start()
+        client = TestClient(create_app(stream))
+        deadline = time.monotonic() + 60
+        while not stream.ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stream.stop()
+    assert "Anonymised stream" in client.get("/").text
+    status = client.get("/api/status").json()
+    assert status["frames"] == 8 and status["faces_replaced"] >= 1 and status["error"] is None
+    frame = client.get("/api/frame.jpg")
+    assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(frame.content, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+    assert client.get("/health").json()["ok"]
