@@ -52,9 +52,12 @@ $PY -m benchmarks verify --bundle "$BUNDLE" --pairs "$OUT/data/eval_pairs.txt" -
 step "8/12 latency of every model on every backend and precision"
 $PY -m benchmarks latency --bundle "$BUNDLE" --results "$OUT/results"
 
-step "9/12 the whole pipeline on the synthetic camera"
+step "9/12 the whole pipeline on the synthetic camera; the same camera anonymised by the generator's decoder"
 $PY -m benchmarks pipeline --bundle "$BUNDLE" --source "synthetic://kiosk?seeds=$KIOSK_PEOPLE&frames_per_person=20" \
-    --gallery "$OUT/gallery.db" --results "$OUT/results"
+    --gallery "$OUT/gallery.db" --results "$OUT/results" --modes tracked,per_frame,anonymise
+$PY -m edge generate --bundle "$BUNDLE" --out "$OUT/generated_faces.png" --count 16
+$PY -m edge generate --bundle "$BUNDLE" --mode anonymise --output "$OUT/anonymised.mp4" \
+    --source "synthetic://kiosk?seeds=$KIOSK_PEOPLE&frames_per_person=20"
 
 step "10/12 real faces: import dlib's CC0 face descriptor (ResNet, 150 px chips) as an ordinary checkpoint"
 $PY -m trainer import dlib-resnet --out "$OUT/runs/dlib_resnet.pt"
