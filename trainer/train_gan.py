@@ -2,8 +2,9 @@
 
 Adam at 2e-4 with beta1 0.5 for both networks, as the DCGAN paper; one discriminator step then one generator step
 per batch, the non-saturating loss. A GAN has no held-out loss, so each epoch is scored on what matters downstream:
-the share of a fixed batch of samples in which the runtime's detector finds a face. The best epoch by that share is
-the one saved, the later one on a tie (the share saturates while the faces still improve). The conditional GAN is
+the share of a fixed batch of samples in which the runtime's detector finds a face, scaled down when the samples
+collapse towards one face. The best epoch by that score is the one saved, the later one on a tie (the share
+saturates while the faces still improve). The conditional GAN is
 conditioned on the head pose (read from the detector's key points, so any face folder has it) or on the identity
 folder.
 """
@@ -34,6 +35,7 @@ FIXED_SAMPLES = 64        # the fixed batch each epoch is scored and drawn from
 FINAL_SAMPLES = 256       # samples the final detector hit rate is measured on
 GRID_COLUMNS = 8
 BETAS = (0.5, 0.999)
+MIN_SPREAD = 0.1          # sample spread (see spread()) below which an epoch's score is scaled down
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
         images_per_epoch=steps_per_epoch * batch_size,
         batches=lambda: batches(len(keep), batch_size, rng, drop_last=True), step=step, optimizer=g_optimizer,
         schedule=constant, clock=clock,
-        validation=Validation(lambda: -detected_share(samples(), detector), patience, outputs_next_to(out, "log.csv"),
+        validation=Validation(lambda: -judged_share(samples(), fixed_y, detector), patience,
+                              outputs_next_to(out, "log.csv"),
                               lambda epoch: epoch_samples(samples(), epoch, out), ties_to_later=True),
         extras=Extras(RunState(outputs_next_to(out, "last.pt"), {"architecture": "dcgan_generator", "config": config},
                                {"generator": generator, "discriminator": discriminator, "g_optimizer": g_optimizer,
@@ -142,6 +145,7 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
         "family": family, "condition": condition if conditional else None, "class_names": labels.names,
         "class_share": [round(float(p), 4) for p in prior] if conditional else [],
         "faces_detected": round(detected_share(final, detector), 4), "samples_scored": FINAL_SAMPLES,
+        "sample_spread": round(spread(final, final_y), 4),
         "train_images": len(keep), "unlabelled_dropped": labels.dropped, "skipped_images": faces.skipped,
         "near_duplicates_removed": len(duplicates), "epochs": epochs,
         "epochs_run": round(run.steps / steps_per_epoch, 2), "stopped_early": run.stopped,
@@ -156,11 +160,12 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
                     preprocessing=spec, metrics=metrics)
     outputs_next_to(out, "duplicates.txt").write_text("".join(f"{line}\n" for line in duplicates) or "none\n")
     grid = write_png(outputs_next_to(out, "samples.png"), class_grid(final, final_y, labels.names))
-    summary = (f"{family}: a face detected in {100 * metrics['faces_detected']:.1f} % of {FINAL_SAMPLES} samples"
+    summary = (f"{family}: a face detected in {100 * metrics['faces_detected']:.1f} % of {FINAL_SAMPLES} samples "
+               f"(spread {metrics['sample_spread']:.3f})"
                + (f", pose as asked in {100 * metrics['pose_agreement']:.1f} %" if "pose_agreement" in metrics else "")
                + f", {metrics['images_per_second']:.0f} images/s, checkpoint {out}")
     report = write_report(outputs_next_to(out, "report.md"), f"{family.upper()} training report", summary, {
-        "Samples": {k: metrics[k] for k in ("faces_detected", "samples_scored", *(
+        "Samples": {k: metrics[k] for k in ("faces_detected", "sample_spread", "samples_scored", *(
             ["pose_agreement"] if "pose_agreement" in metrics else []))},
         "Training": {"data": str(faces.root), "condition": metrics["condition"], "classes": ", ".join(labels.names),
                      **{k: metrics[k] for k in ("train_images", "unlabelled_dropped", "skipped_images",
@@ -202,6 +207,21 @@ def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None, spec
     out = generator(z.to(device), None if y is None else y.to(device)).cpu().numpy()
     generator.train()
     return output_to_images(out, spec)
+
+
+def spread(images: list[np.ndarray], labels: torch.Tensor | None = None) -> float:
+    """How different the samples are: the per-pixel standard deviation across them, averaged, in [0, 1] units
+    (different real faces: about 0.2; a collapsed generator drawing one face: near 0); with labels, within each
+    class (a conditional generator may collapse to one face per class)."""
+    pixels = np.stack(images).astype(np.float32) / 255
+    groups = [pixels] if labels is None else [pixels[labels.numpy() == k] for k in np.unique(labels.numpy())]
+    return float(np.mean([group.std(axis=0).mean() for group in groups if len(group) > 1]))
+
+
+def judged_share(images: list[np.ndarray], labels: torch.Tensor | None, detector) -> float:
+    """An epoch's score: the detector's share, scaled down when the samples collapse towards one face (the
+    detector alone also finds a "face" in every copy of one blob)."""
+    return detected_share(images, detector) * min(1.0, spread(images, labels) / MIN_SPREAD)
 
 
 def detected_share(images: list[np.ndarray], detector) -> float:

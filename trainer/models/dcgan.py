@@ -76,27 +76,30 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """faces (N, 3, 64, 64) in [0, 1] [+ label] -> one logit per face. A conditional discriminator sees the label
-    as ``classes`` constant planes beside the colour channels."""
+    """faces (N, 3, 64, 64) in [0, 1] [+ label] -> one logit per face. A conditional discriminator is a projection
+    discriminator (Miyato & Koyama 2018): the logit gains the inner product of a learned class embedding with the
+    image's pooled features. (Label planes concatenated to the input, the older cGAN form, let the discriminator win
+    within an epoch here and the generator collapsed to one face per class.)"""
 
     def __init__(self, width: int = 64, classes: int = 0, input_size: int = 64):
         super().__init__()
         _check_size(input_size)
         self.classes = classes
         widths = [width, width * 2, width * 4, width * 8]
-        layers = [nn.Conv2d(3 + classes, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]   # N,64,32,32
+        layers = [nn.Conv2d(3, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]   # N,64,32,32
         for narrow, wide in zip(widths, widths[1:]):
             layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), nn.BatchNorm2d(wide), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Flatten()]     # N,1
-        self.net = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers)                                     # N,512,4,4
+        self.logit = nn.Sequential(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Flatten())   # N,1
+        self.label_embedding = nn.Embedding(classes, widths[-1]) if classes else None
         self.apply(dcgan_init)
 
     def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        x = images * 2 - 1
-        if self.classes:
-            planes = nn.functional.one_hot(label, self.classes).to(x.dtype)[:, :, None, None]
-            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
-        return self.net(x)[:, 0]
+        features = self.features(images * 2 - 1)
+        logit = self.logit(features)[:, 0]
+        if self.label_embedding is None:
+            return logit
+        return logit + (self.label_embedding(label) * features.sum(dim=(2, 3))).sum(dim=1) / features[0, 0].numel()
 
 
 @torch.no_grad()
