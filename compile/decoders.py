@@ -32,7 +32,7 @@ class LatentDecoder(nn.Module):
         self.model, self.conditional = model, conditional
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.model.from_onehot(code) if self.conditional else self.model.decode(code)
+        return self.model.from_code(code) if self.conditional else self.model.decode(code)
 
 
 def latent_spec(size: int) -> InputSpec:
