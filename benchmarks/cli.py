@@ -1,4 +1,5 @@
-"""``python -m benchmarks {latency,pipeline,verify,detect,mosaic,pairs}``: measure a bundle on the board it runs on."""
+"""``python -m benchmarks {latency,pipeline,verify,detect,mosaic,pairs,report,compare}``: measure a bundle on the
+board it runs on, render the results as pages with plots, and compare two sets of results beyond their noise."""
 from __future__ import annotations
 
 import argparse
@@ -83,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--folds", type=count, default=10)
     pairs.add_argument("--per_fold", type=count, default=30, help="same-person pairs per fold (as many different)")
     pairs.add_argument("--seed", type=count_or_zero, default=0)
+
+    report = commands.add_parser("report", help="Markdown and a self-contained HTML page with plots per board, from "
+                                                "the result JSON alone")
+    report.add_argument("results", type=Path, nargs="+", help="board folders, or results folders of boards")
+    report.add_argument("--out", type=Path, default=None,
+                        help="write OUT/<board>/report.{md,html} (default: into each board folder)")
+
+    compare = commands.add_parser("compare", help="regressions of NEW against OLD beyond the measured noise: exit 1 "
+                                                  "on a slowdown or an accuracy loss")
+    compare.add_argument("old", type=Path, help="results folder (or a board folder, or one JSON file)")
+    compare.add_argument("new", type=Path, help="the same, measured later")
+    compare.add_argument("--seed", type=count_or_zero, default=0, help="bootstrap seed (default: %(default)s)")
     return parser
 
 
@@ -142,9 +155,25 @@ def run_command(args) -> None:
               f"{args.per_fold} different; {people}) to {args.out}")
 
 
+def compare_results(args) -> int:
+    from benchmarks.compare import compare, load_folder, render
+
+    rows = compare(load_folder(args.old), load_folder(args.new), args.seed)
+    print(render(rows))
+    return 1 if any(r.regression for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "compare":
+            return compare_results(args)
+        if args.command == "report":
+            from benchmarks.report_html import write_reports
+
+            for path in write_reports(args.results, args.out):
+                print(f"wrote {path}")
+            return 0
         run_command(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,102 @@
+"""Benchmark reports (Markdown and self-contained HTML with plots) and the noise-aware regression check."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.results import SCHEMA_VERSION
+from benchmarks.timing import summarize
+
+pytestmark = pytest.mark.unit
+
+
+def _environment(board: str) -> dict:
+    return {"board": board, "cpu_model": "test CPU", "cores": 2, "versions": {}}
+
+
+def _latency(board: str, name: str, backend: str, times: np.ndarray) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "kind": "latency", "created": "2026-11-28T00:00:00+00:00",
+            "environment": _environment(board), "bundle": "b", "backend": backend, "board_default": True,
+            "model": {"name": name, "task": "verify", "architecture": "a", "file": f"{name}.onnx",
+                      "precision": name.rsplit(".", 1)[-1], "format": "onnx"},
+            "runtime": {}, "batch": 1, "input": "random", "warmup": 1, "repeat": len(times),
+            "schedule": "interleaved", "timings_ms": times.tolist(), "summary": summarize(times), "vs_fp32": None}
+
+
+def _verify(board: str, name: str, scores: np.ndarray, same: np.ndarray) -> dict:
+    from edge.metrics import roc_auc
+
+    return {"schema_version": SCHEMA_VERSION, "kind": "verify", "created": "2026-11-28T00:00:00+00:00",
+            "environment": _environment(board), "bundle": "b", "pairs": "pairs.txt", "images": "i", "folds": 2,
+            "image_count": 10, "face_choice": "largest", "failed_pairs": 0,
+            "model": {"name": name, "precision": "int8"}, "backend": "onnxruntime", "mirror_average": False,
+            "faces_not_found": 0, "calibrated_threshold": 0.5, "embed_ms": [1.0], "embed_summary": summarize([1.0]),
+            "pair_count": len(same), "same_pairs": int(same.sum()), "different_pairs": int((~same).sum()),
+            "accuracy": {"mean": 0.9, "std": 0.01, "threshold": 0.5}, "roc_auc": roc_auc(scores, same),
+            "eer": {"rate": 0.1, "threshold": 0.5}, "tar_at_far": {}, "accuracy_at_calibrated": 0.9, "balanced_accuracy_at_calibrated": 0.9,
+            "scores": scores.tolist(), "same": same.tolist()}
+
+
+def _write(folder: Path, results: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, result in enumerate(results):
+        (folder / f"r{index}.json").write_text(json.dumps(result))
+    return folder
+
+
+def _results(root: Path, board: str, slowdown: float = 1.0, auc_noise: float = 0.0) -> Path:
+    rng = np.random.default_rng(1)
+    same = np.arange(400) % 2 == 0
+    scores = np.where(same, 0.7, 0.3) + rng.normal(0, 0.15 + auc_noise, 400)
+    return _write(root / board, [
+        _latency(board, "verifier.onnx.fp32", "onnxruntime", rng.normal(2.0, 0.05, 300) * slowdown),
+        _latency(board, "verifier.onnx.int8", "onnxruntime", rng.normal(1.2, 0.05, 300)),
+        _verify(board, "verifier.onnx.int8", scores, same)])
+
+
+def test_compare_calls_a_rerun_within_noise_and_a_real_slowdown_a_regression(tmp_path, capsys):
+    old = _results(tmp_path / "old", "host")
+    assert main(["compare", str(old), str(_results(tmp_path / "again", "host"))]) == 0
+    assert "0 regression(s)" in capsys.readouterr().out
+    assert main(["compare", str(old), str(_results(tmp_path / "slow", "host", slowdown=1.15))]) == 1
+    out = capsys.readouterr().out
+    assert "**slower**" in out and "+15." in out and "1 regression(s)" in out
+    assert main(["compare", str(old), str(_results(tmp_path / "worse", "host", auc_noise=0.25))]) == 1
+    assert "**worse**" in capsys.readouterr().out
+
+
+def test_compare_refuses_other_schemas_empty_folders_and_nothing_in_common(tmp_path, capsys):
+    old = _results(tmp_path / "old", "host")
+    other = _results(tmp_path / "other", "host")
+    for file in other.glob("*.json"):
+        result = json.loads(file.read_text())
+        result["schema_version"] = SCHEMA_VERSION + 1
+        file.write_text(json.dumps(result))
+    (tmp_path / "empty").mkdir()
+    cases = [(other, "different schema versions"), (tmp_path / "empty", "holds no benchmark results"),
+             (_results(tmp_path / "elsewhere", "rpi5"), "no measurement appears in both")]
+    for new, message in cases:
+        assert main(["compare", str(old), str(new)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_report_writes_markdown_and_a_self_contained_page_per_board_and_an_index(tmp_path, capsys):
+    root = tmp_path / "results"
+    _results(root, "host")
+    _results(root, "rpi5", slowdown=3.0)
+    assert main(["report", str(root)]) == 0
+    for board in ("host", "rpi5"):
+        page = (root / board / "report.html").read_text()
+        assert page.count('src="data:image/png;base64,') == 2           # latency boxes, latency vs accuracy
+        assert "<table>" in page and "http" not in page.split("</style>")[1]   # nothing fetched from anywhere
+        assert (root / board / "report.md").read_text().startswith(f"# Benchmarks: {board}")
+    assert 'src="data:image/png;base64,' in (root / "index.html").read_text()
+    assert not list(root.rglob("*.tmp"))
+    (tmp_path / "nothing").mkdir()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "holds no benchmark results" in capsys.readouterr().err
