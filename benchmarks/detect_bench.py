@@ -74,7 +74,8 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
         by_size[name] = {"faces": int(members.sum()), "found": int(found_all[members].sum())}
     large = heights >= 40
     result = new_result(
-        "detect", collect_environment(board.name, threads), bundle=str(options.bundle), boxes=str(options.boxes),
+        "detect", collect_environment(board.name, threads, options.bundle), bundle=str(options.bundle),
+        boxes=str(options.boxes),
         images=str(folder), strategy=board.detection.strategy,
         models=[model_facts(d.model.entry) for d in detectors.values()],
         backend="/".join(sorted({d.model.backend_name for d in detectors.values()})),

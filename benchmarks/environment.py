@@ -5,10 +5,13 @@ because the same code runs on a laptop, a Raspberry Pi and a Jetson.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -20,10 +23,13 @@ _PACKAGES = {
     "ai-edge-litert": ("ai-edge-litert",),
 }
 ENVIRONMENT_KEYS = ("board", "machine_model", "cpu_model", "cores", "os", "arch", "python", "versions",
-                    "power_mode", "cpu_governor", "threads")
+                    "power_mode", "cpu_governor", "threads", "jetpack", "soc_temperature_c", "throttled", "command",
+                    "manifest_sha256")
 
 
-def collect_environment(board: str, threads: int) -> dict:
+def collect_environment(board: str, threads: int, bundle: str | Path | None = None) -> dict:
+    """The machine as the benchmark found it; with ``bundle``, the sha256 of its manifest (which files ran)."""
+    manifest = Path(bundle) / "manifest.json" if bundle is not None else None
     return {
         "board": board,
         "machine_model": _read_text("/proc/device-tree/model"),
@@ -36,7 +42,32 @@ def collect_environment(board: str, threads: int) -> dict:
         "power_mode": jetson_power_mode(),
         "cpu_governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "threads": threads,
+        "jetpack": _read_text("/etc/nv_tegra_release"),          # L4T release line on a Jetson
+        "soc_temperature_c": soc_temperature(),
+        "throttled": pi_throttled(),
+        "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]) if sys.argv[1:] else None,
+        "manifest_sha256": (hashlib.sha256(manifest.read_bytes()).hexdigest()
+                            if manifest is not None and manifest.is_file() else None),
     }
+
+
+def soc_temperature() -> float | None:
+    """The hottest thermal zone in degrees C (Pi and Jetson kernels expose them; most laptops too)."""
+    readings = [_read_text(str(zone / "temp")) for zone in Path("/sys/class/thermal").glob("thermal_zone*")]
+    values = [int(r) / 1000 for r in readings if r and r.lstrip("-").isdigit()]
+    return max(values) if values else None
+
+
+def pi_throttled() -> str | None:
+    """``vcgencmd get_throttled`` on a Raspberry Pi (0x0: never throttled or under-volted since boot)."""
+    binary = shutil.which("vcgencmd")
+    if binary is None:
+        return None
+    try:
+        done = subprocess.run([binary, "get_throttled"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().partition("=")[2] or None
 
 
 def _read_text(path: str) -> str | None:

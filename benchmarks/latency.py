@@ -161,7 +161,7 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
     finally:
         for model in loaded:
             model.close()
-    environment = collect_environment(manifest.board, threads)
+    environment = collect_environment(manifest.board, threads, options.bundle)
     defaults = board_defaults(manifest, board)
     results = []
     for key, (entry, backend, described, description, batch) in prepared.items():

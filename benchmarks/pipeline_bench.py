@@ -236,7 +236,8 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
     headline = runs[options.modes[0]]
     board, threads = (pipe.board, pipe.threads) if pipe else (modes[0].board.name, modes[0].threads)
     result = new_result(
-        "pipeline", collect_environment(board, threads), bundle=str(options.bundle), source=options.source,
+        "pipeline", collect_environment(board, threads, options.bundle), bundle=str(options.bundle),
+        source=options.source,
         gallery=str(options.gallery) if options.gallery else None, pipeline=described, modes=runs,
         comparison=comparison, frames=headline["frames"], warmup_frames=options.warmup, fps=headline["fps"])
     return board, result

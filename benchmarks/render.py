@@ -38,10 +38,15 @@ def environment_table(results: list[dict]) -> str:
             ["cores", env.get("cores")], ["OS", env.get("os")], ["arch", env.get("arch")],
             ["python", env.get("python")]]
     rows += [[name, version] for name, version in versions.items()]
-    rows += [["power mode (nvpmodel)", env.get("power_mode")], ["CPU governor", env.get("cpu_governor")],
-             ["threads", env.get("threads")]]
+    rows += [["power mode (nvpmodel)", env.get("power_mode")], ["JetPack (L4T)", env.get("jetpack")],
+             ["CPU governor", env.get("cpu_governor")], ["SoC temperature at start, C", env.get("soc_temperature_c")],
+             ["throttled (vcgencmd)", env.get("throttled")], ["threads", env.get("threads")],
+             ["bundle manifest sha256", (env.get("manifest_sha256") or "")[:16] or None],
+             ["command", env.get("command")]]
     text = _table(["", "value"], [[str(k), "-" if v is None else str(v)] for k, v in rows])
-    differing = sorted(key for key in env if any(r["environment"].get(key) != env[key] for r in results))
+    volatile = ("command", "soc_temperature_c")            # differ from run to run by nature
+    differing = sorted(key for key in env if key not in volatile
+                       and any(r["environment"].get(key) != env[key] for r in results))
     if differing:
         text += ("\n\nShown: the newest run's environment. Other runs in this folder differ in: "
                  + ", ".join(differing) + " (see their JSON files).")

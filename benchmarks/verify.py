@@ -120,7 +120,7 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
         pipe.close()
     theirs, their_times = embed_all(reference.embed, paths, "dlib") if reference else (None, [])
     failed = failed_pairs(pairs_file, embeddings, *([theirs] if theirs else []))
-    environment = collect_environment(board, threads)
+    environment = collect_environment(board, threads, options.bundle)
     common = dict(bundle=str(options.bundle), pairs=str(options.pairs), images=str(options.images),
                   folds=pairs_file.folds, image_count=len(keys), face_choice=options.face,
                   failed_pairs=int(failed.sum()))

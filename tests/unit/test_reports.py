@@ -100,3 +100,18 @@ def test_report_writes_markdown_and_a_self_contained_page_per_board_and_an_index
     (tmp_path / "nothing").mkdir()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no benchmark results" in capsys.readouterr().err
+
+
+def test_the_environment_records_the_bundles_manifest_and_the_command(tmp_path, monkeypatch):
+    import hashlib
+    import sys
+
+    from benchmarks.environment import ENVIRONMENT_KEYS, collect_environment
+
+    (tmp_path / "manifest.json").write_text('{"board": "host"}')
+    monkeypatch.setattr(sys, "argv", ["benchmarks", "latency", "--bundle", str(tmp_path)])
+    environment = collect_environment("host", 2, tmp_path)
+    assert set(ENVIRONMENT_KEYS) <= set(environment)
+    assert environment["manifest_sha256"] == hashlib.sha256(b'{"board": "host"}').hexdigest()
+    assert environment["command"] == f"python -m benchmarks latency --bundle {tmp_path}"
+    assert collect_environment("host", 2)["manifest_sha256"] is None
