@@ -37,7 +37,8 @@ def _verify(board: str, name: str, scores: np.ndarray, same: np.ndarray) -> dict
             "faces_not_found": 0, "calibrated_threshold": 0.5, "embed_ms": [1.0], "embed_summary": summarize([1.0]),
             "pair_count": len(same), "same_pairs": int(same.sum()), "different_pairs": int((~same).sum()),
             "accuracy": {"mean": 0.9, "std": 0.01, "threshold": 0.5}, "roc_auc": roc_auc(scores, same),
-            "eer": {"rate": 0.1, "threshold": 0.5}, "tar_at_far": {}, "accuracy_at_calibrated": 0.9, "balanced_accuracy_at_calibrated": 0.9,
+            "eer": {"rate": 0.1, "threshold": 0.5}, "tar_at_far": {}, "accuracy_at_calibrated": 0.9,
+            "balanced_accuracy_at_calibrated": 0.9,
             "scores": scores.tolist(), "same": same.tolist()}
 
 
