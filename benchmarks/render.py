@@ -1,6 +1,8 @@
 """Markdown from benchmark result dicts (benchmarks.results); never the other way round."""
 from __future__ import annotations
 
+from benchmarks.timing import median_interval
+
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 
 
@@ -60,11 +62,15 @@ def latency_table(results: list[dict]) -> str:
     body = []
     for r in rows:
         s, m = r["summary"], r["model"]
+        interval = median_interval(r.get("timings_ms") or [])
         body.append([m["task"], m["name"], m["precision"], r["backend"], str(r["environment"].get("threads")),
-                     str(r.get("batch", 1)), _ms(s["p50"]), _ms(s["p90"]), _ms(s["p99"]), _ms(s["mean"]),
+                     str(r.get("batch", 1)), _ms(s["p50"]),
+                     f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "-", _ms(s["p90"]), _ms(s["p99"]),
+                     _ms(s["mean"]),
                      _num(s["throughput_per_s"], 1),
                      vs_fp32_text(r.get("vs_fp32"), m["precision"]), "yes" if r.get("board_default") else ""])
-    header = ["task", "model", "precision", "backend", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+    header = ["task", "model", "precision", "backend", "threads", "batch", "p50 ms", "p50 95 % interval", "p90 ms",
+              "p99 ms", "mean ms",
               "calls/s", "vs FP32 (p50)", "board default"]
     return _table(header, body)
 
@@ -132,7 +138,9 @@ SECTIONS = {
                 "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded), at the "
                 "batch the kiosk runs it: 1, or 2 for a verifier with mirror averaging (a face and its mirror). "
                 "Models are timed interleaved: every round runs each model once, so machine noise falls on all "
-                "alike and the FP32 ratio is measured in the same run.", latency_table),
+                "alike and the FP32 ratio is measured in the same run. The p50's 95 % interval is a bootstrap over "
+                "the run's own calls: two files (or two runs, `python -m benchmarks compare`) whose intervals "
+                "overlap are not shown to differ.", latency_table),
     "pipeline": ("Pipeline (end to end)",
                  "Every frame is read once and given to each mode in turn (alternating which goes first); a "
                  "mode's frame time is the read plus its own work, and fps is frames over their sum. `tracked` is "

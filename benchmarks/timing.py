@@ -32,6 +32,19 @@ def summarize(times_ms: Sequence[float]) -> dict:
     return summary
 
 
+def median_interval(times_ms: Sequence[float], draws: int = 300, confidence: float = 0.95,
+                    seed: int = 0) -> tuple[float, float] | None:
+    """A bootstrap interval of the median: how far a rerun's p50 could land from this one's by chance alone."""
+    values = np.asarray(times_ms, np.float64)
+    if values.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, (draws, values.size)), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def time_interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeat: int,
                      desc: str = "timing") -> dict[str, list[float]]:
     """Times every call ``repeat`` times after ``warmup`` untimed calls, in rounds that run each call once.
