@@ -55,6 +55,19 @@ def environment_table(results: list[dict]) -> str:
     return text
 
 
+def profile_section(latency: list[dict]) -> str:
+    """What ``benchmarks latency --write_profile`` makes of these runs: per task, the fastest file and backend,
+    which compile and the runtime then default to on this board (edge.board_profile)."""
+    from benchmarks.profile import fastest_per_task
+
+    rows = [[task, choice["file"], choice["precision"], choice["backend"], _ms(choice["median_ms"]),
+             str(len(choice["measured"]))] for task, choice in sorted(fastest_per_task(latency).items())]
+    return ("## The board profile these results give\n\n`python -m benchmarks latency --write_profile` on the board "
+            "writes this choice (the fastest file and backend per task by median) to the board's profile; compile "
+            "and the runtime then default to it, and say so.\n\n"
+            + _table(["task", "file", "precision", "backend", "p50 ms", "files timed"], rows) + "\n")
+
+
 def latency_table(results: list[dict]) -> str:
     rows = sorted((r for r in results if r["kind"] == "latency"),
                   key=lambda r: (r["model"]["task"], r["model"]["architecture"],
@@ -175,5 +188,8 @@ def render_report(results: list[dict], title: str = "Benchmarks") -> str:
              "rerun a benchmark rather than editing this file.\n"]
     if results:
         parts.append("## Environment\n\n" + environment_table(results) + "\n")
+    latency = [r for r in results if r["kind"] == "latency"]
+    if latency:
+        parts.append(profile_section(latency))
     parts += [render_section(kind, results) for kind in SECTIONS if any(r["kind"] == kind for r in results)]
     return "\n".join(parts)

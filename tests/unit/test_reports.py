@@ -95,7 +95,9 @@ def test_report_writes_markdown_and_a_self_contained_page_per_board_and_an_index
         page = (root / board / "report.html").read_text()
         assert page.count('src="data:image/png;base64,') == 2           # latency boxes, latency vs accuracy
         assert "<table>" in page and "http" not in page.split("</style>")[1]   # nothing fetched from anywhere
-        assert (root / board / "report.md").read_text().startswith(f"# Benchmarks: {board}")
+        markdown = (root / board / "report.md").read_text()
+        assert markdown.startswith(f"# Benchmarks: {board}") and "p50 95 % interval" in markdown
+        assert "| verify | verifier.onnx.int8.onnx | int8 | onnxruntime |" in markdown   # the profile's choice
     assert 'src="data:image/png;base64,' in (root / "index.html").read_text()
     assert not list(root.rglob("*.tmp"))
     (tmp_path / "nothing").mkdir()
