@@ -53,7 +53,7 @@ def load_folder(path: Path) -> list[dict]:
 def identity(result: dict) -> tuple | None:
     board = result.get("environment", {}).get("board")
     if result.get("kind") == "latency":
-        return "latency", board, result["model"]["name"], result["backend"]
+        return ("latency", board, result["model"]["name"], result["backend"]) if result.get("timings_ms") else None
     if result.get("kind") == "verify":
         return "verify", board, Path(result["pairs"]).name, result["model"]["name"], result["backend"]
     return None                  # pipeline and detect runs hold summaries, not samples to bootstrap

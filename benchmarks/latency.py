@@ -18,9 +18,9 @@ from edge.boards import load_board
 from edge.dataprep import largest
 from edge.detect import BlazeFaceDetector, build_detector, letterbox
 from edge.errors import UserError
+from edge.generate import Generator, takes_latent
 from edge.imageio import list_images, read_image
 from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.generate import Generator, takes_latent
 from edge.preprocess import prepare_batch, to_input_dtype
 from edge.runtime import LoadedModel, choose_model, load_model, runnable_here
 
@@ -171,4 +171,19 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
             runtime=described, batch=batch, input=description, warmup=warmup, repeat=repeat, schedule="interleaved",
             timings_ms=times[key], summary=summarize(times[key])))
     fp32_comparisons(results)
+    results += skipped_rows(manifest, board, options.backend, environment, str(options.bundle))
     return manifest.board, results
+
+
+def skipped_rows(manifest: Manifest, board, backend: str | None, environment: dict, bundle: str) -> list[dict]:
+    """A result per file and board backend that cannot run on this machine (TensorRT on a laptop), saying why,
+    so the report shows what was not measured rather than leaving it out."""
+    if backend is not None:
+        return []
+    return [new_result("latency", environment, bundle=bundle, model=model_facts(entry), backend=name,
+                       board_default=False, runtime={}, batch=entry.images_per_face, input="-", warmup=0, repeat=0,
+                       schedule="skipped", timings_ms=[], summary=summarize([]), vs_fp32=None,
+                       skipped=f"{name} does not run on this machine (it runs on the board: python -m benchmarks "
+                               "latency there)")
+            for entry in manifest.models for name in board.backends
+            if entry.format in BACKEND_FORMATS.get(name, ()) and not runnable_here(name)]

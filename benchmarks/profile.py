@@ -16,7 +16,7 @@ from edge.errors import UserError
 
 def fastest_per_task(results: list[dict]) -> dict[str, dict]:
     tasks: dict[str, dict] = {}
-    for result in results:
+    for result in (r for r in results if r["summary"]["p50"] is not None):     # skipped rows were not timed
         task, median = result["model"]["task"], result["summary"]["p50"]
         entry = tasks.setdefault(task, {"measured": {}})
         entry["measured"][f"{result['model']['name']} on {result['backend']}"] = round(median, 4)

@@ -81,7 +81,8 @@ def latency_table(results: list[dict]) -> str:
                      f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "-", _ms(s["p90"]), _ms(s["p99"]),
                      _ms(s["mean"]),
                      _num(s["throughput_per_s"], 1),
-                     vs_fp32_text(r.get("vs_fp32"), m["precision"]), "yes" if r.get("board_default") else ""])
+                     f"skipped: {r['skipped']}" if r.get("skipped") else vs_fp32_text(r.get("vs_fp32"), m["precision"]),
+                     "yes" if r.get("board_default") else ""])
     header = ["task", "model", "precision", "backend", "threads", "batch", "p50 ms", "p50 95 % interval", "p90 ms",
               "p99 ms", "mean ms",
               "calls/s", "vs FP32 (p50)", "board default"]

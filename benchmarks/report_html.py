@@ -57,7 +57,8 @@ def latency_plot(results: list[dict]) -> str | None:
 
 
 def tradeoff_plot(results: list[dict]) -> str | None:
-    latency = {(r["model"]["name"], r["backend"]): r["summary"]["p50"] for r in results if r["kind"] == "latency"}
+    latency = {(r["model"]["name"], r["backend"]): r["summary"]["p50"] for r in results
+               if r["kind"] == "latency" and r["summary"]["p50"] is not None}
     points = [(latency[(r["model"]["name"], r["backend"])], r["roc_auc"], f"{r['model']['name']} ({r['backend']})")
               for r in results if r["kind"] == "verify" and (r["model"].get("name"), r["backend"]) in latency]
     if not points:
@@ -101,7 +102,7 @@ def boards_plot(boards: dict[str, list[dict]]) -> str | None:
     height = 0.8 / len(boards)
     for number, (board, runs) in enumerate(sorted(boards.items())):
         best = {}
-        for r in (r for r in runs if r["kind"] == "latency"):
+        for r in (r for r in runs if r["kind"] == "latency" and r["summary"]["p50"] is not None):
             name = r["model"]["name"]
             best[name] = min(best.get(name, float("inf")), r["summary"]["p50"])
         axis.barh([i + number * height for i in range(len(models))], [best.get(m, 0.0) for m in models], height,

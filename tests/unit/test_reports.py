@@ -118,3 +118,19 @@ def test_the_environment_records_the_bundles_manifest_and_the_command(tmp_path, 
     assert environment["manifest_sha256"] == hashlib.sha256(b'{"board": "host"}').hexdigest()
     assert environment["command"] == f"python -m benchmarks latency --bundle {tmp_path}"
     assert collect_environment("host", 2)["manifest_sha256"] is None
+
+
+def test_a_board_backend_missing_here_is_a_skipped_row_that_says_why(verify_bundle):
+    from benchmarks.environment import collect_environment
+    from benchmarks.latency import skipped_rows
+    from benchmarks.render import latency_table
+    from edge.boards import load_board
+    from edge.manifest import read_manifest
+
+    manifest = read_manifest(verify_bundle)
+    rows = skipped_rows(manifest, load_board("jetson-orin-nano"), None, collect_environment("host", 2), "b")
+    onnx_files = [e for e in manifest.models if e.format == "onnx"]
+    assert len(rows) == len(onnx_files) and {r["backend"] for r in rows} == {"tensorrt"}
+    assert all(r["summary"]["p50"] is None and "does not run on this machine" in r["skipped"] for r in rows)
+    assert "skipped: tensorrt does not run on this machine" in latency_table(rows)
+    assert skipped_rows(manifest, load_board("host"), None, collect_environment("host", 2), "b") == []
