@@ -23,6 +23,24 @@ table{border-collapse:collapse;margin:1em 0;font-size:.85em}th,td{border:1px sol
 th{background:#f0f0f0}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}"""
 
 
+README_HEAD = """# Benchmark results
+
+Rendered by `python -m benchmarks report` from the JSON files in the board folders here; do not edit: rerun a
+benchmark, then the report. Each board folder also holds `report.md` and a self-contained `report.html` with plots.
+To add a board, run on it:
+
+```bash
+python -m benchmarks latency  --bundle BUNDLE --results benchmarks/results
+python -m benchmarks pipeline --bundle BUNDLE --source CAMERA_OR_CLIP --results benchmarks/results
+python -m benchmarks verify   --bundle BUNDLE --pairs PAIRS --images IMAGES --results benchmarks/results
+python -m benchmarks detect   --bundle BUNDLE --boxes BOXES.xml --results benchmarks/results
+```
+
+then copy `benchmarks/results/<board>/` here and run `python -m benchmarks report benchmarks/results`.
+
+"""
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -127,9 +145,9 @@ def page(title: str, markdown: str, figures: list[tuple[str, str | None]]) -> st
             "</body></html>\n")
 
 
-def board_folders(paths: list[Path]) -> list[Path]:
-    """Each given folder that holds results, or its sub-folders that do (a results folder of boards)."""
-    found = []
+def board_folders(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(each given folder that holds results, or the sub-folders that do; the given results folders of boards)."""
+    found, parents = [], []
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path} is not a results folder")
@@ -140,13 +158,15 @@ def board_folders(paths: list[Path]) -> list[Path]:
         if not boards:
             raise UserError(f"{path} holds no benchmark results (*.json), nor board folders that do")
         found += boards
-    return found
+        parents.append(path)
+    return found, parents
 
 
 def write_reports(paths: list[Path], out: Path | None = None) -> list[Path]:
-    """report.md and report.html per board (in its folder, or ``out/<board>/``), and index.html beside them when
-    there are several; every file written whole (temporary name, then renamed)."""
-    folders = board_folders(paths)
+    """report.md and report.html per board (in its folder, or ``out/<board>/``), index.html beside them when there
+    are several, and a README.md in each results folder of boards given (its boards' reports, for a repository
+    page); every file written whole (temporary name, then renamed)."""
+    folders, parents = board_folders(paths)
     names = [folder.name for folder in folders]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -164,6 +184,11 @@ def write_reports(paths: list[Path], out: Path | None = None) -> list[Path]:
                    ("The pipeline's per-stage breakdown", stages_plot(results))]
         written += [_write(target / "report.md", markdown), _write(target / "report.html",
                                                                     page(title, markdown, figures))]
+    for parent in ([] if out else parents):
+        reports = [render_report(boards[f.name], title=f"Board: {f.name}") for f in folders if f.parent == parent]
+        demoted = ["\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+                   for text in reports]                     # each board's headings one level down
+        written.append(_write(parent / "README.md", README_HEAD + "\n\n".join(demoted) + "\n"))
     if len(boards) > 1:
         index = (out or folders[0].parent) / "index.html"
         links = "\n".join(f"- [{name}]({name}/report.html)" for name in sorted(boards))

@@ -99,6 +99,8 @@ def test_report_writes_markdown_and_a_self_contained_page_per_board_and_an_index
         assert markdown.startswith(f"# Benchmarks: {board}") and "p50 95 % interval" in markdown
         assert "| verify | verifier.onnx.int8.onnx | int8 | onnxruntime |" in markdown   # the profile's choice
     assert 'src="data:image/png;base64,' in (root / "index.html").read_text()
+    readme = (root / "README.md").read_text()                  # the results folder's page, for the repository
+    assert readme.startswith("# Benchmark results") and "## Board: host" in readme and "## Board: rpi5" in readme
     assert not list(root.rglob("*.tmp"))
     (tmp_path / "nothing").mkdir()
     assert main(["report", str(tmp_path / "nothing")]) == 2
