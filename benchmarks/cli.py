@@ -1,4 +1,4 @@
-"""``python -m benchmarks {latency,pipeline,verify,detect,mosaic,pairs,report,compare}``: measure a bundle on the
+"""``python -m benchmarks {latency,pipeline,verify,detect,peers,mosaic,pairs,report,compare}``: measure a bundle on the
 board it runs on, render the results as pages with plots, and compare two sets of results beyond their noise."""
 from __future__ import annotations
 
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--per_fold", type=count, default=30, help="same-person pairs per fold (as many different)")
     pairs.add_argument("--seed", type=count_or_zero, default=0)
 
+    peers = commands.add_parser("peers", help="face_recognition's dlib pipeline and OpenCV's face detector beside "
+                                              "ours, in the same run on the same frames")
+    _add_common(peers)
+    peers.add_argument("--source", required=True, help="video file, image folder or camera URI")
+    peers.add_argument("--frames", type=count, default=150, help="frames to time at most (default: %(default)s)")
+
     report = commands.add_parser("report", help="Markdown and a self-contained HTML page with plots per board, from "
                                                 "the result JSON alone")
     report.add_argument("results", type=Path, nargs="+", help="board folders, or results folders of boards")
@@ -128,6 +134,11 @@ def run_command(args) -> None:
                                                      args.gallery, args.backend, args.threads, modes,
                                                      args.reference, args.reference_every, args.generator))
         _publish(args, "pipeline", board, [result])
+    elif args.command == "peers":
+        from benchmarks.peers import run_peers
+
+        board, result = run_peers(args.bundle, args.source, args.frames, threads=args.threads)
+        _publish(args, "peers", board, [result])
     elif args.command == "verify":
         from benchmarks.verify import VerifyOptions, run_verify
 

@@ -115,6 +115,19 @@ def pipeline_table(results: list[dict]) -> str:
     return _table(header, body) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 
+def peers_table(results: list[dict]) -> str:
+    header = ["source", "pipeline", "what it does per frame", "frames", "fps (mean)", "frame p50 ms",
+              "frames with a face", "faces/frame"]
+    body = []
+    for r in (r for r in results if r["kind"] == "peers"):
+        for name, p in r["peers"].items():
+            body.append([r["source"], name, p["does"], str(p["frames"]), _num(p["fps"], 1),
+                         _ms(p["frame_summary"]["p50"]), f"{p['frames_with_face']}/{p['frames']}",
+                         _num(p["faces_per_frame"], 2)])
+        body += [[r["source"], name, f"skipped: {why}", "-", "-", "-", "-", "-"] for name, why in r["skipped"].items()]
+    return _table(header, body)
+
+
 def verify_table(results: list[dict]) -> str:
     header = ["pairs file", "model", "backend", "pairs", "accuracy (k-fold)", "ROC AUC", "EER", "TAR@FAR=1e-2",
               "TAR@FAR=1e-3", "threshold", "accuracy at threshold", "balanced accuracy at threshold",
@@ -164,6 +177,11 @@ SECTIONS = {
                  "a second detector looks at every input frame and counts faces whose middle the output leaves "
                  "as it was: `witness_faces_unaltered` in the JSON).",
                  pipeline_table),
+    "peers": ("Peers on the same frames",
+              "The pipelines a user would otherwise pick, each given every frame in turn (alternating the order): "
+              "ours detecting and embedding every face of every frame, face_recognition's dlib pipeline, and "
+              "OpenCV's Haar detector (detection only). A peer not installed here is a row saying so.",
+              peers_table),
     "verify": ("Verification accuracy (detect -> align -> embed)",
                "Each distinct image is embedded once through the full pipeline; a pair with an undetected face "
                "scores below every real pair (a failure), and when a reference pipeline runs beside ours a pair "

@@ -16,7 +16,7 @@ from benchmarks.render import render_report
 from edge.errors import UserError
 
 SCHEMA_VERSION = 1
-KINDS = ("latency", "pipeline", "verify", "detect")
+KINDS = ("latency", "pipeline", "verify", "detect", "peers")
 DEFAULT_RESULTS = "results"
 REPORT_NAME = "report.md"
 
@@ -39,7 +39,7 @@ def result_filename(result: dict) -> str:
     kind = result["kind"]
     if kind == "latency":
         parts = [result["model"]["name"], result["backend"]]
-    elif kind == "pipeline":
+    elif kind in ("pipeline", "peers"):
         parts = [Path(result["source"]).stem or result["source"]]
     elif kind == "detect":
         parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"]]

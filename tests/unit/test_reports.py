@@ -10,6 +10,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.results import SCHEMA_VERSION
 from benchmarks.timing import summarize
+from edge.errors import UserError
 
 pytestmark = pytest.mark.unit
 
@@ -136,3 +137,36 @@ def test_a_board_backend_missing_here_is_a_skipped_row_that_says_why(verify_bund
     assert all(r["summary"]["p50"] is None and "does not run on this machine" in r["skipped"] for r in rows)
     assert "skipped: tensorrt does not run on this machine" in latency_table(rows)
     assert skipped_rows(manifest, load_board("host"), None, collect_environment("host", 2), "b") == []
+
+
+def test_peers_run_beside_ours_on_the_same_frames_and_a_missing_one_is_skipped_with_why(verify_bundle, monkeypatch):
+    import benchmarks.peers as peers
+    from benchmarks.render import peers_table
+
+    source = "synthetic://kiosk?seeds=3&frames_per_person=6&gap_frames=0"
+    board, result = peers.run_peers(verify_bundle, source, frames=4, warmup=1)
+    assert board == "host" and result["kind"] == "peers" and result["frames"] == 4
+    assert {"ours", "opencv-haar"} <= set(result["peers"]) and all(p["frames"] == 4 for p in result["peers"].values())
+    assert result["peers"]["ours"]["frames_with_face"] >= 1
+
+    def not_installed():
+        raise UserError("the dlib reference needs dlib (No module named 'dlib'): pip install dlib-bin")
+
+    monkeypatch.setattr(peers, "_dlib", not_installed)
+    _, result = peers.run_peers(verify_bundle, source, frames=2, warmup=1)
+    assert "dlib" not in result["peers"] and "No module named 'dlib'" in result["skipped"]["dlib"]
+    assert "| dlib | skipped: the dlib reference needs dlib" in peers_table([result])
+
+
+def test_the_committed_host_results_render_and_their_readme_is_what_report_renders(tmp_path):
+    import shutil
+
+    committed = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    copy = tmp_path / "results"
+    shutil.copytree(committed, copy)
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "README.md").read_text() == (committed / "README.md").read_text(), \
+        "benchmarks/results/README.md is stale: run python -m benchmarks report benchmarks/results"
+    assert (copy / "host" / "report.md").read_text() == (committed / "host" / "report.md").read_text()
+    kinds = {json.loads(p.read_text())["kind"] for p in (copy / "host").glob("*.json")}
+    assert kinds == {"latency", "pipeline", "verify", "detect", "peers"}
