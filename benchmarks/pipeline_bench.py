@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.environment import collect_environment
+from benchmarks.environment import collect_environment, pi_throttled, soc_temperature
 from benchmarks.pipeline_compare import (
     DlibFaceFrames,
     FacesByFrame,
@@ -167,6 +167,27 @@ class _AnonymiseMode:
                 "stages": {s: summarize(v) for s, v in self.stage_ms.items()}}
 
 
+THERMAL_EVERY = 30        # frames between two readings of the SoC temperature
+
+
+class ThermalLog:
+    """The SoC's temperature through a run (where the board exposes thermal zones) and a Pi's throttling flags at
+    its end: a board that heats up and slows down shows it beside its frame times."""
+
+    def __init__(self):
+        self.readings: list[float] = []
+
+    def sample(self) -> None:
+        reading = soc_temperature()
+        if reading is not None:
+            self.readings.append(reading)
+
+    def summary(self) -> dict:
+        self.sample()
+        return {"readings_c": self.readings, "max_c": max(self.readings) if self.readings else None,
+                "throttled_at_end": pi_throttled()}
+
+
 UNALTERED_LEVEL = 8.0     # mean absolute change (0-255) of a face's inner half below which it counts as shown
 
 
@@ -193,6 +214,7 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
                                                                           options.threads, options.generator)
              for name in options.modes]
     reference = DlibFaceFrames() if options.reference == "dlib" else None
+    thermal = ThermalLog()
     read = 0
     try:
         with open_source(options.source) as source:
@@ -210,6 +232,8 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
                     mode.run(frame.image, frame.index, counted, read_ms)
                 if reference is not None and counted and (read - options.warmup) % options.reference_every == 0:
                     reference.add(frame.index, frame.image)
+                if read % THERMAL_EVERY == 0:
+                    thermal.sample()
                 read += 1
                 progress.update()
             progress.close()
@@ -239,5 +263,6 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
         "pipeline", collect_environment(board, threads, options.bundle), bundle=str(options.bundle),
         source=options.source,
         gallery=str(options.gallery) if options.gallery else None, pipeline=described, modes=runs,
-        comparison=comparison, frames=headline["frames"], warmup_frames=options.warmup, fps=headline["fps"])
+        comparison=comparison, frames=headline["frames"], warmup_frames=options.warmup, fps=headline["fps"],
+        thermal=thermal.summary())
     return board, result

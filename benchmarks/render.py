@@ -108,6 +108,11 @@ def pipeline_table(results: list[dict]) -> str:
             notes.append(f"`{r['source']}`: tracked runs {ratio:.2f}x the per-frame fps; "
                          f"{agree['same_identity']} of {agree['compared']} visits got the identity most per-frame "
                          f"decisions gave the same face ({agree['visits']} visits).")
+        heat = r.get("thermal") or {}
+        if heat.get("max_c") is not None:
+            notes.append(f"`{r['source']}`: SoC {heat['readings_c'][0]:.0f} C at the start, {heat['max_c']:.0f} C at "
+                         f"most during the run" + (f"; throttling flags {heat['throttled_at_end']}"
+                                                   if heat.get("throttled_at_end") else "") + ".")
         if dlib:
             ref = dlib["reference"]
             notes.append(f"`{r['source']}`: dlib ({ref['detector']}) looked at {ref['frames']} frames and found "

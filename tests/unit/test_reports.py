@@ -170,3 +170,20 @@ def test_the_committed_host_results_render_and_their_readme_is_what_report_rende
     assert (copy / "host" / "report.md").read_text() == (committed / "host" / "report.md").read_text()
     kinds = {json.loads(p.read_text())["kind"] for p in (copy / "host").glob("*.json")}
     assert kinds == {"latency", "pipeline", "verify", "detect", "peers"}
+
+
+def test_the_pipeline_records_the_socs_temperature_through_the_run(verify_bundle, monkeypatch):
+    import itertools
+
+    import benchmarks.pipeline_bench as bench
+    from benchmarks.render import pipeline_table
+
+    heat = itertools.count(50)
+    monkeypatch.setattr(bench, "soc_temperature", lambda: float(next(heat)))    # a board warming up a degree a look
+    monkeypatch.setattr(bench, "pi_throttled", lambda: "0x50000")
+    source = "synthetic://kiosk?seeds=3&frames_per_person=40"
+    _, result = bench.run_pipeline(bench.PipelineOptions(verify_bundle, source, frames=35, warmup=0,
+                                                         modes=("tracked",)))
+    assert result["thermal"]["readings_c"][0] == 50.0 and result["thermal"]["max_c"] > 50.0
+    table = pipeline_table([result])
+    assert "SoC 50 C at the start" in table and "throttling flags 0x50000" in table
