@@ -24,12 +24,16 @@ _PACKAGES = {
 }
 ENVIRONMENT_KEYS = ("board", "machine_model", "cpu_model", "cores", "os", "arch", "python", "versions",
                     "power_mode", "cpu_governor", "threads", "jetpack", "soc_temperature_c", "throttled", "command",
-                    "manifest_sha256")
+                    "manifest_sha256", "bundle_for_another_board")
 
 
 def collect_environment(board: str, threads: int, bundle: str | Path | None = None) -> dict:
     """The machine as the benchmark found it; with ``bundle``, the sha256 of its manifest (which files ran)."""
     manifest = Path(bundle) / "manifest.json" if bundle is not None else None
+    elsewhere = compiled_for_elsewhere(board)
+    if elsewhere:
+        print(f"warning: {elsewhere}; measured anyway and recorded (environment.bundle_for_another_board)",
+              file=sys.stderr)
     return {
         "board": board,
         "machine_model": _read_text("/proc/device-tree/model"),
@@ -48,7 +52,21 @@ def collect_environment(board: str, threads: int, bundle: str | Path | None = No
         "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]) if sys.argv[1:] else None,
         "manifest_sha256": (hashlib.sha256(manifest.read_bytes()).hexdigest()
                             if manifest is not None and manifest.is_file() else None),
+        "bundle_for_another_board": elsewhere,
     }
+
+
+def compiled_for_elsewhere(board: str) -> str | None:
+    """Why the bundle's board is not this machine (its config names another CPU architecture), or None."""
+    from edge.boards import load_board
+    from edge.errors import UserError
+
+    try:
+        arch = load_board(board).arch
+    except UserError:                      # an unknown board name: nothing to compare with
+        return None
+    here = platform.machine()
+    return None if arch == here else f"the bundle is for {board} ({arch}), this machine is {here}"
 
 
 def soc_temperature() -> float | None:

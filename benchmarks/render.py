@@ -44,6 +44,7 @@ def environment_table(results: list[dict]) -> str:
              ["CPU governor", env.get("cpu_governor")], ["SoC temperature at start, C", env.get("soc_temperature_c")],
              ["throttled (vcgencmd)", env.get("throttled")], ["threads", env.get("threads")],
              ["bundle manifest sha256", (env.get("manifest_sha256") or "")[:16] or None],
+             ["bundle for another board", env.get("bundle_for_another_board")],
              ["command", env.get("command")]]
     text = _table(["", "value"], [[str(k), "-" if v is None else str(v)] for k, v in rows])
     volatile = ("command", "soc_temperature_c")            # differ from run to run by nature

@@ -187,3 +187,16 @@ def test_the_pipeline_records_the_socs_temperature_through_the_run(verify_bundle
     assert result["thermal"]["readings_c"][0] == 50.0 and result["thermal"]["max_c"] > 50.0
     table = pipeline_table([result])
     assert "SoC 50 C at the start" in table and "throttling flags 0x50000" in table
+
+
+def test_a_bundle_for_another_board_is_measured_with_a_warning_and_recorded(capsys):
+    import platform
+
+    from benchmarks.environment import collect_environment
+
+    other = "rpi5" if platform.machine() != "aarch64" else "host"
+    environment = collect_environment(other, 2)
+    assert environment["bundle_for_another_board"].startswith(f"the bundle is for {other}")
+    assert "measured anyway and recorded" in capsys.readouterr().err
+    if platform.machine() == "x86_64":                          # the host config describes this machine
+        assert collect_environment("host", 2)["bundle_for_another_board"] is None
