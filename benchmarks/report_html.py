@@ -3,7 +3,7 @@ from the result JSON alone, with matplotlib plots embedded as PNG: no network, n
 
 - latency distributions: a box per model file and backend, from every timed call;
 - latency against accuracy: each verifier file's p50 against its ROC AUC on real pairs (where both were measured);
-- the pipeline's per-stage breakdown (median ms per stage, per mode);
+- the pipeline's per-stage breakdown (median ms per stage, per mode), and its speed beside the peers';
 - several boards: an index page with each model's p50 on every board side by side.
 Runs where matplotlib is installed (a development machine), on results copied from the boards.
 """
@@ -111,6 +111,21 @@ def stages_plot(results: list[dict]) -> str | None:
     return _png(figure)
 
 
+def peers_plot(results: list[dict]) -> str | None:
+    bars = [(f"{name} ({Path(r['source']).name[:24]})", p["fps"]) for r in results if r["kind"] == "peers"
+            for name, p in r["peers"].items() if p.get("fps")]
+    if not bars:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(bars) + 1.2))
+    axis.barh(range(len(bars)), [fps for _, fps in bars], color=["C0" if label.startswith("ours") else "C7"
+                                                                 for label, _ in bars])
+    axis.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
+    axis.set(xlabel="frames per second on the same frames (higher is better)")
+    axis.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
 def boards_plot(boards: dict[str, list[dict]]) -> str | None:
     models = sorted({r["model"]["name"] for runs in boards.values() for r in runs if r["kind"] == "latency"})
     if not models or len(boards) < 2:
@@ -181,7 +196,8 @@ def write_reports(paths: list[Path], out: Path | None = None) -> list[Path]:
         markdown = render_report(results, title=title)
         figures = [("Latency of every model file and backend, every timed call", latency_plot(results)),
                    ("Latency against accuracy on real pairs, per verifier file", tradeoff_plot(results)),
-                   ("The pipeline's per-stage breakdown", stages_plot(results))]
+                   ("The pipeline's per-stage breakdown", stages_plot(results)),
+                   ("Ours and the peers on the same frames", peers_plot(results))]
         written += [_write(target / "report.md", markdown), _write(target / "report.html",
                                                                     page(title, markdown, figures))]
     for parent in ([] if out else parents):

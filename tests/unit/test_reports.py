@@ -94,7 +94,7 @@ def test_report_writes_markdown_and_a_self_contained_page_per_board_and_an_index
     assert main(["report", str(root)]) == 0
     for board in ("host", "rpi5"):
         page = (root / board / "report.html").read_text()
-        assert page.count('src="data:image/png;base64,') == 2           # latency boxes, latency vs accuracy
+        assert page.count("src=\"data:image/png;base64,") == 2           # latency boxes, latency vs accuracy
         assert "<table>" in page and "http" not in page.split("</style>")[1]   # nothing fetched from anywhere
         markdown = (root / board / "report.md").read_text()
         assert markdown.startswith(f"# Benchmarks: {board}") and "p50 95 % interval" in markdown
