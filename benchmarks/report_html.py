@@ -26,8 +26,8 @@ th{background:#f0f0f0}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:
 README_HEAD = """# Benchmark results
 
 Rendered by `python -m benchmarks report` from the JSON files in the board folders here; do not edit: rerun a
-benchmark, then the report. Each board folder also holds `report.md` and a self-contained `report.html` with plots.
-To add a board, run on it:
+benchmark, then the report. Each board folder also holds `report.md`, and the same command writes a self-contained
+`report.html` with plots beside it (not committed: make it). To add a board, run on it:
 
 ```bash
 python -m benchmarks latency  --bundle BUNDLE --results benchmarks/results
