@@ -53,6 +53,9 @@ def run_study(real: Path, generated: Path, evals: list[Path], out: Path, *, step
             trained = train_verifier(sources[arm], checkpoint, batch_size=batch_size, lr=lr, seed=seed,
                                      threads=threads, width=width, loss=loss, steps=steps,
                                      command=f"{command} (arm {arm})")
+            if trained.metrics["stopped_early"]:
+                # no time limit here, so only Ctrl+C stops an arm: arms of unequal steps answer nothing
+                raise KeyboardInterrupt
             model = load_checkpoint(checkpoint)
             for folder in evals:
                 scores = score(model.build_model(), model.preprocessing, folder, seed)

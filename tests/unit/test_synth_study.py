@@ -122,3 +122,21 @@ def load_steps(path: Path) -> int:
     from trainer.checkpoint import load_checkpoint
 
     return load_checkpoint(path).metrics["steps"]
+
+
+def test_ctrl_c_during_an_arm_stops_the_whole_study_and_writes_no_report(tmp_path, monkeypatch, capsys):
+    import trainer.loop
+
+    real = make_faces(tmp_path / "real", identities=6, images=6)
+    generated = make_faces(tmp_path / "generated", identities=6, images=6)
+    held = make_faces(tmp_path / "held", identities=4, images=5)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.loop, "optimise", interrupted)
+    out = tmp_path / "study"
+    assert main(["data-study", "--real", str(real), "--generated", str(generated), "--eval", str(held),
+                 "--out", str(out), "--steps", "3", "--batch_size", "8", "--width", "0.25", "--threads", "1"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (out / "study.md").exists() and not (out / "generated.pt").exists()
