@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--channels", type=widths, default=None,
                            help="autoencoders: encoder widths, one stride-2 layer each, e.g. 16,32,64 (the recipe's)")
     generator.add_argument("--swap_with", type=Path, default=None,
-                           help="face swap: the second person's aligned faces (--data is the first)")
+                           help="face swap: the second person's aligned faces, or a video of them (--data is the "
+                                "first, a folder or a video too)")
     generator.add_argument("--resume", type=Path, default=None,
                            help="continue a stopped run from the <out>_last.pt it wrote after its last whole epoch "
                                 "after Ctrl+C or a crash (same recipe and epochs; the state file is advanced in place)")

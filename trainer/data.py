@@ -6,6 +6,7 @@ code the runtime uses, so training and deployment cannot disagree about colour o
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,10 @@ class FaceSet:
 
 def load_faces(root: str | Path, side: int = ALIGNED_SIZE, one_person: bool = False) -> FaceSet:
     """Decodes ``root/<identity>/<image>`` (crops of ``side`` pixels), or with ``one_person`` every image under
-    ``root`` as one identity; unreadable files are skipped and counted, wrong sizes refused."""
+    ``root`` as one identity (or every face of ``root`` a video, aligned with the runtime's detector as
+    ``edge align`` does); unreadable files are skipped and counted, wrong sizes refused."""
+    if one_person and Path(root).is_file():
+        return faces_from_video(Path(root), side)
     if one_person:
         names, found = [Path(root).name], {Path(root).name: list_images(root)}
     else:
@@ -63,6 +67,21 @@ def load_faces(root: str | Path, side: int = ALIGNED_SIZE, one_person: bool = Fa
     if not images:
         raise UserError(f"{root} holds no readable images ({skipped} files could not be decoded)")
     return FaceSet(np.stack(images), np.asarray(labels, np.int64), names, skipped, Path(root), tuple(paths))
+
+
+def faces_from_video(video: Path, side: int) -> FaceSet:
+    """One person's faces from a video: each frame's largest face aligned (in a scratch folder), then decoded."""
+    import tempfile
+
+    from edge.dataprep import align_folder
+    from edge.vendor_models import load_packaged_detector
+
+    with tempfile.TemporaryDirectory(prefix="video-faces-") as scratch:
+        stats = align_folder(video, scratch, load_packaged_detector())
+        if not stats.aligned:
+            raise UserError(f"{video}: {stats.summary()}; a face swap needs the person's face in the frames")
+        faces = load_faces(Path(scratch) / video.stem, side, one_person=True)
+    return dataclasses.replace(faces, root=video, skipped=faces.skipped + stats.unreadable)
 
 
 def read_crop(path: Path, side: int) -> np.ndarray | None:

@@ -281,3 +281,25 @@ def test_the_frechet_distance_can_use_a_local_onnx_network_such_as_fids_inceptio
     assert main(["eval-generator", "--ckpt", str(generator), "--real", str(data), "--features",
                  str(tmp_path / "broken.onnx")]) == 2
     assert "is not an ONNX network onnxruntime can load" in capsys.readouterr().err
+
+
+def test_a_face_swap_takes_a_persons_video_and_aligns_its_frames_itself(tmp_path):
+    import cv2
+    from synthetic_faces import identities, render_face, sample_nuisance
+
+    person = identities(1, first_seed=5)[0]
+    rng = np.random.default_rng(0)
+    video = tmp_path / "alice.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for _ in range(20):
+        face, _ = render_face(person, sample_nuisance(rng), size=160)
+        frame = np.full((240, 320, 3), 110, np.uint8)
+        frame[40:200, 80:240] = face
+        writer.write(frame)
+    writer.release()
+    other = make_faces(tmp_path / "b", identities=1, images=20) / "person0"
+    out = tmp_path / "swap.pt"
+    assert main(["generator", "--config", "faceswap", "--data", str(video), "--swap_with", str(other),
+                 "--out", str(out), "epochs=1", "batch_size=8", "latent=16", "dedup_distance=0", "--threads", "1"]) == 0
+    metrics = load_checkpoint(out).metrics
+    assert metrics["people"][0] == str(video) and metrics["faces"][0] == 20
