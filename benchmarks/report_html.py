@@ -32,7 +32,8 @@ benchmark, then the report. Each board folder also holds `report.md`, and the sa
 ```bash
 python -m benchmarks latency  --bundle BUNDLE --results benchmarks/results
 python -m benchmarks pipeline --bundle BUNDLE --source CAMERA_OR_CLIP --results benchmarks/results
-python -m benchmarks verify   --bundle BUNDLE --pairs PAIRS --images IMAGES --results benchmarks/results
+python -m benchmarks pairs    --images IMAGES --out out/pairs.txt      # not committed: it lists the data's files
+python -m benchmarks verify   --bundle BUNDLE --pairs out/pairs.txt --images IMAGES --results benchmarks/results
 python -m benchmarks detect   --bundle BUNDLE --boxes BOXES.xml --results benchmarks/results
 ```
 
