@@ -63,9 +63,12 @@ def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None 
     rng = np.random.default_rng(seed)
     real_images = output_to_images(prepare_batch(faces, spec), spec)
     extractor, extractor_name = feature_network(features)
+    from edge.vendor_models import load_packaged_detector
+
+    detector = load_packaged_detector()
     real_features = embed(extractor, real_images)
     metrics = {"images": len(faces), "architecture": checkpoint.architecture, "frechet_features": extractor_name,
-               "faces_detected_real": round(detected_share(real_images), 4)}
+               "faces_detected_real": round(detected_share(real_images, detector), 4)}
     rows = {"real faces": real_images}                 # the grid's rows, top to bottom
     if hasattr(model, "encoder") and not swap:         # the autoencoders: reconstructions of the real faces
         inputs, outputs = reconstruct(model, faces, spec)                      # N,3,H,W in [0, 1]
@@ -74,13 +77,13 @@ def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None 
             "psnr_db": round(float(np.mean([min(psnr(x, y), 120.0) for x, y in zip(inputs, outputs)])), 3),
             "ssim": round(float(np.mean([ssim(x, y) for x, y in zip(inputs, outputs)])), 4),
             "frechet_distance_reconstructions": round(frechet_distance(real_features, embed(extractor, rebuilt)), 4),
-            "faces_detected_reconstructions": round(detected_share(rebuilt), 4)})
+            "faces_detected_reconstructions": round(detected_share(rebuilt, detector), 4)})
         rows["their reconstructions"] = rebuilt
     if prior is not None:                             # samplers: as many new faces as real ones
         samples = sample_images(model, prior, len(faces), spec, rng)
         metrics.update({"frechet_distance_samples": round(frechet_distance(real_features, embed(extractor, samples)),
                                                           4),
-                        "faces_detected_samples": round(detected_share(samples), 4),
+                        "faces_detected_samples": round(detected_share(samples, detector), 4),
                         "latent_prior": "Gaussian fitted to the training codes" if prior.std.any() and
                         checkpoint.architecture == "conv_autoencoder" else "standard normal"})
         rows["samples (not of these people)"] = samples
@@ -194,9 +197,7 @@ def embed(extractor, images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def detected_share(images: list[np.ndarray]) -> float:
-    """The share of images in which the packaged short-range BlazeFace finds a face scoring at least 0.5."""
-    from edge.vendor_models import load_packaged_detector
-
-    detector = load_packaged_detector()
+def detected_share(images: list[np.ndarray], detector) -> float:
+    """The share of images in which ``detector`` (the packaged short-range BlazeFace) finds a face scoring at
+    least 0.5."""
     return float(np.mean([any(d.score >= 0.5 for d in detector.detect(image)) for image in images]))

@@ -23,6 +23,7 @@ from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import FaceSet, batches, to_tensor
 from trainer.device import describe
+from trainer.eval_generator import detected_share
 from trainer.face_pose import POSES, mirrored, read_poses
 from trainer.loop import Extras, Validation, gradient_step, train_epochs
 from trainer.run_state import RunState
@@ -222,10 +223,6 @@ def judged_share(images: list[np.ndarray], labels: torch.Tensor | None, detector
     """An epoch's score: the detector's share, scaled down when the samples collapse towards one face (the
     detector alone also finds a "face" in every copy of one blob)."""
     return detected_share(images, detector) * min(1.0, spread(images, labels) / MIN_SPREAD)
-
-
-def detected_share(images: list[np.ndarray], detector) -> float:
-    return float(np.mean([any(d.score >= 0.5 for d in detector.detect(image)) for image in images]))
 
 
 def pose_agreement(images: list[np.ndarray], asked: np.ndarray, detector) -> float:
