@@ -78,14 +78,21 @@ def soc_temperature() -> float | None:
 
 def pi_throttled() -> str | None:
     """``vcgencmd get_throttled`` on a Raspberry Pi (0x0: never throttled or under-volted since boot)."""
-    binary = shutil.which("vcgencmd")
+    output = _tool_output("vcgencmd", "get_throttled")
+    if output is None:
+        return None
+    return output.strip().partition("=")[2] or None
+
+
+def _tool_output(name: str, *args: str) -> str | None:
+    """A board tool's standard output; None where the tool does not exist or cannot run."""
+    binary = shutil.which(name)
     if binary is None:
         return None
     try:
-        done = subprocess.run([binary, "get_throttled"], capture_output=True, text=True, timeout=10, check=False)
+        return subprocess.run([binary, *args], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip().partition("=")[2] or None
 
 
 def _read_text(path: str) -> str | None:
@@ -126,14 +133,10 @@ def package_version(distributions: tuple[str, ...]) -> str | None:
 
 def jetson_power_mode() -> str | None:
     """The nvpmodel mode name (e.g. ``MAXN``, ``15W``) on a Jetson; None where nvpmodel does not exist."""
-    binary = shutil.which("nvpmodel")
-    if binary is None:
+    output = _tool_output("nvpmodel", "-q")
+    if output is None:
         return None
-    try:
-        done = subprocess.run([binary, "-q"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in done.stdout.splitlines():
+    for line in output.splitlines():
         if "Power Mode" in line:
             return line.partition(":")[2].strip() or None
-    return done.stdout.strip() or None
+    return output.strip() or None
