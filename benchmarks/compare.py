@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import central_interval
 from edge.errors import UserError
 from edge.metrics import roc_auc
 
@@ -81,18 +82,12 @@ def compare(old: list[dict], new: list[dict], seed: int = 0) -> list[Comparison]
     return rows
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def _latency(what: str, old: dict, new: dict, rng: np.random.Generator) -> Comparison:
     a, b = np.asarray(old["timings_ms"], np.float64), np.asarray(new["timings_ms"], np.float64)
     ratios = np.array([np.median(rng.choice(b, b.size)) / np.median(rng.choice(a, a.size))
                        for _ in range(BOOTSTRAP)])
     ratio = float(np.median(b) / np.median(a))
-    low, high = _interval(ratios)
+    low, high = central_interval(ratios, CONFIDENCE)
     slower, faster = low > 1 + MIN_SLOWDOWN, high < 1 - MIN_SLOWDOWN
     change = f"{100 * (ratio - 1):+.1f} % (95 %: {100 * (low - 1):+.1f} .. {100 * (high - 1):+.1f} %)"
     verdict = "slower" if slower else "faster" if faster else "within noise"
@@ -106,7 +101,7 @@ def _accuracy(what: str, old: dict, new: dict, rng: np.random.Generator) -> Comp
         return roc_auc(scores, same), np.array([roc_auc(scores[p], same[p]) for p in picks])
 
     (auc_old, draws_old), (auc_new, draws_new) = auc_draws(old), auc_draws(new)
-    low, high = _interval(draws_new - draws_old)
+    low, high = central_interval(draws_new - draws_old, CONFIDENCE)
     worse, better = high < -MIN_AUC_DROP, low > MIN_AUC_DROP
     change = f"{auc_new - auc_old:+.4f} (95 %: {low:+.4f} .. {high:+.4f})"
     verdict = "worse" if worse else "better" if better else "within noise"

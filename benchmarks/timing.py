@@ -32,6 +32,13 @@ def summarize(times_ms: Sequence[float]) -> dict:
     return summary
 
 
+def central_interval(draws: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The interval holding the middle ``confidence`` share of bootstrap draws."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def median_interval(times_ms: Sequence[float], draws: int = 300, confidence: float = 0.95,
                     seed: int = 0) -> tuple[float, float] | None:
     """A bootstrap interval of the median: how far a rerun's p50 could land from this one's by chance alone."""
@@ -40,9 +47,7 @@ def median_interval(times_ms: Sequence[float], draws: int = 300, confidence: flo
         return None
     rng = np.random.default_rng(seed)
     medians = np.median(rng.choice(values, (draws, values.size)), axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(medians, [tail, 100 - tail])
-    return float(low), float(high)
+    return central_interval(medians, confidence)
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeat: int,
