@@ -9,6 +9,7 @@ last box pixelated instead, so no frame shows a tracked face unaltered while the
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -152,3 +153,63 @@ def pixelate(frame: np.ndarray, box: np.ndarray, margin: float = BOX_MARGIN) -> 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
+
+
+class AnonymisedStream:
+    """The anonymiser over a frame source: each output frame to ``writer`` (when given) and, for a page, kept as
+    the latest JPEG; counters and frame times for a summary. ``run()`` works in the foreground (the CLI, where
+    Ctrl+C stops it); ``start()`` in a thread (the page), an error then kept for the status, not lost."""
+
+    def __init__(self, anonymiser: Anonymiser, source, writer=None, max_frames: int = 0, keep_jpeg: bool = False):
+        self.anonymiser, self.source, self.writer, self.max_frames = anonymiser, source, writer, max_frames
+        self.keep_jpeg = keep_jpeg
+        self.jpeg: bytes | None = None
+        self.frames = self.replaced = self.pixelated = 0
+        self.frame_ms: list[float] = []
+        self.started = time.perf_counter()
+        self.ended = False
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run_in_thread, name="anonymise", daemon=True)
+
+    def run(self) -> None:
+        try:
+            for frame in self.source:
+                if self._stop.is_set():
+                    break
+                step = self.anonymiser.step(frame.image, frame.index)
+                if self.keep_jpeg:
+                    ok, encoded = cv2.imencode(".jpg", step.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+                    if ok:
+                        self.jpeg = encoded.tobytes()
+                if self.writer is not None:
+                    self.writer.write(step.image)
+                self.frames += 1
+                self.replaced += step.replaced
+                self.pixelated += step.pixelated
+                self.frame_ms.append(step.timings_ms["total"])
+                if self.max_frames and self.frames >= self.max_frames:
+                    break
+        finally:
+            self.ended = True
+
+    def start(self) -> AnonymisedStream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def status(self) -> dict:
+        seconds = time.perf_counter() - self.started
+        return {"frames": self.frames, "fps": round(self.frames / seconds, 1) if seconds else 0.0,
+                "faces_replaced": self.replaced, "faces_pixelated": self.pixelated,
+                "median_frame_ms": round(float(np.median(self.frame_ms)), 2) if self.frame_ms else None,
+                "ended": self.ended, "error": self.error}
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run()
+        except Exception as err:            # shown on the page and in /api/status, not lost in a thread
+            self.error = f"{type(err).__name__}: {err}"

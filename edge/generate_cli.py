@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +97,14 @@ def _serve(anonymiser, detectors, args) -> int:
     import uvicorn
 
     from edge.annotate import VideoWriter
-    from edge.anonymise_web import AnonymisedStream, create_app
+    from edge.anonymise import AnonymisedStream
+    from edge.anonymise_web import create_app
     from edge.sources import open_source
 
     writer = VideoWriter(args.output) if args.output else None
     try:
         with open_source(args.source) as source:
-            stream = AnonymisedStream(anonymiser, source, writer, args.max_frames).start()
+            stream = AnonymisedStream(anonymiser, source, writer, args.max_frames, keep_jpeg=True).start()
             print(f"generate: serving the {args.mode} stream on http://{args.host}:{args.port}/", file=sys.stderr)
             try:
                 uvicorn.run(create_app(stream), host=args.host, port=args.port, log_level="warning")
@@ -128,7 +128,7 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 
 def _stream(generator, manifest, board, args) -> int:
-    from edge.anonymise import Anonymiser
+    from edge.anonymise import AnonymisedStream, Anonymiser
     from edge.annotate import VideoWriter
     from edge.backends.base import BackendOptions
     from edge.scan import load_detectors
@@ -139,31 +139,23 @@ def _stream(generator, manifest, board, args) -> int:
     if args.serve:
         return _serve(anonymiser, detectors, args)
     writer = VideoWriter(args.output)
-    frames = replaced = pixelated = 0
-    busy = []
-    start = time.perf_counter()
+    stream = None
     interrupted = False
     try:
         with open_source(args.source) as source:
-            for frame in source:
-                step = anonymiser.step(frame.image, frame.index)
-                writer.write(step.image)
-                frames += 1
-                replaced += step.replaced
-                pixelated += step.pixelated
-                busy.append(step.timings_ms["total"])
-                if args.max_frames and frames >= args.max_frames:
-                    break
+            stream = AnonymisedStream(anonymiser, source, writer, args.max_frames)
+            stream.run()
     except KeyboardInterrupt:
         interrupted = True
-        print(f"generate: interrupted after {frames} frames; the video so far is kept", file=sys.stderr)
+        print(f"generate: interrupted after {stream.frames if stream else 0} frames; the video so far is kept",
+              file=sys.stderr)
     finally:
         writer.close()
         for detector in detectors.values():
             detector.model.close()
-    seconds = time.perf_counter() - start
-    summary = {"mode": args.mode, "frames": frames, "faces_replaced": replaced, "faces_pixelated": pixelated,
-               "median_frame_ms": round(float(np.median(busy)), 2) if busy else None,
-               "fps": round(frames / seconds, 1) if seconds else None, "output": args.output}
+    status = stream.status() if stream else {}
+    summary = {"mode": args.mode, **{key: status.get(key) for key in ("frames", "faces_replaced", "faces_pixelated",
+                                                                       "median_frame_ms", "fps")},
+               "output": args.output}
     print(json.dumps(summary))
     return 130 if interrupted else 0

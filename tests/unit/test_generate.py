@@ -140,11 +140,12 @@ def test_the_anonymised_stream_is_served_as_a_page_with_only_output_frames(bundl
 
     from fastapi.testclient import TestClient
 
-    from edge.anonymise_web import AnonymisedStream, create_app
+    from edge.anonymise import AnonymisedStream
+    from edge.anonymise_web import create_app
 
     anonymiser = _anonymiser(bundle)
     with open_source(STREAM) as source:
-        stream = AnonymisedStream(anonymiser, source, max_frames=8).start()
+        stream = AnonymisedStream(anonymiser, source, max_frames=8, keep_jpeg=True).start()
         client = TestClient(create_app(stream))
         deadline = time.monotonic() + 60
         while not stream.ended and time.monotonic() < deadline:
