@@ -124,12 +124,17 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def plot_roc(curves: dict, path: Path) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot
 
+    return pyplot
+
+
+def plot_roc(curves: dict, path: Path) -> Path:
+    plt = _pyplot()
     sets = sorted({name for _, name in curves})
     figure, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
     for axis, name in zip(axes[0], sets):
@@ -147,11 +152,7 @@ def plot_roc(curves: dict, path: Path) -> Path:
 
 
 def plot_confusion(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     shown = [r for r in rows if r["eval"] == rows[0]["eval"]]          # the first real set, one matrix per arm
     figure, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4), squeeze=False)
     for axis, row in zip(axes[0], shown):
