@@ -93,8 +93,8 @@ def load_or_build(trt, logger, onnx: Path, recipe: EngineRecipe, cache: Path | N
 
 
 def build_engine(trt, logger, onnx_bytes: bytes, recipe: EngineRecipe, timing_cache: bytes) -> tuple[bytes, bytes]:
-    """Parses the ONNX graph and builds a serialized engine with a dynamic batch of 1..max_batch; returns the
-    engine and the updated timing cache."""
+    """Parses the ONNX graph and builds a serialized engine (a dynamic batch of 1..max_batch where the graph has
+    one); returns the engine and the updated timing cache."""
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
     # TensorRT 10 networks are always explicit-batch and the flag is deprecated; 8.x must be asked for it.
@@ -112,12 +112,15 @@ def build_engine(trt, logger, onnx_bytes: bytes, recipe: EngineRecipe, timing_ca
         config.max_workspace_size = workspace
     for flag in recipe.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        rest = tuple(tensor.shape)[1:]
-        profile.set_shape(tensor.name, (1, *rest), (recipe.opt_batch, *rest), (recipe.max_batch, *rest))
-    config.add_optimization_profile(profile)
+    # A profile for each input with a dynamic batch; a fixed-shape graph (a detector converted from TFLite takes one
+    # image) needs none, and TensorRT refuses a profile that contradicts its fixed shape.
+    dynamic = [t for t in (network.get_input(i) for i in range(network.num_inputs)) if tuple(t.shape)[0] == -1]
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for tensor in dynamic:
+            rest = tuple(tensor.shape)[1:]
+            profile.set_shape(tensor.name, (1, *rest), (recipe.opt_batch, *rest), (recipe.max_batch, *rest))
+        config.add_optimization_profile(profile)
     cache = config.create_timing_cache(timing_cache)
     config.set_timing_cache(cache, False)
     serialized = builder.build_serialized_network(network, config)

@@ -170,6 +170,10 @@ def fake_tensorrt(version: str, cudart: FakeCudart):
             return profile
 
         def build_serialized_network(self, network, config):
+            inputs = [network.get_input(i) for i in range(network.num_inputs)]
+            static = {tensor.name for tensor in inputs if tensor.shape[0] != -1}
+            if any(name in static for profile in config.profiles for name in profile.shapes):
+                return None                           # TensorRT refuses a profile on a fixed-shape input
             workspace = config.workspace if pool_api else ("max_workspace_size", config.max_workspace_size)
             record = {"flags": config.flags, "workspace": list(workspace),
                       "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles]}
@@ -202,9 +206,12 @@ def fake_tensorrt(version: str, cudart: FakeCudart):
             self.engine, self.shapes, self.addresses = engine, {}, {}
 
         def _set_shape(self, name, shape):
-            high = self.engine.record["profiles"][0][name][2]
-            if shape[0] > high[0]:
-                return False                          # beyond the optimisation profile, as TensorRT refuses
+            profiles = self.engine.record["profiles"]
+            if profiles and name in profiles[0]:
+                if shape[0] > profiles[0][name][2][0]:
+                    return False                      # beyond the optimisation profile, as TensorRT refuses
+            elif tuple(shape) != tuple(next(i.shape for i in self.engine.session.get_inputs() if i.name == name)):
+                return False                          # a fixed-shape input takes only its own shape
             self.shapes[name] = tuple(shape)
             return True
 

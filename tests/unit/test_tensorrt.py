@@ -21,13 +21,13 @@ from tests.unit.fake_tensorrt import FakeCudart, fake_tensorrt
 pytestmark = pytest.mark.unit
 
 
-def channel_means_onnx(path):
-    """(N, 3, 112, 112) -> (N, 3): a dynamic batch, as compile exports."""
+def channel_means_onnx(path, batch="batch"):
+    """(N, 3, 112, 112) -> (N, 3): a dynamic batch, as compile exports (or a fixed one, as a converted detector)."""
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["embedding"])], "means",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 112, 112])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 3])])
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 112, 112])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [batch, 3])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -70,6 +70,22 @@ def test_builds_caches_and_runs_an_engine_with_each_api(version, model_file, tmp
     other_gpu = FakeCudart(name=b"NVIDIA GeForce RTX 4090", capability=(8, 9))
     TensorRTBackend(fake_tensorrt(version, other_gpu), other_gpu).load(model_file, options)
     assert len(list(cache.glob("*.engine"))) == 2                    # another GPU gets its own engine
+
+
+@pytest.mark.parametrize("version", ["8.2.1", "10.3.0"])
+def test_a_fixed_shape_graph_builds_without_a_profile_and_takes_its_own_shape(version, tmp_path):
+    (tmp_path / "bundle").mkdir()
+    fixed = channel_means_onnx(tmp_path / "bundle" / "detector.fp16.onnx", batch=1)
+    cudart = FakeCudart()
+    trt = fake_tensorrt(version, cudart)
+    backend = TensorRTBackend(trt, cudart)
+    backend.load(fixed, BackendOptions(precision="fp16", batch=1, engine_cache=tmp_path / "bundle" / "engines"))
+    assert trt.builds[0]["profiles"] == []
+    image = np.random.default_rng(0).normal(size=(1, 3, 112, 112)).astype(np.float32)
+    assert np.allclose(backend.infer({"input": image})["embedding"], image.mean(axis=(2, 3)), atol=1e-5)
+    with pytest.raises(UserError, match="refused input shape"):
+        backend.infer({"input": np.zeros((2, 3, 112, 112), np.float32)})   # its recipe's max batch, not its shape
+    backend.close()
 
 
 def test_recipe_from_the_manifest_and_precision_flags(model_file, tmp_path):
