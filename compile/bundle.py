@@ -22,6 +22,7 @@ import torch
 
 from compile import exporters
 from compile.calibration import CalibrationSet
+from compile.detectors import DetectorPhotos, compile_detectors, describe_detector_files
 from compile.exporters import ExportedFile, ExportFailed, ExportRequest
 from compile.match_calibration import (
     FLIP_BUDGET,
@@ -50,7 +51,6 @@ from edge.manifest import (
 from edge.preprocess import prepare_batch, to_input_dtype
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board
-from edge.vendor_models import detector_entry, packaged_model_path
 from trainer.evaluate import embed
 
 OUTPUTS = {  # task -> (output name, meaning)
@@ -104,7 +104,11 @@ class BuildResult:
 def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[SourceModel],
                  calibration: CalibrationSet, out: Path, detectors: list[str],
                  calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
-                 match_options: MatchOptions = MatchOptions(), notes: dict | None = None) -> BuildResult:
+                 match_options: MatchOptions = MatchOptions(), notes: dict | None = None,
+                 detector_artifacts: list[Artifact] | None = None,
+                 detector_photos: DetectorPhotos | None = None) -> BuildResult:
+    """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``."""
+    detector_artifacts = board.detector_artifact_list() if detector_artifacts is None else detector_artifacts
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
     staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
@@ -136,9 +140,11 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                     elif (staging / entry.file).exists():
                         (staging / entry.file).unlink()
             progress.close()
+            found, detector_rows = compile_detectors(board, detectors, detector_artifacts, detector_photos, staging,
+                                                     Path(workdir), calibration_method, gate_threads(board))
+            entries, rows = entries + found, rows + detector_rows
         if "tensorrt" in board.backends:
             entries = [with_engine_recipe(e) for e in entries]
-        entries += [_copy_detector(name, staging) for name in detectors]
         write_golden(staging, entries,
                      {s.role: golden_samples(s, calibration, references[s.role]) for s in sources}, board,
                      gate_threads(board))
@@ -152,6 +158,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                       "runtime default precision per task": ", ".join(f"{task} {precision}" for task, precision
                                                                      in board.precision.items())
                                                             + f" ({board.precision_source})",
+                      "detector files": describe_detector_files(detector_artifacts, detector_photos),
                       "golden outputs": f"{GOLDEN_FILE}: {GOLDEN_IMAGES} held-out crops per model with their FP32 "
                                         "outputs and a frame of faces with each detector's boxes; check them on "
                                         "the board with python -m edge bundle check DIR",
@@ -323,25 +330,20 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
 
 def with_engine_recipe(entry: ModelEntry) -> ModelEntry:
     """An ONNX entry for a TensorRT board carries how the device builds its engine (edge.backends.tensorrt_engine):
-    the file's precision and the batch the kiosk feeds it."""
+    the file's precision and the batches the kiosk feeds it."""
     if entry.format != "onnx":
         return entry
     from edge.backends.tensorrt_engine import EngineRecipe
 
     recipe = EngineRecipe.from_dict(None, entry.precision, entry.images_per_face)
+    if entry.task == "detect":              # a detector converted from TFLite has a fixed batch of one image
+        recipe = dataclasses.replace(recipe, max_batch=1)
     return dataclasses.replace(entry, extra={**entry.extra, "tensorrt": recipe.to_dict()})
 
 
 def _calibration_record(calibration: CalibrationSet, exported: ExportedFile) -> dict:
     return {"fingerprint": calibration.fingerprint, "method": exported.calibration_method,
             "images": len(calibration.images)}
-
-
-def _copy_detector(name: str, staging: Path) -> ModelEntry:
-    """MediaPipe's BlazeFace file goes in unchanged; it is checked by sha256 only (we did not train it)."""
-    file = f"detector.{name}.tflite"
-    shutil.copyfile(packaged_model_path(name), staging / file)
-    return detector_entry(name, file, staging / file)
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

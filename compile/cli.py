@@ -6,12 +6,14 @@ capability table before any work starts; conflicting options are refused, never 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
 from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
+from compile.detectors import DetectorPhotos
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
 from compile.prune import PruneOptions, check_prunable, prune_verifier
 from compile.prune import describe as describe_pruning
@@ -19,7 +21,7 @@ from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from edge.align import CROPS
-from edge.boards import Artifact, BoardConfig, aliases, board_names, load_board
+from edge.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.errors import UserError
 from edge.flags import count, count_or_zero, rate
 from edge.paths import refuse_output_over_input
@@ -44,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("bundles"), help="bundles go to OUT/<board name>/")
     parser.add_argument("--artifacts", help="comma-separated FORMAT:PRECISION list replacing the board's own; "
                                             "each must be in the board's supports table")
+    parser.add_argument("--detector_artifacts",
+                        help="comma-separated detector files replacing the board's detector_artifacts (tflite:fp32 is "
+                             "the packaged file; onnx:fp32, onnx:fp16, onnx:int8 are converted from it and gated)")
+    parser.add_argument("--detector_photos", type=Path, default=None,
+                        help="folder of photos with faces (any depth) that calibrate INT8 detector files and gate "
+                             "every ONNX detector file against the packaged one (default: the --calibration folder)")
     parser.add_argument("--seed", type=count_or_zero, default=0, help="seed for choosing calibration images")
     parser.add_argument("--pairs_images", type=Path, nargs="+", default=None,
                         help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
@@ -89,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.target:
         raise UserError("say which board to compile for: --target NAME (see --list_targets)")
     board = load_board(args.target)
-    refuse_output_over_input(args.out, [*args.checkpoints, args.calibration, *(args.pairs_images or ())])
+    refuse_output_over_input(args.out, [*args.checkpoints, args.calibration, *(args.pairs_images or ()),
+                                        *([args.detector_photos] if args.detector_photos else [])])
     artifacts = choose_artifacts(board, args.artifacts)
+    detector_artifacts = choose_detector_artifacts(board, args.detector_artifacts)
+    converts_detectors = any(a.format == "onnx" for a in detector_artifacts)
+    if converts_detectors and args.detector_photos:
+        enough_image_files(args.detector_photos, args.calibration_images, args.holdout_images)
     for folder in args.pairs_images or ():
         if not folder.is_dir():
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
@@ -111,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
         from compile.export_tflite import require_converter
         require_converter()
     calibration = load_calibration_set(args.calibration, args.calibration_images, args.seed, args.holdout_images)
+    detector_photos = None
+    if converts_detectors:
+        photos = (load_calibration_set(args.detector_photos, args.calibration_images, args.seed, args.holdout_images)
+                  if args.detector_photos else calibration)
+        detector_photos = DetectorPhotos(photos)
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
     match = MatchOptions(args.target_far, args.min_auc, args.mirror_average)
@@ -119,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         options = PruneOptions(args.prune, args.prune_steps)
         sources, notes, pruning_rejected = prune_sources(sources, calibration, options, args.out, pair_faces, match)
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
-                          args.calibration_method, pair_faces, match, notes)
+                          args.calibration_method, pair_faces, match, notes, detector_artifacts, detector_photos)
     if args.build_engine:
         build_engines(result, board)
     return max(summarise(result), int(pruning_rejected))
@@ -181,6 +199,21 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
             table = ", ".join(f"{fmt}:{'/'.join(ps)}" for fmt, ps in board.supports.items())
             raise UserError(f"board {board.name} does not support {artifact}; it supports {table}")
         exporters.check_buildable(artifact)
+    return artifacts
+
+
+def choose_detector_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]:
+    """The board's detector files, or the user's, checked like the board config's."""
+    if override is None:
+        artifacts = board.detector_artifact_list()
+    else:
+        artifacts = [Artifact.parse(item.strip()) for item in override.split(",") if item.strip()]
+        check_detector_artifacts(artifacts, "--detector_artifacts")
+        for artifact in artifacts:
+            if artifact.precision not in board.supports.get(artifact.format, ()):
+                raise UserError(f"board {board.name} does not support {artifact} (its supports table)")
+    if any(a.format == "onnx" for a in artifacts) and importlib.util.find_spec("tflite2onnx") is None:
+        raise UserError("ONNX detector files need tflite2onnx: pip install -e '.[compile]'")
     return artifacts
 
 

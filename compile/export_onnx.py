@@ -19,7 +19,12 @@ from edge.errors import UserError
 
 
 def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:
-    """Exports the model with a dynamic batch axis and checks the graph."""
+    """Exports the model with a dynamic batch axis and checks the graph; a model that is not a torch module
+    (``compile.detectors.TfliteGraph``) writes its own."""
+    if hasattr(request.model, "write_onnx"):
+        request.model.write_onnx(path, request.opset)
+        onnx.checker.check_model(str(path))
+        return path
     sample = torch.zeros(request.spec.shape, dtype=torch.float32)       # (1, 3, H, W) per the spec
     input_name = request.spec.name
     with torch.no_grad(), warnings.catch_warnings():
@@ -55,18 +60,26 @@ def simplify(path: Path) -> None:
 def describe_onnx(path: Path, layout: str, **details) -> ExportedFile:
     """Reads the input and output names back from the file; the batch axis is dynamic, recorded as 1."""
     graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {init.name for init in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = (1,) + tuple(d.dim_value for d in dims[1:])
-    return ExportedFile(path=path, input_name=inputs[0].name, input_shape=shape, input_layout=layout,
+    image = image_input(graph)
+    shape = (1,) + tuple(d.dim_value for d in image.type.tensor_type.shape.dim[1:])
+    return ExportedFile(path=path, input_name=image.name, input_shape=shape, input_layout=layout,
                         output_names=tuple(o.name for o in graph.output), details=details)
+
+
+def image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
+    """The graph's first input that is not an initializer (older exporters list weights as inputs too)."""
+    initializers = {init.name for init in graph.initializer}
+    return next(i for i in graph.input if i.name not in initializers)
+
+
+def exporter_name(request: ExportRequest) -> str:
+    """What wrote the FP32 graph: torch's exporter, or the imported model's own converter."""
+    return getattr(request.model, "exporter", f"torch.onnx legacy + onnxslim {_version('onnxslim')}")
 
 
 def export_fp32(request: ExportRequest) -> ExportedFile:
     write_fp32_onnx(request, request.path)
-    return describe_onnx(request.path, request.spec.layout, opset=request.opset,
-                         exporter=f"torch.onnx legacy + onnxslim {_version('onnxslim')}")
+    return describe_onnx(request.path, request.spec.layout, opset=request.opset, exporter=exporter_name(request))
 
 
 def export_fp16(request: ExportRequest) -> ExportedFile:
@@ -74,9 +87,12 @@ def export_fp16(request: ExportRequest) -> ExportedFile:
     from onnxconverter_common import float16
 
     fp32_path = write_fp32_onnx(request, request.workdir / f"{request.path.stem}.fp32-source.onnx")
-    model16 = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    model = onnx.load(str(fp32_path))
+    # Stale intermediate type annotations make the converter cast a blocked op's (Resize) output to float32 while the
+    # annotation says float16, which onnxruntime refuses; they are optional, so they go.
+    model.graph.ClearField("value_info")
+    model16 = float16.convert_float_to_float16(model, keep_io_types=True)
     onnx.save(model16, str(request.path))
     onnx.checker.check_model(str(request.path))
     return describe_onnx(request.path, request.spec.layout, opset=request.opset,
-                         exporter=f"torch.onnx legacy + onnxslim {_version('onnxslim')} + onnxconverter-common "
-                                  "float16 (keep_io_types)")
+                         exporter=f"{exporter_name(request)} + onnxconverter-common float16 (keep_io_types)")

@@ -35,6 +35,9 @@ class ExportRequest:
     calibration: np.ndarray | None = None   # prepared calibration batch (N, ...) for quantized formats
     calibration_method: str = "minmax"      # compile.quantize.METHODS
     int8_activations: str = "uint8"         # the board's choice (edge.boards.INT8_ACTIVATIONS)
+    # INT8: leave each output's head (its last conv and what follows) in float; a detector's raw logits and
+    # pixel offsets, concatenated across heads, span ranges one 8-bit scale cannot cover
+    float_heads: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compile.export_onnx import describe_onnx, write_fp32_onnx
+from compile.export_onnx import describe_onnx, image_input, write_fp32_onnx
 from compile.exporters import ExportedFile, ExportRequest
 from edge.errors import UserError
 
@@ -32,8 +32,8 @@ class _BatchReader:
     """onnxruntime's CalibrationDataReader protocol over a prepared calibration array, in equal batches: the
     histogram calibrators (percentile, entropy) cannot merge a ragged last batch."""
 
-    def __init__(self, input_name: str, data: np.ndarray):
-        size = max(b for b in range(1, MAX_CALIBRATION_BATCH + 1) if len(data) % b == 0)
+    def __init__(self, input_name: str, data: np.ndarray, max_batch: int = MAX_CALIBRATION_BATCH):
+        size = max(b for b in range(1, max_batch + 1) if len(data) % b == 0)
         self._feeds = iter([{input_name: data[i:i + size]} for i in range(0, len(data), size)])
 
     def get_next(self):
@@ -69,13 +69,36 @@ def _quantize(request: ExportRequest, prepared: Path, activations: str, out: Pat
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
-        str(prepared), str(out), _BatchReader(request.spec.name, request.calibration),
+        str(prepared), str(out), _BatchReader(request.spec.name, request.calibration, _batch_limit(prepared)),
+        nodes_to_exclude=output_heads(prepared) if request.float_heads else [],
         quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
         calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
         # int8 activations are for TensorRT, which reads only symmetric (zero point 0) signed INT8
         extra_options={"ActivationSymmetric": activations == "int8"},
     )
+
+
+def output_heads(path: Path) -> list[str]:
+    """Names of the nodes between each graph output and the conv that feeds it, that conv included."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producers = {name: node for node in graph.node for name in node.output}
+    heads, pending = [], [output.name for output in graph.output]
+    while pending:
+        node = producers.get(pending.pop())
+        if node is None or node.name in heads:
+            continue
+        heads.append(node.name)
+        if node.op_type != "Conv":
+            pending += list(node.input)
+    return heads
+
+
+def _batch_limit(path: Path) -> int:
+    """Calibration batches the graph takes: any up to MAX_CALIBRATION_BATCH with a dynamic batch axis, else its
+    fixed batch (a converted detector graph takes one image at a time)."""
+    batch = image_input(onnx.load(str(path), load_external_data=False).graph).type.tensor_type.shape.dim[0]
+    return batch.dim_value if batch.HasField("dim_value") else MAX_CALIBRATION_BATCH
 
 
 def fastest_activations(request: ExportRequest, prepared: Path) -> tuple[str, dict]:

@@ -51,7 +51,9 @@ def render_markdown(board: str, created: str, rows: list[ArtifactRow], calibrati
         f"# Compile report: {board}", "",
         f"Created {created}. Accuracy is measured by the edge backend that runs each file, on {cal['held_out']} "
         "held-out images the quantizer never saw, against the PyTorch FP32 model; an artifact below its "
-        "board budget is rejected and left out of the bundle.", "",
+        "board budget is rejected and left out of the bundle. ONNX detector files are measured the same way, as "
+        "whole detectors on held-out photos against the packaged FP32 TFLite file: mean box IoU of the faces "
+        "found again, with faces found, extra faces and key-point error beside the status.", "",
         render_table(rows), "",
         "## Calibration set", "",
         f"- folder: `{cal['root']}` ({cal['available']} image files)",

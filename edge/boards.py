@@ -24,6 +24,10 @@ RUNTIME_NOT_FORMAT = {"tensorrt": "TensorRT is a runtime, not a file format: it 
                                   "from the bundle's onnx file"}
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_ACTIVATIONS = ("uint8", "int8", "auto")      # auto: both timed where compile runs, the faster kept
+# The packaged BlazeFace file as it ships, and the ONNX files compile makes from it (compile.detectors). Its TFLite
+# graph cannot be quantized again: ai-edge-quantizer refuses the full-integer recipe on it, and its weight-only
+# recipe left the float16 weights as they were.
+DETECTOR_ARTIFACTS = ("tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8")
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class BoardConfig:
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # the detector files a bundle carries, from DETECTOR_ARTIFACTS: the packaged TFLite file, plus ONNX files where
+    # a backend needs them (TensorRT) or a board should measure them
+    detector_artifacts: tuple[str, ...] = ("tflite:fp32",)
     # Where ``precision`` came from: the config's facts, or a measured profile (edge.board_profile) that replaced
     # them; set by load_board, not written in a YAML.
     precision_source: str = "board config (facts, not measured)"
@@ -111,6 +118,9 @@ class BoardConfig:
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]
+
+    def detector_artifact_list(self) -> list[Artifact]:
+        return [Artifact.parse(text) for text in self.detector_artifacts]
 
 
 def board_names() -> list[str]:
@@ -206,6 +216,15 @@ def _coerce(hint, value, where: str):
     return value
 
 
+def check_detector_artifacts(artifacts: list[Artifact], where: str) -> None:
+    bad = [str(a) for a in artifacts if str(a) not in DETECTOR_ARTIFACTS]
+    if bad:
+        raise UserError(f"{where}: detector artifact {bad[0]} cannot be made; detectors come as "
+                        f"{', '.join(DETECTOR_ARTIFACTS)} (the packaged TFLite graph cannot be quantized again)")
+    if not artifacts:
+        raise UserError(f"{where}: detector_artifacts is empty; a bundle needs a detector file")
+
+
 def _check_consistency(board: BoardConfig, where: str) -> None:
     """Capabilities are data: every artifact and default precision must be in the board's capability table."""
     from edge.backends import BACKENDS  # local: backends import boards for thread defaults
@@ -220,9 +239,10 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
         if bad:
             raise UserError(f"{where}: supports[{fmt}] has unknown precision {bad[0]!r}; "
                             f"valid: {', '.join(PRECISIONS)}")
-    for artifact in board.artifact_list():
+    for artifact in board.artifact_list() + board.detector_artifact_list():
         if artifact.precision not in board.supports.get(artifact.format, ()):
             raise UserError(f"{where}: artifact {artifact} is not in the board's supports table")
+    check_detector_artifacts(board.detector_artifact_list(), where)
     for task, precision in board.precision.items():
         if task not in TASKS:
             raise UserError(f"{where}: precision has unknown task {task!r}; valid: {', '.join(TASKS)}")

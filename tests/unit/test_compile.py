@@ -286,7 +286,12 @@ def test_a_tensorrt_board_gets_engine_recipes_and_symmetric_int8_checked_as_the_
     monkeypatch.setattr("edge.backends.cuda_memory.import_cudart", lambda: cudart)
     checks = check_folder(bundle)
     assert all(c.passed for c in checks) and {c.backend for c in checks if c.file.endswith(".onnx")} == {"tensorrt"}
-    assert len(list((bundle / "engines").glob("*.trt10.3.0.orin-sm87.engine"))) == 2
+    # the verifier's two files and each detector's FP32 and FP16 files converted from TFLite (one image each)
+    assert len(list((bundle / "engines").glob("*.trt10.3.0.orin-sm87.engine"))) == 2 + 4
+    detector = manifest.find("detect", "onnx", "fp16")
+    assert detector.extra["tensorrt"]["max_batch"] == 1 and detector.input.layout == "NCHW"
+    assert {c.file for c in checks if c.backend == "tensorrt" and ".blazeface_" in c.file} == {
+        f"detector.blazeface_{r}.{p}.onnx" for r in ("short", "full") for p in ("fp32", "fp16")}
     # --build_engine needs TensorRT here: refused before any work
     monkeypatch.undo()
     capsys.readouterr()
