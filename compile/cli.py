@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from compile import exporters
-from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle
+from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle, gate_threads
 from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
 from compile.detectors import DetectorPhotos
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if converts_detectors:
         photos = (load_calibration_set(args.detector_photos, args.calibration_images, args.seed, args.holdout_images)
                   if args.detector_photos else calibration)
-        detector_photos = DetectorPhotos(photos)
+        detector_photos = DetectorPhotos.load(photos, detectors, gate_threads(board))
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
     match = MatchOptions(args.target_far, args.min_auc, args.mirror_average)

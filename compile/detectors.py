@@ -36,6 +36,7 @@ from edge.vendor_models import VENDOR_MODELS, detector_entry, packaged_model_pat
 
 REFERENCE = Artifact("tflite", "fp32")
 MATCH_IOU = 0.5           # a face counts as found again when a box overlaps the reference's this much
+MIN_GATE_FACES = 10       # faces the reference must find in the held-out photos for a gate to mean anything
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,30 @@ class TfliteGraph:
 
 @dataclass(frozen=True)
 class DetectorPhotos:
-    """Photos for the detector files: calibration for INT8, held-out photos for the gates."""
+    """Photos for the detector files: calibration for INT8, held-out photos for the gates, and the faces the
+    packaged file finds in those (the reference), per detector."""
 
     photos: CalibrationSet
+    reference: dict[str, list[list[Detection]]]
+
+    @classmethod
+    def load(cls, photos: CalibrationSet, names: list[str], threads: int) -> "DetectorPhotos":
+        """Runs the packaged detectors on the held-out photos; refuses photos in which they find too few faces to
+        judge a file by (before any export starts)."""
+        reference = {}
+        for name in names:
+            entry = packaged_entry(name)
+            reference[name] = _faces(packaged_model_path(name).parent, entry, "tflite", photos.held_out, threads)
+            found = sum(map(len, reference[name]))
+            if found < MIN_GATE_FACES:
+                raise UserError(f"the packaged {name} detector finds {found} faces in the {len(photos.held_out)} "
+                                f"held-out photos of {photos.root}; its ONNX files' gate needs at least "
+                                f"{MIN_GATE_FACES}: give --detector_photos a folder of photos with faces")
+        return cls(photos, reference)
 
     def describe(self) -> str:
         return (f"`{self.photos.root}`: {len(self.photos.images)} photos calibrate INT8, {len(self.photos.held_out)} "
                 f"others gate every file against the packaged FP32 TFLite file's faces")
-
-    def reference_faces(self, name: str, threads: int) -> list[list[Detection]]:
-        return _faces(packaged_model_path(name).parent, packaged_entry(name), "tflite", self.photos.held_out, threads)
 
 
 def compile_detectors(board: BoardConfig, names: list[str], artifacts: list[Artifact], photos: DetectorPhotos | None,
@@ -111,13 +126,11 @@ def compile_detectors(board: BoardConfig, names: list[str], artifacts: list[Arti
         raise UserError("ONNX detector files are gated on photos: give --detector_photos DIR (or --calibration)")
     entries, rows = [], []
     for name in names:
-        reference = photos.reference_faces(name, threads) if photos and artifacts != [REFERENCE] else None
         for artifact in artifacts:
             if artifact == REFERENCE:
                 entries.append(_copy_packaged(name, staging))
                 continue
-            entry, row = _compile_one(board, name, artifact, photos, reference, staging, workdir, calibration_method,
-                                      threads)
+            entry, row = _compile_one(board, name, artifact, photos, staging, workdir, calibration_method, threads)
             rows.append(row)
             if row.passed:
                 entries.append(entry)
@@ -151,9 +164,8 @@ def onnx_spec(packaged: ModelEntry) -> InputSpec:
     return dataclasses.replace(packaged.input, layout="NCHW", shape=(1, channels, side, side))
 
 
-def _compile_one(board: BoardConfig, name: str, artifact: Artifact, photos: DetectorPhotos,
-                 reference: list[list[Detection]], staging: Path, workdir: Path, calibration_method: str,
-                 threads: int) -> tuple[ModelEntry | None, ArtifactRow]:
+def _compile_one(board: BoardConfig, name: str, artifact: Artifact, photos: DetectorPhotos, staging: Path,
+                 workdir: Path, calibration_method: str, threads: int) -> tuple[ModelEntry | None, ArtifactRow]:
     side = VENDOR_MODELS[name].input_size
     base = packaged_entry(name)
     spec = onnx_spec(base)
@@ -184,7 +196,7 @@ def _compile_one(board: BoardConfig, name: str, artifact: Artifact, photos: Dete
         extra={**base.extra, **exported.details})
     backend, note = backend_here(entry, board)
     found = _faces(staging, entry, backend, photos.photos.held_out, threads)
-    accuracy = agreement(reference, found, budget)
+    accuracy = agreement(photos.reference[name], found, budget)
     accuracy["board_backend"] = backend_on_board(entry, board)
     entry = dataclasses.replace(entry, accuracy=accuracy)
     note = "; ".join(filter(None, [accuracy["summary"], note]))

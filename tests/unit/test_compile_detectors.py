@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -121,6 +122,20 @@ def test_detector_files_that_cannot_be_made_are_refused_before_any_work(target, 
     assert message in capsys.readouterr().err
 
 
+def test_photos_without_enough_faces_are_refused_before_any_export(tmp_path, monkeypatch, capsys):
+    blank = tmp_path / "walls"
+    blank.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(blank / f"{i}.png"), np.full((120, 160, 3), 20 * i, np.uint8))
+    _patch_sources(monkeypatch)
+    monkeypatch.setattr(cli, "build_bundle", lambda *a, **k: pytest.fail("exports started"))
+    code = cli.main(["--target", "jetson", "--checkpoints", "verifier.pt", "--calibration", str(blank),
+                     "--calibration_images", "8", "--holdout_images", "4", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "finds 0 faces in the 4 held-out photos" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.real
 def test_full_range_int8_finds_the_same_real_faces(shared_data, tmp_path):
     photos = load_calibration_set(shared_data / "faces80" / "net_7876", count=100, seed=0, holdout=40)
@@ -129,7 +144,8 @@ def test_full_range_int8_finds_the_same_real_faces(shared_data, tmp_path):
     work.mkdir()
     board = load_board("host")
     entries, rows = compile_detectors(board, ["blazeface_full"], [Artifact("onnx", "fp16"), Artifact("onnx", "int8")],
-                                      DetectorPhotos(photos), staging, work, "minmax", threads=2)
+                                      DetectorPhotos.load(photos, ["blazeface_full"], 2), staging, work, "minmax",
+                                      threads=2)
     assert [r.model for r in rows] == ["detector.blazeface_full.onnx.fp16", "detector.blazeface_full.onnx.int8"]
     assert all(r.passed for r in rows), [r.reason for r in rows]
     int8 = entries[1].accuracy
