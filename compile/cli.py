@@ -271,6 +271,7 @@ def summarise(result: BuildResult) -> int:
 
 
 def list_targets() -> str:
-    lines = [f"{name}: artifacts {', '.join(load_board(name).artifacts)}" for name in board_names()]
+    lines = [f"{name}: artifacts {', '.join(board.artifacts)}; detectors {', '.join(board.detector_artifacts)}"
+             for name, board in ((name, load_board(name)) for name in board_names())]
     lines += [f"{alias} -> {board}" for alias, board in sorted(aliases().items())]
     return "\n".join(lines)
