@@ -17,6 +17,14 @@ BOTTLENECKS = (
     (4, 128, 1, 2),   # 14 -> 7
     (2, 128, 1, 1),
 )
+# The published MobileFaceNet's schedule (5/1/6/1/2 repeats), for comparison (benchmarks.int8_gain).
+PAPER_BOTTLENECKS = (
+    (2, 64, 5, 2),
+    (4, 128, 1, 2),
+    (2, 128, 6, 1),
+    (4, 128, 1, 2),
+    (2, 128, 2, 1),
+)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -54,7 +62,8 @@ class InvertedResidual(nn.Module):
 class MobileFaceNetS(nn.Module):
     """112x112 RGB in [-1, 1] -> raw (unnormalised) embedding (N, embedding); L2-normalise before comparing."""
 
-    def __init__(self, width: float = 0.5, embedding: int = 128, input_size: int = 112):
+    def __init__(self, width: float = 0.5, embedding: int = 128, input_size: int = 112,
+                 bottlenecks: tuple[tuple[int, int, int, int], ...] = BOTTLENECKS):
         super().__init__()
         if input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
@@ -64,7 +73,7 @@ class MobileFaceNetS(nn.Module):
             conv_bn(stem, stem, 3, 1, groups=stem),                   # N,64,56,56 (depthwise)
         ]
         cin = stem
-        for expansion, channels, repeats, stride in BOTTLENECKS:      # -> N,128,7,7
+        for expansion, channels, repeats, stride in bottlenecks:      # -> N,128,7,7
             cout = scaled(channels, width)
             for i in range(repeats):
                 layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expansion))
