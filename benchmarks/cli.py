@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(detect)
     detect.add_argument("--boxes", type=Path, required=True, help="labelled boxes in dlib's imglab XML format")
     detect.add_argument("--images", type=Path, default=None, help="image folder (default: the XML file's folder)")
+    detect.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="detector precision (default: the board's; a bundle compiled with --detector_artifacts "
+                             "has more)")
 
     mosaic = commands.add_parser("mosaic", help="tile a small video into a large one, e.g. the stage clip 3x3 into "
                                                 "1080p with nine distant faces per frame")
@@ -148,7 +151,8 @@ def run_command(args) -> None:
     elif args.command == "detect":
         from benchmarks.detect_bench import DetectOptions, run_detect
 
-        board, result = run_detect(DetectOptions(args.bundle, args.boxes, args.images, args.threads))
+        board, result = run_detect(DetectOptions(args.bundle, args.boxes, args.images, args.threads, args.backend,
+                                                 args.precision))
         _publish(args, "detect", board, [result])
     elif args.command == "mosaic":
         from benchmarks.mosaic import MosaicOptions, make_mosaic, parse_grid

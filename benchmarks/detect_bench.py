@@ -30,6 +30,8 @@ class DetectOptions:
     boxes: Path
     images: Path | None = None          # None: the folder of the boxes file
     threads: int | None = None
+    backend: str | None = None          # None: the board's choice
+    precision: str | None = None        # None: the board's choice
 
 
 def size_bin(height: float) -> str:
@@ -47,7 +49,8 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
     manifest = read_manifest(options.bundle)
     board = load_board(manifest.board)
     threads = options.threads or board.threads
-    detectors = load_detectors(options.bundle, manifest, board, BackendOptions(threads))
+    detectors = load_detectors(options.bundle, manifest, board, BackendOptions(threads), options.backend,
+                               options.precision)
     strategy = build_strategy(board.detection, detectors)
     heights, found_all, false, detections, times = [], [], 0, 0, []
     try:

@@ -35,14 +35,16 @@ def _slug(text: str) -> str:
 
 
 def result_filename(result: dict) -> str:
-    """``latency-verifier.onnx.int8-onnxruntime.json``; a rerun of the same measurement replaces its file."""
+    """``latency-verifier.onnx.int8-onnxruntime.json``, ``detect-testing-tiled-tflite-fp32.json``; a rerun of the
+    same measurement replaces its file."""
     kind = result["kind"]
     if kind == "latency":
         parts = [result["model"]["name"], result["backend"]]
     elif kind in ("pipeline", "peers"):
         parts = [Path(result["source"]).stem or result["source"]]
     elif kind == "detect":
-        parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"]]
+        precisions = "/".join(sorted({m["precision"] for m in result["models"]}))
+        parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"], precisions]
     else:
         parts = [Path(result["pairs"]).stem, result["model"]["name"], result["backend"]]
     return "-".join([kind] + [_slug(p) for p in parts]) + ".json"

@@ -193,10 +193,12 @@ def strategy_detectors(config: DetectionConfig) -> list[str]:
     return STRATEGIES.get(config.strategy).needs(config)
 
 
-def load_detectors(bundle_dir, manifest: Manifest, board: BoardConfig, options: BackendOptions) -> dict:
-    """The bundle's detectors that the board's strategy runs, loaded on the backends the board chooses."""
+def load_detectors(bundle_dir, manifest: Manifest, board: BoardConfig, options: BackendOptions,
+                   backend: str | None = None, precision: str | None = None) -> dict:
+    """The bundle's detectors that the board's strategy runs, loaded on the backends the board chooses (or at the
+    backend and precision asked for, to measure them)."""
     loaded = {}
     for name in strategy_detectors(board.detection):
-        choice = choose_model(manifest, board, "detect", architecture=name)
+        choice = choose_model(manifest, board, "detect", backend=backend, precision=precision, architecture=name)
         loaded[name] = build_detector(load_model(bundle_dir, choice.entry, choice.backend, options))
     return loaded

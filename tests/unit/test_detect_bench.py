@@ -70,6 +70,11 @@ def test_detect_benchmark_writes_json_and_report(tmp_path, detector_bundle):
                  "--results", str(tmp_path / "results")])
     assert code == 0
     (result_file,) = (tmp_path / "results" / "host").glob("detect-*.json")
+    assert result_file.name == "detect-boxes-tiled-tflite-fp32.json"       # a run at another precision gets its own
     result = json.loads(result_file.read_text())
     assert result["labelled_faces"] == 4 and result["found"] == 4 and result["precision"] == 1.0
     assert "Detection against labelled boxes" in (tmp_path / "results" / "host" / "report.md").read_text()
+    # a precision the bundle's detectors do not come in is refused, naming what they do come in
+    code = main(["detect", "--bundle", str(bundle), "--boxes", str(faces / "boxes.xml"), "--precision", "int8",
+                 "--results", str(tmp_path / "results")])
+    assert code == 2 and len(list((tmp_path / "results" / "host").glob("detect-*.json"))) == 1
