@@ -32,7 +32,7 @@ from edge.manifest import InputSpec, ModelEntry, sha256_file
 from edge.preprocess import prepare_batch
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board, load_model
-from edge.vendor_models import VENDOR_MODELS, detector_entry, packaged_model_path
+from edge.vendor_models import detector_entry, packaged_model_path
 
 REFERENCE = Artifact("tflite", "fp32")
 MATCH_IOU = 0.5           # a face counts as found again when a box overlaps the reference's this much
@@ -166,9 +166,9 @@ def onnx_spec(packaged: ModelEntry) -> InputSpec:
 
 def _compile_one(board: BoardConfig, name: str, artifact: Artifact, photos: DetectorPhotos, staging: Path,
                  workdir: Path, calibration_method: str, threads: int) -> tuple[ModelEntry | None, ArtifactRow]:
-    side = VENDOR_MODELS[name].input_size
     base = packaged_entry(name)
     spec = onnx_spec(base)
+    side = spec.size[0]
     path = staging / f"detector.{name}.{artifact.precision}.{artifact.format}"
     label = f"detector.{name}.{artifact.format}.{artifact.precision}"
     budget = BUDGETS[artifact.precision]
@@ -181,12 +181,13 @@ def _compile_one(board: BoardConfig, name: str, artifact: Artifact, photos: Dete
                             float_heads=True)
     try:
         exported = exporters.export(artifact, request)
+        if set(exported.output_names) != {o.name for o in base.outputs}:
+            raise ExportFailed(f"the converted graph's outputs {list(exported.output_names)} are not the packaged "
+                               f"file's {[o.name for o in base.outputs]}, which the anchor decoding reads by name")
     except ExportFailed as err:
+        path.unlink(missing_ok=True)
         return None, ArtifactRow(model=label, file=path.name, size_kb=0.0, metric="box IoU", mean=float("nan"),
                                  min=float("nan"), budget=budget.box_iou, passed=False, backend="-", reason=str(err))
-    if set(exported.output_names) != {o.name for o in base.outputs}:
-        raise UserError(f"{path.name}: the converted graph's outputs {exported.output_names} are not the packaged "
-                        f"file's {[o.name for o in base.outputs]}; the anchor decoding reads them by name")
     entry = dataclasses.replace(
         base, name=label, file=path.name, format=artifact.format, precision=artifact.precision,
         inputs=(dataclasses.replace(spec, name=exported.input_name, shape=exported.input_shape),),

@@ -13,6 +13,7 @@ import pytest
 from compile import cli
 from compile.calibration import load_calibration_set
 from compile.detectors import BUDGETS, DetectorPhotos, TfliteGraph, agreement, compile_detectors
+from compile.exporters import ExportFailed
 from compile.quantize import output_heads
 from edge.backends.base import BackendOptions
 from edge.boards import Artifact, load_board
@@ -108,6 +109,25 @@ def test_the_cli_makes_gated_onnx_detectors_that_the_runtime_runs(tmp_path, monk
         floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
         head_convs = [n for n in graph.node if n.name in heads and n.op_type == "Conv"]
         assert head_convs and all(n.input[1] in floats for n in head_convs)
+
+
+def test_a_graph_the_converter_cannot_make_is_a_rejected_row_and_the_bundle_is_built(tmp_path, monkeypatch, capsys,
+                                                                                      faces_dir):  # noqa: F811
+    def unconvertible(self, out, opset):
+        raise ExportFailed(f"tflite2onnx cannot convert {self.path.name}: op CUSTOM not supported")
+
+    monkeypatch.setattr(TfliteGraph, "write_onnx", unconvertible)
+    _patch_sources(monkeypatch)
+    out = tmp_path / "bundles"
+    code = cli.main(["--target", "host", "--checkpoints", "verifier.pt", "--artifacts", "onnx:fp32",
+                     "--detector_artifacts", "tflite:fp32,onnx:fp16", "--calibration", str(faces_dir),
+                     "--calibration_images", "32", "--holdout_images", "16", "--out", str(out)])
+    assert code == 1
+    assert "detector.blazeface_short.onnx.fp16 rejected: tflite2onnx cannot convert" in capsys.readouterr().err
+    manifest = read_manifest(out / "host", verify_files=True)
+    assert {e.file for e in manifest.for_task("detect")} == {"detector.blazeface_short.tflite",
+                                                            "detector.blazeface_full.tflite"}
+    assert not list((out / "host").glob("detector.*.onnx"))
 
 
 @pytest.mark.parametrize("target, artifacts, message", [
