@@ -12,7 +12,7 @@ from benchmarks.environment import collect_environment
 from benchmarks.labelled_boxes import MAX_HEIGHT_RATIO, match_detections, parse_imglab
 from benchmarks.latency import model_facts
 from benchmarks.results import new_result
-from benchmarks.timing import elapsed_ms, summarize
+from benchmarks.timing import summarize
 from edge.backends.base import BackendOptions
 from edge.boards import load_board
 from edge.errors import UserError
@@ -20,6 +20,7 @@ from edge.imageio import read_image
 from edge.manifest import read_manifest
 from edge.progress import progress_bar
 from edge.scan import build_strategy, load_detectors
+from edge.timing import elapsed_ms
 
 SIZE_BINS = (0, 20, 40, 80, 160)        # labelled face height in pixels: <20, 20-40, 40-80, 80-160, >=160
 

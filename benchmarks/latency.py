@@ -10,7 +10,7 @@ import numpy as np
 
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
-from benchmarks.timing import summarize, time_interleaved
+from benchmarks.timing import summarize
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends import BACKEND_FORMATS, BACKENDS
 from edge.backends.base import BackendOptions
@@ -23,6 +23,7 @@ from edge.imageio import list_images, read_image
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.preprocess import prepare_batch, to_input_dtype
 from edge.runtime import LoadedModel, choose_model, load_model, runnable_here
+from edge.timing import time_interleaved
 
 RANDOM_SEED = 0
 MAX_IMAGES = 16          # distinct inputs cycled through the timing loop; more adds load time, not information

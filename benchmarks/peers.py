@@ -21,11 +21,12 @@ import numpy as np
 
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
-from benchmarks.timing import elapsed_ms, summarize
+from benchmarks.timing import summarize
 from edge.errors import UserError
 from edge.pipeline import Pipeline
 from edge.progress import progress_bar
 from edge.sources import open_source
+from edge.timing import elapsed_ms
 
 PEERS = ("ours", "dlib", "opencv-haar")
 

@@ -26,12 +26,13 @@ from benchmarks.pipeline_compare import (
     visit_agreement,
 )
 from benchmarks.results import new_result
-from benchmarks.timing import elapsed_ms, summarize
+from benchmarks.timing import summarize
 from edge.errors import UserError
 from edge.pipeline import Pipeline
 from edge.progress import progress_bar
 from edge.sources import open_source
 from edge.stream import KioskStream
+from edge.timing import elapsed_ms
 
 MODES = ("tracked", "per_frame", "anonymise")
 KIOSK_MODES = ("tracked", "per_frame")

@@ -1,21 +1,12 @@
-"""The one timing loop and percentile summary that every benchmark uses.
-
-Times come from ``time.perf_counter_ns`` (monotonic, integer nanoseconds) and are reported in milliseconds.
-"""
+"""The percentile summary and bootstrap intervals every benchmark uses; the timing loop itself is
+``edge.timing`` (compile times files too, and may not import benchmarks)."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from edge.progress import progress_bar
-
 PERCENTILES = (50, 90, 99)
-
-
-def elapsed_ms(start_ns: int) -> float:
-    return (time.perf_counter_ns() - start_ns) / 1e6
 
 
 def summarize(times_ms: Sequence[float]) -> dict:
@@ -49,21 +40,3 @@ def median_interval(times_ms: Sequence[float], draws: int = 300, confidence: flo
     medians = np.median(rng.choice(values, (draws, values.size)), axis=1)
     return central_interval(medians, confidence)
 
-
-def time_interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeat: int,
-                     desc: str = "timing") -> dict[str, list[float]]:
-    """Times every call ``repeat`` times after ``warmup`` untimed calls, in rounds that run each call once.
-
-    Interleaving makes machine noise (other processes, frequency changes, thermal throttling) fall on all
-    calls alike, so their ratios (INT8 vs FP32) stay fair on a busy board; back-to-back runs would not.
-    """
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in progress_bar(range(repeat), desc=desc, unit="round"):
-        for key, call in calls.items():
-            start = time.perf_counter_ns()
-            call()
-            times[key].append(elapsed_ms(start))
-    return times

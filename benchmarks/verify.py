@@ -12,7 +12,7 @@ from benchmarks.environment import collect_environment
 from benchmarks.latency import model_facts
 from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
-from benchmarks.timing import elapsed_ms, summarize
+from benchmarks.timing import summarize
 from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 from edge.imageio import read_image
@@ -26,6 +26,7 @@ from edge.metrics import (
 )
 from edge.pipeline import Pipeline
 from edge.progress import progress_bar
+from edge.timing import elapsed_ms
 
 FARS = {"1e-2": 1e-2, "1e-3": 1e-3}
 FAILED_MARGIN = 1.0   # a failed pair scores this far below the lowest real score: rejected at any threshold

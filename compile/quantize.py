@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import onnx
 from compile.export_onnx import describe_onnx, image_input, write_fp32_onnx
 from compile.exporters import ExportedFile, ExportRequest
 from edge.errors import UserError
+from edge.timing import time_interleaved
 
 MAX_CALIBRATION_BATCH = 16
 AUTO_REPEAT = 30
@@ -115,13 +115,8 @@ def fastest_activations(request: ExportRequest, prepared: Path) -> tuple[str, di
         options.intra_op_num_threads, options.log_severity_level = 1, 3
         sessions[kind] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {request.spec.name: request.calibration[:1]}
-    times = {kind: [] for kind in sessions}
-    for round_ in range(AUTO_REPEAT + 5):
-        for kind, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            if round_ >= 5:
-                times[kind].append(1000 * (time.perf_counter() - start))
+    times = time_interleaved({kind: (lambda s=session: s.run(None, feed)) for kind, session in sessions.items()},
+                             warmup=5, repeat=AUTO_REPEAT, desc="int8 activations")
     measured = {kind: round(float(np.median(values)), 4) for kind, values in times.items()}
     fastest = min(measured, key=measured.get)
     shutil.copyfile(files[fastest], request.path)

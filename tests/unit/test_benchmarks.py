@@ -10,8 +10,9 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.environment import ENVIRONMENT_KEYS, collect_environment
 from benchmarks.pairs import Pair, find_image, make_pairs, parse_pairs, write_pairs
-from benchmarks.timing import summarize, time_interleaved
+from benchmarks.timing import summarize
 from edge.errors import UserError
+from edge.timing import time_interleaved
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,9 @@
-"""benchmarks.int8_gain: the table's plumbing on one small net (the numbers themselves are for the README)."""
+"""compile.int8_gain: the table's plumbing on one small net (the numbers themselves are for the README)."""
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import int8_gain
+from compile import int8_gain
 from trainer.models.mobilefacenet import BOTTLENECKS
 
 pytestmark = pytest.mark.unit

@@ -17,7 +17,7 @@ BOTTLENECKS = (
     (4, 128, 1, 2),   # 14 -> 7
     (2, 128, 1, 1),
 )
-# The published MobileFaceNet's schedule (5/1/6/1/2 repeats), for comparison (benchmarks.int8_gain).
+# The published MobileFaceNet's schedule (5/1/6/1/2 repeats), for comparison (compile.int8_gain).
 PAPER_BOTTLENECKS = (
     (2, 64, 5, 2),
     (4, 128, 1, 2),

@@ -1,9 +1,9 @@
-"""``python -m benchmarks.int8_gain``: how much faster INT8 runs than FP32 for MobileFaceNet-class verifiers of
+"""``python -m compile.int8_gain``: how much faster INT8 runs than FP32 for MobileFaceNet-class verifiers of
 several widths and schedules, on this machine's CPU with onnxruntime, at batch 1.
 
 Each net has random weights whose BatchNorm statistics come from random inputs (speed does not depend on what a
 net learned), goes through compile's own exporters (ONNX FP32 simplified; INT8 static QDQ, per-channel weights,
-uint8 activations), and both files are timed interleaved (benchmarks.timing) at each thread count. Prints a
+uint8 activations), and both files are timed interleaved (edge.timing) at each thread count. Prints a
 Markdown table; the README's table of INT8 gains by width came from it.
 """
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.timing import time_interleaved
 from compile.exporters import ExportRequest, export
 from edge.backends.base import BackendOptions
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.boards import Artifact
 from edge.flags import count
 from edge.preprocess import verifier_input_spec
+from edge.timing import time_interleaved
 from trainer.models.mobilefacenet import BOTTLENECKS, PAPER_BOTTLENECKS, MobileFaceNetS
 
 NETS = {  # name -> (width, bottleneck schedule)
@@ -69,7 +69,7 @@ def measure(files: dict[str, Path], threads: int, repeat: int) -> dict[str, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8_gain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m compile.int8_gain", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default: %(default)s)")
     parser.add_argument("--repeat", type=count, default=140, help="timed rounds per net (default: %(default)s)")
     args = parser.parse_args(argv)
