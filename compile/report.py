@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,9 +41,15 @@ def render_table(rows: list[ArtifactRow]) -> str:
         flips = f"{100 * r.flip_rate:.3f} %" if r.flip_rate is not None else ""
         status = f"{r.status}: {r.reason}" if r.reason and not r.passed else r.status
         status += f" ({r.note})" if r.note else ""
-        lines.append(f"| {r.model} | {r.file} | {r.size_kb:.1f} | {r.metric} | {r.mean:.5f} | {r.min:.5f} | "
-                     f"{r.budget} | {psnr} | {threshold} | {balanced} | {flips} | {r.backend} | {status} |")
+        mean, low, budget = _measured(r.mean, ".5f"), _measured(r.min, ".5f"), _measured(r.budget, "g")
+        lines.append(f"| {r.model} | {r.file} | {r.size_kb:.1f} | {r.metric} | {mean} | {low} | "
+                     f"{budget} | {psnr} | {threshold} | {balanced} | {flips} | {r.backend} | {status} |")
     return "\n".join(lines)
+
+
+def _measured(value: float, spec: str) -> str:
+    """A number for the table; blank where nothing was measured (a reference, a file the converter could not make)."""
+    return "" if math.isnan(value) else format(value, spec)
 
 
 def render_markdown(board: str, created: str, rows: list[ArtifactRow], calibration: dict, extra: dict) -> str:

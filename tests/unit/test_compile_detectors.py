@@ -82,6 +82,10 @@ def test_the_cli_makes_gated_onnx_detectors_that_the_runtime_runs(tmp_path, monk
                      "--calibration_images", "32", "--holdout_images", "16", "--out", str(out)])
     bundle = out / "host"
     rows = {r["model"]: r for r in json.loads((bundle / "report.json").read_text())["artifacts"]}
+    reference = rows["detector.blazeface_short"]
+    assert reference["passed"] and reference["metric"] == "reference" and "faces in 16 held-out photos" in \
+        reference["note"]
+    assert "| reference |  |  |  |" in (bundle / "report.md").read_text()        # nothing measured: blanks
     fp32 = rows["detector.blazeface_short.onnx.fp32"]
     assert fp32["passed"] and fp32["mean"] == pytest.approx(1.0, abs=1e-4) and "0 extra" in fp32["note"]
     int8 = rows["detector.blazeface_short.onnx.int8"]
