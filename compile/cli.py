@@ -21,6 +21,7 @@ from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from edge.align import CROPS
+from edge.backends import BACKEND_FORMATS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.errors import UserError
 from edge.flags import count, count_or_zero, rate
@@ -212,6 +213,12 @@ def choose_detector_artifacts(board: BoardConfig, override: str | None) -> list[
         for artifact in artifacts:
             if artifact.precision not in board.supports.get(artifact.format, ()):
                 raise UserError(f"board {board.name} does not support {artifact} (its supports table)")
+    runnable = {fmt for backend in board.backends for fmt in BACKEND_FORMATS.get(backend, ())}
+    wanted = {board.precision.get("detect", "fp32"), "fp32"}
+    if not any(a.format in runnable and a.precision in wanted for a in artifacts):
+        raise UserError(f"detector files {', '.join(map(str, artifacts))} leave board {board.name} nothing to detect "
+                        f"with at its detect precision ({' or '.join(sorted(wanted))} on {', '.join(board.backends)}): "
+                        f"add tflite:fp32")
     if any(a.format == "onnx" for a in artifacts) and importlib.util.find_spec("tflite2onnx") is None:
         raise UserError("ONNX detector files need tflite2onnx: pip install -e '.[compile]'")
     return artifacts

@@ -138,6 +138,8 @@ def test_a_graph_the_converter_cannot_make_is_a_rejected_row_and_the_bundle_is_b
     ("host", "tflite:int8", "detector artifact tflite:int8 cannot be made"),
     ("jetson-nano", "tflite:fp32,onnx:int8", "board jetson-nano does not support onnx:int8"),
     ("host", "onnx:fp33", "bad artifact 'onnx:fp33'"),
+    ("host", "onnx:int8", "leave board host nothing to detect with at its detect precision (fp32 on onnxruntime, "
+                          "tflite): add tflite:fp32"),
 ])
 def test_detector_files_that_cannot_be_made_are_refused_before_any_work(target, artifacts, message, capsys,
                                                                         monkeypatch):
