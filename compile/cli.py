@@ -6,14 +6,13 @@ capability table before any work starts; conflicting options are refused, never 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle, gate_threads
 from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
-from compile.detectors import DetectorPhotos
+from compile.detectors import DetectorPhotos, require_tflite2onnx
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
 from compile.prune import PruneOptions, check_prunable, prune_verifier
 from compile.prune import describe as describe_pruning
@@ -192,15 +191,24 @@ def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]
     if override is None:
         artifacts = board.artifact_list()
     else:
-        artifacts = [Artifact.parse(item.strip()) for item in override.split(",") if item.strip()]
+        artifacts = parse_artifacts(override)
         if not artifacts:
             raise UserError("--artifacts is empty; write e.g. --artifacts onnx:fp32,onnx:int8")
     for artifact in artifacts:
-        if artifact.precision not in board.supports.get(artifact.format, ()):
-            table = ", ".join(f"{fmt}:{'/'.join(ps)}" for fmt, ps in board.supports.items())
-            raise UserError(f"board {board.name} does not support {artifact}; it supports {table}")
+        require_supported(board, artifact)
         exporters.check_buildable(artifact)
     return artifacts
+
+
+def parse_artifacts(text: str) -> list[Artifact]:
+    """``onnx:fp32,onnx:int8`` -> artifacts (each item checked by ``Artifact.parse``)."""
+    return [Artifact.parse(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def require_supported(board: BoardConfig, artifact: Artifact) -> None:
+    if artifact.precision not in board.supports.get(artifact.format, ()):
+        table = ", ".join(f"{fmt}:{'/'.join(ps)}" for fmt, ps in board.supports.items())
+        raise UserError(f"board {board.name} does not support {artifact}; it supports {table}")
 
 
 def choose_detector_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]:
@@ -208,19 +216,18 @@ def choose_detector_artifacts(board: BoardConfig, override: str | None) -> list[
     if override is None:
         artifacts = board.detector_artifact_list()
     else:
-        artifacts = [Artifact.parse(item.strip()) for item in override.split(",") if item.strip()]
+        artifacts = parse_artifacts(override)
         check_detector_artifacts(artifacts, "--detector_artifacts")
         for artifact in artifacts:
-            if artifact.precision not in board.supports.get(artifact.format, ()):
-                raise UserError(f"board {board.name} does not support {artifact} (its supports table)")
+            require_supported(board, artifact)
     runnable = {fmt for backend in board.backends for fmt in BACKEND_FORMATS.get(backend, ())}
     wanted = {board.precision.get("detect", "fp32"), "fp32"}
     if not any(a.format in runnable and a.precision in wanted for a in artifacts):
         raise UserError(f"detector files {', '.join(map(str, artifacts))} leave board {board.name} nothing to detect "
                         f"with at its detect precision ({' or '.join(sorted(wanted))} on {', '.join(board.backends)}): "
                         f"add tflite:fp32")
-    if any(a.format == "onnx" for a in artifacts) and importlib.util.find_spec("tflite2onnx") is None:
-        raise UserError("ONNX detector files need tflite2onnx: pip install -e '.[compile]'")
+    if any(a.format == "onnx" for a in artifacts):
+        require_tflite2onnx()
     return artifacts
 
 

@@ -11,6 +11,7 @@ file's faces: each face found again, box IoU and key-point error within the prec
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import shutil
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ BUDGETS = {
 }
 
 
+def require_tflite2onnx() -> None:
+    """Fails, saying what to install, where the converter behind every ONNX detector file is missing."""
+    if importlib.util.find_spec("tflite2onnx") is None:
+        raise UserError("ONNX detector files need tflite2onnx: pip install -e '.[compile]'")
+
+
 @dataclass(frozen=True)
 class TfliteGraph:
     """An ExportRequest's model when it is a TFLite file rather than a torch module: it writes its own FP32 ONNX."""
@@ -69,10 +76,9 @@ class TfliteGraph:
         return f"tflite2onnx {version('tflite2onnx')} + onnx version converter + onnxslim {version('onnxslim')}"
 
     def write_onnx(self, out: Path, opset: int) -> None:
-        try:
-            import tflite2onnx
-        except ImportError as err:
-            raise UserError("ONNX detector files need tflite2onnx: pip install -e '.[compile]'") from err
+        require_tflite2onnx()
+        import tflite2onnx
+
         from compile.export_onnx import simplify
 
         converted = out.with_name(f"{out.stem}.tflite2onnx.onnx")
