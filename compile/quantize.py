@@ -68,9 +68,10 @@ def export_int8(request: ExportRequest) -> ExportedFile:
 def _quantize(request: ExportRequest, prepared: Path, activations: str, out: Path) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    graph = onnx.load(str(prepared), load_external_data=False).graph
     quantize_static(
-        str(prepared), str(out), _BatchReader(request.spec.name, request.calibration, _batch_limit(prepared)),
-        nodes_to_exclude=output_heads(prepared) if request.float_heads else [],
+        str(prepared), str(out), _BatchReader(request.spec.name, request.calibration, _batch_limit(graph)),
+        nodes_to_exclude=output_heads(graph) if request.float_heads else [],
         quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
         calibrate_method=CalibrationMethod[METHODS[request.calibration_method]],
@@ -79,9 +80,8 @@ def _quantize(request: ExportRequest, prepared: Path, activations: str, out: Pat
     )
 
 
-def output_heads(path: Path) -> list[str]:
+def output_heads(graph: onnx.GraphProto) -> list[str]:
     """Names of the nodes between each graph output and the conv that feeds it, that conv included."""
-    graph = onnx.load(str(path), load_external_data=False).graph
     producers = {name: node for node in graph.node for name in node.output}
     heads, pending = [], [output.name for output in graph.output]
     while pending:
@@ -94,10 +94,10 @@ def output_heads(path: Path) -> list[str]:
     return heads
 
 
-def _batch_limit(path: Path) -> int:
+def _batch_limit(graph: onnx.GraphProto) -> int:
     """Calibration batches the graph takes: any up to MAX_CALIBRATION_BATCH with a dynamic batch axis, else its
     fixed batch (a converted detector graph takes one image at a time)."""
-    batch = image_input(onnx.load(str(path), load_external_data=False).graph).type.tensor_type.shape.dim[0]
+    batch = image_input(graph).type.tensor_type.shape.dim[0]
     return batch.dim_value if batch.HasField("dim_value") else MAX_CALIBRATION_BATCH
 
 

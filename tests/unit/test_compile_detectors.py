@@ -109,7 +109,7 @@ def test_the_cli_makes_gated_onnx_detectors_that_the_runtime_runs(tmp_path, monk
     # an INT8 file keeps each output's head in float: the heads' weights are float initializers
     if (bundle / "detector.blazeface_short.int8.onnx").exists():
         graph = onnx.load(str(bundle / "detector.blazeface_short.int8.onnx")).graph
-        heads = set(output_heads(bundle / "detector.blazeface_short.fp32.onnx"))
+        heads = set(output_heads(onnx.load(str(bundle / "detector.blazeface_short.fp32.onnx")).graph))
         floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
         head_convs = [n for n in graph.node if n.name in heads and n.op_type == "Conv"]
         assert head_convs and all(n.input[1] in floats for n in head_convs)
