@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
+from edge.boards import PRECISIONS
 from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 from edge.flags import count, count_or_zero
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(verify)
     verify.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW pairs.txt format")
     verify.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
-    verify.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+    verify.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="verifier precision (default: the board config's, if the bundle has it)")
     verify.add_argument("--face", choices=FACE_CHOICES, default="centre",
                         help="which face of a photo is the subject (default: %(default)s, as pair protocols "
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(detect)
     detect.add_argument("--boxes", type=Path, required=True, help="labelled boxes in dlib's imglab XML format")
     detect.add_argument("--images", type=Path, default=None, help="image folder (default: the XML file's folder)")
-    detect.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+    detect.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="detector precision (default: the board's; a bundle compiled with --detector_artifacts "
                              "has more)")
 
