@@ -66,10 +66,10 @@ class _Mode:
         self.decisions: list = []
         self.embedded = 0
 
-    def run(self, image: np.ndarray, index: int, counted: bool, read_ms: float) -> None:
+    def run(self, image: np.ndarray, index: int, time_s: float, counted: bool, read_ms: float) -> None:
         start = time.perf_counter_ns()
         if self.stream is not None:
-            step = self.stream.step(image, index)
+            step = self.stream.step(image, index, time_s)
             self.decisions += step.decisions
             self.embedded += step.embedded
             boxes = [(t.detection.box, t.id) for t in step.faces]
@@ -136,9 +136,9 @@ class _AnonymiseMode:
         self.witness = load_packaged_detector()   # an independent look at each input frame, outside the timing
         self.checked = self.unaltered = 0
 
-    def run(self, image: np.ndarray, index: int, counted: bool, read_ms: float) -> None:
+    def run(self, image: np.ndarray, index: int, time_s: float, counted: bool, read_ms: float) -> None:
         start = time.perf_counter_ns()
-        step = self.anonymiser.step(image, index)
+        step = self.anonymiser.step(image, index, time_s)
         spent = elapsed_ms(start)
         if counted:
             self.frame_ms.append(read_ms + spent)
@@ -230,7 +230,7 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
                 counted = read >= options.warmup
                 order = modes if read % 2 == 0 else modes[::-1]
                 for mode in order:
-                    mode.run(frame.image, frame.index, counted, read_ms)
+                    mode.run(frame.image, frame.index, frame.time_s, counted, read_ms)
                 if reference is not None and counted and (read - options.warmup) % options.reference_every == 0:
                     reference.add(frame.index, frame.image)
                 if read % THERMAL_EVERY == 0:

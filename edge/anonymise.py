@@ -4,7 +4,7 @@ Each frame is searched as the kiosk searches it (the board's detection strategy,
 (edge.tracking). A face found in this frame is aligned, replaced by the generator's face (a face swap's output,
 or a decoder's face from a latent kept for the whole visit, so a person does not flicker between strangers),
 colour-matched to the original and pasted back through the alignment's inverse with a feathered oval. It fails
-closed: a face seen in the last ``hold`` frames but not found in this one (turned away, blurred, occluded) has its
+closed: a face seen in the last ``hold_s`` seconds but not found in this one (turned away, blurred, occluded) has its
 last box pixelated instead, so no frame shows a tracked face unaltered while the detector blinks.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edge.align import crop_template, keypoint_indices, similarity_transform
 from edge.boards import DetectionConfig, TrackingConfig
 from edge.generate import Generator
 from edge.scan import build_strategy
-from edge.tracking import build_tracker
+from edge.tracking import TIME_TOLERANCE_S, build_tracker
 
 TEMPLATE = "arcface112"        # the crop every generator here was trained on (edge.preprocess.generator_input_spec)
 PIXEL_BLOCKS = 6               # a pixelated face is this many blocks across: no identity survives it
@@ -38,24 +38,24 @@ class AnonymisedFrame:
 
 class Anonymiser:
     def __init__(self, detectors: dict, generator: Generator, detection: DetectionConfig,
-                 tracking: TrackingConfig, seed: int = 0, hold: int | None = None):
+                 tracking: TrackingConfig, seed: int = 0, hold_s: float | None = None):
         self.generator = generator
         self.strategy = build_strategy(detection, detectors)
         self.tracker = build_tracker(tracking)
-        self.hold = tracking.max_missed if hold is None else hold
+        self.hold_s = tracking.max_missed_s if hold_s is None else hold_s
         self.template = crop_template(TEMPLATE)
         detector = next(iter(detectors.values()))
         self.points = keypoint_indices(self.template, detector.keypoint_names)
         self.rng = np.random.default_rng(seed)
         self.latents: dict[int, np.ndarray] = {}        # track id -> the decoder row its face is drawn from
-        self.recent: dict[int, tuple[np.ndarray, int]] = {}   # track id -> (last box, frame last seen)
+        self.recent: dict[int, tuple[np.ndarray, float]] = {}   # track id -> (last box, stream time last seen)
         self.mask: np.ndarray | None = None
 
-    def step(self, image: np.ndarray, frame_index: int) -> AnonymisedFrame:
+    def step(self, image: np.ndarray, frame_index: int, time_s: float) -> AnonymisedFrame:
         start = time.perf_counter()
         timings = dict.fromkeys(STAGES, 0.0)
         detections = self.strategy.detect_arrivals_now(image, frame_index, self.tracker.expected_boxes())
-        update = self.tracker.update(detections, frame_index)
+        update = self.tracker.update(detections, frame_index, time_s)
         timings["detect"] = _ms(start)
         out = image.copy()
         replaced = 0
@@ -71,9 +71,9 @@ class Anonymiser:
             mark = time.perf_counter()
             self._paste(out, face, crop, matrix)
             timings["blend"] += _ms(mark)
-            self.recent[track.id] = (track.detection.box.astype(np.float32), frame_index)
+            self.recent[track.id] = (track.detection.box.astype(np.float32), time_s)
             replaced += 1
-        pixelated = self._fail_closed(out, update.live, frame_index)
+        pixelated = self._fail_closed(out, update.live, time_s)
         for ended in update.ended:
             self.latents.pop(ended.id, None)
         timings["total"] = _ms(start)
@@ -120,13 +120,14 @@ class Anonymiser:
             self.mask = cv2.GaussianBlur(mask, (blur, blur), 0)
         return self.mask
 
-    def _fail_closed(self, frame: np.ndarray, live, frame_index: int) -> int:
-        """Pixelates every box of a face seen within ``hold`` frames and not found in this one; returns how many."""
+    def _fail_closed(self, frame: np.ndarray, live, time_s: float) -> int:
+        """Pixelates every box of a face seen within ``hold_s`` seconds and not found in this one; returns how
+        many."""
         found = {t.id for t in live if t.detection is not None}
         predicted = {t.id: t.predicted() for t in live if t.detection is None}
         pixelated = 0
         for track_id, (box, seen) in list(self.recent.items()):
-            if frame_index - seen > self.hold:
+            if time_s - seen > self.hold_s + TIME_TOLERANCE_S:
                 del self.recent[track_id]
                 continue
             if track_id in found:
@@ -177,7 +178,7 @@ class AnonymisedStream:
             for frame in self.source:
                 if self._stop.is_set():
                     break
-                step = self.anonymiser.step(frame.image, frame.index)
+                step = self.anonymiser.step(frame.image, frame.index, frame.time_s)
                 if self.keep_jpeg:
                     ok, encoded = cv2.imencode(".jpg", step.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
                     if ok:

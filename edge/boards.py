@@ -77,7 +77,7 @@ class TrackingConfig:
     tracker: str = "iou"                      # edge.tracking.TRACKERS
     match_iou: float = 0.3                    # a detection continues a track when their boxes overlap this much
     confirm_hits: int = 3                     # detections before a track is a visit
-    max_missed: int = 15                      # frames without a detection before a visit ends
+    max_missed_s: float = 0.5                 # seconds (the stream's time) without a detection before a visit ends
     min_face: int = 40                        # face box height in pixels below which a face is not judged
     max_yaw: float = 0.45                     # nose offset from the eyes' midpoint over the eye distance
     min_sharpness: float = 0.08               # edge energy over contrast on the face at 48 px (edge.quality)
@@ -278,10 +278,10 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
             raise UserError(f"{where}: detection.{key}: {err}") from err
     positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
                 "detection.roi_scale": detection.roi_scale, "tracking.confirm_hits": tracking.confirm_hits,
-                "tracking.max_missed": tracking.max_missed, "tracking.samples": tracking.samples,
+                "tracking.max_missed_s": tracking.max_missed_s, "tracking.samples": tracking.samples,
                 "tracking.sample_gap": tracking.sample_gap}
     for key, value in positive.items():
-        if value <= 0:
+        if not value > 0:                   # NaN too
             raise UserError(f"{where}: {key} must be positive, got {value}")
     for key, value in {"detection.tile_overlap": detection.tile_overlap, "tracking.match_iou": tracking.match_iou,
                        "tracking.unknown_far": tracking.unknown_far}.items():

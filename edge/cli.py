@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 from edge.errors import UserError
 from edge.flags import cosine, count, count_or_zero, positive, rate
 from edge.generate_cli import add_generate_verb
@@ -101,10 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
                                                           "machine only; 0.0.0.0 opens it to the network)")
     serve.add_argument("--port", type=count, default=8080)
-    serve.add_argument("--webhook", action="append", default=[], help="POST each door opening here (repeatable)")
-    serve.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events and Home Assistant discovery")
+    serve.add_argument("--webhook", action="append", default=[],
+                       help="POST each door opening here, signed with --webhook_secret_file (repeatable)")
+    serve.add_argument("--webhook_secret_file", type=Path,
+                       help="a file (0600) holding the secret that signs each webhook event (HMAC-SHA256)")
+    serve.add_argument("--webhook_ca", type=Path,
+                       help="a PEM file of the CA that signed the webhook server's certificate (default: the "
+                            "system's CAs)")
+    serve.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events (MQTT v5, expiring) and Home "
+                                      "Assistant discovery; needs pip install 'edge-face[mqtt]'")
     serve.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
     serve.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
+    serve.add_argument("--door_timeout_s", type=positive, default=DOOR_TIMEOUT_S,
+                       help="seconds a webhook or the MQTT broker has to acknowledge a door event, else it failed "
+                            "(default: %(default)s)")
+    serve.add_argument("--door_event_ttl_s", type=count, default=DOOR_EVENT_TTL_S,
+                       help="whole seconds a door event is good for: dropped unsent after it, MQTT message expiry "
+                            "(default: %(default)s)")
+    serve.add_argument("--max_frame_age_s", type=positive, default=MAX_FRAME_AGE_S,
+                       help="a door opens only on looks younger than this many seconds (default: %(default)s)")
     serve.add_argument("--keep_unknown_days", type=positive, default=7.0,
                        help="days a decision that named nobody stays in the log (default: %(default)s)")
     serve.add_argument("--keep_named_days", type=positive, default=90.0,
@@ -276,7 +292,10 @@ def run_pipeline(args) -> int:
         with open_source(args.source) as source:
             notifier.ready(f"running {pipeline.embedder.entry.name} on {args.source}")
             for frame in watched_frames(source, notifier):
-                step = stream.step(frame.image, frame.index)
+                if frame is None:
+                    publish(stream.interrupt("the camera stopped delivering frames"))
+                    continue
+                step = stream.step(frame.image, frame.index, frame.time_s)
                 summary.add_frame(frame.truth, step.faces)
                 publish(step.decisions)
                 if writer:
@@ -307,12 +326,13 @@ def run_serve(args) -> int:
         from edge.bundles import current_bundle
 
         args.bundle = current_bundle()
+    secret = webhook_secret(args)
     # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
     pipeline.require_current_gallery(args.bundle)
     tokens_path = home() / "tokens.json"
     tokens = load_or_create(tokens_path)
-    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board),
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board, secret),
                            retention_days=(args.keep_unknown_days, args.keep_named_days))
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
@@ -333,15 +353,27 @@ def run_serve(args) -> int:
     return 130 if interrupted else 0
 
 
-def door_actions(args, kiosk: str):
+def webhook_secret(args) -> bytes:
+    """The secret that signs webhook events (empty without --webhook), read before anything else is opened."""
+    from edge.actions import read_webhook_secret
+
+    if not args.webhook:
+        return b""
+    if args.webhook_secret_file is None:
+        raise UserError("--webhook needs --webhook_secret_file FILE, the secret that signs each event; make one with: "
+                        "head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE")
+    return read_webhook_secret(args.webhook_secret_file)
+
+
+def door_actions(args, kiosk: str, secret: bytes):
     from edge.actions import DoorActions, GpioAction, MqttAction, WebhookAction
 
-    actions = [WebhookAction(url) for url in args.webhook]
+    actions = [WebhookAction(url, secret, args.door_timeout_s, args.webhook_ca) for url in args.webhook]
     if args.mqtt:
-        actions.append(MqttAction(args.mqtt, kiosk))
+        actions.append(MqttAction(args.mqtt, kiosk, args.door_event_ttl_s, args.door_timeout_s))
     if args.gpio is not None:
         actions.append(GpioAction(args.gpio, args.open_s))
-    return DoorActions(actions, args.door_interval)
+    return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s)
 
 
 def run_bundle(args) -> int:

@@ -176,6 +176,12 @@ class Pipeline:
         name = self.templates.names[best]
         return (name if score >= self.threshold else None), score, name
 
+    def identity_score(self, embedding: np.ndarray, name: str) -> float:
+        """The cosine of ``embedding`` to ``name``'s template (-1 when ``name`` is not enrolled)."""
+        if name not in self.templates.names:
+            return -1.0
+        return float(self.templates.matrix[self.templates.names.index(name)] @ embedding)
+
     def process(self, image: np.ndarray) -> FrameResult:
         timings = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()

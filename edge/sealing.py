@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 from edge.errors import UserError
+from edge.private_files import read_private
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -33,9 +34,7 @@ class Sealer:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(secrets.token_bytes(KEY_BYTES))
-        if path.stat().st_mode & 0o077:
-            raise UserError(f"{path} is readable by other users; chmod 600 {path}")
-        key = path.read_bytes()
+        key = read_private(path, "the gallery key")
         if len(key) != KEY_BYTES:
             raise UserError(f"{path} is not a gallery key ({len(key)} bytes, not {KEY_BYTES})")
         return cls(key)

@@ -2,8 +2,9 @@
 
 The loop reads the newest camera frame, runs ``edge.stream`` on it, logs each visit's decision, keeps the last
 annotated frame as JPEG for the page, counts what ``/metrics`` reports, reloads the gallery when another
-connection changed it, and feeds the systemd watchdog. Calls from the API that use the models take the same
-lock as the loop (the TFLite interpreter is not thread-safe).
+connection changed it, and feeds the systemd watchdog. A read that times out (the camera delivers nothing) ends
+every open visit: none spans an outage, and those cut short open nothing. Calls from the API that use the models
+take the same lock as the loop (the TFLite interpreter is not thread-safe).
 """
 from __future__ import annotations
 
@@ -44,9 +45,13 @@ class LoopState:
 
 class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
-                 door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0)):
-        """``retention_days``: how long decisions that named nobody, and named ones, stay in the log."""
+                 door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0),
+                 source=None, clock=time.monotonic):
+        """``retention_days``: how long decisions that named nobody, and named ones, stay in the log; ``source``:
+        an already made frame source for ``source_uri`` (opened by ``start``); ``clock``: the monotonic clock that
+        frames' ``arrived_s`` are read in (how old a look is when its door decision is made)."""
         self.pipeline = pipeline
+        self.clock = clock
         self.retention_days = retention_days
         self._pruned = -PRUNE_EVERY_S
         self.door = door or DoorActions([])
@@ -57,12 +62,15 @@ class KioskService:
         self.state = LoopState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._source = None
+        self._source = source
         self._gallery_version = pipeline.gallery.version() if pipeline.gallery else 0
         self._gallery_checked = 0.0
 
     def start(self) -> None:
-        self._source = open_source(self.source_uri)
+        if self._source is None:
+            self._source = open_source(self.source_uri)
+        else:
+            self._source.open()
         self._thread = threading.Thread(target=self._run, name="kiosk loop", daemon=True)
         self.state.running = True
         self._thread.start()
@@ -76,9 +84,13 @@ class KioskService:
         if self._source is not None:
             self._source.close()
         with self.models:
-            self._publish(self.stream.finish())
+            self._publish(self.stream.interrupt("the kiosk stopped"))
         self.state.running = False
         self.door.close()
+
+    def healthy(self) -> bool:
+        """The loop runs without error and its camera streams: the only state in which a door may open."""
+        return self.state.running and not self.state.error and self.camera_status()["state"] == "streaming"
 
     def camera_status(self) -> dict:
         status = getattr(self._source, "status", None)
@@ -98,9 +110,13 @@ class KioskService:
             for frame in watched_frames(self._source, self.notifier, self._stop):
                 self._check_gallery()
                 self._prune()
+                if frame is None:
+                    with self.models:
+                        self._publish(self.stream.interrupt("the camera stopped delivering frames"))
+                    continue
                 with self.models:
-                    step = self.stream.step(frame.image, frame.index)
-                self._publish(step.decisions)
+                    step = self.stream.step(frame.image, frame.index, frame.time_s)
+                self._publish(step.decisions, frame)
                 self._record(frame, step)
         except Exception as err:       # noqa: BLE001 - a crashed loop must show on the page and stop the watchdog
             log.exception("the kiosk loop stopped")
@@ -130,19 +146,28 @@ class KioskService:
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 
-    def _publish(self, decisions) -> None:
+    def _publish(self, decisions, frame=None) -> None:
+        """Counts, shows, logs and keeps ``decisions``, made on ``frame`` (None: made without one, as when the
+        camera stopped), and asks the door about each."""
         if not decisions:
             return
         records = [d.record() for d in decisions]
-        healthy = self.camera_status()["state"] == "streaming" and not self.state.error
+        healthy = self.healthy()
         for decision, record in zip(decisions, records):
             self.state.decisions[record["outcome"]] += 1
-            door = self.door.on_decision(decision, healthy, self.pipeline.board)
+            door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
         self.pipeline.log_decisions(records, self.source_uri)
         if self.pipeline.gallery:
             for decision, record in zip(decisions, records):
                 self._keep_visitor(decision, record)
+
+    def _look_age(self, decision, frame) -> float:
+        """Seconds since the frame of the decision's newest look arrived: the age of ``frame`` now plus how long
+        before it, in the source's own time, that look was taken (infinite without a frame or a look)."""
+        if frame is None or decision.look_time_s is None:
+            return float("inf")
+        return self.clock() - frame.arrived_s + (frame.time_s - decision.look_time_s)
 
     def _keep_visitor(self, decision, record: dict) -> None:
         """An unnamed visit with looks is kept (sealed) so that a person can name it from the page."""

@@ -4,7 +4,9 @@
 strategy (``edge.scan``), a tracker (``edge.tracking``) and the evidence of each visit (``edge.visits``). The
 tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after
 it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
-same place), the visit is decided and a new one begins.
+same place), the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers
+no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``interrupt``) ends every open
+visit, marked as cut short, so no visit spans an outage.
 """
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ class KioskStream:
         self.strategy = build_strategy(self.detection, pipeline.detectors)
         self.tracker = build_tracker(self.tracking)
         self._unknown_threshold = unknown_threshold
-        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest)
+        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest, pipeline.identity_score)
         self.last_frame = -1
+        self.last_time_s: float | None = None
         self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
 
     @property
@@ -64,16 +67,19 @@ class KioskStream:
         _, score, best = self.pipeline.match(embedding)
         return best, score
 
-    def step(self, image: np.ndarray, frame_index: int) -> StreamStep:
+    def step(self, image: np.ndarray, frame_index: int, time_s: float) -> StreamStep:
+        """One frame at ``time_s`` in the source's clock (capture time for cameras, position for files)."""
         timings = dict.fromkeys(STREAM_STAGES, 0.0)
         start = time.perf_counter()
+        decisions, embedded = [], 0
+        if self.last_time_s is not None and time_s - self.last_time_s > self.tracking.max_missed_s:
+            decisions += self.interrupt(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
         detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
         timings["detect"] = ms_since(start)
         mark = time.perf_counter()
-        update = self.tracker.update(detections, frame_index)
+        update = self.tracker.update(detections, frame_index, time_s)
         timings["track"] = ms_since(mark)
         mark = time.perf_counter()
-        decisions, embedded = [], 0
         faces = [t for t in update.live if t.confirmed and t.detection is not None]
         for track in faces:
             if track.gap and self.judge.mean_embedding(track.id) is not None:
@@ -93,13 +99,13 @@ class KioskStream:
                     self.tracker.split(track, frame_index)        # someone else took the place: a new visit
                 elif not self.judge.wants_sample(track.id, frame_index):
                     continue
-            decision = self.judge.add_sample(track.id, frame_index, embedding, track.box, aligned)
+            decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
             if decision:
                 decisions.append(decision)
         decisions += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
         timings["judge"] = ms_since(mark)
         timings["total"] = ms_since(start)
-        self.last_frame = frame_index
+        self.last_frame, self.last_time_s = frame_index, time_s
         return StreamStep(faces, decisions, embedded, timings)
 
     def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -116,6 +122,12 @@ class KioskStream:
     def finish(self) -> list[VisitDecision]:
         """The stream ended: a decision for every visit still open."""
         return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box))]
+
+    def interrupt(self, why: str) -> list[VisitDecision]:
+        """The stream was cut (no frames, the kiosk stopping): every open visit ends, decided on what it has and
+        marked ``interrupted`` with ``why``, so none spans the gap and none opens a door."""
+        self._recheck.clear()
+        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box, why))]
 
     def describe(self) -> dict:
         return {"strategy": self.detection.strategy, "tracker": self.tracking.tracker,

@@ -60,12 +60,16 @@ class Notifier:
 
 def watched_frames(source, notifier: Notifier, stop=None):
     """Frames from ``source`` until it ends (or ``stop``, an Event, is set), feeding the watchdog: a keep-alive
-    per frame, and while a live camera's read times out, one only while its grabber is still working."""
+    per frame, and while a live camera's read times out, one only while its grabber is still working. A read
+    that timed out yields None, so the caller can end what must not span the gap (the kiosk's visits)."""
     while not source.ended and not (stop is not None and stop.is_set()):
         frame = source.read()
         if frame is None:
+            if source.ended:
+                return
             if source.working():
                 notifier.alive("waiting for the camera")
+            yield None
             continue
         notifier.alive()
         yield frame

@@ -9,17 +9,16 @@ import secrets
 from pathlib import Path
 
 from edge.errors import UserError
+from edge.private_files import read_private
 
 SCOPES = ("read", "admin")
 
 
 def load_or_create(path: Path) -> dict[str, str]:
     if path.exists():
-        if path.stat().st_mode & 0o077:
-            raise UserError(f"{path} is readable by other users; chmod 600 {path}")
         try:
-            tokens = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+            tokens = json.loads(read_private(path, "the token file"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path} is not valid JSON ({err}); remove it to make new tokens") from err
         if set(tokens) != set(SCOPES):
             raise UserError(f"{path} must hold the tokens {', '.join(SCOPES)}; remove it to make new ones")

@@ -18,6 +18,7 @@ VELOCITY_SMOOTHING = 0.5      # weight of the newest frame-to-frame motion in a 
 COAST_LOOKS = 2               # frames a lost face is still looked for where its track predicts it
 MAX_EXTRAPOLATION = 3         # frames of motion a lost face's predicted box carries on (a person who stopped
                               # behind someone is not sent across the frame)
+TIME_TOLERANCE_S = 1e-6       # frame times are index / fps: 15 frames at 30 fps must not read as 0.5000000001 s
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Track:
     gap: int = 0                         # frames it was lost before this frame's detection (0: seen last frame)
     confirmed: bool = False
     last_frame: int = 0
+    last_seen_s: float = 0.0             # stream time of the last detection (seconds, the source's clock)
 
     def predicted(self) -> np.ndarray:
         """Next frame's box: the motion carried on, for at most MAX_EXTRAPOLATION frames of a lost face."""
@@ -47,8 +49,10 @@ class TrackUpdate:
 class IouTracker:
     """Greedy matching of detections to each track's constant-velocity prediction by box overlap.
 
-    A track is confirmed (a visit) after ``confirm_hits`` detections without a gap; a confirmed track that goes
-    ``max_missed`` frames without a detection ends; an unconfirmed one ends at its first miss.
+    A track is confirmed (a visit) after ``confirm_hits`` detections without a gap; a confirmed track whose face
+    has not been seen for ``max_missed_s`` seconds of the stream's time ends, before the frame's detections are
+    matched (so a camera that delivered nothing for longer ends every visit, whoever stands there afterwards); an
+    unconfirmed one ends at its first miss.
     """
 
     def __init__(self, config: TrackingConfig):
@@ -61,28 +65,36 @@ class IouTracker:
         missing for longer (it turned away, or left) is left to the strategy's scan, not looked for every frame."""
         return [t.predicted() for t in self.tracks if t.missed < COAST_LOOKS]
 
-    def update(self, detections: list[Detection], frame_index: int) -> TrackUpdate:
+    def update(self, detections: list[Detection], frame_index: int, time_s: float) -> TrackUpdate:
+        """``time_s``: the frame's time in the source's clock (capture time for cameras, position for files)."""
+        ended = self._expire(time_s)
         pairs = self._match(detections)
         matched = {t for t, _ in pairs}
         for track_index, det_index in pairs:
-            self._continue(self.tracks[track_index], detections[det_index], frame_index)
-        ended, live = [], []
+            self._continue(self.tracks[track_index], detections[det_index], frame_index, time_s)
+        live = []
         for index, track in enumerate(self.tracks):
             if index not in matched:
                 track.detection = None
                 track.missed += 1
-                if not track.confirmed or track.missed > self.config.max_missed:
-                    if track.confirmed:
-                        ended.append(track)
+                if not track.confirmed:
                     continue
             live.append(track)
         used = {d for _, d in pairs}
         for index, det in enumerate(detections):
             if index not in used:
                 live.append(Track(next(self._ids), det.box.astype(np.float32), frame_index, det,
-                                  confirmed=self.config.confirm_hits <= 1, last_frame=frame_index))
+                                  confirmed=self.config.confirm_hits <= 1, last_frame=frame_index,
+                                  last_seen_s=time_s))
         self.tracks = live
         return TrackUpdate(live, ended)
+
+    def _expire(self, time_s: float) -> list[Track]:
+        """Drops the tracks not seen for more than ``max_missed_s`` before ``time_s``; returns the visits among them."""
+        limit = self.config.max_missed_s + TIME_TOLERANCE_S
+        expired = [t for t in self.tracks if time_s - t.last_seen_s > limit]
+        self.tracks = [t for t in self.tracks if time_s - t.last_seen_s <= limit]
+        return [t for t in expired if t.confirmed]
 
     def split(self, track: Track, frame_index: int) -> int:
         """The track's face turned out to be someone else's: it goes on as a new track (a new visit); returns
@@ -113,11 +125,11 @@ class IouTracker:
             overlap[:, det_index] = -1
         return pairs
 
-    def _continue(self, track: Track, det: Detection, frame_index: int) -> None:
+    def _continue(self, track: Track, det: Detection, frame_index: int, time_s: float) -> None:
         box = det.box.astype(np.float32)
         step = (box - track.box) / (track.missed + 1)
         track.velocity = VELOCITY_SMOOTHING * step + (1 - VELOCITY_SMOOTHING) * track.velocity
-        track.box, track.detection, track.last_frame = box, det, frame_index
+        track.box, track.detection, track.last_frame, track.last_seen_s = box, det, frame_index, time_s
         track.hits += 1
         track.gap, track.missed = track.missed, 0
         if track.hits >= self.config.confirm_hits:

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from edge.actions import REFUSALS
 from edge.errors import UserError
 from edge.gallery import Gallery
 from edge.service import KioskService
@@ -55,7 +56,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     @app.get("/health")
     def health() -> JSONResponse:
         camera = service.camera_status()
-        healthy = service.state.running and camera["state"] == "streaming" and not service.state.error
+        healthy = service.healthy()
         body = {"status": "ok" if healthy else "degraded", "camera": camera["state"], "frames": service.state.frames,
                 "error": service.state.error}
         return JSONResponse(body, status_code=200 if healthy else 503)
@@ -90,16 +91,18 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         with gallery_connection() as gallery:
             return {"people": [{"name": name, "templates": count} for name, count in gallery.identities()]}
 
+    # Routes that decode images or run a model are plain functions: FastAPI runs them on its worker threads, so
+    # the event loop (and /health, the page) never waits for an embedding.
     @app.post("/api/gallery", dependencies=[Depends(admin)])
-    async def enrol(name: str = Form(...), consent: str = Form(...),
-                    photos: list[UploadFile] = File(...)) -> JSONResponse:
+    def enrol(name: str = Form(...), consent: str = Form(...),
+              photos: list[UploadFile] = File(...)) -> JSONResponse:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "enrolment needs the person's consent: send consent=yes")
         if not 1 <= len(photos) <= MAX_PHOTOS:
             raise HTTPException(400, f"send 1 to {MAX_PHOTOS} photos, not {len(photos)}")
         embeddings, sources, refused = [], [], []
         for photo in photos:
-            image, why = _decode(await photo.read(MAX_UPLOAD_BYTES + 1))
+            image, why = _decode(photo.file.read(MAX_UPLOAD_BYTES + 1))
             if image is not None:
                 with service.models:
                     embedding, why = service.pipeline.enrolment_embedding(image)
@@ -153,8 +156,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         return {"forgotten": visitor}
 
     @app.post("/api/test", dependencies=[Depends(scope)])
-    async def test_image(photo: UploadFile = File(...)) -> dict:
-        image, why = _decode(await photo.read(MAX_UPLOAD_BYTES + 1))
+    def test_image(photo: UploadFile = File(...)) -> dict:
+        image, why = _decode(photo.file.read(MAX_UPLOAD_BYTES + 1))
         if image is None:
             raise HTTPException(400, why)
         with service.models:
@@ -209,7 +212,15 @@ class _ServiceCollector:
         up = GaugeMetricFamily("edge_face_camera_streaming", "1 while the camera delivers frames",
                                value=1.0 if camera["state"] == "streaming" else 0.0)
         yield up
-        door = CounterMetricFamily("edge_face_door", "door actions run, failed, or skipped and why", labels=["what"])
-        for what, count in sorted(service.door.counts.items()):
-            door.add_metric([what], count)
-        yield door
+        counts = service.door.counts
+        refused = CounterMetricFamily("edge_face_door_refused", "decisions that opened no door, by reason",
+                                      labels=["reason"])
+        for reason in REFUSALS:
+            refused.add_metric([reason], counts[reason])
+        yield refused
+        actions = CounterMetricFamily("edge_face_door_actions", "door events per action: ok, failed (not "
+                                      "delivered at once), expired or dropped (never sent)", labels=["action", "result"])
+        for action in service.door.actions:
+            for result in ("ok", "failed", "expired", "dropped"):
+                actions.add_metric([action.name, result], counts[f"{action.name} {result}"])
+        yield actions

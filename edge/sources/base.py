@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
+
+# The time base of sources that carry none (an image folder, a video whose container states no usable frame rate):
+# their frames are stamped as if taken at this rate, so tracking in time works as on a camera.
+ASSUMED_FPS = 30.0
 
 
 @dataclass
@@ -14,6 +19,8 @@ class Frame:
     time_s: float              # capture time (monotonic for cameras, position for files)
     truth: dict | None = None  # ground truth when the source knows it (synthetic), e.g. {"identity": "id0042"}
     display: np.ndarray | None = None   # a larger image of the same instant for the page (picamera2's main stream)
+    # monotonic time at which the frame was captured (cameras) or read (files): how old the kiosk's view is
+    arrived_s: float = field(default_factory=time.monotonic)
 
 
 class FrameSource(abc.ABC):

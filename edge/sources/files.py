@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import cv2
 
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
-from edge.sources.base import Frame, FrameSource
+from edge.sources.base import ASSUMED_FPS, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,15 @@ class VideoFileSource(FrameSource):
         self._capture = cv2.VideoCapture(str(path))
         if not self._capture.isOpened():
             raise UserError(f"OpenCV cannot decode video {path}")
-        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
+        stated = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = stated if math.isfinite(stated) and stated > 0 else ASSUMED_FPS
 
     def read(self) -> Frame | None:
         ok, image = self._capture.read()
         if not ok:
             self.ended = True
             return None
-        frame = Frame(image, self._index, self._index / self.fps if self.fps else 0.0)
+        frame = Frame(image, self._index, self._index / self.fps)
         self._index += 1
         return frame
 
@@ -70,7 +72,7 @@ class ImageFolderSource(FrameSource):
             if image is None:
                 self.skipped += 1
                 continue
-            frame = Frame(image, self._index, float(self._index), {"path": str(path)})
+            frame = Frame(image, self._index, self._index / ASSUMED_FPS, {"path": str(path)})
             self._index += 1
             return frame
         self.ended = True

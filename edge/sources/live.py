@@ -105,7 +105,7 @@ class LiveSource(FrameSource):
                 return None
             image, display, captured_at = self._slot
             self._fresh = False
-        frame = Frame(image, self._index, captured_at, display=display)
+        frame = Frame(image, self._index, captured_at, display=display, arrived_s=captured_at)
         self._index += 1
         return frame
 

@@ -131,7 +131,7 @@ def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_b
     faces, decisions = [], []
     with open_source(str(mosaic_clip)) as source:
         for frame in source:
-            step = stream.step(frame.image, frame.index)
+            step = stream.step(frame.image, frame.index, frame.time_s)
             faces.append(len(step.faces))
             decisions += step.decisions
     decisions += stream.finish()
@@ -178,3 +178,51 @@ def test_enrolling_from_a_group_photo_is_refused_with_the_reason(shared_data, re
                       str(shared_data / "detect" / "bald_guys.jpg")])
     assert code == 2 and "faces: use a photo of this person alone" in capsys.readouterr().err
     assert not gallery.exists()
+
+
+def _at_the_door(photo, size=(640, 480), scale=2):
+    """An ORL photo enlarged and placed in the middle of a camera frame: every visitor stands at the same place."""
+    import cv2
+
+    face = cv2.resize(read_image(photo), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    frame = np.full((size[1], size[0], 3), 90, np.uint8)
+    top, left = (size[1] - face.shape[0]) // 2, (size[0] - face.shape[1]) // 2
+    frame[top:top + face.shape[0], left:left + face.shape[1]] = face
+    return frame
+
+
+@pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
+def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(shared_data, real_bundle, tmp_path,
+                                                                                outage_s):
+    """The attack: an enrolled person shows for one look, the camera delivers nothing for a while, a stranger
+    stands at the same place. The visit must end at the outage and the relay must never close."""
+    from gpiozero.pins.mock import MockFactory
+    from scripted_camera import Clock, ScriptedCamera
+
+    from edge.actions import DoorActions, GpioAction
+    from edge.service import KioskService
+
+    orl = shared_data / "orl"
+    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
+    vectors = [pipe.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
+    pipe.gallery.enroll("s1", np.stack(vectors), pipe.key, ["orl/s1"], consent="yes")
+    pipe.reload_gallery()
+    enrolled = [_at_the_door(orl / "s1" / "6.pgm")] * 4                 # a visit from the 3rd frame: one look
+    stranger = [_at_the_door(orl / "s2" / f"{1 + n // 10}.pgm") for n in range(40)]
+    clock, pins = Clock(), MockFactory()
+    door = DoorActions([GpioAction(17, open_s=0.5, pin_factory=pins)], min_interval_s=0.001)
+    camera = ScriptedCamera([*enrolled, outage_s, *stranger], clock)
+    service = KioskService(pipe, camera.uri, door=door, source=camera, clock=clock)
+    service.start()
+    service._thread.join(120)
+    door.wait()
+    decisions = list(reversed(service.state.recent))
+    service.stop()
+    pipe.close()
+    relay = [s.state for s in pins.pin(17).states]
+    pins.close()
+    assert relay == [False]                                             # the relay never closed
+    first, *rest = decisions
+    assert first["best_match"] == "s1" and first["door"] == "visit cut short" and first["samples"] == 1
+    assert rest and all(d["identity"] != "s1" for d in rest) and rest[0]["track"] != first["track"]
+    assert rest[0]["outcome"] in ("unknown", "undecided") and rest[0]["samples"] >= 2

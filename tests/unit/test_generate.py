@@ -85,7 +85,7 @@ def test_every_face_the_detector_finds_is_altered_in_every_frame(bundle, mode):
     frames = faces = 0
     with open_source(STREAM) as source:
         for frame in source:
-            step = anonymiser.step(frame.image, frame.index)
+            step = anonymiser.step(frame.image, frame.index, frame.time_s)
             for found in detector.detect(frame.image):
                 faces += 1
                 assert altered(frame.image, step.image, found.box), f"frame {frame.index}: a face left as it was"
@@ -98,11 +98,11 @@ def test_a_face_the_detector_loses_for_a_frame_is_pixelated_not_shown(bundle, mo
     with open_source(STREAM) as source:
         frames = [frame.image for frame, _ in zip(source, range(6))]
     for index, image in enumerate(frames[:5]):
-        step = anonymiser.step(image, index)
+        step = anonymiser.step(image, index, index / 30)
     assert step.replaced == 1
     box = next(t for t in anonymiser.tracker.tracks).box
     monkeypatch.setattr(anonymiser.strategy, "detect_arrivals_now", lambda *args: [])   # the detector blinks
-    blink = anonymiser.step(frames[5], 5)
+    blink = anonymiser.step(frames[5], 5, 5 / 30)
     assert blink.replaced == 0 and blink.pixelated == 1
     assert _changed(frames[5], blink.image, box) > 8
     x1, y1, x2, y2 = box.astype(int)

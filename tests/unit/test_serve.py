@@ -11,6 +11,7 @@ from edge.gallery import Gallery
 from edge.pipeline import Pipeline
 from edge.service import KioskService
 from edge.tokens import load_or_create
+from scripted_camera import Clock, ScriptedCamera
 
 pytestmark = pytest.mark.unit
 testclient = pytest.importorskip("fastapi.testclient")
@@ -158,3 +159,114 @@ def test_the_page_shows_the_display_stream_with_the_boxes_scaled_onto_it(verify_
     service.state.latest = (image, None, [track])
     assert cv2.imdecode(np.frombuffer(service.frame_jpeg(), np.uint8), cv2.IMREAD_COLOR).shape == image.shape
     pipeline.close()
+
+
+def enrolled_pipeline(bundle, tmp_path, name="ann"):
+    from synthetic_faces.dataset import write_identity_folders
+
+    photos = tmp_path / "enrol"
+    write_identity_folders(photos, 1, 2, seed=500)
+    pipeline = Pipeline.from_bundle(bundle, gallery_path=tmp_path / "home" / "gallery.db", create_gallery=True)
+    vectors = [pipeline.embed_image(cv2.imread(str(p))) for p in sorted(photos.rglob("*.png"))]
+    pipeline.gallery.enroll(name, np.stack(vectors), pipeline.key, ["test"], consent="yes")
+    pipeline.reload_gallery()
+    return pipeline
+
+
+def visitor_frames(count: int, seed: int = 500):
+    from edge.sources import open_source
+
+    with open_source(f"synthetic://kiosk?seeds={seed}&frames_per_person={count}&gap_frames=0") as source:
+        return [frame.image for frame in source][:count]
+
+
+def run_scripted(service: KioskService) -> None:
+    service.start()
+    service._thread.join(30)
+    assert not service._thread.is_alive() and not service.state.error
+
+
+def test_a_camera_that_stops_delivering_ends_every_visit_and_a_visit_cut_short_opens_nothing(verify_bundle,
+                                                                                                tmp_path):
+    from edge.actions import DoorActions
+
+    frames = visitor_frames(40)
+    clock = Clock()
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)
+    door = DoorActions([], min_interval_s=0.001)
+    # one look (a track is a visit at its third frame, looked at then), the camera silent, the same place again
+    camera = ScriptedCamera([*frames[10:14], 1.0, *frames[14:40]], clock)
+    service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock)
+    run_scripted(service)
+    recent = list(reversed(service.state.recent))
+    cut = recent[0]
+    assert cut["reason"].startswith("the camera stopped delivering frames; visit ended after 1 looks")
+    assert cut["door"] == "visit cut short" and cut["samples"] == 1
+    later = [r for r in recent[1:] if r["track"] != cut["track"]]
+    assert later and later[0]["outcome"] == "named" and later[0]["door"] == "opened"    # a new visit, seen whole
+    assert door.counts["visit cut short"] == 1
+    service.stop()
+    pipeline.close()
+
+
+def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify_bundle, tmp_path):
+    from edge.actions import DoorActions
+    from edge.web import create_app
+
+    clock = Clock()
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)
+    door = DoorActions([], min_interval_s=0.001, max_frame_age_s=0.5)
+    camera = ScriptedCamera(visitor_frames(30), clock, delay_s=0.6)    # each frame reaches the loop 0.6 s late
+    service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock)
+    run_scripted(service)
+    assert [r["door"] for r in service.state.recent if r["outcome"] == "named"] == ["looks too old"]
+    tokens = load_or_create(tmp_path / "home" / "tokens.json")
+    client = testclient.TestClient(create_app(service, tokens, tmp_path / "home" / "gallery.db"))
+    metrics = client.get("/metrics", headers=bearer(tokens["read"])).text
+    assert 'edge_face_door_refused_total{reason="looks too old"} 1.0' in metrics
+    assert 'edge_face_door_refused_total{reason="visit cut short"} 0.0' in metrics
+    service.stop()
+    pipeline.close()
+
+
+def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):
+    """Held on an event, not timed: /health must answer while the embedding has not finished."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from edge.web import create_app
+
+    _, tokens, photos, service = served
+    started, release = threading.Event(), threading.Event()
+    embed = service.pipeline.enrolment_embedding
+
+    def held(image):
+        started.set()
+        release.wait(60)
+        return embed(image)
+    service.pipeline.enrolment_embedding = held
+    server = uvicorn.Server(uvicorn.Config(create_app(service, tokens, service.pipeline.gallery.path),
+                                           host="127.0.0.1", port=0, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_for(lambda: server.started)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    answer = {}
+
+    def enrol():
+        answer["enrol"] = httpx.post(f"{base}/api/gallery", data={"name": "ann", "consent": "yes"},
+                                     files=[("photos", (photos[0].name, photos[0].read_bytes(), "image/png"))],
+                                     headers=bearer(tokens["admin"]), timeout=120)
+    enrolling = threading.Thread(target=enrol)
+    enrolling.start()
+    try:
+        assert started.wait(60)
+        health = httpx.get(f"{base}/health", timeout=60)        # a hang guard only: the embedding is still held
+        assert health.status_code == 200 and not release.is_set() and "enrol" not in answer
+    finally:
+        release.set()
+        enrolling.join(120)
+        server.should_exit = True
+    assert answer["enrol"].status_code == 200 and answer["enrol"].json()["enrolled"] == 1

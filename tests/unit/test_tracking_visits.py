@@ -23,7 +23,8 @@ from edge.visits import Thresholds, VisitJudge
 
 pytestmark = pytest.mark.unit
 
-TRACKING = TrackingConfig(confirm_hits=3, max_missed=4, samples=4, sample_gap=2)
+FPS = 30.0
+TRACKING = TrackingConfig(confirm_hits=3, max_missed_s=4 / FPS, samples=4, sample_gap=2)
 
 
 def face(x: float, y: float, size: float = 60.0, score: float = 0.9) -> Detection:
@@ -121,26 +122,41 @@ def test_whole_frame_strategy_and_the_detectors_each_strategy_needs():
     assert len(WholeFrame({"blazeface_short": detector}, DetectionConfig()).detect(frame, 0, [])) == 1
 
 
-def test_a_walking_face_keeps_one_track_and_its_visit_ends_after_max_missed():
+def test_a_walking_face_keeps_one_track_and_its_visit_ends_after_max_missed_s():
     tracker = IouTracker(TRACKING)
     ids = set()
     for step in range(10):
-        update = tracker.update([face(100 + 4 * step, 100)], step)
+        update = tracker.update([face(100 + 4 * step, 100)], step, step / FPS)
         ids.update(t.id for t in update.live)
     (track,) = tracker.tracks
     assert ids == {track.id} and track.confirmed and track.velocity[0] == pytest.approx(4, abs=0.5)
     ended = []
-    for step in range(10, 10 + TRACKING.max_missed + 1):
-        ended += tracker.update([], step).ended
-    assert [t.id for t in ended] == [track.id] and tracker.tracks == []
+    for step in range(10, 14):                                    # 4 frames (max_missed_s) without the face
+        ended += tracker.update([], step, step / FPS).ended
+    assert ended == [] and tracker.tracks == [track]
+    assert [t.id for t in tracker.update([], 14, 14 / FPS).ended] == [track.id] and tracker.tracks == []
+
+
+@pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
+def test_a_visit_never_spans_a_camera_outage_even_with_a_face_at_the_same_place(outage_s):
+    """Frames are counted in the camera's time: after an outage the face in the same place is a new visit."""
+    tracker = IouTracker(TRACKING)
+    for step in range(5):
+        tracker.update([face(100, 100)], step, step / FPS)
+    (before,) = tracker.tracks
+    resumed = 4 / FPS + outage_s                                  # the next frame comes after the outage
+    update = tracker.update([face(100, 100)], 5, resumed)        # the very next frame index: counting frames
+    assert [t.id for t in update.ended] == [before.id]           # would have continued the visit
+    (after,) = tracker.tracks
+    assert after.id != before.id and not after.confirmed
 
 
 def test_a_brief_false_detection_never_becomes_a_visit_and_two_faces_keep_their_ids():
     tracker = IouTracker(TRACKING)
-    tracker.update([face(500, 500)], 0)
-    assert tracker.update([], 1).ended == [] and tracker.tracks == []
+    tracker.update([face(500, 500)], 0, 0.0)
+    assert tracker.update([], 1, 1 / FPS).ended == [] and tracker.tracks == []
     for step in range(6):
-        tracker.update([face(100 + 5 * step, 100), face(300 - 5 * step, 100)], step)
+        tracker.update([face(100 + 5 * step, 100), face(300 - 5 * step, 100)], step, step / FPS)
     left, right = sorted(tracker.tracks, key=lambda t: t.box[0])
     assert left.id != right.id and left.velocity[0] > 0 > right.velocity[0]
     old = left.id
@@ -155,16 +171,19 @@ def judge(gallery: dict[str, np.ndarray], config: TrackingConfig = TRACKING) -> 
     def closest(embedding):
         scores = matrix @ embedding
         return names[int(np.argmax(scores))], float(scores.max())
-    return VisitJudge(config, Thresholds(match=0.8, unknown=0.4, same_person=0.8), closest)
+
+    def identity_score(embedding, name):
+        return float(matrix[names.index(name)] @ (embedding / np.linalg.norm(embedding)))
+    return VisitJudge(config, Thresholds(match=0.8, unknown=0.4, same_person=0.8), closest, identity_score)
 
 
 def test_a_visit_is_named_after_two_clear_looks_and_decided_only_once():
     alice = np.array([1.0, 0, 0, 0])
     visits = judge({"alice": alice, "bob": np.array([0, 1.0, 0, 0])})
     assert visits.wants_sample(7, 10)
-    assert visits.add_sample(7, 10, alice + 0.1, [0, 0, 1, 1]) is None        # one look is not enough
+    assert visits.add_sample(7, 10, 10 / FPS, alice + 0.1, [0, 0, 1, 1]) is None        # one look is not enough
     assert not visits.wants_sample(7, 11)                                         # sample_gap frames between looks
-    decision = visits.add_sample(7, 12, alice, [0, 0, 1, 1])
+    decision = visits.add_sample(7, 12, 12 / FPS, alice, [0, 0, 1, 1])
     assert decision.outcome == "named" and decision.identity == "alice" and decision.samples == 2
     assert not visits.wants_sample(7, 20)
     assert visits.end(7, 30, [0, 0, 1, 1]) is None                               # already decided
@@ -173,12 +192,12 @@ def test_a_visit_is_named_after_two_clear_looks_and_decided_only_once():
 def test_a_stranger_is_unknown_and_an_unclear_visit_is_undecided_with_its_reason():
     alice = np.array([1.0, 0, 0, 0])
     visits = judge({"alice": alice})
-    visits.add_sample(1, 0, np.array([0, 0, 1.0, 0]), [0, 0, 1, 1])
-    assert visits.add_sample(1, 2, np.array([0, 0, 0, 1.0]), [0, 0, 1, 1]).outcome == "unknown"
+    visits.add_sample(1, 0, 0 / FPS, np.array([0, 0, 1.0, 0]), [0, 0, 1, 1])
+    assert visits.add_sample(1, 2, 2 / FPS, np.array([0, 0, 0, 1.0]), [0, 0, 1, 1]).outcome == "unknown"
     between = np.array([0.6, 0.8, 0, 0])                                          # cosine 0.6 to alice
     for frame in (0, 2, 4):
-        assert visits.add_sample(2, frame, between, [0, 0, 1, 1]) is None
-    decision = visits.add_sample(2, 6, between, [0, 0, 1, 1])                    # the fourth and last look
+        assert visits.add_sample(2, frame, frame / FPS, between, [0, 0, 1, 1]) is None
+    decision = visits.add_sample(2, 6, 6 / FPS, between, [0, 0, 1, 1])                    # the fourth and last look
     assert decision.outcome == "undecided" and "between" in decision.reason and decision.identity is None
     visits.reject(3, 0, "turned")
     visits.reject(3, 2, "turned")
@@ -222,10 +241,32 @@ def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, chan
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_visit_is_named_only_if_every_look_alone_matches_the_identity():
+    alice = np.array([1.0, 0, 0, 0])
+    visits = judge({"alice": alice})
+    stranger = np.array([0.6, 0.8, 0, 0])                     # cosine 0.6 to alice, below same_person (0.8)
+    visits.add_sample(1, 0, 0.0, alice, [0, 0, 1, 1])
+    decision = visits.add_sample(1, 2, 2 / FPS, stranger, [0, 0, 1, 1])   # the mean still scores 0.89 to alice
+    assert decision.outcome == "undecided" and decision.identity is None and decision.best_match == "alice"
+    assert "look 2 of 2 scores 0.6000 against alice" in decision.reason and "not one person" in decision.reason
+
+
+def test_a_visit_cut_short_is_decided_on_its_looks_and_marked_interrupted():
+    alice = np.array([1.0, 0, 0, 0])
+    visits = judge({"alice": alice})
+    visits.add_sample(4, 3, 3 / FPS, alice, [0, 0, 1, 1])
+    decision = visits.end(4, 5, [0, 0, 1, 1], interrupted="the camera stopped delivering frames")
+    assert decision.outcome == "named" and decision.interrupted and decision.look_time_s == pytest.approx(0.1)
+    assert decision.reason.startswith("the camera stopped delivering frames; visit ended after 1 looks")
+    visits.reject(6, 0, "turned")
+    cut = visits.end(6, 2, [0, 0, 1, 1], interrupted="the kiosk stopped")
+    assert cut.outcome == "undecided" and cut.interrupted == "the kiosk stopped" and cut.look_time_s is None
+
+
 def test_a_visit_that_ends_with_looks_is_decided_on_them():
     alice = np.array([1.0, 0, 0, 0])
     visits = judge({"alice": alice})
-    visits.add_sample(5, 0, alice, [0, 0, 1, 1])                                 # one look, then the visit ends
+    visits.add_sample(5, 0, 0 / FPS, alice, [0, 0, 1, 1])                                 # one look, then the visit ends
     assert visits.mean_embedding(5) is not None
     decision = visits.end(5, 20, [0, 0, 1, 1])
     assert decision.outcome == "named" and decision.reason.startswith("visit ended after 1 looks")
