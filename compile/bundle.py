@@ -51,6 +51,7 @@ from edge.manifest import (
 from edge.preprocess import prepare_batch, to_input_dtype
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board
+from edge.signing import sign_bundle
 from trainer.evaluate import embed
 
 OUTPUTS = {  # task -> (output name, meaning)
@@ -106,8 +107,9 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                  calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
                  match_options: MatchOptions = MatchOptions(), notes: dict | None = None,
                  detector_artifacts: list[Artifact] | None = None,
-                 detector_photos: DetectorPhotos | None = None) -> BuildResult:
-    """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``."""
+                 detector_photos: DetectorPhotos | None = None, sign: Path | None = None) -> BuildResult:
+    """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``; ``sign``: the key
+    that signs the finished bundle (edge.signing), before it is swapped in."""
     detector_artifacts = board.detector_artifact_list() if detector_artifacts is None else detector_artifacts
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
@@ -164,6 +166,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                                         "the board with python -m edge bundle check DIR",
                       **(notes or {})})
         read_manifest(staging, verify_files=True)
+        if sign is not None:
+            sign_bundle(staging, sign)
         _swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,6 +26,7 @@ from edge.errors import UserError
 from edge.flags import count, count_or_zero, rate
 from edge.paths import refuse_output_over_input
 from edge.scan import strategy_detectors
+from edge.signing import SIGNATURE_FILE, load_signing_key
 from edge.vendor_models import VENDOR_MODELS, packaged_model_path
 
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also build each ONNX file's TensorRT engine here, into the bundle's engine cache (needs "
                              "TensorRT and the board's GPU: run it on the board; otherwise the engine is built at "
                              "the kiosk's first start)")
+    parser.add_argument("--sign", type=Path, metavar="KEY",
+                        help="sign the bundle with this Ed25519 key (python -m edge keygen DIR makes one); boards "
+                             "that trust its signing.pub install and run it")
     parser.add_argument("--list_targets", action="store_true", help="list boards and aliases, then exit")
     return parser
 
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
     if args.build_engine:
         check_engine_build(board)
+    if args.sign is not None:
+        load_signing_key(args.sign)             # a wrong key fails now, not after the slow exports
     detectors = strategy_detectors(board.detection)     # what the board's detection strategy runs
     for name in detectors:
         packaged_model_path(name)               # fail now, not after the slow exports
@@ -137,7 +143,11 @@ def run(args: argparse.Namespace) -> int:
         options = PruneOptions(args.prune, args.prune_steps)
         sources, notes, pruning_rejected = prune_sources(sources, calibration, options, args.out, pair_faces, match)
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
-                          args.calibration_method, pair_faces, match, notes, detector_artifacts, detector_photos)
+                          args.calibration_method, pair_faces, match, notes, detector_artifacts, detector_photos,
+                          sign=args.sign)
+    if args.sign is not None:
+        print(f"bundle: signed with {args.sign} ({result.bundle_dir / SIGNATURE_FILE}); a board runs it once it "
+              f"trusts the key: copy {args.sign.with_suffix('.pub')} into its $EDGE_FACE_HOME/trusted_keys/")
     if args.build_engine:
         build_engines(result, board)
     return max(summarise(result), int(pruning_rejected))

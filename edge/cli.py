@@ -127,15 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="days a decision that named someone stays in the log (default: %(default)s)")
     serve.add_argument("--door_interval", type=positive, default=10.0,
                        help="seconds before the same person opens the door again (default: %(default)s)")
+    add_allow_unsigned(serve)
     add_model_choice(serve)
     serve.set_defaults(handler=run_serve)
 
     bundle = verbs.add_parser("bundle", help="install a bundle on this board (atomic switch), roll back, or check "
                                              "that its files compute here what they computed at compile time")
-    bundle.add_argument("action", choices=("install", "rollback", "show", "check"))
-    bundle.add_argument("folder", type=Path, nargs="?",
-                        help="install: the bundle folder to install; check: the bundle (default: the current one)")
+    actions = bundle.add_subparsers(dest="action", required=True)
+    install = actions.add_parser("install", help="copy a bundle in, check it, make it current")
+    install.add_argument("folder", type=Path, help="the bundle folder to install")
+    check = actions.add_parser("check", help="do its files compute here what they computed at compile time?")
+    check.add_argument("folder", type=Path, nargs="?", help="the bundle (default: the current one)")
+    for verb in (install, check):
+        add_allow_unsigned(verb)
+    sign = actions.add_parser("sign", help="sign a bundle's files with an Ed25519 key")
+    sign.add_argument("folder", type=Path, help="the bundle folder")
+    sign.add_argument("--key", type=Path, required=True, help="the signing key (python -m edge keygen DIR)")
+    actions.add_parser("rollback", help="make the previous bundle current again")
+    actions.add_parser("show", help="the current and previous bundles")
     bundle.set_defaults(handler=run_bundle)
+
+    keygen = verbs.add_parser("keygen", help="make an Ed25519 key pair that signs bundles: DIR/signing.key (0600) "
+                                             "and DIR/signing.pub (what a board trusts)")
+    keygen.add_argument("folder", type=Path)
+    keygen.set_defaults(handler=run_keygen)
 
     service = verbs.add_parser("install-service", help="write a systemd unit that runs the kiosk on this board")
     service.add_argument("--board", required=True, help="board name or alias (its camera is the default source)")
@@ -327,13 +342,14 @@ def run_serve(args) -> int:
 
         args.bundle = current_bundle()
     secret = webhook_secret(args)
+    trust = checked_signature(args.bundle, args.allow_unsigned)
     # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
     pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
     pipeline.require_current_gallery(args.bundle)
     tokens_path = home() / "tokens.json"
     tokens = load_or_create(tokens_path)
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board, secret),
-                           retention_days=(args.keep_unknown_days, args.keep_named_days))
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
           f"gallery {args.gallery}", file=sys.stderr)
@@ -376,17 +392,51 @@ def door_actions(args, kiosk: str, secret: bytes):
     return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s)
 
 
+def add_allow_unsigned(parser) -> None:
+    parser.add_argument("--allow_unsigned", action="store_true",
+                        help="accept a bundle that is unsigned or signed by a key this board does not trust (its "
+                             "files are then not authenticated; said at start, on the page and in /metrics)")
+
+
+def checked_signature(folder: Path, allow_unsigned: bool):
+    """The bundle's signature checked against this board's trusted keys (edge.signing), said in one line."""
+    from edge.manifest import read_manifest
+    from edge.signing import verify_bundle
+
+    read_manifest(folder, verify_files=False)           # a folder that is no bundle at all is told so first
+    trust = verify_bundle(folder, allow_unsigned)
+    print(f"bundle: {folder}: {trust.describe()}", file=sys.stderr if trust.allowed_unsigned else sys.stdout)
+    return trust
+
+
+def run_keygen(args) -> int:
+    from edge.signing import make_key_pair
+
+    private, public = make_key_pair(args.folder)
+    print(f"keygen: {private} (keep it secret: it signs bundles) and {public} (copy it into a board's "
+          f"$EDGE_FACE_HOME/trusted_keys/ to trust bundles signed with the key)")
+    return 0
+
+
 def run_bundle(args) -> int:
     from edge import bundles
 
+    if args.action == "sign":
+        from edge.manifest import read_manifest
+        from edge.signing import sign_bundle
+
+        read_manifest(args.folder)                  # every file matches its manifest: sign nothing broken
+        print(f"bundle: signed {args.folder} with key {sign_bundle(args.folder, args.key)}")
+        return 0
     if args.action == "install":
-        if args.folder is None:
-            raise UserError("say which bundle to install: python -m edge bundle install DIR")
+        checked_signature(args.folder, args.allow_unsigned)
 
         def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
             from edge.golden import GOLDEN_FILE
             from edge.pipeline import Pipeline
+            from edge.signing import verify_bundle
 
+            verify_bundle(folder, args.allow_unsigned)     # the copy, which is what will run, must be the signed one
             Pipeline.from_bundle(folder).close()
             if (folder / GOLDEN_FILE).is_file():
                 failed = [c for c in report_golden(folder) if not c.passed]
@@ -398,7 +448,9 @@ def run_bundle(args) -> int:
         installed = bundles.install(args.folder, runs_here)
         print(f"bundle: installed {installed.name}; it is current (roll back with python -m edge bundle rollback)")
     elif args.action == "check":
-        checks = report_golden(args.folder or bundles.current_bundle())
+        folder = args.folder or bundles.current_bundle()
+        checked_signature(folder, args.allow_unsigned)
+        checks = report_golden(folder)
         return 0 if all(c.passed for c in checks) else 1
     elif args.action == "rollback":
         print(f"bundle: rolled back; current is {bundles.rollback().name}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from edge.errors import UserError
 # 2: lists of named inputs and outputs, typed detector decode parameters, per-artifact match calibration.
 SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+# A board and a file named in a manifest are names inside the bundle or the board's folder, never paths: no
+# separator, no "..", nothing absolute (a bundle is installed under its board's name, and its files are loaded).
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,10 @@ def read_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
         )
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from err
+    for what, name in [("board", manifest.board), *((f"model {m.name}'s file", m.file) for m in manifest.models)]:
+        if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+            raise UserError(f"{path}: the {what} {name!r} is not a plain name (letters, digits, '.', '_', '-'; no "
+                            f"folders, no '..'): refused")
     if verify_files:
         for entry in manifest.models:
             verify_entry_file(bundle_dir, entry)

@@ -20,6 +20,7 @@ import numpy as np
 from edge.actions import DoorActions
 from edge.annotate import draw_tracks
 from edge.pipeline import Pipeline
+from edge.signing import Trust
 from edge.sources import open_source
 from edge.stream import STREAM_STAGES, KioskStream
 from edge.systemd import Notifier, watched_frames
@@ -46,11 +47,13 @@ class LoopState:
 class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
                  door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0),
-                 source=None, clock=time.monotonic):
+                 source=None, clock=time.monotonic, trust: Trust | None = None):
         """``retention_days``: how long decisions that named nobody, and named ones, stay in the log; ``source``:
         an already made frame source for ``source_uri`` (opened by ``start``); ``clock``: the monotonic clock that
-        frames' ``arrived_s`` are read in (how old a look is when its door decision is made)."""
+        frames' ``arrived_s`` are read in (how old a look is when its door decision is made); ``trust``: who signed
+        the bundle (edge.signing), unsigned when not given."""
         self.pipeline = pipeline
+        self.trust = trust or Trust(None, None)
         self.clock = clock
         self.retention_days = retention_days
         self._pruned = -PRUNE_EVERY_S

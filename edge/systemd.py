@@ -117,11 +117,12 @@ WantedBy=multi-user.target
 
 def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
     """Writes the unit to ``out`` (refusing to overwrite a different file); the bundle must be a readable
-    folder, given as an absolute path since the service runs elsewhere."""
+    folder, written as an absolute path since the service runs elsewhere, its links kept as they are."""
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} is not a bundle (no manifest.json): make one with python -m compile --target "
                         f"{board}")
-    text = unit_text(board, bundle.resolve(), source)
+    # absolute, but links kept: a unit for bundles/current follows every later install and rollback
+    text = unit_text(board, Path(os.path.abspath(bundle)), source)
     if out.exists() and out.read_text() != text:
         raise UserError(f"{out} exists and differs; remove it or choose another --out")
     out.write_text(text)

@@ -58,7 +58,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         camera = service.camera_status()
         healthy = service.healthy()
         body = {"status": "ok" if healthy else "degraded", "camera": camera["state"], "frames": service.state.frames,
-                "error": service.state.error}
+                "error": service.state.error, "bundle": {"signed": not service.trust.allowed_unsigned,
+                                                         "trust": service.trust.describe()}}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/", response_class=HTMLResponse)
@@ -77,7 +78,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
                 "recent": list(service.state.recent), "stages_p50_ms": service.stage_p50(),
                 "thresholds": {"match": round(service.stream.thresholds.match, 4),
                                "unknown": round(service.stream.thresholds.unknown, 4)},
-                "error": service.state.error}
+                "error": service.state.error, "bundle": {"signed": not service.trust.allowed_unsigned,
+                                                         "trust": service.trust.describe()}}
 
     @app.get("/api/frame.jpg", dependencies=[Depends(scope)])
     def frame() -> Response:
@@ -212,6 +214,9 @@ class _ServiceCollector:
         up = GaugeMetricFamily("edge_face_camera_streaming", "1 while the camera delivers frames",
                                value=1.0 if camera["state"] == "streaming" else 0.0)
         yield up
+        yield GaugeMetricFamily("edge_face_bundle_signed", "1 when the bundle's signature was verified against a "
+                                "trusted key, 0 when it runs unsigned (--allow_unsigned)",
+                                value=0.0 if service.trust.allowed_unsigned else 1.0)
         counts = service.door.counts
         refused = CounterMetricFamily("edge_face_door_refused", "decisions that opened no door, by reason",
                                       labels=["reason"])

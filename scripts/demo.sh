@@ -28,9 +28,11 @@ step "3/12 train the verifier (MobileFaceNet-class, ArcFace) and the seed autoen
 $PY -m trainer verifier --data "$OUT/data/train" --out "$OUT/runs/verifier.pt" --max_seconds 150
 $PY -m trainer generator --data "$OUT/data/train" --out "$OUT/runs/generator.pt" --max_seconds 45
 
-step "4/12 compile for the $BOARD board: ONNX FP32 + INT8 (calibrated), TFLite FP32, each checked against FP32"
+step "4/12 compile for the $BOARD board: ONNX FP32 + INT8 (calibrated), TFLite FP32, each checked against FP32, signed"
+# A development key pair (out/demo/keys/signing.key, 0600): a board runs these bundles once it trusts signing.pub.
+$PY -m edge keygen "$OUT/keys"
 $PY -m compile --target "$BOARD" --checkpoints "$OUT/runs/verifier.pt" "$OUT/runs/generator.pt" \
-    --calibration "$OUT/data/train" --out "$OUT/bundles"
+    --calibration "$OUT/data/train" --out "$OUT/bundles" --sign "$OUT/keys/signing.key"
 
 step "5/12 enroll four visitors from their photos"
 for seed in 100 101 102 103; do
@@ -71,7 +73,8 @@ $PY -m edge align --src "$CAL_SRC" --out "$OUT/data/real_calibration" --crop dli
 
 step "11/12 compile it for the host: INT8 calibrated on real chips, each file's threshold from real impostor pairs"
 if ! $PY -m compile --target "$BOARD" --checkpoints "$OUT/runs/dlib_resnet.pt" \
-        --calibration "$OUT/data/real_calibration" --pairs_images "${PAIRS[@]}" --out "$REAL"; then
+        --calibration "$OUT/data/real_calibration" --pairs_images "${PAIRS[@]}" --out "$REAL" \
+        --sign "$OUT/keys/signing.key"; then
     # Rendered faces crowd dlib's scores together, so its INT8 file can fail the decision-flip gate there; on real
     # faces any rejection is a failure of the demo.
     [ "$REAL_DATA" = 1 ] && exit 1

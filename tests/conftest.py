@@ -31,9 +31,22 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def detector_bundle(tmp_path):
+def signer(tmp_path):
+    """Signs a bundle folder with a test key that this test's board ($EDGE_FACE_HOME) trusts: ``signer(folder)``."""
+    import shutil
+
+    from edge.signing import make_key_pair, sign_bundle, trusted_keys_dir
+
+    key, public = make_key_pair(tmp_path / "signing-keys")
+    trusted_keys_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(public, trusted_keys_dir() / public.name)
+    return lambda folder: sign_bundle(folder, key)
+
+
+@pytest.fixture
+def detector_bundle(tmp_path, signer):
     """Makes a host bundle holding packaged detector files: ``detector_bundle("blazeface_full") -> folder``; by
-    default the ones the host board's detection strategy runs."""
+    default the ones the host board's detection strategy runs. Signed with a key this test's board trusts."""
     import shutil
 
     from edge.boards import load_board
@@ -52,6 +65,7 @@ def detector_bundle(tmp_path):
             entries.append(detector_entry(name, source.name, folder / source.name))
         write_manifest(folder, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={},
                                         models=tuple(entries)))
+        signer(folder)
         return folder
     return make
 
@@ -72,8 +86,9 @@ def _tiny_embedder(path) -> None:
 
 
 @pytest.fixture
-def verify_bundle(detector_bundle):
-    """The host's detectors plus a tiny ONNX verifier (channel means), listed as fp32 and (same file) int8."""
+def verify_bundle(detector_bundle, signer):
+    """The host's detectors plus a tiny ONNX verifier (channel means), listed as fp32 and (same file) int8; signed
+    with a key this test's board trusts."""
     import json
 
     from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
@@ -94,6 +109,7 @@ def verify_bundle(detector_bundle):
     detectors = tuple(detector_entry(m["architecture"], m["file"], bundle / m["file"]) for m in manifest["models"])
     models = (*detectors, entry("verifier.onnx.fp32", "fp32"), entry("verifier.onnx.int8", "int8"))
     write_manifest(bundle, Manifest(board="host", created="2026-01-01T00:00:00Z", tools={}, models=models))
+    signer(bundle)
     return bundle
 
 

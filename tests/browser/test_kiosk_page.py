@@ -38,9 +38,9 @@ def wait_for(condition, timeout=30.0):
 
 
 @pytest.fixture
-def kiosk(verify_bundle, tmp_path):
-    home, port = tmp_path / "home", free_port()
-    env = {**os.environ, "EDGE_FACE_HOME": str(home)}
+def kiosk(verify_bundle):
+    home, port = Path(os.environ["EDGE_FACE_HOME"]), free_port()     # this test's own, which trusts the bundle
+    env = dict(os.environ)
     server = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--bundle", str(verify_bundle), "--port",
                                str(port), "--source", "synthetic://kiosk?seeds=700,701&frames_per_person=2000"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.cli import main as benchmarks_main
 from compile.cli import main as compile_main
 from edge.cli import main as edge_main
+from edge.errors import UserError
 from edge.gallery import Gallery
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
@@ -36,9 +37,10 @@ def bundle(tmp_path_factory):
                          "--epochs", "20"]) == 0
     assert trainer_main(["generator", "--data", str(root / "aligned"), "--out", str(root / "generator.pt"),
                          "--epochs", "2"]) == 0
+    assert edge_main(["keygen", str(root / "keys")]) == 0
     code = compile_main(["--target", "host", "--checkpoints", str(root / "verifier.pt"), str(root / "generator.pt"),
                          "--calibration", str(root / "aligned"), "--calibration_images", "120",
-                         "--out", str(root / "bundles")])
+                         "--out", str(root / "bundles"), "--sign", str(root / "keys" / "signing.key")])
     assert code == 0
     return root
 
@@ -62,6 +64,23 @@ def test_manifest_carries_everything_edge_needs(bundle):
     assert verifier.threshold is not None and verifier.calibration["images"] > 0
     assert verifier.accuracy["passed"] and verifier.input.mean == (127.5, 127.5, 127.5)
     assert verifier.input.crop == "arcface112" and verifier.source_sha256
+
+
+def test_compile_signs_the_bundle_and_a_board_that_trusts_the_key_installs_it(bundle, capsys):
+    import os
+    import shutil
+
+    from edge.signing import trusted_keys_dir, verify_bundle
+
+    folder = bundle / "bundles" / "host"
+    with pytest.raises(UserError, match="which this board does not trust"):
+        verify_bundle(folder)
+    trusted_keys_dir().mkdir(parents=True)
+    shutil.copy(bundle / "keys" / "signing.pub", trusted_keys_dir() / "ci.pub")      # trusting = copying the .pub
+    assert verify_bundle(folder).signed_by == "ci.pub"
+    assert edge_main(["bundle", "install", str(folder)]) == 0
+    assert "signed by ci.pub" in capsys.readouterr().out
+    assert (bundle / "keys" / "signing.key").stat().st_mode & 0o777 == 0o600 and os.listdir(trusted_keys_dir())
 
 
 def test_every_visitor_gets_one_decision_and_no_one_is_named_wrongly(bundle, capsys):

@@ -11,9 +11,7 @@ from edge.errors import UserError
 pytestmark = pytest.mark.unit
 
 
-def test_install_switches_atomically_keeps_the_previous_and_rolls_back(verify_bundle, tmp_path, monkeypatch,
-                                                                         capsys):
-    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+def test_install_switches_atomically_keeps_the_previous_and_rolls_back(verify_bundle, capsys):
     assert edge_main(["bundle", "install", str(verify_bundle)]) == 0
     first = bundles.current_bundle().resolve()
     assert edge_main(["bundle", "install", str(verify_bundle)]) == 0
@@ -27,15 +25,14 @@ def test_install_switches_atomically_keeps_the_previous_and_rolls_back(verify_bu
     assert f"current\t{first.name}" in capsys.readouterr().out
 
 
-def test_a_bundle_that_does_not_check_out_is_refused_and_nothing_switches(verify_bundle, tmp_path, monkeypatch,
-                                                                           capsys):
-    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+def test_a_bundle_that_does_not_check_out_is_refused_and_nothing_switches(verify_bundle, tmp_path, signer, capsys):
     assert edge_main(["bundle", "install", str(verify_bundle)]) == 0
     good = bundles.current_bundle().resolve()
     broken = tmp_path / "broken"
     shutil.copytree(verify_bundle, broken)
     manifest = json.loads((broken / "manifest.json").read_text())
     (broken / manifest["models"][-1]["file"]).write_bytes(b"not the model")       # checksum no longer matches
+    signer(broken)                                  # signed as it is by a trusted key: still refused, by its manifest
     assert edge_main(["bundle", "install", str(broken)]) == 2
     assert "fails its checksum" in capsys.readouterr().err
     assert bundles.current_bundle().resolve() == good

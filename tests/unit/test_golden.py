@@ -32,9 +32,10 @@ def channel_means(crops: np.ndarray) -> np.ndarray:
     return prepare_batch(list(crops), verifier_input_spec()).mean(axis=(2, 3))
 
 
-def test_every_file_of_a_bundle_matches_its_golden_outputs(verify_bundle, capsys):
+def test_every_file_of_a_bundle_matches_its_golden_outputs(verify_bundle, signer, capsys):
     crops = face_crops(8)
     bundle = with_golden(verify_bundle, crops, channel_means(crops))
+    signer(bundle)
     with np.load(bundle / GOLDEN_FILE) as golden:
         assert golden["frame"].shape == (280, 280, 3)
         found = {name: len(golden[name]) for name in golden.files if name.endswith(".boxes")}
@@ -47,13 +48,12 @@ def test_every_file_of_a_bundle_matches_its_golden_outputs(verify_bundle, capsys
     assert "4 of 4 files match their golden outputs" in capsys.readouterr().out
 
 
-def test_a_file_computing_something_else_fails_and_the_bundle_is_not_installed(verify_bundle, tmp_path,
-                                                                               monkeypatch, capsys):
+def test_a_file_computing_something_else_fails_and_the_bundle_is_not_installed(verify_bundle, signer, capsys):
     crops = face_crops(8)
     bundle = with_golden(verify_bundle, crops, channel_means(crops)[:, ::-1])     # not what the file computes
+    signer(bundle)
     assert edge_main(["bundle", "check", str(bundle)]) == 1
     assert "FAIL tiny.onnx (fp32, onnxruntime): cosine mean" in capsys.readouterr().out
-    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     assert edge_main(["bundle", "install", str(bundle)]) == 2
     assert "do not compute here what they computed at compile time" in capsys.readouterr().err
     with pytest.raises(UserError, match="no bundle installed"):

@@ -110,3 +110,14 @@ def test_a_notify_socket_that_is_not_read_never_stalls_the_kiosk(tmp_path):
     assert time.monotonic() - started < 2.0
     server.close()
     notifier.alive()                                      # the socket is gone: still no error
+
+
+def test_a_unit_for_the_current_bundle_keeps_the_link_so_installs_and_rollbacks_reach_the_service(tmp_path, bundle):
+    installed = tmp_path / "bundles"
+    installed.mkdir()
+    bundle.rename(installed / "host-20261205T000000Z")
+    (installed / "current").symlink_to("host-20261205T000000Z")
+    out = tmp_path / "edge-face.service"
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(installed / "current"), "--out",
+                      str(out)]) == 0
+    assert f"--bundle {installed / 'current'} " in out.read_text() and "host-2026" not in out.read_text()
