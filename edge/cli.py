@@ -279,6 +279,7 @@ def run_pipeline(args) -> int:
     from edge.paths import refuse_output_over_input
     from edge.run_summary import VisitSummary
     from edge.sources import open_source
+    from edge.sources.uri import redact
     from edge.stream import KioskStream
     from edge.systemd import Notifier, watched_frames
 
@@ -297,7 +298,7 @@ def run_pipeline(args) -> int:
         records = [decision_record(d, summary.truth_of(d.track)) for d in decisions]
         for record in records:
             print(json.dumps(record), flush=True)
-        pipeline.log_decisions(records, args.source)
+        pipeline.log_decisions(records, redact(args.source))
         summary.add_decisions(decisions)
 
     interrupted = False
@@ -305,7 +306,7 @@ def run_pipeline(args) -> int:
     notifier = Notifier()
     try:
         with open_source(args.source) as source:
-            notifier.ready(f"running {pipeline.embedder.entry.name} on {args.source}")
+            notifier.ready(f"running {pipeline.embedder.entry.name} on {source.name}")
             for frame in watched_frames(source, notifier):
                 if frame is None:
                     publish(stream.interrupt("the camera stopped delivering frames"))

@@ -22,6 +22,7 @@ from edge.annotate import draw_tracks
 from edge.pipeline import Pipeline
 from edge.signing import Trust
 from edge.sources import open_source
+from edge.sources.uri import redact
 from edge.stream import STREAM_STAGES, KioskStream
 from edge.systemd import Notifier, watched_frames
 
@@ -60,6 +61,7 @@ class KioskService:
         self.door = door or DoorActions([])
         self.stream = KioskStream(pipeline)
         self.source_uri = source_uri
+        self.source_name = redact(source_uri)        # what logs, statuses and the event log show
         self.notifier = notifier or Notifier()
         self.models = threading.Lock()
         self.state = LoopState()
@@ -77,7 +79,7 @@ class KioskService:
         self._thread = threading.Thread(target=self._run, name="kiosk loop", daemon=True)
         self.state.running = True
         self._thread.start()
-        self.notifier.ready(f"serving {self.pipeline.embedder.entry.name} on {self.source_uri}")
+        self.notifier.ready(f"serving {self.pipeline.embedder.entry.name} on {self.source_name}")
 
     def stop(self) -> None:
         self.notifier.stopping()
@@ -160,7 +162,7 @@ class KioskService:
             self.state.decisions[record["outcome"]] += 1
             door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
-        self.pipeline.log_decisions(records, self.source_uri)
+        self.pipeline.log_decisions(records, self.source_name)
         if self.pipeline.gallery:
             for decision, record in zip(decisions, records):
                 self._keep_visitor(decision, record)
@@ -181,7 +183,7 @@ class KioskService:
             ok, jpeg = cv2.imencode(".jpg", decision.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             crop = jpeg.tobytes() if ok else None
         self.pipeline.gallery.add_visitor(np.stack(decision.evidence), crop, self.pipeline.key,
-                                          {**record, "source": self.source_uri})
+                                          {**record, "source": self.source_name})
 
     def _prune(self) -> None:
         now = time.monotonic()

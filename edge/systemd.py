@@ -7,6 +7,7 @@ progress while the grabber keeps trying, a hung loop does not, and systemd resta
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from edge.errors import UserError
 
+log = logging.getLogger(__name__)
 SERVICE_USER = "edge-face"
 STATE_DIR = "/var/lib/edge-face"
 WATCHDOG_S = 30
@@ -78,7 +80,8 @@ def watched_frames(source, notifier: Notifier, stop=None):
 def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER) -> str:
     """A ``Type=notify`` unit running ``edge serve`` on ``board``: a dedicated user, its state under /var/lib/edge-face
     (the gallery's home, 0700), restart on failure with a start limit, and the watchdog."""
-    command = shlex.join([python, "-m", "edge", "serve", "--bundle", str(bundle), "--source", source])
+    command = " ".join(unit_word(word) for word in [python, "-m", "edge", "serve", "--bundle", str(bundle),
+                                                     "--source", source])
     return f"""[Unit]
 Description=edge-face kiosk on {board}
 After=network-online.target
@@ -115,6 +118,17 @@ WantedBy=multi-user.target
 """
 
 
+def unit_word(word: str) -> str:
+    """One argument of ExecStart= as systemd reads it: single-quoted when it needs quoting, with systemd's own
+    specifiers (``%``) and variable expansion (``$``) escaped; what a unit cannot hold safely is refused."""
+    bad = sorted({c for c in word if c in "'\\\"" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise UserError(f"{word!r} holds {', '.join(map(repr, bad))}, which a systemd unit cannot carry safely in "
+                        f"ExecStart=; give the service a path or URI without them")
+    escaped = word.replace("%", "%%").replace("$", "$$")
+    return escaped if escaped and shlex.quote(escaped) == escaped else f"'{escaped}'"
+
+
 def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
     """Writes the unit to ``out`` (refusing to overwrite a different file); the bundle must be a readable
     folder, written as an absolute path since the service runs elsewhere, its links kept as they are."""
@@ -122,7 +136,12 @@ def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
         raise UserError(f"{bundle} is not a bundle (no manifest.json): make one with python -m compile --target "
                         f"{board}")
     # absolute, but links kept: a unit for bundles/current follows every later install and rollback
-    text = unit_text(board, Path(os.path.abspath(bundle)), source)
+    bundle = Path(os.path.abspath(bundle))
+    for what, path in (("the bundle", bundle), ("the Python", Path(sys.executable))):
+        if path == Path("/tmp") or Path("/tmp") in path.parents:
+            log.warning("%s is under /tmp (%s), which the service does not see (PrivateTmp=true): move it to a "
+                        "lasting place before installing the unit", what, path)
+    text = unit_text(board, bundle, source)
     if out.exists() and out.read_text() != text:
         raise UserError(f"{out} exists and differs; remove it or choose another --out")
     out.write_text(text)

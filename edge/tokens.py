@@ -12,6 +12,7 @@ from edge.errors import UserError
 from edge.private_files import read_private
 
 SCOPES = ("read", "admin")
+MIN_TOKEN_CHARS = 16
 
 
 def load_or_create(path: Path) -> dict[str, str]:
@@ -20,8 +21,12 @@ def load_or_create(path: Path) -> dict[str, str]:
             tokens = json.loads(read_private(path, "the token file"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path} is not valid JSON ({err}); remove it to make new tokens") from err
-        if set(tokens) != set(SCOPES):
+        if not isinstance(tokens, dict) or set(tokens) != set(SCOPES):
             raise UserError(f"{path} must hold the tokens {', '.join(SCOPES)}; remove it to make new ones")
+        for scope, token in tokens.items():
+            if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS or not token.isascii():
+                raise UserError(f"{path}: the {scope} token must be at least {MIN_TOKEN_CHARS} ASCII characters; "
+                                f"remove the file to make new tokens")
         return tokens
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tokens = {scope: secrets.token_urlsafe(24) for scope in SCOPES}
@@ -33,7 +38,8 @@ def load_or_create(path: Path) -> dict[str, str]:
 
 def scope_of(tokens: dict[str, str], presented: str) -> str | None:
     """The scope ``presented`` grants ("admin" also grants "read"), or None."""
+    offered = presented.encode("utf-8", "replace")      # compared as bytes: any text a client sends is a no
     for scope in ("admin", "read"):
-        if presented and hmac.compare_digest(tokens[scope], presented):
+        if presented and hmac.compare_digest(tokens[scope].encode(), offered):
             return scope
     return None

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -18,17 +20,26 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from edge.actions import REFUSALS
 from edge.errors import UserError
 from edge.gallery import Gallery
+from edge.image_header import image_size
 from edge.service import KioskService
 from edge.tokens import scope_of
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 25_000_000
 MAX_PHOTOS = 5
+MAX_REQUEST_BYTES = MAX_PHOTOS * MAX_UPLOAD_BYTES + 1024 * 1024     # the largest enrolment, with its form fields
 PAGE = Path(__file__).with_name("kiosk_page.html")
+OPEN_PATHS = ("/", "/health")             # everything else needs a token before its body is read
+NEEDS_TOKEN = "a token is needed: Authorization: Bearer TOKEN (see tokens.json)"
+TOO_LARGE = f"the request is larger than {MAX_REQUEST_BYTES // (1024 * 1024)} MB"
+# A kept visitor's id as SQLite stores it: larger numbers are a 422 from the route, never a 500 from the database.
+VisitorId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 
 
 def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path) -> FastAPI:
-    app = FastAPI(title="edge-face kiosk", docs_url=None, redoc_url=None)
+    # No /docs (Swagger UI loads its scripts from the web); the schema itself is served below, behind a token.
+    app = FastAPI(title="edge-face kiosk", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RefuseBeforeReading, tokens=tokens)
     registry = CollectorRegistry()
     registry.register(_ServiceCollector(service))
 
@@ -42,11 +53,9 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             gallery.close()
 
     def scope(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        presented = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")
-        granted = scope_of(tokens, presented)
+        granted = scope_of(tokens, presented_token(request))
         if granted is None:
-            raise HTTPException(401, "a token is needed: Authorization: Bearer TOKEN (see tokens.json)")
+            raise HTTPException(401, NEEDS_TOKEN)
         return granted
 
     def admin(granted: str = Depends(scope)) -> None:
@@ -65,6 +74,10 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return PAGE.read_text()
+
+    @app.get("/openapi.json", dependencies=[Depends(scope)], include_in_schema=False)
+    def schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/metrics", dependencies=[Depends(scope)])
     def metrics() -> Response:
@@ -132,7 +145,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             return {"visitors": gallery.visitors()}
 
     @app.get("/api/visitors/{visitor}/crop.jpg", dependencies=[Depends(scope)])
-    def visitor_crop(visitor: int) -> Response:
+    def visitor_crop(visitor: VisitorId) -> Response:
         with gallery_connection() as gallery:
             crop = gallery.visitor_crop(visitor)
         if crop is None:
@@ -140,7 +153,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/visitors/{visitor}/name", dependencies=[Depends(admin)])
-    def name_visitor(visitor: int, name: str = Form(...), consent: str = Form(...)) -> dict:
+    def name_visitor(visitor: VisitorId, name: str = Form(...), consent: str = Form(...)) -> dict:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "naming a visitor enrols them: it needs their consent (consent=yes)")
         with gallery_connection() as gallery:
@@ -151,7 +164,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         return {"enrolled": added, "name": name}
 
     @app.delete("/api/visitors/{visitor}", dependencies=[Depends(admin)])
-    def forget_visitor(visitor: int) -> dict:
+    def forget_visitor(visitor: VisitorId) -> dict:
         with gallery_connection() as gallery:
             if not gallery.forget_visitor(visitor):
                 raise HTTPException(404, f"no kept visitor {visitor}")
@@ -172,15 +185,55 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
 
 
 def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
-    """An uploaded photo, checked by its content (not its name): size, decodability, pixel count."""
+    """An uploaded photo, checked by its content (not its name): its size in bytes, then the pixel count its
+    header declares, before a pixel is decoded; then decodability."""
     if len(data) > MAX_UPLOAD_BYTES:
         return None, f"larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
-    header = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) if data else None
-    if header is None:
-        return None, "not an image (JPEG, PNG, BMP, WebP ...)"
-    if header.shape[0] * header.shape[1] * 64 > MAX_PIXELS:
-        return None, f"more than {MAX_PIXELS // 1_000_000} megapixels"
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), None
+    size = image_size(data)
+    if size is None:
+        return None, "not an image (JPEG, PNG, BMP, WebP, GIF, PGM/PPM)"
+    if size[0] * size[1] > MAX_PIXELS:
+        return None, f"{size[0]}x{size[1]} pixels, more than {MAX_PIXELS // 1_000_000} megapixels"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return (image, None) if image is not None else (None, "not a readable image (damaged or cut short)")
+
+
+def presented_token(request: Request) -> str:
+    """The token a request carries: ``Authorization: Bearer TOKEN``, else ``?token=``."""
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else request.query_params.get("token", "")
+
+
+class RefuseBeforeReading:
+    """Refuses a request before a byte of its body is read: without a valid token on any route but the open
+    ones (401), or with a body larger than MAX_REQUEST_BYTES, by its Content-Length or as it streams (413). The
+    routes still check which token (read or admin) each needs."""
+
+    def __init__(self, app, tokens: dict[str, str]):
+        self.app, self.tokens = app, tokens
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if scope["path"] not in OPEN_PATHS and scope_of(self.tokens, presented_token(request)) is None:
+            await JSONResponse({"detail": NEEDS_TOKEN}, status_code=401)(scope, receive, send)
+            return
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > MAX_REQUEST_BYTES:
+            await JSONResponse({"detail": TOO_LARGE}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_REQUEST_BYTES:           # a chunked body that never said its length
+                raise HTTPException(413, TOO_LARGE)
+            return message
+        await self.app(scope, counted, send)
 
 
 class _ServiceCollector:

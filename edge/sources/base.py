@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.sources.uri import redact
+
 # The time base of sources that carry none (an image folder, a video whose container states no usable frame rate):
 # their frames are stamped as if taken at this rate, so tracking in time works as on a camera.
 ASSUMED_FPS = 30.0
@@ -26,6 +28,7 @@ class Frame:
 class FrameSource(abc.ABC):
     def __init__(self, uri: str):
         self.uri = uri
+        self.name = redact(uri)      # what messages show: never a password
         self.ended = False
 
     @abc.abstractmethod

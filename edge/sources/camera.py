@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import cv2
 
@@ -37,7 +37,7 @@ class OpenCVDevice(Device):
         capture = cv2.VideoCapture(self.target, self.api)
         if not capture.isOpened():
             capture.release()
-            raise OSError(f"{self.target} is not available")
+            raise OSError(f"{self.name} is not available")
         for key, value in self.properties.items():
             capture.set(key, value)
         self._capture = capture
@@ -65,17 +65,8 @@ def rtsp_source(uri: str) -> LiveSource:
     """``rtsp://user:password@camera/stream``: the URL goes to ffmpeg as it is (its query belongs to the camera)."""
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", RTSP_FFMPEG_OPTIONS)
     source = LiveSource(uri, OpenCVDevice(uri, cv2.CAP_FFMPEG), CAMERA_OPTIONS["retries"], CAMERA_OPTIONS["backoff_s"])
-    source.device.name = redact(uri)
+    source.device.name = source.name
     return source
-
-
-def redact(uri: str) -> str:
-    """The URL without its password, for logs and the page."""
-    parts = urlparse(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunparse(parts._replace(netloc=netloc))
 
 
 def csi_pipeline(sensor: int, width: int, height: int, fps: int, flip: int) -> str:

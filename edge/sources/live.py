@@ -75,7 +75,7 @@ class LiveSource(FrameSource):
         self._last_activity = time.monotonic()
 
     def open(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"camera {self.uri}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"camera {self.name}", daemon=True)
         self._thread.start()
         with self._changed:
             while self._status.captured == 0 and self._thread.is_alive():
@@ -85,7 +85,7 @@ class LiveSource(FrameSource):
         if self._status.captured == 0:
             error = self._status.last_error
             self.close()
-            raise UserError(f"camera {self.uri} gave no frame after {self.retries} attempts ({error}); check the "
+            raise UserError(f"camera {self.name} gave no frame after {self.retries} attempts ({error}); check the "
                             f"cable and that no other program holds it")
 
     def working(self) -> bool:
@@ -171,7 +171,7 @@ class LiveSource(FrameSource):
             self._status.last_error = error
             self._status.state = "reconnecting" if self._status.captured else "connecting"
             self._changed.notify_all()
-        log.warning("camera %s: %s (attempt %d)", self.uri, error, self._status.reconnects)
+        log.warning("camera %s: %s (attempt %d)", self.name, error, self._status.reconnects)
 
     def _wait_before_retry(self, delay: float) -> None:
         with self._changed:

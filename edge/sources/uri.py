@@ -1,7 +1,8 @@
-"""Query-string options of a source URI, typed and checked against the options a source accepts."""
+"""Source URIs: their query-string options, typed and checked against the options a source accepts, and the form
+of a URI that may be shown (its credentials masked)."""
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlunparse
 
 from edge.errors import UserError
 
@@ -18,3 +19,18 @@ def uri_options(uri: str, defaults: dict) -> dict:
         except ValueError as err:
             raise UserError(f"option {key}={values[-1]!r} in {uri} must be a {kind.__name__}") from err
     return options
+
+
+def redact(uri: str) -> str:
+    """The URI with the password of its user part masked (``rtsp://door:***@camera/stream``): the one form of a
+    source that logs, statuses, the page and the event log ever show."""
+    try:
+        parts = urlparse(uri)
+        password = parts.password
+    except ValueError:                  # not parseable as a URL (a bad port): show nothing of its user part
+        return uri.split("@", 1)[-1] if "@" in uri else uri
+    if password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunparse(parts._replace(netloc=f"{user}:***@{host}"))

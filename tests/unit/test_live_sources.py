@@ -11,7 +11,8 @@ import pytest
 from edge.boards import board_names, load_board
 from edge.errors import UserError
 from edge.sources import SOURCES, open_source, source_scheme
-from edge.sources.camera import csi_pipeline, redact
+from edge.sources.camera import csi_pipeline
+from edge.sources.uri import redact
 from edge.sources.live import Device, LiveSource
 
 pytestmark = pytest.mark.unit
@@ -170,3 +171,22 @@ def test_picam_detects_on_the_low_resolution_stream_and_displays_the_main_one(mo
     assert configured["main"] == {"size": (1280, 720), "format": "RGB888"}
     assert frame.image.shape == (360, 640, 3) and frame.display.shape == (720, 1280, 3)
     assert abs(int(frame.image[0, 0, 0]) - 128) <= 2
+
+
+def test_edge_run_on_an_rtsp_camera_never_shows_its_password(monkeypatch, capfd, caplog, verify_bundle, tmp_path):
+    """The camera refuses (nothing listens): every attempt is logged and the run fails, without the password."""
+    from edge.cli import main
+    from edge.sources import camera
+
+    monkeypatch.setitem(camera.CAMERA_OPTIONS, "retries", 2)
+    monkeypatch.setitem(camera.CAMERA_OPTIONS, "backoff_s", 0.05)
+    from edge.pipeline import Pipeline
+
+    Pipeline.from_bundle(verify_bundle, gallery_path=tmp_path / "g.db", create_gallery=True).close()
+    uri = "rtsp://door:s3cret-pw@127.0.0.1:9/stream1"
+    assert main(["run", "--bundle", str(verify_bundle), "--source", uri, "--gallery", str(tmp_path / "g.db")]) == 2
+    printed = capfd.readouterr()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "rtsp://door:***@127.0.0.1:9/stream1" in printed.err + logged
+    assert "s3cret-pw" not in printed.out + printed.err + logged
+    assert redact("rtsp://tok@cam/x") == "rtsp://tok@cam/x" and redact("rtsp://a:p@ss@c:99999/x") == "rtsp://a:***@c:99999/x"

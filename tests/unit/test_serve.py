@@ -79,7 +79,7 @@ def test_enrolment_needs_the_admin_token_and_consent_and_says_why_a_photo_is_ref
     assert answer.status_code == 200 and answer.json()["enrolled"] == 2
     reasons = {r["photo"]: r["reason"] for r in answer.json()["refused"]}
     assert reasons == {"group.png": "2 faces: use a photo of this person alone",
-                       "notes.png": "not an image (JPEG, PNG, BMP, WebP ...)"}
+                       "notes.png": "not an image (JPEG, PNG, BMP, WebP, GIF, PGM/PPM)"}
     people = client.get("/api/gallery", headers=bearer(tokens["read"])).json()["people"]
     assert people == [{"name": "ann", "templates": 2}]
     # the running loop notices the new gallery and matches against it
@@ -270,3 +270,95 @@ def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):
         enrolling.join(120)
         server.should_exit = True
     assert answer["enrol"].status_code == 200 and answer["enrol"].json()["enrolled"] == 1
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small real PNG whose header is changed to declare ``width`` x ``height`` pixels (as a hostile one would)."""
+    import struct
+    import zlib
+
+    data = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_a_huge_declared_image_is_refused_from_its_header_before_decoding(served):
+    client, tokens, _, _ = served
+    for width, height in ((30000, 30000), (100000, 100000)):
+        answer = client.post("/api/test", files={"photo": ("big.png", png_declaring(width, height), "image/png")},
+                             headers=bearer(tokens["read"]))
+        assert answer.status_code == 400 and answer.json()["detail"] == (
+            f"{width}x{height} pixels, more than 25 megapixels")
+
+
+def test_every_wrong_request_is_a_4xx_in_one_line(served):
+    client, tokens, _, _ = served
+    assert client.get("/api/status?token=%C3%B1").status_code == 401               # not ASCII: a no, not a 500
+    assert client.get("/api/status", headers={"Authorization": "Bearer \u00f1".encode()}).status_code == 401
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/openapi.json", headers=bearer(tokens["read"])).json()["info"]["title"] == "edge-face kiosk"
+    assert client.get("/docs", headers=bearer(tokens["read"])).status_code == 404
+    too_large = client.get(f"/api/visitors/{2**70}/crop.jpg", headers=bearer(tokens["read"]))
+    assert too_large.status_code == 422
+    assert client.delete(f"/api/visitors/{2**63}", headers=bearer(tokens["admin"])).status_code == 422
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"read": 1, "admin": 2}', "must be at least 16 ASCII characters"),
+    ('{"read": "a", "admin": "b"}', "must be at least 16 ASCII characters"),
+    ('[1, 2]', "must hold the tokens read, admin"),
+    (None, "is not a regular file"),
+])
+def test_a_broken_token_file_is_refused_at_start_in_one_line(tmp_path, content, message):
+    path = tmp_path / "tokens.json"
+    if content is None:
+        path.mkdir(mode=0o700)
+    else:
+        path.write_text(content)
+        path.chmod(0o600)
+    with pytest.raises(UserError, match=message) as refused:
+        load_or_create(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_request_is_refused_before_its_body_is_read(served):
+    """Only the headers are sent: the answer comes without the body, so nothing of it was spooled."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from edge.web import create_app
+
+    _, tokens, _, service = served
+    server = uvicorn.Server(uvicorn.Config(create_app(service, tokens, service.pipeline.gallery.path),
+                                           host="127.0.0.1", port=0, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_for(lambda: server.started)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def status_of(headers: str) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(f"POST /api/gallery HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+            return sock.recv(4096).decode().split("\r\n")[0]
+    try:
+        form = "Content-Type: multipart/form-data; boundary=b\r\n"
+        assert status_of(f"{form}Content-Length: 300000000\r\n") == "HTTP/1.1 401 Unauthorized"
+        admin = f"Authorization: Bearer {tokens['admin']}\r\n"
+        assert status_of(f"{form}{admin}Content-Length: 300000000\r\n") == "HTTP/1.1 413 Request Entity Too Large"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:     # a body that never says its size
+            sock.sendall(f"POST /api/gallery HTTP/1.1\r\nHost: x\r\n{form}{admin}Transfer-Encoding: chunked\r\n"
+                         f"\r\n".encode())
+            part = (b'--b\r\nContent-Disposition: form-data; name="photos"; filename="x.png"\r\n'
+                    b'Content-Type: image/png\r\n\r\n')
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+            try:
+                for _ in range(80):                     # 80 MB offered; the server stops reading past 41 MB
+                    sock.sendall(chunk)
+            except OSError:
+                pass
+            assert sock.recv(4096).decode().startswith("HTTP/1.1 413")
+    finally:
+        server.should_exit = True

@@ -121,3 +121,22 @@ def test_a_unit_for_the_current_bundle_keeps_the_link_so_installs_and_rollbacks_
     assert edge_main(["install-service", "--board", "host", "--bundle", str(installed / "current"), "--out",
                       str(out)]) == 0
     assert f"--bundle {installed / 'current'} " in out.read_text() and "host-2026" not in out.read_text()
+
+
+def test_a_source_is_escaped_for_systemd_or_refused_and_a_bundle_under_tmp_is_warned_about(tmp_path, bundle, capsys,
+                                                                                           caplog):
+    out = tmp_path / "edge-face.service"
+    source = "rtsp://door:pa%2Fss$HOME@10.0.0.7/stream?a=1&b=2"
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(bundle), "--out", str(out),
+                      "--source", source]) == 0
+    assert "--source 'rtsp://door:pa%%2Fss$$HOME@10.0.0.7/stream?a=1&b=2'" in out.read_text()
+    assert "under /tmp" in caplog.text and "PrivateTmp=true" in caplog.text      # pytest's tmp_path is in /tmp
+    if shutil.which("systemd-analyze"):
+        done = subprocess.run(["systemd-analyze", "verify", str(out)], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+    capsys.readouterr()
+    other = tmp_path / "other.service"
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(bundle), "--out", str(other),
+                      "--source", "v4l2:///dev/video0\nExecStartPre=/bin/sh -c 'rm -rf /'"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot carry safely" in err and len(err.splitlines()) == 1 and not other.exists()
