@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--bundle", required=True)
     enroll.add_argument("--name", required=True)
     enroll.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    enroll.add_argument("--consent", action="store_true",
+                        help="the person agreed to be enrolled (required; recorded with its time, as on the page)")
+    enroll.add_argument("--add", action="store_true",
+                        help="NAME is enrolled already and these photos are of that same person: add them")
     add_model_choice(enroll)
     enroll.add_argument("images", nargs="+", help="image files or folders")
     enroll.set_defaults(handler=run_enroll)
@@ -201,9 +205,13 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
-    from edge.gallery import Gallery
+    from edge.gallery import Gallery, check_name
     from edge.imageio import list_images, read_image
 
+    if not args.consent:
+        raise UserError(f"enrolment keeps {args.name!r}'s face: ask them, and once they agree add --consent "
+                        f"(recorded with its time); nothing enrolled")
+    check_name(args.name)
     missing = [item for item in args.images if not Path(item).exists()]
     if missing:
         raise UserError(f"{missing[0]} does not exist ({len(missing)} of the photos given are missing); "
@@ -228,7 +236,8 @@ def run_enroll(args) -> int:
         raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
     gallery = Gallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
     try:
-        added = gallery.enroll(args.name, embeddings, pipeline.key, sources)
+        added = gallery.enroll(args.name, embeddings, pipeline.key, sources, consent="yes (command line)",
+                               add=args.add)
     finally:
         gallery.close()
     note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""

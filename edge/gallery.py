@@ -10,6 +10,7 @@ import base64
 import datetime
 import json
 import sqlite3
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,31 @@ MIGRATIONS = (
 )
 
 
+MAX_NAME_CHARS = 64
+
+
+def check_name(name) -> str:
+    """The one rule for a person's name, everywhere a name comes in (enrolment, naming a visitor, an import): 1 to
+    MAX_NAME_CHARS characters in Unicode NFC, no surrounding spaces, no control or invisible formatting characters
+    (newlines would forge lines of ``edge gallery``; right-to-left overrides would disguise a name), no path
+    separators, not "." or "..". Returns the name, or raises UserError saying what is wrong."""
+    if not isinstance(name, str) or not name:
+        raise UserError("a name must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise UserError(f"a name has at most {MAX_NAME_CHARS} characters, not {len(name)}")
+    if unicodedata.normalize("NFC", name) != name:
+        raise UserError(f"the name {name!r} is not in Unicode NFC form; type it again or normalise it")
+    if name != name.strip():
+        raise UserError(f"the name {name!r} begins or ends with a space")
+    hidden = sorted({c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")})
+    if hidden:
+        raise UserError(f"the name {name!r} holds control or invisible characters "
+                        f"({', '.join(f'U+{ord(c):04X}' for c in hidden)})")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise UserError(f"the name {name!r} holds a path separator or is a path; use letters, spaces, '-', '.'")
+    return name
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -88,6 +114,10 @@ class GalleryTemplates:
                                                                 # whose every template is unusable here
 
 
+class AlreadyEnrolled(UserError):
+    """The name is enrolled, and the caller did not say the new faces are that same person's."""
+
+
 class Gallery:
     def __init__(self, path: str | Path, create: bool = False):
         """Opens the gallery at ``path``; only with ``create`` (enrolment) is a missing one made, private to its
@@ -96,7 +126,7 @@ class Gallery:
         if not self.path.exists():
             if not create:
                 raise UserError(f"no gallery at {self.path}: enrol someone first (python -m edge enroll --bundle "
-                                f"DIR --name NAME PHOTOS --gallery {self.path}), or check the --gallery path")
+                                f"DIR --name NAME --consent PHOTOS --gallery {self.path}), or check the --gallery path")
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.path.touch(mode=0o600)
         try:
@@ -181,14 +211,20 @@ class Gallery:
         return _Transaction(self._db)
 
     def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
-               consent: str | None = None) -> int:
-        """Adds templates for ``name`` (created if new) in one transaction; returns the template count added.
+               consent: str | None = None, add: bool = False) -> int:
+        """Adds templates for ``name`` in one transaction; returns the template count added. A new name is a new
+        person; a name already enrolled is refused unless ``add`` says these faces are that same person's.
         ``consent`` (e.g. "yes" from the page's consent box) is recorded with the time it was given."""
         key = EmbeddingKey(key) if isinstance(key, str) else key
-        if not name.strip():
-            raise UserError("an identity name must not be empty")
+        check_name(name)
         embeddings = np.asarray(embeddings, np.float32)
         with self._transaction():
+            known = self._db.execute("SELECT COUNT(t.id) FROM identities i LEFT JOIN templates t ON "
+                                     "t.identity_id=i.id WHERE i.name=? GROUP BY i.id", (name,)).fetchone()
+            if known is not None and not add:
+                raise AlreadyEnrolled(f"{name!r} is already enrolled ({known[0]} templates): to add these faces "
+                                      f"to that same person say so (--add; on the page, 'add to this person'), "
+                                      f"or choose another name")
             self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
             if consent:
                 self._db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {_now()}", name))
@@ -257,6 +293,7 @@ class Gallery:
                     for t in templates]
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"not an export of edge gallery --export ({type(err).__name__}: {err})") from err
+        check_name(name)
         if any(n == name for n, _ in self.identities()):
             raise UserError(f"{name!r} is already enrolled in {self.path}; remove them first or rename the export")
         with self._transaction():
@@ -291,15 +328,17 @@ class Gallery:
         row = self._db.execute("SELECT crop FROM visitors WHERE id=?", (visitor,)).fetchone()
         return self._sealer.open(row[0]) if row and row[0] else None
 
-    def name_visitor(self, visitor: int, name: str, consent: str) -> int:
-        """Enrols a kept visitor's looks under ``name`` and forgets the visitor, in one transaction."""
+    def name_visitor(self, visitor: int, name: str, consent: str, add: bool = False) -> int:
+        """Enrols a kept visitor's looks under ``name`` (an enrolled name only with ``add``) and forgets the
+        visitor."""
         row = self._db.execute("SELECT embeddings, dim, model_fingerprint, embedding_space, producer FROM visitors "
                                "WHERE id=?", (visitor,)).fetchone()
         if row is None:
             raise UserError(f"no kept visitor {visitor}")
         embeddings = np.frombuffer(self._sealer.open(row[0]), np.float32).reshape(-1, row[1])
         key = EmbeddingKey(row[2], row[3] or "", row[4] or "")
-        added = self.enroll(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings), consent=consent)
+        added = self.enroll(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings), consent=consent,
+                            add=add)
         self.forget_visitor(visitor)
         return added
 

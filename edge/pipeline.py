@@ -132,7 +132,7 @@ class Pipeline:
         photos = " ".join(sorted({str(Path(s).parent) for s in sources if s})) or "PHOTOS"
         raise UserError(f"{len(stale)} enrolled people ({', '.join(sorted(stale)[:5])}) were enrolled with a model "
                         f"whose embeddings this bundle's {self.embedder.entry.name} cannot compare; re-enrol each, "
-                        f"e.g.: python -m edge enroll --bundle {bundle} --name {name} {photos} "
+                        f"e.g.: python -m edge enroll --bundle {bundle} --name {name} --consent --add {photos} "
                         f"(or remove them with python -m edge gallery --remove NAME)")
 
     def describe(self) -> dict:

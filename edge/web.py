@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.actions import REFUSALS
 from edge.errors import UserError
-from edge.gallery import Gallery
+from edge.gallery import AlreadyEnrolled, Gallery, check_name
 from edge.image_header import image_size
 from edge.service import KioskService
 from edge.tokens import scope_of
@@ -109,10 +109,11 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     # Routes that decode images or run a model are plain functions: FastAPI runs them on its worker threads, so
     # the event loop (and /health, the page) never waits for an embedding.
     @app.post("/api/gallery", dependencies=[Depends(admin)])
-    def enrol(name: str = Form(...), consent: str = Form(...),
-              photos: list[UploadFile] = File(...)) -> JSONResponse:
+    def enrol(name: str = Form(...), consent: str = Form(...), photos: list[UploadFile] = File(...),
+              add: str = Form("no")) -> JSONResponse:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "enrolment needs the person's consent: send consent=yes")
+        named(name)
         if not 1 <= len(photos) <= MAX_PHOTOS:
             raise HTTPException(400, f"send 1 to {MAX_PHOTOS} photos, not {len(photos)}")
         embeddings, sources, refused = [], [], []
@@ -129,10 +130,15 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         if not embeddings:
             return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
         with gallery_connection() as gallery:
-            added = gallery.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes")
+            try:
+                added = gallery.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes",
+                                       add=add == "yes")
+            except AlreadyEnrolled as err:
+                raise HTTPException(409, f"{err} (send add=yes)") from err
         return JSONResponse({"enrolled": added, "refused": refused})
 
-    @app.delete("/api/gallery/{name}", dependencies=[Depends(admin)])
+    # {name:path}: a name written before names had one rule may hold a '/', and must still be removable
+    @app.delete("/api/gallery/{name:path}", dependencies=[Depends(admin)])
     def remove(name: str) -> dict:
         with gallery_connection() as gallery:
             if not gallery.remove(name):
@@ -153,12 +159,16 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/visitors/{visitor}/name", dependencies=[Depends(admin)])
-    def name_visitor(visitor: VisitorId, name: str = Form(...), consent: str = Form(...)) -> dict:
+    def name_visitor(visitor: VisitorId, name: str = Form(...), consent: str = Form(...),
+                     add: str = Form("no")) -> dict:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "naming a visitor enrols them: it needs their consent (consent=yes)")
+        named(name)
         with gallery_connection() as gallery:
             try:
-                added = gallery.name_visitor(visitor, name, consent="yes")
+                added = gallery.name_visitor(visitor, name, consent="yes", add=add == "yes")
+            except AlreadyEnrolled as err:
+                raise HTTPException(409, f"{err} (send add=yes)") from err
             except UserError as err:
                 raise HTTPException(404, str(err)) from err
         return {"enrolled": added, "name": name}
@@ -196,6 +206,14 @@ def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
         return None, f"{size[0]}x{size[1]} pixels, more than {MAX_PIXELS // 1_000_000} megapixels"
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return (image, None) if image is not None else (None, "not a readable image (damaged or cut short)")
+
+
+def named(name: str) -> str:
+    """The name, or a 400 saying what is wrong with it (edge.gallery.check_name, the one rule)."""
+    try:
+        return check_name(name)
+    except UserError as err:
+        raise HTTPException(400, str(err)) from err
 
 
 def presented_token(request: Request) -> str:

@@ -37,7 +37,8 @@ $PY -m compile --target "$BOARD" --checkpoints "$OUT/runs/verifier.pt" "$OUT/run
 step "5/12 enroll four visitors from their photos"
 for seed in 100 101 102 103; do
     name=$(printf 'id%04d' "$seed")
-    $PY -m edge enroll --bundle "$BUNDLE" --gallery "$OUT/gallery.db" --name "$name" "$OUT/data/visitors/$name"
+    $PY -m edge enroll --bundle "$BUNDLE" --gallery "$OUT/gallery.db" --name "$name" --consent \
+        "$OUT/data/visitors/$name"
 done
 
 step "6/12 run the kiosk on a synthetic camera: six visitors, two of them strangers, one decision per visit"

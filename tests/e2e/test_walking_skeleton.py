@@ -51,7 +51,7 @@ def one_enrolled(bundle):
     gallery = bundle / "one.db"
     if not gallery.exists():
         assert edge_main(["enroll", "--bundle", str(bundle / "bundles" / "host"), "--gallery", str(gallery),
-                          "--name", "id0300", str(bundle / "visitors" / "id0300")]) == 0
+                          "--name", "id0300", "--consent", str(bundle / "visitors" / "id0300")]) == 0
     return gallery
 
 
@@ -88,7 +88,7 @@ def test_every_visitor_gets_one_decision_and_no_one_is_named_wrongly(bundle, cap
     for seed in ENROLLED:
         name = f"id{seed:04d}"
         assert edge_main(["enroll", "--bundle", str(bundle_dir), "--gallery", str(gallery), "--name", name,
-                          str(bundle / "visitors" / name)]) == 0
+                          "--consent", str(bundle / "visitors" / name)]) == 0
     capsys.readouterr()
     seeds = ",".join(str(s) for s in ENROLLED + STRANGERS)
     source = f"synthetic://kiosk?seeds={seeds}&frames_per_person=20"

@@ -91,7 +91,7 @@ def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates
     pipe.close()
     Gallery(gallery_path).enroll("s9", np.ones((1, 128), np.float32), "another-model", ["/photos/s9/1.pgm"])
     pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
-    with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 /photos/s9"):
+    with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 --consent --add /photos/s9"):
         pipe.require_current_gallery(real_bundle)
     pipe.close()
 
@@ -175,7 +175,7 @@ def test_enrolling_from_a_group_photo_is_refused_with_the_reason(shared_data, re
 
     gallery = tmp_path / "g.db"
     code = edge_main(["enroll", "--bundle", str(real_bundle), "--gallery", str(gallery), "--name", "crowd",
-                      str(shared_data / "detect" / "bald_guys.jpg")])
+                      "--consent", str(shared_data / "detect" / "bald_guys.jpg")])
     assert code == 2 and "faces: use a photo of this person alone" in capsys.readouterr().err
     assert not gallery.exists()
 

@@ -228,3 +228,36 @@ def test_templates_written_before_encryption_are_sealed_on_first_open(tmp_path):
     assert reopened._db.execute("SELECT sealed FROM templates").fetchone()[0] == 1
     np.testing.assert_allclose(reopened.templates("m").matrix[0], plain)
     reopened.close()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("x" * 1_000_000, "at most 64 characters"),
+    ("ann\0", "control or invisible characters (U+0000)"),
+    ("ann\nbob\t2 templates", "control or invisible characters (U+0009, U+000A)"),
+    ("\u202eevil", "control or invisible characters (U+202E)"),
+    ("../../etc/passwd", "path separator"),
+    ("..", "path separator"),
+    ("", "must not be empty"),
+    (" ann", "begins or ends with a space"),
+    ("Zoe\u0301", "not in Unicode NFC form"),
+])
+def test_one_rule_for_names_refuses_in_one_line(tmp_path, name, message):
+    gallery = Gallery(tmp_path / "g.db", create=True)
+    with pytest.raises(UserError) as refused:
+        gallery.enroll(name, [_unit([1, 0])], "m", ["a.png"])
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert gallery.identities() == []
+    gallery.close()
+
+
+def test_names_in_any_script_are_welcome_and_an_enrolled_name_needs_an_explicit_add(tmp_path):
+    from edge.gallery import AlreadyEnrolled
+
+    gallery = Gallery(tmp_path / "g.db", create=True)
+    for name in ("Zoë Ångström-Brontë", "李雷", "O'Neil Jr."):
+        assert gallery.enroll(name, [_unit([1, 0])], "m", ["a.png"]) == 1
+    with pytest.raises(AlreadyEnrolled, match=r"'李雷' is already enrolled \(1 templates\): to add these faces"):
+        gallery.enroll("李雷", [_unit([0, 1])], "m", ["b.png"])
+    assert gallery.enroll("李雷", [_unit([0, 1])], "m", ["b.png"], add=True) == 1
+    assert dict(gallery.identities())["李雷"] == 2
+    gallery.close()

@@ -35,5 +35,5 @@ def test_align_and_run_refuse_to_overwrite_their_input(tmp_path, capsys):
 def test_enrolment_names_a_missing_photo_and_creates_nothing(tmp_path, capsys):
     gallery = tmp_path / "g.db"
     assert edge_main(["enroll", "--bundle", str(tmp_path), "--gallery", str(gallery), "--name", "ann",
-                      str(tmp_path / "no_such.jpg")]) == 2
+                      "--consent", str(tmp_path / "no_such.jpg")]) == 2
     assert f"{tmp_path / 'no_such.jpg'} does not exist" in capsys.readouterr().err and not gallery.exists()

@@ -129,7 +129,11 @@ def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served)
     assert crop.content not in service.pipeline.gallery.path.read_bytes()            # sealed at rest
     assert client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
                        headers=read).status_code == 403
-    named = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
+    service.pipeline.gallery.enroll("zoe", np.ones((1, 3), np.float32) / np.sqrt(3), service.pipeline.key, ["x"])
+    clash = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
+                        headers=admin)
+    assert clash.status_code == 409 and "already enrolled" in clash.json()["detail"]
+    named = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes", "add": "yes"},
                         headers=admin)
     assert named.status_code == 200 and named.json()["enrolled"] >= 2
     people = client.get("/api/gallery", headers=read).json()["people"]
@@ -362,3 +366,44 @@ def test_a_request_is_refused_before_its_body_is_read(served):
             assert sock.recv(4096).decode().startswith("HTTP/1.1 413")
     finally:
         server.should_exit = True
+
+
+def test_an_enrolled_name_is_added_to_only_when_asked_and_every_name_is_removable(served):
+    client, tokens, photos, service = served
+    admin = bearer(tokens["admin"])
+
+    def enrol(name, add="no"):
+        return client.post("/api/gallery", data={"name": name, "consent": "yes", "add": add},
+                           files=[("photos", (photos[0].name, photos[0].read_bytes(), "image/png"))], headers=admin)
+    assert enrol("ann").status_code == 200
+    again = enrol("ann")
+    assert again.status_code == 409 and "already enrolled" in again.json()["detail"]
+    assert enrol("ann", add="yes").json()["enrolled"] == 1
+    assert enrol("ann\nmallory").status_code == 400 and enrol("a" * 65).status_code == 400
+    people = client.get("/api/gallery", headers=bearer(tokens["read"])).json()["people"]
+    assert people == [{"name": "ann", "templates": 2}]
+    legacy = Gallery(service.pipeline.gallery.path)              # a name written before names had one rule
+    legacy._db.execute("INSERT INTO identities(name, created) VALUES ('x/../y', 'then')")
+    legacy.close()
+    assert client.delete("/api/gallery/x%2F..%2Fy", headers=admin).json() == {"removed": "x/../y"}
+
+
+def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, tmp_path, capsys):
+    from synthetic_faces.dataset import write_identity_folders
+
+    from edge.cli import main
+
+    photos = tmp_path / "photos"
+    write_identity_folders(photos, 1, 2, seed=500)
+    gallery = tmp_path / "g.db"
+    folder = str(next(photos.iterdir()))
+    assert main(["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--name", "ann", folder]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "add --consent" in err and len(err.splitlines()) == 1 and not gallery.exists()
+    assert main(["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--name", "ann", "--consent",
+                 folder]) == 0
+    assert main(["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--name", "ann", "--consent",
+                 folder]) == 2
+    assert "already enrolled" in capsys.readouterr().err
+    consent = Gallery(gallery)._db.execute("SELECT consent FROM identities").fetchone()[0]
+    assert consent.startswith("yes (command line) at ")
