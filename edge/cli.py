@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
     gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    gallery.add_argument("--create", action="store_true",
+                         help="make an empty gallery (a kiosk that enrols people from its page starts with one)")
     gallery.add_argument("--remove", metavar="NAME", help="delete this identity, its templates and its decisions")
     gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
     gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
@@ -102,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "
                                                    "see python -m edge bundle install)")
     serve.add_argument("--source", help="frame source (default: the board config's camera)")
-    serve.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP + "; made if missing")
+    serve.add_argument("--gallery", type=Path, default=None,
+                       help=GALLERY_HELP + "; it must exist (python -m edge enroll, or python -m edge gallery "
+                                           "--create for one to fill from the page)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
                                                           "machine only; 0.0.0.0 opens it to the network)")
     serve.add_argument("--port", type=count, default=8080)
@@ -248,6 +252,13 @@ def run_enroll(args) -> int:
 def run_gallery(args) -> int:
     from edge.gallery import Gallery
 
+    if args.create:
+        if args.gallery.exists():
+            raise UserError(f"{args.gallery} exists; a gallery is never replaced (remove people with --remove)")
+        Gallery(args.gallery, create=True).close()
+        print(f"gallery: made an empty gallery at {args.gallery} (0600) with its key {args.gallery}.key (0600); back "
+              f"up both: templates cannot be read without the key")
+        return 0
     gallery = Gallery(args.gallery)
     try:
         if args.remove:
@@ -354,7 +365,7 @@ def run_serve(args) -> int:
     secret = webhook_secret(args)
     trust = checked_signature(args.bundle, args.allow_unsigned)
     # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
-    pipeline = _open_pipeline(args, args.gallery, create_gallery=True)
+    pipeline = _open_pipeline(args, args.gallery)      # never made here: a mistyped path is refused, not emptied
     pipeline.require_current_gallery(args.bundle)
     tokens_path = home() / "tokens.json"
     tokens = load_or_create(tokens_path)
@@ -491,6 +502,9 @@ def run_install_service(args) -> int:
     out = write_unit(args.out, board.name, args.bundle, args.source or board.camera)
     print(f"install-service: wrote {out}. Install it as root:\n"
           f"  sudo useradd --system --home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER}\n"
+          f"  sudo install -d -m 0700 -o {SERVICE_USER} -g {SERVICE_USER} {STATE_DIR}\n"
+          f"  sudo -u {SERVICE_USER} EDGE_FACE_HOME={STATE_DIR} {sys.executable} -m edge gallery --create   "
+          f"# or enrol someone\n"
           f"  sudo cp {out} /etc/systemd/system/edge-face.service && sudo systemctl daemon-reload\n"
           f"  sudo systemctl enable --now edge-face && journalctl -u edge-face -f")
     return 0

@@ -7,9 +7,11 @@ matching, and ``templates`` says how many there are so the runtime can ask for r
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime
 import json
 import sqlite3
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +65,16 @@ MIGRATIONS = (
         crop BLOB, embeddings BLOB NOT NULL, dim INTEGER NOT NULL, model_fingerprint TEXT, embedding_space TEXT,
         producer TEXT);
     """,
+    # 7: facts about the gallery itself; first, the fingerprint of the key that seals its templates.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 
 
 MAX_NAME_CHARS = 64
+MAX_DIM = 4096               # embedding sizes: 128 (dlib), 512 (ArcFace); anything larger is not a face template
+UNIT_TOLERANCE = 1e-3
 
 
 def check_name(name) -> str:
@@ -89,6 +97,21 @@ def check_name(name) -> str:
     if "/" in name or "\\" in name or name in (".", ".."):
         raise UserError(f"the name {name!r} holds a path separator or is a path; use letters, spaces, '-', '.'")
     return name
+
+
+def _exported_vector(template: dict) -> np.ndarray:
+    """One exported template's embedding, refused (ValueError) unless it is ``dim`` finite float32 values of
+    length 1 (every template this runtime writes is a unit vector)."""
+    dim, model = template["dim"], template["model"]
+    if not isinstance(dim, int) or not 0 < dim <= MAX_DIM or not isinstance(model, str) or not model:
+        raise ValueError(f"a template needs a dim from 1 to {MAX_DIM} and a model, not {dim!r} and {model!r}")
+    raw = base64.b64decode(template["embedding"], validate=True)
+    if len(raw) != 4 * dim:
+        raise ValueError(f"a template of dim {dim} holds {len(raw)} bytes, not {4 * dim}")
+    vector = np.frombuffer(raw, np.float32)
+    if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1) > UNIT_TOLERANCE:
+        raise ValueError("a template is not a finite unit vector")
+    return vector
 
 
 def _now() -> str:
@@ -126,9 +149,12 @@ class Gallery:
         if not self.path.exists():
             if not create:
                 raise UserError(f"no gallery at {self.path}: enrol someone first (python -m edge enroll --bundle "
-                                f"DIR --name NAME --consent PHOTOS --gallery {self.path}), or check the --gallery path")
+                                f"DIR --name NAME --consent PHOTOS --gallery {self.path}) or make an empty one "
+                                f"(python -m edge gallery --create --gallery {self.path}), or check the path")
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.path.touch(mode=0o600)
+        else:
+            self._require_private_database()
         try:
             # explicit transactions below; the kiosk's loop and its web API each hold a connection
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -140,9 +166,43 @@ class Gallery:
             self._migrate()
             # a key is made only while no template is sealed: a lost key is reported, never silently replaced
             self._sealer = Sealer.for_gallery(self.path, create=not self._has_sealed())
+            self._require_own_key()
             self._seal_legacy_rows()
         except sqlite3.DatabaseError as err:
             raise UserError(f"{self.path} is not a usable gallery database: {err}") from err
+
+    def _require_private_database(self) -> None:
+        """An existing gallery must be a non-empty regular file only its owner can read: an empty file is no
+        gallery (it would silently become a new one), and a readable one leaks who is enrolled and when."""
+        info = self.path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{self.path} is not a file, so not a gallery")
+        if info.st_size == 0:
+            raise UserError(f"{self.path} is empty (0 bytes), not a gallery: restore it from your backup, or remove "
+                            f"it and make a new one (python -m edge gallery --create)")
+        if info.st_mode & 0o077:
+            raise UserError(f"{self.path} is readable by other users; chmod 600 {self.path}")
+
+    def _require_own_key(self) -> None:
+        """The key file must be the one this gallery was sealed with: its fingerprint is recorded on first use,
+        and any other key (one copied from another gallery) is refused before anything is read or written."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='key_fingerprint'").fetchone()
+        if row is None:
+            sealed = self._db.execute("SELECT embedding FROM templates WHERE sealed=1 LIMIT 1").fetchone()
+            if sealed is not None:                     # a gallery from before fingerprints: its key must open it
+                try:
+                    self._sealer.open(sealed[0])
+                except UserError as err:
+                    raise UserError(f"{self.path}'s templates do not open with {self._sealer.path} (another "
+                                    f"gallery's key?): put back this gallery's own key file from your backup; "
+                                    f"nothing was read or written") from err
+            with self._transaction():
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('key_fingerprint', ?)",
+                                 (self._sealer.fingerprint,))
+        elif row[0] != self._sealer.fingerprint:
+            raise UserError(f"{self.path} was sealed with the key {row[0]}, but {self._sealer.path} is the key "
+                            f"{self._sealer.fingerprint} (another gallery's?): put back this gallery's own key "
+                            f"file from your backup; nothing was read or written")
 
     def _has_sealed(self) -> bool:
         return self._db.execute("SELECT 1 FROM templates WHERE sealed=1 LIMIT 1").fetchone() is not None
@@ -218,6 +278,8 @@ class Gallery:
         key = EmbeddingKey(key) if isinstance(key, str) else key
         check_name(name)
         embeddings = np.asarray(embeddings, np.float32)
+        if not np.isfinite(embeddings).all():
+            raise UserError(f"the templates of {name!r} hold NaN or infinite values: nothing enrolled")
         with self._transaction():
             known = self._db.execute("SELECT COUNT(t.id) FROM identities i LEFT JOIN templates t ON "
                                      "t.identity_id=i.id WHERE i.name=? GROUP BY i.id", (name,)).fetchone()
@@ -285,15 +347,25 @@ class Gallery:
                   e.get("reason")) for e in events])
 
     def import_person(self, exported: dict) -> int:
-        """Adds a person exported by ``export_person`` (templates, their models and consent) in one transaction;
-        refuses a name that is already enrolled. Returns the template count."""
+        """Adds a person exported by ``export_person`` (templates, their models and consent) in one transaction,
+        sealed with this gallery's key, once all of it is checked: a valid name not yet enrolled, and templates of
+        finite unit vectors whose dimension agrees with every other template of the same model. Returns the
+        template count."""
         try:
             name, templates = exported["name"], exported["templates"]
-            rows = [(np.frombuffer(base64.b64decode(t["embedding"]), np.float32, count=int(t["dim"])), t)
-                    for t in templates]
-        except (KeyError, TypeError, ValueError) as err:
+            rows = [(_exported_vector(t), t) for t in templates]
+            models = {t["model"] for t in templates}
+        except (KeyError, TypeError, ValueError, binascii.Error) as err:
             raise UserError(f"not an export of edge gallery --export ({type(err).__name__}: {err})") from err
         check_name(name)
+        if not rows:
+            raise UserError(f"the export of {name!r} holds no templates; nothing imported")
+        for model in models:
+            dims = {e.size for e, t in rows if t["model"] == model} | {d for (d,) in self._db.execute(
+                "SELECT DISTINCT dim FROM templates WHERE model_fingerprint=?", (model,))}
+            if len(dims) > 1:
+                raise UserError(f"the export of {name!r} has {sorted(dims)}-dimensional templates of one model "
+                                f"({str(model)[:12]}); a model makes one size: nothing imported")
         if any(n == name for n, _ in self.identities()):
             raise UserError(f"{name!r} is already enrolled in {self.path}; remove them first or rename the export")
         with self._transaction():

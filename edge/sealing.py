@@ -5,6 +5,7 @@ fresh 12-byte nonce followed by the ciphertext and its tag; a blob altered on di
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -18,10 +19,13 @@ CONTEXT = b"edge-face template v1"
 
 
 class Sealer:
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, path: Path | None = None):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._aead = AESGCM(key)
+        self.path = path             # the key file, named in messages
+        # names the key without revealing it: the gallery records it, and refuses any other key
+        self.fingerprint = hashlib.sha256(CONTEXT + key).hexdigest()[:16]
 
     @classmethod
     def for_gallery(cls, gallery: Path, create: bool) -> "Sealer":
@@ -37,7 +41,7 @@ class Sealer:
         key = read_private(path, "the gallery key")
         if len(key) != KEY_BYTES:
             raise UserError(f"{path} is not a gallery key ({len(key)} bytes, not {KEY_BYTES})")
-        return cls(key)
+        return cls(key, path)
 
     def seal(self, plain: bytes) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -9,6 +9,7 @@ take the same lock as the loop (the TFLite interpreter is not thread-safe).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -123,11 +124,21 @@ class KioskService:
                     step = self.stream.step(frame.image, frame.index, frame.time_s)
                 self._publish(step.decisions, frame)
                 self._record(frame, step)
+        except sqlite3.DatabaseError as err:
+            self.gallery_failed(f"{self.pipeline.gallery.path}: {err}")
         except Exception as err:       # noqa: BLE001 - a crashed loop must show on the page and stop the watchdog
             log.exception("the kiosk loop stopped")
             self.state.error = f"{type(err).__name__}: {err}"
         finally:
             self.state.running = False
+
+    def gallery_failed(self, reason: str) -> None:
+        """The gallery cannot be read or written (damaged, removed): the kiosk stops deciding (no door opens), says
+        why on /health and the page, and creates nothing in its place."""
+        if not self.state.error:
+            log.error("the gallery failed, the kiosk stops deciding: %s", reason)
+            self.state.error = f"the gallery failed, no decisions are made: {reason}"
+        self._stop.set()
 
     def _record(self, frame, step) -> None:
         state = self.state

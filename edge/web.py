@@ -6,6 +6,7 @@ token for the page's data, the frame and ``/metrics``, the admin token to enrol 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -45,10 +46,18 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
 
     @contextlib.contextmanager
     def gallery_connection():
-        """A connection of the request's own: its changes are seen by the loop's connection (data_version)."""
-        gallery = Gallery(gallery_path)
+        """A connection of the request's own: its changes are seen by the loop's connection (data_version). A
+        gallery that cannot be opened or read stops the kiosk deciding, and answers 503 with the reason."""
+        try:
+            gallery = Gallery(gallery_path)
+        except UserError as err:
+            service.gallery_failed(str(err))
+            raise HTTPException(503, f"the gallery cannot be used: {err}") from err
         try:
             yield gallery
+        except sqlite3.DatabaseError as err:
+            service.gallery_failed(f"{gallery_path}: {err}")
+            raise HTTPException(503, f"the gallery cannot be used: {gallery_path}: {err}") from err
         finally:
             gallery.close()
 

@@ -41,6 +41,7 @@ def wait_for(condition, timeout=30.0):
 def kiosk(verify_bundle):
     home, port = Path(os.environ["EDGE_FACE_HOME"]), free_port()     # this test's own, which trusts the bundle
     env = dict(os.environ)
+    subprocess.run([sys.executable, "-m", "edge", "gallery", "--create"], cwd=ROOT, env=env, check=True)
     server = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--bundle", str(verify_bundle), "--port",
                                str(port), "--source", "synthetic://kiosk?seeds=700,701&frames_per_person=2000"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -149,7 +149,7 @@ def test_the_board_side_runs_without_torch(bundle):
     script = BLOCK_TORCH + (
         "from edge.cli import main as edge\nfrom benchmarks.cli import main as bench\n"
         f"assert edge(['enroll', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
-        f" '--name', 'id0300', {str(bundle / 'visitors' / 'id0300')!r}]) == 0\n"
+        f" '--name', 'id0300', '--consent', {str(bundle / 'visitors' / 'id0300')!r}]) == 0\n"
         f"assert edge(['run', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
         " '--source', 'synthetic://kiosk?seeds=1&frames_per_person=5']) == 0\n"
         f"assert bench(['latency', '--bundle', {str(bundle_dir)!r}, '--results', {str(bundle / 'r2')!r},"

@@ -1,4 +1,5 @@
 import base64
+import re
 import json
 import sqlite3
 from pathlib import Path
@@ -80,8 +81,37 @@ def test_events_are_logged(tmp_path):
 def test_corrupt_database_is_refused(tmp_path):
     path = tmp_path / "g.db"
     path.write_bytes(b"this is not sqlite" * 100)
+    path.chmod(0o600)
     with pytest.raises(UserError, match="not a usable gallery"):
         Gallery(path)
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_an_empty_a_readable_or_a_folder_gallery_is_refused_never_made_anew(tmp_path, create):
+    path = tmp_path / "gallery.db"
+    path.touch(mode=0o600)
+    with pytest.raises(UserError, match=r"is empty \(0 bytes\), not a gallery"):
+        Gallery(path, create=create)
+    assert path.stat().st_size == 0 and not (tmp_path / "gallery.db.key").exists()
+    path.unlink()
+    Gallery(path, create=True).close()
+    path.chmod(0o644)
+    with pytest.raises(UserError, match="readable by other users; chmod 600"):
+        Gallery(path, create=create)
+    folder = tmp_path / "folder.db"
+    folder.mkdir()
+    with pytest.raises(UserError, match="is not a file"):
+        Gallery(folder, create=create)
+
+
+def test_gallery_create_makes_an_empty_private_gallery_once(tmp_path, capsys):
+    from edge.cli import main
+
+    path = tmp_path / "home" / "gallery.db"
+    assert main(["gallery", "--create", "--gallery", str(path)]) == 0
+    assert path.stat().st_mode & 0o777 == 0o600 and Gallery(path).identities() == []
+    assert main(["gallery", "--create", "--gallery", str(path)]) == 2
+    assert "a gallery is never replaced" in capsys.readouterr().err
 
 
 def test_gallery_cli_lists_and_removes(tmp_path, capsys):
@@ -260,4 +290,46 @@ def test_names_in_any_script_are_welcome_and_an_enrolled_name_needs_an_explicit_
         gallery.enroll("李雷", [_unit([0, 1])], "m", ["b.png"])
     assert gallery.enroll("李雷", [_unit([0, 1])], "m", ["b.png"], add=True) == 1
     assert dict(gallery.identities())["李雷"] == 2
+    gallery.close()
+
+
+def test_a_key_copied_from_another_gallery_is_refused_for_any_read_or_write_naming_both_files(tmp_path):
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    for path, name in ((ours, "ann"), (theirs, "bob")):
+        gallery = Gallery(path, create=True)
+        gallery.enroll(name, [_unit([1, 0])], "m", ["a.png"])
+        gallery.close()
+    original = (tmp_path / "ours.db.key").read_bytes()
+    (tmp_path / "ours.db.key").write_bytes((tmp_path / "theirs.db.key").read_bytes())
+    for create in (False, True):                            # a read, and an enrolment
+        with pytest.raises(UserError) as refused:
+            Gallery(ours, create=create)
+        message = str(refused.value)
+        assert "ours.db was sealed with the key" in message and "ours.db.key is the key" in message
+    (tmp_path / "ours.db.key").write_bytes(original)
+    assert Gallery(ours).templates("m").names == ["ann"]
+
+
+def _export(name="zed", dim=2, vector=(0.6, 0.8), model="m"):
+    raw = np.asarray(vector, np.float32).tobytes()
+    return {"name": name, "templates": [{"embedding": base64.b64encode(raw).decode(), "dim": dim, "model": model}]}
+
+
+@pytest.mark.parametrize("exported, message", [
+    (_export(dim=3), "holds 8 bytes, not 12"),
+    (_export(vector=(0.6, 0.8, 0.0), dim=3), "[2, 3]-dimensional templates of one model"),
+    (_export(vector=(float("nan"), 1.0)), "not a finite unit vector"),
+    (_export(vector=(3.0, 4.0)), "not a finite unit vector"),
+    (_export(name=""), "must not be empty"),
+    (_export(name="a\nb"), "control or invisible"),
+    (_export(dim="2"), "needs a dim from 1 to 4096"),
+    ({"name": "zed", "templates": []}, "holds no templates"),
+])
+def test_an_import_is_checked_whole_before_anything_is_applied(tmp_path, exported, message):
+    gallery = Gallery(tmp_path / "g.db", create=True)
+    gallery.enroll("ann", [_unit([1, 0])], "m", ["a.png"])
+    with pytest.raises(UserError, match=re.escape(message)):
+        gallery.import_person(exported)
+    assert gallery.identities() == [("ann", 1)]
+    assert gallery.import_person(_export()) == 1 and gallery.templates("m").names == ["ann", "zed"]
     gallery.close()

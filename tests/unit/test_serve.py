@@ -1,6 +1,7 @@
 """``edge serve``'s API over a running kiosk loop: health, tokens and scopes, enrolment from photos (with the
 reasons photos are refused), the gallery reloaded while the loop runs, removal, /metrics, "test this image"."""
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -407,3 +408,34 @@ def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, t
     assert "already enrolled" in capsys.readouterr().err
     consent = Gallery(gallery)._db.execute("SELECT consent FROM identities").fetchone()[0]
     assert consent.startswith("yes (command line) at ")
+
+
+def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify_bundle, tmp_path, capsys):
+    from edge.cli import main
+
+    gallery = tmp_path / "gallery.db"
+    for prepare, message in ((lambda: None, "no gallery at"), (lambda: gallery.touch(mode=0o600), "is empty")):
+        prepare()
+        assert main(["serve", "--bundle", str(verify_bundle), "--gallery", str(gallery)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "gallery.db.key").exists()
+
+
+def test_a_gallery_damaged_while_serving_stops_the_decisions_and_is_never_replaced(served):
+    client, tokens, _, service = served
+    wait_for(lambda: service.state.frames > 3)
+    path = service.pipeline.gallery.path
+    garbage = b"bad card " * 455                      # 4 KB of it, over every page
+    for damaged in (path, Path(f"{path}-wal")):       # a card that went bad under the running kiosk
+        size = damaged.stat().st_size
+        with open(damaged, "r+b") as handle:
+            handle.write((garbage * (size // len(garbage) + 1))[:size])
+    answer = client.get("/api/gallery", headers=bearer(tokens["read"]))
+    assert answer.status_code == 503 and "the gallery cannot be used" in answer.json()["detail"]
+    wait_for(lambda: not service.state.running)       # the loop stopped deciding
+    health = client.get("/health")
+    assert health.status_code == 503 and "the gallery failed, no decisions are made" in health.json()["error"]
+    assert not path.exists() or path.read_bytes().startswith(garbage)    # moved aside or left: never a new one
+    assert client.get("/api/gallery", headers=bearer(tokens["read"])).status_code == 503
+    assert not path.exists() or path.read_bytes().startswith(garbage)
