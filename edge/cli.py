@@ -261,10 +261,10 @@ def run_gallery(args) -> int:
         return 0
     gallery = Gallery(args.gallery)
     try:
-        if args.remove:
+        if args.remove is not None:                    # "" too: a name from before names had a rule
             if not gallery.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
-            print(f"gallery: removed {args.remove}")
+            print(f"gallery: removed {args.remove!r}")
             return 0
         if args.import_file:
             try:
@@ -274,7 +274,7 @@ def run_gallery(args) -> int:
             added = gallery.import_person(exported)
             print(f"gallery: imported {exported['name']} ({added} templates) into {args.gallery}")
             return 0
-        if args.export:
+        if args.export is not None:
             text = json.dumps(gallery.export_person(args.export), indent=1)
             if args.out is None:
                 print(text)
@@ -284,14 +284,25 @@ def run_gallery(args) -> int:
             descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # biometric data
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(text)
-            print(f"gallery: exported {args.export} to {args.out}")
+            print(f"gallery: exported {args.export!r} to {args.out}")
             return 0
         for name, count in gallery.identities():
-            print(f"{name}\t{count} templates")
+            print(f"{shown_name(name)}\t{count} templates")
         print(f"gallery: {len(gallery.identities())} identities, {gallery.event_count()} logged decisions")
         return 0
     finally:
         gallery.close()
+
+
+def shown_name(name: str) -> str:
+    """A name as a line of output may hold it: as it is when it keeps the naming rule, else quoted with escapes
+    (a name from before the rule, holding a newline, cannot forge a line)."""
+    from edge.gallery import check_name
+
+    try:
+        return check_name(name)
+    except UserError:
+        return repr(name)
 
 
 def run_pipeline(args) -> int:

@@ -333,3 +333,22 @@ def test_an_import_is_checked_whole_before_anything_is_applied(tmp_path, exporte
     assert gallery.identities() == [("ann", 1)]
     assert gallery.import_person(_export()) == 1 and gallery.templates("m").names == ["ann", "zed"]
     gallery.close()
+
+
+def test_names_from_before_the_rule_are_listed_safely_and_can_be_removed_and_exported(tmp_path, capsys):
+    from edge.cli import main
+
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, create=True)
+    gallery.enroll("ann", [_unit([1, 0])], "m", ["a.png"])
+    for legacy in ("", "eve\nmallory\t9 templates"):           # as an old runtime let them in
+        gallery._db.execute("INSERT INTO identities(name, created) VALUES (?, 'then')", (legacy,))
+    gallery.close()
+    assert main(["gallery", "--gallery", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["''\t0 templates", "ann\t1 templates", "'eve\\nmallory\\t9 templates'\t0 templates"]
+    assert main(["gallery", "--gallery", str(path), "--export", ""]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == ""
+    for legacy in ("", "eve\nmallory\t9 templates"):
+        assert main(["gallery", "--gallery", str(path), "--remove", legacy]) == 0
+    assert [n for n, _ in Gallery(path).identities()] == ["ann"]

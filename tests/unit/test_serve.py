@@ -412,6 +412,7 @@ def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, t
 
 def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify_bundle, tmp_path, capsys):
     from edge.cli import main
+    from edge.paths import home
 
     gallery = tmp_path / "gallery.db"
     for prepare, message in ((lambda: None, "no gallery at"), (lambda: gallery.touch(mode=0o600), "is empty")):
@@ -419,7 +420,7 @@ def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify
         assert main(["serve", "--bundle", str(verify_bundle), "--gallery", str(gallery)]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
-        assert not (tmp_path / "gallery.db.key").exists()
+        assert not (tmp_path / "gallery.db.key").exists() and not (home() / "tokens.json").exists()
 
 
 def test_a_gallery_damaged_while_serving_stops_the_decisions_and_is_never_replaced(served):
