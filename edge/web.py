@@ -76,8 +76,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         camera = service.camera_status()
         healthy = service.healthy()
         body = {"status": "ok" if healthy else "degraded", "camera": camera["state"], "frames": service.state.frames,
-                "error": service.state.error, "bundle": {"signed": not service.trust.allowed_unsigned,
-                                                         "trust": service.trust.describe()}}
+                "error": service.state.error}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/", response_class=HTMLResponse)
