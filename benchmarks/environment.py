@@ -6,6 +6,8 @@ because the same code runs on a laptop, a Raspberry Pi and a Jetson.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import os
 import platform
 import shlex
@@ -21,6 +23,7 @@ _PACKAGES = {
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "ai-edge-litert": ("ai-edge-litert",),
+    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-libs"),   # JetPack's is the first
 }
 ENVIRONMENT_KEYS = ("board", "machine_model", "cpu_model", "cores", "os", "arch", "python", "versions",
                     "power_mode", "cpu_governor", "threads", "jetpack", "soc_temperature_c", "throttled", "command",
@@ -123,12 +126,17 @@ def os_name() -> str:
 
 
 def package_version(distributions: tuple[str, ...]) -> str | None:
+    """The first installed distribution's version; for a module installed without package metadata (JetPack's
+    TensorRT comes from apt), its ``__version__`` when the first name is importable."""
     for name in distributions:
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return None
+    module = distributions[0].replace("-", "_")
+    if importlib.util.find_spec(module) is None:
+        return None
+    return getattr(importlib.import_module(module), "__version__", None)
 
 
 def jetson_power_mode() -> str | None:

@@ -118,7 +118,9 @@ def run_peers(bundle: Path, source: str, frames: int = 150, warmup: int = 3,
         pipe.close()
     if read <= warmup:
         raise UserError(f"source {source} gave {read} frames, not more than the {warmup} warm-up frames")
+    ours = pipe.describe()
     result = new_result("peers", collect_environment(pipe.board, pipe.threads, bundle), bundle=str(bundle),
-                        source=source, frames=read - warmup, warmup_frames=warmup,
+                        source=source, model=ours["verifier"], backend=ours["verifier_backend"],
+                        frames=read - warmup, warmup_frames=warmup,
                         peers={p.name: p.summary() for p in peers}, skipped=skipped)
     return pipe.board, result

@@ -275,27 +275,32 @@ class Gallery:
         """Adds templates for ``name`` in one transaction; returns the template count added. A new name is a new
         person; a name already enrolled is refused unless ``add`` says these faces are that same person's.
         ``consent`` (e.g. "yes" from the page's consent box) is recorded with the time it was given."""
+        with self._transaction():
+            return self._add_templates(name, embeddings, key, sources, consent, add)
+
+    def _add_templates(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
+                       consent: str | None, add: bool) -> int:
+        """``enroll``'s work, inside the caller's transaction."""
         key = EmbeddingKey(key) if isinstance(key, str) else key
         check_name(name)
         embeddings = np.asarray(embeddings, np.float32)
         if not np.isfinite(embeddings).all():
             raise UserError(f"the templates of {name!r} hold NaN or infinite values: nothing enrolled")
-        with self._transaction():
-            known = self._db.execute("SELECT COUNT(t.id) FROM identities i LEFT JOIN templates t ON "
-                                     "t.identity_id=i.id WHERE i.name=? GROUP BY i.id", (name,)).fetchone()
-            if known is not None and not add:
-                raise AlreadyEnrolled(f"{name!r} is already enrolled ({known[0]} templates): to add these faces "
-                                      f"to that same person say so (--add; on the page, 'add to this person'), "
-                                      f"or choose another name")
-            self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
-            if consent:
-                self._db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {_now()}", name))
-            identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
-            self._db.executemany(
-                "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-                "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                [(identity_id, key.fingerprint, self._sealer.seal(e.tobytes()), e.size, s, _now(), key.space or None,
-                  key.kind or None) for e, s in zip(embeddings, sources)])
+        known = self._db.execute("SELECT COUNT(t.id) FROM identities i LEFT JOIN templates t ON "
+                                 "t.identity_id=i.id WHERE i.name=? GROUP BY i.id", (name,)).fetchone()
+        if known is not None and not add:
+            raise AlreadyEnrolled(f"{name!r} is already enrolled ({known[0]} templates): to add these faces "
+                                  f"to that same person say so (--add; on the page, 'add to this person'), "
+                                  f"or choose another name")
+        self._db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, _now()))
+        if consent:
+            self._db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {_now()}", name))
+        identity_id = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+        self._db.executemany(
+            "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
+            "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            [(identity_id, key.fingerprint, self._sealer.seal(e.tobytes()), e.size, s, _now(), key.space or None,
+              key.kind or None) for e, s in zip(embeddings, sources)])
         return len(embeddings)
 
     def remove(self, name: str) -> bool:
@@ -402,16 +407,18 @@ class Gallery:
 
     def name_visitor(self, visitor: int, name: str, consent: str, add: bool = False) -> int:
         """Enrols a kept visitor's looks under ``name`` (an enrolled name only with ``add``) and forgets the
-        visitor."""
+        visitor, in one transaction."""
         row = self._db.execute("SELECT embeddings, dim, model_fingerprint, embedding_space, producer FROM visitors "
                                "WHERE id=?", (visitor,)).fetchone()
         if row is None:
             raise UserError(f"no kept visitor {visitor}")
         embeddings = np.frombuffer(self._sealer.open(row[0]), np.float32).reshape(-1, row[1])
         key = EmbeddingKey(row[2], row[3] or "", row[4] or "")
-        added = self.enroll(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings), consent=consent,
-                            add=add)
-        self.forget_visitor(visitor)
+        with self._transaction():           # enrolled and forgotten together, or neither
+            added = self._add_templates(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings), consent,
+                                        add)
+            self._db.execute("DELETE FROM visitors WHERE id=?", (visitor,))
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return added
 
     def forget_visitor(self, visitor: int) -> bool:

@@ -143,8 +143,10 @@ def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_b
     assert all(d.outcome in ("unknown", "undecided") for d in decisions)      # nobody is enrolled
 
 
-def test_tracking_runs_faster_than_per_frame_with_the_same_identities(shared_data, real_bundle, tmp_path):
-    """The stage clip with its performer enrolled: the benchmark runs both modes side by side, and dlib beside."""
+def test_tracking_embeds_a_fraction_of_the_faces_per_frame_does_with_the_same_identities(shared_data, real_bundle,
+                                                                                          tmp_path):
+    """The stage clip with its performer enrolled: the benchmark runs both modes side by side, and dlib beside.
+    Its speed is the benchmark's to measure; the work it saves, counted here, is why tracking is faster."""
     from benchmarks.cli import main as bench_main
     from edge.sources import open_source
 
@@ -162,7 +164,9 @@ def test_tracking_runs_faster_than_per_frame_with_the_same_identities(shared_dat
     (path,) = (tmp_path / "results" / "host").glob("pipeline-*.json")
     result = json.loads(path.read_text())
     comparison = result["comparison"]
-    assert comparison["fps_ratio_tracked_over_per_frame"] > 0      # speed is judged by the benchmark, not here
+    tracked, per_frame = result["modes"]["tracked"], result["modes"]["per_frame"]
+    # measured: 12 faces embedded by the tracked kiosk against 250 per frame on 270 frames of this clip
+    assert 0 < 4 * tracked["embedded_faces"] <= per_frame["decisions"]["faces_decided"]
     agreement = comparison["visit_agreement"]
     assert agreement["compared"] >= 2 and agreement["same_identity"] == agreement["compared"]
     assert result["modes"]["tracked"]["decisions"]["named"] >= 1

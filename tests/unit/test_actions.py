@@ -95,6 +95,17 @@ def test_an_event_that_waited_past_its_ttl_is_dropped_unsent_not_delivered_late(
     door.close()
 
 
+def test_a_failing_action_is_counted_and_does_not_stop_the_others(pins):
+    nothing_listens = WebhookAction(f"http://127.0.0.1:{free_port()}/door", SECRET, timeout_s=1.0)
+    relay = GpioAction(17, open_s=0.05, pin_factory=pins)
+    door = DoorActions([nothing_listens, relay], min_interval_s=0.001)
+    assert door.on_decision(decision(), True, "host", 0.1).fired
+    door.wait()
+    assert door.counts["webhook failed"] == 1 and door.counts["gpio17 ok"] == 1
+    assert [s.state for s in pins.pin(17).states][:2] == [False, True]          # the relay opened all the same
+    door.close()
+
+
 # ---- MQTT against mosquitto --------------------------------------------------------------------------------------
 
 class Mosquitto:

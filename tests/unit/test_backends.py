@@ -26,8 +26,15 @@ MANIFEST = Manifest("host", "now", {}, (_entry("v32", "onnx", "fp32"), _entry("v
                                         _entry("t32", "tflite", "fp32")))
 
 
-def test_onnxruntime_backend_uses_only_local_providers():
-    assert execution_providers(onnxruntime) == ["CPUExecutionProvider"]
+def test_onnxruntime_backend_uses_only_local_providers_in_preference_order_with_cpu_last():
+    """Whatever this machine's onnxruntime offers (CPU only here, CUDA too on a GPU box)."""
+    from types import SimpleNamespace
+
+    chosen = execution_providers(onnxruntime)
+    assert chosen[-1] == "CPUExecutionProvider" and set(chosen) <= set(onnxruntime.get_available_providers())
+    gpu_box = SimpleNamespace(get_available_providers=lambda: ["AzureExecutionProvider", "CPUExecutionProvider",
+                                                                "CUDAExecutionProvider"])
+    assert execution_providers(gpu_box) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def test_backend_for_follows_the_board_preference_and_refuses_what_cannot_run():

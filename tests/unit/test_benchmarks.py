@@ -89,7 +89,7 @@ def test_image_lookup_both_naming_styles(tmp_path):
 def test_environment_has_required_keys():
     environment = collect_environment("host", 2)
     assert set(ENVIRONMENT_KEYS) <= set(environment)
-    assert set(environment["versions"]) == {"numpy", "opencv", "onnxruntime", "ai-edge-litert"}
+    assert set(environment["versions"]) == {"numpy", "opencv", "onnxruntime", "ai-edge-litert", "tensorrt"}
     assert environment["board"] == "host" and environment["threads"] == 2
 
 
@@ -146,6 +146,7 @@ def test_pipeline_benchmark_runs_tracked_and_per_frame_side_by_side(verify_bundl
     assert main(["pipeline", "--bundle", str(verify_bundle), "--results", str(results), "--frames", "40",
                  "--warmup", "2", "--source", "synthetic://kiosk?seeds=1,2&frames_per_person=16&gap_frames=4"]) == 0
     (path,) = (results / "host").glob("pipeline-*.json")
+    assert path.name.endswith("-verifier.onnx.int8-onnxruntime.json")       # a run with another file: its own
     result = json.loads(path.read_text())
     tracked, per_frame = result["modes"]["tracked"], result["modes"]["per_frame"]
     assert tracked["frames"] == per_frame["frames"] == 38

@@ -352,3 +352,19 @@ def test_names_from_before_the_rule_are_listed_safely_and_can_be_removed_and_exp
     for legacy in ("", "eve\nmallory\t9 templates"):
         assert main(["gallery", "--gallery", str(path), "--remove", legacy]) == 0
     assert [n for n, _ in Gallery(path).identities()] == ["ann"]
+
+
+def test_naming_a_visitor_enrols_and_forgets_in_one_transaction(tmp_path):
+    gallery = Gallery(tmp_path / "g.db", create=True)
+    gallery.enroll("ann", [_unit([1, 0])], "m", ["a.png"])
+    kept = gallery.add_visitor(np.stack([_unit([0, 1])]), None, EmbeddingKey("m"), {"outcome": "unknown"})
+    with pytest.raises(UserError, match="already enrolled"):
+        gallery.name_visitor(kept, "ann", consent="yes")
+    assert [v["id"] for v in gallery.visitors()] == [kept]            # refused: the visitor is still kept
+    statements = []
+    gallery._db.set_trace_callback(statements.append)
+    assert gallery.name_visitor(kept, "ann", consent="yes", add=True) == 1
+    gallery._db.set_trace_callback(None)
+    assert sum(s.startswith("BEGIN") for s in statements) == 1 and gallery.visitors() == []
+    assert dict(gallery.identities())["ann"] == 2
+    gallery.close()
