@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--unknown_threshold", type=cosine,
                      help="below this score a visitor is a stranger (default: read off the calibration at the "
                           "board's tracking.unknown_far; the match threshold when there is none)")
+    add_kiosk_flags(run)
     add_model_choice(run)
-    run.set_defaults(handler=run_pipeline)
+    run.set_defaults(handler=run_kiosk)
 
     add_generate_verb(verbs, count, count_or_zero, add_model_choice)
 
@@ -110,31 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
                                                           "machine only; 0.0.0.0 opens it to the network)")
     serve.add_argument("--port", type=count, default=8080)
-    serve.add_argument("--webhook", action="append", default=[],
-                       help="POST each door opening here, signed with --webhook_secret_file (repeatable)")
-    serve.add_argument("--webhook_secret_file", type=Path,
-                       help="a file (0600) holding the secret that signs each webhook event (HMAC-SHA256)")
-    serve.add_argument("--webhook_ca", type=Path,
-                       help="a PEM file of the CA that signed the webhook server's certificate (default: the "
-                            "system's CAs)")
-    serve.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events (MQTT v5, expiring) and Home "
-                                      "Assistant discovery; needs pip install 'edge-face[mqtt]'")
-    serve.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
-    serve.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
-    serve.add_argument("--door_timeout_s", type=positive, default=DOOR_TIMEOUT_S,
-                       help="seconds a webhook or the MQTT broker has to acknowledge a door event, else it failed "
-                            "(default: %(default)s)")
-    serve.add_argument("--door_event_ttl_s", type=count, default=DOOR_EVENT_TTL_S,
-                       help="whole seconds a door event is good for: dropped unsent after it, MQTT message expiry "
-                            "(default: %(default)s)")
-    serve.add_argument("--max_frame_age_s", type=positive, default=MAX_FRAME_AGE_S,
-                       help="a door opens only on looks younger than this many seconds (default: %(default)s)")
-    serve.add_argument("--keep_unknown_days", type=positive, default=7.0,
-                       help="days a decision that named nobody stays in the log (default: %(default)s)")
-    serve.add_argument("--keep_named_days", type=positive, default=90.0,
-                       help="days a decision that named someone stays in the log (default: %(default)s)")
-    serve.add_argument("--door_interval", type=positive, default=10.0,
-                       help="seconds before the same person opens the door again (default: %(default)s)")
+    add_kiosk_flags(serve)
     add_allow_unsigned(serve)
     add_model_choice(serve)
     serve.set_defaults(handler=run_serve)
@@ -305,59 +282,34 @@ def shown_name(name: str) -> str:
         return repr(name)
 
 
-def run_pipeline(args) -> int:
-    from edge.annotate import VideoWriter, draw_tracks
+def run_kiosk(args) -> int:
+    """``edge run``: the kiosk's one loop (edge.service) in the foreground, without the web server."""
     from edge.paths import refuse_output_over_input
-    from edge.run_summary import VisitSummary
-    from edge.sources import open_source
-    from edge.sources.uri import redact
+    from edge.run_sinks import AnnotatedVideo, DecisionLines
+    from edge.service import KioskService
     from edge.stream import KioskStream
-    from edge.systemd import Notifier, watched_frames
 
     if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
+    secret = webhook_secret(args)
     pipeline = _open_pipeline(args, args.gallery)
     pipeline.require_current_gallery(args.bundle)
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)
     print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
     print(f"run: {pipeline.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
-    writer = VideoWriter(args.output) if args.output else None
-    summary = VisitSummary(set(pipeline.templates.names))
-    start = time.perf_counter()
-
-    def publish(decisions) -> None:
-        records = [decision_record(d, summary.truth_of(d.track)) for d in decisions]
-        for record in records:
-            print(json.dumps(record), flush=True)
-        pipeline.log_decisions(records, redact(args.source))
-        summary.add_decisions(decisions)
-
-    interrupted = False
+    lines = DecisionLines(set(pipeline.templates.names))
+    sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
+    service = KioskService(pipeline, args.source, door=door_actions(args, pipeline.board, secret), sinks=sinks,
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
+                           max_frames=args.max_frames)
     stop_on_sigterm()
-    notifier = Notifier()
     try:
-        with open_source(args.source) as source:
-            notifier.ready(f"running {pipeline.embedder.entry.name} on {source.name}")
-            for frame in watched_frames(source, notifier):
-                if frame is None:
-                    publish(stream.interrupt("the camera stopped delivering frames"))
-                    continue
-                step = stream.step(frame.image, frame.index, frame.time_s)
-                summary.add_frame(frame.truth, step.faces)
-                publish(step.decisions)
-                if writer:
-                    writer.write(draw_tracks(frame.image, step.faces, stream.judge))
-                if args.max_frames and frame.index + 1 >= args.max_frames:
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-        notifier.stopping()
-        print("run: interrupted; deciding the visits still open", file=sys.stderr)
-    publish(stream.finish())
-    if writer:
-        writer.close()
-    pipeline.close()
-    print(summary.text(time.perf_counter() - start), file=sys.stderr)
+        interrupted = service.run()
+    finally:
+        pipeline.close()
+    if interrupted:
+        print("run: interrupted; deciding the visits still open (cut short: they open nothing)", file=sys.stderr)
+    print(lines.text(), file=sys.stderr)
     return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
 
 
@@ -422,6 +374,35 @@ def door_actions(args, kiosk: str, secret: bytes):
     if args.gpio is not None:
         actions.append(GpioAction(args.gpio, args.open_s))
     return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s)
+
+
+def add_kiosk_flags(parser) -> None:
+    """What the one kiosk loop takes in ``edge run`` and ``edge serve`` alike: door actions and retention."""
+    parser.add_argument("--webhook", action="append", default=[],
+                        help="POST each door opening here, signed with --webhook_secret_file (repeatable)")
+    parser.add_argument("--webhook_secret_file", type=Path,
+                        help="a file (0600) holding the secret that signs each webhook event (HMAC-SHA256)")
+    parser.add_argument("--webhook_ca", type=Path,
+                        help="a PEM file of the CA that signed the webhook server's certificate (default: the "
+                             "system's CAs)")
+    parser.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events (MQTT v5, expiring) and Home "
+                                       "Assistant discovery; needs pip install 'edge-face[mqtt]'")
+    parser.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
+    parser.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
+    parser.add_argument("--door_timeout_s", type=positive, default=DOOR_TIMEOUT_S,
+                        help="seconds a webhook or the MQTT broker has to acknowledge a door event, else it failed "
+                             "(default: %(default)s)")
+    parser.add_argument("--door_event_ttl_s", type=count, default=DOOR_EVENT_TTL_S,
+                        help="whole seconds a door event is good for: dropped unsent after it, MQTT message expiry "
+                             "(default: %(default)s)")
+    parser.add_argument("--max_frame_age_s", type=positive, default=MAX_FRAME_AGE_S,
+                        help="a door opens only on looks younger than this many seconds (default: %(default)s)")
+    parser.add_argument("--keep_unknown_days", type=positive, default=7.0,
+                        help="days a decision that named nobody stays in the log (default: %(default)s)")
+    parser.add_argument("--keep_named_days", type=positive, default=90.0,
+                        help="days a decision that named someone stays in the log (default: %(default)s)")
+    parser.add_argument("--door_interval", type=positive, default=10.0,
+                        help="seconds before the same person opens the door again (default: %(default)s)")
 
 
 def add_allow_unsigned(parser) -> None:
@@ -529,12 +510,3 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-def decision_record(decision, truth=False) -> dict:
-    """One JSON line per visit: what was decided, on how many looks, and why (and who it was, when the source
-    knows: synthetic scenes)."""
-    record = decision.record()
-    if truth is not False:
-        record["truth"] = truth
-    return record

@@ -1,10 +1,13 @@
-"""The kiosk as a long-running service: one frame loop in a thread, and what the web page and API read from it.
+"""The kiosk's one frame loop: in a thread behind the web page (``edge serve``) or in the foreground (``edge run``).
 
 The loop reads the newest camera frame, runs ``edge.stream`` on it, logs each visit's decision, keeps the last
 annotated frame as JPEG for the page, counts what ``/metrics`` reports, reloads the gallery when another
-connection changed it, and feeds the systemd watchdog. A read that times out (the camera delivers nothing) ends
-every open visit: none spans an outage, and those cut short open nothing. Calls from the API that use the models
-take the same lock as the loop (the TFLite interpreter is not thread-safe).
+connection changed it, prunes the log past its retention, asks the door about each decision, keeps unnamed
+visitors, and feeds the systemd watchdog; its sinks (``Sink``) get each frame's step and each batch of decisions
+(JSON lines, the annotated video and the run's summary for ``edge run``). A read that times out (the camera
+delivers nothing) ends every open visit: none spans an outage, and those cut short open nothing. A finite source
+that ends decides the visits still open. Calls from the API that use the models take the same lock as the loop
+(the TFLite interpreter is not thread-safe).
 """
 from __future__ import annotations
 
@@ -34,6 +37,19 @@ GALLERY_CHECK_S = 1.0
 PRUNE_EVERY_S = 3600.0
 
 
+class Sink:
+    """Something the loop hands its work to; every method does nothing unless a sink says otherwise."""
+
+    def frame(self, frame, step) -> None:
+        """One frame's step (``edge.stream.StreamStep``), before its decisions are published."""
+
+    def decisions(self, decisions) -> None:
+        """Visit decisions just published (logged, shown, and put to the door)."""
+
+    def close(self) -> None:
+        """The loop ended."""
+
+
 @dataclass
 class LoopState:
     frames: int = 0
@@ -49,18 +65,22 @@ class LoopState:
 class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
                  door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0),
-                 source=None, clock=time.monotonic, trust: Trust | None = None):
+                 source=None, clock=time.monotonic, trust: Trust | None = None, sinks: tuple = (),
+                 stream: KioskStream | None = None, max_frames: int = 0):
         """``retention_days``: how long decisions that named nobody, and named ones, stay in the log; ``source``:
         an already made frame source for ``source_uri`` (opened by ``start``); ``clock``: the monotonic clock that
         frames' ``arrived_s`` are read in (how old a look is when its door decision is made); ``trust``: who signed
-        the bundle (edge.signing), unsigned when not given."""
+        the bundle (edge.signing), unsigned when not given; ``sinks``: where each step and decision also goes;
+        ``stream``: the kiosk stream (thresholds as the caller chose), the pipeline's own by default;
+        ``max_frames``: stop after that many frames (0: when the source ends or the kiosk is stopped)."""
         self.pipeline = pipeline
         self.trust = trust or Trust(None, None)
         self.clock = clock
         self.retention_days = retention_days
         self._pruned = -PRUNE_EVERY_S
         self.door = door or DoorActions([])
-        self.stream = KioskStream(pipeline)
+        self.stream = stream or KioskStream(pipeline)
+        self.sinks, self.max_frames = sinks, max_frames
         self.source_uri = source_uri
         self.source_name = redact(source_uri)        # what logs, statuses and the event log show
         self.notifier = notifier or Notifier()
@@ -73,16 +93,35 @@ class KioskService:
         self._gallery_checked = 0.0
 
     def start(self) -> None:
+        """Opens the source and runs the loop in a thread (``edge serve``)."""
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="kiosk loop", daemon=True)
+        self._thread.start()
+
+    def run(self) -> bool:
+        """Runs the loop here until the source ends, ``max_frames`` or Ctrl+C / SIGTERM (``edge run``); returns
+        whether it was interrupted. Errors propagate (a UserError is the command's one line)."""
+        self._open()
+        interrupted = False
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.stop()
+        return interrupted
+
+    def _open(self) -> None:
         if self._source is None:
             self._source = open_source(self.source_uri)
         else:
             self._source.open()
-        self._thread = threading.Thread(target=self._run, name="kiosk loop", daemon=True)
         self.state.running = True
-        self._thread.start()
-        self.notifier.ready(f"serving {self.pipeline.embedder.entry.name} on {self.source_name}")
+        self.notifier.ready(f"running {self.pipeline.embedder.entry.name} on {self.source_name}")
 
     def stop(self) -> None:
+        """Stops the loop, decides the visits still open (cut short: they open nothing), closes the door actions
+        and the sinks."""
         self.notifier.stopping()
         self._stop.set()
         if self._thread is not None:
@@ -93,6 +132,8 @@ class KioskService:
             self._publish(self.stream.interrupt("the kiosk stopped"))
         self.state.running = False
         self.door.close()
+        for sink in self.sinks:
+            sink.close()
 
     def healthy(self) -> bool:
         """The loop runs without error and its camera streams: the only state in which a door may open."""
@@ -111,19 +152,29 @@ class KioskService:
     def stage_p50(self) -> dict[str, float]:
         return {stage: float(np.median(values)) if values else 0.0 for stage, values in self.state.stage_ms.items()}
 
+    def _loop(self) -> None:
+        for frame in watched_frames(self._source, self.notifier, self._stop):
+            self._check_gallery()
+            self._prune()
+            if frame is None:
+                with self.models:
+                    self._publish(self.stream.interrupt("the camera stopped delivering frames"))
+                continue
+            with self.models:
+                step = self.stream.step(frame.image, frame.index, frame.time_s)
+            for sink in self.sinks:
+                sink.frame(frame, step)
+            self._publish(step.decisions, frame)
+            self._record(frame, step)
+            if self.max_frames and self.state.frames >= self.max_frames:
+                break
+        if self._source.ended or self.max_frames and self.state.frames >= self.max_frames:
+            with self.models:                  # the footage ended: its last visits end with it, not cut short
+                self._publish(self.stream.finish())
+
     def _run(self) -> None:
         try:
-            for frame in watched_frames(self._source, self.notifier, self._stop):
-                self._check_gallery()
-                self._prune()
-                if frame is None:
-                    with self.models:
-                        self._publish(self.stream.interrupt("the camera stopped delivering frames"))
-                    continue
-                with self.models:
-                    step = self.stream.step(frame.image, frame.index, frame.time_s)
-                self._publish(step.decisions, frame)
-                self._record(frame, step)
+            self._loop()
         except sqlite3.DatabaseError as err:
             self.gallery_failed(f"{self.pipeline.gallery.path}: {err}")
         except Exception as err:       # noqa: BLE001 - a crashed loop must show on the page and stop the watchdog
@@ -174,6 +225,8 @@ class KioskService:
             door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
         self.pipeline.log_decisions(records, self.source_name)
+        for sink in self.sinks:
+            sink.decisions(decisions)
         if self.pipeline.gallery:
             for decision, record in zip(decisions, records):
                 self._keep_visitor(decision, record)

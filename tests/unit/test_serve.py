@@ -1,5 +1,6 @@
 """``edge serve``'s API over a running kiosk loop: health, tokens and scopes, enrolment from photos (with the
 reasons photos are refused), the gallery reloaded while the loop runs, removal, /metrics, "test this image"."""
+import json
 import time
 from pathlib import Path
 
@@ -440,3 +441,24 @@ def test_a_gallery_damaged_while_serving_stops_the_decisions_and_is_never_replac
     assert not path.exists() or path.read_bytes().startswith(garbage)    # moved aside or left: never a new one
     assert client.get("/api/gallery", headers=bearer(tokens["read"])).status_code == 503
     assert not path.exists() or path.read_bytes().startswith(garbage)
+
+
+def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_path, capsys):
+    """Kept unknown visitors, door refusals and JSON lines come from the one loop that edge serve runs."""
+    from edge.cli import main
+
+    gallery = tmp_path / "gallery.db"
+    assert main(["gallery", "--create", "--gallery", str(gallery)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--source",
+                 "synthetic://kiosk?seeds=500,501&frames_per_person=30&gap_frames=2"]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2 and {d["outcome"] for d in lines} == {"unknown"} and "summary: " in err
+    kept = Gallery(gallery)
+    assert len(kept.visitors()) == 2 and kept.event_count() == 2            # kept to be named, as serve keeps them
+    kept.close()
+    import inspect
+
+    import edge.cli
+    assert "watched_frames" not in inspect.getsource(edge.cli) and ".step(" not in inspect.getsource(edge.cli)
