@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.manifest import MatchCalibration
+from edge.metrics import threshold_at_far
 
 CURVE_POINTS = 40
 LOOSER_POINTS = 10       # curve points above the target rate, up to:
@@ -54,19 +55,12 @@ def far_curve(impostor_scores: np.ndarray, highest_far: float, points: int = CUR
     The threshold at rate f is just above the k-th highest impostor score, k = floor(f * impostors), so at most
     k impostor pairs pass it.
     """
-    scores = np.sort(np.asarray(impostor_scores, np.float64))[::-1]
-    count = len(scores)
-    lowest = 1.0 / count
+    lowest = 1.0 / len(impostor_scores)
     top = max(highest_far, lowest)
     rates = np.geomspace(top, lowest, points) if highest_far > lowest else np.array([lowest])
     if loosest_far is not None and loosest_far > top:
         rates = np.concatenate([np.geomspace(loosest_far, top, LOOSER_POINTS, endpoint=False), rates])
-    curve = []
-    for rate in rates:
-        allowed = int(np.floor(rate * count + 1e-9))
-        threshold = scores[allowed] if allowed < count else scores[-1]
-        curve.append((float(rate), float(np.nextafter(threshold, np.inf))))
-    return tuple(curve)
+    return tuple((float(rate), threshold_at_far(impostor_scores, rate)) for rate in rates)
 
 
 def curve_threshold(curve: tuple, rate: float) -> float:

@@ -72,11 +72,13 @@ def equal_error_rate(scores: np.ndarray, same: np.ndarray) -> tuple[float, float
     return float((fpr[i] + frr[i]) / 2), float(thresholds[i])
 
 
-def threshold_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
-    """The lowest threshold whose false-accept rate stays at or below ``far``."""
-    fpr, _, thresholds = roc_curve(scores, same)
-    allowed = np.nonzero(fpr <= far)[0]
-    return float(thresholds[allowed[-1]]) if thresholds[allowed[-1]] != np.inf else float(np.max(scores)) + 1e-6
+def threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:
+    """The one way a false-accept rate becomes a threshold (accept when score >= it), for the trainer's checkpoint
+    and compile's calibration curve alike: just above the (k+1)-th highest impostor score, k = floor(far *
+    impostors), so at most k impostor pairs pass; the lowest such threshold, so every genuine pair above them does."""
+    scores = np.sort(np.asarray(impostor_scores, np.float64))[::-1]
+    allowed = min(int(np.floor(far * len(scores) + 1e-9)), len(scores) - 1)
+    return float(np.nextafter(scores[allowed], np.inf))
 
 
 def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:

@@ -15,9 +15,9 @@ class DecisionLines(Sink):
     """Prints each decision as one JSON line (with who the source says it was, when it knows), and counts the run
     for its closing summary line."""
 
-    def __init__(self, enrolled: set[str], out=sys.stdout):
+    def __init__(self, enrolled: set[str], out=None):
         self.summary = VisitSummary(enrolled)
-        self.out = out
+        self.out = out                      # None: whatever sys.stdout is when a line is printed
         self.started = time.perf_counter()
 
     def frame(self, frame, step) -> None:
@@ -29,7 +29,7 @@ class DecisionLines(Sink):
             truth = self.summary.truth_of(decision.track)
             if truth is not False:
                 record["truth"] = truth
-            print(json.dumps(record), file=self.out, flush=True)
+            print(json.dumps(record), file=self.out or sys.stdout, flush=True)
         self.summary.add_decisions(decisions)
 
     def text(self) -> str:

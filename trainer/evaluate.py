@@ -67,7 +67,7 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, target_far: float
         accuracy = metrics.accuracy_at(scores, same, metrics.best_threshold(scores, same))
         accuracy_std, protocol = 0.0, "best threshold (too few pairs for 10-fold)"
     eer, eer_threshold = metrics.equal_error_rate(scores, same)
-    threshold = metrics.threshold_at_far(scores, same, target_far)
+    threshold = metrics.threshold_at_far(scores[~np.asarray(same, bool)], target_far)
     return {
         "accuracy": accuracy, "accuracy_std": accuracy_std, "accuracy_protocol": protocol,
         "auc": metrics.roc_auc(scores, same), "eer": eer, "eer_threshold": eer_threshold,

@@ -12,7 +12,7 @@ def test_perfect_separation():
     assert metrics.roc_auc(scores, same) == pytest.approx(1.0)
     assert metrics.equal_error_rate(scores, same)[0] == pytest.approx(0.0)
     assert metrics.kfold_accuracy(scores, same, folds=4).mean == pytest.approx(1.0)
-    threshold = metrics.threshold_at_far(scores, same, 0.0)
+    threshold = metrics.threshold_at_far(scores[~same], 0.0)
     assert 0.2 < threshold <= 0.7
     assert metrics.tar_at_far(scores, same, 0.0) == 1.0
 
@@ -57,3 +57,16 @@ def test_frechet_distance_is_zero_for_one_set_and_grows_with_the_shift():
     assert near == pytest.approx(8 * 0.01, rel=1e-6) and far == pytest.approx(8.0, rel=1e-6)
     wider = metrics.frechet_distance(a, 2 * a)                       # same mean, twice the spread
     assert wider > 0.5 * 8
+
+
+def test_a_rate_becomes_a_threshold_one_way_for_the_trainer_and_for_compile():
+    from edge.matching import far_curve
+
+    impostors = np.random.default_rng(1).normal(0.2, 0.1, 1000)
+    ranked = np.sort(impostors)[::-1]
+    for far in (0.001, 0.01, 0.1):
+        threshold = metrics.threshold_at_far(impostors, far)
+        assert (impostors >= threshold).sum() == int(far * 1000)            # at most k = far * N pass ...
+        assert ranked[int(far * 1000)] < threshold <= np.nextafter(ranked[int(far * 1000)], 1)   # ... the lowest
+    curve = dict(far_curve(impostors, 0.01, loosest_far=None))
+    assert all(t == metrics.threshold_at_far(impostors, rate) for rate, t in curve.items())
