@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.paths import home
+from edge.paths import PACKAGED_PROFILES, profiles_dir
 
 PROFILE_VERSION = 1
-PACKAGED = Path(__file__).resolve().parent.parent / "board_configs" / "profiles"
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class BoardProfile:
 
 
 def profile_paths(board: str) -> list[Path]:
-    return [home() / "profiles" / f"{board}.json", PACKAGED / f"{board}.json"]
+    return [profiles_dir() / f"{board}.json", PACKAGED_PROFILES / f"{board}.json"]
 
 
 def read_profile(board: str) -> BoardProfile | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from edge.errors import UserError
+from edge.paths import BOARD_DIR
 from edge.registry import unknown_name_message
 
-BOARD_DIR = Path(__file__).resolve().parent.parent / "board_configs"
 ALIASES_FILE = "aliases.yaml"
 TASKS = ("detect", "verify", "generate")
 FORMATS = ("onnx", "tflite")                 # file formats; runtimes (backends) are another axis

@@ -66,6 +66,7 @@ def run_keygen(args) -> int:
 
 def run_bundle(args) -> int:
     from edge import bundles
+    from edge.paths import bundles_dir
 
     if args.action == "sign":
         from edge.manifest import read_manifest
@@ -101,7 +102,7 @@ def run_bundle(args) -> int:
     elif args.action == "rollback":
         print(f"bundle: rolled back; current is {bundles.rollback().name}")
     else:
-        root = bundles.bundles_dir()
+        root = bundles_dir()
         for name in (bundles.CURRENT, bundles.PREVIOUS):
             link = root / name
             print(f"{name}\t{link.resolve().name if link.exists() else '-'}")

@@ -14,13 +14,9 @@ from pathlib import Path
 
 from edge.errors import UserError
 from edge.manifest import read_manifest
-from edge.paths import home
+from edge.paths import bundles_dir
 
 CURRENT, PREVIOUS = "current", "previous"
-
-
-def bundles_dir() -> Path:
-    return home() / "bundles"
 
 
 def current_bundle() -> Path:

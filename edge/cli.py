@@ -290,7 +290,7 @@ def run_kiosk(args) -> int:
 def run_serve(args) -> int:
     import uvicorn
 
-    from edge.paths import home
+    from edge.paths import tokens_file
     from edge.service import KioskService
     from edge.tokens import load_or_create
     from edge.web import create_app
@@ -304,7 +304,7 @@ def run_serve(args) -> int:
     # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
     pipeline = _open_pipeline(args, args.gallery)      # never made here: a mistyped path is refused, not emptied
     pipeline.require_current_gallery(args.bundle)
-    tokens_path = home() / "tokens.json"
+    tokens_path = tokens_file()
     tokens = load_or_create(tokens_path)
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board, secret),
                            retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)

@@ -1,4 +1,5 @@
-"""Where the kiosk keeps its files, and the rule that no command writes over what it reads.
+"""Where the kiosk keeps its files (the one place each path is built), and the rule that no command writes over
+what it reads.
 
 The gallery holds biometric data. Its home is ``$EDGE_FACE_HOME/gallery.db``, by default
 ``$XDG_DATA_HOME/edge-face`` (``~/.local/share/edge-face``); the systemd service sets ``EDGE_FACE_HOME`` to its
@@ -12,6 +13,9 @@ from pathlib import Path
 from edge.errors import UserError
 
 GALLERY_FILE = "gallery.db"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BOARD_DIR = PROJECT_ROOT / "board_configs"                    # the shipped board configs
+PACKAGED_PROFILES = BOARD_DIR / "profiles"                    # measured board profiles shipped with them
 
 
 def home() -> Path:
@@ -24,6 +28,26 @@ def home() -> Path:
 
 def default_gallery() -> Path:
     return home() / GALLERY_FILE
+
+
+def tokens_file() -> Path:
+    """The API's tokens (edge.tokens), made on the first ``edge serve``."""
+    return home() / "tokens.json"
+
+
+def trusted_keys_dir() -> Path:
+    """The public keys whose signed bundles this board runs (edge.signing)."""
+    return home() / "trusted_keys"
+
+
+def bundles_dir() -> Path:
+    """Installed bundles and the ``current`` and ``previous`` links (edge.bundles)."""
+    return home() / "bundles"
+
+
+def profiles_dir() -> Path:
+    """Board profiles measured on this board (edge.board_profile)."""
+    return home() / "profiles"
 
 
 def refuse_output_over_input(output: str | Path, inputs: list[str | Path], flag: str = "--out") -> None:

@@ -17,17 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.paths import home
+from edge.paths import trusted_keys_dir
 from edge.private_files import read_private
 
 SIGNATURE_FILE = "signature.json"
 KEY_FILE, PUBLIC_FILE = "signing.key", "signing.pub"
 DEVICE_CACHE = "engines"         # edge.runtime.ENGINE_CACHE: written on the board, never part of a bundle's files
 SIGNATURE_VERSION = 1
-
-
-def trusted_keys_dir() -> Path:
-    return home() / "trusted_keys"
 
 
 @dataclass(frozen=True)

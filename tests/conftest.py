@@ -35,7 +35,8 @@ def signer(tmp_path):
     """Signs a bundle folder with a test key that this test's board ($EDGE_FACE_HOME) trusts: ``signer(folder)``."""
     import shutil
 
-    from edge.signing import make_key_pair, sign_bundle, trusted_keys_dir
+    from edge.paths import trusted_keys_dir
+    from edge.signing import make_key_pair, sign_bundle
 
     key, public = make_key_pair(tmp_path / "signing-keys")
     trusted_keys_dir().mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
+from edge.boards import TASKS
 from edge.errors import UserError
 from edge.manifest import InputSpec, input_spec_from_dict
 from trainer.layer_shapes import apply_layer_shapes, layer_shapes
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("architecture", "config", "task", "state_dict", "preprocessing", "metrics", "threshold", "created")
-TASKS = ("detect", "verify", "generate")
 
 
 @dataclass

@@ -70,7 +70,8 @@ def test_compile_signs_the_bundle_and_a_board_that_trusts_the_key_installs_it(bu
     import os
     import shutil
 
-    from edge.signing import trusted_keys_dir, verify_bundle
+    from edge.paths import trusted_keys_dir
+    from edge.signing import verify_bundle
 
     folder = bundle / "bundles" / "host"
     with pytest.raises(UserError, match="which this board does not trust"):

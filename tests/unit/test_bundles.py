@@ -7,6 +7,7 @@ import pytest
 from edge import bundles
 from edge.cli import main as edge_main
 from edge.errors import UserError
+from edge.paths import bundles_dir
 
 pytestmark = pytest.mark.unit
 
@@ -16,10 +17,10 @@ def test_install_switches_atomically_keeps_the_previous_and_rolls_back(verify_bu
     first = bundles.current_bundle().resolve()
     assert edge_main(["bundle", "install", str(verify_bundle)]) == 0
     second = bundles.current_bundle().resolve()
-    assert second != first and (bundles.bundles_dir() / "previous").resolve() == first
+    assert second != first and (bundles_dir() / "previous").resolve() == first
     assert (second / "manifest.json").is_file()
     assert edge_main(["bundle", "rollback"]) == 0
-    assert bundles.current_bundle().resolve() == first and (bundles.bundles_dir() / "previous").resolve() == second
+    assert bundles.current_bundle().resolve() == first and (bundles_dir() / "previous").resolve() == second
     capsys.readouterr()
     assert edge_main(["bundle", "show"]) == 0
     assert f"current\t{first.name}" in capsys.readouterr().out
@@ -36,7 +37,7 @@ def test_a_bundle_that_does_not_check_out_is_refused_and_nothing_switches(verify
     assert edge_main(["bundle", "install", str(broken)]) == 2
     assert "fails its checksum" in capsys.readouterr().err
     assert bundles.current_bundle().resolve() == good
-    assert not [p for p in bundles.bundles_dir().iterdir() if p.name.startswith(".staging")]
+    assert not [p for p in bundles_dir().iterdir() if p.name.startswith(".staging")]
     with pytest.raises(UserError, match="refused by the check"):
         bundles.install(verify_bundle, lambda folder: (_ for _ in ()).throw(UserError("refused by the check")))
     assert bundles.current_bundle().resolve() == good

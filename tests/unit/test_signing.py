@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
-from edge import bundles
 from edge.cli import main as edge_main
 from edge.errors import UserError
 from edge import signing
-from edge.signing import SIGNATURE_FILE, make_key_pair, sign_bundle, trusted_keys_dir
+from edge.paths import bundles_dir, trusted_keys_dir
+from edge.signing import SIGNATURE_FILE, make_key_pair, sign_bundle
 
 pytestmark = pytest.mark.unit
 
@@ -98,7 +98,7 @@ def test_install_and_check_refuse_an_unsigned_bundle_unless_allowed_and_say_so(v
         assert edge_main(["bundle", action, str(bundle)]) == 2
         err = capsys.readouterr().err.strip()
         assert "is not signed" in err and "--allow_unsigned" in err and len(err.splitlines()) == 1
-    assert not bundles.bundles_dir().exists() or not (bundles.bundles_dir() / "current").exists()
+    assert not bundles_dir().exists() or not (bundles_dir() / "current").exists()
     assert edge_main(["bundle", "install", "--allow_unsigned", str(bundle)]) == 0
     assert "UNSIGNED: its files are not authenticated (--allow_unsigned)" in capsys.readouterr().err
     assert edge_main(["bundle", "install", str(verify_bundle)]) == 0
@@ -121,8 +121,8 @@ def test_names_in_a_manifest_are_names_not_paths_even_when_signed(verify_bundle,
     assert edge_main(["bundle", "install", str(bundle)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{value!r} is not a plain name" in err and len(err.splitlines()) == 1
-    assert not (bundles.bundles_dir() / "current").exists()
-    assert not bundles.bundles_dir().exists() or not any(bundles.bundles_dir().iterdir())
+    assert not (bundles_dir() / "current").exists()
+    assert not bundles_dir().exists() or not any(bundles_dir().iterdir())
 
 
 def test_serve_refuses_an_unsigned_bundle_and_an_allowed_one_says_so_on_the_page_and_in_metrics(verify_bundle,

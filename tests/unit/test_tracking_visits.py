@@ -230,7 +230,7 @@ def test_quality_gate_measures_yaw_size_and_sharpness():
     ("detection: {scan_period: 0}", "detection.scan_period must be positive"),
 ])
 def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, change, message):
-    from edge.boards import BOARD_DIR
+    from edge.paths import BOARD_DIR
 
     text = (BOARD_DIR / "host.yaml").read_text()
     text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", " ")))
