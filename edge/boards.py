@@ -169,11 +169,17 @@ def measured(board: BoardConfig) -> BoardConfig:
     from edge.backends import BACKEND_FORMATS
 
     for task, precision in profile.precisions.items():
-        if task not in TASKS or precision not in PRECISIONS or profile.backends[task] not in BACKEND_FORMATS:
+        backend = profile.backends[task]
+        if task not in TASKS or precision not in PRECISIONS or backend not in BACKEND_FORMATS:
             raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r} on "
-                            f"backend {profile.backends[task]!r}")
-    return dataclasses.replace(board, precision={**board.precision, **profile.precisions},
-                               precision_source=profile.describe(), task_backends=profile.backends)
+                            f"backend {backend!r}")
+        if not any(precision in board.supports.get(fmt, ()) for fmt in BACKEND_FORMATS[backend]):
+            raise UserError(f"board profile {profile.path} runs {task} at {precision} on {backend}, which board "
+                            f"{board.name}'s supports table does not allow; measure it again with python -m "
+                            f"benchmarks latency --write_profile")
+    return dataclasses.replace(board, precision=types.MappingProxyType({**board.precision, **profile.precisions}),
+                               precision_source=profile.describe(),
+                               task_backends=types.MappingProxyType(dict(profile.backends)))
 
 
 def _build(cls, raw: dict, where: str):
@@ -206,7 +212,9 @@ def _coerce(hint, value, where: str):
         if not isinstance(value, dict):
             raise UserError(f"{where} must be a mapping")
         key_type, value_type = typing.get_args(hint)
-        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}[{k}]") for k, v in value.items()}
+        # read-only: a board config is loaded once and shared; nobody may change it under another caller
+        return types.MappingProxyType({_coerce(key_type, k, where): _coerce(value_type, v, f"{where}[{k}]")
+                                       for k, v in value.items()})
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported config type {hint}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -251,6 +259,10 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
     if board.int8_activations not in INT8_ACTIVATIONS:
         raise UserError(f"{where}: int8_activations {board.int8_activations!r} is not one of "
                         f"{', '.join(INT8_ACTIVATIONS)}")
+    if "tensorrt" in board.backends and "int8" in board.supports.get("onnx", ()) and board.int8_activations != "int8":
+        # TensorRT reads only symmetric signed INT8 (explicit quantization): uint8 activations would not build
+        raise UserError(f"{where}: a TensorRT board that runs INT8 ONNX files needs int8_activations: int8, not "
+                        f"{board.int8_activations!r} (TensorRT reads only symmetric signed INT8)")
     for key in ("accuracy_budget", "accuracy_floor"):
         for precision in getattr(board, key):
             if precision not in PRECISIONS:

@@ -68,3 +68,30 @@ def test_artifact_parse():
     assert Artifact.parse("onnx:int8") == Artifact("onnx", "int8")
     with pytest.raises(UserError):
         Artifact.parse("onnx")
+
+
+def test_a_board_config_cannot_be_changed_by_whoever_holds_it():
+    board = load_board("host")
+    with pytest.raises(TypeError):
+        board.supports["onnx"] = ("fp32",)
+    with pytest.raises(TypeError):
+        board.precision["verify"] = "fp32"
+
+
+def test_a_tensorrt_board_running_int8_needs_signed_int8_activations(tmp_path):
+    raw = yaml.safe_load(open(load_board.__globals__["BOARD_DIR"] / "jetson-orin-nano.yaml"))
+    raw["int8_activations"] = "uint8"
+    path = tmp_path / "orin.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match="needs int8_activations: int8, not 'uint8'"):
+        load_board(path)
+
+
+def test_a_measured_profile_must_keep_to_the_boards_supports_table():
+    from edge.board_profile import write_profile
+    from edge.paths import profiles_dir
+
+    write_profile(profiles_dir() / "jetson-nano.json", "jetson-nano",
+                  {"verify": {"precision": "int8", "backend": "onnxruntime", "median_ms": 1.0}})   # no INT8 there
+    with pytest.raises(UserError, match="runs verify at int8 on onnxruntime, which board jetson-nano's supports"):
+        load_board("jetson-nano")
