@@ -23,7 +23,7 @@ from edge.align import CROPS
 from edge.backends import BACKEND_FORMATS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.errors import UserError
-from edge.flags import count, count_or_zero, rate
+from edge.flags import add_renamed_rate, count, count_or_zero, rate
 from edge.paths import refuse_output_over_input
 from edge.scan import strategy_detectors
 from edge.signing import SIGNATURE_FILE, load_signing_key
@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
                              "../shared/data/yaleb): each verifier file gets its own threshold from every impostor "
                              "pair of half the identities, is reported on the other half and gated on decision flips")
-    parser.add_argument("--target_far", type=rate, default=DEFAULT_TARGET_FAR,
-                        help="false accepts per probe the kiosk aims at, at any gallery size (default: %(default)s)")
+    add_renamed_rate(parser, "--probe_far", "--target_far", default=DEFAULT_TARGET_FAR,
+                     help="false accepts per probe (one face against the whole gallery) the kiosk aims at, at any "
+                          "gallery size (default: %(default)s)")
     parser.add_argument("--min_auc", type=rate, default=DEFAULT_MIN_AUC,
                         help="refuse a verifier whose FP32 AUC on the real pairs is lower (default: %(default)s)")
     parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         detector_photos = DetectorPhotos.load(photos, detectors, gate_threads(board))
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
-    match = MatchOptions(args.target_far, args.min_auc, args.mirror_average)
+    match = MatchOptions(args.probe_far, args.min_auc, args.mirror_average)
     notes, pruning_rejected = {}, False
     if args.prune is not None:
         options = PruneOptions(args.prune, args.prune_steps)

@@ -12,7 +12,7 @@ from pathlib import Path
 from edge.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 from edge.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
 from edge.errors import UserError
-from edge.flags import cosine, count, count_or_zero, positive, rate
+from edge.flags import add_renamed_rate, cosine, count, count_or_zero, positive
 from edge.generate_cli import add_generate_verb
 
 GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max_frames", type=count_or_zero, default=0,
                      help="stop after this many frames (0: until the end)")
     run.add_argument("--threshold", type=cosine, help="a fixed threshold instead of the bundle's calibrated one")
-    run.add_argument("--target_far", type=rate,
+    add_renamed_rate(run, "--probe_far", "--target_far",
                      help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
                           "the bundle's real-pair calibration for the gallery's size")
     run.add_argument("--unknown_threshold", type=cosine,
@@ -156,7 +156,7 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
     return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
                                 precision=args.precision, threshold=getattr(args, "threshold", None),
-                                per_probe_far=getattr(args, "target_far", None), create_gallery=create_gallery)
+                                per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery)
 
 
 def run_enroll(args) -> int:

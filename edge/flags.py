@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def _number(text: str, kind, what: str):
@@ -49,6 +50,19 @@ def cosine(text: str) -> float:
     if not -1 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between -1 and 1, got {value}")
     return value
+
+
+def add_renamed_rate(parser: argparse.ArgumentParser, name: str, old: str, **options) -> None:
+    """A rate flag ``name`` that replaced ``old``: the old spelling still works for one release, saying so in one
+    line on stderr."""
+    dest = name.lstrip("-")
+    parser.add_argument(name, type=rate, dest=dest, **options)
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"warning: {old} is deprecated and goes in the next release; use {name}", file=sys.stderr)
+            setattr(namespace, dest, values)
+    parser.add_argument(old, type=rate, dest=dest, action=Renamed, help=argparse.SUPPRESS)
 
 
 def positive(text: str) -> float:

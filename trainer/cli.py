@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.flags import count, count_or_zero, positive, rate
+from edge.flags import add_renamed_rate, count, count_or_zero, positive, rate
 from edge.paths import refuse_output_over_input
 from edge.registry import Registry
 
@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="channel width multiplier (default: %(default)s; 1.0 is MobileFaceNet's widths)")
     verifier.add_argument("--holdout_identities", type=rate, default=0.25,
                           help="fraction of identities held out for evaluation, at least 2 (default: %(default)s)")
-    verifier.add_argument("--target_far", type=rate, default=0.01,
-                          help="false-accept rate the decision threshold is calibrated at (default: %(default)s)")
+    add_renamed_rate(verifier, "--pair_far", "--target_far", default=0.01,
+                     help="false accepts per impostor pair (1:1) the checkpoint's threshold is calibrated at "
+                          "(default: %(default)s)")
     verifier.add_argument("--margin", type=positive, default=0.4, help="ArcFace angular margin (default: %(default)s)")
     verifier.add_argument("--scale", type=positive, default=30.0, help="ArcFace logit scale (default: %(default)s)")
     verifier.add_argument("--loss", default="arcface", choices=("arcface", "cosface", "triplet"),
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--lr", type=positive, default=3e-3, help="peak learning rate (default: %(default)s)")
     student.add_argument("--relational", type=positive, default=1.0,
                          help="weight of the relational (pairwise similarity) loss (default: %(default)s)")
-    student.add_argument("--target_far", type=rate, default=0.01, help="default: %(default)s")
+    add_renamed_rate(student, "--pair_far", "--target_far", default=0.01,
+                     help="false accepts per impostor pair (1:1) for the threshold (default: %(default)s)")
     student.add_argument("--seed", type=count_or_zero, default=0, help="default: %(default)s")
     student.add_argument("--max_seconds", type=positive, default=None, help="stop after this much wall time")
     student.add_argument("--threads", type=count, default=None, help="torch threads (default: all CPU cores)")
@@ -253,7 +255,7 @@ def run_command(args, argv: list[str]) -> int:
         else:
             from trainer.train_verifier import train_verifier
             result = train_verifier(embedding=args.embedding, width=args.width, holdout=args.holdout_identities,
-                                    target_far=args.target_far, margin=args.margin, scale=args.scale,
+                                    target_far=args.pair_far, margin=args.margin, scale=args.scale,
                                     loss=args.loss, steps=args.steps, **common)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -294,7 +296,7 @@ def distill_student(args, command: str) -> None:
 
     options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
                              input_size=args.input_size, batch_size=args.batch_size, lr=args.lr,
-                             relational=args.relational, target_far=args.target_far, seed=args.seed,
+                             relational=args.relational, target_far=args.pair_far, seed=args.seed,
                              threads=args.threads, device=args.device, max_seconds=args.max_seconds)
     distill(args.teacher, args.data, args.out, options, args.teacher_bundle, args.eval_data, command)
 

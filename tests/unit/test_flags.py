@@ -40,3 +40,19 @@ def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(caps
         pass
     err = capsys.readouterr().err
     assert "\r" not in err and err.strip().splitlines()[-1].startswith("work: 100%")
+
+
+def test_the_renamed_rate_flags_take_their_old_spelling_for_one_release_with_a_warning(capsys):
+    from compile.cli import build_parser as compile_parser
+    from edge.cli import build_parser as edge_parser
+    from trainer.cli import build_parser as trainer_parser
+
+    cases = [(trainer_parser, ["verifier", "--data", "d", "--out", "o"], "pair_far"),
+             (compile_parser, ["--target", "host"], "probe_far"),
+             (edge_parser, ["run", "--bundle", "b", "--source", "s"], "probe_far")]
+    for parser, base, dest in cases:
+        assert getattr(parser().parse_args([*base, f"--{dest}", "0.002"]), dest) == 0.002
+        assert capsys.readouterr().err == ""
+        assert getattr(parser().parse_args([*base, "--target_far", "0.003"]), dest) == 0.003
+        err = capsys.readouterr().err.strip()
+        assert err == f"warning: --target_far is deprecated and goes in the next release; use --{dest}"
