@@ -25,7 +25,7 @@ from trainer.loop import Extras, Validation, train_epochs
 from trainer.models.autoencoder import FaceSwapAutoencoder
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 from trainer.run_state import RunState
-from trainer.train_generator import HOLDOUT, Result, begin_run, leave_world, without_near_duplicates
+from trainer.generator_run import HOLDOUT, Result, begin_run, leave_world, without_near_duplicates
 
 MIN_FACES = 16              # per person, to train at all
 ENOUGH_FACES = 200          # per person, below which the swap is a smoke test and the run says so

@@ -29,7 +29,7 @@ from trainer.loop import Extras, Validation, gradient_step, train_epochs
 from trainer.run_state import RunState
 from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
-from trainer.train_generator import Result, begin_run, leave_world
+from trainer.generator_run import Result, begin_run, leave_world
 
 CONDITIONS = ("pose", "folder")
 FIXED_SAMPLES = 64        # the fixed batch each epoch is scored and drawn from

@@ -1,7 +1,6 @@
 """Trains the seed face generator (``conv_autoencoder``) and writes its checkpoint, samples and report."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -11,36 +10,24 @@ import torch
 from edge.errors import UserError
 from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
-from trainer.data import FaceSet, augment, batches, load_faces, split_images, to_tensor
-from trainer.dedup import near_duplicates
+from trainer.data import augment, batches, split_images, to_tensor
 from trainer.device import describe, device_of
 from trainer.evaluate import reconstruct, reconstruction_metrics
+from trainer.generator_run import HOLDOUT, Result, begin_run, check_options, leave_world
 from trainer.image_losses import reconstruction_loss
-from trainer.distributed import check_batch, join_world
-from trainer.loop import Extras, Validation, start_run, train_epochs
+from trainer.loop import Extras, Validation, train_epochs
 from trainer.models import build_model
 from trainer.models.autoencoder import ConvAutoencoder, ConvVAE, kl_divergence
-from trainer.precision import MixedPrecision
+from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 from trainer.run_state import RunState
 from trainer.sampling import LatentPrior, sample_images
 from trainer.stacked import pretrain_layerwise
-from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 
 FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
 COLOURS = {"rgb": "RGB", "grey": "GREY"}                              # setting -> the input spec's colour
 GAN_FAMILIES = ("dcgan", "cgan")                                      # trained by trainer.train_gan
 SWAP_FAMILY = "faceswap"                                              # trained by trainer.train_faceswap
-HOLDOUT = 0.1          # fraction of images held out for the reconstruction PSNR
 SAMPLE_COUNT = 8       # columns in the sample grid
-
-
-@dataclass
-class Result:
-    metrics: dict
-    checkpoint: Path
-    report: Path
-    samples: Path
-    summary: str
 
 
 NOISE_KINDS = ("gaussian", "mask")   # denoising: Gaussian noise of this std, or this share of pixels zeroed
@@ -230,23 +217,6 @@ def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batc
     return Result(metrics, out, report, samples, summary)
 
 
-def leave_world(world, name: str, out: Path) -> Result | None:
-    """Ends the DDP world; on a rank other than 0, the result that says so (rank 0 goes on to evaluate and save)."""
-    world.finish()
-    return None if world.main else Result({}, out, out, out, f"{name}: rank {world.rank} of {world.size} done")
-
-
-def begin_run(data, seed: int, threads: int | None, device: str, batch_size: int, mixed_precision: str,
-              dedup_distance: int, one_person: bool = False):
-    """What every generator run starts with: seeds, device, the DDP world, mixed precision, and the faces without
-    near-duplicates -> (rng, device, world, precision, faces, the removed duplicates' lines)."""
-    rng, target = start_run(seed, threads, device)
-    world, target = join_world(target)
-    check_batch(world, batch_size)
-    faces, duplicates = without_near_duplicates(load_faces(data, one_person=one_person), dedup_distance)
-    return rng, target, world, MixedPrecision(target, mixed_precision), faces, duplicates
-
-
 class TrainingPass(torch.nn.Module):
     """An autoencoder's training forward pass as one module call, so that DDP sees it and averages its gradients:
     (reconstruction, code, the VAE's KL term or None)."""
@@ -275,25 +245,6 @@ def epoch_grid(model, held_images: np.ndarray, spec, epoch: int, out: Path) -> P
     folder = outputs_next_to(out, "epochs")
     folder.mkdir(parents=True, exist_ok=True)
     return write_png(folder / f"epoch_{epoch:03d}.png", grid)
-
-
-def without_near_duplicates(faces: FaceSet, max_distance: int) -> tuple[FaceSet, list[str]]:
-    """The faces with every near-copy of an earlier one removed, and one line per removed file."""
-    found = near_duplicates(faces.images, max_distance)
-    dropped = {index for _, index, _ in found}
-    lines = [f"{faces.paths[index]}\tlike {faces.paths[kept]}\t({bits} bits)" for kept, index, bits in found]
-    return faces.subset(np.array([i for i in range(len(faces)) if i not in dropped])), lines
-
-
-def check_options(epochs: int, batch_size: int, lr: float, max_seconds: float | None) -> None:
-    if epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {epochs}")
-    if batch_size < 2:
-        raise UserError(f"--batch_size must be at least 2, got {batch_size}")
-    if lr <= 0:
-        raise UserError(f"--lr must be positive, got {lr}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise UserError(f"--max_seconds must be positive, got {max_seconds}")
 
 
 @torch.no_grad()

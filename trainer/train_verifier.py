@@ -17,7 +17,7 @@ from trainer.loop import start_run, train_epochs
 from trainer.losses import ArcFaceHead, BatchHardTripletLoss, CosFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, outputs_next_to, write_report
-from trainer.train_generator import check_options
+from trainer.generator_run import check_options
 
 ARCHITECTURE = "mobilefacenet_s"
 TRIPLET_K = 4          # images per identity in a triplet batch (P = batch_size / K identities)
