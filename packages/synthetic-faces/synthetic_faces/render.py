@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from synthetic_faces.backdrop import degrade, render_background
+from synthetic_faces.draw import (bounds, disc, ellipse, fill, fill_both, fill_clipped, polyline, ramp, scaled,
+                                   superellipse)
 from synthetic_faces.identity import HAIR_BALD, HAIR_CURLY, HAIR_FRINGE, HAIR_LONG, HAIR_SHORT, Identity
 
 # Random streams derived from a background seed; distinct so the noise does not mirror the background.
-_BACKGROUND_STREAM = 0xB6
-_NOISE_STREAM = 0x2A
 _STRANDS_STREAM = 0x5A        # per identity: the same person has the same strands in every image
 
-_SHIFT = 4                    # sub-pixel bits for cv2 drawing: coordinates are multiplied by 16
 _LIGHT_ELEVATION = 0.85       # radians between the light and the camera axis
 _PUPIL_BGR = (18, 16, 16)
 _SCLERA_BGR = (222, 226, 230)
@@ -100,42 +100,6 @@ def paint_face(canvas: np.ndarray, identity: Identity, nuisance: Nuisance, centr
     return _landmarks(head, identity, layout), _face_box(head, identity)
 
 
-def render_background(seed: int, width: int, height: int) -> np.ndarray:
-    """A seeded indoor-ish backdrop: a colour gradient with soft blobs and a few sharp edges."""
-    rng = np.random.default_rng([_BACKGROUND_STREAM, seed])
-    # Drawn at quarter size and enlarged, so blobs come out soft-edged like out-of-focus objects.
-    small_w, small_h = max(4, width // 4), max(4, height // 4)
-    colours = _muted(rng, 2)
-    angle = rng.uniform(0, 2 * math.pi)
-    ys, xs = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
-    ramp = (xs / small_w - 0.5) * math.cos(angle) + (ys / small_h - 0.5) * math.sin(angle) + 0.5
-    ramp = np.clip(ramp, 0, 1)[..., None]
-    small = (colours[0] * (1 - ramp) + colours[1] * ramp).astype(np.uint8)
-    for colour in _muted(rng, int(rng.integers(3, 8))):
-        _background_blob(small, rng, tuple(int(c) for c in colour))
-    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    for colour in _muted(rng, int(rng.integers(1, 4))):
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(width // 8, width // 2)), int(rng.integers(height // 8, height // 2))
-        cv2.rectangle(image, (x, y), (x + w, y + h), tuple(int(c) for c in colour), max(1, width // 100))
-    return image
-
-
-def degrade(image: np.ndarray, blur_sigma: float, noise_std: float, seed: int) -> np.ndarray:
-    """Camera softness and sensor noise; the noise is seeded so a render is reproducible."""
-    if blur_sigma > 0.05:
-        image = cv2.GaussianBlur(image, (0, 0), blur_sigma)
-    if noise_std <= 0:
-        return image
-    rng = np.random.default_rng([_NOISE_STREAM, seed])
-    # The difference of two uniform bytes: zero-mean, standard deviation 104.5, and several times cheaper to
-    # draw than Gaussian samples; sensor noise this weak is not told apart by its distribution.
-    first = rng.integers(0, 256, image.shape, dtype=np.uint8)
-    second = rng.integers(0, 256, image.shape, dtype=np.uint8)
-    noise = cv2.subtract(first, second, dtype=cv2.CV_32F) * np.float32(noise_std / 104.5)
-    return cv2.add(image, noise, dtype=cv2.CV_8U)
-
-
 class _Head:
     """Maps face coordinates to canvas pixels for one posed head."""
 
@@ -201,17 +165,17 @@ def _paint_body(canvas, mask, head: _Head, identity: Identity, layout: _Layout) 
     torso_v = np.array([1.2, 1.4, 1.7, 2.2, 2.8, bottom])
     torso = head.outline(np.r_[torso_u, -torso_u[::-1]], np.r_[torso_v, torso_v[::-1]])
     # The torso stays out of the lighting mask: it reaches beyond the shaded region around the head.
-    _fill(canvas, torso, identity.shirt_bgr)
+    fill(canvas, torso, identity.shirt_bgr)
     if identity.hair_style == HAIR_LONG:
-        _fill_both(canvas, mask, _long_hair_back(head), identity.hair_bgr)
+        fill_both(canvas, mask, _long_hair_back(head), identity.hair_bgr)
     neck = head.outline([-0.46, 0.46, 0.52, 0.0, -0.52], [0.5, 0.5, 1.3, 1.65, 1.3])
-    _fill_both(canvas, mask, neck, _scaled(skin, 0.8))
+    fill_both(canvas, mask, neck, scaled(skin, 0.8))
     near_side = -1 if head.yaw > 0.12 else (1 if head.yaw < -0.12 else 0)
     if identity.hair_style != HAIR_LONG:
         for side in (-1, 1):
             if side != near_side:
                 _paint_ear(canvas, mask, head, identity, layout, side)
-    _fill_both(canvas, mask, head.outline(*_face_outline(identity.jaw)), skin)
+    fill_both(canvas, mask, head.outline(*_face_outline(identity.jaw)), skin)
     if identity.hair_style != HAIR_LONG and near_side:
         _paint_ear(canvas, mask, head, identity, layout, near_side)
 
@@ -222,7 +186,7 @@ def _bottom_v(head: _Head, canvas_height: int) -> float:
 
 
 def _face_outline(jaw: float, points: int = 72) -> tuple[np.ndarray, np.ndarray]:
-    t = _ramp(0, 2 * math.pi, points, endpoint=False)
+    t = ramp(0, 2 * math.pi, points, endpoint=False)
     c, s = np.cos(t), np.sin(t)
     # Lower half is a superellipse: exponent 2 is a round chin, larger exponents square the jaw.
     power = np.where(s > 0, 2.0 / (2.0 + 1.8 * jaw), 1.0)
@@ -237,11 +201,11 @@ def _paint_ear(canvas, mask, head: _Head, identity: Identity, layout: _Layout, s
     # Ears sit a little behind the head's widest line, so turning moves both towards the back of the head.
     centre_u = side * (0.98 + 0.6 * w) * math.cos(head.yaw) - 0.12 * math.sin(head.yaw)
     centre_v = layout.eye_v + 0.14
-    ear = head.outline(*_ellipse(centre_u, centre_v, w, h))
-    _fill_both(canvas, mask, ear, _scaled(identity.skin_bgr, 0.92))
+    ear = head.outline(*ellipse(centre_u, centre_v, w, h))
+    fill_both(canvas, mask, ear, scaled(identity.skin_bgr, 0.92))
     start = -0.45 * math.pi if side > 0 else 0.55 * math.pi      # the helix, on the ear's outer side
-    inner = head.outline(*_ellipse(centre_u, centre_v, w * 0.6, h * 0.7, start, start + 0.9 * math.pi))
-    _polyline(canvas, inner, _scaled(identity.skin_bgr, 0.65), _px(head, 0.025))
+    inner = head.outline(*ellipse(centre_u, centre_v, w * 0.6, h * 0.7, start, start + 0.9 * math.pi))
+    polyline(canvas, inner, scaled(identity.skin_bgr, 0.65), _px(head, 0.025))
 
 
 def _paint_face_details(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
@@ -250,8 +214,8 @@ def _paint_face_details(canvas, head: _Head, identity: Identity, layout: _Layout
         _paint_beard(canvas, head, identity, layout)
     if identity.mole_size > 0:
         mole_u, mole_v = identity.mole_uv
-        _fill(canvas, head.surface(*_ellipse(mole_u, mole_v, identity.mole_size, identity.mole_size * 0.8)),
-              _scaled(skin, 0.45))
+        fill(canvas, head.surface(*ellipse(mole_u, mole_v, identity.mole_size, identity.mole_size * 0.8)),
+              scaled(skin, 0.45))
     for side in (-1, 1):
         _paint_eye(canvas, head, identity, layout, side)
         _paint_brow(canvas, head, identity, layout, side)
@@ -263,9 +227,9 @@ def _paint_eye(canvas, head: _Head, identity: Identity, layout: _Layout, side: i
     skin = identity.skin_bgr
     eu, ev, w = side * identity.eye_spacing, layout.eye_v, identity.eye_size
     up = w * identity.eye_openness * head.a / head.b
-    socket = head.surface(*_ellipse(eu, ev - 0.2 * up, w * 1.35, up * 2.3))
-    _fill(canvas, socket, _scaled(skin, 0.9))
-    x = _ramp(-1.0, 1.0, 15)
+    socket = head.surface(*ellipse(eu, ev - 0.2 * up, w * 1.35, up * 2.3))
+    fill(canvas, socket, scaled(skin, 0.9))
+    x = ramp(-1.0, 1.0, 15)
     # The inner corner (towards the nose) sits a little lower, as in real eyes.
     tilt = 0.12 * up * x * side
     upper = head.surface(eu + x * w, ev - up * (1 - x * x) ** 0.8 - tilt, -0.02)
@@ -273,55 +237,55 @@ def _paint_eye(canvas, head: _Head, identity: Identity, layout: _Layout, side: i
     opening = np.concatenate([upper, lower])
     iris_centre = head.surface(eu, ev, 0.0)[None]
     iris_r = 0.44 * w * head.a
-    _fill_clipped(canvas, opening, lambda roi, offset: _draw_iris(roi, iris_centre - offset, iris_r, identity))
+    fill_clipped(canvas, opening, lambda roi, offset: _draw_iris(roi, iris_centre - offset, iris_r, identity))
     crease = head.surface(eu + x * w * 0.9, ev - up * (1.55 * (1 - x * x) ** 0.7) - tilt, -0.02)
-    _polyline(canvas, crease, _scaled(skin, 0.72), _px(head, 0.02))
-    _polyline(canvas, lower, _scaled(skin, 0.75), _px(head, 0.015))
-    _polyline(canvas, upper, _scaled(identity.hair_bgr, 0.3), _px(head, 0.04))
+    polyline(canvas, crease, scaled(skin, 0.72), _px(head, 0.02))
+    polyline(canvas, lower, scaled(skin, 0.75), _px(head, 0.015))
+    polyline(canvas, upper, scaled(identity.hair_bgr, 0.3), _px(head, 0.04))
 
 
 def _draw_iris(roi: np.ndarray, centre: np.ndarray, radius: float, identity: Identity) -> None:
     roi[:] = _SCLERA_BGR
-    _disc(roi, centre[0], radius, identity.iris_bgr)
-    _disc(roi, centre[0], radius * 0.45, _PUPIL_BGR)
-    _disc(roi, centre[0] + np.array([-0.3, -0.35]) * radius, radius * 0.2, (245, 245, 245))
+    disc(roi, centre[0], radius, identity.iris_bgr)
+    disc(roi, centre[0], radius * 0.45, _PUPIL_BGR)
+    disc(roi, centre[0] + np.array([-0.3, -0.35]) * radius, radius * 0.2, (245, 245, 245))
 
 
 def _paint_brow(canvas, head: _Head, identity: Identity, layout: _Layout, side: int) -> None:
     inner = identity.eye_spacing - identity.eye_size * 0.95
     outer = identity.eye_spacing + identity.eye_size * 1.25
-    x = _ramp(0.0, 1.0, 9)
+    x = ramp(0.0, 1.0, 9)
     u = side * (inner + x * (outer - inner))
     rise = math.tan(math.radians(identity.brow_angle)) * (outer - inner) * head.a / head.b
     centre_v = layout.brow_v - 0.035 * np.sin(math.pi * x) - rise * x
     half = identity.brow_thickness * (1.1 - 0.6 * x) / 2
     brow = head.surface(np.r_[u, u[::-1]], np.r_[centre_v - half, (centre_v + half)[::-1]], 0.02)
     colour = 0.6 * np.array(identity.hair_bgr) + 0.4 * 0.45 * np.array(identity.skin_bgr)
-    _fill(canvas, brow, tuple(int(c) for c in colour))
+    fill(canvas, brow, tuple(int(c) for c in colour))
 
 
 def _paint_nose(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
     skin, nv, nw = identity.skin_bgr, layout.nose_v, identity.nose_width
     # Two soft lines along the bridge: after the blur they read as the nose's side shading.
-    v = _ramp(layout.eye_v + 0.06, nv - 0.07, 6)
+    v = ramp(layout.eye_v + 0.06, nv - 0.07, 6)
     for side in (-1, 1):
-        bridge = head.surface(side * _ramp(0.09, 0.11, 6), v, 0.06 + 0.18 * (v - v[0]) / (v[-1] - v[0]))
-        _polyline(canvas, bridge, _scaled(skin, 0.88), _px(head, 0.04))
-    _fill(canvas, head.surface(*_ellipse(0.0, nv + 0.06, nw * 0.95, 0.045), 0.1), _scaled(skin, 0.78))
+        bridge = head.surface(side * ramp(0.09, 0.11, 6), v, 0.06 + 0.18 * (v - v[0]) / (v[-1] - v[0]))
+        polyline(canvas, bridge, scaled(skin, 0.88), _px(head, 0.04))
+    fill(canvas, head.surface(*ellipse(0.0, nv + 0.06, nw * 0.95, 0.045), 0.1), scaled(skin, 0.78))
     for side in (-1, 1):
-        wing = head.surface(*_ellipse(side * nw * 0.72, nv - 0.005, nw * 0.4, 0.055), 0.12)
-        _fill(canvas, wing, _scaled(skin, 0.9))
+        wing = head.surface(*ellipse(side * nw * 0.72, nv - 0.005, nw * 0.4, 0.055), 0.12)
+        fill(canvas, wing, scaled(skin, 0.9))
         start = -0.6 * math.pi if side > 0 else 0.4 * math.pi      # the wing's outer rim
-        rim = _ellipse(side * nw * 0.72, nv - 0.005, nw * 0.42, 0.06, start, start + 1.2 * math.pi)
-        _polyline(canvas, head.surface(*rim, 0.12), _scaled(skin, 0.68), _px(head, 0.02))
-        nostril = head.surface(*_ellipse(side * nw * 0.42, nv + 0.04, nw * 0.28, 0.022), 0.15)
-        _fill(canvas, nostril, _scaled(skin, 0.4))
-    _fill(canvas, head.surface(*_ellipse(0.0, nv - 0.02, nw * 0.45, 0.05), 0.28), _scaled(skin, 1.05))
+        rim = ellipse(side * nw * 0.72, nv - 0.005, nw * 0.42, 0.06, start, start + 1.2 * math.pi)
+        polyline(canvas, head.surface(*rim, 0.12), scaled(skin, 0.68), _px(head, 0.02))
+        nostril = head.surface(*ellipse(side * nw * 0.42, nv + 0.04, nw * 0.28, 0.022), 0.15)
+        fill(canvas, nostril, scaled(skin, 0.4))
+    fill(canvas, head.surface(*ellipse(0.0, nv - 0.02, nw * 0.45, 0.05), 0.28), scaled(skin, 1.05))
 
 
 def _paint_mouth(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
     half, thick = layout.mouth_half, identity.lip_thickness
-    x = _ramp(-1.0, 1.0, 17)
+    x = ramp(-1.0, 1.0, 17)
     line_v = layout.mouth_v - (layout.mouth_v - layout.corner_v) * x * x
     gap = layout.mouth_open / 2 * (1 - x * x)
     bow = 1.0 - 0.25 * np.exp(-(x / 0.18) ** 2)          # the dip of the cupid's bow
@@ -331,13 +295,13 @@ def _paint_mouth(canvas, head: _Head, identity: Identity, layout: _Layout) -> No
     lips = identity.lip_bgr
     if layout.mouth_open > 0:
         inside = head.surface(np.r_[u, u[::-1]], np.r_[line_v - gap, (line_v + gap)[::-1]])
-        _fill(canvas, inside, (40, 32, 70))
+        fill(canvas, inside, (40, 32, 70))
         teeth_bottom = line_v - gap + 0.45 * 2 * gap
         teeth = head.surface(np.r_[u * 0.8, u[::-1] * 0.8], np.r_[line_v - gap, teeth_bottom[::-1]])
-        _fill(canvas, teeth, (200, 208, 214))
-    _fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[upper_top, (line_v - gap)[::-1]]), _scaled(lips, 0.88))
-    _fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[line_v + gap, lower_bottom[::-1]]), lips)
-    _polyline(canvas, head.surface(u, line_v - gap), _scaled(lips, 0.5), _px(head, 0.02))
+        fill(canvas, teeth, (200, 208, 214))
+    fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[upper_top, (line_v - gap)[::-1]]), scaled(lips, 0.88))
+    fill(canvas, head.surface(np.r_[u, u[::-1]], np.r_[line_v + gap, lower_bottom[::-1]]), lips)
+    polyline(canvas, head.surface(u, line_v - gap), scaled(lips, 0.5), _px(head, 0.02))
 
 
 def _paint_beard(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
@@ -352,47 +316,47 @@ def _paint_beard(canvas, head: _Head, identity: Identity, layout: _Layout) -> No
     keep = v > top_v
     order = np.argsort(np.arctan2(v[keep], u[keep]))       # right cheek, chin, left cheek
     jaw = head.outline(u[keep][order] * 1.01, v[keep][order] * 1.01)
-    _fill(canvas, np.concatenate([cheek, jaw]), tuple(int(c) for c in colour))
+    fill(canvas, np.concatenate([cheek, jaw]), tuple(int(c) for c in colour))
 
 
 def _paint_hair(canvas, mask, head: _Head, identity: Identity, layout: _Layout) -> None:
     style, colour = identity.hair_style, identity.hair_bgr
     if style == HAIR_BALD:
         # A crescent of hair above each ear, following the skull.
-        t = _ramp(math.asin(layout.eye_v - 0.42), math.asin(layout.eye_v + 0.08), 9)
-        inner = 1.03 - 0.11 * np.sin(_ramp(0.0, math.pi, 9))[::-1]   # thickest halfway, tapering to points
+        t = ramp(math.asin(layout.eye_v - 0.42), math.asin(layout.eye_v + 0.08), 9)
+        inner = 1.03 - 0.11 * np.sin(ramp(0.0, math.pi, 9))[::-1]   # thickest halfway, tapering to points
         for side in (-1, 1):
             u = side * np.r_[1.03 * np.cos(t), inner * np.cos(t[::-1])]
             v = np.r_[1.03 * np.sin(t), inner * np.sin(t[::-1])]
-            _fill_both(canvas, mask, head.outline(u, v), colour)
+            fill_both(canvas, mask, head.outline(u, v), colour)
         return
     volume = {HAIR_SHORT: 1.06, HAIR_LONG: 1.1, HAIR_FRINGE: 1.09, HAIR_CURLY: 1.2}[style]
     bumps = 0.06 if style == HAIR_CURLY else 0.0
-    _fill_both(canvas, mask, _hair_cap(head, layout, volume, bumps), colour)
+    fill_both(canvas, mask, _hair_cap(head, layout, volume, bumps), colour)
     if style == HAIR_FRINGE:
-        _fill(canvas, _fringe(head, layout), colour)
+        fill(canvas, _fringe(head, layout), colour)
     if style == HAIR_LONG:
         for side in (-1, 1):
             lock = head.outline(side * np.array([0.82, 0.9, 1.05, 1.25, 1.2, 1.05]),
                                 np.array([layout.eye_v - 0.3, layout.eye_v + 0.2, 0.8, 1.0, 0.1, -0.5]))
-            _fill_both(canvas, mask, lock, colour)
+            fill_both(canvas, mask, lock, colour)
     _hair_strands(canvas, head, identity, volume)
 
 
 def _hair_cap(head: _Head, layout: _Layout, volume: float, bumps: float) -> np.ndarray:
     side_v = layout.eye_v - 0.08
     start = math.pi + math.asin(min(0.9, max(-0.9, -side_v / volume)))
-    t = _ramp(start, 3 * math.pi - start, 40)
+    t = ramp(start, 3 * math.pi - start, 40)
     radius = volume + bumps * np.abs(np.sin(7 * t))
     outer = head.outline(radius * np.cos(t), (radius + 0.04) * np.sin(t))
-    x = _ramp(1.0, -1.0, 21)
+    x = ramp(1.0, -1.0, 21)
     # Hairline: high at the middle of the forehead, coming down to the temples.
     hairline = head.surface(0.95 * x, layout.hairline_v + (side_v - layout.hairline_v) * x ** 4, 0.02)
     return np.concatenate([outer, hairline])
 
 
 def _fringe(head: _Head, layout: _Layout) -> np.ndarray:
-    x = _ramp(-0.88, 0.88, 19)
+    x = ramp(-0.88, 0.88, 19)
     teeth = np.where(np.arange(19) % 2 == 0, 0.0, 0.05)
     bottom_v = layout.brow_v - 0.06 - teeth - 0.12 * x ** 4
     top = head.surface(x[::-1], np.full(19, layout.hairline_v - 0.1), 0.03)
@@ -400,7 +364,7 @@ def _fringe(head: _Head, layout: _Layout) -> np.ndarray:
 
 
 def _long_hair_back(head: _Head) -> np.ndarray:
-    t = _ramp(math.pi, 2 * math.pi, 20)
+    t = ramp(math.pi, 2 * math.pi, 20)
     top = np.stack([1.12 * np.cos(t), 1.16 * np.sin(t)])
     right = np.array([[1.2, 1.28, 1.2, 0.8], [0.4, 1.2, 1.65, 1.6]])
     left = np.array([[-0.8, -1.2, -1.28, -1.2], [1.6, 1.65, 1.2, 0.4]])
@@ -413,11 +377,11 @@ def _hair_strands(canvas, head: _Head, identity: Identity, volume: float) -> Non
     rng = np.random.default_rng([_STRANDS_STREAM, identity.seed])
     for _ in range(7):
         t0 = rng.uniform(math.pi * 1.15, math.pi * 1.85)
-        t = _ramp(t0, t0 + rng.uniform(-0.5, 0.5), 6)
-        r = _ramp(volume * 0.97, (volume + 1.0) / 2 * 0.9, 6)
+        t = ramp(t0, t0 + rng.uniform(-0.5, 0.5), 6)
+        r = ramp(volume * 0.97, (volume + 1.0) / 2 * 0.9, 6)
         strand = head.outline(r * np.cos(t), r * np.sin(t) - 0.02)
         shade = 1.3 if rng.random() < 0.5 else 0.7
-        _polyline(canvas, strand, _scaled(identity.hair_bgr, shade, lift=10), _px(head, 0.02))
+        polyline(canvas, strand, scaled(identity.hair_bgr, shade, lift=10), _px(head, 0.02))
 
 
 def _paint_glasses(canvas, head: _Head, identity: Identity, layout: _Layout) -> None:
@@ -426,19 +390,19 @@ def _paint_glasses(canvas, head: _Head, identity: Identity, layout: _Layout) -> 
     thickness = _px(head, 0.03)
     for side in (-1, 1):
         eu = side * identity.eye_spacing
-        rim = head.surface(*_superellipse(eu, layout.eye_v, w, h), 0.12)
-        _polyline(canvas, rim, _FRAME_BGR, thickness, closed=True)
+        rim = head.surface(*superellipse(eu, layout.eye_v, w, h), 0.12)
+        polyline(canvas, rim, _FRAME_BGR, thickness, closed=True)
         temple = head.surface([eu + side * w, side * 1.0], [layout.eye_v - 0.3 * h, layout.eye_v - 0.3 * h], 0.1)
-        _polyline(canvas, temple, _FRAME_BGR, thickness)
+        polyline(canvas, temple, _FRAME_BGR, thickness)
     inner = identity.eye_spacing - w
-    bridge = head.surface(_ramp(-inner, inner, 5), layout.eye_v - 0.4 * h - 0.03 * np.cos(
-        _ramp(-1.5, 1.5, 5)), 0.16)
-    _polyline(canvas, bridge, _FRAME_BGR, thickness)
+    bridge = head.surface(ramp(-inner, inner, 5), layout.eye_v - 0.4 * h - 0.03 * np.cos(
+        ramp(-1.5, 1.5, 5)), 0.16)
+    polyline(canvas, bridge, _FRAME_BGR, thickness)
 
 
 def _shade(canvas: np.ndarray, mask: np.ndarray, head: _Head, nuisance: Nuisance) -> None:
     """Lights the head as an ellipsoid: a side light plus darkening towards the silhouette's edge."""
-    x1, y1, x2, y2 = _bounds(head.outline(*_ellipse(0.0, 0.15, 1.55, 1.55)), canvas.shape)
+    x1, y1, x2, y2 = bounds(head.outline(*ellipse(0.0, 0.15, 1.55, 1.55)), canvas.shape)
     if x2 <= x1 or y2 <= y1:
         return
     qx, qy = head.local(np.arange(x1, x2, dtype=np.float32)[None, :], np.arange(y1, y2, dtype=np.float32)[:, None])
@@ -472,91 +436,8 @@ def _face_box(head: _Head, identity: Identity) -> np.ndarray:
     return np.array([*points.min(axis=0), *points.max(axis=0)], np.float32)
 
 
-def _ramp(start: float, stop: float, n: int, endpoint: bool = True) -> np.ndarray:
-    """np.linspace without its overhead, which is most of the cost for the few points a shape needs."""
-    return start + (stop - start) / (n - 1 if endpoint else n) * np.arange(n)
-
-
-def _ellipse(cu: float, cv: float, ru: float, rv: float, start: float = 0.0, stop: float = 2 * math.pi,
-             points: int = 24) -> tuple[np.ndarray, np.ndarray]:
-    t = _ramp(start, stop, points, endpoint=stop - start < 2 * math.pi)
-    return cu + ru * np.cos(t), cv + rv * np.sin(t)
-
-
-def _superellipse(cu: float, cv: float, ru: float, rv: float, points: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    t = _ramp(0, 2 * math.pi, points, endpoint=False)
-    c, s = np.cos(t), np.sin(t)
-    return cu + ru * np.sign(c) * np.abs(c) ** 0.6, cv + rv * np.sign(s) * np.abs(s) ** 0.6
-
-
-def _muted(rng: np.random.Generator, n: int) -> np.ndarray:
-    # Pull random colours towards grey: rooms are mostly desaturated, which keeps the face the salient object.
-    colours = rng.uniform(20, 235, (n, 3))
-    grey = colours.mean(axis=1, keepdims=True)
-    return grey + rng.uniform(0.2, 0.7, (n, 1)) * (colours - grey)
-
-
-def _background_blob(image: np.ndarray, rng: np.random.Generator, colour: tuple[int, ...]) -> None:
-    h, w = image.shape[:2]
-    centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-    if rng.random() < 0.5:
-        axes = (int(rng.integers(1, max(2, w // 3))), int(rng.integers(1, max(2, h // 3))))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
-    else:
-        corner = (centre[0] + int(rng.integers(1, max(2, w // 2))), centre[1] + int(rng.integers(1, max(2, h // 2))))
-        cv2.rectangle(image, centre, corner, colour, -1)
-
-
-def _fill_clipped(canvas: np.ndarray, polygon: np.ndarray, draw) -> None:
-    """Runs ``draw(roi, offset)`` on a copy of the polygon's box and keeps it only inside the polygon."""
-    x1, y1, x2, y2 = _bounds(polygon, canvas.shape, margin=1)
-    if x2 <= x1 or y2 <= y1:
-        return
-    offset = np.array([x1, y1], np.float64)
-    roi = canvas[y1:y2, x1:x2]
-    inside = np.zeros(roi.shape[:2], np.uint8)
-    _fill(inside, polygon - offset, 255)
-    drawn = roi.copy()
-    draw(drawn, offset)
-    alpha = inside.astype(np.float32)[..., None] * (1.0 / 255.0)
-    roi[:] = (roi + alpha * (drawn.astype(np.float32) - roi)).astype(np.uint8)
-
-
-def _bounds(points: np.ndarray, shape: tuple[int, ...], margin: int = 0) -> tuple[int, int, int, int]:
-    h, w = shape[:2]
-    x1, y1 = np.floor(points.min(axis=0)).astype(int) - margin
-    x2, y2 = np.ceil(points.max(axis=0)).astype(int) + margin + 1
-    return max(0, x1), max(0, y1), min(w, x2), min(h, y2)
-
-
-def _fixed(points: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(points) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
-
-
-def _fill(image: np.ndarray, points: np.ndarray, colour) -> None:
-    cv2.fillPoly(image, [_fixed(points)], colour, cv2.LINE_AA, _SHIFT)
-
-
-def _fill_both(canvas: np.ndarray, mask: np.ndarray, points: np.ndarray, colour) -> None:
-    """Fills a part of the person's silhouette: drawn, and marked in the mask that lighting uses."""
-    _fill(canvas, points, colour)
-    _fill(mask, points, 255)
-
-
-def _polyline(image: np.ndarray, points: np.ndarray, colour, thickness: int, closed: bool = False) -> None:
-    cv2.polylines(image, [_fixed(points)], closed, colour, thickness, cv2.LINE_AA, _SHIFT)
-
-
-def _disc(image: np.ndarray, centre: np.ndarray, radius: float, colour) -> None:
-    scale = 1 << _SHIFT
-    cv2.circle(image, (int(round(centre[0] * scale)), int(round(centre[1] * scale))),
-               max(1, int(round(radius * scale))), colour, -1, cv2.LINE_AA, _SHIFT)
-
-
 def _px(head: _Head, fraction: float) -> int:
     """A line thickness of ``fraction`` of the face half-width, at least one pixel."""
     return max(1, int(round(fraction * head.a)))
 
 
-def _scaled(colour: tuple[int, ...], factor: float, lift: float = 0.0) -> tuple[int, ...]:
-    return tuple(int(min(255, max(0, c * factor + lift))) for c in colour)
