@@ -160,7 +160,8 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
-    from edge.gallery import Gallery, check_name
+    from edge.gallery import Gallery
+    from edge.gallery_rules import check_name
     from edge.imageio import list_images, read_image
 
     if not args.consent:
@@ -248,7 +249,7 @@ def run_gallery(args) -> int:
 def shown_name(name: str) -> str:
     """A name as a line of output may hold it: as it is when it keeps the naming rule, else quoted with escapes
     (a name from before the rule, holding a newline, cannot forge a line)."""
-    from edge.gallery import check_name
+    from edge.gallery_rules import check_name
 
     try:
         return check_name(name)

@@ -20,7 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.actions import REFUSALS
 from edge.errors import UserError
-from edge.gallery import AlreadyEnrolled, Gallery, check_name
+from edge.gallery import AlreadyEnrolled, Gallery
+from edge.gallery_rules import check_name
 from edge.image_header import image_size
 from edge.service import KioskService
 from edge.tokens import scope_of
@@ -217,7 +218,7 @@ def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
 
 
 def named(name: str) -> str:
-    """The name, or a 400 saying what is wrong with it (edge.gallery.check_name, the one rule)."""
+    """The name, or a 400 saying what is wrong with it (edge.gallery_rules.check_name, the one rule)."""
     try:
         return check_name(name)
     except UserError as err:
