@@ -44,14 +44,15 @@ def add_allow_unsigned(parser) -> None:
                              "files are then not authenticated; said at start, on the page and in /metrics)")
 
 
-def checked_signature(folder: Path, allow_unsigned: bool):
-    """The bundle's signature checked against this board's trusted keys (edge.signing), said in one line."""
+def checked_signature(folder: Path, allow_unsigned: bool, shown: Path | None = None):
+    """The bundle's signature checked against this board's trusted keys (edge.signing), said in one line naming
+    ``shown`` (default: ``folder``)."""
     from edge.manifest import read_manifest
     from edge.signing import verify_bundle
 
     read_manifest(folder, verify_files=False)           # a folder that is no bundle at all is told so first
     trust = verify_bundle(folder, allow_unsigned)
-    print(f"bundle: {folder}: {trust.describe()}", file=sys.stderr if trust.allowed_unsigned else sys.stdout)
+    print(f"bundle: {shown or folder}: {trust.describe()}", file=sys.stderr if trust.allowed_unsigned else sys.stdout)
     return trust
 
 
@@ -76,14 +77,12 @@ def run_bundle(args) -> int:
         print(f"bundle: signed {args.folder} with key {sign_bundle(args.folder, args.key)}")
         return 0
     if args.action == "install":
-        checked_signature(args.folder, args.allow_unsigned)
-
         def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
             from edge.golden import GOLDEN_FILE
             from edge.pipeline import Pipeline
-            from edge.signing import verify_bundle
 
-            verify_bundle(folder, args.allow_unsigned)     # the copy, which is what will run, must be the signed one
+            # the copy, which is what will run, must be the signed one (checked once, not the original too)
+            checked_signature(folder, args.allow_unsigned, shown=args.folder)
             Pipeline.from_bundle(folder).close()
             if (folder / GOLDEN_FILE).is_file():
                 failed = [c for c in report_golden(folder) if not c.passed]

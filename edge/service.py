@@ -129,7 +129,7 @@ class KioskService:
         if self._source is not None:
             self._source.close()
         with self.models:
-            self._publish(self.stream.interrupt("the kiosk stopped"))
+            self._publish(self.stream.finish("the kiosk stopped"))
         self.state.running = False
         self.door.close()
         for sink in self.sinks:
@@ -158,7 +158,7 @@ class KioskService:
             self._prune()
             if frame is None:
                 with self.models:
-                    self._publish(self.stream.interrupt("the camera stopped delivering frames"))
+                    self._publish(self.stream.finish("the camera stopped delivering frames"))
                 continue
             with self.models:
                 step = self.stream.step(frame.image, frame.index, frame.time_s)
@@ -166,11 +166,14 @@ class KioskService:
                 sink.frame(frame, step)
             self._publish(step.decisions, frame)
             self._record(frame, step)
-            if self.max_frames and self.state.frames >= self.max_frames:
+            if self._enough_frames():
                 break
-        if self._source.ended or self.max_frames and self.state.frames >= self.max_frames:
+        if self._source.ended or self._enough_frames():
             with self.models:                  # the footage ended: its last visits end with it, not cut short
                 self._publish(self.stream.finish())
+
+    def _enough_frames(self) -> bool:
+        return bool(self.max_frames) and self.state.frames >= self.max_frames
 
     def _run(self) -> None:
         try:

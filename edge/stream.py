@@ -5,7 +5,7 @@ strategy (``edge.scan``), a tracker (``edge.tracking``) and the evidence of each
 tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after
 it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
 same place), the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers
-no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``interrupt``) ends every open
+no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
 visit, marked as cut short, so no visit spans an outage.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class KioskStream:
         start = time.perf_counter()
         decisions, embedded = [], 0
         if self.last_time_s is not None and time_s - self.last_time_s > self.tracking.max_missed_s:
-            decisions += self.interrupt(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
+            decisions += self.finish(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
         detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
         timings["detect"] = ms_since(start)
         mark = time.perf_counter()
@@ -119,15 +119,11 @@ class KioskStream:
             return None
         return self.pipeline.embed_aligned([aligned])[0], aligned
 
-    def finish(self) -> list[VisitDecision]:
-        """The stream ended: a decision for every visit still open."""
-        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box))]
-
-    def interrupt(self, why: str) -> list[VisitDecision]:
-        """The stream was cut (no frames, the kiosk stopping): every open visit ends, decided on what it has and
-        marked ``interrupted`` with ``why``, so none spans the gap and none opens a door."""
+    def finish(self, interrupted: str = "") -> list[VisitDecision]:
+        """The stream ended, or was cut when ``interrupted`` says why (no frames, the kiosk stopping): a decision
+        for every visit still open, on what it has; a cut visit is marked so, spans no gap and opens no door."""
         self._recheck.clear()
-        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box, why))]
+        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box, interrupted))]
 
     def describe(self) -> dict:
         return {"strategy": self.detection.strategy, "tracker": self.tracking.tracker,
