@@ -14,7 +14,7 @@ from benchmarks.latency import model_facts
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
 from edge.backends.base import BackendOptions
-from edge.boards import load_board
+from edge.board_profile import board_with_profile
 from edge.errors import UserError
 from edge.imageio import read_image
 from edge.manifest import read_manifest
@@ -48,10 +48,10 @@ def run_detect(options: DetectOptions) -> tuple[str, dict]:
     if missing:
         raise UserError(f"{len(missing)} labelled images are not in {folder}: {', '.join(missing[:3])}")
     manifest = read_manifest(options.bundle)
-    board = load_board(manifest.board)
+    board, profile = board_with_profile(manifest.board)
     threads = options.threads or board.threads
     detectors = load_detectors(options.bundle, manifest, board, BackendOptions(threads), options.backend,
-                               options.precision)
+                               options.precision, profile)
     strategy = build_strategy(board.detection, detectors)
     heights, found_all, false, detections, times = [], [], 0, 0, []
     try:

@@ -14,7 +14,7 @@ from benchmarks.timing import summarize
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends import BACKEND_FORMATS, BACKENDS
 from edge.backends.base import BackendOptions
-from edge.boards import load_board
+from edge.board_profile import BoardProfile, board_with_profile
 from edge.dataprep import largest
 from edge.detect import BlazeFaceDetector, build_detector, letterbox
 from edge.errors import UserError
@@ -58,11 +58,11 @@ def runs_for(manifest: Manifest, backend: str | None) -> list[tuple[ModelEntry, 
     return runs
 
 
-def board_defaults(manifest: Manifest, board) -> set[tuple[str, str]]:
+def board_defaults(manifest: Manifest, board, profile: BoardProfile | None) -> set[tuple[str, str]]:
     """(entry name, backend) that the runtime would choose on this board for each task in the bundle."""
     chosen = set()
     for task in sorted({e.task for e in manifest.models}):
-        choice = choose_model(manifest, board, task)
+        choice = choose_model(manifest, board, task, profile=profile)
         chosen.add((choice.entry.name, choice.backend))
     return chosen
 
@@ -126,7 +126,7 @@ def fp32_comparisons(results: list[dict]) -> None:
 def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
     """Times every (model, backend) of the bundle interleaved; returns the board name and one result each."""
     manifest = read_manifest(options.bundle)
-    board = load_board(manifest.board)
+    board, profile = board_with_profile(manifest.board)
     warmup = board.benchmark.warmup if options.warmup is None else options.warmup
     repeat = board.benchmark.repeat if options.repeat is None else options.repeat
     threads = board.threads if options.threads is None else options.threads
@@ -139,7 +139,7 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
         detector = None
         load_options = BackendOptions(threads=threads)
         if images is not None and manifest.for_task("detect"):
-            chosen = choose_model(manifest, board, "detect")
+            chosen = choose_model(manifest, board, "detect", profile=profile)
             loaded.append(load_model(options.bundle, chosen.entry, chosen.backend, load_options))
             detector = build_detector(loaded[-1])
         calls, prepared = {}, {}
@@ -163,7 +163,7 @@ def run_latency(options: LatencyOptions) -> tuple[str, list[dict]]:
         for model in loaded:
             model.close()
     environment = collect_environment(manifest.board, threads, options.bundle)
-    defaults = board_defaults(manifest, board)
+    defaults = board_defaults(manifest, board, profile)
     results = []
     for key, (entry, backend, described, description, batch) in prepared.items():
         results.append(new_result(

@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
+from edge.board_profile import bundle_profile
 from edge.errors import UserError
 from edge.pipeline import Pipeline
 from edge.progress import progress_bar
@@ -88,7 +89,7 @@ def _haar() -> _Peer:
 
 def run_peers(bundle: Path, source: str, frames: int = 150, warmup: int = 3,
               threads: int | None = None) -> tuple[str, dict]:
-    pipe = Pipeline.from_bundle(bundle, threads=threads)
+    pipe = Pipeline.from_bundle(bundle, threads=threads, profile=bundle_profile(bundle))
     peers, skipped = [_ours(pipe)], {}
     for name, build in (("dlib", _dlib), ("opencv-haar", _haar)):
         try:

@@ -27,6 +27,7 @@ from benchmarks.pipeline_compare import (
 )
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
+from edge.board_profile import bundle_profile
 from edge.errors import UserError
 from edge.pipeline import Pipeline
 from edge.progress import progress_bar
@@ -116,17 +117,18 @@ class _AnonymiseMode:
     def __init__(self, bundle: Path, backend: str | None, threads: int | None, role: str | None = None):
         from edge.anonymise import Anonymiser
         from edge.backends.base import BackendOptions
-        from edge.boards import load_board
+        from edge.board_profile import board_with_profile
         from edge.generate import open_generator
         from edge.manifest import read_manifest
         from edge.scan import load_detectors
 
         manifest = read_manifest(bundle)
-        self.board = load_board(manifest.board)
+        self.board, profile = board_with_profile(manifest.board)
         self.threads = threads or self.board.threads
         self.generator, self.choice = open_generator(bundle, manifest, self.board, "anonymise", role,
-                                                     backend=backend, threads=self.threads)
-        self.detectors = load_detectors(bundle, manifest, self.board, BackendOptions(threads=self.threads))
+                                                     backend=backend, threads=self.threads, profile=profile)
+        self.detectors = load_detectors(bundle, manifest, self.board, BackendOptions(threads=self.threads),
+                                        profile=profile)
         self.anonymiser = Anonymiser(self.detectors, self.generator, self.board.detection, self.board.tracking)
         self.frame_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
@@ -209,7 +211,7 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
     pipe = None
     if any(m in KIOSK_MODES for m in options.modes):
         pipe = Pipeline.from_bundle(options.bundle, gallery_path=options.gallery, backend=options.backend,
-                                    threads=options.threads)
+                                    threads=options.threads, profile=bundle_profile(options.bundle))
         pipe.require_current_gallery(options.bundle)  # timing a match against part of the gallery would flatter it
     modes = [_Mode(name, pipe) if name in KIOSK_MODES else _AnonymiseMode(options.bundle, options.backend,
                                                                           options.threads, options.generator)

@@ -13,6 +13,7 @@ from benchmarks.latency import model_facts
 from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
+from edge.board_profile import bundle_profile
 from edge.dataprep import FACE_CHOICES
 from edge.errors import UserError
 from edge.imageio import read_image
@@ -111,7 +112,7 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
     paths = {key: find_image(options.images, *key) for key in keys}   # every missing image fails before any work
     reference = DlibPipeline(options.face) if options.reference == "dlib" else None
     pipe = Pipeline.from_bundle(options.bundle, backend=options.backend, threads=options.threads,
-                                precision=options.precision)
+                                precision=options.precision, profile=bundle_profile(options.bundle))
     board, threads = pipe.board, pipe.threads
     try:
         embeddings, times = embed_all(embed_with_pipeline(pipe, options.face), paths, "embed")

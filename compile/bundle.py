@@ -36,6 +36,7 @@ from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
 from compile.validate import torch_reference
 from edge.align import CROPS
+from edge.board_profile import default_precisions, read_profile
 from edge.boards import Artifact, BoardConfig
 from edge.errors import UserError
 from edge.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
@@ -157,9 +158,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                       "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
                                            f"per-channel int8 weights, {activation_note(board)}",
-                      "runtime default precision per task": ", ".join(f"{task} {precision}" for task, precision
-                                                                     in board.precision.items())
-                                                            + f" ({board.precision_source})",
+                      "runtime default precision per task": _default_precisions(board),
                       "detector files": describe_detector_files(detector_artifacts, detector_photos),
                       "golden outputs": f"{GOLDEN_FILE}: {GOLDEN_IMAGES} held-out crops per model with their FP32 "
                                         "outputs and a frame of faces with each detector's boxes; check them on "
@@ -374,3 +373,10 @@ def tool_versions(artifacts: list[Artifact]) -> dict[str, str]:
         except PackageNotFoundError:
             tools[name] = "not installed"
     return tools
+
+
+def _default_precisions(board: BoardConfig) -> str:
+    """What the runtime will default to on the board: its measured profile's choices when this machine holds one
+    (copied from the board), else the config's facts; the line says which."""
+    precisions, source = default_precisions(board, read_profile(board))
+    return ", ".join(f"{task} {precision}" for task, precision in precisions.items()) + f" ({source})"

@@ -2,8 +2,9 @@
 
 Board configs hold facts (a Cortex-A72 has no int8 dot product, a Maxwell GPU no INT8 path) and derive each
 task's default precision from them; a profile holds measurements. ``python -m benchmarks latency --bundle B
---write_profile``, run on the board, writes one; ``load_board`` reads it, so compile's report and the runtime take
-the measured precision once there is one and say which they used.
+--write_profile``, run on the board, writes one. ``load_board`` never reads it: the commands that run models for
+the board (``edge run``, ``edge serve``, ``benchmarks``, compile's report) read it here and hand it to the one
+chooser (``edge.runtime.choose_model``), so a test or a library caller that passes none gets the config's facts.
 
 Where profiles live, first found wins: ``$EDGE_FACE_HOME/profiles/<board>.json`` (written on the board, or copied
 to the machine that compiles) and ``board_configs/profiles/<board>.json`` (measured boards shipped with the
@@ -17,7 +18,10 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.backends import BACKEND_FORMATS
+from edge.boards import PRECISIONS, TASKS, BoardConfig, load_board
 from edge.errors import UserError
+from edge.manifest import read_manifest
 from edge.paths import PACKAGED_PROFILES, profiles_dir
 
 PROFILE_VERSION = 1
@@ -47,8 +51,16 @@ def profile_paths(board: str) -> list[Path]:
     return [profiles_dir() / f"{board}.json", PACKAGED_PROFILES / f"{board}.json"]
 
 
-def read_profile(board: str) -> BoardProfile | None:
-    """The board's profile, None when it has not been measured; a malformed file is refused, naming it."""
+def read_profile(board: BoardConfig) -> BoardProfile | None:
+    """The board's profile, None when it has not been measured; a malformed file, or one whose choices the board's
+    ``supports`` table does not allow, is refused, naming it."""
+    profile = _read(board.name)
+    if profile is not None:
+        _check_against(profile, board)
+    return profile
+
+
+def _read(board: str) -> BoardProfile | None:
     path = next((p for p in profile_paths(board) if p.is_file()), None)
     if path is None:
         return None
@@ -62,6 +74,37 @@ def read_profile(board: str) -> BoardProfile | None:
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"board profile {path} is malformed ({err}): measure again with python -m benchmarks "
                         f"latency --bundle DIR --write_profile, or delete it") from err
+
+
+def _check_against(profile: BoardProfile, board: BoardConfig) -> None:
+    for task, precision in profile.precisions.items():
+        backend = profile.backends[task]
+        if task not in TASKS or precision not in PRECISIONS or backend not in BACKEND_FORMATS:
+            raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r} on "
+                            f"backend {backend!r}")
+        if not any(precision in board.supports.get(fmt, ()) for fmt in BACKEND_FORMATS[backend]):
+            raise UserError(f"board profile {profile.path} runs {task} at {precision} on {backend}, which board "
+                            f"{board.name}'s supports table does not allow; measure it again with python -m "
+                            f"benchmarks latency --write_profile")
+
+
+def board_with_profile(name: str) -> tuple[BoardConfig, BoardProfile | None]:
+    """A board's config and its measured profile (None when unmeasured): what the commands that run on the board
+    read and pass to ``edge.runtime.choose_model``."""
+    board = load_board(name)
+    return board, read_profile(board)
+
+
+def bundle_profile(bundle_dir: str | Path) -> BoardProfile | None:
+    """The measured profile of the board a bundle was compiled for, None when that board is unmeasured."""
+    return board_with_profile(read_manifest(bundle_dir).board)[1]
+
+
+def default_precisions(board: BoardConfig, profile: BoardProfile | None) -> tuple[dict[str, str], str]:
+    """Each task's default precision and where it came from: the profile's measurement over the config's facts."""
+    if profile is None:
+        return dict(board.precision), "board config (facts, not measured)"
+    return {**board.precision, **profile.precisions}, profile.describe()
 
 
 def write_profile(path: Path, board: str, tasks: dict[str, dict]) -> Path:

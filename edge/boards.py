@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from edge.backends import BACKENDS
 from edge.errors import UserError
 from edge.paths import BOARD_DIR
 from edge.registry import unknown_name_message
@@ -110,11 +111,6 @@ class BoardConfig:
     # the detector files a bundle carries, from DETECTOR_ARTIFACTS: the packaged TFLite file, plus ONNX files where
     # a backend needs them (TensorRT) or a board should measure them
     detector_artifacts: tuple[str, ...] = ("tflite:fp32",)
-    # Where ``precision`` came from: the config's facts, or a measured profile (edge.board_profile) that replaced
-    # them; set by load_board, not written in a YAML.
-    precision_source: str = "board config (facts, not measured)"
-    # task -> the backend a measured profile found fastest for it: tried before the board's order
-    task_backends: dict[str, str] = field(default_factory=dict)
 
     def artifact_list(self) -> list[Artifact]:
         return [Artifact.parse(text) for text in self.artifacts]
@@ -142,7 +138,8 @@ def resolve_board_name(name: str) -> str:
 
 
 def load_board(name_or_path: str | Path) -> BoardConfig:
-    """Loads a board by name, alias or path to a YAML file."""
+    """Loads a board by name, alias or path to a YAML file: the config's facts and nothing else (a measured
+    profile is read apart, by the commands that run on the board: edge.board_profile)."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = BOARD_DIR / f"{resolve_board_name(str(name_or_path))}.yaml"
@@ -156,30 +153,7 @@ def load_board(name_or_path: str | Path) -> BoardConfig:
         raise UserError(f"board config {path} must be a mapping of keys to values")
     board = _build(BoardConfig, raw, str(path))
     _check_consistency(board, str(path))
-    return measured(board)
-
-
-def measured(board: BoardConfig) -> BoardConfig:
-    """The board with each task's default precision from its measured profile, where it has one."""
-    from edge.board_profile import read_profile
-
-    profile = read_profile(board.name)
-    if profile is None:
-        return board
-    from edge.backends import BACKEND_FORMATS
-
-    for task, precision in profile.precisions.items():
-        backend = profile.backends[task]
-        if task not in TASKS or precision not in PRECISIONS or backend not in BACKEND_FORMATS:
-            raise UserError(f"board profile {profile.path} names task {task!r} at precision {precision!r} on "
-                            f"backend {backend!r}")
-        if not any(precision in board.supports.get(fmt, ()) for fmt in BACKEND_FORMATS[backend]):
-            raise UserError(f"board profile {profile.path} runs {task} at {precision} on {backend}, which board "
-                            f"{board.name}'s supports table does not allow; measure it again with python -m "
-                            f"benchmarks latency --write_profile")
-    return dataclasses.replace(board, precision=types.MappingProxyType({**board.precision, **profile.precisions}),
-                               precision_source=profile.describe(),
-                               task_backends=types.MappingProxyType(dict(profile.backends)))
+    return board
 
 
 def _build(cls, raw: dict, where: str):
@@ -235,8 +209,6 @@ def check_detector_artifacts(artifacts: list[Artifact], where: str) -> None:
 
 def _check_consistency(board: BoardConfig, where: str) -> None:
     """Capabilities are data: every artifact and default precision must be in the board's capability table."""
-    from edge.backends import BACKENDS  # local: backends import boards for thread defaults
-
     for name in board.backends:
         BACKENDS.target(name)
     for fmt, precisions in board.supports.items():

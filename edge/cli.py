@@ -152,11 +152,14 @@ def run_align(args) -> int:
 
 
 def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
+    """The bundle's pipeline as this board runs it: its measured profile, where it has one, chooses the files."""
+    from edge.board_profile import bundle_profile
     from edge.pipeline import Pipeline
 
     return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
                                 precision=args.precision, threshold=getattr(args, "threshold", None),
-                                per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery)
+                                per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery,
+                                profile=bundle_profile(args.bundle))
 
 
 def run_enroll(args) -> int:

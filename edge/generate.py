@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends.base import BackendOptions
+from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig
 from edge.errors import UserError
 from edge.golden import model_role
@@ -131,11 +132,11 @@ class Generator:
 
 def open_generator(bundle_dir: str | Path, manifest: Manifest, board: BoardConfig, mode: str,
                    role: str | None = None, backend: str | None = None, precision: str | None = None,
-                   threads: int | None = None) -> tuple[Generator, str]:
+                   threads: int | None = None, profile: BoardProfile | None = None) -> tuple[Generator, str]:
     """The generator ``mode`` uses, loaded as the board runs it, and a line saying which file and why."""
     role = pick_role(manifest, mode, role)
     only = Manifest(board=manifest.board, created=manifest.created, tools=manifest.tools,
                     models=tuple(generator_roles(manifest)[role]))
-    choice = choose_model(only, board, "generate", backend=backend, precision=precision)
+    choice = choose_model(only, board, "generate", backend=backend, precision=precision, profile=profile)
     model = load_model(bundle_dir, choice.entry, choice.backend, BackendOptions(threads=threads or board.threads))
     return Generator(model), f"{choice.entry.file} ({choice.reason})"

@@ -44,15 +44,15 @@ def add_generate_verb(verbs, count, count_or_zero, add_model_choice) -> None:
 
 
 def run_generate(args) -> int:
-    from edge.boards import load_board
+    from edge.board_profile import board_with_profile
     from edge.generate import open_generator
     from edge.manifest import read_manifest
 
     _check_arguments(args)
     manifest = read_manifest(args.bundle)
-    board = load_board(manifest.board)
+    board, profile = board_with_profile(manifest.board)
     generator, why = open_generator(args.bundle, manifest, board, args.mode, args.model, args.backend,
-                                    args.precision, args.threads)
+                                    args.precision, args.threads, profile)
     print(f"generate: {args.mode} with {why}", file=sys.stderr)
     try:
         if args.mode == "sample":

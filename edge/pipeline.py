@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.align import align_face, crop_template, keypoint_indices
 from edge.backends.base import BackendOptions
+from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig, load_board
 from edge.dataprep import enrolment_face, pick_face
 from edge.detect import BlazeFaceDetector, Detection
@@ -104,14 +105,16 @@ class Pipeline:
     def from_bundle(cls, bundle_dir: str | Path, gallery_path: str | Path | None = None, backend: str | None = None,
                     threads: int | None = None, precision: str | None = None,
                     threshold: float | None = None, per_probe_far: float | None = None,
-                    create_gallery: bool = False) -> "Pipeline":
+                    create_gallery: bool = False, profile: BoardProfile | None = None) -> "Pipeline":
+        """``profile``: the board's measured profile (edge.board_profile), which the commands that run on the
+        board read and pass; without one the board config's facts choose."""
         manifest = read_manifest(bundle_dir)
         board = load_board(manifest.board)
         gallery = Gallery(gallery_path, create=create_gallery) if gallery_path else None   # a wrong path: fail first
         options = BackendOptions(threads=threads or board.threads)
-        verify = choose_model(manifest, board, "verify", backend, precision)
+        verify = choose_model(manifest, board, "verify", backend, precision, profile=profile)
         crop_template(verify.entry.input.crop)             # refuse an unknown crop before loading anything
-        detectors = load_detectors(bundle_dir, manifest, board, options)
+        detectors = load_detectors(bundle_dir, manifest, board, options, profile=profile)
         embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
         return cls(detectors[board.detection.detector], embedder, threshold, gallery, board=board.name,
                    threads=options.threads, per_probe_far=per_probe_far, verifier_choice=verify.reason,

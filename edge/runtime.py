@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.backends import BACKEND_FORMATS, BACKENDS, ENGINE_CACHE, RUNTIME_MODULES
 from edge.backends.base import Backend, BackendOptions
+from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig
 from edge.errors import UserError
 from edge.manifest import Manifest, ModelEntry, verify_entry_file
@@ -41,14 +42,15 @@ def backend_for(entry: ModelEntry, preference: tuple[str, ...] | list[str], back
 
 
 def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str | None = None,
-                 precision: str | None = None, architecture: str | None = None) -> Choice:
+                 precision: str | None = None, architecture: str | None = None,
+                 profile: BoardProfile | None = None) -> Choice:
     """The entry for ``task`` that the board (or the user) would run, and the backend that runs it.
 
-    Backends are tried in the board's preference order, after the one its measured profile found fastest for the
-    task (or just ``backend``); at each, the requested precision,
-    or, when none was requested, the board's precision for the task and then fp32, since every bundle keeps an
-    FP32 reference. An explicit precision is never replaced by another. ``architecture`` narrows the choice to
-    one model (a bundle may carry several detectors).
+    Backends are tried in the board's preference order, after the one the board's measured ``profile`` found
+    fastest for the task (or just ``backend``); at each, the requested precision, or, when none was requested, the
+    task's default (the profile's, else the board's) and then fp32, since every bundle keeps an FP32 reference.
+    An explicit precision is never replaced by another. ``architecture`` narrows the choice to one model (a
+    bundle may carry several detectors).
     """
     candidates = [e for e in manifest.for_task(task) if architecture in (None, e.architecture)]
     if not candidates:
@@ -57,16 +59,16 @@ def choose_model(manifest: Manifest, board: BoardConfig, task: str, backend: str
                         f"python -m compile --target {board.name}")
     if backend is not None:
         BACKENDS.target(backend)
-    measured = board.task_backends.get(task)            # a measured profile's fastest backend goes first
+    measured = profile.backends.get(task) if profile else None      # the measured fastest backend goes first
     backends = (backend,) if backend else tuple(dict.fromkeys([*([measured] if measured else []), *board.backends]))
-    default = board.precision.get(task, "fp32")
+    default = (profile.precisions if profile and task in profile.precisions else board.precision).get(task, "fp32")
+    default_kind = "measured default" if profile and task in profile.precisions else "board default"
     precisions = (precision,) if precision else tuple(dict.fromkeys((default, "fp32")))
     for wanted in precisions:
         for name in backends:
             formats = BACKEND_FORMATS.get(name, ())
             runnable = [e for e in candidates if e.format in formats and e.precision == wanted]
             if runnable:
-                default_kind = "measured default" if board.precision_source.startswith("measured") else "board default"
                 origin = "requested" if precision else (default_kind if wanted == default else "fp32 fallback")
                 return Choice(runnable[0], name, f"{origin} {wanted} on {name}")
     have = ", ".join(f"{e.format}/{e.precision}" for e in candidates)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.backends.base import BackendOptions
+from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig, DetectionConfig
 from edge.detect import Detection, box_iou, build_detector
 from edge.manifest import Manifest
@@ -194,11 +195,13 @@ def strategy_detectors(config: DetectionConfig) -> list[str]:
 
 
 def load_detectors(bundle_dir, manifest: Manifest, board: BoardConfig, options: BackendOptions,
-                   backend: str | None = None, precision: str | None = None) -> dict:
+                   backend: str | None = None, precision: str | None = None,
+                   profile: BoardProfile | None = None) -> dict:
     """The bundle's detectors that the board's strategy runs, loaded on the backends the board chooses (or at the
     backend and precision asked for, to measure them)."""
     loaded = {}
     for name in strategy_detectors(board.detection):
-        choice = choose_model(manifest, board, "detect", backend=backend, precision=precision, architecture=name)
+        choice = choose_model(manifest, board, "detect", backend=backend, precision=precision, architecture=name,
+                              profile=profile)
         loaded[name] = build_detector(load_model(bundle_dir, choice.entry, choice.backend, options))
     return loaded

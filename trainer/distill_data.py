@@ -90,7 +90,7 @@ class Teacher:
 def _load_compiled(checkpoint: Checkpoint, bundle: Path, threads: int):
     from edge.backends.base import BackendOptions
     from edge.boards import load_board
-    from edge.runtime import backend_for, load_model
+    from edge.runtime import backend_here, load_model
 
     manifest = read_manifest(bundle)
     files = [e for e in manifest.for_task("verify") if e.source_sha256 == checkpoint.sha256]
@@ -98,7 +98,7 @@ def _load_compiled(checkpoint: Checkpoint, bundle: Path, threads: int):
         raise UserError(f"{bundle} holds no file compiled from this teacher checkpoint (sha256 "
                         f"{checkpoint.sha256[:12]}); compile it with python -m compile, or leave out --teacher_bundle")
     entry = sorted(files, key=lambda e: {"int8": 0, "fp16": 1}.get(e.precision, 2))[0]
-    backend = backend_for(entry, load_board(manifest.board).backends)
+    backend, _ = backend_here(entry, load_board(manifest.board))     # as compile's gates run it on this machine
     return load_model(bundle, entry, backend, BackendOptions(threads=threads))
 
 

@@ -188,13 +188,14 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
                                                                                monkeypatch, capsys):
     import json
 
+    from edge.board_profile import default_precisions, read_profile
     from edge.boards import load_board
     from edge.errors import UserError
     from edge.manifest import read_manifest
     from edge.runtime import choose_model
 
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
-    assert load_board("host").precision_source.startswith("board config")
+    facts = load_board("host")
     assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
                  "--repeat", "3", "--write_profile"]) == 0
     written = tmp_path / "home" / "profiles" / "host.json"
@@ -203,13 +204,18 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
     verify = profile["tasks"]["verify"]
     assert verify["median_ms"] == min(verify["measured"].values()) and len(verify["measured"]) == 2
     board = load_board("host")
-    assert board.precision["verify"] == verify["precision"] and board.precision_source.startswith("measured on")
-    choice = choose_model(read_manifest(verify_bundle), board, "verify")
+    assert board == facts, "load_board reads the YAML and nothing else"
+    measured = read_profile(board)
+    precisions, source = default_precisions(board, measured)
+    assert precisions["verify"] == verify["precision"] and source.startswith("measured on")
+    assert measured.backends == {task: c["backend"] for task, c in profile["tasks"].items()}
+    manifest = read_manifest(verify_bundle)
+    choice = choose_model(manifest, board, "verify", profile=measured)
     assert choice.reason.startswith("measured default") and choice.backend == verify["backend"]
-    assert board.task_backends == {task: c["backend"] for task, c in profile["tasks"].items()}
+    assert choose_model(manifest, board, "verify").reason.startswith("board default"), "no profile: the facts"
     written.write_text("{not json")
     with pytest.raises(UserError, match="board profile .*host.json is malformed"):
-        load_board("host")
+        read_profile(board)
     monkeypatch.setattr("platform.machine", lambda: "aarch64")
     written.unlink()
     assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
