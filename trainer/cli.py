@@ -245,7 +245,7 @@ def run_command(args, argv: list[str]) -> int:
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.configs import KEYS, resolve
-            from trainer.train_generator import train_generator
+            from trainer.generator_families import train_generator
 
             flags = {key: getattr(args, key) for key in KEYS}
             recipe, settings = resolve(args.config, flags, args.overrides)

@@ -1,6 +1,6 @@
 """What every generator trainer shares (autoencoders, GANs, the face swap): the run's start, the held-out share,
 option checks, near-duplicate removal and the result. A lower module than the trainers, so the GAN and face-swap
-trainers need nothing from ``trainer.train_generator``, which only dispatches to them."""
+trainers need nothing from one another (``trainer.generator_families`` dispatches to them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

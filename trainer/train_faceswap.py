@@ -20,6 +20,7 @@ from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, load_faces, split_images, to_tensor
 from trainer.device import describe
 from trainer.evaluate import reconstruct, reconstruction_metrics
+from trainer.generator_features import embed, feature_network
 from trainer.image_losses import reconstruction_loss
 from trainer.loop import Extras, Validation, train_epochs
 from trainer.models.autoencoder import FaceSwapAutoencoder
@@ -46,7 +47,7 @@ def random_warp(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
-def train_faceswap(data: str | Path, swap_with: str | Path | None, out: str | Path, *, epochs: int, batch_size: int,
+def train_faceswap(data: str | Path, out: str | Path, *, swap_with: str | Path | None, epochs: int, batch_size: int,
                    lr: float, latent: int, ssim_weight: float, seed: int = 0, max_seconds: float | None = None,
                    threads: int | None = None, device: str = "auto", command: str = "", dedup_distance: int = 2,
                    patience: int = 0, recipe: str = "", resume: Path | None = None,
@@ -181,8 +182,6 @@ def swap_scores(model: FaceSwapAutoencoder, people, spec) -> dict:
     """How often the verifier places swap(A -> B) nearer B's centroid than A's (and B -> A nearer A), over each
     person's held-out faces; beside it, how often it places the real held-out faces nearer their own person (what
     the verifier can tell apart at all at this size)."""
-    from trainer.eval_generator import embed, feature_network
-
     try:
         extractor, name = feature_network(None)
     except UserError as err:

@@ -23,7 +23,7 @@ from edge.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import FaceSet, batches, to_tensor
 from trainer.device import describe
-from trainer.eval_generator import detected_share
+from trainer.generator_features import detected_share
 from trainer.face_pose import POSES, mirrored, read_poses
 from trainer.loop import Extras, Validation, gradient_step, train_epochs
 from trainer.run_state import RunState

@@ -77,7 +77,7 @@ def test_autoencoder_options_are_refused_for_a_gan(tmp_path, capsys):
     data = make_faces(tmp_path / "faces")
     assert main(["generator", "--config", "dcgan", "--data", str(data), "--out", str(tmp_path / "g.pt"),
                  "noise=mask:0.2"]) == 2
-    assert "noise applies to the autoencoders" in capsys.readouterr().err
+    assert "--noise is for the autoencoders, not dcgan" in capsys.readouterr().err
 
 
 def _weights(path: Path) -> dict:

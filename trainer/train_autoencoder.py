@@ -1,4 +1,4 @@
-"""Trains the seed face generator (``conv_autoencoder``) and writes its checkpoint, samples and report."""
+"""Trains the autoencoder families (``conv_autoencoder``, ``conv_vae``) and writes the checkpoint, samples and report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +23,8 @@ from trainer.run_state import RunState
 from trainer.sampling import LatentPrior, sample_images
 from trainer.stacked import pretrain_layerwise
 
-FAMILIES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
-COLOURS = {"rgb": "RGB", "grey": "GREY"}                              # setting -> the input spec's colour
-GAN_FAMILIES = ("dcgan", "cgan")                                      # trained by trainer.train_gan
-SWAP_FAMILY = "faceswap"                                              # trained by trainer.train_faceswap
+ARCHITECTURES = {"autoencoder": "conv_autoencoder", "vae": "conv_vae"}     # --family -> architecture
+COLOURS = {"rgb": "RGB", "grey": "GREY"}                                   # setting -> the input spec's colour
 SAMPLE_COUNT = 8       # columns in the sample grid
 
 
@@ -59,50 +57,23 @@ def corrupt(x: torch.Tensor, noise: tuple[str, float] | None, generator: torch.G
     return x * keep
 
 
-def train_generator(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
-                    seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
-                    latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
-                    sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
-                    ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
-                    recipe: str = "", width: int = 64, condition: str | None = None, resume: Path | None = None,
-                    mixed_precision: str = "auto", swap_with: Path | None = None,
-                    channels: list[int] | None = None, colour: str = "rgb", stacked_epochs: int = 0) -> Result:
+def train_autoencoder(data: str | Path, out: str | Path, *, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
+                      seed: int = 0, max_seconds: float | None = None, threads: int | None = None,
+                      latent: int = 32, device: str = "auto", command: str = "", noise: str | None = None,
+                      sparsity: float = 0.0, family: str = "autoencoder", beta: float = 1.0,
+                      ssim_weight: float = 0.0, dedup_distance: int = 2, patience: int = 0,
+                      recipe: str = "", resume: Path | None = None, mixed_precision: str = "auto",
+                      channels: list[int] | None = None, colour: str = "rgb", stacked_epochs: int = 0) -> Result:
     """The plain autoencoder, its denoising (``noise``) and sparse (``sparsity``: L1 weight on the code) variants,
     or the VAE (``family="vae"``, ``beta`` weighting its KL term); each recorded in the checkpoint's metrics. The
-    GAN families (``dcgan``, ``cgan``: ``width``, ``condition``) go to trainer.train_gan. The autoencoders take
-    their encoder widths (``channels``: one stride-2 layer each), ``colour`` (rgb or grey) and, with
-    ``stacked_epochs``, greedy layer-wise pre-training first (trainer.stacked)."""
+    autoencoders take their encoder widths (``channels``: one stride-2 layer each), ``colour`` (rgb or grey) and,
+    with ``stacked_epochs``, greedy layer-wise pre-training first (trainer.stacked)."""
     check_options(epochs, batch_size, lr, max_seconds)
-    if swap_with is not None and family != SWAP_FAMILY:
-        raise UserError(f"--swap_with is for the face swap (--config faceswap), not {family}")
-    if family == SWAP_FAMILY:
-        if noise or sparsity:
-            raise UserError("noise and sparsity apply to the single autoencoders, not to the face swap")
-        from trainer.train_faceswap import train_faceswap
-
-        return train_faceswap(data, swap_with, out, epochs=epochs, batch_size=batch_size, lr=lr, latent=latent,
-                              ssim_weight=ssim_weight, seed=seed, max_seconds=max_seconds, threads=threads,
-                              device=device, command=command, dedup_distance=dedup_distance, patience=patience,
-                              recipe=recipe, resume=resume, mixed_precision=mixed_precision)
-    if family in GAN_FAMILIES:
-        autoencoder_only = {"noise": noise, "sparsity": sparsity, "ssim_weight": ssim_weight}
-        given = [key for key, value in autoencoder_only.items() if value]
-        if given:
-            raise UserError(f"{', '.join(given)} applies to the autoencoders, not to a GAN ({family})")
-        from trainer.train_gan import train_gan
-
-        return train_gan(data, out, family=family, epochs=epochs, batch_size=batch_size, lr=lr, latent=latent,
-                         width=width, condition=condition, seed=seed, max_seconds=max_seconds, threads=threads,
-                         device=device, command=command, dedup_distance=dedup_distance, patience=patience,
-                         recipe=recipe, resume=resume, mixed_precision=mixed_precision)
-    if family not in FAMILIES:
-        raise UserError(f"--family must be one of {', '.join((*FAMILIES, *GAN_FAMILIES, SWAP_FAMILY))}, "
-                        f"got {family!r}")
     if beta < 0:
         raise UserError(f"--beta must be 0 or more, got {beta}")
     if not 0 <= ssim_weight <= 1:
         raise UserError(f"--ssim_weight must be between 0 and 1, got {ssim_weight}")
-    architecture = FAMILIES[family]
+    architecture = ARCHITECTURES[family]
     corruption = parse_noise(noise)
     if sparsity < 0:
         raise UserError(f"--sparsity must be 0 or more, got {sparsity}")
