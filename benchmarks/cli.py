@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.boards import PRECISIONS
-from edge.dataprep import FACE_CHOICES
+from edge.align import FACE_CHOICES
 from edge.errors import UserError
 from edge.flags import count, count_or_zero
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataprep import pick_face
+from edge.align import pick_face
 from edge.errors import UserError
 from edge.vendor_models import installed_package_file
 

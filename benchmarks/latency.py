@@ -11,11 +11,10 @@ import numpy as np
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.align import align_face, crop_template, keypoint_indices
+from edge.align import Aligner
 from edge.backends import BACKEND_FORMATS, BACKENDS
 from edge.backends.base import BackendOptions
 from edge.board_profile import BoardProfile, board_with_profile
-from edge.dataprep import largest
 from edge.detect import BlazeFaceDetector, build_detector, letterbox
 from edge.errors import UserError
 from edge.generate import Generator, takes_latent
@@ -88,10 +87,9 @@ def image_batches(entry: ModelEntry, images: list[np.ndarray], detector: BlazeFa
     else:
         if detector is None:
             raise UserError(f"--images needs a detect model in the bundle to align faces for {entry.name}")
-        template = crop_template(entry.input.crop)
-        indices = keypoint_indices(template, detector.keypoint_names)
-        faces = [(image, largest(detector.detect(image))) for image in images]
-        crops = [align_face(image, face.keypoints[indices], template) for image, face in faces if face is not None]
+        aligner = Aligner(entry.input.crop, detector.keypoint_names)
+        chips = (aligner.align_chosen(image, detector.detect(image)) for image in images)
+        crops = [chip for chip in chips if chip is not None]
         if not crops:
             raise UserError(f"no face found in the first {len(images)} images of {folder}; "
                             f"give a folder of face photos")

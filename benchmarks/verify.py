@@ -14,7 +14,7 @@ from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
 from edge.board_profile import bundle_profile
-from edge.dataprep import FACE_CHOICES
+from edge.align import FACE_CHOICES
 from edge.errors import UserError
 from edge.imageio import read_image
 from edge.metrics import (

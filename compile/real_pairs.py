@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import align_face, crop_template, keypoint_indices
-from edge.dataprep import largest
+from edge.align import Aligner
 from edge.errors import UserError
 from edge.imageio import read_image, scan_identity_folders
 from edge.progress import progress_bar
@@ -53,8 +52,7 @@ class PairFaces:
 
 def load_pair_faces(roots: list[Path], crop: str, detector, seed: int = 0) -> PairFaces:
     """Detects the largest face of every image and aligns it on ``crop``; images without one are counted."""
-    template = crop_template(crop)
-    indices = keypoint_indices(template, detector.keypoint_names)
+    aligner = Aligner(crop, detector.keypoint_names)
     rng = np.random.default_rng(seed)
     chips, identity, names, report = [], [], [], []
     no_face = unreadable = 0
@@ -69,15 +67,15 @@ def load_pair_faces(roots: list[Path], crop: str, detector, seed: int = 0) -> Pa
             if image is None:
                 unreadable += 1
                 continue
-            face = largest(detector.detect(image))
-            if face is None:
+            chip = aligner.align_chosen(image, detector.detect(image))
+            if chip is None:
                 no_face += 1
                 continue
             key = f"{Path(root).name}/{name}"
             if key not in names:
                 names.append(key)
             digest.update(f"{key}/{path.name}\n".encode())
-            chips.append(align_face(image, face.keypoints[indices], template))
+            chips.append(chip)
             identity.append(names.index(key))
             report.append(name in in_report)
     if len(names) < MIN_IDENTITIES:

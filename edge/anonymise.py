@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.align import crop_template, keypoint_indices, similarity_transform
+from edge.align import Aligner
 from edge.boards import DetectionConfig, TrackingConfig
 from edge.generate import Generator
 from edge.scan import build_strategy
@@ -43,9 +43,7 @@ class Anonymiser:
         self.strategy = build_strategy(detection, detectors)
         self.tracker = build_tracker(tracking)
         self.hold_s = tracking.max_missed_s if hold_s is None else hold_s
-        self.template = crop_template(TEMPLATE)
-        detector = next(iter(detectors.values()))
-        self.points = keypoint_indices(self.template, detector.keypoint_names)
+        self.aligner = Aligner(TEMPLATE, next(iter(detectors.values())).keypoint_names)
         self.rng = np.random.default_rng(seed)
         self.latents: dict[int, np.ndarray] = {}        # track id -> the decoder row its face is drawn from
         self.recent: dict[int, tuple[np.ndarray, float]] = {}   # track id -> (last box, stream time last seen)
@@ -63,9 +61,8 @@ class Anonymiser:
             if track.detection is None:
                 continue
             mark = time.perf_counter()
-            matrix = similarity_transform(track.detection.keypoints[self.points], self.template.array())
-            crop = cv2.warpAffine(image, matrix, (self.template.size, self.template.size), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REPLICATE)
+            matrix = self.aligner.matrix(track.detection)
+            crop = self.aligner.warp(image, matrix)
             face = self._face_for(track.id, crop)
             timings["generate"] += _ms(mark)
             mark = time.perf_counter()
@@ -94,7 +91,7 @@ class Anonymiser:
         face = face.astype(np.float32)
         weights = mask[..., None] / max(float(mask.sum()), 1e-6)
         face = np.clip(face + (original * weights).sum((0, 1)) - (face * weights).sum((0, 1)), 0, 255)
-        to_face = matrix * (side / self.template.size)                     # frame -> face pixels
+        to_face = matrix * (side / self.aligner.template.size)                     # frame -> face pixels
         inverse = cv2.invertAffineTransform(to_face)
         corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float32) @ inverse.T
         height, width = frame.shape[:2]

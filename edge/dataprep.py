@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.align import align_face, crop_template, keypoint_indices
+from edge.align import Aligner, largest
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.paths import refuse_output_over_input
@@ -29,26 +29,6 @@ class AlignStats:
     def summary(self) -> str:
         return (f"aligned {self.aligned} of {self.images} images "
                 f"({self.no_face} without a detected face, {self.unreadable} unreadable, all skipped)")
-
-
-def largest(detections):
-    """The detection with the largest box: at a kiosk, the person nearest the camera."""
-    return max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), default=None)
-
-
-def nearest_centre(detections, image_shape):
-    """The detection whose box centre is nearest the image centre: the subject of a posed photo, where the
-    largest face can be a bystander's (pair protocols such as LFW centre the subject)."""
-    centre = np.array([image_shape[1], image_shape[0]], np.float32) / 2
-    return min(detections, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre)), default=None)
-
-
-FACE_CHOICES = ("largest", "centre")
-
-
-def pick_face(detections, image_shape, pick: str = "largest"):
-    """The largest face (enrolment photos, the kiosk) or the one nearest the centre (posed pair photos)."""
-    return nearest_centre(detections, image_shape) if pick == "centre" else largest(detections)
 
 
 SAME_PHOTO_FACE = 0.5    # a second face at least this share of the largest's height makes a photo ambiguous
@@ -72,8 +52,7 @@ def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcfac
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
     cut as the named crop template says; with ``max_images``, a seeded sample of that many images. A video file
     as ``src`` gives one person's folder, ``dst/<video name>/frame_000123.png``, from its frames."""
-    template = crop_template(crop)
-    indices = keypoint_indices(template, detector.keypoint_names)
+    aligner = Aligner(crop, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
     refuse_output_over_input(dst, [src])
     stats = AlignStats()
@@ -83,12 +62,12 @@ def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcfac
         if image is None:
             stats.unreadable += 1
             continue
-        face = largest(detector.detect(image))
-        if face is None:
+        chip = aligner.align_chosen(image, detector.detect(image))
+        if chip is None:
             stats.no_face += 1
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), align_face(image, face.keypoints[indices], template))
+        cv2.imwrite(str(out), chip)
         stats.aligned += 1
     return stats
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import align_face, crop_template, keypoint_indices
+from edge.align import Aligner, crop_template, pick_face
 from edge.backends.base import BackendOptions
 from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig, load_board
-from edge.dataprep import enrolment_face, pick_face
+from edge.dataprep import enrolment_face
 from edge.detect import BlazeFaceDetector, Detection
 from edge.errors import UserError
 from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
@@ -52,8 +52,7 @@ class Pipeline:
         self.detectors = detectors or {detector.model.entry.architecture: detector}   # all the bundle's, by name
         self.embedder = embedder
         entry = embedder.entry
-        self.crop = crop_template(entry.input.crop)        # an unknown crop is refused before any frame is read
-        self.keypoints = keypoint_indices(self.crop, detector.keypoint_names)
+        self.aligner = Aligner(entry.input.crop, detector.keypoint_names)   # refused here, before any frame
         if any(d.keypoint_names != detector.keypoint_names for d in self.detectors.values()):
             raise UserError("the bundle's detectors name their key points differently; align needs one order")
         self.streaming = streaming      # the board config whose detection and tracking settings edge.stream uses
@@ -141,7 +140,7 @@ class Pipeline:
     def describe(self) -> dict:
         return {"detector": self.detector.model.entry.name, "detector_backend": self.detector.model.backend_name,
                 "verifier": self.embedder.entry.name, "verifier_backend": self.embedder.backend_name,
-                "verifier_choice": self.verifier_choice, "crop": self.crop.name,
+                "verifier_choice": self.verifier_choice, "crop": self.aligner.template.name,
                 "mirror_average": self.mirror_average,
                 "threshold": round(self.threshold, 4), "enrolled": len(self.templates.names)}
 
@@ -150,7 +149,7 @@ class Pipeline:
         return embed_faces(self.embedder, faces, self.mirror_average)
 
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        return align_face(image, detection.keypoints[self.keypoints], self.crop)
+        return self.aligner.align(image, detection)
 
     def enrolment_embedding(self, image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
         """(the embedding of the one person in an enrolment photo, None) or (None, why the photo is refused)."""
@@ -160,7 +159,7 @@ class Pipeline:
         return self.embed_aligned([self.align(image, face)])[0], None
 
     def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
-        """The face ``edge.dataprep.pick_face`` chooses among those found."""
+        """The face ``edge.align.pick_face`` chooses among those found."""
         return pick_face(self.detector.detect(image), image.shape, pick)
 
     def embed_image(self, image: np.ndarray, pick: str = "largest") -> np.ndarray | None:
