@@ -163,8 +163,8 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
-    from edge.gallery import Gallery
-    from edge.gallery_rules import check_name
+    from edge.gallery.rules import check_name
+    from edge.gallery.sqlite import SqliteGallery
     from edge.imageio import list_images, read_image
 
     if not args.consent:
@@ -193,9 +193,9 @@ def run_enroll(args) -> int:
         pipeline.close()
     if not embeddings:
         raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
-    gallery = Gallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
+    gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
     try:
-        added = gallery.enroll(args.name, embeddings, pipeline.key, sources, consent="yes (command line)",
+        added = gallery.people.enroll(args.name, embeddings, pipeline.key, sources, consent="yes (command line)",
                                add=args.add)
     finally:
         gallery.close()
@@ -205,19 +205,19 @@ def run_enroll(args) -> int:
 
 
 def run_gallery(args) -> int:
-    from edge.gallery import Gallery
+    from edge.gallery.sqlite import SqliteGallery
 
     if args.create:
         if args.gallery.exists():
             raise UserError(f"{args.gallery} exists; a gallery is never replaced (remove people with --remove)")
-        Gallery(args.gallery, create=True).close()
+        SqliteGallery(args.gallery, create=True).close()
         print(f"gallery: made an empty gallery at {args.gallery} (0600) with its key {args.gallery}.key (0600); back "
               f"up both: templates cannot be read without the key")
         return 0
-    gallery = Gallery(args.gallery)
+    gallery = SqliteGallery(args.gallery)
     try:
         if args.remove is not None:                    # "" too: a name from before names had a rule
-            if not gallery.remove(args.remove):
+            if not gallery.people.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
             print(f"gallery: removed {args.remove!r}")
             return 0
@@ -226,11 +226,11 @@ def run_gallery(args) -> int:
                 exported = json.loads(args.import_file.read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise UserError(f"cannot read {args.import_file}: {err}") from err
-            added = gallery.import_person(exported)
+            added = gallery.people.import_person(exported)
             print(f"gallery: imported {exported['name']} ({added} templates) into {args.gallery}")
             return 0
         if args.export is not None:
-            text = json.dumps(gallery.export_person(args.export), indent=1)
+            text = json.dumps(gallery.people.export_person(args.export), indent=1)
             if args.out is None:
                 print(text)
                 return 0
@@ -241,9 +241,9 @@ def run_gallery(args) -> int:
                 handle.write(text)
             print(f"gallery: exported {args.export!r} to {args.out}")
             return 0
-        for name, count in gallery.identities():
+        for name, count in gallery.people.identities():
             print(f"{shown_name(name)}\t{count} templates")
-        print(f"gallery: {len(gallery.identities())} identities, {gallery.event_count()} logged decisions")
+        print(f"gallery: {len(gallery.people.identities())} identities, {gallery.events.count()} logged decisions")
         return 0
     finally:
         gallery.close()
@@ -252,7 +252,7 @@ def run_gallery(args) -> int:
 def shown_name(name: str) -> str:
     """A name as a line of output may hold it: as it is when it keeps the naming rule, else quoted with escapes
     (a name from before the rule, holding a newline, cannot forge a line)."""
-    from edge.gallery_rules import check_name
+    from edge.gallery.rules import check_name
 
     try:
         return check_name(name)

@@ -18,7 +18,8 @@ from edge.boards import BoardConfig, load_board
 from edge.dataprep import enrolment_face
 from edge.detect import BlazeFaceDetector, Detection
 from edge.errors import UserError
-from edge.gallery import EmbeddingKey, Gallery, GalleryTemplates
+from edge.gallery.sqlite import SqliteGallery
+from edge.gallery.store import EmbeddingKey, Gallery, GalleryTemplates
 from edge.manifest import read_manifest
 from edge.matching import MatchThreshold, match_threshold
 from edge.runtime import LoadedModel, choose_model, load_model
@@ -67,7 +68,7 @@ class Pipeline:
 
     def reload_gallery(self) -> None:
         """Reads the templates again, and the open-set threshold for the gallery's new size."""
-        self.templates = (self.gallery.templates(self.key) if self.gallery
+        self.templates = (self.gallery.people.templates(self.key) if self.gallery
                           else GalleryTemplates([], np.zeros((0, 0)), 0))
         self.match_threshold = self._threshold(*self._threshold_request)
         self.threshold = self.match_threshold.threshold
@@ -109,7 +110,8 @@ class Pipeline:
         board read and pass; without one the board config's facts choose."""
         manifest = read_manifest(bundle_dir)
         board = load_board(manifest.board)
-        gallery = Gallery(gallery_path, create=create_gallery) if gallery_path else None   # a wrong path: fail first
+        # a wrong path fails first, before any model loads
+        gallery = SqliteGallery(gallery_path, create=create_gallery) if gallery_path else None
         options = BackendOptions(threads=threads or board.threads)
         verify = choose_model(manifest, board, "verify", backend, precision, profile=profile)
         crop_template(verify.entry.input.crop)             # refuse an unknown crop before loading anything
@@ -122,7 +124,7 @@ class Pipeline:
     def log_decisions(self, records: list[dict], source: str) -> None:
         """Logs decision records in the gallery (one transaction), with their source and this model's file."""
         if self.gallery and records:
-            self.gallery.log_events([{**r, "source": source, "model_fingerprint": self.fingerprint}
+            self.gallery.events.log([{**r, "source": source, "model_fingerprint": self.fingerprint}
                                      for r in records])
 
     def require_current_gallery(self, bundle: str | Path) -> None:

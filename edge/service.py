@@ -249,14 +249,14 @@ class KioskService:
         if decision.crop is not None:
             ok, jpeg = cv2.imencode(".jpg", decision.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             crop = jpeg.tobytes() if ok else None
-        self.pipeline.gallery.add_visitor(np.stack(decision.evidence), crop, self.pipeline.key,
+        self.pipeline.gallery.visitors.add(np.stack(decision.evidence), crop, self.pipeline.key,
                                           {**record, "source": self.source_name})
 
     def _prune(self) -> None:
         now = time.monotonic()
         if self.pipeline.gallery and now - self._pruned >= PRUNE_EVERY_S:
             self._pruned = now
-            gone = self.pipeline.gallery.prune(*self.retention_days)
+            gone = self.pipeline.gallery.events.prune(*self.retention_days)
             if gone:
                 log.info("retention: %d logged decisions past their time deleted", gone)
 

@@ -20,8 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.actions import REFUSALS
 from edge.errors import UserError
-from edge.gallery import AlreadyEnrolled, Gallery
-from edge.gallery_rules import check_name
+from edge.gallery.rules import check_name
+from edge.gallery.sqlite import SqliteGallery
+from edge.gallery.store import AlreadyEnrolled
 from edge.image_header import image_size
 from edge.service import KioskService
 from edge.tokens import scope_of
@@ -50,7 +51,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         """A connection of the request's own: its changes are seen by the loop's connection (data_version). A
         gallery that cannot be opened or read stops the kiosk deciding, and answers 503 with the reason."""
         try:
-            gallery = Gallery(gallery_path)
+            gallery = SqliteGallery(gallery_path)
         except UserError as err:
             service.gallery_failed(str(err))
             raise HTTPException(503, f"the gallery cannot be used: {err}") from err
@@ -113,7 +114,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     @app.get("/api/gallery", dependencies=[Depends(scope)])
     def people() -> dict:
         with gallery_connection() as gallery:
-            return {"people": [{"name": name, "templates": count} for name, count in gallery.identities()]}
+            return {"people": [{"name": name, "templates": count} for name, count in gallery.people.identities()]}
 
     # Routes that decode images or run a model are plain functions: FastAPI runs them on its worker threads, so
     # the event loop (and /health, the page) never waits for an embedding.
@@ -140,7 +141,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
         with gallery_connection() as gallery:
             try:
-                added = gallery.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes",
+                added = gallery.people.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes",
                                        add=add == "yes")
             except AlreadyEnrolled as err:
                 raise HTTPException(409, f"{err} (send add=yes)") from err
@@ -150,19 +151,19 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     @app.delete("/api/gallery/{name:path}", dependencies=[Depends(admin)])
     def remove(name: str) -> dict:
         with gallery_connection() as gallery:
-            if not gallery.remove(name):
+            if not gallery.people.remove(name):
                 raise HTTPException(404, f"{name!r} is not enrolled")
         return {"removed": name}
 
     @app.get("/api/visitors", dependencies=[Depends(scope)])
     def visitors() -> dict:
         with gallery_connection() as gallery:
-            return {"visitors": gallery.visitors()}
+            return {"visitors": gallery.visitors.kept()}
 
     @app.get("/api/visitors/{visitor}/crop.jpg", dependencies=[Depends(scope)])
     def visitor_crop(visitor: VisitorId) -> Response:
         with gallery_connection() as gallery:
-            crop = gallery.visitor_crop(visitor)
+            crop = gallery.visitors.crop(visitor)
         if crop is None:
             raise HTTPException(404, f"no face kept for visitor {visitor}")
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -175,7 +176,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
         named(name)
         with gallery_connection() as gallery:
             try:
-                added = gallery.name_visitor(visitor, name, consent="yes", add=add == "yes")
+                added = gallery.visitors.name(visitor, name, consent="yes", add=add == "yes")
             except AlreadyEnrolled as err:
                 raise HTTPException(409, f"{err} (send add=yes)") from err
             except UserError as err:
@@ -185,7 +186,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     @app.delete("/api/visitors/{visitor}", dependencies=[Depends(admin)])
     def forget_visitor(visitor: VisitorId) -> dict:
         with gallery_connection() as gallery:
-            if not gallery.forget_visitor(visitor):
+            if not gallery.visitors.forget(visitor):
                 raise HTTPException(404, f"no kept visitor {visitor}")
         return {"forgotten": visitor}
 
@@ -218,7 +219,7 @@ def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
 
 
 def named(name: str) -> str:
-    """The name, or a 400 saying what is wrong with it (edge.gallery_rules.check_name, the one rule)."""
+    """The name, or a 400 saying what is wrong with it (edge.gallery.rules.check_name, the one rule)."""
     try:
         return check_name(name)
     except UserError as err:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edge.gallery import Gallery
+from edge.gallery.sqlite import SqliteGallery
 from edge.pipeline import Pipeline
 from edge.service import KioskService
 from edge.tokens import load_or_create
@@ -85,7 +85,7 @@ def test_memory_stays_flat_and_no_acknowledged_enrolment_is_lost(verify_bundle, 
     # flat: the second half of the run grows by less than 8 MB over the first half's peak (measured: 1 MB)
     half = len(samples) // 2
     assert max(samples[half:]) - max(samples[:half]) < 8, (baseline, samples)
-    gallery = Gallery(gallery_path)
-    kept = {name for name, _ in gallery.identities()}
+    gallery = SqliteGallery(gallery_path)
+    kept = {name for name, _ in gallery.people.identities()}
     gallery.close()
     assert kept == set(acknowledged) - removed

@@ -11,7 +11,7 @@ from benchmarks.cli import main as benchmarks_main
 from compile.cli import main as compile_main
 from edge.cli import main as edge_main
 from edge.errors import UserError
-from edge.gallery import Gallery
+from edge.gallery.sqlite import SqliteGallery
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
 from edge.vendor_models import packaged_model_path
@@ -106,8 +106,8 @@ def test_every_visitor_gets_one_decision_and_no_one_is_named_wrongly(bundle, cap
     assert sum(d["identity"] == d["truth"] for d in enrolled) >= 1                # measured: both
     assert all(d["track"] and d["reason"] and d["samples"] >= 1 for d in decisions)
     assert "4 visits, 4 decisions" in captured.err and "visitors_with_one_decision 4" in captured.err
-    logged = Gallery(gallery)
-    assert logged.event_count() == 4
+    logged = SqliteGallery(gallery)
+    assert logged.events.count() == 4
     logged.close()
 
 

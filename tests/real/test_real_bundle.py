@@ -9,7 +9,7 @@ import pytest
 from compile import cli as compile_cli
 from edge.backends.base import BackendOptions
 from edge.errors import UserError
-from edge.gallery import Gallery
+from edge.gallery.sqlite import SqliteGallery
 from edge.imageio import read_image
 from edge.manifest import read_manifest
 from edge.pipeline import Pipeline
@@ -77,7 +77,7 @@ def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates
     people = [f"s{i}" for i in range(1, 6)]
     for person in people:
         vectors = [pipe.embed_image(read_image(orl / person / f"{n}.pgm")) for n in range(1, 6)]
-        pipe.gallery.enroll(person, np.stack(vectors), pipe.key, [str(orl / person / f"{n}.pgm")
+        pipe.gallery.people.enroll(person, np.stack(vectors), pipe.key, [str(orl / person / f"{n}.pgm")
                                                                           for n in range(1, 6)])
     pipe.close()
     pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
@@ -89,7 +89,8 @@ def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates
     strangers = [pipe.match(pipe.embed_image(read_image(orl / f"s{i}" / "1.pgm")))[0] for i in range(30, 41)]
     assert strangers == [None] * len(strangers)
     pipe.close()
-    Gallery(gallery_path).enroll("s9", np.ones((1, 128), np.float32), "another-model", ["/photos/s9/1.pgm"])
+    SqliteGallery(gallery_path).people.enroll("s9", np.ones((1, 128), np.float32), "another-model",
+                                              ["/photos/s9/1.pgm"])
     pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
     with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 --consent --add /photos/s9"):
         pipe.require_current_gallery(real_bundle)
@@ -156,7 +157,7 @@ def test_tracking_embeds_a_fraction_of_the_faces_per_frame_does_with_the_same_id
     with open_source(clip) as source:
         frames = {f.index: f.image for f in source if f.index in (90, 130, 170)}
     vectors = [pipe.embed_image(image) for image in frames.values()]
-    pipe.gallery.enroll("performer", np.stack(vectors), pipe.key, [f"{clip}#{i}" for i in frames])
+    pipe.gallery.people.enroll("performer", np.stack(vectors), pipe.key, [f"{clip}#{i}" for i in frames])
     pipe.close()
     assert bench_main(["pipeline", "--bundle", str(real_bundle), "--gallery", str(gallery), "--source", clip,
                        "--frames", "120", "--reference", "dlib", "--reference_every", "10",
@@ -209,7 +210,7 @@ def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(
     orl = shared_data / "orl"
     pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
     vectors = [pipe.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
-    pipe.gallery.enroll("s1", np.stack(vectors), pipe.key, ["orl/s1"], consent="yes")
+    pipe.gallery.people.enroll("s1", np.stack(vectors), pipe.key, ["orl/s1"], consent="yes")
     pipe.reload_gallery()
     enrolled = [_at_the_door(orl / "s1" / "6.pgm")] * 4                 # a visit from the 3rd frame: one look
     stranger = [_at_the_door(orl / "s2" / f"{1 + n // 10}.pgm") for n in range(40)]

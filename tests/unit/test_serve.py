@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.errors import UserError
-from edge.gallery import Gallery
+from edge.gallery.sqlite import SqliteGallery
 from edge.pipeline import Pipeline
 from edge.service import KioskService
 from edge.tokens import load_or_create
@@ -86,7 +86,7 @@ def test_enrolment_needs_the_admin_token_and_consent_and_says_why_a_photo_is_ref
     assert people == [{"name": "ann", "templates": 2}]
     # the running loop notices the new gallery and matches against it
     wait_for(lambda: client.get("/api/status", headers=bearer(tokens["read"])).json()["enrolled"] == 1)
-    consent = Gallery(service.pipeline.gallery.path)._db.execute("SELECT consent FROM identities").fetchone()[0]
+    consent = SqliteGallery(service.pipeline.gallery.path)._db.execute("SELECT consent FROM identities").fetchone()[0]
     assert consent.startswith("yes at ")
     assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).json() == {"removed": "ann"}
     assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).status_code == 404
@@ -131,7 +131,7 @@ def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served)
     assert crop.content not in service.pipeline.gallery.path.read_bytes()            # sealed at rest
     assert client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
                        headers=read).status_code == 403
-    service.pipeline.gallery.enroll("zoe", np.ones((1, 3), np.float32) / np.sqrt(3), service.pipeline.key, ["x"])
+    service.pipeline.gallery.people.enroll("zoe", np.ones((1, 3), np.float32) / np.sqrt(3), service.pipeline.key, ["x"])
     clash = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
                         headers=admin)
     assert clash.status_code == 409 and "already enrolled" in clash.json()["detail"]
@@ -174,7 +174,7 @@ def enrolled_pipeline(bundle, tmp_path, name="ann"):
     write_identity_folders(photos, 1, 2, seed=500)
     pipeline = Pipeline.from_bundle(bundle, gallery_path=tmp_path / "home" / "gallery.db", create_gallery=True)
     vectors = [pipeline.embed_image(cv2.imread(str(p))) for p in sorted(photos.rglob("*.png"))]
-    pipeline.gallery.enroll(name, np.stack(vectors), pipeline.key, ["test"], consent="yes")
+    pipeline.gallery.people.enroll(name, np.stack(vectors), pipeline.key, ["test"], consent="yes")
     pipeline.reload_gallery()
     return pipeline
 
@@ -384,7 +384,7 @@ def test_an_enrolled_name_is_added_to_only_when_asked_and_every_name_is_removabl
     assert enrol("ann\nmallory").status_code == 400 and enrol("a" * 65).status_code == 400
     people = client.get("/api/gallery", headers=bearer(tokens["read"])).json()["people"]
     assert people == [{"name": "ann", "templates": 2}]
-    legacy = Gallery(service.pipeline.gallery.path)              # a name written before names had one rule
+    legacy = SqliteGallery(service.pipeline.gallery.path)              # a name written before names had one rule
     legacy._db.execute("INSERT INTO identities(name, created) VALUES ('x/../y', 'then')")
     legacy.close()
     assert client.delete("/api/gallery/x%2F..%2Fy", headers=admin).json() == {"removed": "x/../y"}
@@ -407,7 +407,7 @@ def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, t
     assert main(["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--name", "ann", "--consent",
                  folder]) == 2
     assert "already enrolled" in capsys.readouterr().err
-    consent = Gallery(gallery)._db.execute("SELECT consent FROM identities").fetchone()[0]
+    consent = SqliteGallery(gallery)._db.execute("SELECT consent FROM identities").fetchone()[0]
     assert consent.startswith("yes (command line) at ")
 
 
@@ -455,8 +455,8 @@ def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 2 and {d["outcome"] for d in lines} == {"unknown"} and "summary: " in err
-    kept = Gallery(gallery)
-    assert len(kept.visitors()) == 2 and kept.event_count() == 2            # kept to be named, as serve keeps them
+    kept = SqliteGallery(gallery)
+    assert len(kept.visitors.kept()) == 2 and kept.events.count() == 2      # kept to be named, as serve keeps them
     kept.close()
     import inspect
 
