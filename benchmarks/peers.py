@@ -24,7 +24,7 @@ from benchmarks.results import new_result
 from benchmarks.timing import summarize
 from edge.board_profile import bundle_profile
 from edge.errors import UserError
-from edge.pipeline import Pipeline
+from edge.pipeline import Pipeline, open_pipeline
 from edge.progress import progress_bar
 from edge.sources import open_source
 from edge.timing import elapsed_ms
@@ -49,7 +49,7 @@ class _Peer:
 
 def _ours(pipe: Pipeline) -> _Peer:
     return _Peer("ours", f"{pipe.describe()['detector']} on the whole frame, every face aligned and embedded "
-                         f"({pipe.embedder.entry.name} on {pipe.embedder.backend_name})",
+                         f"({pipe.faces.embedder.entry.name} on {pipe.faces.embedder.backend_name})",
                  lambda image: len(pipe.process(image).decisions))
 
 
@@ -89,7 +89,7 @@ def _haar() -> _Peer:
 
 def run_peers(bundle: Path, source: str, frames: int = 150, warmup: int = 3,
               threads: int | None = None) -> tuple[str, dict]:
-    pipe = Pipeline.from_bundle(bundle, threads=threads, profile=bundle_profile(bundle))
+    pipe = open_pipeline(bundle, threads=threads, profile=bundle_profile(bundle))
     peers, skipped = [_ours(pipe)], {}
     for name, build in (("dlib", _dlib), ("opencv-haar", _haar)):
         try:

@@ -29,7 +29,7 @@ from benchmarks.results import new_result
 from benchmarks.timing import summarize
 from edge.board_profile import bundle_profile
 from edge.errors import UserError
-from edge.pipeline import Pipeline
+from edge.pipeline import Pipeline, open_pipeline
 from edge.progress import progress_bar
 from edge.sources import open_source
 from edge.stream import KioskStream
@@ -210,9 +210,9 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
         raise UserError(f"--modes {','.join(options.modes)}: choose from {', '.join(MODES)}")
     pipe = None
     if any(m in KIOSK_MODES for m in options.modes):
-        pipe = Pipeline.from_bundle(options.bundle, gallery_path=options.gallery, backend=options.backend,
+        pipe = open_pipeline(options.bundle, gallery_path=options.gallery, backend=options.backend,
                                     threads=options.threads, profile=bundle_profile(options.bundle))
-        pipe.require_current_gallery(options.bundle)  # timing a match against part of the gallery would flatter it
+        pipe.matcher.require_current(options.bundle)  # timing a match against part of the gallery would flatter it
     modes = [_Mode(name, pipe) if name in KIOSK_MODES else _AnonymiseMode(options.bundle, options.backend,
                                                                           options.threads, options.generator)
              for name in options.modes]

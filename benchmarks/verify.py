@@ -25,7 +25,7 @@ from edge.metrics import (
     roc_auc,
     tar_at_far,
 )
-from edge.pipeline import Pipeline
+from edge.pipeline import Pipeline, open_pipeline
 from edge.progress import progress_bar
 from edge.timing import elapsed_ms
 
@@ -58,11 +58,11 @@ def fold_interleaved(pairs_file: PairsFile) -> list[int]:
 def embed_with_pipeline(pipe: Pipeline, face: str):
     """image -> (embedding or None, ms spent aligning and embedding the face, mirror averaging included)."""
     def embed(image: np.ndarray) -> tuple[np.ndarray | None, float | None]:
-        found = pipe.find_face(image, face)
+        found = pipe.faces.find_face(image, face)
         if found is None:
             return None, None
         start = time.perf_counter_ns()
-        vector = pipe.embed_aligned([pipe.align(image, found)])[0]
+        vector = pipe.faces.embed_aligned([pipe.faces.align(image, found)])[0]
         return vector, elapsed_ms(start)
     return embed
 
@@ -111,13 +111,13 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
     keys = sorted({(p.name1, p.n1) for p in pairs_file.pairs} | {(p.name2, p.n2) for p in pairs_file.pairs})
     paths = {key: find_image(options.images, *key) for key in keys}   # every missing image fails before any work
     reference = DlibPipeline(options.face) if options.reference == "dlib" else None
-    pipe = Pipeline.from_bundle(options.bundle, backend=options.backend, threads=options.threads,
+    pipe = open_pipeline(options.bundle, backend=options.backend, threads=options.threads,
                                 precision=options.precision, profile=bundle_profile(options.bundle))
     board, threads = pipe.board, pipe.threads
     try:
         embeddings, times = embed_all(embed_with_pipeline(pipe, options.face), paths, "embed")
-        entry, backend, threshold = pipe.embedder.entry, pipe.embedder.backend_name, pipe.threshold
-        mirror = pipe.mirror_average
+        entry, backend, threshold = pipe.faces.embedder.entry, pipe.faces.embedder.backend_name, pipe.matcher.threshold
+        mirror = pipe.faces.mirror_average
     finally:
         pipe.close()
     theirs, their_times = embed_all(reference.embed, paths, "dlib") if reference else (None, [])

@@ -20,7 +20,7 @@ from edge.boards import BoardConfig
 from edge.manifest import MatchCalibration, ModelEntry
 from edge.matching import curve_threshold, far_curve
 from edge.metrics import roc_auc
-from edge.pipeline import embed_faces
+from edge.face_reader import embed_faces
 from edge.runtime import backend_here, load_model
 
 FLIP_BUDGET = 0.002            # at most 0.2 % of pair decisions may change against the FP32 model

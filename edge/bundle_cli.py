@@ -79,11 +79,11 @@ def run_bundle(args) -> int:
     if args.action == "install":
         def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
             from edge.golden import GOLDEN_FILE
-            from edge.pipeline import Pipeline
+            from edge.pipeline import open_pipeline
 
             # the copy, which is what will run, must be the signed one (checked once, not the original too)
             checked_signature(folder, args.allow_unsigned, shown=args.folder)
-            Pipeline.from_bundle(folder).close()
+            open_pipeline(folder).close()
             if (folder / GOLDEN_FILE).is_file():
                 failed = [c for c in report_golden(folder) if not c.passed]
                 if failed:

@@ -154,9 +154,9 @@ def run_align(args) -> int:
 def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
     """The bundle's pipeline as this board runs it: its measured profile, where it has one, chooses the files."""
     from edge.board_profile import bundle_profile
-    from edge.pipeline import Pipeline
+    from edge.pipeline import open_pipeline
 
-    return Pipeline.from_bundle(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
+    return open_pipeline(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
                                 precision=args.precision, threshold=getattr(args, "threshold", None),
                                 per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery,
                                 profile=bundle_profile(args.bundle))
@@ -183,7 +183,7 @@ def run_enroll(args) -> int:
     try:
         for path in paths:
             image = read_image(path)
-            embedding, why = pipeline.enrolment_embedding(image) if image is not None else (None, "unreadable")
+            embedding, why = pipeline.faces.enrolment_embedding(image) if image is not None else (None, "unreadable")
             if embedding is None:
                 refused.append(f"{path.name} ({why})")
                 continue
@@ -195,12 +195,12 @@ def run_enroll(args) -> int:
         raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
     gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
     try:
-        added = gallery.people.enroll(args.name, embeddings, pipeline.key, sources, consent="yes (command line)",
+        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources, consent="yes (command line)",
                                add=args.add)
     finally:
         gallery.close()
     note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
-    print(f"enroll: {args.name}: {added} templates ({pipeline.embedder.entry.name}) in {args.gallery}{note}")
+    print(f"enroll: {args.name}: {added} templates ({pipeline.faces.embedder.entry.name}) in {args.gallery}{note}")
     return 0
 
 
@@ -271,11 +271,11 @@ def run_kiosk(args) -> int:
         refuse_output_over_input(args.output, [args.source], "--output")
     secret = webhook_secret(args)
     pipeline = _open_pipeline(args, args.gallery)
-    pipeline.require_current_gallery(args.bundle)
+    pipeline.matcher.require_current(args.bundle)
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)
     print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
-    print(f"run: {pipeline.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
-    lines = DecisionLines(set(pipeline.templates.names))
+    print(f"run: {pipeline.matcher.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
+    lines = DecisionLines(set(pipeline.matcher.templates.names))
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
     service = KioskService(pipeline, args.source, door=door_actions(args, pipeline.board, secret), sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
@@ -307,10 +307,11 @@ def run_serve(args) -> int:
     trust = checked_signature(args.bundle, args.allow_unsigned)
     # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
     pipeline = _open_pipeline(args, args.gallery)      # never made here: a mistyped path is refused, not emptied
-    pipeline.require_current_gallery(args.bundle)
+    pipeline.matcher.require_current(args.bundle)
     tokens_path = tokens_file()
     tokens = load_or_create(tokens_path)
-    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door_actions(args, pipeline.board, secret),
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera,
+                           door=door_actions(args, pipeline.board, secret),
                            retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "

@@ -42,6 +42,16 @@ class MatchThreshold:
                 f"accepts per probe (1:1 rate {self.pair_far:.2e}){note}")
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    match: float             # named at or above
+    unknown: float           # a stranger below; undecided in between
+    same_person: float       # two looks at or above this are one person (the 1:1 threshold, a gallery of one)
+
+    def describe(self) -> str:
+        return f"named at >= {self.match:.4f}, unknown below {self.unknown:.4f}, undecided between"
+
+
 def pair_far_for_gallery(per_probe_far: float, gallery_size: int) -> float:
     """The 1:1 false-accept rate at which N independent comparisons give ``per_probe_far`` overall."""
     return 1.0 - (1.0 - per_probe_far) ** (1.0 / max(gallery_size, 1))

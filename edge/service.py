@@ -117,7 +117,7 @@ class KioskService:
         else:
             self._source.open()
         self.state.running = True
-        self.notifier.ready(f"running {self.pipeline.embedder.entry.name} on {self.source_name}")
+        self.notifier.ready(f"running {self.pipeline.faces.embedder.entry.name} on {self.source_name}")
 
     def stop(self) -> None:
         """Stops the loop, decides the visits still open (cut short: they open nothing), closes the door actions
@@ -227,7 +227,7 @@ class KioskService:
             self.state.decisions[record["outcome"]] += 1
             door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
-        self.pipeline.log_decisions(records, self.source_name)
+        self.pipeline.matcher.log(records, self.source_name)
         for sink in self.sinks:
             sink.decisions(decisions)
         if self.pipeline.gallery:
@@ -249,7 +249,7 @@ class KioskService:
         if decision.crop is not None:
             ok, jpeg = cv2.imencode(".jpg", decision.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             crop = jpeg.tobytes() if ok else None
-        self.pipeline.gallery.visitors.add(np.stack(decision.evidence), crop, self.pipeline.key,
+        self.pipeline.gallery.visitors.add(np.stack(decision.evidence), crop, self.pipeline.faces.key,
                                           {**record, "source": self.source_name})
 
     def _prune(self) -> None:
@@ -270,4 +270,4 @@ class KioskService:
             self._gallery_version = version
             with self.models:
                 self.stream.reload_gallery()
-            log.info("gallery changed: %d people enrolled", len(self.pipeline.templates.names))
+            log.info("gallery changed: %d people enrolled", len(self.pipeline.matcher.templates.names))

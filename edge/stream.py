@@ -40,10 +40,10 @@ class KioskStream:
         self.pipeline = pipeline
         self.detection = detection or (board.detection if board else DetectionConfig())
         self.tracking = tracking or (board.tracking if board else TrackingConfig())
-        self.strategy = build_strategy(self.detection, pipeline.detectors)
+        self.strategy = build_strategy(self.detection, pipeline.faces.detectors)
         self.tracker = build_tracker(self.tracking)
         self._unknown_threshold = unknown_threshold
-        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest, pipeline.identity_score)
+        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest, pipeline.matcher.identity_score)
         self.last_frame = -1
         self.last_time_s: float | None = None
         self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
@@ -53,18 +53,18 @@ class KioskStream:
         return self.judge.thresholds
 
     def _thresholds(self):
-        thresholds = self.pipeline.visit_thresholds(self.tracking.unknown_far)
+        thresholds = self.pipeline.matcher.visit_thresholds(self.tracking.unknown_far)
         if self._unknown_threshold is not None:
             thresholds = replace(thresholds, unknown=min(self._unknown_threshold, thresholds.match))
         return thresholds
 
     def reload_gallery(self) -> None:
         """The gallery changed (someone enrolled or was removed): new templates, thresholds for its new size."""
-        self.pipeline.reload_gallery()
+        self.pipeline.matcher.reload()
         self.judge.thresholds = self._thresholds()
 
     def _closest(self, embedding: np.ndarray) -> tuple[str | None, float]:
-        _, score, best = self.pipeline.match(embedding)
+        _, score, best = self.pipeline.matcher.match(embedding)
         return best, score
 
     def step(self, image: np.ndarray, frame_index: int, time_s: float) -> StreamStep:
@@ -112,12 +112,12 @@ class KioskStream:
         """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails
         the quality gate."""
         problem = geometry_problem(track.detection, self.tracking)
-        aligned = None if problem else self.pipeline.align(image, track.detection)
+        aligned = None if problem else self.pipeline.faces.align(image, track.detection)
         problem = problem or crop_problem(aligned, self.tracking)
         if problem:
             self.judge.reject(track.id, frame_index, problem)
             return None
-        return self.pipeline.embed_aligned([aligned])[0], aligned
+        return self.pipeline.faces.embed_aligned([aligned])[0], aligned
 
     def finish(self, interrupted: str = "") -> list[VisitDecision]:
         """The stream ended, or was cut when ``interrupted`` says why (no frames, the kiosk stopping): a decision

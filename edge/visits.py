@@ -20,18 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.boards import TrackingConfig
+from edge.matching import Thresholds
 
 MIN_SAMPLES = 2          # looks before a visit may be decided while it goes on
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    match: float             # named at or above
-    unknown: float           # a stranger below; undecided in between
-    same_person: float       # two looks at or above this are one person (the 1:1 threshold, a gallery of one)
-
-    def describe(self) -> str:
-        return f"named at >= {self.match:.4f}, unknown below {self.unknown:.4f}, undecided between"
 
 
 @dataclass

@@ -97,7 +97,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     def status() -> dict:
         pipeline = service.pipeline
         return {"fps": round(service.fps(), 1), "frames": service.state.frames, "camera": service.camera_status(),
-                "enrolled": len(pipeline.templates.names), "decisions": dict(service.state.decisions),
+                "enrolled": len(pipeline.matcher.templates.names), "decisions": dict(service.state.decisions),
                 "recent": list(service.state.recent), "stages_p50_ms": service.stage_p50(),
                 "thresholds": {"match": round(service.stream.thresholds.match, 4),
                                "unknown": round(service.stream.thresholds.unknown, 4)},
@@ -131,7 +131,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             image, why = _decode(photo.file.read(MAX_UPLOAD_BYTES + 1))
             if image is not None:
                 with service.models:
-                    embedding, why = service.pipeline.enrolment_embedding(image)
+                    embedding, why = service.pipeline.faces.enrolment_embedding(image)
                 if embedding is not None:
                     embeddings.append(embedding)
                     sources.append(f"upload:{photo.filename}")
@@ -141,8 +141,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
         with gallery_connection() as gallery:
             try:
-                added = gallery.people.enroll(name, np.stack(embeddings), service.pipeline.key, sources, consent="yes",
-                                       add=add == "yes")
+                added = gallery.people.enroll(name, np.stack(embeddings), service.pipeline.faces.key, sources,
+                                              consent="yes", add=add == "yes")
             except AlreadyEnrolled as err:
                 raise HTTPException(409, f"{err} (send add=yes)") from err
         return JSONResponse({"enrolled": added, "refused": refused})
@@ -199,7 +199,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
             decisions = service.pipeline.process(image).decisions
         results = [{"box": d.box, "identity": d.identity, "score": d.score, "best_match": d.best_match}
                    for d in decisions]
-        return {"faces": results, "threshold": round(service.pipeline.threshold, 4)}
+        return {"faces": results, "threshold": round(service.pipeline.matcher.threshold, 4)}
 
     return app
 

@@ -75,7 +75,7 @@ class Teacher:
 
     def embed(self, images: np.ndarray, desc: str = "teacher") -> np.ndarray:
         if self._loaded is not None:
-            from edge.pipeline import embed_faces
+            from edge.face_reader import embed_faces
 
             return embed_faces(self._loaded, progress_bar(list(images), desc=desc, unit="face"), True)
         from trainer.evaluate import embed

@@ -15,7 +15,7 @@ from edge.backends import BACKENDS
 from edge.boards import load_board
 from edge.golden import GOLDEN_FILE, check_folder
 from edge.manifest import read_manifest
-from edge.pipeline import Pipeline
+from edge.pipeline import open_pipeline
 from edge.runtime import runnable_here
 from edge.sources import open_source
 
@@ -59,7 +59,7 @@ def test_the_pipeline_finds_every_face_of_the_golden_frame(board, bundle_dir):
     with np.load(os.path.join(bundle_dir, GOLDEN_FILE)) as golden:
         frame = golden["frame"]
         expected = len(golden[f"detector.{board.detection.detector}.boxes"])
-    pipeline = Pipeline.from_bundle(bundle_dir)
+    pipeline = open_pipeline(bundle_dir)
     try:
         result = pipeline.process(frame)
     finally:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from edge.gallery.sqlite import SqliteGallery
-from edge.pipeline import Pipeline
+from edge.pipeline import open_pipeline
 from edge.service import KioskService
 from edge.tokens import load_or_create
 
@@ -28,7 +28,7 @@ def test_memory_stays_flat_and_no_acknowledged_enrolment_is_lost(verify_bundle, 
     photo = sorted((tmp_path / "photos").rglob("*.png"))[0].read_bytes()
     gallery_path = tmp_path / "home" / "gallery.db"
     tokens = load_or_create(tmp_path / "home" / "tokens.json")
-    pipeline = Pipeline.from_bundle(verify_bundle, gallery_path=gallery_path, create_gallery=True)
+    pipeline = open_pipeline(verify_bundle, gallery_path=gallery_path, create_gallery=True)
     service = KioskService(pipeline, "synthetic://kiosk?seeds=600,601,602&frames_per_person=100000")
     service.start()
     # one client for the whole run: without its context, TestClient starts an event loop per request and the

@@ -13,7 +13,7 @@ from edge.cli import main as edge_main
 from edge.errors import UserError
 from edge.gallery.sqlite import SqliteGallery
 from edge.manifest import read_manifest
-from edge.pipeline import Pipeline
+from edge.pipeline import open_pipeline
 from edge.vendor_models import packaged_model_path
 from trainer.cli import main as trainer_main
 
@@ -117,9 +117,9 @@ def test_both_backends_agree_on_the_same_bundle(bundle):
     from edge.imageio import read_image
     embeddings = {}
     for backend in ("onnxruntime", "tflite"):
-        pipeline = Pipeline.from_bundle(bundle_dir, backend=backend, precision="fp32")
-        assert pipeline.embedder.backend_name == backend
-        embeddings[backend] = np.stack([pipeline.embed_image(read_image(p)) for p in images])
+        pipeline = open_pipeline(bundle_dir, backend=backend, precision="fp32")
+        assert pipeline.faces.embedder.backend_name == backend
+        embeddings[backend] = np.stack([pipeline.faces.embed_image(read_image(p)) for p in images])
         pipeline.close()
     np.testing.assert_allclose((embeddings["onnxruntime"] * embeddings["tflite"]).sum(1), 1.0, atol=1e-4)
 

@@ -12,7 +12,7 @@ from edge.errors import UserError
 from edge.gallery.sqlite import SqliteGallery
 from edge.imageio import read_image
 from edge.manifest import read_manifest
-from edge.pipeline import Pipeline
+from edge.pipeline import open_pipeline
 from edge.runtime import load_model
 from edge.vendor_models import load_packaged_detector
 from trainer.cli import main as trainer_main
@@ -73,27 +73,30 @@ def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real
 def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates(shared_data, real_bundle, tmp_path):
     orl = shared_data / "orl"
     gallery_path = tmp_path / "gallery.db"
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path, create_gallery=True)
+    pipe = open_pipeline(real_bundle, gallery_path=gallery_path, create_gallery=True)
     people = [f"s{i}" for i in range(1, 6)]
     for person in people:
-        vectors = [pipe.embed_image(read_image(orl / person / f"{n}.pgm")) for n in range(1, 6)]
-        pipe.gallery.people.enroll(person, np.stack(vectors), pipe.key, [str(orl / person / f"{n}.pgm")
+        vectors = [pipe.faces.embed_image(read_image(orl / person / f"{n}.pgm")) for n in range(1, 6)]
+        pipe.gallery.people.enroll(person, np.stack(vectors), pipe.faces.key, [str(orl / person / f"{n}.pgm")
                                                                           for n in range(1, 6)])
     pipe.close()
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
-    assert pipe.match_threshold.gallery_size == 5 and pipe.threshold > read_manifest(real_bundle).find(
+    pipe = open_pipeline(real_bundle, gallery_path=gallery_path)
+    assert pipe.matcher.match_threshold.gallery_size == 5 and pipe.matcher.threshold > read_manifest(real_bundle).find(
         "verify", "onnx", "int8").threshold
-    named = [pipe.match(pipe.embed_image(read_image(orl / p / f"{n}.pgm")))[0] for p in people for n in (8, 9, 10)]
+    def named_as(path):
+        return pipe.matcher.match(pipe.faces.embed_image(read_image(path)))[0]
+
+    named = [named_as(orl / p / f"{n}.pgm") for p in people for n in (8, 9, 10)]
     assert sum(n == p for n, p in zip(named, [p for p in people for _ in range(3)])) >= 13
     assert all(n in (None, p) for n, p in zip(named, [p for p in people for _ in range(3)]))
-    strangers = [pipe.match(pipe.embed_image(read_image(orl / f"s{i}" / "1.pgm")))[0] for i in range(30, 41)]
+    strangers = [named_as(orl / f"s{i}" / "1.pgm") for i in range(30, 41)]
     assert strangers == [None] * len(strangers)
     pipe.close()
     SqliteGallery(gallery_path).people.enroll("s9", np.ones((1, 128), np.float32), "another-model",
                                               ["/photos/s9/1.pgm"])
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery_path)
+    pipe = open_pipeline(real_bundle, gallery_path=gallery_path)
     with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 --consent --add /photos/s9"):
-        pipe.require_current_gallery(real_bundle)
+        pipe.matcher.require_current(real_bundle)
     pipe.close()
 
 
@@ -126,7 +129,7 @@ def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_b
     from edge.sources import open_source
     from edge.stream import KioskStream
 
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "empty.db", create_gallery=True)
+    pipe = open_pipeline(real_bundle, gallery_path=tmp_path / "empty.db", create_gallery=True)
     stream = KioskStream(pipe)
     assert stream.detection.strategy == "tiled"
     faces, decisions = [], []
@@ -153,11 +156,11 @@ def test_tracking_embeds_a_fraction_of_the_faces_per_frame_does_with_the_same_id
 
     gallery = tmp_path / "gallery.db"
     clip = str(shared_data / "video" / "stage_clip_360p.mp4")
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=gallery, create_gallery=True)
+    pipe = open_pipeline(real_bundle, gallery_path=gallery, create_gallery=True)
     with open_source(clip) as source:
         frames = {f.index: f.image for f in source if f.index in (90, 130, 170)}
-    vectors = [pipe.embed_image(image) for image in frames.values()]
-    pipe.gallery.people.enroll("performer", np.stack(vectors), pipe.key, [f"{clip}#{i}" for i in frames])
+    vectors = [pipe.faces.embed_image(image) for image in frames.values()]
+    pipe.gallery.people.enroll("performer", np.stack(vectors), pipe.faces.key, [f"{clip}#{i}" for i in frames])
     pipe.close()
     assert bench_main(["pipeline", "--bundle", str(real_bundle), "--gallery", str(gallery), "--source", clip,
                        "--frames", "120", "--reference", "dlib", "--reference_every", "10",
@@ -208,10 +211,10 @@ def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(
     from edge.service import KioskService
 
     orl = shared_data / "orl"
-    pipe = Pipeline.from_bundle(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
-    vectors = [pipe.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
-    pipe.gallery.people.enroll("s1", np.stack(vectors), pipe.key, ["orl/s1"], consent="yes")
-    pipe.reload_gallery()
+    pipe = open_pipeline(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
+    vectors = [pipe.faces.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
+    pipe.gallery.people.enroll("s1", np.stack(vectors), pipe.faces.key, ["orl/s1"], consent="yes")
+    pipe.matcher.reload()
     enrolled = [_at_the_door(orl / "s1" / "6.pgm")] * 4                 # a visit from the 3rd frame: one look
     stranger = [_at_the_door(orl / "s2" / f"{1 + n // 10}.pgm") for n in range(40)]
     clock, pins = Clock(), MockFactory()

@@ -181,9 +181,9 @@ def test_edge_run_on_an_rtsp_camera_never_shows_its_password(monkeypatch, capfd,
 
     monkeypatch.setitem(camera.CAMERA_OPTIONS, "retries", 2)
     monkeypatch.setitem(camera.CAMERA_OPTIONS, "backoff_s", 0.05)
-    from edge.pipeline import Pipeline
+    from edge.pipeline import open_pipeline
 
-    Pipeline.from_bundle(verify_bundle, gallery_path=tmp_path / "g.db", create_gallery=True).close()
+    open_pipeline(verify_bundle, gallery_path=tmp_path / "g.db", create_gallery=True).close()
     uri = "rtsp://door:s3cret-pw@127.0.0.1:9/stream1"
     assert main(["run", "--bundle", str(verify_bundle), "--source", uri, "--gallery", str(tmp_path / "g.db")]) == 2
     printed = capfd.readouterr()

@@ -10,7 +10,7 @@ import pytest
 
 from edge.errors import UserError
 from edge.gallery.sqlite import SqliteGallery
-from edge.pipeline import Pipeline
+from edge.pipeline import open_pipeline
 from edge.service import KioskService
 from edge.tokens import load_or_create
 from scripted_camera import Clock, ScriptedCamera
@@ -28,7 +28,7 @@ def served(verify_bundle, tmp_path):
     write_identity_folders(photos, 1, 3, seed=500)
     gallery = tmp_path / "home" / "gallery.db"
     tokens = load_or_create(tmp_path / "home" / "tokens.json")
-    pipeline = Pipeline.from_bundle(verify_bundle, gallery_path=gallery, create_gallery=True)
+    pipeline = open_pipeline(verify_bundle, gallery_path=gallery, create_gallery=True)
     service = KioskService(pipeline, "synthetic://kiosk?seeds=500,501&frames_per_person=400&gap_frames=2")
     service.start()
     client = testclient.TestClient(create_app(service, tokens, gallery))
@@ -131,7 +131,8 @@ def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served)
     assert crop.content not in service.pipeline.gallery.path.read_bytes()            # sealed at rest
     assert client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
                        headers=read).status_code == 403
-    service.pipeline.gallery.people.enroll("zoe", np.ones((1, 3), np.float32) / np.sqrt(3), service.pipeline.key, ["x"])
+    service.pipeline.gallery.people.enroll("zoe", np.ones((1, 3), np.float32) / np.sqrt(3), service.pipeline.faces.key,
+                                           ["x"])
     clash = client.post(f"/api/visitors/{visitor['id']}/name", data={"name": "zoe", "consent": "yes"},
                         headers=admin)
     assert clash.status_code == 409 and "already enrolled" in clash.json()["detail"]
@@ -157,7 +158,7 @@ def test_the_page_shows_the_display_stream_with_the_boxes_scaled_onto_it(verify_
     drawn = draw_tracks(display, [track], SimpleNamespace(visits={}), scale=(2.0, 2.0))
     assert tuple(drawn[200, 240]) == PENDING and tuple(drawn[150, 280]) == PENDING   # box edges at 2x
     assert not drawn[75, 140].any()                                                  # not at 1x
-    pipeline = Pipeline.from_bundle(verify_bundle)
+    pipeline = open_pipeline(verify_bundle)
     service = KioskService(pipeline, "unused://")
     service.state.latest = (image, display, [track])
     shown = cv2.imdecode(np.frombuffer(service.frame_jpeg(), np.uint8), cv2.IMREAD_COLOR)
@@ -172,10 +173,10 @@ def enrolled_pipeline(bundle, tmp_path, name="ann"):
 
     photos = tmp_path / "enrol"
     write_identity_folders(photos, 1, 2, seed=500)
-    pipeline = Pipeline.from_bundle(bundle, gallery_path=tmp_path / "home" / "gallery.db", create_gallery=True)
-    vectors = [pipeline.embed_image(cv2.imread(str(p))) for p in sorted(photos.rglob("*.png"))]
-    pipeline.gallery.people.enroll(name, np.stack(vectors), pipeline.key, ["test"], consent="yes")
-    pipeline.reload_gallery()
+    pipeline = open_pipeline(bundle, gallery_path=tmp_path / "home" / "gallery.db", create_gallery=True)
+    vectors = [pipeline.faces.embed_image(cv2.imread(str(p))) for p in sorted(photos.rglob("*.png"))]
+    pipeline.gallery.people.enroll(name, np.stack(vectors), pipeline.faces.key, ["test"], consent="yes")
+    pipeline.matcher.reload()
     return pipeline
 
 
@@ -246,13 +247,13 @@ def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):
 
     _, tokens, photos, service = served
     started, release = threading.Event(), threading.Event()
-    embed = service.pipeline.enrolment_embedding
+    embed = service.pipeline.faces.enrolment_embedding
 
     def held(image):
         started.set()
         release.wait(60)
         return embed(image)
-    service.pipeline.enrolment_embedding = held
+    service.pipeline.faces.enrolment_embedding = held
     server = uvicorn.Server(uvicorn.Config(create_app(service, tokens, service.pipeline.gallery.path),
                                            host="127.0.0.1", port=0, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

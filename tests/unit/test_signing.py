@@ -128,7 +128,7 @@ def test_names_in_a_manifest_are_names_not_paths_even_when_signed(verify_bundle,
 def test_serve_refuses_an_unsigned_bundle_and_an_allowed_one_says_so_on_the_page_and_in_metrics(verify_bundle,
                                                                                                  tmp_path, capsys):
     testclient = pytest.importorskip("fastapi.testclient")
-    from edge.pipeline import Pipeline
+    from edge.pipeline import open_pipeline
     from edge.service import KioskService
     from edge.tokens import load_or_create
     from edge.web import create_app
@@ -140,7 +140,7 @@ def test_serve_refuses_an_unsigned_bundle_and_an_allowed_one_says_so_on_the_page
     assert "is not signed" in err and len(err.splitlines()) == 1
     tokens = load_or_create(tmp_path / "tokens.json")
     for folder, signed in ((bundle, False), (verify_bundle, True)):
-        pipeline = Pipeline.from_bundle(folder)
+        pipeline = open_pipeline(folder)
         service = KioskService(pipeline, "unused://", trust=signing.verify_bundle(folder, allow_unsigned=True))
         client = testclient.TestClient(create_app(service, tokens, tmp_path / "gallery.db"))
         auth = {"Authorization": f"Bearer {tokens['read']}"}

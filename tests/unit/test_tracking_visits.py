@@ -19,7 +19,8 @@ from edge.scan import (
     tile_regions,
 )
 from edge.tracking import IouTracker
-from edge.visits import Thresholds, VisitJudge
+from edge.matching import Thresholds
+from edge.visits import VisitJudge
 
 pytestmark = pytest.mark.unit
 
