@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.align import pick_face
 from edge.errors import UserError
-from edge.vendor_models import installed_package_file
+from edge.packaged import installed_package_file
 
 MODELS_PACKAGE = "face_recognition_models"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"

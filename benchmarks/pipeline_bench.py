@@ -133,7 +133,7 @@ class _AnonymiseMode:
         self.frame_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
         self.replaced = self.pixelated = self.with_face = 0
-        from edge.vendor_models import load_packaged_detector
+        from edge.packaged_detector import load_packaged_detector
 
         self.witness = load_packaged_detector()   # an independent look at each input frame, outside the timing
         self.checked = self.unaltered = 0

@@ -35,7 +35,7 @@ from compile.match_calibration import (
 from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
 from compile.validate import torch_reference
-from edge.align import CROPS
+from edge.crops import CROPS
 from edge.board_profile import default_precisions, read_profile
 from edge.boards import Artifact, BoardConfig
 from edge.errors import UserError

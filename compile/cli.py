@@ -19,7 +19,7 @@ from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
-from edge.align import CROPS
+from edge.crops import CROPS
 from edge.backends import BACKEND_FORMATS
 from edge.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.errors import UserError
@@ -27,7 +27,7 @@ from edge.flags import add_renamed_rate, count, count_or_zero, rate
 from edge.paths import refuse_output_over_input
 from edge.scan import strategy_detectors
 from edge.signing import SIGNATURE_FILE, load_signing_key
-from edge.vendor_models import VENDOR_MODELS, packaged_model_path
+from edge.packaged import VENDOR_MODELS, packaged_model_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,7 +277,7 @@ def load_sources(path: Path) -> list[SourceModel]:
 
 def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:
     """Real pair faces aligned once per crop template the verifiers use."""
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     found = load_packaged_detector(detector)
     crops = sorted({s.spec.crop for s in sources if s.task == "verify"})

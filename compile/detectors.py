@@ -33,7 +33,8 @@ from edge.manifest import InputSpec, ModelEntry, sha256_file
 from edge.preprocess import prepare_batch
 from edge.progress import progress_bar
 from edge.runtime import backend_here, backend_on_board, load_model
-from edge.vendor_models import detector_entry, packaged_model_path
+from edge.packaged import packaged_model_path
+from edge.packaged_detector import detector_entry
 
 REFERENCE = Artifact("tflite", "fp32")
 MATCH_IOU = 0.5           # a face counts as found again when a box overlaps the reference's this much

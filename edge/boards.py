@@ -16,7 +16,8 @@ import yaml
 from edge.backends import BACKENDS
 from edge.errors import UserError
 from edge.paths import BOARD_DIR
-from edge.registry import unknown_name_message
+from edge.packaged import vendor_model
+from edge.registry import Registry, unknown_name_message
 
 ALIASES_FILE = "aliases.yaml"
 TASKS = ("detect", "verify", "generate")
@@ -29,6 +30,13 @@ INT8_ACTIVATIONS = ("uint8", "int8", "auto")      # auto: both timed where compi
 # graph cannot be quantized again: ai-edge-quantizer refuses the full-integer recipe on it, and its weight-only
 # recipe left the float16 weights as they were.
 DETECTOR_ARTIFACTS = ("tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8")
+# The names a board config may give its detection strategy and tracker, each bound lazily to its implementation:
+# the config's vocabulary lives with the config, so checking a name imports nothing above this module.
+STRATEGIES = Registry("detection strategy", {
+    "whole_frame": "edge.scan:WholeFrame",
+    "tiled": "edge.scan:TiledScan",
+})
+TRACKERS = Registry("tracker", {"iou": "edge.tracking:IouTracker"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class BenchmarkCounts:
 class DetectionConfig:
     """How the kiosk finds faces in a stream (edge.scan): which strategy, with which packaged detectors."""
 
-    strategy: str = "whole_frame"             # edge.scan.STRATEGIES: whole_frame | tiled
+    strategy: str = "whole_frame"             # STRATEGIES: whole_frame | tiled
     detector: str = "blazeface_short"         # whole frames, enrolment photos, and regions around known faces
     tile_detector: str = "blazeface_full"     # tiles of a large frame (tiled strategy)
     tile_size: int = 640                      # a frame larger than this is also scanned as tiles of about this size
@@ -75,7 +83,7 @@ class DetectionConfig:
 class TrackingConfig:
     """Tracks and decisions per visit (edge.tracking, edge.visits)."""
 
-    tracker: str = "iou"                      # edge.tracking.TRACKERS
+    tracker: str = "iou"                      # TRACKERS
     match_iou: float = 0.3                    # a detection continues a track when their boxes overlap this much
     confirm_hits: int = 3                     # detections before a track is a visit
     max_missed_s: float = 0.5                 # seconds (the stream's time) without a detection before a visit ends
@@ -244,10 +252,6 @@ def _check_consistency(board: BoardConfig, where: str) -> None:
 
 def _check_stream_settings(board: BoardConfig, where: str) -> None:
     """Strategy, detector and tracker names must exist, and the numbers must make sense, before any frame."""
-    from edge.scan import STRATEGIES            # local: both import the runtime, which imports this module
-    from edge.tracking import TRACKERS
-    from edge.vendor_models import vendor_model
-
     detection, tracking = board.detection, board.tracking
     for registry, name, key in ((STRATEGIES, detection.strategy, "detection.strategy"),
                                 (TRACKERS, tracking.tracker, "tracking.tracker")):

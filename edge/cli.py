@@ -144,7 +144,7 @@ def run_synth(args) -> int:
 
 def run_align(args) -> int:
     from edge.dataprep import align_folder
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop, args.max_images)
     print(f"align: {stats.summary()} -> {args.out}")

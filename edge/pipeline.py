@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import crop_template
+from edge.crops import crop_template
 from edge.backends.base import BackendOptions
 from edge.board_profile import BoardProfile
 from edge.boards import BoardConfig, load_board

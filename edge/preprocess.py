@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge.align import crop_template
+from edge.crops import crop_template
 from edge.manifest import InputSpec
 
 VERIFY_SIZE = crop_template("arcface112").size   # the trained verifier sees the whole aligned crop

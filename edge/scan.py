@@ -14,10 +14,9 @@ import numpy as np
 
 from edge.backends.base import BackendOptions
 from edge.board_profile import BoardProfile
-from edge.boards import BoardConfig, DetectionConfig
+from edge.boards import STRATEGIES, BoardConfig, DetectionConfig
 from edge.detect import Detection, box_iou, build_detector
 from edge.manifest import Manifest
-from edge.registry import Registry
 from edge.runtime import choose_model, load_model
 
 REGION_AREA_BELOW = 0.5  # crops are shrunk bilinearly down to half size: a tracked face is looked at every frame
@@ -179,11 +178,6 @@ def _clamp(value: int, low: int, high: int) -> int:
 
 
 # Detection strategies by the board config's ``detection.strategy``.
-STRATEGIES = Registry("detection strategy", {
-    "whole_frame": "edge.scan:WholeFrame",
-    "tiled": "edge.scan:TiledScan",
-})
-
 
 def build_strategy(config: DetectionConfig, detectors: dict) -> DetectionStrategy:
     return STRATEGIES.get(config.strategy)(detectors, config)

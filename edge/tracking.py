@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.boards import TrackingConfig
+from edge.boards import TRACKERS, TrackingConfig
 from edge.detect import Detection, box_iou
-from edge.registry import Registry
 
 VELOCITY_SMOOTHING = 0.5      # weight of the newest frame-to-frame motion in a track's velocity
 COAST_LOOKS = 2               # frames a lost face is still looked for where its track predicts it
@@ -137,8 +136,6 @@ class IouTracker:
 
 
 # Trackers by the board config's ``tracking.tracker``.
-TRACKERS = Registry("tracker", {"iou": "edge.tracking:IouTracker"})
-
 
 def build_tracker(config: TrackingConfig):
     return TRACKERS.get(config.tracker)(config)

@@ -53,7 +53,8 @@ def detector_bundle(tmp_path, signer):
     from edge.boards import load_board
     from edge.manifest import Manifest, write_manifest
     from edge.scan import strategy_detectors
-    from edge.vendor_models import detector_entry, packaged_model_path
+    from edge.packaged import packaged_model_path
+    from edge.packaged_detector import detector_entry
 
     def make(*names: str) -> Path:
         names = names or tuple(strategy_detectors(load_board("host").detection))
@@ -94,7 +95,7 @@ def verify_bundle(detector_bundle, signer):
 
     from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
     from edge.preprocess import verifier_input_spec
-    from edge.vendor_models import detector_entry
+    from edge.packaged_detector import detector_entry
 
     bundle = detector_bundle()
     path = bundle / "tiny.onnx"

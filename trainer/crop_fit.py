@@ -3,7 +3,7 @@
 dlib's face descriptor was trained on chips cut by dlib's own pipeline: HOG face detector, 5-point landmarks (eye
 corners, base of the nose) and ``get_face_chip_details(shape, 150, 0.25)``. The runtime has BlazeFace's key points
 instead. For each real face this runs both pipelines, maps BlazeFace's first four key points through dlib's
-image -> chip transform and averages them into a template; ``edge.align.similarity_transform`` from BlazeFace's
+image -> chip transform and averages them into a template; ``edge.crops.similarity_transform`` from BlazeFace's
 points onto that template then reproduces dlib's chip without dlib. dlib is a development-only peer, imported lazily.
 
 The template is in pixel-centre coordinates (0 at the first pixel's centre, as OpenCV and dlib warp), as
@@ -20,13 +20,14 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from edge.align import FOUR_POINTS, CropTemplate, align_face, similarity_transform
+from edge.align import align_face
+from edge.crops import CropTemplate, FOUR_POINTS, similarity_transform
 from edge.dataprep import largest
 from edge.detect import box_iou
 from edge.errors import UserError
 from edge.imageio import list_images, read_image
 from edge.progress import progress_bar
-from edge.vendor_models import installed_package_file
+from edge.packaged import installed_package_file
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -391,7 +392,7 @@ def fit_dlib_chip_template(image_dirs: Sequence[str | Path], max_images: int = 1
     """
     reference = DlibReference()
     if detector is None:
-        from edge.vendor_models import load_packaged_detector
+        from edge.packaged_detector import load_packaged_detector
         detector = load_packaged_detector()
     items = plan_images([Path(d) for d in image_dirs], max_images, seed, holdout)
     pairs, counts = measure_pairs(items, detector, reference, descriptor_faces, progress)

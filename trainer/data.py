@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.align import crop_template
+from edge.crops import crop_template
 from edge.errors import UserError
 from edge.imageio import list_images, read_image, scan_identity_folders
 from edge.manifest import InputSpec
@@ -74,7 +74,7 @@ def faces_from_video(video: Path, side: int) -> FaceSet:
     import tempfile
 
     from edge.dataprep import align_folder
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     with tempfile.TemporaryDirectory(prefix="video-faces-") as scratch:
         stats = align_folder(video, scratch, load_packaged_detector())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import CROPS
+from edge.crops import CROPS
 from edge.errors import UserError
 from edge.imageio import list_images
 from edge.metrics import frechet_distance, psnr, ssim
@@ -61,7 +61,7 @@ def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None 
     rng = np.random.default_rng(seed)
     real_images = output_to_images(prepare_batch(faces, spec), spec)
     extractor, extractor_name = feature_network(features)
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()
     real_features = embed(extractor, real_images)

@@ -49,7 +49,7 @@ def synthesise(generator: Path, identities: int, per_identity: int, out: Path, *
     if prior is None:
         raise UserError(f"{generator} is a {checkpoint.architecture}: it does not sample new faces; give an "
                         "autoencoder, a VAE, a DCGAN or a conditional GAN")
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()
     model = checkpoint.build_model()

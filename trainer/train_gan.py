@@ -115,7 +115,7 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
         return bce(g_logits, torch.ones_like(g_logits)), {"d": f"{d_loss.item():.3f}"}
 
     fixed_z, fixed_y = fixed_latents(latent, classes, seed)
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
     detector = load_packaged_detector()
 
     def samples(z=fixed_z, y=fixed_y) -> list[np.ndarray]:

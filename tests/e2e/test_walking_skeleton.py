@@ -14,7 +14,7 @@ from edge.errors import UserError
 from edge.gallery.sqlite import SqliteGallery
 from edge.manifest import read_manifest
 from edge.pipeline import open_pipeline
-from edge.vendor_models import packaged_model_path
+from edge.packaged import packaged_model_path
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.e2e

@@ -4,12 +4,13 @@ import re
 import numpy as np
 import pytest
 
-from edge.align import crop_template, align_face, five_to_four, similarity_transform
+from edge.align import align_face
+from edge.crops import crop_template, five_to_four, similarity_transform
 from edge.dataprep import largest
 from edge.detect import box_iou
 from edge.imageio import read_image
 from edge.sources import open_source
-from edge.vendor_models import load_packaged_detector
+from edge.packaged_detector import load_packaged_detector
 
 TEMPLATE_112 = crop_template("arcface112").array()
 

@@ -14,7 +14,7 @@ from edge.imageio import read_image
 from edge.manifest import read_manifest
 from edge.pipeline import open_pipeline
 from edge.runtime import load_model
-from edge.vendor_models import load_packaged_detector
+from edge.packaged_detector import load_packaged_detector
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.real

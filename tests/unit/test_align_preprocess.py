@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.align import crop_template, align_face, five_to_four, similarity_transform
+from edge.align import align_face
+from edge.crops import crop_template, five_to_four, similarity_transform
 from edge.manifest import InputSpec
 from edge.preprocess import generator_input_spec, output_to_images, prepare_batch, verifier_input_spec
 

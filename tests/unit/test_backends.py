@@ -11,7 +11,8 @@ from edge.boards import load_board
 from edge.errors import UserError
 from edge.manifest import InputSpec, Manifest, ModelEntry, OutputSpec, sha256_file
 from edge.runtime import backend_for, choose_model, load_model
-from edge.vendor_models import detector_entry, packaged_model_path
+from edge.packaged import packaged_model_path
+from edge.packaged_detector import detector_entry
 
 pytestmark = pytest.mark.unit
 

@@ -426,7 +426,7 @@ class Collapsed(nn.Module):
 def pair_faces(tmp_path_factory):
     from compile.real_pairs import load_pair_faces
     from synthetic_faces.dataset import write_identity_folders
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     root = tmp_path_factory.mktemp("people")
     write_identity_folders(root, 6, 4, seed=300)

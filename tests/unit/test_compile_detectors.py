@@ -21,7 +21,7 @@ from edge.detect import Detection, build_detector, letterbox
 from edge.errors import UserError
 from edge.manifest import read_manifest
 from edge.runtime import choose_model, load_model
-from edge.vendor_models import VENDOR_MODELS, packaged_model_path
+from edge.packaged import VENDOR_MODELS, packaged_model_path
 from tests.unit.test_compile import _face, _patch_sources, faces_dir, needs_detector  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.unit, needs_detector]

@@ -79,7 +79,7 @@ def _changed(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> float:
 @pytest.mark.parametrize("mode", ["anonymise", "reconstruct"])
 def test_every_face_the_detector_finds_is_altered_in_every_frame(bundle, mode):
     anonymiser = _anonymiser(bundle, mode)
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()              # an independent look at every input frame
     frames = faces = 0

@@ -211,7 +211,7 @@ def test_align_takes_a_video_and_writes_its_frames_as_one_persons_folder(tmp_pat
     from synthetic_faces import identities, render_face, sample_nuisance
 
     from edge.dataprep import align_folder
-    from edge.vendor_models import load_packaged_detector
+    from edge.packaged_detector import load_packaged_detector
 
     face, _ = render_face(identities(1)[0], sample_nuisance(np.random.default_rng(0)), size=160)
     video = tmp_path / "visitor.avi"

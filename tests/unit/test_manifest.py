@@ -4,7 +4,7 @@ import pytest
 
 from edge.errors import UserError
 from edge.manifest import Manifest, read_manifest, sha256_file, write_manifest
-from edge.vendor_models import detector_entry
+from edge.packaged_detector import detector_entry
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,8 @@ def test_anchor_layout_of_short_range_blazeface():
 
 
 def test_full_range_blazeface_entry_decodes_its_own_anchor_layout():
-    from edge.vendor_models import detector_entry, packaged_model_path
+    from edge.packaged import packaged_model_path
+    from edge.packaged_detector import detector_entry
 
     path = packaged_model_path("blazeface_full")
     entry = detector_entry("blazeface_full", path.name, path)

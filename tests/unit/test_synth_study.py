@@ -49,9 +49,9 @@ def generator(tmp_path) -> Path:
 
 def test_synth_writes_balanced_identity_folders_and_reports_what_it_dropped(generator, tmp_path, monkeypatch,
                                                                            capsys):
-    import edge.vendor_models
+    import edge.packaged_detector
 
-    monkeypatch.setattr(edge.vendor_models, "load_packaged_detector", lambda *a, **k: _BrightFaceDetector())
+    monkeypatch.setattr(edge.packaged_detector, "load_packaged_detector", lambda *a, **k: _BrightFaceDetector())
     out = tmp_path / "synth"
     assert main(["synth", "--generator", str(generator), "--identities", "6", "--per_identity", "3",
                  "--out", str(out), "--spread", "0.5", "--dedup_distance", "0"]) == 0

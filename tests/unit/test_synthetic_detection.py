@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from edge.align import five_to_four
+from edge.crops import five_to_four
 from edge.dataprep import largest
 from edge.detect import box_iou
 from synthetic_faces import SceneScript, identities, render_face, sample_nuisance
-from edge.vendor_models import load_packaged_detector
+from edge.packaged_detector import load_packaged_detector
 
 pytestmark = pytest.mark.unit
 
