@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
-from edge.boards import PRECISIONS
-from edge.align import FACE_CHOICES
-from edge.errors import UserError
-from edge.flags import count, count_or_zero
+from edge.base.errors import UserError
+from edge.base.flags import count, count_or_zero
+from edge.faces.align import FACE_CHOICES
+from edge.runtime.boards import PRECISIONS
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

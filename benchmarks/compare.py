@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import central_interval
-from edge.errors import UserError
-from edge.metrics import roc_auc
+from edge.base.errors import UserError
+from edge.base.metrics import roc_auc
 
 BOOTSTRAP = 1000
 CONFIDENCE = 0.95

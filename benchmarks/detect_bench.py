@@ -13,14 +13,14 @@ from benchmarks.labelled_boxes import MAX_HEIGHT_RATIO, match_detections, parse_
 from benchmarks.latency import model_facts
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.backends.base import BackendOptions
-from edge.board_profile import board_with_profile
-from edge.errors import UserError
-from edge.imageio import read_image
-from edge.manifest import read_manifest
-from edge.progress import progress_bar
-from edge.scan import build_strategy, load_detectors
-from edge.timing import elapsed_ms
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
+from edge.base.progress import progress_bar
+from edge.base.timing import elapsed_ms
+from edge.faces.scan import build_strategy, load_detectors
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.board_profile import board_with_profile
+from edge.runtime.manifest import read_manifest
 
 SIZE_BINS = (0, 20, 40, 80, 160)        # labelled face height in pixels: <20, 20-40, 40-80, 80-160, >=160
 

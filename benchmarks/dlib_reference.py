@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.align import pick_face
-from edge.errors import UserError
-from edge.packaged import installed_package_file
+from edge.base.errors import UserError
+from edge.faces.align import pick_face
+from edge.runtime.packaged import installed_package_file
 
 MODELS_PACKAGE = "face_recognition_models"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -29,7 +29,7 @@ def model_file(name: str) -> Path:
 
 
 class _Box:
-    """A detection in the shape edge.dataprep's face choosers read (box = x1, y1, x2, y2)."""
+    """A detection in the shape edge.faces.dataprep's face choosers read (box = x1, y1, x2, y2)."""
 
     def __init__(self, rect):
         self.rect = rect

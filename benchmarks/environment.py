@@ -61,8 +61,8 @@ def collect_environment(board: str, threads: int, bundle: str | Path | None = No
 
 def compiled_for_elsewhere(board: str) -> str | None:
     """Why the bundle's board is not this machine (its config names another CPU architecture), or None."""
-    from edge.boards import load_board
-    from edge.errors import UserError
+    from edge.base.errors import UserError
+    from edge.runtime.boards import load_board
 
     try:
         arch = load_board(board).arch

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 MAX_HEIGHT_RATIO = 2.0
 

@@ -11,18 +11,18 @@ import numpy as np
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.align import Aligner
-from edge.backends import BACKEND_FORMATS, BACKENDS
-from edge.backends.base import BackendOptions
-from edge.board_profile import BoardProfile, board_with_profile
-from edge.detect import BlazeFaceDetector, build_detector, letterbox
-from edge.errors import UserError
-from edge.generate import Generator, takes_latent
-from edge.imageio import list_images, read_image
-from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.preprocess import prepare_batch, to_input_dtype
-from edge.runtime import LoadedModel, choose_model, load_model, runnable_here
-from edge.timing import time_interleaved
+from edge.base.errors import UserError
+from edge.base.imageio import list_images, read_image
+from edge.base.timing import time_interleaved
+from edge.faces.align import Aligner
+from edge.faces.detect import BlazeFaceDetector, build_detector, letterbox
+from edge.generation.generate import Generator, takes_latent
+from edge.runtime.backends import BACKEND_FORMATS, BACKENDS
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.board_profile import BoardProfile, board_with_profile
+from edge.runtime.manifest import Manifest, ModelEntry, read_manifest
+from edge.runtime.models import LoadedModel, choose_model, load_model, runnable_here
+from edge.runtime.preprocess import prepare_batch, to_input_dtype
 
 RANDOM_SEED = 0
 MAX_IMAGES = 16          # distinct inputs cycled through the timing loop; more adds load time, not information
@@ -67,7 +67,7 @@ def board_defaults(manifest: Manifest, board, profile: BoardProfile | None) -> s
 
 
 def latent_batches(entry: ModelEntry, count: int = 8) -> tuple[list[np.ndarray], str]:
-    """A decoder's inputs: latents drawn from the prior compile recorded (edge.generate.Prior)."""
+    """A decoder's inputs: latents drawn from the prior compile recorded (edge.generation.generate.Prior)."""
     rows = Generator.prior_of(entry).draw(count, np.random.default_rng(RANDOM_SEED))
     return [to_input_dtype(rows[i:i + 1], entry.input) for i in range(count)], \
         f"{count} latents from its prior (seed {RANDOM_SEED})"

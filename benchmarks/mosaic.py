@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.errors import UserError
-from edge.paths import refuse_output_over_input
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.paths import refuse_output_over_input
+from edge.base.progress import progress_bar
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
-from edge.imageio import IMAGE_SUFFIXES, scan_identity_folders
+from edge.base.errors import UserError
+from edge.base.imageio import IMAGE_SUFFIXES, scan_identity_folders
 
 LFW_DEFAULT_FOLDS = 10
 

@@ -22,12 +22,12 @@ import numpy as np
 from benchmarks.environment import collect_environment
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.board_profile import bundle_profile
-from edge.errors import UserError
-from edge.pipeline import Pipeline, open_pipeline
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.base.timing import elapsed_ms
+from edge.faces.pipeline import Pipeline, open_pipeline
+from edge.runtime.board_profile import bundle_profile
 from edge.sources import open_source
-from edge.timing import elapsed_ms
 
 PEERS = ("ours", "dlib", "opencv-haar")
 

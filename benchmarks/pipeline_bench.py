@@ -4,11 +4,11 @@ board's tracking and without it, side by side in one run.
 Each frame is read once (the read is timed and charged to every mode, as a camera would be) and handed to each
 mode in turn, alternating which goes first, so machine noise falls on both alike:
 
-- ``tracked``: the board's detection strategy, the tracker and one decision per visit (``edge.stream``);
+- ``tracked``: the board's detection strategy, the tracker and one decision per visit (``edge.kiosk.stream``);
 - ``per_frame``: the whole frame detected and every face embedded and matched in every frame
   (``Pipeline.process``), as the kiosk ran before it tracked;
 - ``anonymise``: every detected face replaced by the bundle's generator and blended back, failing closed
-  (``edge.anonymise``, what ``python -m edge generate --mode anonymise`` runs).
+  (``edge.generation.anonymise``, what ``python -m edge generate --mode anonymise`` runs).
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from benchmarks.pipeline_compare import (
 )
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.board_profile import bundle_profile
-from edge.errors import UserError
-from edge.pipeline import Pipeline, open_pipeline
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.base.timing import elapsed_ms
+from edge.faces.pipeline import Pipeline, open_pipeline
+from edge.kiosk.stream import KioskStream
+from edge.runtime.board_profile import bundle_profile
 from edge.sources import open_source
-from edge.stream import KioskStream
-from edge.timing import elapsed_ms
 
 MODES = ("tracked", "per_frame", "anonymise")
 KIOSK_MODES = ("tracked", "per_frame")
@@ -110,17 +110,17 @@ class _Mode:
 
 
 class _AnonymiseMode:
-    """Anonymising the frames (edge.anonymise), timed like the kiosk's modes."""
+    """Anonymising the frames (edge.generation.anonymise), timed like the kiosk's modes."""
 
     name = "anonymise"
 
     def __init__(self, bundle: Path, backend: str | None, threads: int | None, role: str | None = None):
-        from edge.anonymise import Anonymiser
-        from edge.backends.base import BackendOptions
-        from edge.board_profile import board_with_profile
-        from edge.generate import open_generator
-        from edge.manifest import read_manifest
-        from edge.scan import load_detectors
+        from edge.faces.scan import load_detectors
+        from edge.generation.anonymise import Anonymiser
+        from edge.generation.generate import open_generator
+        from edge.runtime.backends.base import BackendOptions
+        from edge.runtime.board_profile import board_with_profile
+        from edge.runtime.manifest import read_manifest
 
         manifest = read_manifest(bundle)
         self.board, profile = board_with_profile(manifest.board)
@@ -133,7 +133,7 @@ class _AnonymiseMode:
         self.frame_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
         self.replaced = self.pixelated = self.with_face = 0
-        from edge.packaged_detector import load_packaged_detector
+        from edge.faces.packaged_detector import load_packaged_detector
 
         self.witness = load_packaged_detector()   # an independent look at each input frame, outside the timing
         self.checked = self.unaltered = 0

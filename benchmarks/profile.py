@@ -1,6 +1,6 @@
 """``benchmarks latency --write_profile``: the board's measured profile from a latency run on the board itself.
 
-For each task the file and backend with the lowest median time become the task's default (edge.board_profile);
+For each task the file and backend with the lowest median time become the task's default (edge.runtime.board_profile);
 every file's median goes with it, so the choice can be checked. Only a run on the board's own kind of CPU may
 write it: a profile measured elsewhere would replace facts with numbers from another machine.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from edge.board_profile import profile_paths, write_profile
-from edge.boards import load_board
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.runtime.board_profile import profile_paths, write_profile
+from edge.runtime.boards import load_board
 
 
 def fastest_per_task(results: list[dict]) -> dict[str, dict]:

@@ -58,7 +58,7 @@ def environment_table(results: list[dict]) -> str:
 
 def profile_section(latency: list[dict]) -> str:
     """What ``benchmarks latency --write_profile`` makes of these runs: per task, the fastest file and backend,
-    which compile and the runtime then default to on this board (edge.board_profile)."""
+    which compile and the runtime then default to on this board (edge.runtime.board_profile)."""
     from benchmarks.profile import fastest_per_task
 
     rows = [[task, choice["file"], choice["precision"], choice["backend"], _ms(choice["median_ms"]),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.render import render_report
 from benchmarks.results import load_results
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em}

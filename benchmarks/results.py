@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.render import render_report
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 SCHEMA_VERSION = 1
 KINDS = ("latency", "pipeline", "verify", "detect", "peers")

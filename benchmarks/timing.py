@@ -1,5 +1,5 @@
 """The percentile summary and bootstrap intervals every benchmark uses; the timing loop itself is
-``edge.timing`` (compile times files too, and may not import benchmarks)."""
+``edge.base.timing`` (compile times files too, and may not import benchmarks)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -13,11 +13,9 @@ from benchmarks.latency import model_facts
 from benchmarks.pairs import PairsFile, find_image, parse_pairs
 from benchmarks.results import new_result
 from benchmarks.timing import summarize
-from edge.board_profile import bundle_profile
-from edge.align import FACE_CHOICES
-from edge.errors import UserError
-from edge.imageio import read_image
-from edge.metrics import (
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
+from edge.base.metrics import (
     accuracy_at,
     balanced_accuracy,
     equal_error_rate,
@@ -25,9 +23,11 @@ from edge.metrics import (
     roc_auc,
     tar_at_far,
 )
-from edge.pipeline import Pipeline, open_pipeline
-from edge.progress import progress_bar
-from edge.timing import elapsed_ms
+from edge.base.progress import progress_bar
+from edge.base.timing import elapsed_ms
+from edge.faces.align import FACE_CHOICES
+from edge.faces.pipeline import Pipeline, open_pipeline
+from edge.runtime.board_profile import bundle_profile
 
 FARS = {"1e-2": 1e-2, "1e-3": 1e-3}
 FAILED_MARGIN = 1.0   # a failed pair scores this far below the lowest real score: rejected at any threshold
@@ -48,7 +48,7 @@ class VerifyOptions:
 def fold_interleaved(pairs_file: PairsFile) -> list[int]:
     """Pair indices reordered so that position i belongs to fold i % folds.
 
-    edge.metrics.kfold_accuracy assigns folds that way; this keeps the pairs file's own folds (people
+    edge.base.metrics.kfold_accuracy assigns folds that way; this keeps the pairs file's own folds (people
     disjoint across folds in LFW) instead of mixing them.
     """
     block = 2 * pairs_file.per_fold

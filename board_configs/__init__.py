@@ -1,2 +1,2 @@
 """Board configs: one YAML per board, installed with the package so that board names work outside a clone
-(``edge.boards`` reads them from here)."""
+(``edge.runtime.boards`` reads them from here)."""

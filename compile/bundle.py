@@ -35,12 +35,14 @@ from compile.match_calibration import (
 from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
 from compile.validate import torch_reference
-from edge.crops import CROPS
-from edge.board_profile import default_precisions, read_profile
-from edge.boards import Artifact, BoardConfig
-from edge.errors import UserError
-from edge.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
-from edge.manifest import (
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.bundles.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
+from edge.bundles.signing import sign_bundle
+from edge.runtime.board_profile import read_profile
+from edge.runtime.boards import Artifact, BoardConfig
+from edge.runtime.crops import CROPS
+from edge.runtime.manifest import (
     InputSpec,
     Manifest,
     ModelEntry,
@@ -49,15 +51,13 @@ from edge.manifest import (
     sha256_file,
     write_manifest,
 )
-from edge.preprocess import prepare_batch, to_input_dtype
-from edge.progress import progress_bar
-from edge.runtime import backend_here, backend_on_board
-from edge.signing import sign_bundle
+from edge.runtime.models import backend_here, backend_on_board, default_precisions
+from edge.runtime.preprocess import prepare_batch, to_input_dtype
 from trainer.evaluate import embed
 
 OUTPUTS = {  # task -> (output name, meaning)
     "verify": ("embedding", "embedding (L2-normalise before cosine similarity)"),
-    "generate": ("image", "image laid out and normalised like the input (edge.preprocess.output_to_images)"),
+    "generate": ("image", "image laid out and normalised like the input (edge.runtime.preprocess.output_to_images)"),
 }
 
 
@@ -110,7 +110,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                  detector_artifacts: list[Artifact] | None = None,
                  detector_photos: DetectorPhotos | None = None, sign: Path | None = None) -> BuildResult:
     """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``; ``sign``: the key
-    that signs the finished bundle (edge.signing), before it is swapped in."""
+    that signs the finished bundle (edge.bundles.signing), before it is swapped in."""
     detector_artifacts = board.detector_artifact_list() if detector_artifacts is None else detector_artifacts
     out.mkdir(parents=True, exist_ok=True)
     final = out / board.name
@@ -332,11 +332,11 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
 
 
 def with_engine_recipe(entry: ModelEntry) -> ModelEntry:
-    """An ONNX entry for a TensorRT board carries how the device builds its engine (edge.backends.tensorrt_engine):
+    """An ONNX entry for a TensorRT board carries how the device builds its engine (edge.runtime.backends.tensorrt_engine):
     the file's precision and the batches the kiosk feeds it."""
     if entry.format != "onnx":
         return entry
-    from edge.backends.tensorrt_engine import EngineRecipe
+    from edge.runtime.backends.tensorrt_engine import EngineRecipe
 
     recipe = EngineRecipe.from_dict(None, entry.precision, entry.images_per_face)
     if entry.task == "detect":              # a detector converted from TFLite has a fixed batch of one image
@@ -378,5 +378,7 @@ def tool_versions(artifacts: list[Artifact]) -> dict[str, str]:
 def _default_precisions(board: BoardConfig) -> str:
     """What the runtime will default to on the board: its measured profile's choices when this machine holds one
     (copied from the board), else the config's facts; the line says which."""
-    precisions, source = default_precisions(board, read_profile(board))
-    return ", ".join(f"{task} {precision}" for task, precision in precisions.items()) + f" ({source})"
+    profile = read_profile(board)
+    tasks = dict.fromkeys([*board.precision, *(profile.precisions if profile else ())])
+    source = profile.describe() if profile else "board config (facts, not measured)"
+    return ", ".join(f"{task} {default_precisions(board, task, profile)[0][0]}" for task in tasks) + f" ({source})"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
-from edge.imageio import list_images, read_image
-from edge.manifest import sha256_file
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.imageio import list_images, read_image
+from edge.base.progress import progress_bar
+from edge.runtime.manifest import sha256_file
 
 HOLDOUT_IMAGES = 64
 MIN_CALIBRATION_IMAGES = 8

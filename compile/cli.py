@@ -19,15 +19,15 @@ from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
-from edge.crops import CROPS
-from edge.backends import BACKEND_FORMATS
-from edge.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
-from edge.errors import UserError
-from edge.flags import add_renamed_rate, count, count_or_zero, rate
-from edge.paths import refuse_output_over_input
-from edge.scan import strategy_detectors
-from edge.signing import SIGNATURE_FILE, load_signing_key
-from edge.packaged import VENDOR_MODELS, packaged_model_path
+from edge.base.errors import UserError
+from edge.base.flags import add_renamed_rate, count, count_or_zero, rate
+from edge.base.paths import refuse_output_over_input
+from edge.bundles.signing import SIGNATURE_FILE, load_signing_key
+from edge.faces.scan import strategy_detectors
+from edge.runtime.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
+from edge.runtime.crops import CROPS
+from edge.runtime.models import default_precisions, pick_kind
+from edge.runtime.packaged import VENDOR_MODELS, packaged_model_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +176,7 @@ def prune_sources(sources: list[SourceModel], calibration, options: PruneOptions
 
 def check_engine_build(board: BoardConfig) -> None:
     """Before any work: --build_engine needs a TensorRT board and TensorRT on this machine."""
-    from edge.runtime import runnable_here
+    from edge.runtime.models import runnable_here
 
     if "tensorrt" not in board.backends:
         raise UserError(f"--build_engine: board {board.name} does not run TensorRT (its backends: "
@@ -188,8 +188,8 @@ def check_engine_build(board: BoardConfig) -> None:
 
 def build_engines(result: BuildResult, board: BoardConfig) -> None:
     """Builds and caches every ONNX file's engine in the bundle, as the kiosk would at its first start."""
-    from edge.backends.base import BackendOptions
-    from edge.runtime import load_model
+    from edge.runtime.backends.base import BackendOptions
+    from edge.runtime.models import load_model
 
     for entry in result.manifest.models:
         if entry.format == "onnx":
@@ -231,9 +231,8 @@ def choose_detector_artifacts(board: BoardConfig, override: str | None) -> list[
         check_detector_artifacts(artifacts, "--detector_artifacts")
         for artifact in artifacts:
             require_supported(board, artifact)
-    runnable = {fmt for backend in board.backends for fmt in BACKEND_FORMATS.get(backend, ())}
-    wanted = {board.precision.get("detect", "fp32"), "fp32"}
-    if not any(a.format in runnable and a.precision in wanted for a in artifacts):
+    if pick_kind([(a.format, a.precision) for a in artifacts], board, "detect") is None:     # as the board chooses
+        wanted = default_precisions(board, "detect", None)[0]
         raise UserError(f"detector files {', '.join(map(str, artifacts))} leave board {board.name} nothing to detect "
                         f"with at its detect precision ({' or '.join(sorted(wanted))} on {', '.join(board.backends)}): "
                         f"add tflite:fp32")
@@ -277,7 +276,7 @@ def load_sources(path: Path) -> list[SourceModel]:
 
 def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:
     """Real pair faces aligned once per crop template the verifiers use."""
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.packaged_detector import load_packaged_detector
 
     found = load_packaged_detector(detector)
     crops = sorted({s.spec.crop for s in sources if s.task == "verify"})

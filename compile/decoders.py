@@ -3,7 +3,7 @@ GAN's generator with its class as one-hot numbers after the latent.
 
 The device samples new faces through these files (``python -m edge generate``). Each becomes its own model role
 (``generator_decoder``: files ``generator_decoder.int8.onnx`` ...) with a latent input (layout ``NC``) and the
-project's generator image output (edge.preprocess.generator_input_spec: NCHW, RGB, [0, 1]). Its held-out inputs:
+project's generator image output (edge.runtime.preprocess.generator_input_spec: NCHW, RGB, [0, 1]). Its held-out inputs:
 for an autoencoder or VAE, the codes its encoder gives the held-out faces, so the gate holds each file to the
 held-out reconstruction PSNR/SSIM drop like the reconstructing graph; for a GAN, latents drawn from its prior,
 gated on agreement with the FP32 model's faces.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.manifest import InputSpec
-from edge.preprocess import prepare_batch
+from edge.runtime.manifest import InputSpec
+from edge.runtime.preprocess import prepare_batch
 from trainer.sampling import latent_prior
 
 LATENT_INPUT = "latent"

@@ -25,16 +25,16 @@ from compile import exporters
 from compile.calibration import CalibrationSet
 from compile.exporters import ExportFailed, ExportRequest
 from compile.report import ArtifactRow
-from edge.backends.base import BackendOptions
-from edge.boards import Artifact, BoardConfig
-from edge.detect import Detection, box_iou, build_detector, letterbox
-from edge.errors import UserError
-from edge.manifest import InputSpec, ModelEntry, sha256_file
-from edge.preprocess import prepare_batch
-from edge.progress import progress_bar
-from edge.runtime import backend_here, backend_on_board, load_model
-from edge.packaged import packaged_model_path
-from edge.packaged_detector import detector_entry
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.faces.detect import Detection, box_iou, build_detector, letterbox
+from edge.faces.packaged_detector import detector_entry
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.boards import Artifact, BoardConfig
+from edge.runtime.manifest import InputSpec, ModelEntry, sha256_file
+from edge.runtime.models import backend_here, backend_on_board, load_model
+from edge.runtime.packaged import packaged_model_path
+from edge.runtime.preprocess import prepare_batch
 
 REFERENCE = Artifact("tflite", "fp32")
 MATCH_IOU = 0.5           # a face counts as found again when a box overlaps the reference's this much

@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from compile.exporters import ExportedFile, ExportRequest
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 
 def write_fp32_onnx(request: ExportRequest, path: Path) -> Path:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from compile.exporters import ExportFailed, ExportedFile, ExportRequest
-from edge.errors import UserError
-from edge.quiet import CONVERTER_NOISE, stderr_filtered
+from edge.base.errors import UserError
+from edge.base.quiet import CONVERTER_NOISE, stderr_filtered
 
 CONVERT_EXTRA = "pip install 'edge-face[convert]'"
 

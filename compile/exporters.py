@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.boards import Artifact
-from edge.manifest import InputSpec
-from edge.registry import Registry
+from edge.base.registry import Registry
+from edge.runtime.boards import Artifact
+from edge.runtime.manifest import InputSpec
 
 EXPORTERS = Registry("export format", {
     "onnx:fp32": "compile.export_onnx:export_fp32",
@@ -34,7 +34,7 @@ class ExportRequest:
     opset: int                         # highest ONNX opset the board accepts
     calibration: np.ndarray | None = None   # prepared calibration batch (N, ...) for quantized formats
     calibration_method: str = "minmax"      # compile.quantize.METHODS
-    int8_activations: str = "uint8"         # the board's choice (edge.boards.INT8_ACTIVATIONS)
+    int8_activations: str = "uint8"         # the board's choice (edge.runtime.boards.INT8_ACTIVATIONS)
     # INT8: leave each output's head (its last conv and what follows) in float; a detector's raw logits and
     # pixel offsets, concatenated across heads, span ranges one 8-bit scale cannot cover
     float_heads: bool = False

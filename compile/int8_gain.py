@@ -1,9 +1,10 @@
 """``python -m compile.int8_gain``: how much faster INT8 runs than FP32 for MobileFaceNet-class verifiers of
-several widths and schedules, on this machine's CPU with onnxruntime, at batch 1.
+several widths and schedules, on this machine's CPU, at batch 1, on the backend the host board runs ONNX files with
+(the one chooser's pick: onnxruntime).
 
 Each net has random weights whose BatchNorm statistics come from random inputs (speed does not depend on what a
 net learned), goes through compile's own exporters (ONNX FP32 simplified; INT8 static QDQ, per-channel weights,
-uint8 activations), and both files are timed interleaved (edge.timing) at each thread count. Prints a
+uint8 activations), and both files are timed interleaved (edge.base.timing) at each thread count. Prints a
 Markdown table; the README's table of INT8 gains by width came from it.
 """
 from __future__ import annotations
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 
 from compile.exporters import ExportRequest, export
-from edge.backends.base import BackendOptions
-from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge.boards import Artifact
-from edge.flags import count
-from edge.preprocess import verifier_input_spec
-from edge.timing import time_interleaved
+from edge.base.flags import count
+from edge.base.timing import time_interleaved
+from edge.runtime.backends import BACKENDS
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.boards import Artifact, load_board
+from edge.runtime.models import pick_kind
+from edge.runtime.preprocess import verifier_input_spec
 from trainer.models.mobilefacenet import BOTTLENECKS, PAPER_BOTTLENECKS, MobileFaceNetS
 
 NETS = {  # name -> (width, bottleneck schedule)
@@ -56,9 +58,11 @@ def export_pair(net: MobileFaceNetS, folder: Path) -> dict[str, Path]:
 
 
 def measure(files: dict[str, Path], threads: int, repeat: int) -> dict[str, float]:
+    host = load_board("host")
     backends = {}
     for precision, path in files.items():
-        backends[precision] = OnnxRuntimeBackend()
+        _, name, _ = pick_kind([("onnx", precision)], host, "verify", precision=precision)
+        backends[precision] = BACKENDS.get(name)()
         backends[precision].load(path, BackendOptions(threads=threads))
     feed = {"input": np.random.default_rng(1).random((1, 3, 112, 112), dtype=np.float32)}
     times = time_interleaved({p: (lambda b=b: b.infer(feed)) for p, b in backends.items()}, warmup=10,

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from compile.real_pairs import PairFaces
-from edge.backends.base import BackendOptions
-from edge.boards import BoardConfig
-from edge.manifest import MatchCalibration, ModelEntry
-from edge.matching import curve_threshold, far_curve
-from edge.metrics import roc_auc
-from edge.face_reader import embed_faces
-from edge.runtime import backend_here, load_model
+from edge.base.metrics import roc_auc
+from edge.faces.matching import curve_threshold, far_curve
+from edge.faces.reader import embed_faces
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.boards import BoardConfig
+from edge.runtime.manifest import MatchCalibration, ModelEntry
+from edge.runtime.models import backend_here, load_model
 
 FLIP_BUDGET = 0.002            # at most 0.2 % of pair decisions may change against the FP32 model
 DEFAULT_TARGET_FAR = 1e-3      # false accepts per probe the kiosk aims at

@@ -22,8 +22,8 @@ from torch import nn
 from compile.calibration import CalibrationSet
 from compile.match_calibration import TORCH_BATCH, MatchOptions, measure
 from compile.real_pairs import PairFaces
-from edge.errors import UserError
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, to_tensor
 from trainer.distill import embedding_loss

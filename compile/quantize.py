@@ -17,8 +17,8 @@ import onnx
 
 from compile.export_onnx import describe_onnx, image_input, write_fp32_onnx
 from compile.exporters import ExportedFile, ExportRequest
-from edge.errors import UserError
-from edge.timing import time_interleaved
+from edge.base.errors import UserError
+from edge.base.timing import time_interleaved
 
 MAX_CALIBRATION_BATCH = 16
 AUTO_REPEAT = 30

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.align import Aligner
-from edge.errors import UserError
-from edge.imageio import read_image, scan_identity_folders
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.imageio import read_image, scan_identity_folders
+from edge.base.progress import progress_bar
+from edge.faces.align import Aligner
 
 MIN_IDENTITIES = 4          # two per half: fewer gives no impostor pairs on one side
 

@@ -35,8 +35,8 @@ def signer(tmp_path):
     """Signs a bundle folder with a test key that this test's board ($EDGE_FACE_HOME) trusts: ``signer(folder)``."""
     import shutil
 
-    from edge.paths import trusted_keys_dir
-    from edge.signing import make_key_pair, sign_bundle
+    from edge.base.paths import trusted_keys_dir
+    from edge.bundles.signing import make_key_pair, sign_bundle
 
     key, public = make_key_pair(tmp_path / "signing-keys")
     trusted_keys_dir().mkdir(parents=True, exist_ok=True)
@@ -50,11 +50,11 @@ def detector_bundle(tmp_path, signer):
     default the ones the host board's detection strategy runs. Signed with a key this test's board trusts."""
     import shutil
 
-    from edge.boards import load_board
-    from edge.manifest import Manifest, write_manifest
-    from edge.scan import strategy_detectors
-    from edge.packaged import packaged_model_path
-    from edge.packaged_detector import detector_entry
+    from edge.faces.packaged_detector import detector_entry
+    from edge.faces.scan import strategy_detectors
+    from edge.runtime.boards import load_board
+    from edge.runtime.manifest import Manifest, write_manifest
+    from edge.runtime.packaged import packaged_model_path
 
     def make(*names: str) -> Path:
         names = names or tuple(strategy_detectors(load_board("host").detection))
@@ -93,9 +93,9 @@ def verify_bundle(detector_bundle, signer):
     with a key this test's board trusts."""
     import json
 
-    from edge.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
-    from edge.preprocess import verifier_input_spec
-    from edge.packaged_detector import detector_entry
+    from edge.faces.packaged_detector import detector_entry
+    from edge.runtime.manifest import Manifest, ModelEntry, OutputSpec, sha256_file, write_manifest
+    from edge.runtime.preprocess import verifier_input_spec
 
     bundle = detector_bundle()
     path = bundle / "tiny.onnx"

@@ -5,7 +5,7 @@ from edge.sources.base import Frame, FrameSource
 
 
 class Clock:
-    """A monotonic clock for the kiosk service, moved only by the scripted camera."""
+    """A monotonic clock that moves only when a test (or the scripted camera) moves it."""
 
     def __init__(self):
         self.now = 1000.0

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from edge.boards import TASKS
-from edge.errors import UserError
-from edge.manifest import InputSpec, input_spec_from_dict
+from edge.base.errors import UserError
+from edge.runtime.boards import TASKS
+from edge.runtime.manifest import InputSpec, input_spec_from_dict
 from trainer.layer_shapes import apply_layer_shapes, layer_shapes
 
 CHECKPOINT_VERSION = 1

@@ -9,10 +9,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from edge.errors import UserError
-from edge.flags import add_renamed_rate, count, count_or_zero, positive, rate
-from edge.paths import refuse_output_over_input
-from edge.registry import Registry
+from edge.base.errors import UserError
+from edge.base.flags import add_renamed_rate, count, count_or_zero, positive, rate
+from edge.base.paths import refuse_output_over_input
+from edge.base.registry import Registry
 
 # Pretrained models the ``import`` verb knows: name -> function(out_path, source_path or None) -> sha256.
 IMPORTERS = Registry("import source", {

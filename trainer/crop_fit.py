@@ -3,11 +3,11 @@
 dlib's face descriptor was trained on chips cut by dlib's own pipeline: HOG face detector, 5-point landmarks (eye
 corners, base of the nose) and ``get_face_chip_details(shape, 150, 0.25)``. The runtime has BlazeFace's key points
 instead. For each real face this runs both pipelines, maps BlazeFace's first four key points through dlib's
-image -> chip transform and averages them into a template; ``edge.crops.similarity_transform`` from BlazeFace's
+image -> chip transform and averages them into a template; ``edge.runtime.crops.similarity_transform`` from BlazeFace's
 points onto that template then reproduces dlib's chip without dlib. dlib is a development-only peer, imported lazily.
 
 The template is in pixel-centre coordinates (0 at the first pixel's centre, as OpenCV and dlib warp), as
-edge.detect's key points are. See docs/dlib_chip_template.md for the measured numbers.
+edge.faces.detect's key points are. See docs/dlib_chip_template.md for the measured numbers.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from edge.align import align_face
-from edge.crops import CropTemplate, FOUR_POINTS, similarity_transform
-from edge.dataprep import largest
-from edge.detect import box_iou
-from edge.errors import UserError
-from edge.imageio import list_images, read_image
-from edge.progress import progress_bar
-from edge.packaged import installed_package_file
+from edge.base.errors import UserError
+from edge.base.imageio import list_images, read_image
+from edge.base.progress import progress_bar
+from edge.faces.align import align_face
+from edge.faces.dataprep import largest
+from edge.faces.detect import box_iou
+from edge.runtime.crops import CropTemplate, FOUR_POINTS, similarity_transform
+from edge.runtime.packaged import installed_package_file
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -40,7 +40,7 @@ MIN_IDENTITY_FOLDERS = 8
 HOG_UPSAMPLING = (0, 1, 2)
 HOG_BORDER = 0.25
 SAME_FACE_IOU = 0.3
-# BlazeFace misplaces the key points of a face that fills the frame; edge.detect re-detects such a face with a
+# BlazeFace misplaces the key points of a face that fills the frame; edge.faces.detect re-detects such a face with a
 # border (LARGE_FACE), so the fit sees the points the runtime will use.
 # Faces whose mapped points sit further from the template than median + TRIM_SIGMAS robust sigmas are left out of
 # the mean, so that a wrong landmark cannot drag it. On the sets measured the tail is smooth (99.5th percentile
@@ -123,7 +123,7 @@ class DlibReference:
 
 
 def as_crop(template: np.ndarray, name: str = "dlib150", origin: str = "fitted by trainer.crop_fit") -> CropTemplate:
-    """A fitted template as edge.align's crop, so the runtime's own align_face cuts the chip."""
+    """A fitted template as edge.faces.align's crop, so the runtime's own align_face cuts the chip."""
     points = tuple((round(float(x), 3), round(float(y), 3)) for x, y in template)
     return CropTemplate(name, CHIP_SIZE, FOUR_POINTS, points, origin, border="black")   # as dlib's chips
 
@@ -218,7 +218,7 @@ def measure_pairs(items: Sequence[ImageItem], detector: Any, reference: DlibRefe
             chip = reference.dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
             descriptor = reference.descriptor(chip)
             described[item.dataset] = described.get(item.dataset, 0) + 1
-        blaze = face.keypoints[:4].astype(np.float64)     # pixel positions, as edge.detect gives them
+        blaze = face.keypoints[:4].astype(np.float64)     # pixel positions, as edge.faces.detect gives them
         pairs.append(FacePair(item.dataset, item.path, item.holdout, blaze,
                               chip_matrix(reference.dlib, shape), descriptor))
         if item.holdout:
@@ -392,7 +392,7 @@ def fit_dlib_chip_template(image_dirs: Sequence[str | Path], max_images: int = 1
     """
     reference = DlibReference()
     if detector is None:
-        from edge.packaged_detector import load_packaged_detector
+        from edge.faces.packaged_detector import load_packaged_detector
         detector = load_packaged_detector()
     items = plan_images([Path(d) for d in image_dirs], max_images, seed, holdout)
     pairs, counts = measure_pairs(items, detector, reference, descriptor_faces, progress)

@@ -1,7 +1,7 @@
 """Aligned face crops in memory, identity and image splits, augmentation and batching.
 
 The sets this trainer sees are small (hundreds to a few thousand 112x112 crops), so every image is decoded
-once into one uint8 array; batches are cut from it and turned into model inputs by edge.preprocess, the same
+once into one uint8 array; batches are cut from it and turned into model inputs by edge.runtime.preprocess, the same
 code the runtime uses, so training and deployment cannot disagree about colour order or normalisation.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.crops import crop_template
-from edge.errors import UserError
-from edge.imageio import list_images, read_image, scan_identity_folders
-from edge.manifest import InputSpec
-from edge.preprocess import prepare_batch
+from edge.base.errors import UserError
+from edge.base.imageio import list_images, read_image, scan_identity_folders
+from edge.runtime.crops import crop_template
+from edge.runtime.manifest import InputSpec
+from edge.runtime.preprocess import prepare_batch
 
 ALIGNED_SIZE = crop_template("arcface112").size   # what our trainers train on
 ALIGN_HINT = "make aligned crops with python -m edge align (--crop names the template)"
@@ -73,8 +73,8 @@ def faces_from_video(video: Path, side: int) -> FaceSet:
     """One person's faces from a video: each frame's largest face aligned (in a scratch folder), then decoded."""
     import tempfile
 
-    from edge.dataprep import align_folder
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.dataprep import align_folder
+    from edge.faces.packaged_detector import load_packaged_detector
 
     with tempfile.TemporaryDirectory(prefix="video-faces-") as scratch:
         stats = align_folder(video, scratch, load_packaged_detector())

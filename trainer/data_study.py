@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import metrics
-from edge.errors import UserError
-from edge.imageio import scan_identity_folders
+from edge.base import metrics
+from edge.base.errors import UserError
+from edge.base.imageio import scan_identity_folders
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_faces
 from trainer.evaluate import embed, make_pairs

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge.errors import UserError
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import augment, batches, load_faces, to_tensor
 from trainer.distill_data import Crops, Teacher, cached_targets, load_crops

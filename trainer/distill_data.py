@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
-from edge.imageio import list_images
-from edge.manifest import InputSpec, read_manifest
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.imageio import list_images
+from edge.base.progress import progress_bar
+from edge.runtime.manifest import InputSpec, read_manifest
 from trainer.checkpoint import Checkpoint
 from trainer.data import read_crop
 
@@ -75,7 +75,7 @@ class Teacher:
 
     def embed(self, images: np.ndarray, desc: str = "teacher") -> np.ndarray:
         if self._loaded is not None:
-            from edge.face_reader import embed_faces
+            from edge.faces.reader import embed_faces
 
             return embed_faces(self._loaded, progress_bar(list(images), desc=desc, unit="face"), True)
         from trainer.evaluate import embed
@@ -88,9 +88,9 @@ class Teacher:
 
 
 def _load_compiled(checkpoint: Checkpoint, bundle: Path, threads: int):
-    from edge.backends.base import BackendOptions
-    from edge.boards import load_board
-    from edge.runtime import backend_here, load_model
+    from edge.runtime.backends.base import BackendOptions
+    from edge.runtime.boards import load_board
+    from edge.runtime.models import backend_here, load_model
 
     manifest = read_manifest(bundle)
     files = [e for e in manifest.for_task("verify") if e.source_sha256 == checkpoint.sha256]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 
 @dataclass(frozen=True)

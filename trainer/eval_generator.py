@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.crops import CROPS
-from edge.errors import UserError
-from edge.imageio import list_images
-from edge.metrics import frechet_distance, psnr, ssim
-from edge.preprocess import output_to_images, prepare_batch
+from edge.base.errors import UserError
+from edge.base.imageio import list_images
+from edge.base.metrics import frechet_distance, psnr, ssim
+from edge.runtime.crops import CROPS
+from edge.runtime.preprocess import output_to_images, prepare_batch
 from trainer.checkpoint import load_checkpoint
 from trainer.data import read_crop
 from trainer.evaluate import reconstruct
@@ -61,7 +61,7 @@ def evaluate_generator(checkpoint_path: Path, real: Path, features: Path | None 
     rng = np.random.default_rng(seed)
     real_images = output_to_images(prepare_batch(faces, spec), spec)
     extractor, extractor_name = feature_network(features)
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()
     real_features = embed(extractor, real_images)

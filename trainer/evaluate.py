@@ -1,15 +1,15 @@
 """Held-out evaluation: verification on unseen identities, reconstruction quality for generators.
 
-The metric formulas live in edge.metrics so the trainer and the on-board benchmarks report the same numbers.
+The metric formulas live in edge.base.metrics so the trainer and the on-board benchmarks report the same numbers.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from edge import metrics
-from edge.manifest import InputSpec
-from edge.progress import progress_bar
+from edge.base import metrics
+from edge.base.progress import progress_bar
+from edge.runtime.manifest import InputSpec
 from trainer.data import FaceSet, batches, to_tensor
 from trainer.device import device_of
 
@@ -102,6 +102,6 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, spec: InputSpec,
 
 def reconstruction_metrics(inputs: np.ndarray, outputs: np.ndarray) -> dict:
     """PSNR over the whole held-out set (max value 1.0: the generator spec maps pixels to [0, 1]) and MSE."""
-    # float(): edge.metrics.psnr can return a numpy scalar, which the weights-only checkpoint loader refuses.
+    # float(): edge.base.metrics.psnr can return a numpy scalar, which the weights-only checkpoint loader refuses.
     return {"psnr": float(metrics.psnr(outputs, inputs, max_value=1.0)),
             "mse": float(np.mean((outputs.astype(np.float64) - inputs) ** 2))}

@@ -27,7 +27,7 @@ def pose_class(offset: float) -> int:
 def read_poses(images: list[np.ndarray] | np.ndarray, detector=None) -> np.ndarray:
     """Each face's pose class (index into POSES), -1 where the detector finds no face scoring ``MIN_SCORE``."""
     if detector is None:
-        from edge.packaged_detector import load_packaged_detector
+        from edge.faces.packaged_detector import load_packaged_detector
 
         detector = load_packaged_detector()
     labels = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import UserError
-from edge.registry import Registry
+from edge.base.errors import UserError
+from edge.base.registry import Registry
 from trainer.generator_run import Result
 
 TRAINERS = Registry("generator family", {

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.errors import UserError
-from edge.manifest import InputSpec
-from edge.preprocess import prepare_batch
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.runtime.manifest import InputSpec
+from edge.runtime.preprocess import prepare_batch
 from trainer.checkpoint import load_checkpoint
 
 INCEPTION_SIDE = 299      # an ONNX feature network with a dynamic input size gets Inception v3's

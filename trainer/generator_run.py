@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from trainer.data import FaceSet, load_faces
 from trainer.dedup import near_duplicates
 from trainer.distributed import check_batch, join_world

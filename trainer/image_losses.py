@@ -1,10 +1,10 @@
-"""Image losses for the generators: SSIM in PyTorch, the same index ``edge.metrics.ssim`` reports."""
+"""Image losses for the generators: SSIM in PyTorch, the same index ``edge.base.metrics.ssim`` reports."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-WINDOW, SIGMA = 11, 1.5          # Wang et al. 2004, as edge.metrics.ssim
+WINDOW, SIGMA = 11, 1.5          # Wang et al. 2004, as edge.base.metrics.ssim
 C1, C2 = 0.01 ** 2, 0.03 ** 2    # for images in [0, 1]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.progress import progress_bar
+from edge.base.progress import progress_bar
 
 
 class Clock:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from trainer.checkpoint import read_payload, write_payload
 
 STATE_VERSION = 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge.preprocess import output_to_images
+from edge.runtime.preprocess import output_to_images
 
 SAMPLING_ARCHITECTURES = ("conv_autoencoder", "conv_vae", "dcgan_generator")
 

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from edge.errors import UserError
-from edge.preprocess import output_to_images
-from edge.progress import progress_bar
+from edge.base.errors import UserError
+from edge.base.progress import progress_bar
+from edge.runtime.preprocess import output_to_images
 from trainer.checkpoint import load_checkpoint
 from trainer.data import ALIGNED_SIZE
 from trainer.dedup import near_duplicates
@@ -49,7 +49,7 @@ def synthesise(generator: Path, identities: int, per_identity: int, out: Path, *
     if prior is None:
         raise UserError(f"{generator} is a {checkpoint.architecture}: it does not sample new faces; give an "
                         "autoencoder, a VAE, a DCGAN or a conditional GAN")
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()
     model = checkpoint.build_model()

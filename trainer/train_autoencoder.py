@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import torch
 
-from edge.errors import UserError
-from edge.preprocess import generator_input_spec, output_to_images
+from edge.base.errors import UserError
+from edge.runtime.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, split_images, to_tensor
 from trainer.device import describe, device_of

@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.errors import UserError
-from edge.preprocess import generator_input_spec, output_to_images, prepare_batch
+from edge.base.errors import UserError
+from edge.runtime.preprocess import generator_input_spec, output_to_images, prepare_batch
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, load_faces, split_images, to_tensor
 from trainer.device import describe
 from trainer.evaluate import reconstruct, reconstruction_metrics
 from trainer.generator_features import embed, feature_network
+from trainer.generator_run import HOLDOUT, Result, begin_run, leave_world, without_near_duplicates
 from trainer.image_losses import reconstruction_loss
 from trainer.loop import Extras, Validation, train_epochs
 from trainer.models.autoencoder import FaceSwapAutoencoder
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
 from trainer.run_state import RunState
-from trainer.generator_run import HOLDOUT, Result, begin_run, leave_world, without_near_duplicates
 
 MIN_FACES = 16              # per person, to train at all
 ENOUGH_FACES = 200          # per person, below which the swap is a smoke test and the run says so

@@ -18,18 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.errors import UserError
-from edge.preprocess import generator_input_spec, output_to_images
+from edge.base.errors import UserError
+from edge.runtime.preprocess import generator_input_spec, output_to_images
 from trainer.checkpoint import save_checkpoint
 from trainer.data import FaceSet, batches, to_tensor
 from trainer.device import describe
-from trainer.generator_features import detected_share
 from trainer.face_pose import POSES, mirrored, read_poses
+from trainer.generator_features import detected_share
+from trainer.generator_run import Result, begin_run, leave_world
 from trainer.loop import Extras, Validation, gradient_step, train_epochs
-from trainer.run_state import RunState
 from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from trainer.report import Clock, image_grid, outputs_next_to, write_png, write_report
-from trainer.generator_run import Result, begin_run, leave_world
+from trainer.run_state import RunState
 
 CONDITIONS = ("pose", "folder")
 FIXED_SAMPLES = 64        # the fixed batch each epoch is scored and drawn from
@@ -115,7 +115,7 @@ def train_gan(data: str | Path, out: str | Path, *, family: str, epochs: int, ba
         return bce(g_logits, torch.ones_like(g_logits)), {"d": f"{d_loss.item():.3f}"}
 
     fixed_z, fixed_y = fixed_latents(latent, classes, seed)
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.packaged_detector import load_packaged_detector
     detector = load_packaged_detector()
 
     def samples(z=fixed_z, y=fixed_y) -> list[np.ndarray]:

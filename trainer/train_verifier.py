@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.errors import UserError
-from edge.preprocess import verifier_input_spec
+from edge.base.errors import UserError
+from edge.runtime.preprocess import verifier_input_spec
 from trainer.checkpoint import save_checkpoint
 from trainer.data import augment, batches, load_faces, split_identities, to_tensor
 from trainer.device import describe
 from trainer.evaluate import evaluate_verifier
+from trainer.generator_run import check_options
 from trainer.loop import start_run, train_epochs
 from trainer.losses import ArcFaceHead, BatchHardTripletLoss, CosFaceHead
 from trainer.models.mobilefacenet import MobileFaceNetS
 from trainer.report import Clock, outputs_next_to, write_report
-from trainer.generator_run import check_options
 
 ARCHITECTURE = "mobilefacenet_s"
 TRIPLET_K = 4          # images per identity in a triplet batch (P = batch_size / K identities)

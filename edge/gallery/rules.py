@@ -6,7 +6,7 @@ import unicodedata
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 MAX_NAME_CHARS = 64
 MAX_DIM = 4096               # embedding sizes: 128 (dlib), 512 (ArcFace); anything larger is not a face template

@@ -10,8 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
-from edge.errors import UserError
-from edge.private_files import read_private
+from edge.base.errors import UserError
+from edge.base.private_files import read_private
 
 KEY_BYTES = 32
 NONCE_BYTES = 12

@@ -12,7 +12,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.gallery.sealing import Sealer
 from edge.gallery.sqlite_stores import Database, SqliteEvents, SqlitePeople, SqliteVisitors, Transaction
 from edge.gallery.store import Gallery

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.gallery.rules import check_name, exported_vector
 from edge.gallery.sealing import Sealer
 from edge.gallery.store import AlreadyEnrolled, EmbeddingKey, Events, GalleryTemplates, People, Visitors

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class EmbeddingKey:
     """The model file a template is made with or matched by."""
 
     fingerprint: str                      # sha256 of the file
-    space: str = ""                       # source checkpoint + crop (edge.manifest.ModelEntry.embedding_space)
+    space: str = ""                       # source checkpoint + crop (edge.runtime.manifest.ModelEntry.embedding_space)
     kind: str = ""                        # "format:precision" of the file
     accepts: tuple[str, ...] = ()         # kinds in the same space whose templates this file may match
 

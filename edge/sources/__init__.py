@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from edge.errors import UserError
-from edge.registry import Registry
-from edge.sources.base import Frame, FrameSource
+from edge.base.errors import UserError
+from edge.base.registry import Registry
+from edge.sources.base import FrameSource
 
 SOURCES = Registry("source scheme", {
     "file": "edge.sources.files:VideoFileSource",
@@ -23,8 +23,6 @@ SOURCES = Registry("source scheme", {
     "csi": "edge.sources.camera:csi_source",
     "picam": "edge.sources.picam:picam_source",
 })
-
-__all__ = ["Frame", "FrameSource", "SOURCES", "open_source", "source_scheme"]
 
 
 def source_scheme(uri: str) -> str:

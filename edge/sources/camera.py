@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import cv2
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.sources.live import Device, LiveSource
 from edge.sources.uri import uri_options
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
-from edge.errors import UserError
-from edge.imageio import list_images, read_image
+from edge.base.errors import UserError
+from edge.base.imageio import list_images, read_image
 from edge.sources.base import ASSUMED_FPS, Frame, FrameSource
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)

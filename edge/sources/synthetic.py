@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.sources.base import Frame, FrameSource
 from edge.sources.uri import uri_options
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 
 def uri_options(uri: str, defaults: dict) -> dict:

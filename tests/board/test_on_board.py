@@ -2,7 +2,7 @@
 
 Point EDGE_FACE_BUNDLE at the bundle compiled for that board (bundles/<board>); set EDGE_FACE_CAMERA to
 override the board config's default camera URI. Every compiled file, at each precision the bundle carries, must
-reproduce the golden outputs stored at compile time (``edge.golden``) on the board's own backends: on a Jetson
+reproduce the golden outputs stored at compile time (``edge.bundles.golden``) on the board's own backends: on a Jetson
 that builds and runs every TensorRT engine (the first run builds them, minutes).
 """
 import os
@@ -11,12 +11,12 @@ import platform
 import numpy as np
 import pytest
 
-from edge.backends import BACKENDS
-from edge.boards import load_board
-from edge.golden import GOLDEN_FILE, check_folder
-from edge.manifest import read_manifest
-from edge.pipeline import open_pipeline
-from edge.runtime import runnable_here
+from edge.bundles.golden import GOLDEN_FILE, check_folder
+from edge.faces.pipeline import open_pipeline
+from edge.runtime.backends import BACKENDS
+from edge.runtime.boards import load_board
+from edge.runtime.manifest import read_manifest
+from edge.runtime.models import runnable_here
 from edge.sources import open_source
 
 pytestmark = pytest.mark.board

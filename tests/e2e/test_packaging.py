@@ -37,7 +37,7 @@ def test_the_wheel_carries_every_board_config_and_board_names_work_from_it(tmp_p
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    script = ("import edge.boards as b; from edge.boards import load_board; print(b.__file__); "
+    script = ("import edge.runtime.boards as b; from edge.runtime.boards import load_board; print(b.__file__); "
               "print(load_board('jetson').name, load_board('rpi4').threads)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=outside,
                           env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})

@@ -6,9 +6,9 @@ import time
 import pytest
 
 from edge.gallery.sqlite import SqliteGallery
-from edge.pipeline import open_pipeline
-from edge.service import KioskService
-from edge.tokens import load_or_create
+from edge.faces.pipeline import open_pipeline
+from edge.kiosk.service import KioskService
+from edge.kiosk.tokens import load_or_create
 
 pytestmark = pytest.mark.e2e
 testclient = pytest.importorskip("fastapi.testclient")
@@ -22,7 +22,7 @@ def resident_mb() -> float:
 
 def test_memory_stays_flat_and_no_acknowledged_enrolment_is_lost(verify_bundle, tmp_path):
     from synthetic_faces.dataset import write_identity_folders
-    from edge.web import create_app
+    from edge.kiosk.web import create_app
 
     write_identity_folders(tmp_path / "photos", 1, 2, seed=600)
     photo = sorted((tmp_path / "photos").rglob("*.png"))[0].read_bytes()

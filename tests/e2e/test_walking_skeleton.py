@@ -9,12 +9,12 @@ import pytest
 
 from benchmarks.cli import main as benchmarks_main
 from compile.cli import main as compile_main
-from edge.cli import main as edge_main
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.commands.cli import main as edge_main
+from edge.faces.pipeline import open_pipeline
 from edge.gallery.sqlite import SqliteGallery
-from edge.manifest import read_manifest
-from edge.pipeline import open_pipeline
-from edge.packaged import packaged_model_path
+from edge.runtime.manifest import read_manifest
+from edge.runtime.packaged import packaged_model_path
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.e2e
@@ -70,8 +70,8 @@ def test_compile_signs_the_bundle_and_a_board_that_trusts_the_key_installs_it(bu
     import os
     import shutil
 
-    from edge.paths import trusted_keys_dir
-    from edge.signing import verify_bundle
+    from edge.base.paths import trusted_keys_dir
+    from edge.bundles.signing import verify_bundle
 
     folder = bundle / "bundles" / "host"
     with pytest.raises(UserError, match="which this board does not trust"):
@@ -114,7 +114,7 @@ def test_every_visitor_gets_one_decision_and_no_one_is_named_wrongly(bundle, cap
 def test_both_backends_agree_on_the_same_bundle(bundle):
     bundle_dir = bundle / "bundles" / "host"
     images = sorted((bundle / "visitors").rglob("*.png"))[:6]
-    from edge.imageio import read_image
+    from edge.base.imageio import read_image
     embeddings = {}
     for backend in ("onnxruntime", "tflite"):
         pipeline = open_pipeline(bundle_dir, backend=backend, precision="fp32")
@@ -148,7 +148,7 @@ def test_the_board_side_runs_without_torch(bundle):
     """What a board installs (the `edge` extra) has no torch: run and benchmark with torch made unimportable."""
     bundle_dir = bundle / "bundles" / "host"
     script = BLOCK_TORCH + (
-        "from edge.cli import main as edge\nfrom benchmarks.cli import main as bench\n"
+        "from edge.commands.cli import main as edge\nfrom benchmarks.cli import main as bench\n"
         f"assert edge(['enroll', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"
         f" '--name', 'id0300', '--consent', {str(bundle / 'visitors' / 'id0300')!r}]) == 0\n"
         f"assert edge(['run', '--bundle', {str(bundle_dir)!r}, '--gallery', {str(bundle / 'g2.db')!r},"

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import UserError
-from edge.imageio import read_image
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
 from trainer import crop_fit
 
 pytestmark = pytest.mark.real

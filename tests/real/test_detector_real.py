@@ -4,13 +4,13 @@ import re
 import numpy as np
 import pytest
 
-from edge.align import align_face
-from edge.crops import crop_template, five_to_four, similarity_transform
-from edge.dataprep import largest
-from edge.detect import box_iou
-from edge.imageio import read_image
+from edge.base.imageio import read_image
+from edge.faces.align import align_face
+from edge.faces.dataprep import largest
+from edge.faces.detect import box_iou
+from edge.faces.packaged_detector import load_packaged_detector
+from edge.runtime.crops import crop_template, five_to_four, similarity_transform
 from edge.sources import open_source
-from edge.packaged_detector import load_packaged_detector
 
 TEMPLATE_112 = crop_template("arcface112").array()
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import UserError
-from edge.imageio import read_image
-from edge.preprocess import prepare_batch
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
+from edge.runtime.preprocess import prepare_batch
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 from trainer.dlib_import.convert import load_dlib_resnet, packaged_dat_path

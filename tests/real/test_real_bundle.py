@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from compile import cli as compile_cli
-from edge.backends.base import BackendOptions
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
+from edge.faces.packaged_detector import load_packaged_detector
+from edge.faces.pipeline import open_pipeline
 from edge.gallery.sqlite import SqliteGallery
-from edge.imageio import read_image
-from edge.manifest import read_manifest
-from edge.pipeline import open_pipeline
-from edge.runtime import load_model
-from edge.packaged_detector import load_packaged_detector
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.manifest import read_manifest
+from edge.runtime.models import load_model
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.real
@@ -23,7 +23,7 @@ dlib = pytest.importorskip("dlib")
 
 @pytest.fixture(scope="module")
 def real_bundle(shared_data, tmp_path_factory):
-    from edge.dataprep import align_folder
+    from edge.faces.dataprep import align_folder
 
     work = tmp_path_factory.mktemp("real")
     assert trainer_main(["import", "dlib-resnet", "--out", str(work / "dlib_resnet.pt")]) == 0
@@ -126,8 +126,8 @@ def mosaic_clip(shared_data, tmp_path_factory):
 
 
 def test_kiosk_follows_distant_faces_in_1080p_and_decides_each_visit_once(real_bundle, mosaic_clip, tmp_path):
+    from edge.kiosk.stream import KioskStream
     from edge.sources import open_source
-    from edge.stream import KioskStream
 
     pipe = open_pipeline(real_bundle, gallery_path=tmp_path / "empty.db", create_gallery=True)
     stream = KioskStream(pipe)
@@ -179,7 +179,7 @@ def test_tracking_embeds_a_fraction_of_the_faces_per_frame_does_with_the_same_id
 
 
 def test_enrolling_from_a_group_photo_is_refused_with_the_reason(shared_data, real_bundle, tmp_path, capsys):
-    from edge.cli import main as edge_main
+    from edge.commands.cli import main as edge_main
 
     gallery = tmp_path / "g.db"
     code = edge_main(["enroll", "--bundle", str(real_bundle), "--gallery", str(gallery), "--name", "crowd",
@@ -207,8 +207,8 @@ def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(
     from gpiozero.pins.mock import MockFactory
     from scripted_camera import Clock, ScriptedCamera
 
-    from edge.actions import DoorActions, GpioAction
-    from edge.service import KioskService
+    from edge.kiosk.actions import DoorActions, GpioAction
+    from edge.kiosk.service import KioskService
 
     orl = shared_data / "orl"
     pipe = open_pipeline(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)

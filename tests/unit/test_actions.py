@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.actions import DoorActions, GpioAction, MqttAction, WebhookAction, read_webhook_secret
-from edge.errors import UserError
-from edge.visits import VisitDecision
+from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, WebhookAction, read_webhook_secret
+from edge.base.errors import UserError
+from edge.kiosk.visits import VisitDecision
 
 pytestmark = pytest.mark.unit
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -333,7 +333,7 @@ def test_a_webhook_trusted_with_its_ca_is_signed_and_the_receiver_checks_the_sig
 
 
 def test_the_receiver_refuses_a_stale_timestamp_and_a_replayed_event():
-    from edge.actions import sign_webhook
+    from edge.kiosk.actions import sign_webhook
 
     module = load_receiver()
     receiver = module.Receiver(SECRET)
@@ -367,7 +367,7 @@ def test_the_webhook_secret_must_be_private_and_long_enough(tmp_path):
 
 
 def test_serve_refuses_a_webhook_without_a_secret_in_one_line(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     assert main(["serve", "--bundle", str(tmp_path), "--webhook", "https://door.local/open"]) == 2
     err = capsys.readouterr().err.strip()

@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.align import align_face
-from edge.crops import crop_template, five_to_four, similarity_transform
-from edge.manifest import InputSpec
-from edge.preprocess import generator_input_spec, output_to_images, prepare_batch, verifier_input_spec
+from edge.faces.align import align_face
+from edge.runtime.crops import crop_template, five_to_four, similarity_transform
+from edge.runtime.manifest import InputSpec
+from edge.runtime.preprocess import generator_input_spec, output_to_images, prepare_batch, verifier_input_spec
 
 TEMPLATE_112 = crop_template("arcface112").array()
 

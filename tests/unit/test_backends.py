@@ -4,15 +4,15 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from edge.backends import BACKENDS
-from edge.backends.base import BackendOptions
-from edge.backends.onnxruntime_backend import execution_providers
-from edge.boards import load_board
-from edge.errors import UserError
-from edge.manifest import InputSpec, Manifest, ModelEntry, OutputSpec, sha256_file
-from edge.runtime import backend_for, choose_model, load_model
-from edge.packaged import packaged_model_path
-from edge.packaged_detector import detector_entry
+from edge.base.errors import UserError
+from edge.faces.packaged_detector import detector_entry
+from edge.runtime.backends import BACKENDS
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.backends.onnxruntime_backend import execution_providers
+from edge.runtime.boards import load_board
+from edge.runtime.manifest import InputSpec, Manifest, ModelEntry, OutputSpec, sha256_file
+from edge.runtime.models import backend_for, choose_model, load_model
+from edge.runtime.packaged import packaged_model_path
 
 pytestmark = pytest.mark.unit
 
@@ -115,7 +115,7 @@ def test_split_batch_runs_one_image_calls_side_by_side_with_the_same_outputs(tmp
 def test_native_noise_is_dropped_and_everything_else_still_reaches_stderr(capfd):
     import os
 
-    from edge.quiet import CONVERTER_NOISE, TFLITE_INFO, stderr_filtered
+    from edge.base.quiet import CONVERTER_NOISE, TFLITE_INFO, stderr_filtered
 
     with stderr_filtered(TFLITE_INFO):
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: tensor 3 is broken\n")

@@ -11,8 +11,8 @@ from benchmarks.cli import main
 from benchmarks.environment import ENVIRONMENT_KEYS, collect_environment
 from benchmarks.pairs import Pair, find_image, make_pairs, parse_pairs, write_pairs
 from benchmarks.timing import summarize
-from edge.errors import UserError
-from edge.timing import time_interleaved
+from edge.base.errors import UserError
+from edge.base.timing import time_interleaved
 
 pytestmark = pytest.mark.unit
 
@@ -188,11 +188,11 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
                                                                                monkeypatch, capsys):
     import json
 
-    from edge.board_profile import default_precisions, read_profile
-    from edge.boards import load_board
-    from edge.errors import UserError
-    from edge.manifest import read_manifest
-    from edge.runtime import choose_model
+    from edge.base.errors import UserError
+    from edge.runtime.board_profile import read_profile
+    from edge.runtime.boards import load_board
+    from edge.runtime.manifest import read_manifest
+    from edge.runtime.models import choose_model
 
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     facts = load_board("host")
@@ -206,8 +206,7 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
     board = load_board("host")
     assert board == facts, "load_board reads the YAML and nothing else"
     measured = read_profile(board)
-    precisions, source = default_precisions(board, measured)
-    assert precisions["verify"] == verify["precision"] and source.startswith("measured on")
+    assert measured.precisions["verify"] == verify["precision"] and measured.describe().startswith("measured on")
     assert measured.backends == {task: c["backend"] for task, c in profile["tasks"].items()}
     manifest = read_manifest(verify_bundle)
     choice = choose_model(manifest, board, "verify", profile=measured)

@@ -1,9 +1,9 @@
 import pytest
 import yaml
 
-from edge.boards import Artifact, board_names, load_board, resolve_board_name
-from edge.errors import UserError
-from edge.registry import Registry
+from edge.base.errors import UserError
+from edge.base.registry import Registry
+from edge.runtime.boards import Artifact, board_names, load_board, resolve_board_name
 
 pytestmark = pytest.mark.unit
 
@@ -88,8 +88,8 @@ def test_a_tensorrt_board_running_int8_needs_signed_int8_activations(tmp_path):
 
 
 def test_a_measured_profile_must_keep_to_the_boards_supports_table():
-    from edge.board_profile import read_profile, write_profile
-    from edge.paths import profiles_dir
+    from edge.base.paths import profiles_dir
+    from edge.runtime.board_profile import read_profile, write_profile
 
     write_profile(profiles_dir() / "jetson-nano.json", "jetson-nano",
                   {"verify": {"precision": "int8", "backend": "onnxruntime", "median_ms": 1.0}})   # no INT8 there

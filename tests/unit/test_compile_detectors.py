@@ -15,13 +15,13 @@ from compile.calibration import load_calibration_set
 from compile.detectors import BUDGETS, DetectorPhotos, TfliteGraph, agreement, compile_detectors
 from compile.exporters import ExportFailed
 from compile.quantize import output_heads
-from edge.backends.base import BackendOptions
-from edge.boards import Artifact, load_board
-from edge.detect import Detection, build_detector, letterbox
-from edge.errors import UserError
-from edge.manifest import read_manifest
-from edge.runtime import choose_model, load_model
-from edge.packaged import VENDOR_MODELS, packaged_model_path
+from edge.base.errors import UserError
+from edge.faces.detect import Detection, build_detector, letterbox
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.boards import Artifact, load_board
+from edge.runtime.manifest import read_manifest
+from edge.runtime.models import choose_model, load_model
+from edge.runtime.packaged import VENDOR_MODELS, packaged_model_path
 from tests.unit.test_compile import _face, _patch_sources, faces_dir, needs_detector  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.unit, needs_detector]

@@ -7,7 +7,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.detect_bench import size_bin
 from benchmarks.labelled_boxes import LabelledImage, match_detections, parse_imglab
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 from trainer.distill_data import Teacher, load_crops
@@ -81,7 +81,7 @@ def test_bad_teachers_and_too_little_data_are_refused_in_one_line(teacher, tmp_p
 
 
 def _empty_bundle(tmp_path):
-    from edge.manifest import Manifest, write_manifest
+    from edge.runtime.manifest import Manifest, write_manifest
 
     folder = tmp_path / "bundle"
     folder.mkdir()

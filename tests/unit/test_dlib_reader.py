@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from trainer.dlib_import.convert import load_dlib_resnet
 from trainer.dlib_import.dat_reader import AvgPool, Conv, Dense, InputRGB, Relu, Stream, TagOrSkip, parse_dlib_net
 from trainer.models.dlib_resnet import DlibResNet

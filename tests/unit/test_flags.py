@@ -3,7 +3,7 @@ import pytest
 
 from benchmarks.cli import main as benchmarks_main
 from compile.cli import main as compile_main
-from edge.cli import main as edge_main
+from edge.commands.cli import main as edge_main
 from trainer.cli import main as trainer_main
 
 pytestmark = pytest.mark.unit
@@ -34,7 +34,7 @@ def test_a_bad_number_is_one_line_and_exit_code_2_in_every_command(capsys, main,
 
 
 def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(capsys):
-    from edge.progress import progress_bar
+    from edge.base.progress import progress_bar
 
     for _ in progress_bar(range(3), desc="work", unit="item"):
         pass
@@ -44,7 +44,7 @@ def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(caps
 
 def test_the_renamed_rate_flags_take_their_old_spelling_for_one_release_with_a_warning(capsys):
     from compile.cli import build_parser as compile_parser
-    from edge.cli import build_parser as edge_parser
+    from edge.commands.cli import build_parser as edge_parser
     from trainer.cli import build_parser as trainer_parser
 
     cases = [(trainer_parser, ["verifier", "--data", "d", "--out", "o"], "pair_far"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from edge.gallery.sqlite import MIGRATIONS, SqliteGallery
 from edge.gallery.store import EmbeddingKey
 
@@ -107,7 +107,7 @@ def test_an_empty_a_readable_or_a_folder_gallery_is_refused_never_made_anew(tmp_
 
 
 def test_gallery_create_makes_an_empty_private_gallery_once(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     path = tmp_path / "home" / "gallery.db"
     assert main(["gallery", "--create", "--gallery", str(path)]) == 0
@@ -117,7 +117,7 @@ def test_gallery_create_makes_an_empty_private_gallery_once(tmp_path, capsys):
 
 
 def test_gallery_cli_lists_and_removes(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     path = tmp_path / "g.db"
     gallery = SqliteGallery(path, create=True)
@@ -131,7 +131,7 @@ def test_gallery_cli_lists_and_removes(tmp_path, capsys):
 
 
 def test_a_missing_gallery_is_refused_and_never_created_by_a_read(tmp_path, capsys, monkeypatch):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     assert main(["gallery"]) == 2
@@ -186,7 +186,7 @@ def test_a_damaged_gallery_is_moved_aside_and_reported_never_replaced(tmp_path):
 
 
 def test_one_persons_data_is_exported_with_consent_templates_and_decisions(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     path = tmp_path / "g.db"
     gallery = SqliteGallery(path, create=True)
@@ -338,7 +338,7 @@ def test_an_import_is_checked_whole_before_anything_is_applied(tmp_path, exporte
 
 
 def test_names_from_before_the_rule_are_listed_safely_and_can_be_removed_and_exported(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     path = tmp_path / "g.db"
     gallery = SqliteGallery(path, create=True)

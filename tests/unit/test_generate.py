@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from benchmarks.pipeline_bench import altered
-from edge.anonymise import PIXEL_BLOCKS, Anonymiser
-from edge.backends.base import BackendOptions
-from edge.boards import load_board
-from edge.cli import main
-from edge.generate import open_generator, pick_role
-from edge.manifest import read_manifest
-from edge.scan import load_detectors
+from edge.commands.cli import main
+from edge.faces.scan import load_detectors
+from edge.generation.anonymise import PIXEL_BLOCKS, Anonymiser
+from edge.generation.generate import open_generator, pick_role
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.boards import load_board
+from edge.runtime.manifest import read_manifest
 from edge.sources import open_source
 from tests.unit.test_trainer import make_faces
 
@@ -79,7 +79,7 @@ def _changed(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> float:
 @pytest.mark.parametrize("mode", ["anonymise", "reconstruct"])
 def test_every_face_the_detector_finds_is_altered_in_every_frame(bundle, mode):
     anonymiser = _anonymiser(bundle, mode)
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.packaged_detector import load_packaged_detector
 
     detector = load_packaged_detector()              # an independent look at every input frame
     frames = faces = 0
@@ -140,8 +140,8 @@ def test_the_anonymised_stream_is_served_as_a_page_with_only_output_frames(bundl
 
     from fastapi.testclient import TestClient
 
-    from edge.anonymise import AnonymisedStream
-    from edge.anonymise_web import create_app
+    from edge.generation.anonymise import AnonymisedStream
+    from edge.generation.anonymise_web import create_app
 
     anonymiser = _anonymiser(bundle)
     with open_source(STREAM) as source:

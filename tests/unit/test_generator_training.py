@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import UserError
+from edge.base.errors import UserError
+from tests.unit.test_trainer import make_faces
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 from trainer.face_pose import POSES, mirrored, nose_offset, pose_class
 from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from trainer.precision import MixedPrecision
-from tests.unit.test_trainer import make_faces
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,8 +210,8 @@ def test_align_takes_a_video_and_writes_its_frames_as_one_persons_folder(tmp_pat
     import cv2
     from synthetic_faces import identities, render_face, sample_nuisance
 
-    from edge.dataprep import align_folder
-    from edge.packaged_detector import load_packaged_detector
+    from edge.faces.dataprep import align_folder
+    from edge.faces.packaged_detector import load_packaged_detector
 
     face, _ = render_face(identities(1)[0], sample_nuisance(np.random.default_rng(0)), size=160)
     video = tmp_path / "visitor.avi"
@@ -250,7 +250,7 @@ def test_a_stacked_grey_autoencoder_of_four_layers_pretrains_each_layer_then_tra
 
 
 def test_grey_faces_are_one_channel_in_and_grey_in_all_three_out():
-    from edge.preprocess import generator_input_spec, output_to_images, prepare_batch
+    from edge.runtime.preprocess import generator_input_spec, output_to_images, prepare_batch
 
     spec = generator_input_spec(colour="GREY")
     face = np.zeros((112, 112, 3), np.uint8)

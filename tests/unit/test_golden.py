@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from edge.boards import load_board
-from edge.bundles import current_bundle
-from edge.cli import main as edge_main
-from edge.errors import UserError
-from edge.golden import GOLDEN_FILE, check_folder, write_golden
-from edge.manifest import read_manifest
-from edge.preprocess import prepare_batch, verifier_input_spec
+from edge.base.errors import UserError
+from edge.bundles.golden import GOLDEN_FILE, check_folder, write_golden
+from edge.bundles.installed import current_bundle
+from edge.commands.cli import main as edge_main
+from edge.runtime.boards import load_board
+from edge.runtime.manifest import read_manifest
+from edge.runtime.preprocess import prepare_batch, verifier_input_spec
 
 pytestmark = pytest.mark.unit
 

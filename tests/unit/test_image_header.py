@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.image_header import image_size
+from edge.base.image_header import image_size
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from edge.boards import board_names, load_board
-from edge.errors import UserError
+from edge.runtime.boards import board_names, load_board
+from edge.base.errors import UserError
 from edge.sources import SOURCES, open_source, source_scheme
 from edge.sources.camera import csi_pipeline
 from edge.sources.uri import redact
@@ -176,12 +176,12 @@ def test_picam_detects_on_the_low_resolution_stream_and_displays_the_main_one(mo
 
 def test_edge_run_on_an_rtsp_camera_never_shows_its_password(monkeypatch, capfd, caplog, verify_bundle, tmp_path):
     """The camera refuses (nothing listens): every attempt is logged and the run fails, without the password."""
-    from edge.cli import main
+    from edge.commands.cli import main
     from edge.sources import camera
 
     monkeypatch.setitem(camera.CAMERA_OPTIONS, "retries", 2)
     monkeypatch.setitem(camera.CAMERA_OPTIONS, "backoff_s", 0.05)
-    from edge.pipeline import open_pipeline
+    from edge.faces.pipeline import open_pipeline
 
     open_pipeline(verify_bundle, gallery_path=tmp_path / "g.db", create_gallery=True).close()
     uri = "rtsp://door:s3cret-pw@127.0.0.1:9/stream1"

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from edge.errors import UserError
-from edge.manifest import Manifest, read_manifest, sha256_file, write_manifest
-from edge.packaged_detector import detector_entry
+from edge.base.errors import UserError
+from edge.faces.packaged_detector import detector_entry
+from edge.runtime.manifest import Manifest, read_manifest, sha256_file, write_manifest
 
 pytestmark = pytest.mark.unit
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from edge.manifest import MatchCalibration
-from edge.matching import curve_threshold, far_curve, match_threshold, pair_far_for_gallery
-from edge.metrics import balanced_accuracy
+from edge.base.metrics import balanced_accuracy
+from edge.faces.matching import curve_threshold, far_curve, match_threshold, pair_far_for_gallery
+from edge.runtime.manifest import MatchCalibration
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge import metrics
+from edge.base import metrics
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +60,7 @@ def test_frechet_distance_is_zero_for_one_set_and_grows_with_the_shift():
 
 
 def test_a_rate_becomes_a_threshold_one_way_for_the_trainer_and_for_compile():
-    from edge.matching import far_curve
+    from edge.faces.matching import far_curve
 
     impostors = np.random.default_rng(1).normal(0.2, 0.1, 1000)
     ranked = np.sort(impostors)[::-1]

@@ -2,9 +2,9 @@
 import pytest
 
 from benchmarks.cli import main as benchmarks_main
-from edge.cli import main as edge_main
-from edge.errors import UserError
-from edge.paths import refuse_output_over_input
+from edge.base.errors import UserError
+from edge.base.paths import refuse_output_over_input
+from edge.commands.cli import main as edge_main
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.results import SCHEMA_VERSION
 from benchmarks.timing import summarize
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def _latency(board: str, name: str, backend: str, times: np.ndarray) -> dict:
 
 
 def _verify(board: str, name: str, scores: np.ndarray, same: np.ndarray) -> dict:
-    from edge.metrics import roc_auc
+    from edge.base.metrics import roc_auc
 
     return {"schema_version": SCHEMA_VERSION, "kind": "verify", "created": "2026-11-28T00:00:00+00:00",
             "environment": _environment(board), "bundle": "b", "pairs": "pairs.txt", "images": "i", "folds": 2,
@@ -127,8 +127,8 @@ def test_a_board_backend_missing_here_is_a_skipped_row_that_says_why(verify_bund
     from benchmarks.environment import collect_environment
     from benchmarks.latency import skipped_rows
     from benchmarks.render import latency_table
-    from edge.boards import load_board
-    from edge.manifest import read_manifest
+    from edge.runtime.boards import load_board
+    from edge.runtime.manifest import read_manifest
 
     manifest = read_manifest(verify_bundle)
     rows = skipped_rows(manifest, load_board("jetson-orin-nano"), None, collect_environment("host", 2), "b")

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.faces.pipeline import open_pipeline
 from edge.gallery.sqlite import SqliteGallery
-from edge.pipeline import open_pipeline
-from edge.service import KioskService
-from edge.tokens import load_or_create
+from edge.kiosk.service import KioskService
+from edge.kiosk.tokens import load_or_create
 from scripted_camera import Clock, ScriptedCamera
 
 pytestmark = pytest.mark.unit
@@ -21,8 +21,8 @@ testclient = pytest.importorskip("fastapi.testclient")
 
 @pytest.fixture
 def served(verify_bundle, tmp_path):
+    from edge.kiosk.web import create_app
     from synthetic_faces.dataset import write_identity_folders
-    from edge.web import create_app
 
     photos = tmp_path / "photos"
     write_identity_folders(photos, 1, 3, seed=500)
@@ -113,7 +113,7 @@ def test_tokens_are_private_and_a_readable_token_file_is_refused(tmp_path):
 
 
 def test_serve_with_a_wrong_bundle_fails_in_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     assert main(["serve", "--bundle", str(tmp_path / "nothing")]) == 2
@@ -148,8 +148,8 @@ def test_an_unknown_visitor_is_kept_sealed_and_can_be_named_from_the_api(served)
 def test_the_page_shows_the_display_stream_with_the_boxes_scaled_onto_it(verify_bundle):
     from types import SimpleNamespace
 
-    from edge.annotate import PENDING, draw_tracks
-    from edge.detect import Detection
+    from edge.faces.annotate import PENDING, draw_tracks
+    from edge.faces.detect import Detection
 
     image = np.zeros((240, 320, 3), np.uint8)                   # what the detector saw (picamera2's lores)
     display = np.zeros((480, 640, 3), np.uint8)                 # the same instant at twice the size (main)
@@ -195,7 +195,7 @@ def run_scripted(service: KioskService) -> None:
 
 def test_a_camera_that_stops_delivering_ends_every_visit_and_a_visit_cut_short_opens_nothing(verify_bundle,
                                                                                                 tmp_path):
-    from edge.actions import DoorActions
+    from edge.kiosk.actions import DoorActions
 
     frames = visitor_frames(40)
     clock = Clock()
@@ -217,8 +217,8 @@ def test_a_camera_that_stops_delivering_ends_every_visit_and_a_visit_cut_short_o
 
 
 def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify_bundle, tmp_path):
-    from edge.actions import DoorActions
-    from edge.web import create_app
+    from edge.kiosk.actions import DoorActions
+    from edge.kiosk.web import create_app
 
     clock = Clock()
     pipeline = enrolled_pipeline(verify_bundle, tmp_path)
@@ -243,7 +243,7 @@ def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):
     import httpx
     import uvicorn
 
-    from edge.web import create_app
+    from edge.kiosk.web import create_app
 
     _, tokens, photos, service = served
     started, release = threading.Event(), threading.Event()
@@ -336,7 +336,7 @@ def test_a_request_is_refused_before_its_body_is_read(served):
 
     import uvicorn
 
-    from edge.web import create_app
+    from edge.kiosk.web import create_app
 
     _, tokens, _, service = served
     server = uvicorn.Server(uvicorn.Config(create_app(service, tokens, service.pipeline.gallery.path),
@@ -394,7 +394,7 @@ def test_an_enrolled_name_is_added_to_only_when_asked_and_every_name_is_removabl
 def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, tmp_path, capsys):
     from synthetic_faces.dataset import write_identity_folders
 
-    from edge.cli import main
+    from edge.commands.cli import main
 
     photos = tmp_path / "photos"
     write_identity_folders(photos, 1, 2, seed=500)
@@ -413,8 +413,8 @@ def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, t
 
 
 def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify_bundle, tmp_path, capsys):
-    from edge.cli import main
-    from edge.paths import home
+    from edge.base.paths import home
+    from edge.commands.cli import main
 
     gallery = tmp_path / "gallery.db"
     for prepare, message in ((lambda: None, "no gallery at"), (lambda: gallery.touch(mode=0o600), "is empty")):
@@ -446,7 +446,7 @@ def test_a_gallery_damaged_while_serving_stops_the_decisions_and_is_never_replac
 
 def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_path, capsys):
     """Kept unknown visitors, door refusals and JSON lines come from the one loop that edge serve runs."""
-    from edge.cli import main
+    from edge.commands.cli import main
 
     gallery = tmp_path / "gallery.db"
     assert main(["gallery", "--create", "--gallery", str(gallery)]) == 0
@@ -461,5 +461,5 @@ def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_
     kept.close()
     import inspect
 
-    import edge.cli
-    assert "watched_frames" not in inspect.getsource(edge.cli) and ".step(" not in inspect.getsource(edge.cli)
+    import edge.commands.cli
+    assert "watched_frames" not in inspect.getsource(edge.commands.cli) and ".step(" not in inspect.getsource(edge.commands.cli)

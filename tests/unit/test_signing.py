@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
-from edge.cli import main as edge_main
-from edge.errors import UserError
-from edge import signing
-from edge.paths import bundles_dir, trusted_keys_dir
-from edge.signing import SIGNATURE_FILE, make_key_pair, sign_bundle
+from edge.base.errors import UserError
+from edge.base.paths import bundles_dir, trusted_keys_dir
+from edge.bundles import signing
+from edge.bundles.signing import SIGNATURE_FILE, make_key_pair, sign_bundle
+from edge.commands.cli import main as edge_main
 
 pytestmark = pytest.mark.unit
 
@@ -128,10 +128,10 @@ def test_names_in_a_manifest_are_names_not_paths_even_when_signed(verify_bundle,
 def test_serve_refuses_an_unsigned_bundle_and_an_allowed_one_says_so_on_the_page_and_in_metrics(verify_bundle,
                                                                                                  tmp_path, capsys):
     testclient = pytest.importorskip("fastapi.testclient")
-    from edge.pipeline import open_pipeline
-    from edge.service import KioskService
-    from edge.tokens import load_or_create
-    from edge.web import create_app
+    from edge.faces.pipeline import open_pipeline
+    from edge.kiosk.service import KioskService
+    from edge.kiosk.tokens import load_or_create
+    from edge.kiosk.web import create_app
 
     bundle = copy_of(verify_bundle, tmp_path)
     (bundle / SIGNATURE_FILE).unlink()

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detect import letterbox, ssd_anchors, weighted_nms
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.faces.detect import letterbox, ssd_anchors, weighted_nms
 from edge.sources import open_source, source_scheme
 
 pytestmark = pytest.mark.unit
@@ -19,8 +19,8 @@ def test_anchor_layout_of_short_range_blazeface():
 
 
 def test_full_range_blazeface_entry_decodes_its_own_anchor_layout():
-    from edge.packaged import packaged_model_path
-    from edge.packaged_detector import detector_entry
+    from edge.faces.packaged_detector import detector_entry
+    from edge.runtime.packaged import packaged_model_path
 
     path = packaged_model_path("blazeface_full")
     entry = detector_entry("blazeface_full", path.name, path)
@@ -90,6 +90,6 @@ def test_image_lists_follow_symlinked_identity_folders(tmp_path):
     cv2.imwrite(str(real / "1.png"), np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "alice").symlink_to(real)
-    from edge.imageio import list_images
+    from edge.base.imageio import list_images
     assert [p.name for p in list_images(tmp_path / "set")] == ["1.png"]
 

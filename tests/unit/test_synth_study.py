@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.unit.test_trainer import make_faces
 from trainer.cli import main
 from trainer.data_study import macro_f1
 from trainer.losses import BatchHardTripletLoss, CosFaceHead
-from tests.unit.test_trainer import make_faces
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ class _BrightFaceDetector:
 def generator(tmp_path) -> Path:
     """An untrained VAE: its decoder draws varied patterns from varied latents (one trained for seconds on a few
     blobs draws the same grey for every latent, which de-duplication rightly drops)."""
-    from edge.preprocess import generator_input_spec
+    from edge.runtime.preprocess import generator_input_spec
     from trainer.checkpoint import save_checkpoint
     from trainer.models.autoencoder import ConvVAE
 
@@ -49,9 +49,9 @@ def generator(tmp_path) -> Path:
 
 def test_synth_writes_balanced_identity_folders_and_reports_what_it_dropped(generator, tmp_path, monkeypatch,
                                                                            capsys):
-    import edge.packaged_detector
+    import edge.faces.packaged_detector
 
-    monkeypatch.setattr(edge.packaged_detector, "load_packaged_detector", lambda *a, **k: _BrightFaceDetector())
+    monkeypatch.setattr(edge.faces.packaged_detector, "load_packaged_detector", lambda *a, **k: _BrightFaceDetector())
     out = tmp_path / "synth"
     assert main(["synth", "--generator", str(generator), "--identities", "6", "--per_identity", "3",
                  "--out", str(out), "--spread", "0.5", "--dedup_distance", "0"]) == 0

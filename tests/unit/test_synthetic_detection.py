@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from edge.crops import five_to_four
-from edge.dataprep import largest
-from edge.detect import box_iou
+from edge.faces.dataprep import largest
+from edge.faces.detect import box_iou
+from edge.faces.packaged_detector import load_packaged_detector
+from edge.runtime.crops import five_to_four
 from synthetic_faces import SceneScript, identities, render_face, sample_nuisance
-from edge.packaged_detector import load_packaged_detector
 
 pytestmark = pytest.mark.unit
 
@@ -47,8 +47,8 @@ def test_scene_frames_with_a_person_are_detected_and_empty_ones_are_not(detector
 
 
 def test_the_tiled_strategy_finds_faces_of_40_px_in_1080p_where_short_range_alone_does_not(detector):
-    from edge.boards import load_board
-    from edge.scan import TiledScan
+    from edge.faces.scan import TiledScan
+    from edge.runtime.boards import load_board
     from edge.sources import open_source
 
     scan = TiledScan({"blazeface_short": detector, "blazeface_full": load_packaged_detector("blazeface_full")},

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from edge.cli import main as edge_main
+from edge.commands.cli import main as edge_main
 from edge.sources import live
 from edge.sources.live import Device, LiveSource
-from edge.systemd import Notifier
+from edge.kiosk.systemd import Notifier
 
 pytestmark = pytest.mark.unit
 

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge.backends.base import BackendOptions
-from edge.backends.tensorrt_backend import TensorRTBackend
-from edge.errors import UserError
+from edge.base.errors import UserError
+from edge.runtime.backends.base import BackendOptions
+from edge.runtime.backends.tensorrt_backend import TensorRTBackend
 from tests.unit.fake_tensorrt import FakeCudart, fake_tensorrt
 
 pytestmark = pytest.mark.unit

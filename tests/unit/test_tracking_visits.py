@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.boards import DetectionConfig, TrackingConfig, load_board
-from edge.detect import Detection
-from edge.errors import UserError
-from edge.quality import crop_problem, face_yaw, geometry_problem, sharpness
-from edge.scan import (
+from edge.base.errors import UserError
+from edge.faces.detect import Detection
+from edge.faces.matching import Thresholds
+from edge.faces.quality import crop_problem, face_yaw, geometry_problem, sharpness
+from edge.faces.scan import (
     Region,
     TiledScan,
     WholeFrame,
@@ -18,9 +18,9 @@ from edge.scan import (
     strategy_detectors,
     tile_regions,
 )
-from edge.tracking import IouTracker
-from edge.matching import Thresholds
-from edge.visits import VisitJudge
+from edge.faces.tracking import IouTracker
+from edge.kiosk.visits import VisitJudge
+from edge.runtime.boards import DetectionConfig, TrackingConfig, load_board
 
 pytestmark = pytest.mark.unit
 
@@ -231,7 +231,7 @@ def test_quality_gate_measures_yaw_size_and_sharpness():
     ("detection: {scan_period: 0}", "detection.scan_period must be positive"),
 ])
 def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, change, message):
-    from edge.paths import BOARD_DIR
+    from edge.base.paths import BOARD_DIR
 
     text = (BOARD_DIR / "host.yaml").read_text()
     text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", " ")))
@@ -277,11 +277,11 @@ def test_a_visit_that_ends_with_looks_is_decided_on_them():
 def test_a_detector_the_runtime_does_not_know_is_refused_in_one_line(detector_bundle):
     import json
 
-    from edge.backends.base import BackendOptions
-    from edge.detect import build_detector
-    from edge.manifest import read_manifest
-    from edge.runtime import load_model
-    from edge.scan import load_detectors
+    from edge.faces.detect import build_detector
+    from edge.faces.scan import load_detectors
+    from edge.runtime.backends.base import BackendOptions
+    from edge.runtime.manifest import read_manifest
+    from edge.runtime.models import load_model
 
     bundle = detector_bundle()
     manifest_file = bundle / "manifest.json"
@@ -298,7 +298,7 @@ def test_a_detector_the_runtime_does_not_know_is_refused_in_one_line(detector_bu
 
 
 def test_a_group_photo_is_refused_for_enrolment_and_a_small_background_face_is_not_counted():
-    from edge.dataprep import enrolment_face
+    from edge.faces.dataprep import enrolment_face
 
     assert enrolment_face([]) == (None, "no face found")
     assert enrolment_face([face(0, 0, 100), face(200, 0, 90)]) == (None, "2 faces: use a photo of this person alone")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 from trainer.data import augment, load_faces, split_identities
@@ -159,7 +159,7 @@ def test_a_garbage_or_foreign_checkpoint_is_refused_in_one_line(tmp_path):
 def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu_machine(tmp_path, monkeypatch):
     import torch.serialization
 
-    from edge.preprocess import verifier_input_spec
+    from edge.runtime.preprocess import verifier_input_spec
     from trainer.checkpoint import save_checkpoint
 
     model = MobileFaceNetS(width=0.25, embedding=16).eval()
@@ -266,7 +266,7 @@ def test_a_vae_trains_samples_its_prior_rebuilds_and_reconstructs_deterministica
 def test_the_training_ssim_is_the_reported_ssim_and_the_generator_trains_with_it(tmp_path):
     import cv2
 
-    from edge.metrics import ssim as numpy_ssim
+    from edge.base.metrics import ssim as numpy_ssim
     from trainer.image_losses import ssim as torch_ssim
 
     rng = np.random.default_rng(0)

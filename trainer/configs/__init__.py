@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from edge.errors import UserError
-from edge.registry import unknown_name_message
+from edge.base.errors import UserError
+from edge.base.registry import unknown_name_message
 
 CONFIG_DIR = Path(__file__).resolve().parent
 # setting -> its type (str settings may be null: no noise)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.errors import UserError
-from edge.manifest import InputSpec
-from edge.packaged import installed_package_file
+from edge.base.errors import UserError
+from edge.runtime.manifest import InputSpec
+from edge.runtime.packaged import installed_package_file
 from trainer.checkpoint import save_checkpoint
 from trainer.dlib_import.dat_reader import (AddPrev, Affine, AvgPool, Conv, Dense, DlibNet, InputRGB, Layer, MaxPool,
                                             Pool, Relu, TagOrSkip, read_dlib_net)

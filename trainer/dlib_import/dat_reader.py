@@ -26,7 +26,7 @@ from typing import Callable, ClassVar, Union
 
 import numpy as np
 
-from edge.errors import UserError
+from edge.base.errors import UserError
 
 # dlib's float_details reserves these exponents for the special values.
 SPECIAL_EXPONENTS = {32000: math.inf, 32001: -math.inf, 32002: math.nan}

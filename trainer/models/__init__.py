@@ -1,7 +1,7 @@
 """Model architectures by name, imported lazily: ``build_model(name, config)``."""
 from __future__ import annotations
 
-from edge.registry import Registry
+from edge.base.registry import Registry
 
 ARCHITECTURES = Registry("architecture", {
     "conv_autoencoder": "trainer.models.autoencoder:ConvAutoencoder",

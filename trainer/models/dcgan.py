@@ -3,7 +3,7 @@
 The generator maps a latent (and, conditional, a class label) through transposed convolutions with BatchNorm and
 ReLU to a 64x64 RGB face; the discriminator mirrors it with strided convolutions and LeakyReLU. The generator's
 output is mapped from tanh's [-1, 1] to [0, 1], the range of the project's generator input spec, so a generated
-face goes through ``edge.preprocess.output_to_images`` like an autoencoder's.
+face goes through ``edge.runtime.preprocess.output_to_images`` like an autoencoder's.
 """
 from __future__ import annotations
 

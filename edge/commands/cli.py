@@ -1,0 +1,394 @@
+"""``python -m edge {synth,align,enroll,gallery,run,generate,serve,install-service}``: data preparation and the
+on-device runtime: the kiosk from the command line or as a service with its web page, and face generation."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edge.base.errors import UserError
+from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, positive
+from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
+from edge.commands.generate_cli import add_generate_verb
+from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
+
+GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "gallery", "absent") is None:
+        from edge.base.paths import default_gallery
+
+        args.gallery = default_gallery()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    synth = verbs.add_parser("synth", help="render synthetic identities as root/<identity>/<n>.png folders")
+    synth.add_argument("--out", default="data/synthetic")
+    synth.add_argument("--identities", type=count, default=40)
+    synth.add_argument("--images", type=count, default=16, help="images per identity")
+    synth.add_argument("--first_seed", type=count_or_zero, default=0,
+                       help="identity seeds are first_seed, first_seed+1, ...")
+    synth.add_argument("--size", type=count, default=160)
+    synth.set_defaults(handler=run_synth)
+
+    align = verbs.add_parser("align", help="detect and align every face photo in a folder, or every frame of a "
+                                           "video, to 112x112 crops")
+    align.add_argument("--src", required=True, help="a folder of photos (any depth), or a video of one person: its "
+                                                     "frames go to OUT/<video name>/")
+    align.add_argument("--out", required=True)
+    align.add_argument("--detector", default="blazeface_short")
+    align.add_argument("--crop", default="arcface112",
+                       help="alignment template: arcface112 (our trained verifiers) or dlib150 (the imported dlib "
+                            "ResNet) (default: %(default)s)")
+    align.add_argument("--max_images", type=count_or_zero, default=0,
+                       help="align a seeded random sample of this many images (default: all)")
+    align.set_defaults(handler=run_align)
+
+    enroll = verbs.add_parser("enroll", help="add a person's templates to the gallery from photos")
+    enroll.add_argument("--bundle", required=True)
+    enroll.add_argument("--name", required=True)
+    enroll.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    enroll.add_argument("--consent", action="store_true",
+                        help="the person agreed to be enrolled (required; recorded with its time, as on the page)")
+    enroll.add_argument("--add", action="store_true",
+                        help="NAME is enrolled already and these photos are of that same person: add them")
+    add_model_choice(enroll)
+    enroll.add_argument("images", nargs="+", help="image files or folders")
+    enroll.set_defaults(handler=run_enroll)
+
+    gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
+    gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    gallery.add_argument("--create", action="store_true",
+                         help="make an empty gallery (a kiosk that enrols people from its page starts with one)")
+    gallery.add_argument("--remove", metavar="NAME", help="delete this identity, its templates and its decisions")
+    gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
+    gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
+    gallery.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
+                         help="add a person from a file written by --export (the gallery must exist)")
+    gallery.set_defaults(handler=run_gallery)
+
+    run = verbs.add_parser("run", help="recognise faces from a frame source; one JSON line per visit's decision")
+    run.add_argument("--bundle", required=True)
+    run.add_argument("--source", required=True, help="video file, image folder, synthetic://..., v4l2:///dev/video0")
+    run.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    run.add_argument("--output", help="write an annotated video here (.mp4)")
+    run.add_argument("--max_frames", type=count_or_zero, default=0,
+                     help="stop after this many frames (0: until the end)")
+    run.add_argument("--threshold", type=cosine, help="a fixed threshold instead of the bundle's calibrated one")
+    add_renamed_rate(run, "--probe_far", "--target_far",
+                     help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
+                          "the bundle's real-pair calibration for the gallery's size")
+    run.add_argument("--unknown_threshold", type=cosine,
+                     help="below this score a visitor is a stranger (default: read off the calibration at the "
+                          "board's tracking.unknown_far; the match threshold when there is none)")
+    add_kiosk_flags(run)
+    add_model_choice(run)
+    run.set_defaults(handler=run_kiosk)
+
+    add_generate_verb(verbs, count, count_or_zero, add_model_choice)
+
+    serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
+    serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "
+                                                   "see python -m edge bundle install)")
+    serve.add_argument("--source", help="frame source (default: the board config's camera)")
+    serve.add_argument("--gallery", type=Path, default=None,
+                       help=GALLERY_HELP + "; it must exist (python -m edge enroll, or python -m edge gallery "
+                                           "--create for one to fill from the page)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
+                                                          "machine only; 0.0.0.0 opens it to the network)")
+    serve.add_argument("--port", type=count, default=8080)
+    add_kiosk_flags(serve)
+    add_allow_unsigned(serve)
+    add_model_choice(serve)
+    serve.set_defaults(handler=run_serve)
+
+    add_bundle_verbs(verbs)
+    return parser
+
+
+def add_model_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", help="onnxruntime or tflite (default: the board's preference order)")
+    parser.add_argument("--precision", help="fp32, fp16 or int8 (default: the board's choice for verify)")
+    parser.add_argument("--threads", type=count, help="default: the board config's thread count")
+
+
+def run_synth(args) -> int:
+    from edge.base.progress import progress_bar
+    from edge.sources.synthetic import face_renderer
+
+    def bar(jobs):
+        return progress_bar(jobs, desc="synthetic faces", unit="img")
+
+    try:
+        stats = face_renderer().write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed,
+                                                       size=args.size, progress=bar)
+    except ValueError as err:   # the renderer's own argument checks
+        raise UserError(str(err)) from err
+    print(f"synth: {stats.identities} identities, {stats.images} images in {stats.root}")
+    return 0
+
+
+def run_align(args) -> int:
+    from edge.faces.dataprep import align_folder
+    from edge.faces.packaged_detector import load_packaged_detector
+
+    stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop, args.max_images)
+    print(f"align: {stats.summary()} -> {args.out}")
+    return 0 if stats.aligned else 2
+
+
+def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
+    """The bundle's pipeline as this board runs it: its measured profile, where it has one, chooses the files."""
+    from edge.faces.pipeline import open_pipeline
+    from edge.runtime.board_profile import bundle_profile
+
+    return open_pipeline(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
+                                precision=args.precision, threshold=getattr(args, "threshold", None),
+                                per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery,
+                                profile=bundle_profile(args.bundle))
+
+
+def run_enroll(args) -> int:
+    from edge.base.imageio import list_images, read_image
+    from edge.gallery.rules import check_name
+    from edge.gallery.sqlite import SqliteGallery
+
+    if not args.consent:
+        raise UserError(f"enrolment keeps {args.name!r}'s face: ask them, and once they agree add --consent "
+                        f"(recorded with its time); nothing enrolled")
+    check_name(args.name)
+    missing = [item for item in args.images if not Path(item).exists()]
+    if missing:
+        raise UserError(f"{missing[0]} does not exist ({len(missing)} of the photos given are missing); "
+                        f"nothing enrolled")
+    paths = [p for item in args.images for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
+    if not paths:
+        raise UserError(f"no images in {', '.join(args.images)}; nothing enrolled")
+    pipeline = _open_pipeline(args, None)
+    embeddings, sources, refused = [], [], []
+    try:
+        for path in paths:
+            image = read_image(path)
+            embedding, why = pipeline.faces.enrolment_embedding(image) if image is not None else (None, "unreadable")
+            if embedding is None:
+                refused.append(f"{path.name} ({why})")
+                continue
+            embeddings.append(embedding)
+            sources.append(str(path))
+    finally:
+        pipeline.close()
+    if not embeddings:
+        raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
+    gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
+    try:
+        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources, consent="yes (command line)",
+                               add=args.add)
+    finally:
+        gallery.close()
+    note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
+    print(f"enroll: {args.name}: {added} templates ({pipeline.faces.embedder.entry.name}) in {args.gallery}{note}")
+    return 0
+
+
+def run_gallery(args) -> int:
+    from edge.gallery.sqlite import SqliteGallery
+
+    if args.create:
+        if args.gallery.exists():
+            raise UserError(f"{args.gallery} exists; a gallery is never replaced (remove people with --remove)")
+        SqliteGallery(args.gallery, create=True).close()
+        print(f"gallery: made an empty gallery at {args.gallery} (0600) with its key {args.gallery}.key (0600); back "
+              f"up both: templates cannot be read without the key")
+        return 0
+    gallery = SqliteGallery(args.gallery)
+    try:
+        if args.remove is not None:                    # "" too: a name from before names had a rule
+            if not gallery.people.remove(args.remove):
+                raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
+            print(f"gallery: removed {args.remove!r}")
+            return 0
+        if args.import_file:
+            try:
+                exported = json.loads(args.import_file.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise UserError(f"cannot read {args.import_file}: {err}") from err
+            added = gallery.people.import_person(exported)
+            print(f"gallery: imported {exported['name']} ({added} templates) into {args.gallery}")
+            return 0
+        if args.export is not None:
+            text = json.dumps(gallery.people.export_person(args.export), indent=1)
+            if args.out is None:
+                print(text)
+                return 0
+            if args.out.exists():
+                raise UserError(f"{args.out} exists; choose a new file for the export")
+            descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # biometric data
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(text)
+            print(f"gallery: exported {args.export!r} to {args.out}")
+            return 0
+        for name, count in gallery.people.identities():
+            print(f"{shown_name(name)}\t{count} templates")
+        print(f"gallery: {len(gallery.people.identities())} identities, {gallery.events.count()} logged decisions")
+        return 0
+    finally:
+        gallery.close()
+
+
+def shown_name(name: str) -> str:
+    """A name as a line of output may hold it: as it is when it keeps the naming rule, else quoted with escapes
+    (a name from before the rule, holding a newline, cannot forge a line)."""
+    from edge.gallery.rules import check_name
+
+    try:
+        return check_name(name)
+    except UserError:
+        return repr(name)
+
+
+def run_kiosk(args) -> int:
+    """``edge run``: the kiosk's one loop (edge.kiosk.service) in the foreground, without the web server."""
+    from edge.base.paths import refuse_output_over_input
+    from edge.kiosk.run_sinks import AnnotatedVideo, DecisionLines
+    from edge.kiosk.service import KioskService
+    from edge.kiosk.stream import KioskStream
+
+    if args.output and Path(args.source).exists():
+        refuse_output_over_input(args.output, [args.source], "--output")
+    secret = webhook_secret(args)
+    pipeline = _open_pipeline(args, args.gallery)
+    pipeline.matcher.require_current(args.bundle)
+    stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)
+    print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
+    print(f"run: {pipeline.matcher.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
+    lines = DecisionLines(set(pipeline.matcher.templates.names))
+    sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
+    service = KioskService(pipeline, args.source, door=door_actions(args, pipeline.board, secret), sinks=sinks,
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
+                           max_frames=args.max_frames)
+    stop_on_sigterm()
+    try:
+        interrupted = service.run()
+    finally:
+        pipeline.close()
+    if interrupted:
+        print("run: interrupted; deciding the visits still open (cut short: they open nothing)", file=sys.stderr)
+    print(lines.text(), file=sys.stderr)
+    return 130 if interrupted else 0          # the shell's code for Ctrl+C, after everything is logged
+
+
+def run_serve(args) -> int:
+    import uvicorn
+
+    from edge.base.paths import tokens_file
+    from edge.kiosk.service import KioskService
+    from edge.kiosk.tokens import load_or_create
+    from edge.kiosk.web import create_app
+
+    if args.bundle is None:
+        from edge.bundles.installed import current_bundle
+
+        args.bundle = current_bundle()
+    secret = webhook_secret(args)
+    trust = checked_signature(args.bundle, args.allow_unsigned)
+    # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
+    pipeline = _open_pipeline(args, args.gallery)      # never made here: a mistyped path is refused, not emptied
+    pipeline.matcher.require_current(args.bundle)
+    tokens_path = tokens_file()
+    tokens = load_or_create(tokens_path)
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera,
+                           door=door_actions(args, pipeline.board, secret),
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
+    service.start()
+    print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
+          f"gallery {args.gallery}", file=sys.stderr)
+    # uvicorn stops on SIGTERM/SIGINT, then raises the signal again for the handler it found: ours turns it into
+    # KeyboardInterrupt, so the loop is drained and the database closed before the process ends.
+    stop_on_sigterm()
+    interrupted = False
+    try:
+        uvicorn.run(create_app(service, tokens, args.gallery), host=args.host, port=args.port, log_level="warning")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        service.stop()
+        pipeline.close()
+        print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
+              f"decisions logged", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+def webhook_secret(args) -> bytes:
+    """The secret that signs webhook events (empty without --webhook), read before anything else is opened."""
+    from edge.kiosk.actions import read_webhook_secret
+
+    if not args.webhook:
+        return b""
+    if args.webhook_secret_file is None:
+        raise UserError("--webhook needs --webhook_secret_file FILE, the secret that signs each event; make one with: "
+                        "head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE")
+    return read_webhook_secret(args.webhook_secret_file)
+
+
+def door_actions(args, kiosk: str, secret: bytes):
+    from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, WebhookAction
+
+    actions = [WebhookAction(url, secret, args.door_timeout_s, args.webhook_ca) for url in args.webhook]
+    if args.mqtt:
+        actions.append(MqttAction(args.mqtt, kiosk, args.door_event_ttl_s, args.door_timeout_s))
+    if args.gpio is not None:
+        actions.append(GpioAction(args.gpio, args.open_s))
+    return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s)
+
+
+def add_kiosk_flags(parser) -> None:
+    """What the one kiosk loop takes in ``edge run`` and ``edge serve`` alike: door actions and retention."""
+    parser.add_argument("--webhook", action="append", default=[],
+                        help="POST each door opening here, signed with --webhook_secret_file (repeatable)")
+    parser.add_argument("--webhook_secret_file", type=Path,
+                        help="a file (0600) holding the secret that signs each webhook event (HMAC-SHA256)")
+    parser.add_argument("--webhook_ca", type=Path,
+                        help="a PEM file of the CA that signed the webhook server's certificate (default: the "
+                             "system's CAs)")
+    parser.add_argument("--mqtt", help="HOST[:PORT] of an MQTT broker: door events (MQTT v5, expiring) and Home "
+                                       "Assistant discovery; needs pip install 'edge-face[mqtt]'")
+    parser.add_argument("--gpio", type=count_or_zero, help="drive this GPIO pin (BCM) for --open_s on each opening")
+    parser.add_argument("--open_s", type=positive, default=3.0, help="seconds the GPIO pin stays on")
+    parser.add_argument("--door_timeout_s", type=positive, default=DOOR_TIMEOUT_S,
+                        help="seconds a webhook or the MQTT broker has to acknowledge a door event, else it failed "
+                             "(default: %(default)s)")
+    parser.add_argument("--door_event_ttl_s", type=count, default=DOOR_EVENT_TTL_S,
+                        help="whole seconds a door event is good for: dropped unsent after it, MQTT message expiry "
+                             "(default: %(default)s)")
+    parser.add_argument("--max_frame_age_s", type=positive, default=MAX_FRAME_AGE_S,
+                        help="a door opens only on looks younger than this many seconds (default: %(default)s)")
+    parser.add_argument("--keep_unknown_days", type=positive, default=7.0,
+                        help="days a decision that named nobody stays in the log (default: %(default)s)")
+    parser.add_argument("--keep_named_days", type=positive, default=90.0,
+                        help="days a decision that named someone stays in the log (default: %(default)s)")
+    parser.add_argument("--door_interval", type=positive, default=10.0,
+                        help="seconds before the same person opens the door again (default: %(default)s)")
+
+
+def stop_on_sigterm() -> None:
+    """systemd's stop (SIGTERM) ends the loop the way Ctrl+C does: open visits decided, files closed, summary."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)

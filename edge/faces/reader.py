@@ -1,0 +1,73 @@
+"""Seeing faces: the bundle's detectors, the aligner and the embedding model, from an image to unit embeddings."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge.base.errors import UserError
+from edge.faces.align import Aligner, pick_face
+from edge.faces.dataprep import enrolment_face
+from edge.faces.detect import BlazeFaceDetector, Detection
+from edge.gallery.store import EmbeddingKey
+from edge.runtime.models import LoadedModel
+
+
+class FaceReader:
+    def __init__(self, detector: BlazeFaceDetector, embedder: LoadedModel, detectors: dict | None = None):
+        self.detector = detector                 # whole frames and photos
+        self.detectors = detectors or {detector.model.entry.architecture: detector}   # all the bundle's, by name
+        self.embedder = embedder
+        entry = embedder.entry
+        self.aligner = Aligner(entry.input.crop, detector.keypoint_names)   # refused here, before any frame
+        if any(d.keypoint_names != detector.keypoint_names for d in self.detectors.values()):
+            raise UserError("the bundle's detectors name their key points differently; align needs one order")
+        self.mirror_average = entry.images_per_face == 2
+        self.key = EmbeddingKey(entry.sha256, entry.embedding_space, entry.kind, entry.compatible_with)
+
+    def embed_aligned(self, faces: list[np.ndarray]) -> np.ndarray:
+        """Aligned BGR crops -> L2-normalised embeddings (N, D), as ``embed_faces`` computes them."""
+        return embed_faces(self.embedder, faces, self.mirror_average)
+
+    def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return self.aligner.align(image, detection)
+
+    def enrolment_embedding(self, image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """(the embedding of the one person in an enrolment photo, None) or (None, why the photo is refused)."""
+        face, why = enrolment_face(self.detector.detect(image))
+        if face is None:
+            return None, why
+        return self.embed_aligned([self.align(image, face)])[0], None
+
+    def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
+        """The face ``edge.faces.align.pick_face`` chooses among those found."""
+        return pick_face(self.detector.detect(image), image.shape, pick)
+
+    def embed_image(self, image: np.ndarray, pick: str = "largest") -> np.ndarray | None:
+        """The normalised embedding of the chosen face in ``image``, or None if no face is found."""
+        chip = self.aligner.align_chosen(image, self.detector.detect(image), pick)
+        return None if chip is None else self.embed_aligned([chip])[0]
+
+    def close(self) -> None:
+        for detector in self.detectors.values():
+            detector.model.close()
+        self.embedder.close()
+
+
+def embed_faces(model: LoadedModel, faces, mirror_average: bool) -> np.ndarray:
+    """Aligned BGR crops -> L2-normalised embeddings (N, D), one face per call: the one way the kiosk embeds, which
+    compile also uses to calibrate each file's threshold.
+
+    With mirror averaging (set per artifact by compile) each embedding is the normalised sum of the face's and its
+    mirror image's, computed in one batch of two: 1.7x the time of one face rather than 2x (dlib's ResNet, INT8,
+    this CPU)."""
+    output = model.entry.outputs[0].name
+    rows = []
+    for face in faces:
+        batch = [face, face[:, ::-1]] if mirror_average else [face]
+        vectors = [_unit(v) for v in model.run_images(batch)[output]]
+        rows.append(_unit(np.sum(vectors, axis=0)))
+    return np.asarray(rows, np.float32).reshape(len(faces), -1)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, np.float32).reshape(-1)
+    return vector / (np.linalg.norm(vector) + 1e-12)

@@ -1,0 +1,132 @@
+"""The kiosk over a stream of frames: look where the board's strategy says, track, and decide each visit once.
+
+``edge.faces.pipeline`` knows the models, the gallery and the thresholds; this module adds time: a detection
+strategy (``edge.faces.scan``), a tracker (``edge.faces.tracking``) and the evidence of each visit (``edge.kiosk.visits``). The
+tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after
+it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
+same place), the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers
+no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
+visit, marked as cut short, so no visit spans an outage.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge.faces.pipeline import Pipeline, ms_since
+from edge.faces.quality import crop_problem, geometry_problem
+from edge.faces.scan import build_strategy
+from edge.faces.tracking import Track, build_tracker
+from edge.kiosk.visits import VisitDecision, VisitJudge
+from edge.runtime.boards import DetectionConfig, TrackingConfig
+
+STREAM_STAGES = ("detect", "track", "judge", "total")
+
+
+@dataclass
+class StreamStep:
+    faces: list[Track]                 # confirmed tracks detected in this frame (what a display draws)
+    decisions: list[VisitDecision]     # visits decided in this frame
+    embedded: int                      # faces embedded in this frame
+    timings_ms: dict[str, float]
+
+
+class KioskStream:
+    def __init__(self, pipeline: Pipeline, detection: DetectionConfig | None = None,
+                 tracking: TrackingConfig | None = None, unknown_threshold: float | None = None):
+        board = pipeline.streaming
+        self.pipeline = pipeline
+        self.detection = detection or (board.detection if board else DetectionConfig())
+        self.tracking = tracking or (board.tracking if board else TrackingConfig())
+        self.strategy = build_strategy(self.detection, pipeline.faces.detectors)
+        self.tracker = build_tracker(self.tracking)
+        self._unknown_threshold = unknown_threshold
+        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest, pipeline.matcher.identity_score)
+        self.last_frame = -1
+        self.last_time_s: float | None = None
+        self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
+
+    @property
+    def thresholds(self):
+        return self.judge.thresholds
+
+    def _thresholds(self):
+        thresholds = self.pipeline.matcher.visit_thresholds(self.tracking.unknown_far)
+        if self._unknown_threshold is not None:
+            thresholds = replace(thresholds, unknown=min(self._unknown_threshold, thresholds.match))
+        return thresholds
+
+    def reload_gallery(self) -> None:
+        """The gallery changed (someone enrolled or was removed): new templates, thresholds for its new size."""
+        self.pipeline.matcher.reload()
+        self.judge.thresholds = self._thresholds()
+
+    def _closest(self, embedding: np.ndarray) -> tuple[str | None, float]:
+        _, score, best = self.pipeline.matcher.match(embedding)
+        return best, score
+
+    def step(self, image: np.ndarray, frame_index: int, time_s: float) -> StreamStep:
+        """One frame at ``time_s`` in the source's clock (capture time for cameras, position for files)."""
+        timings = dict.fromkeys(STREAM_STAGES, 0.0)
+        start = time.perf_counter()
+        decisions, embedded = [], 0
+        if self.last_time_s is not None and time_s - self.last_time_s > self.tracking.max_missed_s:
+            decisions += self.finish(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
+        detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
+        timings["detect"] = ms_since(start)
+        mark = time.perf_counter()
+        update = self.tracker.update(detections, frame_index, time_s)
+        timings["track"] = ms_since(mark)
+        mark = time.perf_counter()
+        faces = [t for t in update.live if t.confirmed and t.detection is not None]
+        for track in faces:
+            if track.gap and self.judge.mean_embedding(track.id) is not None:
+                self._recheck.add(track.id)        # found again after a while: is it still the same person?
+            checking = track.id in self._recheck
+            if not checking and not self.judge.wants_sample(track.id, frame_index):
+                continue
+            look = self._look(image, track, frame_index)
+            if look is None:
+                continue
+            embedding, aligned = look
+            embedded += 1
+            if checking:
+                self._recheck.discard(track.id)
+                if float(embedding @ self.judge.mean_embedding(track.id)) < self.thresholds.same_person:
+                    decisions += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+                    self.tracker.split(track, frame_index)        # someone else took the place: a new visit
+                elif not self.judge.wants_sample(track.id, frame_index):
+                    continue
+            decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
+            if decision:
+                decisions.append(decision)
+        decisions += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
+        timings["judge"] = ms_since(mark)
+        timings["total"] = ms_since(start)
+        self.last_frame, self.last_time_s = frame_index, time_s
+        return StreamStep(faces, decisions, embedded, timings)
+
+    def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails
+        the quality gate."""
+        problem = geometry_problem(track.detection, self.tracking)
+        aligned = None if problem else self.pipeline.faces.align(image, track.detection)
+        problem = problem or crop_problem(aligned, self.tracking)
+        if problem:
+            self.judge.reject(track.id, frame_index, problem)
+            return None
+        return self.pipeline.faces.embed_aligned([aligned])[0], aligned
+
+    def finish(self, interrupted: str = "") -> list[VisitDecision]:
+        """The stream ended, or was cut when ``interrupted`` says why (no frames, the kiosk stopping): a decision
+        for every visit still open, on what it has; a cut visit is marked so, spans no gap and opens no door."""
+        self._recheck.clear()
+        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box, interrupted))]
+
+    def describe(self) -> dict:
+        return {"strategy": self.detection.strategy, "tracker": self.tracking.tracker,
+                "match_threshold": round(self.thresholds.match, 4),
+                "unknown_threshold": round(self.thresholds.unknown, 4)}
+
