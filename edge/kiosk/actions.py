@@ -189,15 +189,18 @@ class GpioAction(Action):
     """Drives a GPIO pin high for ``open_s`` seconds (a relay on a door strike), through gpiozero on a Pi.
 
     Openings that overlap extend the window to the latest one's end (two people let in three seconds apart both
-    get their full time); ``close`` cancels what is pending and leaves the pin off."""
+    get their full time); ``close`` cancels what is pending and leaves the pin off. It times the window with
+    ``clock`` and ``timer`` (``time.monotonic`` and ``threading.Timer``; a test passes its own)."""
 
-    def __init__(self, pin: int, open_s: float = 3.0, pin_factory=None):
+    def __init__(self, pin: int, open_s: float = 3.0, pin_factory=None, clock=time.monotonic,
+                 timer=threading.Timer):
         try:
             from gpiozero import OutputDevice
         except ImportError as err:
             raise UserError(f"--gpio needs gpiozero (sudo apt install python3-gpiozero on Raspberry Pi OS, or pip "
                             f"install 'edge-face[gpio]') ({err})") from err
         self.name, self.open_s = f"gpio{pin}", open_s
+        self._clock, self._new_timer = clock, timer
         self._pin = OutputDevice(pin, active_high=True, initial_value=False, pin_factory=pin_factory)
         self._lock = threading.Lock()
         self._close_at = 0.0                   # monotonic time at which the pin goes off
@@ -208,13 +211,13 @@ class GpioAction(Action):
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")
-            self._close_at = max(self._close_at, time.monotonic() + self.open_s)
+            self._close_at = max(self._close_at, self._clock() + self.open_s)
             self._pin.on()
             if self._timer is None:
                 self._schedule()
 
     def _schedule(self) -> None:
-        self._timer = threading.Timer(max(0.0, self._close_at - time.monotonic()), self._due)
+        self._timer = self._new_timer(max(0.0, self._close_at - self._clock()), self._due)
         self._timer.daemon = True
         self._timer.start()
 
@@ -222,7 +225,7 @@ class GpioAction(Action):
         with self._lock:
             if self._closed:
                 return
-            if time.monotonic() < self._close_at:      # extended while this timer ran: wait for the new end
+            if self._clock() < self._close_at:         # extended while this timer ran: wait for the new end
                 self._schedule()
                 return
             self._timer = None
@@ -245,11 +248,12 @@ class DoorResult:
 
 
 class DoorActions:
-    """Decides whether a decision opens the door, and runs each action on its own worker thread."""
+    """Decides whether a decision opens the door, and runs each action on its own worker thread; ``clock`` (monotonic)
+    times the rate limit and each event's ttl."""
 
     def __init__(self, actions: list[Action], min_interval_s: float = MIN_INTERVAL_S,
-                 max_frame_age_s: float = MAX_FRAME_AGE_S, ttl_s: float = DOOR_EVENT_TTL_S):
-        self.actions = actions
+                 max_frame_age_s: float = MAX_FRAME_AGE_S, ttl_s: float = DOOR_EVENT_TTL_S, clock=time.monotonic):
+        self.actions, self._clock = actions, clock
         self.min_interval_s, self.max_frame_age_s, self.ttl_s = min_interval_s, max_frame_age_s, ttl_s
         self.counts: Counter = Counter()              # "<action> ok|failed|expired|dropped" and REFUSALS
         self._counting = threading.Lock()
@@ -270,7 +274,7 @@ class DoorActions:
             return self._refuse("kiosk unhealthy")
         if not look_age_s < self.max_frame_age_s:
             return self._refuse("looks too old")
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_open.get(decision.identity, -1e9) < self.min_interval_s:
             return self._refuse("rate limited")
         self._last_open[decision.identity] = now
@@ -298,7 +302,7 @@ class DoorActions:
             try:
                 if event is None:
                     return
-                if time.monotonic() > deadline:
+                if self._clock() > deadline:
                     self._count(f"{action.name} expired")
                     log.warning("door action %s: event %s expired before it could be sent (older than %g s)",
                                 action.name, event["event_id"], self.ttl_s)
@@ -314,8 +318,9 @@ class DoorActions:
     def wait(self, timeout: float = 5.0) -> None:
         """Until queued actions ran (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while any(work.unfinished_tasks for work in self._queues) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for work in self._queues:
+            with work.all_tasks_done:          # notified by the task_done that finishes the last queued event
+                work.all_tasks_done.wait_for(lambda: not work.unfinished_tasks, deadline - time.monotonic())
 
     def close(self) -> None:
         """Stops the workers (what is queued is dropped: at shutdown no door opens) and releases the actions."""

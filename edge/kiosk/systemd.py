@@ -24,12 +24,14 @@ WATCHDOG_S = 30
 
 
 class Notifier:
-    def __init__(self, environ: dict | None = None):
+    def __init__(self, environ: dict | None = None, clock=time.monotonic):
+        """``clock`` (monotonic) spaces the keep-alives."""
         environ = os.environ if environ is None else environ
         address = environ.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address   # abstract namespace
         self._interval = int(environ.get("WATCHDOG_USEC", "0")) / 2e6      # seconds between keep-alives
         self._last = 0.0
+        self._clock = clock
 
     @property
     def active(self) -> bool:
@@ -51,7 +53,7 @@ class Notifier:
 
     def alive(self, status: str | None = None) -> None:
         """A keep-alive (rate-limited to half the watchdog period), with an optional status line."""
-        now = time.monotonic()
+        now = self._clock()
         if self._interval and now - self._last >= self._interval:
             self._send("WATCHDOG=1" + (f"\nSTATUS={status}" if status else ""))
             self._last = now

@@ -57,22 +57,26 @@ class CameraStatus:
 
 class LiveSource(FrameSource):
     """A camera URI with a device; ``open`` waits for the first frame through ``retries`` attempts, after which
-    losses are retried without end while the source stays open."""
+    losses are retried without end while the source stays open. ``clock`` (monotonic) stamps frames and times a hung
+    read; ``sleep(seconds)`` waits out each backoff (by default on the stop event, so that ``close`` cuts it short)."""
 
-    def __init__(self, uri: str, device: Device, retries: int = 5, backoff_s: float = 0.5):
+    def __init__(self, uri: str, device: Device, retries: int = 5, backoff_s: float = 0.5, clock=time.monotonic,
+                 sleep=None):
         super().__init__(uri)
         if retries < 1 or backoff_s <= 0:
             raise UserError(f"{uri}: retries must be at least 1 and backoff_s above 0")
         self.device = device
         self.retries, self.backoff_s = retries, backoff_s
+        self._clock = clock
         self._slot: tuple[np.ndarray, np.ndarray | None, float] | None = None
         self._fresh = False
         self._changed = threading.Condition()
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
         self._thread: threading.Thread | None = None
         self._index = 0
         self._status = CameraStatus("connecting", 0, 0, 0, "", 0.0)
-        self._last_activity = time.monotonic()
+        self._last_activity = clock()
 
     def open(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"camera {self.name}", daemon=True)
@@ -90,7 +94,7 @@ class LiveSource(FrameSource):
 
     def working(self) -> bool:
         return (self._thread is not None and self._thread.is_alive()
-                and time.monotonic() - self._last_activity < HUNG_AFTER_S)
+                and self._clock() - self._last_activity < HUNG_AFTER_S)
 
     def status(self) -> CameraStatus:
         with self._changed:
@@ -123,7 +127,7 @@ class LiveSource(FrameSource):
     def _run(self) -> None:
         delay = self.backoff_s
         while not self._stop.is_set():
-            self._last_activity = time.monotonic()
+            self._last_activity = self._clock()
             if not self._connect():
                 self._wait_before_retry(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
@@ -150,7 +154,7 @@ class LiveSource(FrameSource):
         failures = 0
         while not self._stop.is_set():
             grabbed = self.device.grab()
-            self._last_activity = time.monotonic()
+            self._last_activity = self._clock()
             if grabbed is None:
                 failures += 1
                 if failures >= FAILED_READS:
@@ -160,7 +164,7 @@ class LiveSource(FrameSource):
             failures = 0
             with self._changed:
                 self._status.dropped += self._fresh
-                self._slot = (grabbed[0], grabbed[1], time.monotonic())
+                self._slot = (grabbed[0], grabbed[1], self._clock())
                 self._fresh = True
                 self._status.captured += 1
                 self._changed.notify_all()
@@ -176,5 +180,5 @@ class LiveSource(FrameSource):
     def _wait_before_retry(self, delay: float) -> None:
         with self._changed:
             self._status.next_attempt_s = delay
-        self._last_activity = time.monotonic() + delay      # waiting out a backoff is not hanging
-        self._stop.wait(delay)                # sleeps, never spins; wakes at once on close
+        self._last_activity = self._clock() + delay      # waiting out a backoff is not hanging
+        self._sleep(delay)                    # sleeps, never spins; by default wakes at once on close

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, WebhookAction, read_webhook_secret
 from edge.base.errors import UserError
+from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, WebhookAction, read_webhook_secret
 from edge.kiosk.visits import VisitDecision
+from scripted_camera import Clock
 
 pytestmark = pytest.mark.unit
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -35,6 +36,8 @@ def decision(outcome="named", identity="ann", track=1, interrupted=""):
 
 
 def wait_for(condition, timeout=15.0, what="the condition"):
+    """For a state that sends no signal (a port that listens, paho's connection flag): polled, and the timeout only
+    bounds a failure."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -72,9 +75,10 @@ class SlowAction:
     name = "slow"
 
     def __init__(self):
-        self.fired, self.release = [], threading.Event()
+        self.fired, self.started, self.release = [], threading.Event(), threading.Event()
 
     def fire(self, event):
+        self.started.set()
         self.release.wait(10)
         self.fired.append(event["identity"])
 
@@ -83,12 +87,12 @@ class SlowAction:
 
 
 def test_an_event_that_waited_past_its_ttl_is_dropped_unsent_not_delivered_late():
-    slow = SlowAction()
-    door = DoorActions([slow], min_interval_s=0.001, ttl_s=0.2)
+    slow, clock = SlowAction(), Clock()
+    door = DoorActions([slow], min_interval_s=0.001, ttl_s=0.2, clock=clock)
     assert door.on_decision(decision(identity="ann"), True, "host", 0.1).fired
-    wait_for(lambda: door._queues[0].qsize() == 0, what="ann's event to start")
+    assert slow.started.wait(10)                                                   # ann's event is being sent
     assert door.on_decision(decision(identity="bob"), True, "host", 0.1).fired     # queued behind ann's
-    time.sleep(0.3)
+    clock.now += 0.3
     slow.release.set()
     door.wait()
     assert slow.fired == ["ann"] and door.counts["slow expired"] == 1 and door.counts["slow ok"] == 1
@@ -153,10 +157,9 @@ class Subscriber:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        self.received, self.subscribed = [], threading.Event()
+        self.received, self.subscribed, self.arrived = [], threading.Event(), threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda c, u, m: self.received.append(
-            (m.topic, json.loads(m.payload), m.retain, getattr(m.properties, "MessageExpiryInterval", None)))
+        self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
         self.client.on_subscribe = lambda *args: self.subscribed.set()
         properties = Properties(PacketTypes.CONNECT)
@@ -165,8 +168,22 @@ class Subscriber:
         self.client.loop_start()
         assert self.subscribed.wait(10)
 
+    def _on_message(self, client, userdata, message):
+        with self.arrived:
+            self.received.append((message.topic, json.loads(message.payload), message.retain,
+                                  getattr(message.properties, "MessageExpiryInterval", None)))
+            self.arrived.notify_all()
+
     def identities(self):
         return [payload["identity"] for topic, payload, _, _ in self.received if topic.endswith("/door")]
+
+    def announced(self) -> bool:
+        """The kiosk's Home Assistant sensor arrived: the kiosk announces it on every connection."""
+        return any(topic.startswith("homeassistant/") for topic, _, _, _ in self.received)
+
+    def wait_for(self, condition, what: str, timeout: float = 10.0) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(condition, timeout), f"timed out waiting for {what}"
 
     def close(self):
         self.client.disconnect()
@@ -174,8 +191,11 @@ class Subscriber:
 
 
 def mqtt_door(port: int, ttl_s: int = 2) -> tuple[MqttAction, DoorActions]:
+    probe = Subscriber(port, topics=("homeassistant/#",))
     action = MqttAction(f"127.0.0.1:{port}", "frontdoor", ttl_s=ttl_s, timeout_s=2.0)
-    wait_for(lambda: action.connected, what="the kiosk's MQTT client to connect")
+    # once its sensor arrives, the kiosk is connected and the broker holds the sensor, retained
+    probe.wait_for(probe.announced, "the kiosk's MQTT client to connect")
+    probe.close()
     return action, DoorActions([action], min_interval_s=0.001)
 
 
@@ -184,7 +204,7 @@ def test_mqtt_publishes_expiring_door_events_and_a_retained_home_assistant_senso
     subscriber = Subscriber(broker.port)                      # connects after the kiosk: discovery must be retained
     assert door.on_decision(decision(), True, "frontdoor", 0.1).fired
     door.wait()
-    wait_for(lambda: subscriber.identities() == ["ann"], what="the door event")
+    subscriber.wait_for(lambda: subscriber.identities() == ["ann"], "the door event")
     discovery = [r for r in subscriber.received if r[0].startswith("homeassistant/")]
     (topic, config, retained, _), = discovery
     assert topic == "homeassistant/sensor/edge_face_frontdoor/last_visitor/config" and retained
@@ -206,11 +226,11 @@ def test_mqtt_events_during_a_broker_outage_fail_and_never_arrive_after_it_comes
     assert door.counts["mqtt failed"] == 1 and door.counts["mqtt ok"] == 0
     broker.start()
     subscriber = Subscriber(broker.port)
-    wait_for(lambda: action.connected, what="the kiosk to reconnect")
+    subscriber.wait_for(subscriber.announced, "the kiosk to reconnect")
     assert door.on_decision(decision(identity="after"), True, "frontdoor", 0.1).fired
     door.wait()
-    wait_for(lambda: "after" in subscriber.identities(), what="the event after the outage")
-    time.sleep(1.0)                                        # anything paho kept would have been sent on reconnect
+    # one client's events arrive in order: anything paho kept was resent on reconnection, so before this one
+    subscriber.wait_for(lambda: "after" in subscriber.identities(), "the event after the outage")
     assert subscriber.identities() == ["after"] and door.counts["mqtt ok"] == 1
     subscriber.close()
     door.close()
@@ -228,9 +248,12 @@ def test_an_event_the_broker_does_not_acknowledge_in_time_fails_and_is_not_resen
         broker.process.wait(10)
     broker.start()
     subscriber = Subscriber(broker.port)
-    wait_for(lambda: action.connected, what="the fresh client to connect")
-    time.sleep(1.0)
-    assert subscriber.identities() == []                   # the unacknowledged event was dropped, never resent
+    subscriber.wait_for(subscriber.announced, "the fresh client to connect")
+    assert door.on_decision(decision(identity="after"), True, "frontdoor", 0.1).fired
+    door.wait()
+    # one client's events arrive in order: anything the kiosk kept was resent on reconnection, so before this one
+    subscriber.wait_for(lambda: "after" in subscriber.identities(), "the event after the restart")
+    assert subscriber.identities() == ["after"]            # the unacknowledged event was dropped, never resent
     subscriber.close()
     door.close()
 
@@ -241,12 +264,14 @@ def test_an_expired_door_event_is_not_delivered_to_a_subscriber_that_comes_back_
     action, door = mqtt_door(broker.port, ttl_s=1)
     assert door.on_decision(decision(identity="expired"), True, "frontdoor", 0.1).fired
     door.wait()
-    time.sleep(2.2)                                        # longer than the event's 1 s expiry
+    # the broker's own clock must pass the 1 s expiry (whole seconds: up to 2 s); no test can move it, and waiting
+    # longer changes nothing
+    time.sleep(2.2)
     action.ttl_s = 60
     assert door.on_decision(decision(identity="fresh"), True, "frontdoor", 0.1).fired
     door.wait()
     back = Subscriber(broker.port, topics=("edge_face/#",), client_id="door-controller", clean_start=False)
-    wait_for(lambda: "fresh" in back.identities(), what="the queued fresh event")
+    back.wait_for(lambda: "fresh" in back.identities(), "the queued fresh event")
     assert back.identities() == ["fresh"] and door.counts["mqtt ok"] == 2
     back.close()
     door.close()
@@ -376,6 +401,41 @@ def test_serve_refuses_a_webhook_without_a_secret_in_one_line(tmp_path, capsys):
 
 # ---- GPIO on gpiozero's mock pins --------------------------------------------------------------------------------
 
+class Timers(Clock):
+    """A monotonic clock, and ``threading.Timer`` on it (``timer``): a timer runs, on the test's thread, when the
+    test moves the clock to its time."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending = []
+
+    def timer(self, interval, function):
+        return FakeTimer(self, interval, function)
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while due := [timer for timer in self.pending if timer.due <= end]:
+            timer = min(due, key=lambda t: t.due)
+            self.pending.remove(timer)
+            self.now = timer.due
+            timer.function()
+        self.now = end
+
+
+class FakeTimer:
+    """``threading.Timer``'s start and cancel, on a ``Timers`` clock."""
+
+    def __init__(self, timers: Timers, interval: float, function):
+        self.timers, self.due, self.function, self.daemon = timers, timers.now + interval, function, True
+
+    def start(self):
+        self.timers.pending.append(self)
+
+    def cancel(self):
+        if self in self.timers.pending:
+            self.timers.pending.remove(self)
+
+
 @pytest.fixture
 def pins():
     from gpiozero.pins.mock import MockFactory
@@ -386,34 +446,38 @@ def pins():
 
 
 def test_gpio_drives_the_pin_for_the_opening_time(pins):
-    action = GpioAction(17, open_s=0.05, pin_factory=pins)
+    timers = Timers()
+    action = GpioAction(17, open_s=3.0, pin_factory=pins, clock=timers, timer=timers.timer)
     action.fire({})
+    timers.advance(2.999)
     assert pins.pin(17).state
-    wait_for(lambda: not pins.pin(17).state, what="the pin to go off")
+    timers.advance(0.002)
+    assert not pins.pin(17).state
     assert [s.state for s in pins.pin(17).states] == [False, True, False]
     action.close()
 
 
 def test_overlapping_openings_keep_the_door_open_until_the_latest_ends(pins):
-    action = GpioAction(17, open_s=0.4, pin_factory=pins)
+    timers = Timers()
+    action = GpioAction(17, open_s=3.0, pin_factory=pins, clock=timers, timer=timers.timer)
     action.fire({})
-    time.sleep(0.25)
-    second = time.monotonic()
-    action.fire({})                                        # a second person, 0.25 s later
-    wait_for(lambda: not pins.pin(17).state, what="the pin to go off")
-    closed = time.monotonic()
-    states = pins.pin(17).states
-    assert [s.state for s in states] == [False, True, False]               # never closed in between
-    assert closed - second >= 0.4 and states[2].timestamp >= 0.25 + 0.4    # the second person got all 0.4 s
+    timers.advance(1.5)
+    action.fire({})                                        # a second person, 1.5 s later
+    timers.advance(2.999)                                  # past the first opening's end
+    assert pins.pin(17).state                              # the second person gets all 3 s
+    timers.advance(0.002)
+    assert not pins.pin(17).state
+    assert [s.state for s in pins.pin(17).states] == [False, True, False]     # never closed in between
     action.close()
 
 
 def test_close_cancels_a_pending_opening_and_leaves_the_pin_off(pins):
-    action = GpioAction(17, open_s=0.3, pin_factory=pins)
+    timers = Timers()
+    action = GpioAction(17, open_s=3.0, pin_factory=pins, clock=timers, timer=timers.timer)
     action.fire({})
     action.close()
     assert not pins.pin(17).state
-    time.sleep(0.5)                                        # the cancelled timer would have fired by now
+    timers.advance(5.0)                                    # the cancelled timer would have fired by now
     assert [s.state for s in pins.pin(17).states] == [False, True, False]
     with pytest.raises(RuntimeError, match="closed"):
         action.fire({})

@@ -1,31 +1,43 @@
 """Live cameras: the newest-frame grabber, reconnection with backoff, and each board's camera URI, with fake
 devices standing in for hardware this machine does not have."""
+import queue
 import sys
 import threading
-import time
 import types
 
 import numpy as np
 import pytest
 
-from edge.runtime.boards import board_names, load_board
 from edge.base.errors import UserError
+from edge.runtime.boards import board_names, load_board
 from edge.sources import SOURCES, open_source, source_scheme
 from edge.sources.camera import csi_pipeline
-from edge.sources.uri import redact
 from edge.sources.live import Device, LiveSource
+from edge.sources.uri import redact
 
 pytestmark = pytest.mark.unit
 
 
 class FakeCamera(Device):
-    """Delivers numbered frames every ``period`` seconds; ``unplug()`` makes reads and opens fail until
-    ``plug()``; counts every call so a test can see there is no busy loop."""
+    """Delivers numbered frames as fast as they are grabbed, or, given ``frames``, only that many until the test hands
+    out more (``deliver``); ``present = False`` makes reads and opens fail. Counts every call, so a test can see there
+    is no busy loop."""
 
-    def __init__(self, period=0.005, present=True):
-        self.period, self.present = period, present
+    def __init__(self, present=True, frames=None):
+        self.present, self.frames = present, frames
         self.count, self.grabs, self.opens = 0, 0, 0
-        self.lock = threading.Lock()
+        self.grabbed = threading.Condition()
+
+    def deliver(self, frames=None):
+        """``frames`` more, or with None any number (as a test ends: a read held here would hold up closing)."""
+        with self.grabbed:
+            self.frames = None if frames is None else self.frames + frames
+            self.grabbed.notify_all()
+
+    def wait_for_grab(self, grabs, timeout=5.0):
+        """Until the grabber asks for frame ``grabs``: the frames before it are in the source."""
+        with self.grabbed:
+            assert self.grabbed.wait_for(lambda: self.grabs >= grabs, timeout), "the grabber stopped asking"
 
     def open(self):
         self.opens += 1
@@ -33,11 +45,14 @@ class FakeCamera(Device):
             raise OSError("unplugged")
 
     def grab(self):
-        self.grabs += 1
-        time.sleep(self.period)
-        if not self.present:
-            return None
-        with self.lock:
+        with self.grabbed:
+            self.grabs += 1
+            self.grabbed.notify_all()
+            self.grabbed.wait_for(lambda: self.frames != 0)
+            if not self.present:
+                return None
+            if self.frames:
+                self.frames -= 1
             self.count += 1
             return np.full((4, 4, 3), self.count % 256, np.uint8), None
 
@@ -45,41 +60,63 @@ class FakeCamera(Device):
         pass
 
 
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+class Backoff:
+    """The grabber's wait between attempts: hands each delay to the test and holds the grabber until the test lets
+    it try again (``resume``), so the backoff is seen step by step without being waited out."""
+
+    def __init__(self):
+        self.delays, self.go = queue.Queue(), threading.Semaphore(0)
+
+    def __call__(self, delay):
+        self.delays.put(delay)
+        self.go.acquire()
+
+    def next(self) -> float:
+        return self.delays.get(timeout=5.0)
+
+    def resume(self):
+        self.go.release()
 
 
 def test_reads_get_the_newest_frame_and_frames_nobody_read_are_counted_dropped():
-    camera = FakeCamera()
+    camera = FakeCamera(frames=1)
     with LiveSource("fake://0", camera, retries=2, backoff_s=0.01) as source:
         source.open()
         first = source.read(timeout=1.0)
-        time.sleep(0.1)                                        # the camera delivers ~20 frames meanwhile
-        newest = source.read(timeout=1.0)
-        assert newest.index == first.index + 1 and int(newest.image[0, 0, 0]) > int(first.image[0, 0, 0]) + 5
+        camera.deliver(7)                                      # seven frames before the next read: six never read
+        camera.wait_for_grab(9)
+        newest = source.read(timeout=0)
+        assert newest.index == first.index + 1 and int(newest.image[0, 0, 0]) == int(first.image[0, 0, 0]) + 7
         status = source.status()
-        assert status.state == "streaming" and status.dropped >= 5 and status.captured >= status.dropped
+        assert status.state == "streaming" and status.dropped == 6 and status.captured == 8
         assert newest.time_s >= first.time_s
+        camera.deliver()
 
 
 def test_an_unplugged_camera_is_retried_with_backoff_without_spinning_and_comes_back():
-    camera = FakeCamera()
-    with LiveSource("fake://0", camera, retries=2, backoff_s=0.05) as source:
+    camera, backoff = FakeCamera(), Backoff()
+    with LiveSource("fake://0", camera, retries=2, backoff_s=0.05, sleep=backoff) as source:
         source.open()
         camera.present = False
-        wait_until(lambda: source.status().state == "reconnecting")
-        source.read(timeout=0.2)                     # at most the one frame grabbed before the unplug
-        assert source.read(timeout=0.2) is None      # then nothing new arrives
+        assert backoff.next() == 0.05
+        status = source.status()
+        assert status.state == "reconnecting" and status.next_attempt_s == 0.05
+        source.read(timeout=0)                       # at most the one frame grabbed before the unplug
+        assert source.read(timeout=0) is None        # then nothing new arrives
         grabs, opens = camera.grabs, camera.opens
-        time.sleep(0.5)
-        assert camera.grabs == grabs and camera.opens - opens <= 4      # backoff 0.05, 0.1, 0.2, ...: no spin
+        for delay in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0):      # doubling up to MAX_BACKOFF_S
+            backoff.resume()
+            assert backoff.next() == pytest.approx(delay)
+        assert camera.grabs == grabs and camera.opens - opens == 9       # one attempt per wait: no spin
         assert source.status().reconnects >= 2 and "unplugged" in source.status().last_error
         camera.present = True
-        wait_until(lambda: source.status().state == "streaming")
-        assert source.read(timeout=1.0) is not None
+        backoff.resume()
+        assert source.read(timeout=5.0) is not None
+        assert source.status().state == "streaming"
+        camera.present = False
+        assert backoff.next() == 0.05                # the next loss starts the backoff over
+        camera.present = True
+        backoff.resume()
 
 
 def test_a_camera_missing_at_start_is_refused_after_its_retries_in_one_line():
@@ -91,12 +128,15 @@ def test_a_camera_missing_at_start_is_refused_after_its_retries_in_one_line():
 
 
 def test_read_times_out_with_none():
-    camera = FakeCamera(period=0.5)
+    camera = FakeCamera(frames=1)
     with LiveSource("fake://0", camera, retries=2, backoff_s=0.01) as source:
         source.open()
-        source.read(timeout=2.0)
-        started = time.monotonic()
-        assert source.read(timeout=0.1) is None and time.monotonic() - started < 0.4
+        assert source.read(timeout=2.0) is not None
+        late = threading.Timer(5.0, camera.deliver, (1,))       # a read that waited for a frame would get this one
+        late.start()
+        assert source.read(timeout=0.1) is None
+        late.cancel()
+        camera.deliver()
 
 
 def test_every_board_default_camera_is_a_known_source():
@@ -156,7 +196,6 @@ def test_picam_detects_on_the_low_resolution_stream_and_displays_the_main_one(mo
             pass
 
         def capture_request(self):
-            time.sleep(0.005)
             return Request()
 
         def stop(self):

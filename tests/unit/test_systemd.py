@@ -3,14 +3,15 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
+import numpy as np
 import pytest
 
 from edge.commands.cli import main as edge_main
+from edge.kiosk.systemd import Notifier
 from edge.sources import live
 from edge.sources.live import Device, LiveSource
-from edge.kiosk.systemd import Notifier
+from scripted_camera import Clock
 
 pytestmark = pytest.mark.unit
 
@@ -50,16 +51,17 @@ def test_ready_and_rate_limited_keep_alives_reach_the_notify_socket(tmp_path):
     path = tmp_path / "notify"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
-    server.settimeout(1.0)
-    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})   # keep-alives every 0.2 s
+    server.setblocking(False)                            # a datagram is queued here before its send returns
+    clock = Clock()
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}, clock)   # keep-alives every 0.2 s
     notifier.ready("running")
     notifier.alive()
+    clock.now += 0.15
     notifier.alive()                                     # too soon: not sent
-    time.sleep(0.25)
+    clock.now += 0.1
     notifier.alive("waiting for the camera")
     messages = [server.recv(256).decode() for _ in range(3)]
-    server.settimeout(0.2)
-    with pytest.raises(socket.timeout):
+    with pytest.raises(BlockingIOError):
         server.recv(256)
     server.close()
     assert messages == ["READY=1\nSTATUS=running", "WATCHDOG=1", "WATCHDOG=1\nSTATUS=waiting for the camera"]
@@ -72,7 +74,7 @@ class HangingCamera(Device):
 
     def __init__(self):
         self.reads = 0
-        self.release = threading.Event()
+        self.hung, self.release = threading.Event(), threading.Event()
 
     def open(self):
         pass
@@ -80,22 +82,23 @@ class HangingCamera(Device):
     def grab(self):
         self.reads += 1
         if self.reads > 3:
+            self.hung.set()
             self.release.wait(10)
             return None
-        time.sleep(0.01)
-        return __import__("numpy").zeros((2, 2, 3), "uint8"), None
+        return np.zeros((2, 2, 3), np.uint8), None
 
     def close(self):
         self.release.set()
 
 
-def test_a_hung_camera_read_stops_the_keep_alives(monkeypatch):
-    monkeypatch.setattr(live, "HUNG_AFTER_S", 0.3)
-    camera = HangingCamera()
-    with LiveSource("fake://0", camera, retries=2, backoff_s=0.01) as source:
+def test_a_hung_camera_read_stops_the_keep_alives():
+    camera, clock = HangingCamera(), Clock()
+    with LiveSource("fake://0", camera, retries=2, backoff_s=0.01, clock=clock) as source:
         source.open()
+        assert camera.hung.wait(10)
+        clock.now += live.HUNG_AFTER_S - 0.1
         assert source.working()
-        time.sleep(0.6)
+        clock.now += 0.2
         assert not source.working()                    # the watchdog would restart the service
 
 
@@ -104,10 +107,15 @@ def test_a_notify_socket_that_is_not_read_never_stalls_the_kiosk(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))                                # bound, never read: its queue fills after ~10 datagrams
     notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2"})
-    started = time.monotonic()
-    for _ in range(200):
-        notifier.alive()
-    assert time.monotonic() - started < 2.0
+
+    def keep_alive():
+        for _ in range(200):
+            notifier.alive()
+
+    kiosk = threading.Thread(target=keep_alive, daemon=True)
+    kiosk.start()
+    kiosk.join(10)
+    assert not kiosk.is_alive()                           # a send that waited for room would wait for ever
     server.close()
     notifier.alive()                                      # the socket is gone: still no error
 
