@@ -1,7 +1,8 @@
-"""One validation rule for each kind of command-line number, used by every ``python -m`` entry point.
+"""One validation rule for each kind of number a user gives, used by every ``python -m`` entry point and by the
+options inside a source URI (edge.sources.uri).
 
 argparse calls these as ``type=``; a bad value ends in its usual one-line ``error: argument --x: ...`` and exit
-code 2, the same for ``--threads 0`` in every command.
+code 2, the same for ``--threads 0`` in every command and ``?fps=0`` in every URI.
 """
 from __future__ import annotations
 
@@ -71,3 +72,41 @@ def positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
     return value
+
+
+MAX_SIDE = 8192        # pixels: above an 8K frame's width, a camera or a scene size is a typo (and gigabytes)
+
+
+def side(text: str) -> int:
+    """An image side in pixels: 1 to MAX_SIDE."""
+    value = count(text)
+    if value > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SIDE} pixels, got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    value = count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535, got {value}")
+    return value
+
+
+def whole_numbers(text: str) -> tuple[int, ...]:
+    """A comma-separated list of one or more whole numbers >= 0 (seeds)."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or not all(items):
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers (e.g. 1,2,3), got {text!r}")
+    return tuple(count_or_zero(item) for item in items)
+
+
+def choice_of(*choices: int):
+    """A whole number among ``choices`` (a camera's flip method)."""
+    def parse(text: str) -> int:
+        value = count_or_zero(text)
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(map(str, choices))}, got {value}")
+        return value
+    return parse
+

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from edge.base.errors import UserError
-from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, positive
+from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, port, positive
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
 from edge.commands.generate_cli import add_generate_verb
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "--create for one to fill from the page)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this "
                                                           "machine only; 0.0.0.0 opens it to the network)")
-    serve.add_argument("--port", type=count, default=8080)
+    serve.add_argument("--port", type=port, default=8080)
     add_kiosk_flags(serve)
     add_allow_unsigned(serve)
     add_model_choice(serve)
@@ -241,8 +241,8 @@ def run_gallery(args) -> int:
                 handle.write(text)
             print(f"gallery: exported {args.export!r} to {args.out}")
             return 0
-        for name, count in gallery.people.identities():
-            print(f"{shown_name(name)}\t{count} templates")
+        for name, templates in gallery.people.identities():
+            print(f"{shown_name(name)}\t{templates} templates")
         print(f"gallery: {len(gallery.people.identities())} identities, {gallery.events.count()} logged decisions")
         return 0
     finally:

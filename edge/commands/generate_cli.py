@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.base.errors import UserError
+from edge.base.flags import port
 
 SAMPLE_COLUMNS = 8
 
@@ -38,7 +39,7 @@ def add_generate_verb(verbs, count, count_or_zero, add_model_choice) -> None:
                           help="reconstruct, anonymise: show the output stream on a web page (with or without "
                                "--output); only output frames are ever served")
     generate.add_argument("--host", default="127.0.0.1", help="--serve: address (default: %(default)s, this machine)")
-    generate.add_argument("--port", type=count, default=8080, help="--serve: port (default: %(default)s)")
+    generate.add_argument("--port", type=port, default=8080, help="--serve: port (default: %(default)s)")
     add_model_choice(generate)
     generate.set_defaults(handler=run_generate)
 

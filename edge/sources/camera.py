@@ -12,11 +12,13 @@ from urllib.parse import urlparse
 import cv2
 
 from edge.base.errors import UserError
+from edge.base.flags import choice_of, count, positive, side
 from edge.sources.live import Device, LiveSource
 from edge.sources.uri import uri_options
 
-CAMERA_OPTIONS = {"width": 640, "height": 480, "retries": 5, "backoff_s": 0.5}
-CSI_OPTIONS = {"width": 1280, "height": 720, "fps": 30, "flip": 0, "retries": 5, "backoff_s": 0.5}
+CAMERA_OPTIONS = {"width": (640, side), "height": (480, side), "retries": (5, count), "backoff_s": (0.5, positive)}
+CSI_OPTIONS = {"width": (1280, side), "height": (720, side), "fps": (30, count), "flip": (0, choice_of(*range(8))),
+               "retries": (5, count), "backoff_s": (0.5, positive)}          # flip: nvvidconv's flip-method, 0-7
 # RTSP over TCP (UDP loses packets on busy networks and smears frames) and a 5 s socket timeout, so a camera that
 # went away is noticed and reopened instead of blocking a read for ffmpeg's default of minutes.
 RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|timeout;5000000"
@@ -64,7 +66,8 @@ def v4l2_source(uri: str) -> LiveSource:
 def rtsp_source(uri: str) -> LiveSource:
     """``rtsp://user:password@camera/stream``: the URL goes to ffmpeg as it is (its query belongs to the camera)."""
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", RTSP_FFMPEG_OPTIONS)
-    source = LiveSource(uri, OpenCVDevice(uri, cv2.CAP_FFMPEG), CAMERA_OPTIONS["retries"], CAMERA_OPTIONS["backoff_s"])
+    source = LiveSource(uri, OpenCVDevice(uri, cv2.CAP_FFMPEG), CAMERA_OPTIONS["retries"][0],
+                        CAMERA_OPTIONS["backoff_s"][0])
     source.device.name = source.name
     return source
 

@@ -7,11 +7,12 @@ from urllib.parse import urlparse
 import cv2
 
 from edge.base.errors import UserError
+from edge.base.flags import count, positive, side
 from edge.sources.live import Device, LiveSource
 from edge.sources.uri import uri_options
 
-PICAM_OPTIONS = {"width": 1280, "height": 720, "lores_width": 640, "lores_height": 360, "retries": 5,
-                 "backoff_s": 0.5}
+PICAM_OPTIONS = {"width": (1280, side), "height": (720, side), "lores_width": (640, side),
+                 "lores_height": (360, side), "retries": (5, count), "backoff_s": (0.5, positive)}
 INSTALL = ("picam:// needs picamera2 from Raspberry Pi OS (sudo apt install python3-picamera2) in a venv made "
            "with --system-site-packages; see the README's Raspberry Pi install")
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 
 from edge.base.errors import UserError
+from edge.base.flags import count, count_or_zero, positive, side, whole_numbers
 from edge.sources.base import Frame, FrameSource
 from edge.sources.uri import uri_options
 
-DEFAULTS = {"seeds": "100,101,102,103", "frames_per_person": 30, "gap_frames": 5, "width": 640, "height": 480,
-            "seed": 0, "fps": 30.0, "face_scale": 1.0}
+OPTIONS = {"seeds": ((100, 101, 102, 103), whole_numbers), "frames_per_person": (30, count),
+           "gap_frames": (5, count_or_zero), "width": (640, side), "height": (480, side), "seed": (0, count_or_zero),
+           "fps": (30.0, positive), "face_scale": (1.0, positive)}
 
 
 RENDERER_INSTALL = ("the face renderer is not installed (a board does not need it): from a clone, "
@@ -34,19 +36,13 @@ def face_renderer():
 class SyntheticSource(FrameSource):
     def __init__(self, uri: str):
         super().__init__(uri)
-        self.options = uri_options(uri, DEFAULTS)
+        self.options = uri_options(uri, OPTIONS)
         self._script = None
         self._index = 0
 
     def open(self) -> None:
-        try:
-            seeds = [int(s) for s in self.options["seeds"].split(",") if s.strip()]
-        except ValueError as err:
-            raise UserError(f"seeds in {self.uri} must be comma-separated integers") from err
-        if not seeds:
-            raise UserError(f"{self.uri} names no people: give seeds=1,2,3")
         renderer = face_renderer()
-        people = [renderer.identity_from_seed(s) for s in seeds]
+        people = [renderer.identity_from_seed(s) for s in self.options["seeds"]]
         o = self.options
         try:
             self._script = renderer.SceneScript(people, frames_per_person=o["frames_per_person"],

@@ -218,8 +218,8 @@ def test_edge_run_on_an_rtsp_camera_never_shows_its_password(monkeypatch, capfd,
     from edge.commands.cli import main
     from edge.sources import camera
 
-    monkeypatch.setitem(camera.CAMERA_OPTIONS, "retries", 2)
-    monkeypatch.setitem(camera.CAMERA_OPTIONS, "backoff_s", 0.05)
+    monkeypatch.setitem(camera.CAMERA_OPTIONS, "retries", (2, camera.count))
+    monkeypatch.setitem(camera.CAMERA_OPTIONS, "backoff_s", (0.05, camera.positive))
     from edge.faces.pipeline import open_pipeline
 
     open_pipeline(verify_bundle, gallery_path=tmp_path / "g.db", create_gallery=True).close()

@@ -84,6 +84,35 @@ def test_source_options_are_checked():
         open_source("v4l2:///dev/video99?fps_=3")
 
 
+@pytest.mark.parametrize("uri, why", [
+    ("synthetic://kiosk?fps=0", "option fps='0' in synthetic://kiosk[?]fps=0 must be above 0"),
+    ("synthetic://kiosk?width=100000&height=100000", "option width='100000' .* must be at most 8192 pixels"),
+    ("synthetic://kiosk?seeds=", "option seeds='' .* must be comma-separated whole numbers"),
+    ("synthetic://kiosk?seeds=1,,2", "option seeds='1,,2' .* must be comma-separated whole numbers"),
+    ("synthetic://kiosk?frames_per_person=-3", "must be a whole number of at least 1, got -3"),
+    ("v4l2:///dev/video99?backoff_s=nan", "option backoff_s='nan' .* must be a number above 0"),
+    ("v4l2:///dev/video99?retries=0", "option retries='0' .* must be a whole number of at least 1"),
+    ("v4l2://door:s3cret@cam/x?width=abc", "option width='abc' in v4l2://door:[*][*][*]@cam/x[?]width=abc must be"),
+])
+def test_numbers_inside_a_source_uri_follow_the_flags_rules(uri, why):
+    """One rule per kind of number, on the command line and inside a URI: each refusal is one line, before any
+    frame (or camera) is opened."""
+    with pytest.raises(UserError, match=why) as refused:
+        with open_source(uri) as source:
+            source.read()
+    assert "\n" not in str(refused.value) and "s3cret" not in str(refused.value)
+
+
+def test_ports_are_tcp_ports(capsys):
+    from edge.commands.cli import main
+
+    for verb in (["serve", "--bundle", "b"], ["generate", "--bundle", "b", "--serve"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*verb, "--port", "99999"])
+        assert stopped.value.code == 2
+        assert "argument --port: must be a port between 1 and 65535, got 99999" in capsys.readouterr().err
+
+
 def test_image_lists_follow_symlinked_identity_folders(tmp_path):
     real = tmp_path / "real" / "alice"
     real.mkdir(parents=True)
