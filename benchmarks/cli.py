@@ -9,6 +9,7 @@ from pathlib import Path
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.base.errors import UserError
 from edge.base.flags import count, count_or_zero
+from edge.base.interrupts import interruptible
 from edge.faces.align import FACE_CHOICES
 from edge.runtime.boards import PRECISIONS
 
@@ -182,16 +183,20 @@ def compare_results(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "compare":
-            return compare_results(args)
-        if args.command == "report":
-            from benchmarks.report_html import write_reports
-
-            for path in write_reports(args.results, args.out):
-                print(f"wrote {path}")
-            return 0
-        run_command(args)
+        return interruptible(f"benchmarks {args.command}", lambda: dispatch(args))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def dispatch(args) -> int:
+    if args.command == "compare":
+        return compare_results(args)
+    if args.command == "report":
+        from benchmarks.report_html import write_reports
+
+        for path in write_reports(args.results, args.out):
+            print(f"wrote {path}")
+        return 0
+    run_command(args)
     return 0

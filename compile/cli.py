@@ -21,6 +21,7 @@ from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, rate
+from edge.base.interrupts import interruptible
 from edge.base.paths import refuse_output_over_input
 from edge.bundles.signing import SIGNATURE_FILE, load_signing_key
 from edge.faces.scan import strategy_detectors
@@ -88,14 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_targets:
             print(list_targets())
             return 0
-        return run(args)
+        # build_bundle removes its staging folder on the way out (Ctrl+C and SIGTERM alike), so OUT holds what it
+        # held before
+        return interruptible("compile", lambda: run(args))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # build_bundle removes its staging folder on the way out, so no bundle is left half-written
-        print(f"compile: interrupted (Ctrl+C); {args.out} holds what it held before", file=sys.stderr)
-        return 130
 
 
 def run(args: argparse.Namespace) -> int:

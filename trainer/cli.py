@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, positive, rate
+from edge.base.interrupts import interruptible
 from edge.base.paths import refuse_output_over_input
 from edge.base.registry import Registry
 
@@ -214,11 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return run_command(args, argv)
-    except KeyboardInterrupt:       # outside a training loop (loading data, evaluating): nothing half-written
-        print(f"trainer {args.command}: interrupted (Ctrl+C)", file=sys.stderr)
-        return 130
+    # a training loop stops at Ctrl+C or SIGTERM and keeps its best epoch; elsewhere (loading data, evaluating) the
+    # command just ends: nothing half-written
+    return interruptible(f"trainer {args.command}", lambda: run_command(args, argv))
 
 
 def run_command(args, argv: list[str]) -> int:

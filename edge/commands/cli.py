@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, port, positive
+from edge.base.interrupts import complete_or_absent, interruptible
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
 from edge.commands.generate_cli import add_generate_verb
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         args.gallery = default_gallery()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.handler(args)
+        return interruptible(f"edge {args.verb}", lambda: args.handler(args))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -133,12 +134,14 @@ def run_synth(args) -> int:
     def bar(jobs):
         return progress_bar(jobs, desc="synthetic faces", unit="img")
 
+    renderer = face_renderer()
     try:
-        stats = face_renderer().write_identity_folders(args.out, args.identities, args.images, seed=args.first_seed,
-                                                       size=args.size, progress=bar)
+        with complete_or_absent(args.out, folder=True) as partial:     # all of it, landmarks.txt too, or nothing
+            stats = renderer.write_identity_folders(partial, args.identities, args.images, seed=args.first_seed,
+                                                    size=args.size, progress=bar)
     except ValueError as err:   # the renderer's own argument checks
         raise UserError(str(err)) from err
-    print(f"synth: {stats.identities} identities, {stats.images} images in {stats.root}")
+    print(f"synth: {stats.identities} identities, {stats.images} images in {args.out}")
     return 0
 
 
@@ -148,7 +151,7 @@ def run_align(args) -> int:
 
     stats = align_folder(args.src, args.out, load_packaged_detector(args.detector), args.crop, args.max_images)
     print(f"align: {stats.summary()} -> {args.out}")
-    return 0 if stats.aligned else 2
+    return 0
 
 
 def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
@@ -280,7 +283,6 @@ def run_kiosk(args) -> int:
     service = KioskService(pipeline, args.source, door=door_actions(args, pipeline.board, secret), sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
                            max_frames=args.max_frames)
-    stop_on_sigterm()
     try:
         interrupted = service.run()
     finally:
@@ -316,9 +318,8 @@ def run_serve(args) -> int:
     service.start()
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
           f"gallery {args.gallery}", file=sys.stderr)
-    # uvicorn stops on SIGTERM/SIGINT, then raises the signal again for the handler it found: ours turns it into
-    # KeyboardInterrupt, so the loop is drained and the database closed before the process ends.
-    stop_on_sigterm()
+    # uvicorn stops on SIGTERM/SIGINT, then raises the signal again for the handler it found: main's
+    # (edge.base.interrupts) turns it into KeyboardInterrupt, so the loop is drained and the database closed first.
     interrupted = False
     try:
         uvicorn.run(create_app(service, tokens, args.gallery), host=args.host, port=args.port, log_level="warning")
@@ -382,13 +383,3 @@ def add_kiosk_flags(parser) -> None:
                         help="days a decision that named someone stays in the log (default: %(default)s)")
     parser.add_argument("--door_interval", type=positive, default=10.0,
                         help="seconds before the same person opens the door again (default: %(default)s)")
-
-
-def stop_on_sigterm() -> None:
-    """systemd's stop (SIGTERM) ends the loop the way Ctrl+C does: open visits decided, files closed, summary."""
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.base.errors import UserError
 from edge.base.imageio import list_images, read_image
+from edge.base.interrupts import complete_or_absent
 from edge.base.paths import refuse_output_over_input
 from edge.base.progress import progress_bar
 from edge.faces.align import Aligner, largest
@@ -51,24 +52,33 @@ def align_folder(src: str | Path, dst: str | Path, detector, crop: str = "arcfac
                  seed: int = 0, progress: bool = True) -> AlignStats:
     """Mirrors ``src`` into ``dst`` (same relative paths, .png) holding the aligned largest face of each image,
     cut as the named crop template says; with ``max_images``, a seeded sample of that many images. A video file
-    as ``src`` gives one person's folder, ``dst/<video name>/frame_000123.png``, from its frames."""
+    as ``src`` gives one person's folder, ``dst/<video name>/frame_000123.png``, from its frames. ``dst`` appears
+    whole or not at all (Ctrl+C, an error, or no face anywhere leave nothing)."""
     aligner = Aligner(crop, detector.keypoint_names)
     src, dst = Path(src), Path(dst)
     refuse_output_over_input(dst, [src])
+    if not src.exists():
+        raise UserError(f"--src {src} does not exist")
     stats = AlignStats()
-    images, count = video_frames(src, dst) if src.is_file() else folder_images(src, dst, max_images, seed)
-    for out, image in progress_bar(images, total=count, desc="align", unit="img", disable=not progress):
-        stats.images += 1
-        if image is None:
-            stats.unreadable += 1
-            continue
-        chip = aligner.align_chosen(image, detector.detect(image))
-        if chip is None:
-            stats.no_face += 1
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), chip)
-        stats.aligned += 1
+    with complete_or_absent(dst, folder=True) as partial:
+        images, count = video_frames(src, partial) if src.is_file() else folder_images(src, partial, max_images, seed)
+        if count == 0:
+            raise UserError(f"{src} holds no images (.jpg, .png, .pgm, ...); nothing aligned")
+        for out, image in progress_bar(images, total=count, desc="align", unit="img", disable=not progress):
+            stats.images += 1
+            if image is None:
+                stats.unreadable += 1
+                continue
+            chip = aligner.align_chosen(image, detector.detect(image))
+            if chip is None:
+                stats.no_face += 1
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out), chip)
+            stats.aligned += 1
+        if not stats.aligned:
+            raise UserError(f"no face found in any of the {stats.images} images ({stats.unreadable} unreadable); "
+                            f"nothing written")
     return stats
 
 

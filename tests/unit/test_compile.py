@@ -613,7 +613,12 @@ def test_a_model_the_boards_opset_cannot_take_is_refused_in_one_line(tmp_path, c
 
 @pytest.mark.unit
 @needs_detector
-def test_ctrl_c_during_compile_leaves_the_previous_bundle_and_no_staging(tmp_path, monkeypatch, faces_dir, capsys):
+@pytest.mark.parametrize("stop", ["ctrl+c", "sigterm"])
+def test_ctrl_c_or_sigterm_during_compile_leaves_the_previous_bundle_and_no_staging(tmp_path, monkeypatch, faces_dir,
+                                                                                   capsys, stop):
+    import os
+    import signal
+
     import compile.bundle
 
     _patch_sources(monkeypatch)
@@ -622,9 +627,14 @@ def test_ctrl_c_during_compile_leaves_the_previous_bundle_and_no_staging(tmp_pat
             str(faces_dir), "--calibration_images", "32", "--holdout_images", "16", "--out", str(out)]
     assert cli.main(args) == 0
     before = (out / "host" / "manifest.json").read_bytes()
-    monkeypatch.setattr(compile.bundle, "write_golden", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def stopped(*args):
+        if stop == "sigterm":                       # a real signal to this process, as systemd or kill sends it
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(compile.bundle, "write_golden", stopped)
     assert cli.main(args) == 130
-    assert "compile: interrupted (Ctrl+C)" in capsys.readouterr().err
+    assert "compile: interrupted; stopped" in capsys.readouterr().err
     assert (out / "host" / "manifest.json").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
