@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.base.errors import UserError
+from edge.base.interrupts import complete_or_absent
 from edge.base.paths import refuse_output_over_input
 from edge.base.progress import progress_bar
 
@@ -53,18 +54,18 @@ def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
     height, width = frames[0].shape[:2]
     size = (width * options.cols, height * options.rows)
     count = options.frames or len(frames)
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(options.out), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise UserError(f"OpenCV cannot write video {options.out} (use a .mp4 or .avi name)")
     starts = [cell * len(frames) // cells for cell in range(cells)]
-    try:
-        for index in progress_bar(range(count), desc="mosaic", unit="frame"):
-            tiles = [frames[(start + index) % len(frames)] for start in starts]
-            rows = [np.hstack(tiles[r * options.cols:(r + 1) * options.cols]) for r in range(options.rows)]
-            writer.write(np.vstack(rows))
-    finally:
-        writer.release()
+    with complete_or_absent(options.out) as partial:          # the whole video or none: never a partial mp4
+        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise UserError(f"OpenCV cannot write video {options.out} (use a .mp4 or .avi name)")
+        try:
+            for index in progress_bar(range(count), desc="mosaic", unit="frame"):
+                tiles = [frames[(start + index) % len(frames)] for start in starts]
+                rows = [np.hstack(tiles[r * options.cols:(r + 1) * options.cols]) for r in range(options.rows)]
+                writer.write(np.vstack(rows))
+        finally:
+            writer.release()
     return count, size
 
 

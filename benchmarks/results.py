@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.render import render_report
 from edge.base.errors import UserError
+from edge.base.interrupts import make_folder
 
 SCHEMA_VERSION = 1
 KINDS = ("latency", "pipeline", "verify", "detect", "peers")
@@ -63,8 +64,7 @@ def board_folder(results_dir: str | Path, board: str) -> Path:
 
 def write_results(results_dir: str | Path, board: str, results: list[dict]) -> tuple[list[Path], Path]:
     """Writes each result to ``<results>/<board>/`` and regenerates that folder's report; returns the paths."""
-    folder = board_folder(results_dir, board)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(board_folder(results_dir, board))
     paths = []
     for result in results:
         path = folder / result_filename(result)

@@ -36,6 +36,7 @@ from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
 from compile.validate import torch_reference
 from edge.base.errors import UserError
+from edge.base.interrupts import make_folder
 from edge.base.progress import progress_bar
 from edge.bundles.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
 from edge.bundles.signing import sign_bundle
@@ -112,7 +113,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
     """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``; ``sign``: the key
     that signs the finished bundle (edge.bundles.signing), before it is swapped in."""
     detector_artifacts = board.detector_artifact_list() if detector_artifacts is None else detector_artifacts
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     final = out / board.name
     staging = Path(tempfile.mkdtemp(prefix=f".{board.name}.staging-", dir=out))
     staging.chmod(0o755)  # mkdtemp makes it private; the bundle is meant to be copied and read by others

@@ -21,6 +21,7 @@ from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, rate
+from edge.base.interrupts import check_folder_target
 from edge.base.interrupts import interruptible
 from edge.base.paths import refuse_output_over_input
 from edge.bundles.signing import SIGNATURE_FILE, load_signing_key
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     board = load_board(args.target)
     refuse_output_over_input(args.out, [*args.checkpoints, args.calibration, *(args.pairs_images or ()),
                                         *([args.detector_photos] if args.detector_photos else [])])
+    check_folder_target(args.out)
     artifacts = choose_artifacts(board, args.artifacts)
     detector_artifacts = choose_detector_artifacts(board, args.detector_artifacts)
     converts_detectors = any(a.format == "onnx" for a in detector_artifacts)

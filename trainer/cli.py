@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, positive, rate
-from edge.base.interrupts import interruptible
+from edge.base.interrupts import check_file_target, interruptible
 from edge.base.paths import refuse_output_over_input
 from edge.base.registry import Registry
 
@@ -241,6 +241,7 @@ def run_command(args, argv: list[str]) -> int:
     try:
         refuse_output_over_input(args.out, [args.data, *([args.swap_with] if getattr(args, "swap_with", None)
                                                          else [])])
+        check_file_target(args.out)
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.configs import KEYS, resolve
@@ -291,6 +292,7 @@ def synth_faces(args, command: str) -> None:
 
 def distill_student(args, command: str) -> None:
     refuse_output_over_input(args.out, [args.teacher, *args.data, *args.eval_data])
+    check_file_target(args.out)
     from trainer.distill import DistillOptions, distill
 
     options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
@@ -302,6 +304,7 @@ def distill_student(args, command: str) -> None:
 
 def import_model(source: str, out: str, source_path: str | None) -> int:
     try:
+        check_file_target(out)
         sha256 = IMPORTERS.get(source)(out, source_path)
         # Read back what was written: the summary then describes the file, and a bad write shows here.
         # Imported here, like the trainers, so that `--help` does not wait for torch.

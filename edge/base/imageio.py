@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,16 @@ log = logging.getLogger(__name__)
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
-    """BGR uint8 HxWx3 (grey images are expanded), or None when the file cannot be decoded."""
-    data = np.fromfile(str(path), dtype=np.uint8)
+    """BGR uint8 HxWx3 (grey images are expanded), or None when the file cannot be decoded. Only a regular file is
+    read: a FIFO or a device would block or never end."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            log.warning("skipping %s: not a regular file", path)
+            return None
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        log.warning("skipping unreadable image %s (%s)", path, err.strerror)
+        return None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         log.warning("skipping unreadable image %s", path)

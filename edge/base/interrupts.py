@@ -54,10 +54,7 @@ def complete_or_absent(target: str | Path, folder: bool = False) -> Iterator[Pat
         if target.exists() and not (folder and target.is_dir() and not any(target.iterdir())):
             raise UserError(f"{target} exists; choose a new {'folder' if folder else 'file'} (nothing is written "
                             f"over)")
-        blocking = next((p for p in target.parents if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise UserError(f"cannot write {target}: {blocking} is a file, not a folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
         if folder:
             partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
         else:
@@ -66,8 +63,7 @@ def complete_or_absent(target: str | Path, folder: bool = False) -> Iterator[Pat
             partial = Path(name)
             os.close(handle)
     except OSError as err:              # unwritable, a name too long
-        shown = str(target) if len(str(target)) <= 200 else str(target)[:200] + "..."
-        raise UserError(f"cannot write {shown}: {err.strerror or err}") from None
+        raise UserError(f"cannot write {_shown(target)}: {err.strerror or err}") from None
     try:
         yield partial
         partial.rename(target)
@@ -77,3 +73,41 @@ def complete_or_absent(target: str | Path, folder: bool = False) -> Iterator[Pat
         else:
             partial.unlink(missing_ok=True)
         raise
+
+
+def check_folder_target(folder: str | Path) -> Path:
+    """Refuses, before any work, a folder to write into that a file stands in the way of (the folder itself or one
+    above it); creates nothing."""
+    folder = Path(folder)
+    try:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    except OSError as err:
+        raise UserError(f"cannot write into {_shown(folder)}: {err.strerror or err}") from None
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"cannot write into {_shown(folder)}: {blocking} is a file, not a folder")
+    return folder
+
+
+def check_file_target(path: str | Path) -> Path:
+    """Refuses, before any work, a file to write that is an existing folder or has a file in the way above it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the file to write (e.g. {path / 'model.pt'})")
+    check_folder_target(path.parent)
+    return path
+
+
+def make_folder(folder: str | Path) -> Path:
+    """``folder`` and its parents, made where missing; a file in the way, or a place that cannot be written, is one
+    line."""
+    folder = check_folder_target(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write into {_shown(folder)}: {err.strerror or err}") from None
+    return folder
+
+
+def _shown(path: Path) -> str:
+    """A path as an error line shows it: cut short when a user gave a name thousands of characters long."""
+    return str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."

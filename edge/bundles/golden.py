@@ -9,6 +9,7 @@ a broken FP16 path, a different resize) is caught before a person stands at its 
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +170,8 @@ def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threa
     try:
         with np.load(path) as stored:
             golden = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} cannot be read ({err}): copy the bundle again or recompile it") from err
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:     # a truncated or damaged file
+        raise UserError(f"{path} cannot be read ({err}): copy the bundle again or recompile it") from None
     checks = []
     for entry in manifest.models:
         if entry.task == "detect":

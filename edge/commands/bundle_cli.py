@@ -120,11 +120,12 @@ def report_golden(folder: Path) -> list:
 
 
 def run_install_service(args) -> int:
+    from edge.base.interrupts import check_file_target
     from edge.kiosk.systemd import SERVICE_USER, STATE_DIR, write_unit
     from edge.runtime.boards import load_board
 
     board = load_board(args.board)
-    out = write_unit(args.out, board.name, args.bundle, args.source or board.camera)
+    out = write_unit(check_file_target(args.out), board.name, args.bundle, args.source or board.camera)
     print(f"install-service: wrote {out}. Install it as root:\n"
           f"  sudo useradd --system --home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER}\n"
           f"  sudo install -d -m 0700 -o {SERVICE_USER} -g {SERVICE_USER} {STATE_DIR}\n"

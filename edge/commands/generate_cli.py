@@ -15,8 +15,11 @@ import numpy as np
 
 from edge.base.errors import UserError
 from edge.base.flags import port
+from edge.base.interrupts import complete_or_absent
 
 SAMPLE_COLUMNS = 8
+MAX_SAMPLES = 1024          # faces one sample run draws (a 128 px face is 48 kB; the count is a typo above this)
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def add_generate_verb(verbs, count, count_or_zero, add_model_choice) -> None:
@@ -69,6 +72,13 @@ def _check_arguments(args) -> None:
     if args.mode == "sample":
         if args.out is None:
             raise UserError("--mode sample writes faces: give --out faces.png (a grid) or --out faces/ (one each)")
+        if args.count > MAX_SAMPLES:
+            raise UserError(f"--count {args.count}: at most {MAX_SAMPLES} faces a run (each is a full image in memory)")
+        if args.out.suffix and args.out.suffix.lower() not in GRID_SUFFIXES:
+            raise UserError(f"--out {args.out}: a grid is a {'/'.join(GRID_SUFFIXES)} file, and one face per file "
+                            f"goes into a folder (a name without a suffix)")
+        if args.out.exists():
+            raise UserError(f"--out {args.out} exists; choose a new name (nothing is written over)")
         return
     if not args.source:
         raise UserError(f"--mode {args.mode} reads a stream: give --source (a video, a folder, v4l2:///dev/video0)")
@@ -81,15 +91,16 @@ def _check_arguments(args) -> None:
 def _sample(generator, args) -> int:
     faces = generator.sample(args.count, np.random.default_rng(args.seed))
     out = Path(args.out)
-    if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        rows = [faces[i:i + SAMPLE_COLUMNS] for i in range(0, len(faces), SAMPLE_COLUMNS)]
-        side = faces[0].shape[0]
-        blank = np.full((side, side, 3), 255, np.uint8)
-        grid = np.vstack([np.hstack(row + [blank] * (SAMPLE_COLUMNS - len(row))) for row in rows])
-        _write(out, grid)
-    else:
-        for index, face in enumerate(faces):
-            _write(out / f"face_{index:04d}.png", face)
+    grid = out.suffix.lower() in GRID_SUFFIXES
+    with complete_or_absent(out, folder=not grid) as partial:
+        if grid:
+            rows = [faces[i:i + SAMPLE_COLUMNS] for i in range(0, len(faces), SAMPLE_COLUMNS)]
+            side = faces[0].shape[0]
+            blank = np.full((side, side, 3), 255, np.uint8)
+            _write(partial, np.vstack([np.hstack(row + [blank] * (SAMPLE_COLUMNS - len(row))) for row in rows]))
+        else:
+            for index, face in enumerate(faces):
+                _write(partial / f"face_{index:04d}.png", face)
     print(f"generate: {len(faces)} faces from {generator.name} -> {out}")
     return 0
 
@@ -123,7 +134,6 @@ def _serve(anonymiser, detectors, args) -> int:
 def _write(path: Path, image: np.ndarray) -> None:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image):
         raise UserError(f"OpenCV cannot write {path} (use a .png or .jpg name)")
 

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from edge.base.errors import UserError
+from edge.base.interrupts import make_folder
 
 KNOWN = (60, 200, 60)      # BGR green
 UNKNOWN = (40, 40, 220)    # BGR red
@@ -40,16 +41,19 @@ def draw_tracks(image: np.ndarray, tracks, judge, scale: tuple[float, float] = (
 
 
 class VideoWriter:
-    """Opens lazily on the first frame, so the size comes from the source."""
+    """Opens lazily on the first frame, so the size comes from the source; an existing file is refused at once, not
+    written over."""
 
     def __init__(self, path: str | Path, fps: float = 30.0):
         self.path = Path(path)
+        if self.path.exists():
+            raise UserError(f"--output {self.path} exists; choose a new file (nothing is written over)")
         self.fps = fps
         self._writer = None
 
     def write(self, image: np.ndarray) -> None:
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path.parent)
             height, width = image.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
             if not self._writer.isOpened():

@@ -1,6 +1,7 @@
 """``python -m edge generate``: sampling from a compiled decoder, and anonymising a stream, failing closed."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -45,6 +46,19 @@ def test_sample_writes_a_grid_or_one_png_per_face(bundle, tmp_path, capsys):
     assert main(["generate", "--bundle", str(bundle), "--count", "3", "--out", str(tmp_path / "each")]) == 0
     assert sorted(p.name for p in (tmp_path / "each").iterdir()) == [f"face_000{i}.png" for i in range(3)]
     assert "generator_decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, count, why", [
+    ("g.png", "100000000", "--count 100000000: at most 1024 faces"),
+    ("g.txt", "4", "--out .*g.txt: a grid is a .png/.jpg/.jpeg file"),
+    ("taken.png", "4", "--out .*taken.png exists; choose a new name"),
+])
+def test_sample_refuses_what_it_cannot_or_should_not_write_before_loading_anything(bundle, tmp_path, capsys, out,
+                                                                                  count, why):
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    assert main(["generate", "--bundle", str(bundle), "--count", count, "--out", str(tmp_path / out)]) == 2
+    assert re.search(why, capsys.readouterr().err)
+    assert (tmp_path / "taken.png").read_bytes() == b"mine" and not (tmp_path / "g.txt").exists()
 
 
 def test_each_mode_picks_a_generator_that_fits_and_refuses_one_that_does_not(bundle, tmp_path, capsys):

@@ -1,0 +1,72 @@
+"""Hostile and mistaken inputs end in one line, and never in a traceback, a hang or a file written over."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from edge.base.errors import UserError
+from edge.base.imageio import read_image
+from edge.base.interrupts import check_file_target, check_folder_target, make_folder
+from edge.commands.cli import main
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_fifo_among_photos_is_skipped_not_waited_on(tmp_path):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)                            # opening it for reading would block until a writer came
+    assert read_image(fifo) is None and read_image(tmp_path / "missing.png") is None
+
+
+def test_output_places_are_checked_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(UserError, match="folder is a folder; give the file to write"):
+        check_file_target(tmp_path / "folder")
+    with pytest.raises(UserError, match="file is a file, not a folder"):
+        check_folder_target(tmp_path / "file" / "bundles")
+    with pytest.raises(UserError, match="file is a file, not a folder"):
+        make_folder(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+    assert make_folder(tmp_path / "new" / "deep").is_dir()
+
+
+def test_trainer_import_into_a_folder_is_refused(tmp_path, capsys):
+    from trainer.cli import main as trainer_main
+
+    assert trainer_main(["import", "dlib_resnet", "--out", str(tmp_path)]) == 2
+    assert "is a folder; give the file to write" in capsys.readouterr().err
+
+
+def test_a_truncated_golden_file_is_a_reason_not_a_traceback(verify_bundle, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(verify_bundle, copy)
+    golden = copy / "golden.npz"
+    np.savez(golden, reference=np.zeros((4, 8), np.float32))
+    assert zipfile.is_zipfile(golden)
+    with open(golden, "r+b") as handle:                 # a copy cut short
+        handle.truncate(100)
+    assert main(["bundle", "check", str(copy), "--allow_unsigned"]) == 2
+    assert "golden.npz cannot be read" in capsys.readouterr().err
+
+
+def test_an_export_goes_into_a_folder_made_for_it(tmp_path, capsys):
+    from edge.gallery.sqlite import SqliteGallery
+
+    gallery = SqliteGallery(tmp_path / "g.db", create=True)
+    gallery.people.enroll("ann", np.eye(1, 4, dtype=np.float32), "model", ["a.png"], consent="yes")
+    gallery.close()
+    out = tmp_path / "exports" / "2026" / "ann.json"
+    assert main(["gallery", "--gallery", str(tmp_path / "g.db"), "--export", "ann", "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and '"name": "ann"' in out.read_text()
+
+
+def test_a_recording_never_writes_over_a_file(tmp_path):
+    from edge.faces.annotate import VideoWriter
+
+    (tmp_path / "old.mp4").write_bytes(b"last week's recording")
+    with pytest.raises(UserError, match="old.mp4 exists; choose a new file"):
+        VideoWriter(tmp_path / "old.mp4")
