@@ -4,7 +4,8 @@ Results are matched by what they measured (a model file on a backend; a verifier
 from their raw data: each latency's p50 ratio gets a 95 % bootstrap interval from its own timings, each verifier's
 ROC AUC difference one from its pair scores. A difference counts only when the whole interval lies beyond
 MIN_SLOWDOWN (latency) or MIN_AUC_DROP (accuracy): smaller ones are within what the machine's noise and the
-pairs' sampling make of a rerun. Exit 1 on a real slowdown or accuracy loss, with the rows that show it.
+pairs' sampling make of a rerun. Exit 1 on a real slowdown or accuracy loss, with the rows that show it, and on
+a measurement that is missing from either side or cannot be compared (no timings, a NaN): never a silent skip.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def load_folder(path: Path) -> list[dict]:
 def identity(result: dict) -> tuple | None:
     board = result.get("environment", {}).get("board")
     if result.get("kind") == "latency":
-        return ("latency", board, result["model"]["name"], result["backend"]) if result.get("timings_ms") else None
+        return "latency", board, result["model"]["name"], result["backend"]
     if result.get("kind") == "verify":
         return "verify", board, Path(result["pairs"]).name, result["model"]["name"], result["backend"]
     return None                  # pipeline and detect runs hold summaries, not samples to bootstrap
@@ -67,19 +68,36 @@ def compare(old: list[dict], new: list[dict], seed: int = 0) -> list[Comparison]
                         "rerun the older benchmarks with this version before comparing")
     rng = np.random.default_rng(seed)
     before = {identity(r): r for r in old if identity(r)}
-    rows = []
-    for result in new:
-        key = identity(result)
-        if key is None or key not in before:
-            continue
-        what = " / ".join(str(part) for part in key[1:])
-        if key[0] == "latency":
-            rows.append(_latency(what, before[key], result, rng))
-        else:
-            rows.append(_accuracy(what, before[key], result, rng))
-    if not rows:
+    after = {identity(r): r for r in new if identity(r)}
+    if not before.keys() & after.keys():
         raise UserError("no measurement appears in both OLD and NEW (matched by board, model file and backend)")
+    rows = []
+    for key in sorted(before.keys() | after.keys(), key=str):
+        what = " / ".join(str(part) for part in key[1:])
+        measure = "latency p50 ms" if key[0] == "latency" else "ROC AUC"
+        sides = {"OLD": before.get(key), "NEW": after.get(key)}
+        problem = next((f"missing in {side}" for side, result in sides.items() if result is None), None) or next(
+            (f"unreadable in {side}: {why}" for side, result in sides.items() if (why := _unusable(key[0], result))),
+            None)
+        if problem:
+            rows.append(Comparison(what, measure, float("nan"), float("nan"), "-", problem, True))
+        elif key[0] == "latency":
+            rows.append(_latency(what, before[key], after[key], rng))
+        else:
+            rows.append(_accuracy(what, before[key], after[key], rng))
     return rows
+
+
+def _unusable(kind: str, result: dict) -> str:
+    """Why a result's raw data cannot be compared ("" when it can)."""
+    fields = ("timings_ms",) if kind == "latency" else ("scores", "same")
+    for field in fields:
+        values = result.get(field)
+        if not values:
+            return f"no {field}"
+        if field != "same" and not np.isfinite(np.asarray(values, np.float64)).all():
+            return f"{field} holds NaN or infinite values"
+    return ""
 
 
 def _latency(what: str, old: dict, new: dict, rng: np.random.Generator) -> Comparison:
@@ -112,8 +130,10 @@ def render(rows: list[Comparison]) -> str:
     lines = ["| measurement | measure | old | new | change | verdict |", "|---|---|---:|---:|---|---|"]
     lines += [f"| {r.what} | {r.measure} | {r.old:.4g} | {r.new:.4g} | {r.change} | "
               f"{'**' + r.verdict + '**' if r.regression else r.verdict} |" for r in rows]
-    regressions = sum(r.regression for r in rows)
-    lines += ["", f"{len(rows)} measurements compared; {regressions} regression(s) beyond the noise (a latency p50 "
-                  f"counts when its whole {100 * CONFIDENCE:.0f} % bootstrap interval is more than "
-                  f"{100 * MIN_SLOWDOWN:.0f} % slower; an AUC when it is more than {MIN_AUC_DROP} lower)."]
+    failed = sum(r.change == "-" for r in rows)
+    regressions = sum(r.regression for r in rows) - failed
+    lines += ["", f"{len(rows) - failed} measurements compared; {regressions} regression(s) beyond the noise (a "
+                  f"latency p50 counts when its whole {100 * CONFIDENCE:.0f} % bootstrap interval is more than "
+                  f"{100 * MIN_SLOWDOWN:.0f} % slower; an AUC when it is more than {MIN_AUC_DROP} lower); "
+                  f"{failed} missing or unreadable on one side (each a failure)."]
     return "\n".join(lines)

@@ -71,6 +71,25 @@ def test_compare_calls_a_rerun_within_noise_and_a_real_slowdown_a_regression(tmp
     assert "**worse**" in capsys.readouterr().out
 
 
+def test_compare_fails_on_a_measurement_missing_or_unreadable_on_either_side(tmp_path, capsys):
+    old = _results(tmp_path / "old", "host")
+    cases = {"missing in NEW": lambda folder: (folder / "r1.json").unlink(),
+             "unreadable in NEW: timings_ms holds NaN": lambda folder: _edit(folder / "r0.json",
+                                                                             timings_ms=[1.0, None]),
+             "unreadable in NEW: no timings_ms": lambda folder: _edit(folder / "r0.json", timings_ms=[])}
+    for verdict, spoil in cases.items():
+        new = _results(tmp_path / verdict.split(":")[0].replace(" ", "_") / str(len(verdict)), "host")
+        spoil(new)
+        assert main(["compare", str(old), str(new)]) == 1, verdict
+        out = capsys.readouterr().out
+        assert f"**{verdict}" in out and "1 missing or unreadable on one side" in out
+    assert main(["compare", str(_results(tmp_path / "fewer", "host")), str(old)]) == 0  # the same: nothing missing
+
+
+def _edit(path: Path, **fields) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
 def test_compare_refuses_other_schemas_empty_folders_and_nothing_in_common(tmp_path, capsys):
     old = _results(tmp_path / "old", "host")
     other = _results(tmp_path / "other", "host")
