@@ -308,15 +308,21 @@ def run_serve(args) -> int:
         args.bundle = current_bundle()
     secret = webhook_secret(args)
     trust = checked_signature(args.bundle, args.allow_unsigned)
-    # the bundle is read before the gallery is made, and the tokens after: a wrong bundle leaves nothing behind
-    pipeline = _open_pipeline(args, args.gallery)      # never made here: a mistyped path is refused, not emptied
+    # everything is checked before anything is written: the bundle, the gallery (never made here: a mistyped path is
+    # refused, not emptied), the door actions and the camera; only then are the tokens made
+    pipeline = _open_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
-    tokens_path = tokens_file()
-    tokens = load_or_create(tokens_path)
     service = KioskService(pipeline, args.source or pipeline.streaming.camera,
                            door=door_actions(args, pipeline.board, secret),
                            retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
     service.start()
+    tokens_path = tokens_file()
+    try:
+        tokens = load_or_create(tokens_path)
+    except UserError:
+        service.stop()
+        pipeline.close()
+        raise
     print(f"serve: http://{args.host}:{args.port}/?token=READ_OR_ADMIN_TOKEN (tokens in {tokens_path}); "
           f"gallery {args.gallery}", file=sys.stderr)
     # uvicorn stops on SIGTERM/SIGINT, then raises the signal again for the handler it found: main's

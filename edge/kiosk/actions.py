@@ -195,13 +195,16 @@ class GpioAction(Action):
     def __init__(self, pin: int, open_s: float = 3.0, pin_factory=None, clock=time.monotonic,
                  timer=threading.Timer):
         try:
-            from gpiozero import OutputDevice
+            from gpiozero import GPIOZeroError, OutputDevice
         except ImportError as err:
             raise UserError(f"--gpio needs gpiozero (sudo apt install python3-gpiozero on Raspberry Pi OS, or pip "
                             f"install 'edge-face[gpio]') ({err})") from err
         self.name, self.open_s = f"gpio{pin}", open_s
         self._clock, self._new_timer = clock, timer
-        self._pin = OutputDevice(pin, active_high=True, initial_value=False, pin_factory=pin_factory)
+        try:
+            self._pin = OutputDevice(pin, active_high=True, initial_value=False, pin_factory=pin_factory)
+        except GPIOZeroError as err:          # no GPIO on this machine, a pin in use or out of range
+            raise UserError(f"--gpio {pin}: {err} (is this a Raspberry Pi, and the pin free?)") from None
         self._lock = threading.Lock()
         self._close_at = 0.0                   # monotonic time at which the pin goes off
         self._timer: threading.Timer | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edge.base.errors import UserError
 from edge.faces.pipeline import Pipeline, ms_since
 from edge.faces.quality import crop_problem, geometry_problem
 from edge.faces.scan import build_strategy
@@ -43,7 +44,12 @@ class KioskStream:
         self.strategy = build_strategy(self.detection, pipeline.faces.detectors)
         self.tracker = build_tracker(self.tracking)
         self._unknown_threshold = unknown_threshold
-        self.judge = VisitJudge(self.tracking, self._thresholds(), self._closest, pipeline.matcher.identity_score)
+        thresholds = self._thresholds()
+        if unknown_threshold is not None and unknown_threshold > thresholds.match:
+            raise UserError(f"--unknown_threshold {unknown_threshold} is above the match threshold "
+                            f"{thresholds.match:.4f}: a visitor between them would be both named and a stranger; "
+                            f"give a value at or below it")
+        self.judge = VisitJudge(self.tracking, thresholds, self._closest, pipeline.matcher.identity_score)
         self.last_frame = -1
         self.last_time_s: float | None = None
         self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
@@ -55,6 +61,8 @@ class KioskStream:
     def _thresholds(self):
         thresholds = self.pipeline.matcher.visit_thresholds(self.tracking.unknown_far)
         if self._unknown_threshold is not None:
+            # refused above the match threshold at the start; a gallery that shrinks while the kiosk runs lowers
+            # the match threshold under it, and then the two are one
             thresholds = replace(thresholds, unknown=min(self._unknown_threshold, thresholds.match))
         return thresholds
 

@@ -70,3 +70,13 @@ def test_a_recording_never_writes_over_a_file(tmp_path):
     (tmp_path / "old.mp4").write_bytes(b"last week's recording")
     with pytest.raises(UserError, match="old.mp4 exists; choose a new file"):
         VideoWriter(tmp_path / "old.mp4")
+
+
+def test_an_unknown_threshold_above_the_match_threshold_is_refused(verify_bundle, tmp_path, capsys):
+    from edge.gallery.sqlite import SqliteGallery
+
+    SqliteGallery(tmp_path / "g.db", create=True).close()
+    assert main(["run", "--bundle", str(verify_bundle), "--gallery", str(tmp_path / "g.db"), "--source",
+                 "synthetic://kiosk?seeds=1&frames_per_person=2", "--threshold", "0.5",
+                 "--unknown_threshold", "0.7"]) == 2
+    assert "--unknown_threshold 0.7 is above the match threshold 0.5000" in capsys.readouterr().err

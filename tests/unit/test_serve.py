@@ -425,6 +425,26 @@ def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify
         assert not (tmp_path / "gallery.db.key").exists() and not (home() / "tokens.json").exists()
 
 
+@pytest.mark.parametrize("failing, message", [
+    (["--source", "v4l2:///dev/video99?retries=1&backoff_s=0.01"], "gave no frame after 1 attempts"),
+    (["--gpio", "99", "--source", "synthetic://kiosk?seeds=1"], "--gpio 99: 99 is not a valid pin name"),
+])
+def test_serve_that_cannot_start_its_camera_or_door_leaves_no_tokens(verify_bundle, tmp_path, capsys, failing,
+                                                                    message, monkeypatch):
+    from edge.base.paths import home
+    from edge.commands.cli import main
+
+    if "--gpio" in failing:
+        gpiozero = pytest.importorskip("gpiozero")
+        monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")           # a board's pins, whatever ran before
+        monkeypatch.setattr(gpiozero.Device, "pin_factory", None)
+
+    SqliteGallery(tmp_path / "gallery.db", create=True).close()
+    assert main(["serve", "--bundle", str(verify_bundle), "--gallery", str(tmp_path / "gallery.db"), *failing]) == 2
+    assert message in capsys.readouterr().err
+    assert not (home() / "tokens.json").exists()
+
+
 def test_a_gallery_damaged_while_serving_stops_the_decisions_and_is_never_replaced(served):
     client, tokens, _, service = served
     wait_for(lambda: service.state.frames > 3)
