@@ -38,6 +38,9 @@ class Specific:
 
 SPECIFIC = {"noise": Specific(None, "the autoencoders"), "sparsity": Specific(0.0, "the autoencoders"),
             "ssim_weight": Specific(0.0, "the autoencoders and the face swap"),
+            "channels": Specific([16, 32, 64], "the autoencoders"), "colour": Specific("rgb", "the autoencoders"),
+            "stacked_epochs": Specific(0, "the autoencoders"), "beta": Specific(1.0, "the VAE"),
+            "width": Specific(64, "the GANs"), "condition": Specific(None, "the conditional GAN"),
             "swap_with": Specific(None, "the face swap (--config faceswap)")}
 
 

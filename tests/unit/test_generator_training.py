@@ -78,6 +78,10 @@ def test_autoencoder_options_are_refused_for_a_gan(tmp_path, capsys):
     assert main(["generator", "--config", "dcgan", "--data", str(data), "--out", str(tmp_path / "g.pt"),
                  "noise=mask:0.2"]) == 2
     assert "--noise is for the autoencoders, not dcgan" in capsys.readouterr().err
+    for setting in ("stacked_epochs=2", "colour=grey", "channels=[8,16]"):
+        assert main(["generator", "--config", "dcgan", "--data", str(data), "--out", str(tmp_path / "g.pt"),
+                     setting]) == 2
+        assert f"--{setting.split('=')[0]} is for the autoencoders, not dcgan" in capsys.readouterr().err
 
 
 def _weights(path: Path) -> dict:
