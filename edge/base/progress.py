@@ -5,11 +5,13 @@ line of carriage returns, so the same bar is written as a plain line at most eve
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from tqdm import tqdm
 
 LOG_INTERVAL = 5.0
+CURSOR_MOVES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")     # nested bars move the cursor up and back: not in a log
 
 
 class _Lines:
@@ -19,7 +21,7 @@ class _Lines:
         self.stream = stream
 
     def write(self, text: str) -> None:
-        text = text.replace("\r", "").rstrip()
+        text = CURSOR_MOVES.sub("", text).replace("\r", "").rstrip()
         if text:
             self.stream.write(text + "\n")
 

@@ -40,6 +40,11 @@ def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(caps
         pass
     err = capsys.readouterr().err
     assert "\r" not in err and err.strip().splitlines()[-1].startswith("work: 100%")
+    for _ in progress_bar(range(2), desc="outer"):              # nested bars: tqdm moves the cursor between them
+        for _ in progress_bar(range(2), desc="inner", leave=False, position=1):
+            pass
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "outer: 100%" in err
 
 
 def test_the_renamed_rate_flags_take_their_old_spelling_for_one_release_with_a_warning(capsys):
