@@ -25,6 +25,7 @@ class LoopResult:
     steps: int
     loss: float          # the last step's loss
     stopped: bool        # True when --max_seconds, Ctrl+C or early stopping ended the run early
+    stopped_because: str = ""           # which of them, in words for the report ("" when every epoch ran)
     best_epoch: int | None = None       # with validation: the epoch whose weights the model holds at the end
     history: list[dict] = field(default_factory=list)   # per epoch: train loss, validation loss, seconds
 
@@ -112,7 +113,7 @@ def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_ep
                     bar.update(len(index))
                     if clock.expired():
                         print(stop_notice(name, clock, result.steps / steps_per_epoch, epochs), file=sys.stderr)
-                        result.stopped = True
+                        result.stopped, result.stopped_because = True, "the time limit (--max_seconds)"
                         return tracker.finish(result) if tracker else result
             patience_out = bool(tracker and tracker.end_of_epoch(epoch, result.loss))
             if extras.state is not None and main:
@@ -121,10 +122,11 @@ def train_epochs(name: str, model: torch.nn.Module, *, epochs: int, steps_per_ep
                 print(f"{name}: stopped early after epoch {epoch}: no better validation loss for "
                       f"{validation.patience} epochs (best: epoch {tracker.best_epoch})", file=sys.stderr)
                 result.stopped = True
+                result.stopped_because = f"no better validation loss for {validation.patience} epochs (--patience)"
                 break
     except KeyboardInterrupt:
         print(interrupt_notice(name, round(result.steps / steps_per_epoch, 1), epochs), file=sys.stderr)
-        result.stopped = True
+        result.stopped, result.stopped_because = True, "interrupted (Ctrl+C or SIGTERM)"
     return tracker.finish(result) if tracker else result
 
 

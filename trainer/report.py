@@ -32,8 +32,8 @@ def epoch_bar(epoch: int, epochs: int, images: int, disable: bool = False):
 
 
 def interrupt_notice(name: str, done: float, planned: float, unit: str = "epochs") -> str:
-    return (f"{name}: interrupted (Ctrl+C) with {done:g} of {planned:g} {unit} done; evaluating and saving what "
-            f"there is")
+    return (f"{name}: interrupted (Ctrl+C or SIGTERM) with {done:g} of {planned:g} {unit} done; evaluating and "
+            f"saving what there is")
 
 
 def stop_notice(name: str, clock: Clock, epochs_done: float, epochs: int) -> str:

@@ -1,4 +1,5 @@
-"""Trains the autoencoder families (``conv_autoencoder``, ``conv_vae``) and writes the checkpoint, samples and report."""
+"""Trains the autoencoder families (``conv_autoencoder``, ``conv_vae``) and writes the checkpoint, samples and
+report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -139,6 +140,7 @@ def train_autoencoder(data: str | Path, out: str | Path, *, epochs: int = 30, ba
         "final_train_loss": run.loss,
         "train_images": len(train_images), "holdout_images": len(held_images), "skipped_images": faces.skipped,
         "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2), "stopped_early": run.stopped,
+        "stopped_because": run.stopped_because,
         "train_seconds": round(train_seconds, 1), "seed": seed, "device": describe(target),
         "images_per_second": round(run.steps * batch_size / max(train_seconds, 1e-9), 1),
         "processes": world.size, "mixed_precision": precision.name, "resumed_from": str(resume) if resume else None,
@@ -172,7 +174,8 @@ def train_autoencoder(data: str | Path, out: str | Path, *, epochs: int = 30, ba
                          "near-duplicates removed": f"{len(duplicates)} (within {dedup_distance} bits of a "
                                                     f"difference hash: {duplicates_file.name})",
                          **{k: metrics[k] for k in ("train_images", "skipped_images", "epochs", "epochs_run",
-                                                    "stopped_early", "train_seconds", "images_per_second",
+                                                    "stopped_early",
+                                                    "stopped_because", "train_seconds", "images_per_second",
                                                     "final_train_loss", "best_epoch", "patience", "processes",
                                                     "mixed_precision", "resumed_from")},
                          "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},

@@ -117,6 +117,7 @@ def train_faceswap(data: str | Path, out: str | Path, *, swap_with: str | Path |
                "faces": [len(faces_a), len(faces_b)],
                "near_duplicates_removed": len(dropped_a) + len(dropped_b), "epochs": epochs,
                "epochs_run": round(run.steps / steps_per_epoch, 2), "stopped_early": run.stopped,
+               "stopped_because": run.stopped_because,
                "best_epoch": run.best_epoch, "train_seconds": round(train_seconds, 1),
                "images_per_second": round(run.steps * 2 * half / max(train_seconds, 1e-9), 1), "seed": seed,
                "device": describe(target), "processes": world.size, "mixed_precision": precision.name,
@@ -137,7 +138,8 @@ def train_faceswap(data: str | Path, out: str | Path, *, swap_with: str | Path |
     report = write_report(outputs_next_to(out, "report.md"), "Face-swap training report", summary, {
         "Swap": {k: v for k, v in metrics.items() if k.startswith(("swap", "real_", "psnr"))},
         "Training": {k: metrics[k] for k in ("people", "faces", "near_duplicates_removed", "epochs", "epochs_run",
-                                             "stopped_early", "best_epoch", "train_seconds", "images_per_second",
+                                             "stopped_early",
+                                             "stopped_because", "best_epoch", "train_seconds", "images_per_second",
                                              "processes", "mixed_precision", "recipe", "ssim_weight")},
         "Model": {"architecture": "faceswap_autoencoder", **{k: str(v) for k, v in config.items()},
                   "parameters": sum(p.numel() for p in model.parameters())},

@@ -100,7 +100,8 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
         "final_train_loss": run.loss, "train_identities": len(train_ids),
         "holdout_identities": len(np.unique(held.labels)), "train_images": len(train), "holdout_images": len(held),
         "skipped_images": faces.skipped, "epochs": epochs, "epochs_run": round(run.steps / steps_per_epoch, 2),
-        "stopped_early": run.stopped, "train_seconds": round(train_seconds, 1), "seed": seed,
+        "stopped_early": run.stopped, "stopped_because": run.stopped_because,
+        "train_seconds": round(train_seconds, 1), "seed": seed,
         "device": describe(target), "arcface_scale": scale, "arcface_margin": margin, "loss": loss,
         "steps": run.steps, "images_per_second": round(run.steps * batch_size / max(train_seconds, 1e-9), 1),
     })
@@ -120,6 +121,7 @@ def train_verifier(data: str | Path, out: str | Path, *, epochs: int = 20, batch
             "Held-out verification (identities never seen in training)": {k: metrics[k] for k in evaluation},
             "Training": {"data": str(faces.root), **{k: metrics[k] for k in (
                 "train_identities", "train_images", "skipped_images", "epochs", "epochs_run", "stopped_early",
+                "stopped_because",
                 "train_seconds", "images_per_second", "steps", "final_train_loss", "loss", "arcface_scale",
                 "arcface_margin")},
                 "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads()},

@@ -1,5 +1,5 @@
-"""``python -m edge {synth,align,enroll,gallery,run,generate,serve,install-service}``: data preparation and the
-on-device runtime: the kiosk from the command line or as a service with its web page, and face generation."""
+"""``python -m edge COMMAND``: data preparation and the on-device runtime: the kiosk from the command line or as
+a service with its web page, bundles on the board, and face generation."""
 from __future__ import annotations
 
 import argparse

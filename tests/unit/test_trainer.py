@@ -194,8 +194,10 @@ def test_ctrl_c_stops_training_and_the_model_is_still_evaluated_and_saved(tmp_pa
     out = tmp_path / "v.pt"
     assert main(["verifier", "--data", str(data), "--out", str(out), "--epochs", "3", "--batch_size", "8",
                  "--width", "0.25", "--embedding", "16", "--threads", "1"]) == 0
-    assert "verifier: interrupted (Ctrl+C) with 1 of 3 epochs done" in capsys.readouterr().err
-    assert load_checkpoint(out).metrics["stopped_early"] is True
+    assert "verifier: interrupted (Ctrl+C or SIGTERM) with 1 of 3 epochs done" in capsys.readouterr().err
+    metrics = load_checkpoint(out).metrics
+    assert metrics["stopped_early"] is True and metrics["stopped_because"] == "interrupted (Ctrl+C or SIGTERM)"
+    assert "| stopped_because | interrupted (Ctrl+C or SIGTERM) |" in out.with_name("v_report.md").read_text()
 
 
 def test_eval_generator_reports_psnr_ssim_a_named_frechet_distance_and_the_detectors_hit_rate(tmp_path, capsys):
