@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,3 +71,34 @@ def scan_identity_folders(root: str | Path, min_images: int = 1) -> IdentityFold
     if not folders.images:
         raise UserError(f"{root} holds no identity folders with at least {min_images} images")
     return folders
+
+
+FRAME_REFERENCE = re.compile(r"^(?P<video>.+)#(?P<frame>\d+)$")     # clip.mp4#90: frame 90 of a video
+
+
+def frame_reference(text: str) -> tuple[Path, int] | None:
+    """``clip.mp4#90`` -> (the video, 90) when the video is a file; None for anything else."""
+    match = FRAME_REFERENCE.match(str(text))
+    if match is None or not Path(match["video"]).is_file():
+        return None
+    return Path(match["video"]), int(match["frame"])
+
+
+def read_photo(text: str) -> np.ndarray | None:
+    """An image file, or one frame of a video named ``clip.mp4#N`` (frames count from 0); None when unreadable."""
+    reference = frame_reference(text)
+    if reference is None:
+        return read_image(text)
+    video, wanted = reference
+    capture = cv2.VideoCapture(str(video))
+    try:
+        for _ in range(wanted):                    # read up to it: seeking is not frame-exact in every codec
+            if not capture.grab():
+                break
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        log.warning("skipping %s: the video has no frame %d", video, wanted)
+        return None
+    return frame

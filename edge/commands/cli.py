@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--add", action="store_true",
                         help="NAME is enrolled already and these photos are of that same person: add them")
     add_model_choice(enroll)
-    enroll.add_argument("images", nargs="+", help="image files or folders")
+    enroll.add_argument("images", nargs="+", help="image files or folders, or frames of a video as VIDEO#N (e.g. "
+                                                  "clip.mp4#90: its frame 90, counting from 0)")
     enroll.set_defaults(handler=run_enroll)
 
     gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
@@ -166,7 +167,7 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
-    from edge.base.imageio import list_images, read_image
+    from edge.base.imageio import frame_reference, list_images, read_photo
     from edge.gallery.rules import check_name
     from edge.gallery.sqlite import SqliteGallery
 
@@ -174,32 +175,32 @@ def run_enroll(args) -> int:
         raise UserError(f"enrolment keeps {args.name!r}'s face: ask them, and once they agree add --consent "
                         f"(recorded with its time); nothing enrolled")
     check_name(args.name)
-    missing = [item for item in args.images if not Path(item).exists()]
+    missing = [item for item in args.images if not Path(item).exists() and frame_reference(item) is None]
     if missing:
         raise UserError(f"{missing[0]} does not exist ({len(missing)} of the photos given are missing); "
                         f"nothing enrolled")
-    paths = [p for item in args.images for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
+    paths = [str(p) for item in args.images for p in (list_images(item) if Path(item).is_dir() else [item])]
     if not paths:
         raise UserError(f"no images in {', '.join(args.images)}; nothing enrolled")
     pipeline = _open_pipeline(args, None)
     embeddings, sources, refused = [], [], []
     try:
         for path in paths:
-            image = read_image(path)
+            image = read_photo(path)
             embedding, why = pipeline.faces.enrolment_embedding(image) if image is not None else (None, "unreadable")
             if embedding is None:
-                refused.append(f"{path.name} ({why})")
+                refused.append(f"{Path(path).name} ({why})")
                 continue
             embeddings.append(embedding)
-            sources.append(str(path))
+            sources.append(path)
     finally:
         pipeline.close()
     if not embeddings:
         raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
     gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
     try:
-        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources, consent="yes (command line)",
-                               add=args.add)
+        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources,
+                                      consent="yes (command line)", add=args.add)
     finally:
         gallery.close()
     note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""

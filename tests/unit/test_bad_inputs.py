@@ -80,3 +80,24 @@ def test_an_unknown_threshold_above_the_match_threshold_is_refused(verify_bundle
                  "synthetic://kiosk?seeds=1&frames_per_person=2", "--threshold", "0.5",
                  "--unknown_threshold", "0.7"]) == 2
     assert "--unknown_threshold 0.7 is above the match threshold 0.5000" in capsys.readouterr().err
+
+
+def test_a_person_is_enrolled_from_frames_of_a_video(verify_bundle, tmp_path, capsys):
+    import cv2
+    from synthetic_faces.dataset import write_identity_folders
+
+    from edge.gallery.sqlite import SqliteGallery
+
+    write_identity_folders(tmp_path / "photos", 1, 3, seed=500)
+    frames = [cv2.imread(str(p)) for p in sorted((tmp_path / "photos").rglob("*.png"))]
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    gallery = tmp_path / "g.db"
+    assert main(["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--name", "ann", "--consent",
+                 f"{clip}#0", f"{clip}#2", f"{clip}#9"]) == 0
+    assert "clip.avi#9 (unreadable)" in capsys.readouterr().out
+    sources = [row[0] for row in SqliteGallery(gallery)._db.execute("SELECT source FROM templates")]
+    assert sources == [f"{clip}#0", f"{clip}#2"]
