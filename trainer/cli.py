@@ -194,6 +194,8 @@ def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_
     parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
     parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
                         "PNGs go next to it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing checkpoint at --out (otherwise refused: it may be another model)")
     source = "default: %(default)s" if epochs is not None else "default: the recipe's"
     parser.add_argument("--epochs", type=count, default=epochs, help=source)
     parser.add_argument("--batch_size", type=count, default=batch_size, help=source)
@@ -242,6 +244,9 @@ def run_command(args, argv: list[str]) -> int:
         refuse_output_over_input(args.out, [args.data, *([args.swap_with] if getattr(args, "swap_with", None)
                                                          else [])])
         check_file_target(args.out)
+        if Path(args.out).exists() and not (args.overwrite or getattr(args, "resume", None)):
+            raise UserError(f"--out {args.out} exists (another model's checkpoint?): choose a new path, or add "
+                            f"--overwrite to replace it")
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.configs import KEYS, resolve

@@ -351,3 +351,15 @@ def test_a_recipe_then_flags_then_key_value_overrides_set_the_generators_trainin
                          (["--config", "gan"], "unknown generator config 'gan'")):
         assert main(["generator", "--data", str(data), "--out", str(tmp_path / "x.pt"), *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_checkpoint_is_not_written_over_unless_asked(tmp_path, capsys):
+    data = make_faces(tmp_path / "faces")
+    out = tmp_path / "v.pt"
+    out.write_bytes(b"another model")
+    train = ["verifier", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch_size", "8",
+             "--width", "0.25", "--embedding", "16", "--threads", "1"]
+    assert main(train) == 2
+    assert "exists (another model's checkpoint?)" in capsys.readouterr().err and out.read_bytes() == b"another model"
+    assert main([*train, "--overwrite"]) == 0
+    assert load_checkpoint(out).task == "verify"
