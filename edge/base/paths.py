@@ -19,11 +19,15 @@ PACKAGED_PROFILES = BOARD_DIR / "profiles"                    # measured board p
 
 
 def home() -> Path:
-    """The kiosk's data folder (not created here)."""
+    """The kiosk's data folder (not created here); a file in its place is refused in one line."""
     if os.environ.get("EDGE_FACE_HOME"):
-        return Path(os.environ["EDGE_FACE_HOME"]).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data).expanduser() / "edge-face"
+        folder = Path(os.environ["EDGE_FACE_HOME"]).expanduser()
+    else:
+        data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        folder = Path(data).expanduser() / "edge-face"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} (EDGE_FACE_HOME, the kiosk's data folder) is a file, not a folder")
+    return folder
 
 
 def default_gallery() -> Path:

@@ -21,12 +21,12 @@ GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.lo
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "gallery", "absent") is None:
-        from edge.base.paths import default_gallery
-
-        args.gallery = default_gallery()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "gallery", "absent") is None:
+            from edge.base.paths import default_gallery
+
+            args.gallery = default_gallery()
         return interruptible(f"edge {args.verb}", lambda: args.handler(args))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -101,3 +101,10 @@ def test_a_person_is_enrolled_from_frames_of_a_video(verify_bundle, tmp_path, ca
     assert "clip.avi#9 (unreadable)" in capsys.readouterr().out
     sources = [row[0] for row in SqliteGallery(gallery)._db.execute("SELECT source FROM templates")]
     assert sources == [f"{clip}#0", f"{clip}#2"]
+
+
+def test_a_data_folder_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert main(["gallery"]) == 2
+    assert "home (EDGE_FACE_HOME, the kiosk's data folder) is a file, not a folder" in capsys.readouterr().err
