@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_auc", type=rate, default=DEFAULT_MIN_AUC,
                         help="refuse a verifier whose FP32 AUC on the real pairs is lower (default: %(default)s)")
     parser.add_argument("--mirror_average", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --pairs_images: average each embedding with its mirrored face's, in one batch "
-                             "of two (1.7x the embedding time; --no-mirror_average turns it off) (default: on)")
+                        help="with --pairs_images: average each embedding with its mirrored face's, the two run "
+                             "side by side (dlib's ResNet INT8, python -m benchmarks.mirror_cost: 1.16x one face's "
+                             "time on two cores, 1.95x on one; --no-mirror_average turns it off) (default: on)")
     parser.add_argument("--prune", type=rate, default=None, metavar="RATIO",
                         help="remove this share of every verifier's channels (torch-pruning), distil the pruned model "
                              "from the unpruned one on the calibration crops, and compile it when it passes its gate")

@@ -57,8 +57,8 @@ def embed_faces(model: LoadedModel, faces, mirror_average: bool) -> np.ndarray:
     compile also uses to calibrate each file's threshold.
 
     With mirror averaging (set per artifact by compile) each embedding is the normalised sum of the face's and its
-    mirror image's, computed in one batch of two: 1.7x the time of one face rather than 2x (dlib's ResNet, INT8,
-    this CPU)."""
+    mirror image's, the two run as one-image calls side by side (``BackendOptions.split_batch``): 1.16x the time of
+    one face on two cores, 1.95x on one (dlib's ResNet INT8, this CPU: python -m benchmarks.mirror_cost)."""
     output = model.entry.outputs[0].name
     rows = []
     for face in faces:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,6 +69,14 @@ def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real
         assert entry.match.report["balanced_accuracy"] > 0.9 and entry.accuracy["real_pairs"]["fp32_auc"] > 0.97
     assert int8.accuracy["real_pairs"]["flip_rate"] <= 0.002 and int8.accuracy["min"] >= 0.93
     assert int8.compatible_with == ("onnx:fp32",) and fp32.compatible_with == ("onnx:int8",)
+
+
+def test_mirror_cost_times_one_face_alone_and_with_its_mirror(real_bundle, capsys):
+    from benchmarks.mirror_cost import main as mirror_cost
+
+    assert mirror_cost(["--bundle", str(real_bundle), "--repeat", "5", "--threads", "1"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.search(r"one face [\d.]+ ms, with its mirror [\d.]+ ms \(median of 5, interleaved\): [\d.]+x$", line)
 
 
 def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates(shared_data, real_bundle, tmp_path):

@@ -220,3 +220,10 @@ def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(v
     assert main(["latency", "--bundle", str(verify_bundle), "--results", str(tmp_path / "r"), "--warmup", "0",
                  "--repeat", "3", "--write_profile"]) == 2
     assert "on the board itself; this machine is aarch64" in capsys.readouterr().err
+
+
+def test_mirror_cost_needs_a_verifier_that_mirrors(verify_bundle, capsys):
+    from benchmarks.mirror_cost import main as mirror_cost
+
+    assert mirror_cost(["--bundle", str(verify_bundle), "--repeat", "5"]) == 2
+    assert "is not embedded with its mirror image" in capsys.readouterr().err
