@@ -36,8 +36,8 @@ def install(source: Path, check) -> Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = root / f"{manifest.board}-{stamp}"
     staging = root / f".staging-{stamp}"
-    shutil.copytree(source, staging)
     try:
+        shutil.copytree(source, staging)                            # a copy cut short by Ctrl+C goes too
         read_manifest(staging)                                      # every file of the copy matches its sha256
         check(staging)                                              # and its models load on this board
     except BaseException:
