@@ -67,3 +67,44 @@ def test_the_face_mesh_lands_on_the_face_the_detector_found():
     assert np.linalg.norm(found.points[1, :2] - face.keypoints[2]) < 0.1 * width      # the nose tip on the nose
     inside = (found.points[:, :2] >= face.box[:2] - 0.1 * width) & (found.points[:, :2] <= face.box[2:] + 0.1 * width)
     assert inside.all(axis=1).mean() > 0.95
+
+
+def _textured_scene(seed: int = 0) -> np.ndarray:
+    """A 320x240 picture with corners to track at several scales, as a face and its surroundings give a camera
+    (fine noise alone gives a tracker nothing to hold on to across a large move)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    layers = sum(cv2.GaussianBlur(rng.normal(0, 1, (240, 320)).astype(np.float32), (0, 0), s) * s for s in (2, 6, 16))
+    grey = cv2.normalize(layers, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def test_points_tracked_on_a_tilted_picture_fit_a_homography_and_on_a_bulge_do_not():
+    import cv2
+
+    from edge.faces.planarity import tracked_pair
+
+    scene = _textured_scene()
+    box = np.array([100.0, 60.0, 220.0, 180.0])
+    corners = np.float32([[0, 0], [320, 0], [320, 240], [0, 240]])
+    tilted = cv2.warpPerspective(scene, cv2.getPerspectiveTransform(
+        corners, corners + np.float32([[40, 20], [-10, 35], [-20, -30], [30, -5]])), (320, 240))
+    held = tracked_pair(scene, tilted, box)
+    # a bulge: the middle of the box moves 6 px right while its rim stays, as a nose moves against the cheeks
+    grid_x, grid_y = np.meshgrid(np.arange(320, dtype=np.float32), np.arange(240, dtype=np.float32))
+    bump = 6.0 * np.exp(-((grid_x - 160) ** 2 + (grid_y - 120) ** 2) / (2 * 25.0 ** 2))
+    bulged = cv2.remap(scene, grid_x - bump, grid_y, cv2.INTER_LINEAR)
+    turned = tracked_pair(scene, bulged, box)
+    assert held is not None and turned is not None
+    # measured: the tilt moves the picture's corners by up to 40 px; what tracking leaves is 0.42 px RMS (0.0035 of
+    # the box), against 0.0106 for the bulge
+    assert held.motion > 0.01 and held.parallax < 0.005
+    assert turned.parallax > 2 * held.parallax
+
+
+def test_a_box_without_corners_gives_no_measurement():
+    from edge.faces.planarity import tracked_pair
+
+    flat = np.full((240, 320, 3), 128, np.uint8)
+    assert tracked_pair(flat, flat, np.array([100.0, 60.0, 220.0, 180.0])) is None
