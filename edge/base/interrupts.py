@@ -51,9 +51,8 @@ def complete_or_absent(target: str | Path, folder: bool = False) -> Iterator[Pat
     ``target`` must not exist yet: nothing is written over."""
     target = Path(target)
     try:
-        if target.exists() and not (folder and target.is_dir() and not any(target.iterdir())):
-            raise UserError(f"{target} exists; choose a new {'folder' if folder else 'file'} (nothing is written "
-                            f"over)")
+        if not (folder and target.is_dir() and not any(target.iterdir())):      # an empty folder may be filled
+            refuse_existing(target, "folder" if folder else "file")
         make_folder(target.parent)
         if folder:
             partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
@@ -73,6 +72,15 @@ def complete_or_absent(target: str | Path, folder: bool = False) -> Iterator[Pat
         else:
             partial.unlink(missing_ok=True)
         raise
+
+
+def refuse_existing(target: str | Path, what: str, flag: str = "") -> Path:
+    """The one refusal of an output that already exists (``flag``: the option that named it, for the message)."""
+    target = Path(target)
+    if target.exists():
+        named = f"{flag} {target}" if flag else str(target)
+        raise UserError(f"{named} exists; choose a new {what} (nothing is written over)")
+    return target
 
 
 def check_folder_target(folder: str | Path) -> Path:

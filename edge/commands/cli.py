@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, port, positive
-from edge.base.interrupts import complete_or_absent, interruptible, make_folder
+from edge.base.interrupts import complete_or_absent, interruptible, make_folder, refuse_existing
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
 from edge.commands.generate_cli import add_generate_verb
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
@@ -238,8 +238,7 @@ def run_gallery(args) -> int:
             if args.out is None:
                 print(text)
                 return 0
-            if args.out.exists():
-                raise UserError(f"{args.out} exists; choose a new file for the export")
+            refuse_existing(args.out, "file for the export", "--out")
             make_folder(args.out.parent)
             descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # biometric data
             with os.fdopen(descriptor, "w") as handle:

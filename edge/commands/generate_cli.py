@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.base.errors import UserError
 from edge.base.flags import port
-from edge.base.interrupts import complete_or_absent
+from edge.base.interrupts import complete_or_absent, refuse_existing
 
 SAMPLE_COLUMNS = 8
 MAX_SAMPLES = 1024          # faces one sample run draws (a 128 px face is 48 kB; the count is a typo above this)
@@ -77,8 +77,7 @@ def _check_arguments(args) -> None:
         if args.out.suffix and args.out.suffix.lower() not in GRID_SUFFIXES:
             raise UserError(f"--out {args.out}: a grid is a {'/'.join(GRID_SUFFIXES)} file, and one face per file "
                             f"goes into a folder (a name without a suffix)")
-        if args.out.exists():
-            raise UserError(f"--out {args.out} exists; choose a new name (nothing is written over)")
+        refuse_existing(args.out, "name", "--out")      # before the model loads; complete_or_absent checks again
         return
     if not args.source:
         raise UserError(f"--mode {args.mode} reads a stream: give --source (a video, a folder, v4l2:///dev/video0)")

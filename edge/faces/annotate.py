@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edge.base.errors import UserError
-from edge.base.interrupts import make_folder
+from edge.base.interrupts import make_folder, refuse_existing
 
 KNOWN = (60, 200, 60)      # BGR green
 UNKNOWN = (40, 40, 220)    # BGR red
@@ -45,9 +45,7 @@ class VideoWriter:
     written over."""
 
     def __init__(self, path: str | Path, fps: float = 30.0):
-        self.path = Path(path)
-        if self.path.exists():
-            raise UserError(f"--output {self.path} exists; choose a new file (nothing is written over)")
+        self.path = refuse_existing(path, "file", "--output")
         self.fps = fps
         self._writer = None
 
