@@ -276,12 +276,14 @@ def run_kiosk(args) -> int:
     secret = webhook_secret(args)
     pipeline = _open_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
-    stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold)
+    door = door_actions(args, pipeline.board, secret)
+    stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold,
+                         liveness=kiosk_liveness(args, door, "run"))
     print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
     print(f"run: {pipeline.matcher.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
     lines = DecisionLines(set(pipeline.matcher.templates.names))
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
-    service = KioskService(pipeline, args.source, door=door_actions(args, pipeline.board, secret), sinks=sinks,
+    service = KioskService(pipeline, args.source, door=door, sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
                            max_frames=args.max_frames)
     try:
@@ -299,6 +301,7 @@ def run_serve(args) -> int:
 
     from edge.base.paths import tokens_file
     from edge.kiosk.service import KioskService
+    from edge.kiosk.stream import KioskStream
     from edge.kiosk.tokens import load_or_create
     from edge.kiosk.web import create_app
 
@@ -312,8 +315,9 @@ def run_serve(args) -> int:
     # refused, not emptied), the door actions and the camera; only then are the tokens made
     pipeline = _open_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
-    service = KioskService(pipeline, args.source or pipeline.streaming.camera,
-                           door=door_actions(args, pipeline.board, secret),
+    door = door_actions(args, pipeline.board, secret)
+    stream = KioskStream(pipeline, liveness=kiosk_liveness(args, door, "serve"))
+    service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door, stream=stream,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
     service.start()
     tokens_path = tokens_file()
@@ -353,20 +357,57 @@ def webhook_secret(args) -> bytes:
 
 
 def door_actions(args, kiosk: str, secret: bytes):
-    from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, WebhookAction
+    from edge.kiosk.actions import DoorActions, GpioAction, MqttAction, MqttAlerts, WebhookAction
 
     actions = [WebhookAction(url, secret, args.door_timeout_s, args.webhook_ca) for url in args.webhook]
+    alerts = [WebhookAction(url, secret, args.door_timeout_s, args.webhook_ca) for url in args.alert_webhook]
     if args.mqtt:
         actions.append(MqttAction(args.mqtt, kiosk, args.door_event_ttl_s, args.door_timeout_s))
+        alerts.append(MqttAlerts(actions[-1]))
     if args.gpio is not None:
         actions.append(GpioAction(args.gpio, args.open_s))
-    return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s)
+    return DoorActions(actions, args.door_interval, args.max_frame_age_s, args.door_event_ttl_s,
+                       require_live=not args.no_liveness, alerts=alerts)
+
+
+def kiosk_liveness(args, door, verb: str):
+    """The kiosk's liveness checks (edge.liveness.choose), or None with --no_liveness. A kiosk with door actions
+    and no liveness check refuses to start unless --no_liveness says so."""
+    from edge.liveness.choose import open_liveness
+    from edge.runtime.board_profile import bundle_profile
+
+    if args.no_liveness and (args.liveness is not None or args.challenge):
+        door.close()
+        raise UserError("--no_liveness turns liveness off; it cannot be given with --liveness or --challenge")
+    if args.no_liveness:
+        print(f"{verb}: liveness is off (--no_liveness): a printed photo or a phone showing an enrolled face is "
+              f"named like the person{' and opens the door' if door.actions else ''}", file=sys.stderr)
+        return None
+    gate = open_liveness(args.bundle, args.liveness, args.challenge, args.threads, bundle_profile(args.bundle))
+    if gate is None and door.actions:
+        door.close()
+        raise UserError("the door has actions but no liveness check runs (--liveness none): a photo of an enrolled "
+                        "person would open it; name checks with --liveness, ask --challenge, or give --no_liveness "
+                        "to run without")
+    return gate
 
 
 def add_kiosk_flags(parser) -> None:
-    """What the one kiosk loop takes in ``edge run`` and ``edge serve`` alike: door actions and retention."""
+    """What the one kiosk loop takes in ``edge run`` and ``edge serve`` alike: door actions, liveness, retention."""
     parser.add_argument("--webhook", action="append", default=[],
                         help="POST each door opening here, signed with --webhook_secret_file (repeatable)")
+    parser.add_argument("--alert_webhook", action="append", default=[],
+                        help="POST each presentation-attack alert here, signed like door events (repeatable; never "
+                             "the door's URL)")
+    parser.add_argument("--liveness", default=None, metavar="NAMES",
+                        help="comma-separated liveness checks replacing the board config's (planar, texture; none: "
+                             "no passive check); default: the board's, plus texture when the bundle carries it")
+    parser.add_argument("--challenge", action="store_true",
+                        help="also ask each visitor, on the kiosk page, for a short head movement that their head "
+                             "pose must follow (stops a replayed video, which planar cannot)")
+    parser.add_argument("--no_liveness", action="store_true",
+                        help="run without liveness: decisions say 'off' and a named visit opens the door whatever "
+                             "is in front of the camera (the page and /metrics say so)")
     parser.add_argument("--webhook_secret_file", type=Path,
                         help="a file (0600) holding the secret that signs each webhook event (HMAC-SHA256)")
     parser.add_argument("--webhook_ca", type=Path,

@@ -64,8 +64,10 @@ ROUND_TRIP_PX = 0.5       # a point is kept when tracking it back lands this clo
 
 def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> LookPair | None:
     """Motion and parallax of image corners inside ``box`` (the face in ``first``, x1 y1 x2 y2) followed into
-    ``second``, over the box's width; None when too few corners could be followed there and back."""
-    grey_a, grey_b = (cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) for image in (first, second))
+    ``second`` (both BGR or both grey, one size), over the box's width; None when too few corners could be followed
+    there and back."""
+    grey_a, grey_b = (image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+                      for image in (first, second))
     x1, y1, x2, y2 = np.round(box).astype(int)
     mask = np.zeros_like(grey_a)
     mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 255

@@ -65,6 +65,10 @@ MIGRATIONS = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 8: each decision's liveness verdict with its checks' evidence (JSON; NULL for decisions logged before).
+    """
+    ALTER TABLE events ADD COLUMN liveness TEXT;
+    """,
 )
 
 

@@ -172,10 +172,10 @@ class SqliteEvents(Stored, Events):
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO events(time, source, frame, identity, score, box, model_fingerprint, track, outcome, "
-                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "reason, liveness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(now(), e.get("source"), e.get("frame"), e.get("identity"), e.get("score"),
                   json.dumps(e.get("box")), e.get("model_fingerprint"), e.get("track"), e.get("outcome"),
-                  e.get("reason")) for e in events])
+                  e.get("reason"), json.dumps(e["liveness"]) if e.get("liveness") else None) for e in events])
 
     def prune(self, unknown_days: float, named_days: float) -> int:
         now = datetime.datetime.now(datetime.timezone.utc)

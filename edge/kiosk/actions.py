@@ -1,13 +1,16 @@
 """Door actions on a visit's decision: a signed webhook, MQTT v5 (with Home Assistant discovery), a GPIO output.
 
-They fail closed. ``DoorActions.on_decision`` opens only for a ``named`` visit that was not cut short, of a
-healthy kiosk (its camera streaming, its loop running), whose newest look is younger than ``max_frame_age_s``, and
+They fail closed. ``DoorActions.on_decision`` opens only for a ``named`` visit judged live (edge.liveness; unless
+the kiosk was started with --no_liveness) that was not cut short, of a healthy kiosk (its camera streaming, its loop running), whose newest look is younger than ``max_frame_age_s``, and
 each person at most once per ``min_interval_s``; every refusal is counted by its reason. An event that opens is
 stamped with an id and its time and is good for ``ttl_s`` seconds: an action that has not started by then drops
 it, an MQTT broker drops it (message expiry), a receiver can check the webhook's signed timestamp. No action is
 ever retried or queued for later: a door event that could not be delivered at once is counted as failed and is
 gone, so a door never opens minutes after the visitor left. Each action runs on a worker thread of its own, so a
 slow webhook delays neither the frame loop nor the GPIO relay.
+
+A visit judged a presentation attack raises an alert (``DoorActions.alert``): to the alert webhooks (never the door's
+URL, which a controller may take as "open") and to ``edge_face/<kiosk>/alert`` on the MQTT broker.
 """
 from __future__ import annotations
 
@@ -35,13 +38,14 @@ MIN_INTERVAL_S = 10.0
 MAX_FRAME_AGE_S = 1.0
 DOOR_TIMEOUT_S = 2.0
 DOOR_EVENT_TTL_S = 2
+ALERT_TTL_S = 3600                  # an alert is news for an hour; a door event for seconds
 MQTT_PREFIX = "edge_face"
 HA_DISCOVERY = "homeassistant"
 MQTT_RECONNECT_S = (0.5, 10.0)      # paho's reconnection backoff, first and longest wait
 MIN_SECRET_BYTES = 16
 QUEUED_EVENTS = 10                  # per action; more waiting than this means the action is stuck: drop
 # Why a decision opened nothing, in the order they are checked (each a label of /metrics' edge_face_door_refused).
-REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "looks too old", "rate limited")
+REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "not live", "looks too old", "rate limited")
 
 
 class Action(abc.ABC):
@@ -126,6 +130,7 @@ class MqttAction(Action):
         self.host, self.port = host, int(port) if port else 1883
         self.name, self.kiosk, self.ttl_s, self.timeout_s = "mqtt", kiosk, ttl_s, timeout_s
         self.topic = f"{MQTT_PREFIX}/{kiosk}/door"
+        self.alert_topic = f"{MQTT_PREFIX}/{kiosk}/alert"
         self._client = self._new_client()
 
     def _new_client(self):
@@ -154,6 +159,11 @@ class MqttAction(Action):
         return self._client.is_connected()
 
     def fire(self, event: dict) -> None:
+        self.publish(self.topic, event, self.ttl_s)
+
+    def publish(self, topic: str, event: dict, ttl_s: int) -> None:
+        """Publishes ``event`` on ``topic`` (QoS 1, expiring after ``ttl_s``) and waits for the broker's
+        acknowledgement, or raises."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -162,8 +172,8 @@ class MqttAction(Action):
             raise ConnectionError(f"not connected to the broker {self.host}:{self.port}: the event is not sent "
                                   f"(never queued for later)")
         properties = Properties(PacketTypes.PUBLISH)
-        properties.MessageExpiryInterval = self.ttl_s
-        info = client.publish(self.topic, json.dumps(event), qos=1, properties=properties)
+        properties.MessageExpiryInterval = ttl_s
+        info = client.publish(topic, json.dumps(event), qos=1, properties=properties)
         try:
             info.wait_for_publish(timeout=self.timeout_s)
             acknowledged = info.is_published()
@@ -183,6 +193,16 @@ class MqttAction(Action):
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class MqttAlerts(Action):
+    """Alerts on the door's MQTT connection, to ``edge_face/<kiosk>/alert``."""
+
+    def __init__(self, mqtt: MqttAction):
+        self.name, self.mqtt = "mqtt alert", mqtt
+
+    def fire(self, event: dict) -> None:
+        self.mqtt.publish(self.mqtt.alert_topic, event, ALERT_TTL_S)
 
 
 class GpioAction(Action):
@@ -255,15 +275,18 @@ class DoorActions:
     times the rate limit and each event's ttl."""
 
     def __init__(self, actions: list[Action], min_interval_s: float = MIN_INTERVAL_S,
-                 max_frame_age_s: float = MAX_FRAME_AGE_S, ttl_s: float = DOOR_EVENT_TTL_S, clock=time.monotonic):
-        self.actions, self._clock = actions, clock
+                 max_frame_age_s: float = MAX_FRAME_AGE_S, ttl_s: float = DOOR_EVENT_TTL_S, clock=time.monotonic,
+                 require_live: bool = True, alerts: list[Action] = ()):
+        """``require_live``: a decision opens only with the liveness verdict ``live``; False only for a kiosk
+        started with --no_liveness (its decisions say ``off``); ``alerts``: where attack alerts go."""
+        self.actions, self.alerts, self._clock, self.require_live = actions, list(alerts), clock, require_live
         self.min_interval_s, self.max_frame_age_s, self.ttl_s = min_interval_s, max_frame_age_s, ttl_s
         self.counts: Counter = Counter()              # "<action> ok|failed|expired|dropped" and REFUSALS
         self._counting = threading.Lock()
         self._last_open: dict[str, float] = {}
-        self._queues = [queue.Queue(maxsize=QUEUED_EVENTS) for _ in actions]
+        self._queues = [queue.Queue(maxsize=QUEUED_EVENTS) for _ in actions + self.alerts]
         self._workers = [threading.Thread(target=self._run, args=(action, work), name=f"door {action.name}",
-                                          daemon=True) for action, work in zip(actions, self._queues)]
+                                          daemon=True) for action, work in zip(actions + self.alerts, self._queues)]
         for worker in self._workers:
             worker.start()
 
@@ -275,6 +298,8 @@ class DoorActions:
             return self._refuse("visit cut short")
         if not healthy:
             return self._refuse("kiosk unhealthy")
+        if self.require_live and (decision.liveness or {}).get("verdict") != "live":
+            return self._refuse("not live")
         if not look_age_s < self.max_frame_age_s:
             return self._refuse("looks too old")
         now = self._clock()
@@ -284,12 +309,22 @@ class DoorActions:
         event = {"event_id": uuid.uuid4().hex, "kiosk": kiosk, "identity": decision.identity,
                  "score": decision.score, "track": decision.track, "time": round(time.time(), 3),
                  "ttl_s": self.ttl_s}
-        for action, work in zip(self.actions, self._queues):
+        self._send(zip(self.actions, self._queues), event, now + self.ttl_s)
+        return DoorResult(True, "opened")
+
+    def alert(self, decision, kiosk: str) -> None:
+        """Sends an alert for a visit judged a presentation attack, with the liveness evidence."""
+        event = {"event_id": uuid.uuid4().hex, "kiosk": kiosk, "alert": "presentation attack",
+                 "identity": decision.identity, "best_match": decision.best_match, "score": decision.score,
+                 "track": decision.track, "liveness": decision.liveness, "time": round(time.time(), 3)}
+        self._send(zip(self.alerts, self._queues[len(self.actions):]), event, self._clock() + ALERT_TTL_S)
+
+    def _send(self, targets, event: dict, deadline: float) -> None:
+        for action, work in targets:
             try:
-                work.put_nowait((event, now + self.ttl_s))
+                work.put_nowait((event, deadline))
             except queue.Full:
                 self._count(f"{action.name} dropped")
-        return DoorResult(True, "opened")
 
     def _refuse(self, why: str) -> DoorResult:
         self._count(why)
@@ -337,5 +372,5 @@ class DoorActions:
             work.put((None, 0.0))
         for worker in self._workers:
             worker.join(timeout=DOOR_TIMEOUT_S + 1)
-        for action in self.actions:
+        for action in self.actions + self.alerts:
             action.close()

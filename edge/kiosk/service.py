@@ -11,6 +11,7 @@ that ends decides the visits still open. Calls from the API that use the models 
 """
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -56,6 +57,7 @@ class LoopState:
     frame_times: deque = field(default_factory=lambda: deque(maxlen=STAGE_WINDOW))       # monotonic seconds
     stage_ms: dict = field(default_factory=lambda: {s: deque(maxlen=STAGE_WINDOW) for s in STREAM_STAGES})
     decisions: Counter = field(default_factory=Counter)                                   # outcome -> count
+    liveness: Counter = field(default_factory=Counter)                                    # verdict -> count
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
     latest: tuple | None = None      # (image, display, faces) of the last frame, drawn and encoded when asked
     error: str = ""
@@ -145,6 +147,14 @@ class KioskService:
             return {"state": "streaming" if self.state.running else "closed", "dropped": 0, "reconnects": 0}
         return vars(status())
 
+    def liveness_status(self) -> dict:
+        """The liveness checks that run ("off" without), verdicts so far, and what the page asks of each visit."""
+        gate = self.stream.liveness
+        with self.models:                  # the visits' state is the loop's: read it between two of its steps
+            asking = [{"track": t, "request": request} for t, request in gate.requests().items()] if gate else []
+        return {"checks": gate.names if gate is not None else "off", "verdicts": dict(self.state.liveness),
+                "asking": asking}
+
     def fps(self) -> float:
         times = self.state.frame_times
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
@@ -225,6 +235,12 @@ class KioskService:
         healthy = self.healthy()
         for decision, record in zip(decisions, records):
             self.state.decisions[record["outcome"]] += 1
+            verdict = (record["liveness"] or {}).get("verdict", "off")
+            self.state.liveness[verdict] += 1
+            if verdict == "attack":
+                log.warning("presentation attack: track %d (closest %s, %.4f): %s", decision.track,
+                            decision.best_match, decision.score, json.dumps(record["liveness"]["checks"]))
+                self.door.alert(decision, self.pipeline.board)
             door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
             self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
         self.pipeline.matcher.log(records, self.source_name)
@@ -242,8 +258,10 @@ class KioskService:
         return self.clock() - frame.arrived_s + (frame.time_s - decision.look_time_s)
 
     def _keep_visitor(self, decision, record: dict) -> None:
-        """An unnamed visit with looks is kept (sealed) so that a person can name it from the page."""
-        if decision.outcome == "named" or not decision.evidence:
+        """An unnamed visit with looks is kept (sealed) so that a person can name it from the page, and so is a
+        presentation attack, whoever it showed (its crop is evidence): both go at the unknown visitors' retention."""
+        attack = (decision.liveness or {}).get("verdict") == "attack"
+        if (decision.outcome == "named" and not attack) or not decision.evidence:
             return
         crop = None
         if decision.crop is not None:

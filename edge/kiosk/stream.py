@@ -6,7 +6,9 @@ tracker chooses where detection looks next and when a visit's face is embedded a
 it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
 same place), the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers
 no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
-visit, marked as cut short, so no visit spans an outage.
+visit, marked as cut short, so no visit spans an outage. With liveness (edge.liveness.gate), each visit also takes
+liveness looks, and its decision is published when its liveness verdict settles or its wait ends, carrying the
+verdict; without, every decision says liveness ``off``.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ from edge.faces.quality import crop_problem, geometry_problem
 from edge.faces.scan import build_strategy
 from edge.faces.tracking import Track, build_tracker
 from edge.kiosk.visits import VisitDecision, VisitJudge
+from edge.liveness.checks import Look
+from edge.liveness.gate import OFF, LivenessGate, Released
 from edge.runtime.boards import DetectionConfig, TrackingConfig
 
-STREAM_STAGES = ("detect", "track", "judge", "total")
+STREAM_STAGES = ("detect", "track", "judge", "liveness", "total")
 
 
 @dataclass
@@ -36,8 +40,11 @@ class StreamStep:
 
 class KioskStream:
     def __init__(self, pipeline: Pipeline, detection: DetectionConfig | None = None,
-                 tracking: TrackingConfig | None = None, unknown_threshold: float | None = None):
+                 tracking: TrackingConfig | None = None, unknown_threshold: float | None = None,
+                 liveness: LivenessGate | None = None):
+        """``liveness``: the kiosk's liveness checks (None: off, every decision says so)."""
         board = pipeline.streaming
+        self.liveness = liveness
         self.pipeline = pipeline
         self.detection = detection or (board.detection if board else DetectionConfig())
         self.tracking = tracking or (board.tracking if board else TrackingConfig())
@@ -89,7 +96,10 @@ class KioskStream:
         timings["track"] = ms_since(mark)
         mark = time.perf_counter()
         faces = [t for t in update.live if t.confirmed and t.detection is not None]
+        held, ended = [], [t.id for t in update.ended]
         for track in faces:
+            if self.liveness is not None and self.liveness.wants_look(track.id, frame_index):
+                timings["liveness"] += self._liveness_look(image, track, frame_index, time_s)
             if track.gap and self.judge.mean_embedding(track.id) is not None:
                 self._recheck.add(track.id)        # found again after a while: is it still the same person?
             checking = track.id in self._recheck
@@ -103,15 +113,17 @@ class KioskStream:
             if checking:
                 self._recheck.discard(track.id)
                 if float(embedding @ self.judge.mean_embedding(track.id)) < self.thresholds.same_person:
-                    decisions += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+                    held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+                    ended.append(track.id)
                     self.tracker.split(track, frame_index)        # someone else took the place: a new visit
                 elif not self.judge.wants_sample(track.id, frame_index):
                     continue
             decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
             if decision:
-                decisions.append(decision)
-        decisions += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
-        timings["judge"] = ms_since(mark)
+                held.append(decision)
+        held += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
+        timings["judge"] = ms_since(mark) - timings["liveness"]
+        decisions += self._published(held, ended, frame_index, time_s)
         timings["total"] = ms_since(start)
         self.last_frame, self.last_time_s = frame_index, time_s
         return StreamStep(faces, decisions, embedded, timings)
@@ -127,14 +139,56 @@ class KioskStream:
             return None
         return self.pipeline.faces.embed_aligned([aligned])[0], aligned
 
+    def _liveness_look(self, image: np.ndarray, track: Track, frame_index: int, time_s: float) -> float:
+        """Gives the visit's liveness checks this look (a face too small to judge is skipped); while the visit's
+        challenge runs, the look must also stay the visit's person. Returns the milliseconds it took."""
+        start = time.perf_counter()
+        box = track.detection.box
+        if box[3] - box[1] >= self.tracking.min_face:
+            challenge = self.liveness.challenged(track.id)
+            mean = self.judge.mean_embedding(track.id)
+            if challenge is not None and mean is not None:
+                aligned = self.pipeline.faces.align(image, track.detection)
+                score = float(self.pipeline.faces.embed_aligned([aligned])[0] @ mean)
+                if score < self.thresholds.same_person:
+                    challenge.stray = (f"a look during the challenge scores {score:.4f} against the visit, below the "
+                                       f"same-person threshold {self.thresholds.same_person:.4f}")
+            self.liveness.look(track.id, Look(image, track.detection, time_s, frame_index))
+        return ms_since(start)
+
+    def _published(self, decided: list[VisitDecision], ended: list[int], frame_index: int,
+                   time_s: float) -> list[VisitDecision]:
+        """The decisions to publish now: without liveness, those just made (liveness off); with it, those whose
+        visit's verdict settled or whose wait ended, and those of visits that ended, each with its verdict."""
+        if self.liveness is None:
+            for decision in decided:
+                decision.liveness = OFF.record()
+            return decided
+        for decision in decided:
+            self.liveness.hold(decision.track, decision, time_s)
+        released = [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
+        return [self._with_verdict(item, frame_index) for item in released]
+
+    @staticmethod
+    def _with_verdict(item: Released, frame_index: int) -> VisitDecision:
+        decision = item.decision
+        decision.liveness, decision.frame = item.verdict.record(), max(decision.frame, frame_index)
+        newest = item.newest_look_s
+        if newest is not None and (decision.look_time_s is None or newest > decision.look_time_s):
+            decision.look_time_s = newest          # the door's age check reads the visit's newest look
+        return decision
+
     def finish(self, interrupted: str = "") -> list[VisitDecision]:
         """The stream ended, or was cut when ``interrupted`` says why (no frames, the kiosk stopping): a decision
         for every visit still open, on what it has; a cut visit is marked so, spans no gap and opens no door."""
         self._recheck.clear()
-        return [d for t in self.tracker.finish() if (d := self.judge.end(t.id, self.last_frame, t.box, interrupted))]
+        tracks = self.tracker.finish()
+        decided = [d for t in tracks if (d := self.judge.end(t.id, self.last_frame, t.box, interrupted))]
+        return self._published(decided, [t.id for t in tracks], self.last_frame, self.last_time_s or 0.0)
 
     def describe(self) -> dict:
         return {"strategy": self.detection.strategy, "tracker": self.tracking.tracker,
                 "match_threshold": round(self.thresholds.match, 4),
-                "unknown_threshold": round(self.thresholds.unknown, 4)}
+                "unknown_threshold": round(self.thresholds.unknown, 4),
+                "liveness": self.liveness.names if self.liveness is not None else "off"}
 

@@ -26,6 +26,7 @@ from edge.gallery.store import AlreadyEnrolled
 from edge.kiosk.actions import REFUSALS
 from edge.kiosk.service import KioskService
 from edge.kiosk.tokens import scope_of
+from edge.liveness.checks import FUSED_VERDICTS
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 25_000_000
@@ -102,7 +103,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
                 "thresholds": {"match": round(service.stream.thresholds.match, 4),
                                "unknown": round(service.stream.thresholds.unknown, 4)},
                 "error": service.state.error, "bundle": {"signed": not service.trust.allowed_unsigned,
-                                                         "trust": service.trust.describe()}}
+                                                         "trust": service.trust.describe()},
+                "liveness": service.liveness_status()}
 
     @app.get("/api/frame.jpg", dependencies=[Depends(scope)])
     def frame() -> Response:
@@ -298,6 +300,15 @@ class _ServiceCollector:
         yield GaugeMetricFamily("edge_face_bundle_signed", "1 when the bundle's signature was verified against a "
                                 "trusted key, 0 when it runs unsigned (--allow_unsigned)",
                                 value=0.0 if service.trust.allowed_unsigned else 1.0)
+        liveness = service.liveness_status()
+        yield GaugeMetricFamily("edge_face_liveness_on", "1 while liveness checks judge every visit, 0 when the kiosk "
+                                "runs with --no_liveness (a photo of an enrolled person is named like them)",
+                                value=0.0 if liveness["checks"] == "off" else 1.0)
+        verdicts = CounterMetricFamily("edge_face_liveness_verdicts", "visit decisions by liveness verdict; attack: "
+                                       "a presentation attack, each one alerted", labels=["verdict"])
+        for verdict in FUSED_VERDICTS:
+            verdicts.add_metric([verdict], liveness["verdicts"].get(verdict, 0))
+        yield verdicts
         counts = service.door.counts
         refused = CounterMetricFamily("edge_face_door_refused", "decisions that opened no door, by reason",
                                       labels=["reason"])
@@ -306,7 +317,7 @@ class _ServiceCollector:
         yield refused
         actions = CounterMetricFamily("edge_face_door_actions", "door events per action: ok, failed (not "
                                       "delivered at once), expired or dropped (never sent)", labels=["action", "result"])
-        for action in service.door.actions:
+        for action in service.door.actions + service.door.alerts:
             for result in ("ok", "failed", "expired", "dropped"):
                 actions.add_metric([action.name, result], counts[f"{action.name} {result}"])
         yield actions

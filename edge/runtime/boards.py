@@ -20,7 +20,7 @@ from edge.runtime.backends import BACKENDS
 from edge.runtime.packaged import vendor_model
 
 ALIASES_FILE = "aliases.yaml"
-TASKS = ("detect", "verify", "generate")
+TASKS = ("detect", "verify", "generate", "liveness")
 FORMATS = ("onnx", "tflite")                 # file formats; runtimes (backends) are another axis
 RUNTIME_NOT_FORMAT = {"tensorrt": "TensorRT is a runtime, not a file format: it builds its engine on the board "
                                   "from the bundle's onnx file"}
@@ -37,6 +37,12 @@ STRATEGIES = Registry("detection strategy", {
     "tiled": "edge.faces.scan:TiledScan",
 })
 TRACKERS = Registry("tracker", {"iou": "edge.faces.tracking:IouTracker"})
+# Liveness checks by the names a board config's ``liveness.checks`` and ``edge serve --liveness`` use
+# (edge.liveness.checks gives their contract).
+LIVENESS_CHECKS = Registry("liveness check", {
+    "planar": "edge.liveness.planar:PlanarCheck",
+    "texture": "edge.liveness.texture:TextureCheck",
+})
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,20 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class LivenessConfig:
+    """Whether the face at the door is live (edge.liveness): which checks judge each visit, and how long it may take."""
+
+    checks: tuple[str, ...] = ("planar",)     # LIVENESS_CHECKS; a check whose file the bundle carries runs as well
+    max_wait_s: float = 3.0                   # seconds a decided visit waits for its liveness verdict, then insufficient
+    look_gap: int = 2                         # frames between two liveness looks of one visit
+    max_looks: int = 16                       # liveness looks a visit keeps at most (the newest)
+    planar_parallax: float = 0.015            # tracked points' parallax, over the face box's width, above which the
+                                              # face moved as no flat picture can (edge.liveness.planar)
+    challenge_s: float = 6.0                  # seconds a person has to follow the page's request (--challenge)
+    challenge_turn: float = 0.25              # how far the nose must move, over the eye distance, to follow it
+
+
+@dataclass(frozen=True)
 class BoardConfig:
     name: str
     description: str
@@ -116,6 +136,7 @@ class BoardConfig:
     benchmark: BenchmarkCounts = field(default_factory=BenchmarkCounts)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     # the detector files a bundle carries, from DETECTOR_ARTIFACTS: the packaged TFLite file, plus ONNX files where
     # a backend needs them (TensorRT) or a board should measure them
     detector_artifacts: tuple[str, ...] = ("tflite:fp32",)
@@ -259,6 +280,11 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
             registry.target(name)
         except UserError as err:
             raise UserError(f"{where}: {key}: {err}") from err
+    for name in board.liveness.checks:
+        try:
+            LIVENESS_CHECKS.target(name)
+        except UserError as err:
+            raise UserError(f"{where}: liveness.checks: {err}") from err
     for key in ("detector", "tile_detector"):
         try:
             vendor_model(getattr(detection, key))
@@ -267,7 +293,11 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
     positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
                 "detection.roi_scale": detection.roi_scale, "tracking.confirm_hits": tracking.confirm_hits,
                 "tracking.max_missed_s": tracking.max_missed_s, "tracking.samples": tracking.samples,
-                "tracking.sample_gap": tracking.sample_gap}
+                "tracking.sample_gap": tracking.sample_gap, "liveness.max_wait_s": board.liveness.max_wait_s,
+                "liveness.look_gap": board.liveness.look_gap, "liveness.max_looks": board.liveness.max_looks,
+                "liveness.planar_parallax": board.liveness.planar_parallax,
+                "liveness.challenge_s": board.liveness.challenge_s,
+                "liveness.challenge_turn": board.liveness.challenge_turn}
     for key, value in positive.items():
         if not value > 0:                   # NaN too
             raise UserError(f"{where}: {key} must be positive, got {value}")

@@ -28,9 +28,9 @@ RECEIVER = Path(__file__).resolve().parents[2] / "docs" / "webhook_receiver.py"
 SECRET = b"a shared secret of enough bytes"
 
 
-def decision(outcome="named", identity="ann", track=1, interrupted=""):
+def decision(outcome="named", identity="ann", track=1, interrupted="", liveness="live"):
     made = VisitDecision(track, 10, outcome, identity if outcome == "named" else None, 0.97, identity, 2, "",
-                         [0, 0, 1, 1], look_time_s=1.0)
+                         [0, 0, 1, 1], look_time_s=1.0, liveness={"verdict": liveness, "score": 1.0, "checks": {}})
     made.interrupted = interrupted
     return made
 
@@ -56,6 +56,8 @@ def test_only_a_named_uninterrupted_visit_of_a_healthy_kiosk_on_fresh_looks_open
     door = DoorActions([], min_interval_s=60, max_frame_age_s=1.0)
     assert door.on_decision(decision("unknown"), True, "host", 0.1).why == "not named"
     assert door.on_decision(decision("undecided"), True, "host", 0.1).why == "not named"
+    for verdict in ("insufficient", "attack", "off"):
+        assert door.on_decision(decision(liveness=verdict), True, "host", 0.1).why == "not live"
     assert door.on_decision(decision(interrupted="the camera stopped"), True, "host", 0.1).why == "visit cut short"
     assert door.on_decision(decision(), False, "host", 0.1).why == "kiosk unhealthy"
     assert door.on_decision(decision(), True, "host", 1.0).why == "looks too old"
@@ -63,9 +65,16 @@ def test_only_a_named_uninterrupted_visit_of_a_healthy_kiosk_on_fresh_looks_open
     assert door.on_decision(decision(), True, "host", 0.2).fired
     assert door.on_decision(decision(track=2), True, "host", 0.1).why == "rate limited"
     assert door.on_decision(decision(identity="bob"), True, "host", 0.1).fired
-    assert {k: door.counts[k] for k in ("not named", "visit cut short", "kiosk unhealthy", "looks too old",
-                                        "rate limited")} == {"not named": 2, "visit cut short": 1, "kiosk unhealthy": 1,
-                                                             "looks too old": 2, "rate limited": 1}
+    assert {k: door.counts[k] for k in ("not named", "not live", "visit cut short", "kiosk unhealthy",
+                                        "looks too old", "rate limited")} == {
+        "not named": 2, "not live": 3, "visit cut short": 1, "kiosk unhealthy": 1, "looks too old": 2,
+        "rate limited": 1}
+    door.close()
+
+
+def test_a_kiosk_started_with_no_liveness_opens_on_the_verdict_off():
+    door = DoorActions([], min_interval_s=60, max_frame_age_s=1.0, require_live=False)
+    assert door.on_decision(decision(liveness="off"), True, "host", 0.1).fired
     door.close()
 
 

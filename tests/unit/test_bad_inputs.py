@@ -108,3 +108,31 @@ def test_a_data_folder_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
     assert main(["gallery"]) == 2
     assert "home (EDGE_FACE_HOME, the kiosk's data folder) is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_door_without_liveness_is_refused_unless_no_liveness_says_so(verify_bundle, tmp_path, capsys):
+    import json
+
+    from edge.gallery.sqlite import SqliteGallery
+
+    SqliteGallery(tmp_path / "g.db", create=True).close()
+    secret = tmp_path / "secret"
+    secret.write_text("a shared secret of enough bytes")
+    secret.chmod(0o600)
+    run = ["run", "--bundle", str(verify_bundle), "--gallery", str(tmp_path / "g.db"),
+           "--source", "synthetic://kiosk?seeds=1&frames_per_person=12",
+           "--webhook", "http://127.0.0.1:9/door", "--webhook_secret_file", str(secret)]
+    assert main([*run, "--liveness", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "the door has actions but no liveness check runs" in err and len(err.strip().splitlines()) == 1
+    assert main([*run, "--no_liveness", "--liveness", "planar"]) == 2
+    assert "cannot be given with --liveness or --challenge" in capsys.readouterr().err
+    assert main([*run, "--liveness", "planer"]) == 2
+    assert "unknown liveness check 'planer' (did you mean 'planar'?)" in capsys.readouterr().err
+    assert main([*run, "--no_liveness"]) == 0
+    captured = capsys.readouterr()
+    assert "liveness is off (--no_liveness)" in captured.err and "opens the door" in captured.err
+    assert all(json.loads(line)["liveness"]["verdict"] == "off" for line in captured.out.splitlines())
+    assert main(run) == 0                                 # the board's planar check: every decision carries it
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines and all(set(line["liveness"]["checks"]) == {"planar"} for line in lines)

@@ -222,7 +222,7 @@ def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify
 
     clock = Clock()
     pipeline = enrolled_pipeline(verify_bundle, tmp_path)
-    door = DoorActions([], min_interval_s=0.001, max_frame_age_s=0.5)
+    door = DoorActions([], min_interval_s=0.001, max_frame_age_s=0.5, require_live=False)
     camera = ScriptedCamera(visitor_frames(30), clock, delay_s=0.6)    # each frame reaches the loop 0.6 s late
     service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock)
     run_scripted(service)
@@ -234,6 +234,127 @@ def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify
     assert 'edge_face_door_refused_total{reason="visit cut short"} 0.0' in metrics
     service.stop()
     pipeline.close()
+
+
+class Verdicts:
+    """A liveness check that says whatever the test sets."""
+
+    name = "scripted"
+
+    def __init__(self, verdict):
+        self.verdict = verdict
+
+    def observe(self, look):
+        return look.frame
+
+    def judge(self, observed):
+        from edge.liveness.checks import CheckResult
+
+        return CheckResult(self.verdict if observed else "insufficient", 0.5, {"looks": len(observed)})
+
+    def close(self):
+        pass
+
+
+class Recorded:
+    name = "recorded"
+
+    def __init__(self):
+        self.events = []
+
+    def fire(self, event):
+        self.events.append(event)
+
+    def close(self):
+        pass
+
+
+def held_photo(frame: np.ndarray, count: int) -> list[np.ndarray]:
+    """``frame`` as a photo held in front of the camera: tilting back and forth and drifting, as a hand holds it."""
+    height, width = frame.shape[:2]
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    frames = []
+    for step in range(count):
+        tilt = 0.08 * np.sin(step / 6) * np.float32([[width, height / 2], [-width, 0], [-width / 2, 0], [width, 0]])
+        moved = (corners + tilt + np.float32([3 * step, np.sin(step / 4) * 4])).astype(np.float32)
+        frames.append(cv2.warpPerspective(frame, cv2.getPerspectiveTransform(corners, moved), (width, height),
+                                          borderMode=cv2.BORDER_REPLICATE))
+    return frames
+
+
+def liveness_service(bundle, tmp_path, checks, door, frames=None):
+    from edge.kiosk.stream import KioskStream
+    from edge.liveness.gate import LivenessGate
+    from edge.runtime.boards import LivenessConfig
+
+    clock = Clock()
+    pipeline = enrolled_pipeline(bundle, tmp_path)
+    camera = ScriptedCamera(visitor_frames(40) if frames is None else frames, clock)
+    stream = KioskStream(pipeline, liveness=LivenessGate(checks, LivenessConfig(max_wait_s=0.5)))
+    return KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock, stream=stream), pipeline
+
+
+def test_a_named_flat_picture_opens_nothing_and_a_live_verdict_opens_the_door(verify_bundle, tmp_path):
+    """A photo of the enrolled visitor held in front of the camera: planar finds no parallax, its visit goes as
+    insufficient after the wait, and the door stays shut; the rendered visitor (whose features move as it turns)
+    is judged live and opens it."""
+    from edge.kiosk.actions import DoorActions
+    from edge.liveness.checks import CheckContext
+    from edge.liveness.planar import PlanarCheck
+    from edge.runtime.boards import load_board
+
+    planar = PlanarCheck(CheckContext(verify_bundle, None, load_board("host"), None))
+    door = DoorActions([], min_interval_s=0.001)
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [planar], door,
+                                         held_photo(visitor_frames(12)[10], 60))
+    run_scripted(service)
+    named = [r for r in service.state.recent if r["outcome"] == "named"]
+    assert named and all(r["liveness"]["verdict"] == "insufficient" and r["door"] == "not live" for r in named)
+    assert named[0]["liveness"]["checks"]["planar"]["pairs"] >= 1
+    logged = sqlite_rows(tmp_path / "home" / "gallery.db", "SELECT liveness FROM events WHERE identity='ann'")
+    assert json.loads(logged[0][0])["verdict"] == "insufficient"
+    service.stop()
+    pipeline.close()
+    door = DoorActions([], min_interval_s=0.001)
+    planar = PlanarCheck(CheckContext(verify_bundle, None, load_board("host"), None))
+    service, pipeline = liveness_service(verify_bundle, tmp_path / "live", [planar], door)
+    run_scripted(service)
+    assert [r["door"] for r in service.state.recent if r["outcome"] == "named"][:1] == ["opened"]
+    service.stop()
+    pipeline.close()
+
+
+def test_an_attack_is_alerted_counted_kept_with_its_crop_and_shown(verify_bundle, tmp_path):
+    from edge.kiosk.actions import DoorActions
+    from edge.kiosk.web import create_app
+
+    alerts, opened = Recorded(), Recorded()
+    door = DoorActions([opened], min_interval_s=0.001, alerts=[alerts])
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [Verdicts("attack")], door)
+    run_scripted(service)
+    door.wait()
+    attacks = [r for r in service.state.recent if r["liveness"]["verdict"] == "attack"]
+    assert attacks and opened.events == [] and all(r["door"] in ("not named", "not live") for r in attacks)
+    assert alerts.events and alerts.events[0]["alert"] == "presentation attack"
+    assert alerts.events[0]["liveness"]["checks"]["scripted"]["verdict"] == "attack"
+    kept = pipeline.gallery.visitors.kept()
+    assert any(v["outcome"] == "named" and v["has_crop"] for v in kept)      # the named attack's crop is evidence
+    tokens = load_or_create(tmp_path / "home" / "tokens.json")
+    client = testclient.TestClient(create_app(service, tokens, tmp_path / "home" / "gallery.db"))
+    metrics = client.get("/metrics", headers=bearer(tokens["read"])).text
+    assert f'edge_face_liveness_verdicts_total{{verdict="attack"}} {float(len(attacks))}' in metrics
+    assert "edge_face_liveness_on 1.0" in metrics
+    status = client.get("/api/status", headers=bearer(tokens["read"])).json()
+    assert status["liveness"]["checks"] == ["scripted"] and status["liveness"]["verdicts"]["attack"] == len(attacks)
+    service.stop()
+    pipeline.close()
+
+
+def sqlite_rows(path, query):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute(query).fetchall()
 
 
 def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):

@@ -234,7 +234,7 @@ def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, chan
     from edge.base.paths import BOARD_DIR
 
     text = (BOARD_DIR / "host.yaml").read_text()
-    text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", " ")))
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", "liveness:", " ")))
     path = tmp_path / "board.yaml"
     path.write_text(text + "\n" + change + "\n")
     with pytest.raises(UserError, match=None) as caught:

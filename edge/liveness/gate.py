@@ -1,0 +1,159 @@
+"""Liveness per visit in the kiosk's loop: looks for each check, the fused verdict, and decisions held for it.
+
+Each visit takes a liveness look every ``look_gap`` frames (its newest ``max_looks`` kept) until its verdict is
+settled. The checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
+``live`` when every check says live, ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
+until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
+time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
+A visit that ends, or a stream that stops, releases what it holds at once.
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.liveness.challenge import Challenge
+from edge.liveness.checks import CheckResult, LivenessCheck, Look
+from edge.runtime.boards import LivenessConfig
+
+SETTLED = ("live", "attack")
+TURN_REQUEST = "turn your head slightly"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str                          # edge.liveness.checks.FUSED_VERDICTS
+    score: float                          # share of the checks that say live
+    checks: dict[str, dict]               # check name -> its CheckResult.record()
+
+    def record(self) -> dict:
+        return {"verdict": self.verdict, "score": round(self.score, 4), "checks": self.checks}
+
+
+OFF = Verdict("off", 0.0, {})
+
+
+@dataclass(frozen=True)
+class Released:
+    decision: Any                         # what was held (the kiosk's visit decision)
+    verdict: Verdict
+    newest_look_s: float | None           # stream time of the visit's newest liveness look (None: none taken)
+
+
+def fuse(results: dict[str, CheckResult]) -> Verdict:
+    verdicts = [r.verdict for r in results.values()]
+    fused = ("attack" if "attack" in verdicts else
+             "live" if verdicts and all(v == "live" for v in verdicts) else "insufficient")
+    live = sum(v == "live" for v in verdicts) / len(verdicts) if verdicts else 0.0
+    return Verdict(fused, live, {name: result.record() for name, result in results.items()})
+
+
+@dataclass
+class VisitLiveness:
+    observed: dict[str, deque]
+    challenge: Challenge | None = None
+    last_look: int = -10**9               # frame of the last liveness look
+    newest_look_s: float | None = None    # stream time of the last liveness look
+    settled: Verdict | None = None        # once live or attack, it stays
+    held: list = field(default_factory=list)      # (decision, stream time it was held at)
+
+
+class LivenessGate:
+    def __init__(self, checks: list[LivenessCheck], config: LivenessConfig, challenge: bool = False,
+                 rng: random.Random | None = None):
+        """``checks``: built for the bundle (edge.liveness.checks.build_check); ``challenge``: each visit is also
+        asked for a head movement the kiosk page shows."""
+        self.checks, self.config, self.challenge = checks, config, challenge
+        self.wait_s = max(config.max_wait_s, config.challenge_s) if challenge else config.max_wait_s
+        self._rng = rng or random.SystemRandom()
+        self.visits: dict[int, VisitLiveness] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [check.name for check in self.checks] + (["challenge"] if self.challenge else [])
+
+    def _visit(self, track: int) -> VisitLiveness:
+        if track not in self.visits:
+            challenge = (Challenge(self.config.challenge_turn, self.config.challenge_s, self._rng)
+                         if self.challenge else None)
+            self.visits[track] = VisitLiveness({name: deque(maxlen=self.config.max_looks) for name in self.names},
+                                               challenge)
+        return self.visits[track]
+
+    def wants_look(self, track: int, frame: int) -> bool:
+        visit = self._visit(track)
+        return visit.settled is None and frame - visit.last_look >= self.config.look_gap
+
+    def look(self, track: int, look: Look) -> None:
+        visit = self._visit(track)
+        for check in self._checks(visit):
+            visit.observed[check.name].append(check.observe(look))
+        visit.last_look, visit.newest_look_s = look.frame, look.time_s
+        verdict = self._fused(visit)
+        if verdict.verdict in SETTLED:
+            visit.settled = verdict
+
+    def challenged(self, track: int) -> Challenge | None:
+        """The visit's running challenge (its request shown on the page), None without one or once settled."""
+        visit = self.visits.get(track)
+        return visit.challenge if visit is not None and visit.settled is None else None
+
+    def requests(self) -> dict[int, str]:
+        """What the page asks of each visit whose verdict is unsettled: its challenge's request, or, for a decided
+        visit waiting for its verdict, a slight turn of the head (planar needs one)."""
+        asked = {}
+        for track, visit in self.visits.items():
+            if visit.settled is None and visit.challenge is not None:
+                asked[track] = visit.challenge.request
+            elif visit.settled is None and visit.held:
+                asked[track] = TURN_REQUEST
+        return asked
+
+    def verdict(self, track: int) -> Verdict:
+        visit = self.visits.get(track)
+        if visit is None:
+            return fuse({check.name: CheckResult("insufficient", 0.0, {}) for check in self.checks})
+        return visit.settled or self._fused(visit)
+
+    def newest_look_s(self, track: int) -> float | None:
+        visit = self.visits.get(track)
+        return visit.newest_look_s if visit is not None else None
+
+    def hold(self, track: int, decision: Any, time_s: float) -> None:
+        """Keeps ``decision`` (the visit's) until its verdict settles or the wait ends (``release``)."""
+        self._visit(track).held.append((decision, time_s))
+
+    def release(self, time_s: float) -> list[Released]:
+        """Each held decision whose visit's verdict settled, or that waited ``wait_s`` (then with the verdict it
+        has, insufficient at best)."""
+        released = []
+        for track, visit in self.visits.items():
+            verdict = self.verdict(track) if visit.held else None
+            waiting = []
+            for decision, since in visit.held:
+                if verdict.verdict in SETTLED or time_s - since >= self.wait_s:
+                    released.append(Released(decision, verdict, visit.newest_look_s))
+                else:
+                    waiting.append((decision, since))
+            visit.held = waiting
+        return released
+
+    def end(self, track: int) -> list[Released]:
+        """The visit ended: what it still holds, with the verdict it has; its looks are forgotten."""
+        visit = self.visits.pop(track, None)
+        if visit is None:
+            return []
+        verdict = visit.settled or self._fused(visit)
+        return [Released(decision, verdict, visit.newest_look_s) for decision, _ in visit.held]
+
+    def close(self) -> None:
+        for check in self.checks:
+            check.close()
+
+    def _checks(self, visit: VisitLiveness) -> list:
+        return self.checks + ([visit.challenge] if visit.challenge is not None else [])
+
+    def _fused(self, visit: VisitLiveness) -> Verdict:
+        return fuse({check.name: check.judge(list(visit.observed[check.name])) for check in self._checks(visit)})

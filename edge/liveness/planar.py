@@ -1,0 +1,97 @@
+"""The ``planar`` liveness check: a face on paper or a screen moves as a plane; a head does not.
+
+Each look keeps a small grey crop around the face (``observe``). Between looks PAIR_GAP apart, image corners on the
+face are followed there and back (edge.faces.planarity.tracked_pair), and the best homography between their two
+positions is fitted: what it leaves unexplained (parallax, over the face box's width) is near zero for anything
+flat, however it is held, tilted or moved, and grows as a head turns, the nose moving against the cheeks and jaw.
+
+The verdict is ``live`` once a pair of looks shows parallax at or above the board's ``liveness.planar_parallax``,
+and ``insufficient`` until then: a person who stands still, or moves only sideways, shows none either, so a flat
+movement is not proof of an attack (measured: docs/liveness.md). A replayed video of the person turning their head
+shows parallax inside the screen and passes this check: that needs the challenge (edge.liveness.challenge).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.faces.planarity import LookPair, tracked_pair
+from edge.liveness.checks import CheckContext, CheckResult, Look
+
+PAIR_GAP = 4              # looks between the two of a measured pair (with look_gap 2: 8 frames, about 0.27 s at 30 fps)
+CROP_MARGIN = 0.5         # the crop reaches this share of the box's size beyond each side (room for the face to move)
+MAX_BOX_WIDTH = 128       # a larger face is kept scaled down to this width: enough corners, little to store
+
+
+@dataclass
+class PlanarLook:
+    grey: np.ndarray              # the crop, grey, at ``scale``
+    origin: np.ndarray            # the crop's top-left corner in the frame, frame pixels
+    scale: float                  # crop pixels per frame pixel
+    box: np.ndarray               # the face box in the frame
+    time_s: float                 # the look's stream time: names it among the visit's looks
+    pairs: dict = field(default_factory=dict)   # earlier look's time -> LookPair or None (measured once)
+
+
+class PlanarCheck:
+    name = "planar"
+
+    def __init__(self, context: CheckContext):
+        self.threshold = context.board.liveness.planar_parallax
+
+    def observe(self, look: Look) -> PlanarLook:
+        box = np.asarray(look.detection.box, np.float64)
+        width, height = box[2] - box[0], box[3] - box[1]
+        frame_h, frame_w = look.image.shape[:2]
+        x1, y1 = max(int(box[0] - CROP_MARGIN * width), 0), max(int(box[1] - CROP_MARGIN * height), 0)
+        x2 = min(int(box[2] + CROP_MARGIN * width) + 1, frame_w)
+        y2 = min(int(box[3] + CROP_MARGIN * height) + 1, frame_h)
+        scale = min(1.0, MAX_BOX_WIDTH / max(width, 1.0))
+        crop = look.image[y1:y2, x1:x2]
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop.copy()
+        if scale < 1.0:
+            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return PlanarLook(grey, np.array([x1, y1], np.float64), scale, box, look.time_s)
+
+    def judge(self, observed: list[PlanarLook]) -> CheckResult:
+        measured = [pair for pair in (self._pair(observed, index) for index in range(1, len(observed))) if pair]
+        if not measured:
+            return CheckResult("insufficient", 0.0, {"pairs": 0, "threshold": self.threshold})
+        parallax = max(pair.parallax for pair in measured)
+        evidence = {"pairs": len(measured), "parallax": round(parallax, 4),
+                    "motion": round(max(pair.motion for pair in measured), 4), "threshold": self.threshold}
+        return CheckResult("live" if parallax >= self.threshold else "insufficient", parallax, evidence)
+
+    def _pair(self, observed: list[PlanarLook], index: int) -> LookPair | None:
+        """The measurement between look ``index`` and the one PAIR_GAP before it (the first, while there are fewer)."""
+        later, earlier = observed[index], observed[max(index - PAIR_GAP, 0)]
+        if earlier.time_s not in later.pairs:
+            later.pairs[earlier.time_s] = measure_pair(earlier, later)
+        return later.pairs[earlier.time_s]
+
+    def close(self) -> None:
+        """Nothing to release: the check runs no model."""
+
+
+def measure_pair(first: PlanarLook, second: PlanarLook) -> LookPair | None:
+    """Parallax and motion of the first look's face followed into the second, over the region both crops hold, at
+    the first crop's scale; None when they share too little or too few corners could be followed."""
+    ratio = first.scale / second.scale
+    grey_b = second.grey if ratio == 1.0 else cv2.resize(second.grey, None, fx=ratio, fy=ratio,
+                                                          interpolation=cv2.INTER_AREA)
+    # both crops in the first's pixels: each one's corner, relative to the frame origin scaled by first.scale
+    corner_a, corner_b = first.origin * first.scale, second.origin * first.scale
+    top_left = np.maximum(corner_a, corner_b)
+    bottom_right = np.minimum(corner_a + first.grey.shape[1::-1], corner_b + grey_b.shape[1::-1])
+    if np.any(bottom_right - top_left < 16):
+        return None
+    (ax, ay), (bx, by) = (top_left - corner_a).astype(int), (top_left - corner_b).astype(int)
+    w, h = (bottom_right - top_left).astype(int)
+    region_a, region_b = first.grey[ay:ay + h, ax:ax + w], grey_b[by:by + h, bx:bx + w]
+    if region_a.shape != region_b.shape:
+        size = (min(region_a.shape[1], region_b.shape[1]), min(region_a.shape[0], region_b.shape[0]))
+        region_a, region_b = region_a[:size[1], :size[0]], region_b[:size[1], :size[0]]
+    box = first.box * first.scale - np.tile(top_left, 2)
+    return tracked_pair(region_a, region_b, box)

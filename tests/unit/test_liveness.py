@@ -1,0 +1,161 @@
+"""Liveness: fusing the checks' verdicts, holding a visit's decision for its verdict, the head-pose challenge, and
+the planar check on image points that move as a plane or do not."""
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.faces.detect import Detection
+from edge.liveness.challenge import REQUESTS, Challenge, head_pose
+from edge.liveness.checks import CheckResult, Look
+from edge.liveness.gate import TURN_REQUEST, LivenessGate, fuse
+from edge.liveness.planar import PlanarCheck
+from edge.runtime.boards import LivenessConfig
+
+pytestmark = pytest.mark.unit
+FACE = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 72.0], [60.0, 92.0]])     # eye, eye, nose, mouth
+
+
+def test_any_attack_is_an_attack_every_live_is_live_and_anything_else_is_insufficient():
+    live, attack, unsure = (CheckResult(v, 0.5) for v in ("live", "attack", "insufficient"))
+    assert fuse({"planar": live, "texture": attack}).verdict == "attack"
+    assert fuse({"planar": live, "texture": live}).verdict == "live"
+    fused = fuse({"planar": unsure, "texture": live})
+    assert fused.verdict == "insufficient" and fused.score == 0.5
+    assert fused.record()["checks"]["texture"] == {"verdict": "live", "score": 0.5}
+    assert fuse({}).verdict == "insufficient"
+
+
+class Scripted:
+    """A check whose verdict is whatever the test says, counting the looks it observed."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.verdict, self.closed = "insufficient", False
+
+    def observe(self, look):
+        return look.frame
+
+    def judge(self, observed):
+        return CheckResult(self.verdict, float(len(observed)), {"looks": len(observed)})
+
+    def close(self):
+        self.closed = True
+
+
+def look(frame, time_s, keypoints=FACE):
+    detection = Detection(np.array([30.0, 30.0, 90.0, 100.0]), 0.9, np.asarray(keypoints, np.float32))
+    return Look(np.zeros((8, 8, 3), np.uint8), detection, time_s, frame)
+
+
+def test_a_decision_waits_for_its_visits_verdict_and_at_most_the_wait_then_goes_as_insufficient():
+    check = Scripted()
+    gate = LivenessGate([check], LivenessConfig(max_wait_s=3.0, look_gap=2))
+    assert gate.wants_look(1, 0)
+    gate.look(1, look(0, 0.0))
+    assert not gate.wants_look(1, 1) and gate.wants_look(1, 2)
+    gate.hold(1, "decision of 1", 0.0)
+    assert gate.release(1.0) == [] and gate.requests() == {1: TURN_REQUEST}
+    released = gate.release(3.0)
+    assert [(r.decision, r.verdict.verdict, r.newest_look_s) for r in released] == [("decision of 1", "insufficient", 0.0)]
+    # a visit that settles live is released at once, and takes no more looks
+    gate.look(2, look(4, 4.0))
+    gate.hold(2, "decision of 2", 4.0)
+    check.verdict = "live"
+    gate.look(2, look(6, 4.2))
+    assert not gate.wants_look(2, 100)
+    assert [(r.decision, r.verdict.verdict) for r in gate.release(4.2)] == [("decision of 2", "live")]
+    # a visit that ends releases what it holds with the verdict it has, and is forgotten
+    check.verdict = "insufficient"
+    gate.hold(3, "decision of 3", 5.0)
+    assert [(r.decision, r.verdict.verdict) for r in gate.end(3)] == [("decision of 3", "insufficient")]
+    assert 3 not in gate.visits and gate.end(3) == []
+    gate.close()
+    assert check.closed
+
+
+def test_head_pose_is_kept_by_any_flat_picture_and_changed_by_a_turning_head():
+    pose = head_pose(FACE, 0.0)
+    rng = np.random.default_rng(1)
+    for _ in range(20):            # a photo moved, turned, scaled, sheared: an affine map of its points
+        matrix = np.column_stack([np.eye(2) + rng.uniform(-0.4, 0.4, (2, 2)), rng.uniform(-50, 50, 2)])
+        moved = head_pose(FACE @ matrix[:, :2].T + matrix[:, 2], 1.0)
+        assert abs(moved.turn - pose.turn) < 1e-9 and abs(moved.lift - pose.lift) < 1e-9
+    # a head: eyes and mouth on the face, the nose tip 20 px in front of it, turned 25 degrees about the vertical
+    face_3d = np.column_stack([FACE - [60, 70], [0, 0, -20, 0]])
+    angle = np.radians(25)
+    turned = face_3d @ np.array([[np.cos(angle), 0, -np.sin(angle)], [0, 1, 0], [np.sin(angle), 0, np.cos(angle)]])
+    after = head_pose(turned[:, :2] + [60, 70], 1.0)
+    assert abs(after.turn - pose.turn) > 0.2
+    assert head_pose(np.zeros((4, 2)), 0.0) is None
+
+
+def turning(degrees: float) -> np.ndarray:
+    """FACE's key points with its nose tip 20 px in front, the head turned ``degrees`` to its left."""
+    face_3d = np.column_stack([FACE - [60, 70], [0, 0, -20, 0]])
+    angle = np.radians(-degrees)
+    rotation = np.array([[np.cos(angle), 0, -np.sin(angle)], [0, 1, 0], [np.sin(angle), 0, np.cos(angle)]])
+    return (face_3d @ rotation)[:, :2] + [60, 70]
+
+
+def test_the_challenge_passes_a_head_that_follows_in_time_and_nothing_else():
+    request = "turn your head to your left"
+    assert REQUESTS[request] == ("turn", 1.0)
+    challenge = Challenge(0.25, 6.0, random.Random(0))
+    challenge.request = request
+    still = [challenge.observe(look(i, i * 0.1)) for i in range(5)]
+    assert challenge.judge(still).verdict == "insufficient"
+    followed = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(5 * i))) for i in range(1, 7)]
+    result = challenge.judge(followed)
+    assert result.verdict == "live" and result.evidence["followed"] >= 0.25
+    wrong_way = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(-5 * i))) for i in range(1, 7)]
+    assert challenge.judge(wrong_way).verdict == "insufficient"
+    late = still + [challenge.observe(look(99, 7.0, turning(30)))]
+    result = challenge.judge(late)
+    assert result.verdict == "insufficient" and "within 6 s" in result.evidence["why"]
+    challenge.stray = "a look of someone else"
+    assert challenge.judge(followed).verdict == "attack"
+
+
+def test_the_gate_shows_each_visits_challenge_until_it_settles():
+    gate = LivenessGate([], LivenessConfig(challenge_s=6.0, max_wait_s=3.0), challenge=True, rng=random.Random(3))
+    assert gate.wait_s == 6.0 and gate.names == ["challenge"]
+    gate.look(7, look(0, 0.0))
+    request = gate.requests()[7]
+    assert request in REQUESTS and gate.challenged(7).request == request
+
+
+def textured(size=(240, 320), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = cv2.resize(rng.uniform(0, 255, (size[0] // 6, size[1] // 6)).astype(np.float32), size[::-1])
+    return cv2.cvtColor(np.clip(noise, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def planar_looks(frames: list[np.ndarray], box) -> list:
+    check = PlanarCheck(type("Context", (), {"board": type("Board", (), {"liveness": LivenessConfig()})})())
+    detection = Detection(np.asarray(box, np.float32), 0.9, np.zeros((6, 2), np.float32))
+    return check, [check.observe(Look(frame, detection, i / 15, i)) for i, frame in enumerate(frames)]
+
+
+def test_planar_finds_no_parallax_on_a_tilting_picture_and_finds_it_where_parts_move_apart():
+    picture = textured()
+    height, width = picture.shape[:2]
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    tilts = [corners + np.float32([[t, t / 2], [-t, 0], [-t / 2, 0], [t, -t / 3]]) for t in np.linspace(0, 40, 10)]
+    held = [cv2.warpPerspective(picture, cv2.getPerspectiveTransform(corners, tilt), (width, height),
+                                borderMode=cv2.BORDER_REPLICATE) for tilt in tilts]
+    check, observed = planar_looks(held, [100, 60, 220, 180])
+    flat = check.judge(observed)
+    assert flat.verdict == "insufficient" and flat.evidence["pairs"] >= 5 and flat.evidence["motion"] > 0.01
+    assert flat.evidence["parallax"] < 0.3 * check.threshold
+    # the middle of the "face" slides against its sides, as a nose does against the cheeks when a head turns
+    moving = []
+    for step in range(10):
+        frame = picture.copy()
+        frame[100:140, 140:180] = np.roll(picture, 2 * step, axis=1)[100:140, 140:180]
+        moving.append(frame)
+    check, observed = planar_looks(moving, [100, 60, 220, 180])
+    result = check.judge(observed)
+    assert result.verdict == "live" and result.score >= check.threshold
