@@ -1,0 +1,86 @@
+"""Liveness on real faces: the head-pose challenge answered by ORL's people turning their heads, and refused to
+one of their photos held tilted in front of a camera; the planar check on the stage clip's live performer and on
+a frame of it held as a photo."""
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.base.imageio import list_images, read_image
+from edge.faces.packaged_detector import load_packaged_detector
+from edge.liveness.challenge import REQUESTS, Challenge, head_pose
+from edge.liveness.checks import CheckContext, Look
+from edge.liveness.gate import LivenessGate
+from edge.liveness.planar import PlanarCheck
+from edge.runtime.boards import load_board
+
+pytestmark = pytest.mark.real
+BOARD = load_board("host")
+
+
+def pinhole_photo(image: np.ndarray, yaw_deg: float, pitch_deg: float, distance: float, size=(640, 480)):
+    """``image`` printed and held ``distance`` (in its own pixels) in front of a pinhole camera (focal 600 px),
+    turned ``yaw_deg`` about its vertical axis and ``pitch_deg`` about its horizontal one."""
+    height, width = image.shape[:2]
+    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
+    turn = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    tip = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    corners = np.float32([[-width / 2, -height / 2, 0], [width / 2, -height / 2, 0], [width / 2, height / 2, 0],
+                          [-width / 2, height / 2, 0]]) @ (tip @ turn).T + [0, 0, distance]
+    seen = (corners[:, :2] / corners[:, 2:] * 600 + np.float32(size) / 2).astype(np.float32)
+    flat = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    return cv2.warpPerspective(image, cv2.getPerspectiveTransform(flat, seen), size, borderValue=(90, 90, 90))
+
+
+def face(detector, image):
+    return max(detector.detect(image), key=lambda d: d.score, default=None)
+
+
+def test_the_challenge_passes_real_head_turns_and_refuses_the_same_face_held_as_a_tilted_photo(shared_data):
+    detector = load_packaged_detector()
+    passed = refused = 0
+    for person in (1, 4, 10, 23, 35):
+        shots = [cv2.resize(read_image(p), None, fx=2, fy=2) for p in list_images(shared_data / "orl" / f"s{person}")]
+        seen = [(head_pose(d.keypoints, 0).turn, shot) for shot in shots if (d := face(detector, shot)) is not None]
+        seen.sort(key=lambda pair: pair[0])
+        for request, order in (("turn your head to your left", seen), ("turn your head to your right", seen[::-1])):
+            challenge = Challenge(BOARD.liveness.challenge_turn, BOARD.liveness.challenge_s, random.Random(0))
+            challenge.request = request
+            poses = [challenge.observe(Look(shot, face(detector, shot), 0.4 * i, i))
+                     for i, (_, shot) in enumerate(order)]
+            passed += challenge.judge(poses).verdict == "live"
+        # the most frontal shot held as a photo, tilted and turned up to 40 degrees over six seconds
+        frontal = min(seen, key=lambda pair: abs(pair[0]))[1]
+        gate = LivenessGate([PlanarCheck(CheckContext(None, None, BOARD, None))], BOARD.liveness, challenge=True,
+                            rng=random.Random(person))
+        for step in range(60):
+            angle = 40 * np.sin(step / 9)
+            frame = pinhole_photo(frontal, angle, angle / 2, 700)
+            detection = face(detector, frame)
+            if detection is not None and gate.wants_look(1, step):
+                gate.look(1, Look(frame, detection, step / 10, step))
+        refused += gate.verdict(1).verdict != "live"
+    assert passed == 10 and refused == 5
+
+
+def test_planar_finds_the_live_performer_and_not_a_frame_of_them_held_as_a_photo(shared_data):
+    from edge.sources import open_source
+
+    detector = load_packaged_detector()
+    with open_source(str(shared_data / "video" / "stage_clip_360p.mp4")) as source:
+        frames = [frame.image for frame in source][:120]
+    verdicts = {}
+    for name, clip in (("live", frames),
+                       ("photo", [pinhole_photo(cv2.resize(frames[30], None, fx=1.5, fy=1.5), 35 * np.sin(i / 12),
+                                                10 * np.cos(i / 15), 900) for i in range(120)])):
+        gate = LivenessGate([PlanarCheck(CheckContext(None, None, BOARD, None))], BOARD.liveness)
+        for index, frame in enumerate(clip):
+            detection = face(detector, frame)
+            if detection is not None and gate.wants_look(1, index):
+                gate.look(1, Look(frame, detection, index / 30, index))
+        verdicts[name] = gate.verdict(1)
+    assert verdicts["live"].verdict == "live"
+    assert verdicts["photo"].verdict == "insufficient", verdicts["photo"]
+    photo = verdicts["photo"].checks["planar"]
+    assert photo["pairs"] >= 12 and photo["parallax"] < BOARD.liveness.planar_parallax, photo
