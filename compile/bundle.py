@@ -34,6 +34,7 @@ from compile.match_calibration import (
 )
 from compile.real_pairs import PairFaces
 from compile.report import ArtifactRow, write_report
+from compile.texture import TextureCalibration, calibrate_texture
 from compile.validate import torch_reference
 from edge.base.errors import UserError
 from edge.base.interrupts import make_folder
@@ -59,6 +60,7 @@ from trainer.evaluate import embed
 OUTPUTS = {  # task -> (output name, meaning)
     "verify": ("embedding", "embedding (L2-normalise before cosine similarity)"),
     "generate": ("image", "image laid out and normalised like the input (edge.runtime.preprocess.output_to_images)"),
+    "liveness": ("logits", "class logits; softmax class 1 is a live face (edge.liveness.texture.live_probability)"),
 }
 
 
@@ -67,7 +69,7 @@ class SourceModel:
     """A trained model to compile, with the facts the manifest needs from its checkpoint."""
 
     role: str                         # names its files and entries: "verifier" -> verifier.int8.onnx
-    task: str                         # verify | generate
+    task: str                         # verify | generate | liveness
     architecture: str
     model: torch.nn.Module
     spec: InputSpec
@@ -109,9 +111,11 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                  calibration_method: str = "minmax", pair_faces: dict[str, PairFaces] | None = None,
                  match_options: MatchOptions = MatchOptions(), notes: dict | None = None,
                  detector_artifacts: list[Artifact] | None = None,
-                 detector_photos: DetectorPhotos | None = None, sign: Path | None = None) -> BuildResult:
+                 detector_photos: DetectorPhotos | None = None, sign: Path | None = None,
+                 texture: TextureCalibration | None = None) -> BuildResult:
     """``detector_artifacts``: the board's own unless given; ONNX ones need ``detector_photos``; ``sign``: the key
-    that signs the finished bundle (edge.bundles.signing), before it is swapped in."""
+    that signs the finished bundle (edge.bundles.signing), before it is swapped in; ``texture``: the live faces
+    that set a liveness source's thresholds (compile.texture)."""
     detector_artifacts = board.detector_artifact_list() if detector_artifacts is None else detector_artifacts
     make_folder(out)
     final = out / board.name
@@ -137,6 +141,8 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
                 faces = (pair_faces or {}).get(source.spec.crop)
                 if source.task == "verify" and faces is not None:
                     compiled = calibrate_verifier(source, compiled, faces, staging, board, match_options)
+                if source.task == "liveness" and texture is not None:
+                    compiled = calibrate_texture(source, compiled, texture, staging, board, gate_threads(board))
                 for entry, row in compiled:
                     rows.append(row)
                     if row.passed:
@@ -157,6 +163,7 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
         write_report(staging, board.name, created, rows, calibration.describe(),
                      {"artifacts requested": ", ".join(map(str, artifacts)),
                       "verifier thresholds": _threshold_note(sources, pair_faces, match_options),
+                      **({"texture thresholds": texture.describe()} if texture is not None else {}),
                       "int8 quantization": f"onnxruntime static, {calibration_method} calibration, QDQ, "
                                            f"per-channel int8 weights, {activation_note(board)}",
                       "runtime default precision per task": _default_precisions(board),

@@ -19,6 +19,7 @@ from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
+from compile.texture import DEFAULT_LIVE_REJECT, TextureCalibration, load_live_faces, with_live_faces
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, rate
 from edge.base.interrupts import check_folder_target
@@ -27,7 +28,8 @@ from edge.base.paths import refuse_output_over_input
 from edge.bundles.signing import SIGNATURE_FILE, load_signing_key
 from edge.faces.scan import strategy_detectors
 from edge.runtime.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
-from edge.runtime.crops import CROPS
+from edge.liveness.texture import ROLE as TEXTURE_ROLE
+from edge.runtime.crops import BOX_CROPS, CROPS
 from edge.runtime.models import default_precisions, pick_kind
 from edge.runtime.packaged import VENDOR_MODELS, packaged_model_path
 
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --pairs_images: average each embedding with its mirrored face's, the two run "
                              "side by side (dlib's ResNet INT8, python -m benchmarks.mirror_cost: 1.16x one face's "
                              "time on two cores, 1.95x on one; --no-mirror_average turns it off) (default: on)")
+    parser.add_argument("--texture_live_reject", type=rate, default=DEFAULT_LIVE_REJECT,
+                        help="a texture (liveness) checkpoint: the share of single looks of live people, faces found "
+                             "in --detector_photos and --pairs_images, its threshold rejects (default: %(default)s)")
     parser.add_argument("--prune", type=rate, default=None, metavar="RATIO",
                         help="remove this share of every verifier's channels (torch-pruning), distil the pruned model "
                              "from the unpruned one on the calibration crops, and compile it when it passes its gate")
@@ -122,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     for name in detectors:
         packaged_model_path(name)               # fail now, not after the slow exports
     sources = [source for path in args.checkpoints for source in load_sources(path)]
+    check_texture_sources(board, sources)
+    texture_photos = [*([args.detector_photos] if args.detector_photos else []), *(args.pairs_images or ())]
+    if any(s.task == "liveness" for s in sources) and not texture_photos:
+        raise UserError("a texture checkpoint is calibrated on faces of live people in real photos: give a folder of "
+                        "colour photos with --detector_photos (or --pairs_images)")
     check_input_sizes(board, sources, detectors)
     roles = [s.role for s in sources]
     if len(set(roles)) != len(roles):
@@ -141,19 +151,48 @@ def run(args: argparse.Namespace) -> int:
     photo_detector = board.detection.detector
     pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
     match = MatchOptions(args.probe_far, args.min_auc, args.mirror_average)
+    texture = None
+    if any(s.task == "liveness" for s in sources):
+        sources, texture = texture_sources(sources, texture_photos, photo_detector, args)
     notes, pruning_rejected = {}, False
     if args.prune is not None:
         options = PruneOptions(args.prune, args.prune_steps)
         sources, notes, pruning_rejected = prune_sources(sources, calibration, options, args.out, pair_faces, match)
     result = build_bundle(board, artifacts, sources, calibration, args.out, detectors,
                           args.calibration_method, pair_faces, match, notes, detector_artifacts, detector_photos,
-                          sign=args.sign)
+                          sign=args.sign, texture=texture)
     if args.sign is not None:
         print(f"bundle: signed with {args.sign} ({result.bundle_dir / SIGNATURE_FILE}); a board runs it once it "
               f"trusts the key: copy {args.sign.with_suffix('.pub')} into its $EDGE_FACE_HOME/trusted_keys/")
     if args.build_engine:
         build_engines(result, board)
     return max(summarise(result), int(pruning_rejected))
+
+
+def check_texture_sources(board: BoardConfig, sources: list[SourceModel]) -> None:
+    """At most one texture checkpoint; and one there must be when the board's liveness block runs the texture check
+    (read loosely: a board config without a ``liveness:`` block asks for none)."""
+    texture = [s for s in sources if s.task == "liveness"]
+    if len(texture) > 1:
+        raise UserError(f"{len(texture)} liveness checkpoints given; a bundle carries one {TEXTURE_ROLE} model")
+    checks = getattr(getattr(board, "liveness", None), "checks", ()) or ()
+    if TEXTURE_ROLE in checks and not texture:
+        raise UserError(f"board {board.name} runs the {TEXTURE_ROLE} liveness check (liveness.checks in its board "
+                        f"config) and no liveness checkpoint was given: import one (python -m trainer import "
+                        f"minifasnet FILE.pth --out runs/{TEXTURE_ROLE}.pt) and add it to --checkpoints")
+
+
+def texture_sources(sources: list[SourceModel], photos: list[Path], detector: str,
+                    args: argparse.Namespace) -> tuple[list[SourceModel], TextureCalibration]:
+    """Each liveness source fed faces of live people cut from the real photos with its own crop."""
+    from edge.faces.packaged_detector import load_packaged_detector
+
+    found = load_packaged_detector(detector)
+    faces = {s.spec.crop: load_live_faces(photos, s.spec.crop, found, args.calibration_images, args.holdout_images,
+                                          args.seed)
+             for s in sources if s.task == "liveness"}
+    fed = [with_live_faces(s, faces[s.spec.crop]) if s.task == "liveness" else s for s in sources]
+    return fed, TextureCalibration(faces, args.texture_live_reject)
 
 
 def prune_sources(sources: list[SourceModel], calibration, options: PruneOptions, out: Path,
@@ -262,11 +301,13 @@ def load_sources(path: Path) -> list[SourceModel]:
 
     checkpoint = load_checkpoint(path)
     if checkpoint.task not in OUTPUTS:
-        raise UserError(f"{path}: compile makes verify and generate models, not {checkpoint.task!r}")
-    if checkpoint.preprocessing.crop not in CROPS:
+        raise UserError(f"{path}: compile makes {', '.join(OUTPUTS)} models, not {checkpoint.task!r}")
+    if checkpoint.preprocessing.crop not in CROPS and checkpoint.preprocessing.crop not in BOX_CROPS:
         raise UserError(f"{path} was trained on {checkpoint.preprocessing.crop!r} crops, which the runtime cannot "
-                        f"cut; crop templates it knows: {', '.join(sorted(CROPS))}")
-    source = SourceModel(role=path.stem, task=checkpoint.task, architecture=checkpoint.architecture,
+                        f"cut; crops it knows: {', '.join(sorted(CROPS) + sorted(BOX_CROPS))}")
+    # a liveness model's files are named after the check that runs them, whatever the checkpoint's file is called
+    role = TEXTURE_ROLE if checkpoint.task == "liveness" else path.stem
+    source = SourceModel(role=role, task=checkpoint.task, architecture=checkpoint.architecture,
                          model=checkpoint.build_model(), spec=checkpoint.preprocessing, sha256=checkpoint.sha256,
                          threshold=checkpoint.threshold, metrics=checkpoint.metrics, created=checkpoint.created,
                          config=checkpoint.config)

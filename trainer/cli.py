@@ -1,7 +1,7 @@
 """``python -m trainer <generator|verifier> --data DIR --out FILE.pt``: train a model from aligned face folders;
 ``python -m trainer distill --teacher CKPT --data DIR... --out FILE.pt``: train a small student to reproduce a
 teacher's embeddings on unlabelled faces;
-``python -m trainer import SOURCE --out FILE.pt``: bring a pretrained model in as an ordinary checkpoint."""
+``python -m trainer import SOURCE [FILE] --out FILE.pt``: bring a pretrained model in as an ordinary checkpoint."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,7 @@ from edge.base.registry import Registry
 # Pretrained models the ``import`` verb knows: name -> function(out_path, source_path or None) -> sha256.
 IMPORTERS = Registry("import source", {
     "dlib-resnet": "trainer.dlib_import.convert:import_dlib_resnet",
+    "minifasnet": "trainer.minifasnet_import:import_minifasnet",
 })
 
 
@@ -165,9 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     importer = commands.add_parser("import", help="write a pretrained model as a checkpoint (no training)")
     importer.add_argument("source", help=f"what to import: {', '.join(IMPORTERS.names())}")
+    importer.add_argument("file", nargs="?", default=None,
+                          help="the source model file (dlib-resnet: default, the one installed with its package; "
+                               "minifasnet: required, e.g. 2.7_80x80_MiniFASNetV2.pth)")
     importer.add_argument("--out", required=True, help="checkpoint to write")
-    importer.add_argument("--dat", default=None,
-                          help="the source model file (default: the one installed with its package)")
+    importer.add_argument("--dat", default=None, help="the source model file, as FILE")
+    importer.add_argument("--crop_scale", type=positive, default=None,
+                          help="minifasnet: the crop's size over the face box (default: the number its file name "
+                               "starts with: 2.7, 4)")
 
     fit = commands.add_parser("fit-crop", help="fit where our detector's key points land in dlib's 150 px chip "
                                                "(needs dlib-bin, a development-only peer)")
@@ -224,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args, argv: list[str]) -> int:
     if args.command == "import":
-        return import_model(args.source, args.out, args.dat)
+        return import_model(args.source, args.out, args.file or args.dat, args.crop_scale,
+                            conflict=bool(args.file and args.dat))
     if args.command == "fit-crop":
         return fit_crop(args.images, args.max_images, args.seed, args.report)
     verbs = {"distill": distill_student, "eval-generator": judge_generator, "synth": synth_faces,
@@ -307,10 +314,16 @@ def distill_student(args, command: str) -> None:
     distill(args.teacher, args.data, args.out, options, args.teacher_bundle, args.eval_data, command)
 
 
-def import_model(source: str, out: str, source_path: str | None) -> int:
+def import_model(source: str, out: str, source_path: str | None, crop_scale: float | None = None,
+                 conflict: bool = False) -> int:
     try:
+        if conflict:
+            raise UserError("give the source model file once: as FILE or with --dat, not both")
+        if crop_scale is not None and source != "minifasnet":
+            raise UserError(f"--crop_scale is for minifasnet, not {source}")
         check_file_target(out)
-        sha256 = IMPORTERS.get(source)(out, source_path)
+        options = {} if crop_scale is None else {"crop_scale": crop_scale}
+        sha256 = IMPORTERS.get(source)(out, source_path, **options)
         # Read back what was written: the summary then describes the file, and a bad write shows here.
         # Imported here, like the trainers, so that `--help` does not wait for torch.
         from trainer.checkpoint import load_checkpoint

@@ -18,6 +18,7 @@ import numpy as np
 from edge.base.errors import UserError
 from edge.base.metrics import cosine_similarity, psnr, ssim
 from edge.faces.detect import box_iou, build_detector
+from edge.liveness.texture import live_probability
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.boards import BoardConfig, load_board
 from edge.runtime.manifest import Manifest, ModelEntry, read_manifest
@@ -36,11 +37,15 @@ GENERATOR_DROP = {"fp32": (0.05, 0.001), "fp16": (0.2, 0.005), "int8": (1.0, 0.0
 
 
 def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict:
-    """Per-image agreement; verify: embedding cosine; generate: cosine of mean-centred images (a plain cosine of
-    [0, 1] images is near 1 for almost any output) and PSNR for information."""
+    """Per-image agreement; verify: embedding cosine; liveness: one minus the difference in live probability (the
+    logits' cosine barely moves with it); generate: cosine of mean-centred images (a plain cosine of [0, 1] images
+    is near 1 for almost any output) and PSNR for information."""
     if task == "verify":
         scores = cosine_similarity(reference, candidate)
         result = {"metric": "cosine"}
+    elif task == "liveness":
+        scores = 1.0 - np.abs(live_probability(reference) - live_probability(candidate))
+        result = {"metric": "live_probability_agreement"}
     else:
         scores = cosine_similarity(reference - 0.5, candidate - 0.5)
         # identical outputs have infinite PSNR; cap at 120 dB so the mean stays a number

@@ -6,11 +6,15 @@ points it uses and where they land. Key points, everywhere in the project, are n
 5-point source with mouth corners (MTCNN, faces80 landmarks, the synthetic renderer) maps to the first four
 with ``five_to_four``. Templates are a contract between training, compile and the board, so they live beside the
 manifest; ``edge.faces.align.Aligner`` cuts chips with them.
+
+Box crops (``BOX_CROPS``) are the other kind: a rectangle around the detector's face box, a few times its size,
+resized without rotation (passive liveness models look at the face's surroundings: a screen's edge, a hand).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edge.base.errors import UserError
@@ -48,6 +52,64 @@ CROPS = {
         "fitted to dlib's chip on real faces (docs/dlib_chip_template.md)",
         border="black"),            # dlib's chips are black outside the photo, and so were its training chips
 }
+
+
+@dataclass(frozen=True)
+class BoxCrop:
+    """Silent-Face-Anti-Spoofing's crop, cut around our detector's box: its box made the publisher's shape, scaled
+    about its centre (less where the photo is too small), moved inside the photo, resized to size x size (the
+    aspect is not kept, as the publisher's is not)."""
+
+    name: str
+    size: int                                      # square output side in pixels
+    scale: float                                   # the crop's sides over the publisher's face box's
+    box_height: float                              # the publisher's box height over our detector's, same bottom
+    origin: str
+
+    def region(self, box: np.ndarray, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """(x1, y1, x2, y2), inclusive pixel bounds inside the photo, of the crop around a detector box."""
+        height, width = image_shape[:2]
+        x1, _, x2, y2 = (float(v) for v in box[:4])
+        box_w = max(x2 - x1, 1.0)
+        box_h = max((y2 - box[1]) * self.box_height, 1.0)
+        scale = min((height - 1) / box_h, (width - 1) / box_w, self.scale)
+        crop_w, crop_h = box_w * scale, box_h * scale
+        centre_x, centre_y = (x1 + x2) / 2, y2 - box_h / 2
+        left = min(max(centre_x - crop_w / 2, 0.0), width - 1 - crop_w)
+        top = min(max(centre_y - crop_h / 2, 0.0), height - 1 - crop_h)
+        return int(left), int(top), int(left + crop_w), int(top + crop_h)
+
+    def cut(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The size x size crop of the face whose detector box is ``box`` (x1, y1, x2, y2)."""
+        x1, y1, x2, y2 = self.region(box, image.shape)
+        return cv2.resize(image[y1:y2 + 1, x1:x2 + 1], (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+
+
+# RetinaFace's box (the publisher's detector) reaches higher up the forehead than BlazeFace's, which is about as
+# tall as it is wide: the box is made a fifth taller upwards before scaling. An estimate, not a fit (RetinaFace does
+# not run here); docs/bundles-and-compile.md gives how live scores move with it.
+PUBLISHER_BOX_HEIGHT = 1.2
+BOX_CROPS = {
+    name: BoxCrop(name, 80, scale, PUBLISHER_BOX_HEIGHT,
+                  f"Silent-Face-Anti-Spoofing's {scale:g}x box crop, from BlazeFace's box made {PUBLISHER_BOX_HEIGHT}x "
+                  f"taller")
+    for name, scale in (("face_box_2.7x", 2.7), ("face_box_4x", 4.0))
+}
+
+
+def box_crop(name: str) -> BoxCrop:
+    if name not in BOX_CROPS:
+        raise UserError(unknown_name_message("box crop", name, sorted(BOX_CROPS)))
+    return BOX_CROPS[name]
+
+
+def box_crop_for_scale(scale: float) -> BoxCrop:
+    """The box crop at ``scale`` times the face box; a scale no crop has is refused with the ones there are."""
+    for crop in BOX_CROPS.values():
+        if abs(crop.scale - scale) < 1e-6:
+            return crop
+    raise UserError(f"no box crop at {scale:g}x the face box; there are: "
+                    f"{', '.join(f'{c.scale:g}x ({c.name})' for c in BOX_CROPS.values())}")
 
 
 def crop_template(name: str) -> CropTemplate:

@@ -506,8 +506,8 @@ def test_a_checkpoint_whose_crop_the_runtime_cannot_cut_is_refused_before_work(t
     save_checkpoint(tmp_path / "odd.pt", architecture="mobilefacenet_s", config={}, task="verify",
                     model=nn.Linear(1, 1), preprocessing=spec, metrics={})
     assert cli.main(["--target", "host", "--checkpoints", str(tmp_path / "odd.pt")]) == 2
-    assert "trained on 'mtcnn160' crops, which the runtime cannot cut; crop templates it knows: arcface112, " \
-           "dlib150" in capsys.readouterr().err
+    assert "trained on 'mtcnn160' crops, which the runtime cannot cut; crops it knows: arcface112, dlib150, " \
+           "face_box_2.7x, face_box_4x" in capsys.readouterr().err
 
 
 @pytest.mark.unit

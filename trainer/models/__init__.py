@@ -9,6 +9,7 @@ ARCHITECTURES = Registry("architecture", {
     "dcgan_generator": "trainer.models.dcgan:DCGANGenerator",
     "faceswap_autoencoder": "trainer.models.autoencoder:FaceSwapAutoencoder",
     "dlib_resnet": "trainer.models.dlib_resnet:DlibResNet",
+    "minifasnet": "trainer.models.minifasnet:MiniFASNet",
     "mobilefacenet_s": "trainer.models.mobilefacenet:MobileFaceNetS",
 })
 

@@ -1,0 +1,65 @@
+"""The texture check: how live one look's face seems to a passive anti-spoofing model (MiniFASNet), from one crop.
+
+Each look's face is cut with the crop its bundle entry names (a box crop of ``edge.runtime.crops``: a few times the
+face box, so the model sees the face's surroundings) and scored as a live probability; the visit is live when the
+mean over its looks reaches the entry's threshold. That threshold was set by compile on photos of live people
+(python -m compile ... --texture_live_reject), so it says how many single looks of live people it rejects; what it
+lets through of attacks nobody here has measured (no spoof data set is at hand).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge.base.errors import UserError
+from edge.liveness.checks import CheckContext, CheckResult, Look
+from edge.runtime.crops import box_crop
+from edge.runtime.models import choose_model, load_model
+
+TASK = "liveness"
+ROLE = "texture"           # the bundle files' name (texture.fp32.onnx ...) and the check's
+LIVE_CLASS = 1             # the publisher's classes: 1 is a live face, 0 and 2 are attacks
+
+
+def live_probability(logits: np.ndarray) -> np.ndarray:
+    """(N, classes) logits -> (N,) softmax probability of the live class."""
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted[:, LIVE_CLASS] / shifted.sum(axis=1)).astype(np.float32)
+
+
+class TextureCheck:
+    """Runs the bundle's texture file (``choose_model``'s choice for task ``liveness``) on each look's face."""
+
+    name = ROLE
+
+    def __init__(self, context: CheckContext):
+        if not context.manifest.for_task(TASK):
+            raise UserError(f"the bundle has no {ROLE} file: import a MiniFASNet model (python -m trainer import "
+                            f"minifasnet FILE.pth --out runs/{ROLE}.pt) and compile it in (python -m compile --target "
+                            f"{context.board.name} --checkpoints ... runs/{ROLE}.pt --detector_photos PHOTOS)")
+        choice = choose_model(context.manifest, context.board, TASK, profile=context.profile)
+        entry = choice.entry
+        if entry.threshold is None:
+            raise UserError(f"{entry.file} has no live threshold: recompile the bundle with python -m compile "
+                            f"--target {context.board.name}")
+        self.crop = box_crop(entry.input.crop)
+        self.threshold = float(entry.threshold)
+        self.output = entry.outputs[0].name
+        self.model = load_model(context.bundle_dir, entry, choice.backend, context.options)
+
+    def observe(self, look: Look) -> float:
+        """The live probability of this look's face."""
+        crop = self.crop.cut(look.image, look.detection.box)
+        return float(live_probability(self.model.run_images([crop])[self.output])[0])
+
+    def judge(self, observed: list[float]) -> CheckResult:
+        if not observed:
+            return CheckResult("insufficient", 0.0, {"looks": 0, "threshold": round(self.threshold, 4)})
+        scores = np.asarray(observed, np.float64)
+        mean = float(scores.mean())
+        return CheckResult("live" if mean >= self.threshold else "attack", mean,
+                           {"looks": len(scores), "threshold": round(self.threshold, 4),
+                            "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)})
+
+    def close(self) -> None:
+        self.model.close()
