@@ -8,6 +8,7 @@ import numpy as np
 
 _BACKGROUND_STREAM = 0xB6
 _NOISE_STREAM = 0x2A
+_WALL_STREAM = 0x3C
 
 
 def render_background(seed: int, width: int, height: int) -> np.ndarray:
@@ -28,6 +29,29 @@ def render_background(seed: int, width: int, height: int) -> np.ndarray:
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         w, h = int(rng.integers(width // 8, width // 2)), int(rng.integers(height // 8, height // 2))
         cv2.rectangle(image, (x, y), (x + w, y + h), tuple(int(c) for c in colour), max(1, width // 100))
+    return image
+
+
+def render_textured_wall(seed: int, width: int, height: int) -> np.ndarray:
+    """A seeded wall: a muted colour lit unevenly, with plaster- or fabric-like texture at several scales and
+    a few straight edges (a door frame, a shelf)."""
+    rng = np.random.default_rng([_WALL_STREAM, seed])
+    colour = _muted(rng, 1)[0]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 1 - rng.uniform(0.1, 0.4) * (((xs - rng.uniform(0, width)) / width) ** 2
+                                         + ((ys - rng.uniform(0, height)) / height) ** 2)
+    texture = np.zeros((height, width), np.float32)
+    for scale in (1, 4, 16):
+        noise = rng.normal(0, 1, (max(2, height // scale), max(2, width // scale))).astype(np.float32)
+        texture += rng.uniform(0.01, 0.05) * cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = np.clip(colour * (light * (1 + texture))[..., None], 0, 255).astype(np.uint8)
+    for edge in _muted(rng, int(rng.integers(1, 4))):
+        if rng.random() < 0.5:
+            x = int(rng.integers(0, width))
+            cv2.line(image, (x, 0), (x, height), tuple(int(c) for c in edge), int(rng.integers(2, 12)))
+        else:
+            y = int(rng.integers(0, height))
+            cv2.line(image, (0, y), (width, y), tuple(int(c) for c in edge), int(rng.integers(2, 12)))
     return image
 
 
