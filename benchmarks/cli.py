@@ -1,5 +1,6 @@
-"""``python -m benchmarks {latency,pipeline,verify,detect,peers,mosaic,pairs,report,compare}``: measure a bundle on the
-board it runs on, render the results as pages with plots, and compare two sets of results beyond their noise."""
+"""``python -m benchmarks {latency,pipeline,verify,detect,peers,mosaic,pairs,attacks,liveness,report,compare}``:
+measure a bundle on the board it runs on, render the results as pages with plots, and compare two sets of results beyond their
+noise."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.base.errors import UserError
-from edge.base.flags import count, count_or_zero
+from edge.base.flags import count, count_or_zero, positive, side
 from edge.base.interrupts import interruptible
 from edge.faces.align import FACE_CHOICES
 from edge.runtime.boards import PRECISIONS
@@ -90,6 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--per_fold", type=count, default=30, help="same-person pairs per fold (as many different)")
     pairs.add_argument("--seed", type=count_or_zero, default=0)
 
+    attacks = commands.add_parser("attacks", help="print and screen-replay attack clips rendered from photos (and "
+                                                  "videos) of real people, held up to a camera by a hand")
+    attacks.add_argument("--images", type=Path, default=None, help="folder of face photos, any depth")
+    attacks.add_argument("--videos", type=Path, nargs="+", default=(), help="videos to replay on a screen")
+    attacks.add_argument("--out", type=Path, required=True, help="folder to write (must not exist)")
+    attacks.add_argument("--kinds", default="", help="comma-separated of print, replay, video_replay (default: "
+                                                     "every kind the given --images and --videos allow)")
+    attacks.add_argument("--clips_per_photo", type=count, default=4, help="clips of each kind per photo or video "
+                                                                          "(default: %(default)s)")
+    attacks.add_argument("--max_photos", type=count_or_zero, default=0, help="a seeded sample of this many photos "
+                                                                             "(default: 0, every photo)")
+    attacks.add_argument("--seed", type=count_or_zero, default=0)
+    attacks.add_argument("--width", type=side, default=640)
+    attacks.add_argument("--height", type=side, default=480)
+    attacks.add_argument("--fps", type=positive, default=15.0)
+    attacks.add_argument("--seconds", type=positive, default=2.0, help="clip length (default: %(default)s)")
+
+    liveness = commands.add_parser("liveness", help="APCER on rendered attack clips and BPCER on live video, each "
+                                                    "through the kiosk's loop at the bundle's liveness thresholds")
+    _add_common(liveness)
+    liveness.add_argument("--attacks", type=Path, required=True,
+                          help="clips from python -m benchmarks attacks (KIND/NAME.mp4)")
+    liveness.add_argument("--live", nargs="+", required=True,
+                          help="videos (or other frame sources) of live people, any size, any number of faces")
+    liveness.add_argument("--max_clips", type=count_or_zero, default=0,
+                          help="clips of each kind at most (default: 0, every clip)")
+
     peers = commands.add_parser("peers", help="face_recognition's dlib pipeline and OpenCV's face detector beside "
                                               "ours, in the same run on the same frames")
     _add_common(peers)
@@ -162,6 +190,25 @@ def run_command(args) -> None:
         cols, rows = parse_grid(args.grid)
         count, (width, height) = make_mosaic(MosaicOptions(args.source, args.out, cols, rows, args.frames))
         print(f"wrote {count} frames of {width}x{height} ({cols}x{rows} copies of {args.source}) to {args.out}")
+    elif args.command == "liveness":
+        from benchmarks.liveness_bench import LivenessOptions, main_summary, run_liveness
+
+        board, result = run_liveness(LivenessOptions(args.bundle, args.attacks, tuple(args.live), args.threads,
+                                                     args.max_clips))
+        print(main_summary(result))
+        _publish(args, "liveness", board, [result])
+    elif args.command == "attacks":
+        from benchmarks.attacks import AttackOptions, render_attacks
+
+        kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+        summary = render_attacks(AttackOptions(args.images, args.out, tuple(args.videos), kinds, args.clips_per_photo,
+                                               args.seed, args.width, args.height, args.fps, args.seconds,
+                                               args.max_photos))
+        for kind, clips in summary.clips.items():
+            print(f"{kind}: {clips} clips in {args.out / kind}")
+        skipped = ", ".join(f"{len(names)} {reason.replace('_', ' ')}" for reason, names in summary.skipped.items())
+        print(f"from {summary.photos_used} photos and {summary.videos_used} videos (skipped: {skipped}); "
+              f"parameters in {args.out / 'summary.json'}")
     else:
         from benchmarks.pairs import make_pairs, write_pairs
 

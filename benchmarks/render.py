@@ -166,6 +166,20 @@ def detect_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+def liveness_table(results: list[dict]) -> str:
+    header = ["attack clips", "check", "APCER print", "APCER replay", "APCER video replay", "BPCER (live visits)",
+              "ms per look"]
+    body = []
+    for r in (r for r in results if r["kind"] == "liveness"):
+        fused = r["fused"]
+        for name, rates in [("fused", fused), *r["checks"].items()]:
+            apcer = [f"{_num(rates['apcer'][k], 3)} of {fused['attack_clips'][k]}" if k in rates["apcer"] else "-"
+                     for k in ("print", "replay", "video_replay")]
+            bpcer = "-" if rates["bpcer"] is None else f"{_num(rates['bpcer'], 3)} of {fused['live_visits']}"
+            body.append([r["attacks"], name, *apcer, bpcer, _ms(r["liveness_ms_per_look"]) if name == "fused" else ""])
+    return _table(header, body)
+
+
 SECTIONS = {
     "latency": ("Model latency",
                 "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded), at the "
@@ -199,6 +213,13 @@ SECTIONS = {
                "less than 2x (detectors draw boxes differently); each face and detection counts once. Precision "
                "counts every detection that finds no labelled face as false, unlabelled faces included.",
                detect_table),
+    "liveness": ("Liveness (presentation attacks)",
+                 "Rendered attack clips (`python -m benchmarks attacks`) and live video through the kiosk's loop at "
+                 "the bundle's thresholds as shipped. APCER: share of attack clips with a visit judged live (clips from "
+                 "which no visit formed are not counted; the JSON says how many); BPCER: share of live visits (at "
+                 "least 4 liveness looks, a face of 40 px or more) not judged live, insufficient included. "
+                 "`fused` is what opens the door; each check's row is that check alone. The live video here is one "
+                 "performer: a BPCER from it says little about people in general.", liveness_table),
 }
 
 

@@ -1,13 +1,14 @@
 """Door actions on a visit's decision: a signed webhook, MQTT v5 (with Home Assistant discovery), a GPIO output.
 
 They fail closed. ``DoorActions.on_decision`` opens only for a ``named`` visit judged live (edge.liveness; unless
-the kiosk was started with --no_liveness) that was not cut short, of a healthy kiosk (its camera streaming, its loop running), whose newest look is younger than ``max_frame_age_s``, and
-each person at most once per ``min_interval_s``; every refusal is counted by its reason. An event that opens is
-stamped with an id and its time and is good for ``ttl_s`` seconds: an action that has not started by then drops
-it, an MQTT broker drops it (message expiry), a receiver can check the webhook's signed timestamp. No action is
-ever retried or queued for later: a door event that could not be delivered at once is counted as failed and is
-gone, so a door never opens minutes after the visitor left. Each action runs on a worker thread of its own, so a
-slow webhook delays neither the frame loop nor the GPIO relay.
+the kiosk was started with --no_liveness) that was not cut short, of a healthy kiosk (its camera streaming, its loop
+running), whose newest look is younger than ``max_frame_age_s``, and each person at most once per
+``min_interval_s``; every refusal is counted by its reason. An event that opens is stamped with an id and its time
+and is good for ``ttl_s`` seconds: an action that has not started by then drops it, an MQTT broker drops it (message
+expiry), a receiver can check the webhook's signed timestamp. No action is ever retried or queued for later: a door
+event that could not be delivered at once is counted as failed and is gone, so a door never opens minutes after the
+visitor left. Each action runs on a worker thread of its own, so a slow webhook delays neither the frame loop nor
+the GPIO relay.
 
 A visit judged a presentation attack raises an alert (``DoorActions.alert``): to the alert webhooks (never the door's
 URL, which a controller may take as "open") and to ``edge_face/<kiosk>/alert`` on the MQTT broker.

@@ -27,9 +27,10 @@ class Verdict:
     verdict: str                          # edge.liveness.checks.FUSED_VERDICTS
     score: float                          # share of the checks that say live
     checks: dict[str, dict]               # check name -> its CheckResult.record()
+    looks: int = 0                        # the visit's liveness looks it was judged on
 
     def record(self) -> dict:
-        return {"verdict": self.verdict, "score": round(self.score, 4), "checks": self.checks}
+        return {"verdict": self.verdict, "score": round(self.score, 4), "looks": self.looks, "checks": self.checks}
 
 
 OFF = Verdict("off", 0.0, {})
@@ -42,12 +43,12 @@ class Released:
     newest_look_s: float | None           # stream time of the visit's newest liveness look (None: none taken)
 
 
-def fuse(results: dict[str, CheckResult]) -> Verdict:
+def fuse(results: dict[str, CheckResult], looks: int = 0) -> Verdict:
     verdicts = [r.verdict for r in results.values()]
     fused = ("attack" if "attack" in verdicts else
              "live" if verdicts and all(v == "live" for v in verdicts) else "insufficient")
     live = sum(v == "live" for v in verdicts) / len(verdicts) if verdicts else 0.0
-    return Verdict(fused, live, {name: result.record() for name, result in results.items()})
+    return Verdict(fused, live, {name: result.record() for name, result in results.items()}, looks)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class VisitLiveness:
     observed: dict[str, deque]
     challenge: Challenge | None = None
     last_look: int = -10**9               # frame of the last liveness look
+    looks: int = 0                        # liveness looks taken (the checks keep the newest max_looks)
     newest_look_s: float | None = None    # stream time of the last liveness look
     settled: Verdict | None = None        # once live or attack, it stays
     held: list = field(default_factory=list)      # (decision, stream time it was held at)
@@ -69,6 +71,7 @@ class LivenessGate:
         self.wait_s = max(config.max_wait_s, config.challenge_s) if challenge else config.max_wait_s
         self._rng = rng or random.SystemRandom()
         self.visits: dict[int, VisitLiveness] = {}
+        self.looks_taken = 0                  # liveness looks since the kiosk started (benchmarks time them)
 
     @property
     def names(self) -> list[str]:
@@ -91,6 +94,8 @@ class LivenessGate:
         for check in self._checks(visit):
             visit.observed[check.name].append(check.observe(look))
         visit.last_look, visit.newest_look_s = look.frame, look.time_s
+        visit.looks += 1
+        self.looks_taken += 1
         verdict = self._fused(visit)
         if verdict.verdict in SETTLED:
             visit.settled = verdict
@@ -140,6 +145,10 @@ class LivenessGate:
             visit.held = waiting
         return released
 
+    def reset(self) -> None:
+        """Forgets every visit: a new stream begins (its tracks are numbered afresh)."""
+        self.visits.clear()
+
     def end(self, track: int) -> list[Released]:
         """The visit ended: what it still holds, with the verdict it has; its looks are forgotten."""
         visit = self.visits.pop(track, None)
@@ -156,4 +165,5 @@ class LivenessGate:
         return self.checks + ([visit.challenge] if visit.challenge is not None else [])
 
     def _fused(self, visit: VisitLiveness) -> Verdict:
-        return fuse({check.name: check.judge(list(visit.observed[check.name])) for check in self._checks(visit)})
+        return fuse({check.name: check.judge(list(visit.observed[check.name])) for check in self._checks(visit)},
+                    visit.looks)

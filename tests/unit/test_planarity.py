@@ -3,7 +3,7 @@ picture moved any way shows none, and two looks from one view show no motion."""
 import numpy as np
 import pytest
 
-from edge.faces.planarity import look_pair
+from edge.faces.planarity import point_pair
 
 pytestmark = pytest.mark.unit
 EYES = (0, 1)
@@ -30,43 +30,33 @@ def seen(points: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0, distance: f
     return 800 * moved[:, :2] / moved[:, 2:] + [320, 240]
 
 
+def eye_distance(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[EYES[0]] - points[EYES[1]]))
+
+
 def test_a_turning_head_shows_parallax_and_a_moved_picture_none():
     head, picture = face_points(flat=False), face_points(flat=True)
-    turn = look_pair(seen(head, 0), seen(head, 20), EYES)
-    tilt = look_pair(seen(picture, 0), seen(picture, 35, 15, 500, (40, -20)), EYES)   # held at an angle, moved
+    first, turned = seen(head, 0), seen(head, 20)
+    turn = point_pair(first, turned, eye_distance(turned))
+    held = seen(picture, 35, 15, 500, (40, -20))                                     # held at an angle, moved
+    tilt = point_pair(seen(picture, 0), held, eye_distance(held))
     assert turn.motion > 0.05 and tilt.motion > 0.05                                 # both changed view
     assert turn.parallax > 0.03 and tilt.parallax < 1e-6                            # only the head is not a plane
 
 
+def test_a_few_points_sliding_over_a_picture_are_not_parallax():
+    """A glare or moire that slides over a held photo moves a few tracked points against the rest: the median
+    over the points, to a fit that leaves them out, stays at zero."""
+    picture = face_points(flat=True)
+    before, after = seen(picture, 0), seen(picture, 25, 10, 550, (20, 5))
+    after[:20] += np.random.default_rng(2).normal(0, 6, (20, 2))                  # a tenth of the points astray
+    assert point_pair(before, after, eye_distance(after)).parallax < 1e-3
+
+
 def test_two_looks_from_one_view_show_no_motion():
     head = face_points(flat=False)
-    still = look_pair(seen(head, 5), seen(head, 5), EYES)
+    still = point_pair(seen(head, 5), seen(head, 5), 60.0)
     assert still.motion < 1e-9 and still.parallax < 1e-9
-
-
-def test_landmarks_that_are_not_a_face_are_refused():
-    with pytest.raises(ValueError, match="the eyes coincide"):
-        look_pair(np.zeros((10, 2)), np.zeros((10, 2)), EYES)
-
-
-def test_the_face_mesh_lands_on_the_face_the_detector_found():
-    from synthetic_faces import identity_from_seed, render_face, sample_nuisance
-
-    from edge.faces.face_mesh import MESH_POINTS, FaceMesh
-    from edge.faces.packaged_detector import load_packaged_detector
-
-    image, _ = render_face(identity_from_seed(7), sample_nuisance(np.random.default_rng(1)), 160)
-    face = max(load_packaged_detector().detect(image), key=lambda d: d.score)
-    mesh = FaceMesh()
-    try:
-        found = mesh.mesh(image, face.box, face.keypoints[:2])
-    finally:
-        mesh.close()
-    width = face.box[2] - face.box[0]
-    assert found.points.shape == (MESH_POINTS, 3) and found.face_score > 0.5
-    assert np.linalg.norm(found.points[1, :2] - face.keypoints[2]) < 0.1 * width      # the nose tip on the nose
-    inside = (found.points[:, :2] >= face.box[:2] - 0.1 * width) & (found.points[:, :2] <= face.box[2:] + 0.1 * width)
-    assert inside.all(axis=1).mean() > 0.95
 
 
 def _textured_scene(seed: int = 0) -> np.ndarray:
@@ -91,14 +81,15 @@ def test_points_tracked_on_a_tilted_picture_fit_a_homography_and_on_a_bulge_do_n
     tilted = cv2.warpPerspective(scene, cv2.getPerspectiveTransform(
         corners, corners + np.float32([[40, 20], [-10, 35], [-20, -30], [30, -5]])), (320, 240))
     held = tracked_pair(scene, tilted, box)
-    # a bulge: the middle of the box moves 6 px right while its rim stays, as a nose moves against the cheeks
+    # a head's depth as it turns: the middle of the box moves 6 px right, less and less towards its rim, as the
+    # nose and the middle of the face move against the cheeks and jaw
     grid_x, grid_y = np.meshgrid(np.arange(320, dtype=np.float32), np.arange(240, dtype=np.float32))
-    bump = 6.0 * np.exp(-((grid_x - 160) ** 2 + (grid_y - 120) ** 2) / (2 * 25.0 ** 2))
+    bump = 6.0 * np.exp(-((grid_x - 160) ** 2 + (grid_y - 120) ** 2) / (2 * 45.0 ** 2))
     bulged = cv2.remap(scene, grid_x - bump, grid_y, cv2.INTER_LINEAR)
     turned = tracked_pair(scene, bulged, box)
     assert held is not None and turned is not None
-    # measured: the tilt moves the picture's corners by up to 40 px; what tracking leaves is 0.42 px RMS (0.0035 of
-    # the box), against 0.0106 for the bulge
+    # measured: the tilt moves the picture's corners by up to 40 px; what tracking leaves is a median 0.33 px (0.0028
+    # of the box), against 0.0065 for the bulge
     assert held.motion > 0.01 and held.parallax < 0.005
     assert turned.parallax > 2 * held.parallax
 
