@@ -82,6 +82,7 @@ class SourceModel:
     # images -> (model inputs, reconstruction targets or None) for a model whose input is not the image itself
     # (a latent decoder: compile.decoders); None: the images through the spec's preprocessing, both ways
     feeds: Callable[[list[np.ndarray], str], tuple[np.ndarray, np.ndarray | None]] | None = None
+    artifacts: tuple[Artifact, ...] | None = None     # the files to make of it; None: the bundle's list
 
     def inputs(self, images: list[np.ndarray], purpose: str) -> tuple[np.ndarray, np.ndarray | None]:
         """(the model's input batch, what a generator should reproduce) for ``purpose``: calibration or held_out."""
@@ -129,10 +130,11 @@ def build_bundle(board: BoardConfig, artifacts: list[Artifact], sources: list[So
             # The held-out inputs and the torch FP32 outputs every artifact of a model is gated against:
             # computed once per model, not once per artifact.
             references = {source.role: _reference(source, calibration) for source in sources}
-            progress = progress_bar(total=len(sources) * len(artifacts), desc="artifacts", unit="file")
+            progress = progress_bar(total=sum(len(s.artifacts or artifacts) for s in sources), desc="artifacts",
+                                    unit="file")
             for source in sources:
                 compiled = []
-                for artifact in artifacts:
+                for artifact in source.artifacts or artifacts:
                     compiled.append(_compile_one(board, source, artifact, calibration, calibration_method, staging,
                                                  Path(workdir), references[source.role]))
                     progress.update()

@@ -6,6 +6,7 @@ capability table before any work starts; conflicting options are refused, never 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--texture_live_reject", type=rate, default=DEFAULT_LIVE_REJECT,
                         help="a texture (liveness) checkpoint: the share of single looks of live people, faces found "
                              "in --detector_photos and --pairs_images, its threshold rejects (default: %(default)s)")
+    parser.add_argument("--texture_artifacts",
+                        help="comma-separated FORMAT:PRECISION files of the texture checkpoint, replacing --artifacts "
+                             "for it (MiniFASNet's INT8 files fail their gate: e.g. onnx:fp32,tflite:fp32)")
     parser.add_argument("--prune", type=rate, default=None, metavar="RATIO",
                         help="remove this share of every verifier's channels (torch-pruning), distil the pruned model "
                              "from the unpruned one on the calibration crops, and compile it when it passes its gate")
@@ -153,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     match = MatchOptions(args.probe_far, args.min_auc, args.mirror_average)
     texture = None
     if any(s.task == "liveness" for s in sources):
-        sources, texture = texture_sources(sources, texture_photos, photo_detector, args)
+        sources, texture = texture_sources(board, sources, texture_photos, photo_detector, args)
     notes, pruning_rejected = {}, False
     if args.prune is not None:
         options = PruneOptions(args.prune, args.prune_steps)
@@ -182,7 +186,7 @@ def check_texture_sources(board: BoardConfig, sources: list[SourceModel]) -> Non
                         f"minifasnet FILE.pth --out runs/{TEXTURE_ROLE}.pt) and add it to --checkpoints")
 
 
-def texture_sources(sources: list[SourceModel], photos: list[Path], detector: str,
+def texture_sources(board: BoardConfig, sources: list[SourceModel], photos: list[Path], detector: str,
                     args: argparse.Namespace) -> tuple[list[SourceModel], TextureCalibration]:
     """Each liveness source fed faces of live people cut from the real photos with its own crop."""
     from edge.faces.packaged_detector import load_packaged_detector
@@ -191,7 +195,10 @@ def texture_sources(sources: list[SourceModel], photos: list[Path], detector: st
     faces = {s.spec.crop: load_live_faces(photos, s.spec.crop, found, args.calibration_images, args.holdout_images,
                                           args.seed)
              for s in sources if s.task == "liveness"}
-    fed = [with_live_faces(s, faces[s.spec.crop]) if s.task == "liveness" else s for s in sources]
+    kinds = tuple(choose_artifacts(board, args.texture_artifacts, "--texture_artifacts")) \
+        if args.texture_artifacts is not None else None
+    fed = [dataclasses.replace(with_live_faces(s, faces[s.spec.crop]), artifacts=kinds) if s.task == "liveness" else s
+           for s in sources]
     return fed, TextureCalibration(faces, args.texture_live_reject)
 
 
@@ -238,14 +245,15 @@ def build_engines(result: BuildResult, board: BoardConfig) -> None:
             print(f"engine: {entry.file} built and cached in {result.bundle_dir / 'engines'}")
 
 
-def choose_artifacts(board: BoardConfig, override: str | None) -> list[Artifact]:
-    """The board's artifact list, or the user's; every item must be in the board's capability table."""
+def choose_artifacts(board: BoardConfig, override: str | None, flag: str = "--artifacts") -> list[Artifact]:
+    """The board's artifact list, or the user's (given with ``flag``); every item must be in the board's capability
+    table."""
     if override is None:
         artifacts = board.artifact_list()
     else:
         artifacts = parse_artifacts(override)
         if not artifacts:
-            raise UserError("--artifacts is empty; write e.g. --artifacts onnx:fp32,onnx:int8")
+            raise UserError(f"{flag} is empty; write e.g. {flag} onnx:fp32,onnx:int8")
     for artifact in artifacts:
         require_supported(board, artifact)
         exporters.check_buildable(artifact)

@@ -51,7 +51,7 @@ def _median(residual: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(residual, axis=1)))
 
 
-TRACKED_POINTS = 200      # corners sought in the face box of the first look
+TRACKED_POINTS = 100      # corners sought in the face box of the first look
 MIN_TRACKED = 12          # fewer points followed both ways than this: no measurement
 ROUND_TRIP_PX = 0.5       # a point is kept when tracking it back lands this close to where it started
 

@@ -122,14 +122,15 @@ def test_a_board_running_the_texture_check_needs_a_texture_checkpoint():
 
 @pytest.fixture(scope="module")
 def texture_bundle(tmp_path_factory, minifasnet, shared_data) -> Path:
-    """A host bundle of the V2 texture model alone, compiled from the CLI on real colour photos (faces80)."""
+    """A host bundle of the V2 texture model alone, compiled from the CLI on real colour photos (faces80), its files
+    chosen with --texture_artifacts (the board also lists onnx:int8)."""
     work = tmp_path_factory.mktemp("texture")
     assert trainer_cli.main(["import", "minifasnet", str(minifasnet / FILES["face_box_2.7x"]), "--out",
                              str(work / "liveness_v2.pt")]) == 0
     photos = shared_data / "faces80"
     code = compile_cli.main(["--target", "host", "--checkpoints", str(work / "liveness_v2.pt"), "--calibration",
                              str(photos), "--detector_photos", str(photos), "--calibration_images", "16",
-                             "--holdout_images", "24", "--artifacts", "onnx:fp32,tflite:fp32", "--out",
+                             "--holdout_images", "24", "--texture_artifacts", "onnx:fp32,tflite:fp32", "--out",
                              str(work / "bundles")])
     assert code == 0
     return work / "bundles" / "host"
