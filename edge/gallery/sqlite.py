@@ -65,9 +65,11 @@ MIGRATIONS = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
-    # 8: each decision's liveness verdict with its checks' evidence (JSON; NULL for decisions logged before).
+    # 8: each decision's liveness verdict with its checks' evidence (JSON; NULL for decisions logged before), and
+    # each kept visitor's verdict (naming one enrols it from the kiosk's camera: only a live visit may be).
     """
     ALTER TABLE events ADD COLUMN liveness TEXT;
+    ALTER TABLE visitors ADD COLUMN liveness TEXT;
     """,
 )
 

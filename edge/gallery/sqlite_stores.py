@@ -18,7 +18,16 @@ import numpy as np
 from edge.base.errors import UserError
 from edge.gallery.rules import check_name, exported_vector
 from edge.gallery.sealing import Sealer
-from edge.gallery.store import AlreadyEnrolled, EmbeddingKey, Events, GalleryTemplates, People, Visitors
+from edge.gallery.store import (
+    NAMEABLE_VERDICTS,
+    AlreadyEnrolled,
+    EmbeddingKey,
+    Events,
+    GalleryTemplates,
+    NotLive,
+    People,
+    Visitors,
+)
 
 
 def now() -> str:
@@ -204,16 +213,17 @@ class SqliteVisitors(Stored, Visitors):
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO visitors(time, source, track, outcome, score, crop, embeddings, dim, model_fingerprint, "
-                "embedding_space, producer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "embedding_space, producer, liveness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (now(), record.get("source"), record.get("track"), record.get("outcome"), record.get("score"),
                  self.sealer.seal(crop_jpeg) if crop_jpeg else None, self.sealer.seal(embeddings.tobytes()),
-                 embeddings.shape[1], key.fingerprint, key.space or None, key.kind or None))
+                 embeddings.shape[1], key.fingerprint, key.space or None, key.kind or None,
+                 (record.get("liveness") or {}).get("verdict")))
         return cursor.lastrowid
 
     def kept(self) -> list[dict]:
-        rows = self.db.execute("SELECT id, time, source, outcome, score, crop IS NOT NULL FROM visitors "
+        rows = self.db.execute("SELECT id, time, source, outcome, score, crop IS NOT NULL, liveness FROM visitors "
                                "ORDER BY id DESC").fetchall()
-        return [dict(zip(("id", "time", "source", "outcome", "score", "has_crop"), row)) for row in rows]
+        return [dict(zip(("id", "time", "source", "outcome", "score", "has_crop", "liveness"), row)) for row in rows]
 
     def crop(self, visitor: int) -> bytes | None:
         row = self.db.execute("SELECT crop FROM visitors WHERE id=?", (visitor,)).fetchone()
@@ -221,10 +231,14 @@ class SqliteVisitors(Stored, Visitors):
 
     def name(self, visitor: int, name: str, consent: str, add: bool = False) -> int:
         with self.transaction():           # read, enrolled and forgotten together, or none of it
-            row = self.db.execute("SELECT embeddings, dim, model_fingerprint, embedding_space, producer "
+            row = self.db.execute("SELECT embeddings, dim, model_fingerprint, embedding_space, producer, liveness "
                                   "FROM visitors WHERE id=?", (visitor,)).fetchone()
             if row is None:
                 raise UserError(f"no kept visitor {visitor}")
+            if row[5] not in NAMEABLE_VERDICTS:
+                raise NotLive(f"visitor {visitor} was not judged live (liveness {row[5] or 'not judged'}): a visit to "
+                              f"the kiosk's camera is enrolled only when live; enrol the person from photos instead "
+                              f"(python -m edge enroll, an admin's step)")
             embeddings = np.frombuffer(self.sealer.open(row[0]), np.float32).reshape(-1, row[1])
             key = EmbeddingKey(row[2], row[3] or "", row[4] or "")
             added = self.people.add_templates(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings),

@@ -44,6 +44,15 @@ class AlreadyEnrolled(UserError):
     """The name is enrolled, and the caller did not say the new faces are that same person's."""
 
 
+class NotLive(UserError):
+    """A kept visitor whose visit was not judged live cannot be enrolled from the kiosk's camera."""
+
+
+# Verdicts of a kept visitor that naming may enrol: live, or off (the kiosk ran with --no_liveness, its operator's
+# choice); insufficient, attack and visits kept before liveness existed are refused.
+NAMEABLE_VERDICTS = ("live", "off")
+
+
 class People(abc.ABC):
     @abc.abstractmethod
     def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],

@@ -14,6 +14,7 @@ class VisitSummary:
     frames: int = 0
     frames_with_face: int = 0
     decisions: Counter = field(default_factory=Counter)                 # outcome -> visits
+    liveness: Counter = field(default_factory=Counter)                  # liveness verdict -> visits
     _seen_by_track: dict = field(default_factory=lambda: defaultdict(Counter))   # track -> truth -> frames
     _visitors: set = field(default_factory=set)
     _scored: list = field(default_factory=list)                          # (truth, decision)
@@ -39,6 +40,7 @@ class VisitSummary:
     def add_decisions(self, decisions) -> None:
         for decision in decisions:
             self.decisions[decision.outcome] += 1
+            self.liveness[(decision.liveness or {}).get("verdict", "off")] += 1
             seen = self._seen_by_track.pop(decision.track, None)
             if seen is not None:
                 self._scored.append((seen.most_common(1)[0][0], decision))
@@ -66,7 +68,9 @@ class VisitSummary:
         visits = sum(self.decisions.values())
         by_outcome = ", ".join(f"{name} {self.decisions[name]}" for name in OUTCOMES)
         line = (f"summary: {self.frames} frames ({self.frames_with_face} with a face), {visits} visits, "
-                f"{visits} decisions ({by_outcome}), {self.frames / max(seconds, 1e-9):.1f} fps")
+                f"{visits} decisions ({by_outcome}), liveness "
+                f"{', '.join(f'{v} {n}' for v, n in sorted(self.liveness.items())) or 'none'}, "
+                f"{self.frames / max(seconds, 1e-9):.1f} fps")
         if self._visitors:
             scored = self.outcomes()
             details = ", ".join(f"{k} {v}" for k, v in sorted(scored.items()) if k not in ("visitors",))

@@ -241,8 +241,9 @@ class KioskService:
                 log.warning("presentation attack: track %d (closest %s, %.4f): %s", decision.track,
                             decision.best_match, decision.score, json.dumps(record["liveness"]["checks"]))
                 self.door.alert(decision, self.pipeline.board)
-            door = self.door.on_decision(decision, healthy, self.pipeline.board, self._look_age(decision, frame))
-            self.state.recent.appendleft({**record, "time": time.time(), "door": door.why})
+            decision.door = record["door"] = self.door.on_decision(decision, healthy, self.pipeline.board,
+                                                                   self._look_age(decision, frame)).why
+            self.state.recent.appendleft({**record, "time": time.time()})
         self.pipeline.matcher.log(records, self.source_name)
         for sink in self.sinks:
             sink.decisions(decisions)

@@ -41,13 +41,14 @@ class VisitDecision:
     look_time_s: float | None = None     # stream time of the newest look it was decided on (None: no look)
     interrupted: str = ""                # why the visit was cut short ("" when it was not): it opens nothing
     liveness: dict | None = None         # edge.liveness.gate.Verdict.record(): set when the decision is published
+    door: str | None = None              # what the door made of it (edge.kiosk.actions: "opened" or a refusal)
 
     def record(self) -> dict:
         """The decision as one JSON line and one logged event: what was decided, on how many looks, and why, and
         whether the face was live."""
         return {"track": self.track, "frame": self.frame, "outcome": self.outcome, "identity": self.identity,
                 "score": self.score, "best_match": self.best_match, "samples": self.samples,
-                "reason": self.reason, "box": self.box, "liveness": self.liveness}
+                "reason": self.reason, "box": self.box, "liveness": self.liveness, "door": self.door}
 
 
 @dataclass

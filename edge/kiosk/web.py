@@ -22,7 +22,7 @@ from edge.base.errors import UserError
 from edge.base.image_header import image_size
 from edge.gallery.rules import check_name
 from edge.gallery.sqlite import SqliteGallery
-from edge.gallery.store import AlreadyEnrolled
+from edge.gallery.store import AlreadyEnrolled, NotLive
 from edge.kiosk.actions import REFUSALS
 from edge.kiosk.service import KioskService
 from edge.kiosk.tokens import scope_of
@@ -181,6 +181,8 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
                 added = gallery.visitors.name(visitor, name, consent="yes", add=add == "yes")
             except AlreadyEnrolled as err:
                 raise HTTPException(409, f"{err} (send add=yes)") from err
+            except NotLive as err:
+                raise HTTPException(422, str(err)) from err
             except UserError as err:
                 raise HTTPException(404, str(err)) from err
         return {"enrolled": added, "name": name}

@@ -2,9 +2,9 @@
 
 Each look's face is cut with the crop its bundle entry names (a box crop of ``edge.runtime.crops``: a few times the
 face box, so the model sees the face's surroundings) and scored as a live probability; the visit is live when the
-mean over its looks reaches the entry's threshold. That threshold was set by compile on photos of live people
-(python -m compile ... --texture_live_reject), so it says how many single looks of live people it rejects; what it
-lets through of attacks nobody here has measured (no spoof data set is at hand).
+mean over its looks (at least MIN_LOOKS) reaches the entry's threshold. That threshold was set by compile on
+photos of live people (python -m compile ... --texture_live_reject), so it says how many single looks of live
+people it rejects; what it stops of rendered attacks, python -m benchmarks liveness measures (docs/liveness.md).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from edge.runtime.models import choose_model, load_model
 TASK = "liveness"
 ROLE = "texture"           # the bundle files' name (texture.fp32.onnx ...) and the check's
 LIVE_CLASS = 1             # the publisher's classes: 1 is a live face, 0 and 2 are attacks
+MIN_LOOKS = 3              # looks before a verdict: the threshold rejects one live look in twenty by itself
 
 
 def live_probability(logits: np.ndarray) -> np.ndarray:
@@ -53,13 +54,14 @@ class TextureCheck:
         return float(live_probability(self.model.run_images([crop])[self.output])[0])
 
     def judge(self, observed: list[float]) -> CheckResult:
-        if not observed:
-            return CheckResult("insufficient", 0.0, {"looks": 0, "threshold": round(self.threshold, 4)})
+        """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before."""
         scores = np.asarray(observed, np.float64)
-        mean = float(scores.mean())
+        mean = float(scores.mean()) if len(scores) else 0.0
+        evidence = {"looks": len(scores), "threshold": round(self.threshold, 4)}
+        if len(scores) < MIN_LOOKS:
+            return CheckResult("insufficient", mean, evidence)
         return CheckResult("live" if mean >= self.threshold else "attack", mean,
-                           {"looks": len(scores), "threshold": round(self.threshold, 4),
-                            "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)})
+                           {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)})
 
     def close(self) -> None:
         self.model.close()

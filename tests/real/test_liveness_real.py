@@ -84,3 +84,30 @@ def test_planar_finds_the_live_performer_and_not_a_frame_of_them_held_as_a_photo
     assert verdicts["photo"].verdict == "insufficient", verdicts["photo"]
     photo = verdicts["photo"].checks["planar"]
     assert photo["pairs"] >= 12 and photo["parallax"] < BOARD.liveness.planar_parallax, photo
+
+
+def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, tmp_path):
+    """Prints and screen replays of colour photos, and screen replays of the stage clip (a video of people moving
+    their heads), each held up with a random request running: none is judged live."""
+    from benchmarks.attacks import AttackOptions, render_attacks
+    from edge.sources import open_source
+
+    options = AttackOptions(shared_data / "faces80" / "AFLW", tmp_path / "attacks",
+                            (shared_data / "video" / "stage_clip_360p.mp4",), clips_per_photo=1, max_photos=4, seed=3)
+    render_attacks(options)
+    from edge.faces.tracking import IouTracker
+
+    detector = load_packaged_detector()
+    clips = sorted((tmp_path / "attacks").rglob("*.mp4"))
+    verdicts = []
+    for number, clip in enumerate(clips):
+        gate = LivenessGate([PlanarCheck(CheckContext(None, None, BOARD, None))], BOARD.liveness, challenge=True,
+                            rng=random.Random(number))
+        tracker = IouTracker(BOARD.tracking)           # each face its own visit, as in the kiosk
+        with open_source(str(clip)) as source:
+            for frame in source:
+                for track in tracker.update(detector.detect(frame.image), frame.index, frame.time_s).live:
+                    if track.confirmed and track.detection is not None and gate.wants_look(track.id, frame.index):
+                        gate.look(track.id, Look(frame.image, track.detection, frame.time_s, frame.index))
+        verdicts.append(sorted({gate.verdict(track).verdict for track in gate.visits}))
+    assert len(clips) == 9 and not any("live" in seen for seen in verdicts), list(zip(clips, verdicts))

@@ -356,10 +356,27 @@ def test_names_from_before_the_rule_are_listed_safely_and_can_be_removed_and_exp
     assert [n for n, _ in SqliteGallery(path).people.identities()] == ["ann"]
 
 
+def test_only_a_visitor_judged_live_is_enrolled_from_the_kiosks_camera(tmp_path):
+    from edge.gallery.store import NotLive
+
+    gallery = SqliteGallery(tmp_path / "g.db", create=True)
+    kept = {verdict: gallery.visitors.add(np.stack([_unit([0, 1])]), None, EmbeddingKey("m"),
+                                          {"outcome": "unknown", "liveness": {"verdict": verdict} if verdict else None})
+            for verdict in ("attack", "insufficient", None, "off", "live")}
+    for verdict in ("attack", "insufficient", None):
+        with pytest.raises(NotLive, match=f"not judged live \\(liveness {verdict or 'not judged'}\\)"):
+            gallery.visitors.name(kept[verdict], f"v{verdict}", consent="yes")
+    assert {v["liveness"] for v in gallery.visitors.kept()} == {"attack", "insufficient", None, "off", "live"}
+    assert gallery.visitors.name(kept["live"], "ann", consent="yes") == 1
+    assert gallery.visitors.name(kept["off"], "bob", consent="yes") == 1           # a kiosk run with --no_liveness
+    gallery.close()
+
+
 def test_naming_a_visitor_enrols_and_forgets_in_one_transaction(tmp_path):
     gallery = SqliteGallery(tmp_path / "g.db", create=True)
     gallery.people.enroll("ann", [_unit([1, 0])], "m", ["a.png"])
-    kept = gallery.visitors.add(np.stack([_unit([0, 1])]), None, EmbeddingKey("m"), {"outcome": "unknown"})
+    kept = gallery.visitors.add(np.stack([_unit([0, 1])]), None, EmbeddingKey("m"),
+                                {"outcome": "unknown", "liveness": {"verdict": "live"}})
     with pytest.raises(UserError, match="already enrolled"):
         gallery.visitors.name(kept, "ann", consent="yes")
     assert [v["id"] for v in gallery.visitors.kept()] == [kept]            # refused: the visitor is still kept

@@ -200,7 +200,7 @@ def test_a_camera_that_stops_delivering_ends_every_visit_and_a_visit_cut_short_o
     frames = visitor_frames(40)
     clock = Clock()
     pipeline = enrolled_pipeline(verify_bundle, tmp_path)
-    door = DoorActions([], min_interval_s=0.001)
+    door = DoorActions([], min_interval_s=0.001, require_live=False)     # liveness: the tests below
     # one look (a track is a visit at its third frame, looked at then), the camera silent, the same place again
     camera = ScriptedCamera([*frames[10:14], 1.0, *frames[14:40]], clock)
     service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock)
@@ -345,6 +345,9 @@ def test_an_attack_is_alerted_counted_kept_with_its_crop_and_shown(verify_bundle
     assert "edge_face_liveness_on 1.0" in metrics
     status = client.get("/api/status", headers=bearer(tokens["read"])).json()
     assert status["liveness"]["checks"] == ["scripted"] and status["liveness"]["verdicts"]["attack"] == len(attacks)
+    refused = client.post(f"/api/visitors/{kept[0]['id']}/name", data={"name": "mallory", "consent": "yes"},
+                          headers=bearer(tokens["admin"]))
+    assert refused.status_code == 422 and "not judged live (liveness attack)" in refused.json()["detail"]
     service.stop()
     pipeline.close()
 

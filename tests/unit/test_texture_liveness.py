@@ -18,7 +18,7 @@ from edge.base.errors import UserError
 from edge.base.imageio import list_images, read_image
 from edge.bundles.golden import check_folder
 from edge.liveness.checks import CheckContext, Look, build_check
-from edge.liveness.texture import TextureCheck, live_probability
+from edge.liveness.texture import MIN_LOOKS, TextureCheck, live_probability
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.boards import load_board
 from edge.runtime.crops import box_crop
@@ -158,13 +158,14 @@ def test_the_texture_check_judges_real_live_faces_live(texture_bundle, live_look
                                                 BackendOptions(threads=2)))
     try:
         observed = [check.observe(look) for look in live_looks]
-        single = [check.judge([score]).verdict for score in observed]
+        single = [check.judge([score] * MIN_LOOKS).verdict for score in observed]
         assert len(observed) >= 15 and single.count("live") >= 0.8 * len(single)
         visit = check.judge(observed)
         assert visit.verdict == "live" and visit.score == pytest.approx(np.mean(observed), abs=1e-6)
         assert visit.evidence["looks"] == len(observed) and visit.evidence["min"] <= visit.score
         assert check.judge([]).verdict == "insufficient"
-        assert check.judge([0.0]).verdict == "attack"
+        assert check.judge([0.0] * (MIN_LOOKS - 1)).verdict == "insufficient"        # one look proves nothing
+        assert check.judge([0.0] * MIN_LOOKS).verdict == "attack"
     finally:
         check.close()
 
