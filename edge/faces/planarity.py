@@ -51,15 +51,19 @@ def _median(residual: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(residual, axis=1)))
 
 
-TRACKED_POINTS = 100      # corners sought in the face box of the first look
+TRACKED_POINTS = 200      # corners sought in the face box of the first look
 MIN_TRACKED = 12          # fewer points followed both ways than this: no measurement
 ROUND_TRIP_PX = 0.5       # a point is kept when tracking it back lands this close to where it started
+# What a similarity leaves of the points' movement, over the box width, beyond which the tracking failed (a glare or a
+# screen's brightness swept the face, a detection jumped): a head between two looks leaves a few hundredths (the
+# stage clip's largest, per visit: 0.076); a rendered screen whose glare swept it, 0.22.
+MAX_MOTION = 0.15
 
 
 def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> LookPair | None:
     """Motion and parallax of image corners inside ``box`` (the face in ``first``, x1 y1 x2 y2) followed into
     ``second`` (both BGR or both grey, one size), over the box's width; None when too few corners could be followed
-    there and back."""
+    there and back, or when what they did is no face's movement (tracking that failed)."""
     grey_a, grey_b = (image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
                       for image in (first, second))
     x1, y1, x2, y2 = np.round(box).astype(int)
@@ -75,5 +79,6 @@ def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> Look
     if kept.sum() < MIN_TRACKED:
         return None
     a, b = start[kept, 0].astype(np.float64), there[kept, 0].astype(np.float64)
-    return point_pair(a, b, float(x2 - x1))
+    pair = point_pair(a, b, float(x2 - x1))
+    return pair if pair is not None and pair.motion <= MAX_MOTION else None
 

@@ -7,7 +7,10 @@ midpoint to the mouth. Any flat picture keeps both however it is held, tilted or
 affine coordinates, and a perspective one nearly so); a head that turns or looks up changes them. So the request
 is followed only by a head, or by a video of one that happens to do what was asked, in the time allowed.
 
-``turn`` grows as the nose moves to the image's right, which is the person's left when the camera faces them.
+``turn`` grows as the nose moves to the image's right, which is the person's left when the camera faces them. A
+pose no head takes (the nose beyond an eye, or above the eyes or below the mouth by half their distance) is a
+detector's glitch and is left out, and a request counts as followed only when two looks in a row show it, measured
+from the median of the first three poses: one stray set of key points neither starts nor answers a challenge.
 """
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.liveness.checks import CheckResult, Look
+
+MAX_TURN = 1.0                 # |turn| beyond this: the nose outside the eyes, not a head the detector read well
+LIFT_RANGE = (-0.5, 1.5)       # lift outside this: the nose far above the eyes or below the mouth
+START_POSES = 3                # the pose a request is measured from: the median of the first ones
 
 # request -> (pose coordinate, the sign its change must have), as the page words them
 REQUESTS = {
@@ -42,6 +49,8 @@ def head_pose(keypoints: np.ndarray, time_s: float) -> Pose | None:
     if abs(np.linalg.det(basis)) < 1e-6:
         return None
     turn, lift = np.linalg.solve(basis, nose - middle)
+    if abs(turn) > MAX_TURN or not LIFT_RANGE[0] < lift < LIFT_RANGE[1]:
+        return None
     return Pose(float(turn), float(lift), time_s)
 
 
@@ -65,12 +74,12 @@ class Challenge:
         evidence = {"request": self.request, "needed": self.needed}
         if self.stray:
             return CheckResult("attack", 0.0, {**evidence, "stray": self.stray})
-        if len(poses) < 2:
+        if len(poses) < START_POSES + 1:
             return CheckResult("insufficient", 0.0, evidence)
         axis, sign = REQUESTS[self.request]
-        start = getattr(poses[0], axis)
-        in_time = [p for p in poses if p.time_s - poses[0].time_s <= self.allowed_s]
-        followed = max(sign * (getattr(p, axis) - start) for p in in_time)
+        start = float(np.median([getattr(p, axis) for p in poses[:START_POSES]]))
+        moved = [sign * (getattr(p, axis) - start) for p in poses if p.time_s - poses[0].time_s <= self.allowed_s]
+        followed = max(min(pair) for pair in zip(moved, moved[1:]))        # held for two looks in a row
         evidence["followed"] = round(followed, 4)
         if followed >= self.needed:
             return CheckResult("live", followed, evidence)

@@ -47,8 +47,8 @@ def test_the_challenge_passes_real_head_turns_and_refuses_the_same_face_held_as_
         for request, order in (("turn your head to your left", seen), ("turn your head to your right", seen[::-1])):
             challenge = Challenge(BOARD.liveness.challenge_turn, BOARD.liveness.challenge_s, random.Random(0))
             challenge.request = request
-            poses = [challenge.observe(Look(shot, face(detector, shot), 0.4 * i, i))
-                     for i, (_, shot) in enumerate(order)]
+            held = [shot for _, shot in order for _ in range(2)]      # each pose held for two looks, as a head does
+            poses = [challenge.observe(Look(shot, face(detector, shot), 0.2 * i, i)) for i, shot in enumerate(held)]
             passed += challenge.judge(poses).verdict == "live"
         # the most frontal shot held as a photo, tilted and turned up to 40 degrees over six seconds
         frontal = min(seen, key=lambda pair: abs(pair[0]))[1]

@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 
 from edge.faces.packaged_detector import load_packaged_detector
+from edge.runtime.boards import load_board
 
 pytestmark = pytest.mark.real
 
 
-def test_points_tracked_on_a_live_performer_move_unlike_a_photo_of_the_same_frame(shared_data):
-    """The stage clip's performer 8 frames apart, against the same frame held as a photo at two slightly different
-    tilts: tracked points on paper fit a homography to the tracker's noise; on a live face they mostly do not."""
+def test_points_tracked_on_a_live_face_move_unlike_a_photo_of_the_same_frame(shared_data):
+    """The stage clip's largest face 8 frames apart, against the same frame held as a photo at two slightly different
+    tilts: tracked points on paper fit a homography to the tracker's noise; on a live face that turns or laughs they
+    do not."""
     from edge.faces.planarity import tracked_pair
     from edge.sources import open_source
 
@@ -36,7 +38,11 @@ def test_points_tracked_on_a_live_performer_move_unlike_a_photo_of_the_same_fram
             held.append(tracked_pair(photos[0], photos[1], photo_face.box))
     live_parallax = np.array([pair.parallax for pair in live if pair is not None])
     held_parallax = np.array([pair.parallax for pair in held if pair is not None])
-    # measured: live p50 0.025 (p10 0.003: a performer who only moves sideways shows none), held p95 0.011
+    threshold = load_board("host").liveness.planar_parallax
+    print(f"live pairs above {threshold}: {np.mean(live_parallax >= threshold):.2f} of {len(live_parallax)}; "
+          f"held photos' largest parallax {held_parallax.max():.4f}")
+    # measured: about a quarter of the live pairs, 8 frames apart, are above the board's threshold (the largest face
+    # turns or laughs; most of the time it barely moves), and no pair of held photos comes near it
     assert len(live_parallax) >= 30 and len(held_parallax) >= 30
-    assert np.median(live_parallax) > np.percentile(held_parallax, 95)
+    assert np.mean(live_parallax >= threshold) >= 0.15 and held_parallax.max() < 0.75 * threshold
 

@@ -107,10 +107,10 @@ def test_the_challenge_passes_a_head_that_follows_in_time_and_nothing_else():
     challenge.request = request
     still = [challenge.observe(look(i, i * 0.1)) for i in range(5)]
     assert challenge.judge(still).verdict == "insufficient"
-    followed = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(5 * i))) for i in range(1, 7)]
+    followed = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(5 * i))) for i in range(1, 9)]
     result = challenge.judge(followed)
     assert result.verdict == "live" and result.evidence["followed"] >= 0.25
-    wrong_way = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(-5 * i))) for i in range(1, 7)]
+    wrong_way = still + [challenge.observe(look(5 + i, 0.5 + i * 0.1, turning(-5 * i))) for i in range(1, 9)]
     assert challenge.judge(wrong_way).verdict == "insufficient"
     late = still + [challenge.observe(look(99, 7.0, turning(30)))]
     result = challenge.judge(late)
