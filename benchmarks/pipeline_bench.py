@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.environment import collect_environment, pi_throttled, soc_temperature
+from benchmarks.environment import collect_environment
 from benchmarks.pipeline_compare import (
     DlibFaceFrames,
     FacesByFrame,
@@ -33,6 +33,7 @@ from edge.base.timing import elapsed_ms
 from edge.faces.pipeline import Pipeline, open_pipeline
 from edge.kiosk.stream import KioskStream
 from edge.runtime.board_profile import bundle_profile
+from edge.runtime.machine import pi_throttled, soc_temperature
 from edge.sources import open_source
 
 MODES = ("tracked", "per_frame", "anonymise")

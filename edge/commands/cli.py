@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "clip.mp4#90: its frame 90, counting from 0)")
     enroll.set_defaults(handler=run_enroll)
 
+    doctor = verbs.add_parser("doctor", help="can this board run the kiosk (and this bundle)? one line per finding")
+    doctor.add_argument("--bundle", type=Path, default=None,
+                        help="also say which file and backend each task would run here, and one call's time")
+    doctor.add_argument("--camera", default=None, help="frame source to grab one frame from (default: the camera of "
+                                                      "the board config this machine matches)")
+    doctor.add_argument("--json", action="store_true", help="the findings and the verdict as JSON")
+    doctor.set_defaults(handler=run_doctor)
+
     gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
     gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     gallery.add_argument("--create", action="store_true",
@@ -126,6 +134,12 @@ def add_model_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", help="onnxruntime or tflite (default: the board's preference order)")
     parser.add_argument("--precision", help="fp32, fp16 or int8 (default: the board's choice for verify)")
     parser.add_argument("--threads", type=count, help="default: the board config's thread count")
+
+
+def run_doctor(args) -> int:
+    from edge.commands.doctor import run_doctor as doctor
+
+    return doctor(args)
 
 
 def run_synth(args) -> int:
