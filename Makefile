@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO := out/demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test arm64 clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ test: install
 
 demo: install
 	bash scripts/demo.sh $(PY) $(DEMO)
+
+# The board side on an emulated arm64 Debian root (needs root, and make demo's checkpoints): out/arm64/summary.json
+arm64: install
+	bash scripts/arm64_check.sh $(PY) out/arm64
 
 clean:
 	rm -rf $(VENV) .venv-board out

@@ -7,6 +7,7 @@ same code runs on a laptop, a Raspberry Pi and a Jetson. ``benchmarks`` records 
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import platform
@@ -23,12 +24,25 @@ PACKAGES = {
     "ai-edge-litert": ("ai-edge-litert",),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-libs"),   # JetPack's is the first
 }
-# CPU flags (/proc/cpuinfo) of an int8 dot-product instruction: ARMv8.2's sdot/udot, x86's VNNI
+# CPU flags of an int8 dot-product instruction: ARMv8.2's sdot/udot, x86's VNNI
 INT8_DOT_FLAGS = ("asimddp", "avx512_vnni", "avx_vnni", "avxvnni")
+AT_HWCAP = 16
+# arm64's HWCAP bits (the kernel's asm/hwcap.h), by the names /proc/cpuinfo gives them
+ARM64_HWCAPS = {0: "fp", 1: "asimd", 3: "aes", 4: "pmull", 5: "sha1", 6: "sha2", 7: "crc32", 8: "atomics",
+                9: "fphp", 10: "asimdhp", 12: "asimdrdm", 17: "sha3", 20: "asimddp", 21: "sha512", 22: "sve"}
 
 
 def cpu_features() -> list[str]:
-    """The CPU's feature flags as the kernel lists them (``Features`` on ARM, ``flags`` on x86); empty when unknown."""
+    """The CPU's feature flags. On arm64, from the auxiliary vector the kernel (or qemu, emulating one) gives this
+    process; elsewhere as /proc/cpuinfo lists them (``flags`` on x86). Empty when unknown."""
+    if platform.machine() == "aarch64":
+        try:
+            getauxval = ctypes.CDLL(None).getauxval
+        except (OSError, AttributeError):
+            return []
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        hwcap = getauxval(AT_HWCAP)
+        return sorted(name for bit, name in ARM64_HWCAPS.items() if hwcap >> bit & 1)
     for line in (read_text("/proc/cpuinfo") or "").splitlines():
         name, sep, value = line.partition(":")
         if sep and name.strip() in ("Features", "flags"):
