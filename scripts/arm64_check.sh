@@ -3,7 +3,9 @@
 # and installed there with the edge extra, as a Pi user installs it; then, inside the root, edge doctor, edge bundle
 # check of each arm64 bundle (rpi4's with QEMU_CPU=cortex-a72: no int8 dot product), the board test tier, edge run on
 # the stage clip (its decisions compared with the same bundle's on this machine) and edge serve's /health. Bundles
-# are compiled here from make demo's checkpoints when missing (run make demo first). Writes OUT/summary.json.
+# (the demo's verifier and generator for rpi5, rpi4 and jetson-orin-nano, whose TensorRT-only files are skipped; the
+# real-face one for rpi5) are compiled here from make demo's checkpoints when missing (run make demo first). Writes
+# OUT/summary.json.
 # Usage: scripts/arm64_check.sh PYTHON OUT_DIR   (make arm64 passes .venv/bin/python and out/arm64)
 set -euo pipefail
 PY=${1:-.venv/bin/python}
@@ -27,10 +29,10 @@ if [ ! -f "$OUT/bundles/real/rpi5/manifest.json" ]; then
     $PY -m compile --target rpi5 --checkpoints "$DEMO/runs/dlib_resnet.pt" "${texture[@]}" \
         --calibration "$DEMO/data/real_calibration" --pairs_images "$DATA/orl" "$DATA/yaleb" --out "$OUT/bundles/real"
 fi
-for board in rpi5 rpi4; do
+for board in rpi5 rpi4 jetson-orin-nano; do
     [ -f "$OUT/bundles/demo/$board/manifest.json" ] && continue
-    $PY -m compile --target "$board" --checkpoints "$DEMO/runs/verifier.pt" --calibration "$DEMO/data/train" \
-        --out "$OUT/bundles/demo"
+    $PY -m compile --target "$board" --checkpoints "$DEMO/runs/verifier.pt" "$DEMO/runs/generator.pt" \
+        --calibration "$DEMO/data/train" --out "$OUT/bundles/demo"
 done
 
 say "the board wheel, installed in the root with the edge extra"

@@ -1,5 +1,6 @@
 """Run inside the arm64 root by scripts/arm64_check.sh, from /work, with the installed board wheel (no checkout):
-edge doctor, edge bundle check of every bundle under bundles/ (rpi4's on a Cortex-A72 without the int8 dot product),
+edge doctor, edge bundle check of every bundle under bundles/ (rpi4's on a Cortex-A72 without the int8 dot product;
+each file on a runtime the root has, so a Jetson bundle's TensorRT-only files are listed as skipped),
 the board test tier, edge run on 60 frames of the stage clip with its largest face enrolled from frames outside
 them, and edge serve's /health; writes summary.json.
 
@@ -36,16 +37,18 @@ def edge(*args: str, env: dict | None = None, check: bool = True) -> subprocess.
 def bundle_counts(folder: Path) -> dict:
     """Golden checks of every file in ``folder``, in a process of its own (so QEMU_CPU picks its CPU)."""
     code = ("import json, sys; from edge.bundles.golden import check_folder; "
-            "checks = check_folder(sys.argv[1]); "
-            "print(json.dumps({'checked': len(checks), 'passed': sum(c.passed for c in checks), "
-            "'failed': [f'{c.file}: {c.reason}' for c in checks if not c.passed]}))")
+            "checks = check_folder(sys.argv[1], runtimes_here=True); "
+            "ran = [c for c in checks if not c.skipped]; "
+            "print(json.dumps({'checked': len(ran), 'passed': sum(c.passed for c in ran), "
+            "'skipped': [c.file for c in checks if c.skipped], "
+            "'failed': [f'{c.file}: {c.reason}' for c in ran if not c.passed]}))")
     board = folder.name
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
                           env={**os.environ, **({"QEMU_CPU": QEMU_CPU[board]} if board in QEMU_CPU else {})})
     if done.returncode != 0:
         sys.exit(f"error: checking {folder} failed: {done.stderr.strip()[-800:]}")
     counts = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**counts, "skipped": 0, "cpu": QEMU_CPU.get(board, "max")}
+    return {**counts, "cpu": QEMU_CPU.get(board, "max")}
 
 
 def kiosk_decisions(bundle: Path, clip: Path, gallery: Path) -> list[dict]:

@@ -157,17 +157,22 @@ class GoldenCheck:
     measure: str          # "cosine mean 0.99991, min 0.99950" or "8 of 8 boxes within IoU 0.9"
     passed: bool
     reason: str
+    skipped: bool = False     # no runtime on this machine runs the file (only with runtimes_here)
 
 
-def check_folder(bundle_dir: Path, threads: int | None = None) -> list[GoldenCheck]:
+def check_folder(bundle_dir: Path, threads: int | None = None, runtimes_here: bool = False) -> list[GoldenCheck]:
     """``check_bundle`` for a bundle folder, run as the board it was compiled for runs it."""
     manifest = read_manifest(bundle_dir)
     board = load_board(manifest.board)
-    return check_bundle(Path(bundle_dir), manifest, board, threads or board.threads)
+    return check_bundle(Path(bundle_dir), manifest, board, threads or board.threads, runtimes_here)
 
 
-def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threads: int) -> list[GoldenCheck]:
-    """Every model file of the bundle against its golden outputs, run on this machine as ``board`` runs it."""
+def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threads: int,
+                 runtimes_here: bool = False) -> list[GoldenCheck]:
+    """Every model file of the bundle against its golden outputs, run on this machine as ``board`` runs it; with
+    ``runtimes_here``, each on the board's runtime when this machine has it, else on the next in the board's order
+    that runs here (a Jetson bundle's ONNX files on an arm64 machine without TensorRT), and a file no runtime here
+    runs is skipped."""
     path = Path(bundle_dir) / GOLDEN_FILE
     if not path.is_file():
         raise UserError(f"{bundle_dir} has no {GOLDEN_FILE} (compiled before golden outputs existed?): recompile "
@@ -179,16 +184,20 @@ def check_bundle(bundle_dir: Path, manifest: Manifest, board: BoardConfig, threa
         raise UserError(f"{path} cannot be read ({err}): copy the bundle again or recompile it") from None
     checks = []
     for entry in manifest.models:
-        if entry.task == "detect":
-            if f"{entry.name}.boxes" in golden:
-                checks.append(_check_detector(bundle_dir, entry, golden, board, threads))
-        elif f"{model_role(entry)}.reference" in golden:
-            checks.append(_check_model(bundle_dir, entry, golden, board, threads))
+        stored = f"{entry.name}.boxes" if entry.task == "detect" else f"{model_role(entry)}.reference"
+        if stored not in golden:
+            continue
+        try:
+            backend = backend_here(entry, board)[0] if runtimes_here else backend_on_board(entry, board)
+        except UserError as err:                 # only with runtimes_here: nothing here runs this file
+            checks.append(GoldenCheck(entry.file, entry.precision, "-", "", False, str(err), skipped=True))
+            continue
+        check = _check_detector if entry.task == "detect" else _check_model
+        checks.append(check(bundle_dir, entry, golden, backend, threads))
     return checks
 
 
-def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: BoardConfig,
-                 threads: int) -> GoldenCheck:
+def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, backend: str, threads: int) -> GoldenCheck:
     role = model_role(entry)
     if f"{role}.crops" in golden:
         batch = prepare_batch(list(golden[f"{role}.crops"]), entry.input)
@@ -196,7 +205,6 @@ def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: Board
     else:                                   # a latent decoder: its inputs as stored, its targets where it has some
         batch = to_input_dtype(golden[f"{role}.inputs"], entry.input)
         targets = golden.get(f"{role}.targets")
-    backend = backend_on_board(entry, board)
     candidate = run_artifact(bundle_dir, entry, batch, backend, threads)
     accuracy = entry.accuracy or {}
     budget, floor = accuracy.get("budget", 0.999), accuracy.get("floor")
@@ -206,10 +214,8 @@ def _check_model(bundle_dir: Path, entry: ModelEntry, golden: dict, board: Board
     return GoldenCheck(entry.file, entry.precision, backend, measure, result["passed"], result["reason"])
 
 
-def _check_detector(bundle_dir: Path, entry: ModelEntry, golden: dict, board: BoardConfig,
-                    threads: int) -> GoldenCheck:
+def _check_detector(bundle_dir: Path, entry: ModelEntry, golden: dict, backend: str, threads: int) -> GoldenCheck:
     expected = golden[f"{entry.name}.boxes"]
-    backend = backend_on_board(entry, board)
     found = detections(bundle_dir, entry, golden["frame"], backend, threads)
     matched = 0
     for box in expected:

@@ -66,3 +66,21 @@ def test_a_bundle_without_golden_outputs_or_with_a_broken_file_says_so(verify_bu
     (verify_bundle / GOLDEN_FILE).write_bytes(b"not an npz")
     with pytest.raises(UserError, match="cannot be read"):
         check_folder(verify_bundle)
+
+
+def test_with_runtimes_here_a_file_no_runtime_here_runs_is_skipped_not_failed(verify_bundle, signer, capsys,
+                                                                             monkeypatch):
+    """As a Jetson bundle's TensorRT-only files on an arm64 machine without TensorRT: the ONNX files with no ONNX
+    runtime here are listed as skipped; the TFLite detectors are still checked."""
+    import edge.runtime.models as models
+
+    crops = face_crops(8)
+    bundle = with_golden(verify_bundle, crops, channel_means(crops))
+    signer(bundle)
+    monkeypatch.setattr(models, "runnable_here", lambda backend: backend == "tflite")
+    checks = check_folder(bundle, runtimes_here=True)
+    assert [(c.file, c.skipped) for c in checks if c.skipped] == [("tiny.onnx", True), ("tiny.onnx", True)]
+    assert all(c.passed for c in checks if not c.skipped) and sum(not c.skipped for c in checks) == 2
+    assert edge_main(["bundle", "check", str(bundle), "--runtimes_here"]) == 0
+    out = capsys.readouterr().out
+    assert "bundle check: skip tiny.onnx" in out and "2 of 2 files match their golden outputs; 2 skipped" in out
