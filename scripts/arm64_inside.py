@@ -40,7 +40,7 @@ def bundle_counts(folder: Path) -> dict:
             "checks = check_folder(sys.argv[1], runtimes_here=True); "
             "ran = [c for c in checks if not c.skipped]; "
             "print(json.dumps({'checked': len(ran), 'passed': sum(c.passed for c in ran), "
-            "'skipped': [c.file for c in checks if c.skipped], "
+            "'skipped': len(checks) - len(ran), 'skipped_files': [c.file for c in checks if c.skipped], "
             "'failed': [f'{c.file}: {c.reason}' for c in ran if not c.passed]}))")
     board = folder.name
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
