@@ -28,8 +28,8 @@ from edge.base.interrupts import interruptible
 from edge.base.paths import refuse_output_over_input
 from edge.bundles.signing import SIGNATURE_FILE, load_signing_key
 from edge.faces.scan import strategy_detectors
-from edge.runtime.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.liveness.texture import ROLE as TEXTURE_ROLE
+from edge.runtime.boards import Artifact, BoardConfig, aliases, board_names, check_detector_artifacts, load_board
 from edge.runtime.crops import BOX_CROPS, CROPS
 from edge.runtime.models import default_precisions, pick_kind
 from edge.runtime.packaged import VENDOR_MODELS, packaged_model_path
