@@ -142,11 +142,8 @@ def _rates(attacks: Tally, live: Tally, counted: Counter, live_visits: int) -> d
 
 
 def _thresholds(gate) -> dict:
-    thresholds = {"planar_parallax": gate.config.planar_parallax}
-    for check in gate.checks:
-        if getattr(check, "threshold", None) is not None:
-            thresholds[check.name] = check.threshold
-    return thresholds
+    """Each running check's threshold as it judged (planar's is the board's planar_parallax)."""
+    return {check.name: check.threshold for check in gate.checks if getattr(check, "threshold", None) is not None}
 
 
 def main_summary(result: dict) -> str:
