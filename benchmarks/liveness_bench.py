@@ -119,7 +119,8 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
 
 
 def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], float]:
-    """(each visit's published liveness record, its face height) and the ms the liveness stage took."""
+    """(each visit's last published liveness record, its face height) and the ms the liveness stage took; a visit
+    judged again after going out insufficient (its second chance, liveness.retry_s) counts with its new verdict."""
     gate.reset()
     stream = KioskStream(pipeline, liveness=gate)
     decisions, spent = [], 0.0
@@ -129,7 +130,8 @@ def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], floa
             decisions += step.decisions
             spent += step.timings_ms["liveness"]
     decisions += stream.finish()
-    return [(d.liveness, d.box[3] - d.box[1]) for d in decisions], spent
+    last = {d.track: (d.liveness, d.box[3] - d.box[1]) for d in decisions}
+    return list(last.values()), spent
 
 
 def _said(verdict: dict, name: str) -> str:

@@ -39,8 +39,13 @@ class VisitSummary:
 
     def add_decisions(self, decisions) -> None:
         for decision in decisions:
+            verdict = (decision.liveness or {}).get("verdict", "off")
+            if decision.rejudged:          # the visit, counted once already, as insufficient: now it has a verdict
+                self.liveness["insufficient"] -= 1
+                self.liveness[verdict] += 1
+                continue
             self.decisions[decision.outcome] += 1
-            self.liveness[(decision.liveness or {}).get("verdict", "off")] += 1
+            self.liveness[verdict] += 1
             seen = self._seen_by_track.pop(decision.track, None)
             if seen is not None:
                 self._scored.append((seen.most_common(1)[0][0], decision))

@@ -234,7 +234,7 @@ class KioskService:
         records = [d.record() for d in decisions]
         healthy = self.healthy()
         for decision, record in zip(decisions, records):
-            self.state.decisions[record["outcome"]] += 1
+            self.state.decisions[record["outcome"]] += not decision.rejudged        # visits, each counted once
             verdict = (record["liveness"] or {}).get("verdict", "off")
             self.state.liveness[verdict] += 1
             if verdict == "attack":
@@ -260,9 +260,12 @@ class KioskService:
 
     def _keep_visitor(self, decision, record: dict) -> None:
         """An unnamed visit with looks is kept (sealed) so that a person can name it from the page, and so is a
-        presentation attack, whoever it showed (its crop is evidence): both go at the unknown visitors' retention."""
+        presentation attack, whoever it showed (its crop is evidence): both go at the unknown visitors' retention. A
+        rejudged decision is kept only when it turned a named visit into an attack (an unnamed one was kept already)."""
         attack = (decision.liveness or {}).get("verdict") == "attack"
-        if (decision.outcome == "named" and not attack) or not decision.evidence:
+        named = decision.outcome == "named"
+        keep = (named and attack) if decision.rejudged else (not named or attack)
+        if not keep or not decision.evidence:
             return
         crop = None
         if decision.crop is not None:

@@ -8,7 +8,8 @@ same place), the visit is decided and a new one begins. Visits live in the sourc
 no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
 visit, marked as cut short, so no visit spans an outage. With liveness (edge.liveness.gate), each visit also takes
 liveness looks, and its decision is published when its liveness verdict settles or its wait ends, carrying the
-verdict; without, every decision says liveness ``off``.
+verdict; one that went out ``insufficient`` is published once more, marked ``rejudged``, if the visit's verdict
+settles in its second chance (``liveness.retry_s``). Without liveness, every decision says liveness ``off``.
 """
 from __future__ import annotations
 
@@ -165,13 +166,16 @@ class KioskStream:
                 decision.liveness = OFF.record()
             return decided
         for decision in decided:
-            self.liveness.hold(decision.track, decision, time_s)
+            self.liveness.hold(decision.track, decision, time_s, retry=not decision.interrupted)
         released = [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
         return [self._with_verdict(item, frame_index) for item in released]
 
     @staticmethod
     def _with_verdict(item: Released, frame_index: int) -> VisitDecision:
         decision = item.decision
+        if item.again:        # the first release went out as it was; this one is its own decision
+            decision = replace(decision, door=None, rejudged=True,
+                               reason=f"{decision.reason}; liveness settled after a second chance")
         decision.liveness, decision.frame = item.verdict.record(), max(decision.frame, frame_index)
         newest = item.newest_look_s
         if newest is not None and (decision.look_time_s is None or newest > decision.look_time_s):

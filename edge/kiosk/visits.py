@@ -7,6 +7,9 @@ named; below the lower unknown threshold they are a stranger; in between the vis
 "undecided" if it runs out of looks or ends first. A visit is decided once: after at least ``min_samples``
 looks when the evidence is clear, or when it ends with whatever it has, with the reason recorded.
 
+With liveness, a decision that went out ``insufficient`` may go out once more, ``rejudged``, when the visit's
+verdict settles later (edge.liveness.gate): it is the same visit, not a new one.
+
 A visit is named only as one continuous presence: every one of its looks, alone, must match the identity its
 mean matched (at the 1:1 same-person threshold), so looks of two people mixed in one track never open a door
 under either name. A visit cut short (the camera stopped delivering frames, the kiosk stopped) is decided on what
@@ -42,13 +45,15 @@ class VisitDecision:
     interrupted: str = ""                # why the visit was cut short ("" when it was not): it opens nothing
     liveness: dict | None = None         # edge.liveness.gate.Verdict.record(): set when the decision is published
     door: str | None = None              # what the door made of it (edge.kiosk.actions: "opened" or a refusal)
+    rejudged: bool = False               # the visit's decision once more: its liveness settled after it went out
 
     def record(self) -> dict:
         """The decision as one JSON line and one logged event: what was decided, on how many looks, and why, and
         whether the face was live."""
         return {"track": self.track, "frame": self.frame, "outcome": self.outcome, "identity": self.identity,
                 "score": self.score, "best_match": self.best_match, "samples": self.samples,
-                "reason": self.reason, "box": self.box, "liveness": self.liveness, "door": self.door}
+                "reason": self.reason, "box": self.box, "liveness": self.liveness, "door": self.door,
+                "rejudged": self.rejudged}
 
 
 @dataclass

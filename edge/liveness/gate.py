@@ -5,7 +5,10 @@ settled. The checks' verdicts fuse into the visit's one (``fuse``): ``attack`` w
 ``live`` when every check says live, ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
 until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
 time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
-A visit that ends, or a stream that stops, releases what it holds at once.
+A decision released ``insufficient`` gets a second chance when held with ``retry``: for ``liveness.retry_s`` more,
+while the page asks for a slight head turn, the visit goes on taking looks, and if its verdict settles then, the
+decision is released again (``Released.again``) with that verdict. A visit that ends, or a stream that stops,
+releases what it holds at once, and its second chance ends with it.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class Released:
     decision: Any                         # what was held (the kiosk's visit decision)
     verdict: Verdict
     newest_look_s: float | None           # stream time of the visit's newest liveness look (None: none taken)
+    again: bool = False                   # released a second time: its verdict settled after it went out insufficient
 
 
 def fuse(results: dict[str, CheckResult], looks: int = 0) -> Verdict:
@@ -59,7 +63,8 @@ class VisitLiveness:
     looks: int = 0                        # liveness looks taken (the checks keep the newest max_looks)
     newest_look_s: float | None = None    # stream time of the last liveness look
     settled: Verdict | None = None        # once live or attack, it stays
-    held: list = field(default_factory=list)      # (decision, stream time it was held at)
+    held: list = field(default_factory=list)      # (decision, stream time it was held at, whether it may retry)
+    retrying: tuple | None = None         # (decision that went out insufficient, stream time its second chance ends)
 
 
 class LivenessGate:
@@ -112,7 +117,7 @@ class LivenessGate:
         for track, visit in self.visits.items():
             if visit.settled is None and visit.challenge is not None:
                 asked[track] = visit.challenge.request
-            elif visit.settled is None and visit.held:
+            elif visit.settled is None and (visit.held or visit.retrying):
                 asked[track] = TURN_REQUEST
         return asked
 
@@ -126,22 +131,31 @@ class LivenessGate:
         visit = self.visits.get(track)
         return visit.newest_look_s if visit is not None else None
 
-    def hold(self, track: int, decision: Any, time_s: float) -> None:
-        """Keeps ``decision`` (the visit's) until its verdict settles or the wait ends (``release``)."""
-        self._visit(track).held.append((decision, time_s))
+    def hold(self, track: int, decision: Any, time_s: float, retry: bool = False) -> None:
+        """Keeps ``decision`` (the visit's) until its verdict settles or the wait ends (``release``); with ``retry``,
+        a release as insufficient is followed by a second chance (the module's docstring)."""
+        self._visit(track).held.append((decision, time_s, retry))
 
     def release(self, time_s: float) -> list[Released]:
         """Each held decision whose visit's verdict settled, or that waited ``wait_s`` (then with the verdict it
-        has, insufficient at best)."""
+        has, insufficient at best); and each decision on its second chance whose verdict has now settled."""
         released = []
         for track, visit in self.visits.items():
-            verdict = self.verdict(track) if visit.held else None
+            verdict = self.verdict(track) if visit.held or visit.retrying else None
+            if visit.retrying is not None:
+                decision, until = visit.retrying
+                if verdict.verdict in SETTLED and time_s <= until:
+                    released.append(Released(decision, verdict, visit.newest_look_s, again=True))
+                if verdict.verdict in SETTLED or time_s >= until:
+                    visit.retrying = None
             waiting = []
-            for decision, since in visit.held:
+            for decision, since, retry in visit.held:
                 if verdict.verdict in SETTLED or time_s - since >= self.wait_s:
                     released.append(Released(decision, verdict, visit.newest_look_s))
+                    if retry and verdict.verdict not in SETTLED and self.config.retry_s > 0:
+                        visit.retrying = (decision, time_s + self.config.retry_s)
                 else:
-                    waiting.append((decision, since))
+                    waiting.append((decision, since, retry))
             visit.held = waiting
         return released
 
@@ -155,7 +169,7 @@ class LivenessGate:
         if visit is None:
             return []
         verdict = visit.settled or self._fused(visit)
-        return [Released(decision, verdict, visit.newest_look_s) for decision, _ in visit.held]
+        return [Released(decision, verdict, visit.newest_look_s) for decision, _, _ in visit.held]
 
     def close(self) -> None:
         for check in self.checks:

@@ -107,6 +107,8 @@ class LivenessConfig:
 
     checks: tuple[str, ...] = ("planar",)     # LIVENESS_CHECKS; a check whose file the bundle carries runs as well
     max_wait_s: float = 3.0                   # seconds a decided visit waits for its liveness verdict, then insufficient
+    retry_s: float = 10.0                     # seconds after that in which the visit may still settle its verdict (the
+                                              # page asks for a head turn): its decision goes out again, judged anew
     look_gap: int = 2                         # frames between two liveness looks of one visit
     max_looks: int = 16                       # liveness looks a visit keeps at most (the newest)
     planar_parallax: float = 0.015            # tracked points' parallax, over the face box's width, above which the
@@ -301,6 +303,8 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
     for key, value in positive.items():
         if not value > 0:                   # NaN too
             raise UserError(f"{where}: {key} must be positive, got {value}")
+    if not board.liveness.retry_s >= 0:
+        raise UserError(f"{where}: liveness.retry_s must be 0 (no second chance) or more, got {board.liveness.retry_s}")
     for key, value in {"detection.tile_overlap": detection.tile_overlap, "tracking.match_iou": tracking.match_iou,
                        "tracking.unknown_far": tracking.unknown_far}.items():
         if not 0 < value < 1:

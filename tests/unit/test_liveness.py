@@ -76,6 +76,32 @@ def test_a_decision_waits_for_its_visits_verdict_and_at_most_the_wait_then_goes_
     assert check.closed
 
 
+def test_a_decision_released_insufficient_goes_out_again_if_its_verdict_settles_within_its_second_chance():
+    check = Scripted()
+    gate = LivenessGate([check], LivenessConfig(max_wait_s=1.0, retry_s=5.0, look_gap=1))
+    gate.look(1, look(0, 0.0))
+    gate.hold(1, "may retry", 0.0, retry=True)
+    gate.look(2, look(0, 0.0))
+    gate.hold(2, "once only", 0.0)
+    assert [(r.decision, r.verdict.verdict, r.again) for r in gate.release(1.0)] == [
+        ("may retry", "insufficient", False), ("once only", "insufficient", False)]
+    assert gate.requests() == {1: TURN_REQUEST}             # the page asks the one with a second chance to turn
+    check.verdict = "live"
+    gate.look(1, look(30, 3.0))
+    gate.look(2, look(30, 3.0))
+    assert [(r.decision, r.verdict.verdict, r.again, r.newest_look_s) for r in gate.release(3.0)] == [
+        ("may retry", "live", True, 3.0)]
+    assert gate.release(3.1) == [] and gate.requests() == {}
+    # past its second chance, a verdict that settles releases nothing
+    check.verdict = "insufficient"
+    gate.look(3, look(40, 10.0))
+    gate.hold(3, "too late", 10.0, retry=True)
+    assert [r.again for r in gate.release(11.0)] == [False]
+    check.verdict = "attack"
+    gate.look(3, look(50, 16.5))
+    assert gate.release(16.5) == [] and gate.end(3) == []
+
+
 def test_head_pose_is_kept_by_any_flat_picture_and_changed_by_a_turning_head():
     pose = head_pose(FACE, 0.0)
     rng = np.random.default_rng(1)

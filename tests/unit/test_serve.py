@@ -256,6 +256,21 @@ class Verdicts:
         pass
 
 
+class LiveFrom(Verdicts):
+    """A liveness check that says live once it has seen a look at or after ``frame`` (the visitor turned their head
+    when the page asked)."""
+
+    def __init__(self, frame):
+        super().__init__("live")
+        self.frame = frame
+
+    def judge(self, observed):
+        from edge.liveness.checks import CheckResult
+
+        live = bool(observed) and max(observed) >= self.frame
+        return CheckResult("live" if live else "insufficient", 0.5, {"looks": len(observed)})
+
+
 class Recorded:
     name = "recorded"
 
@@ -319,6 +334,28 @@ def test_a_named_flat_picture_opens_nothing_and_a_live_verdict_opens_the_door(ve
     service, pipeline = liveness_service(verify_bundle, tmp_path / "live", [Verdicts("live")], door)
     run_scripted(service)
     assert [r["door"] for r in service.state.recent if r["outcome"] == "named"][:1] == ["opened"]
+    service.stop()
+    pipeline.close()
+
+
+def test_a_visitor_who_turns_their_head_after_going_out_insufficient_opens_the_door_on_a_second_chance(
+        verify_bundle, tmp_path):
+    """The named visit waits 0.5 s for its verdict and goes out insufficient (the door stays shut, the page asks for
+    a head turn); at frame 30 its verdict turns live, within retry_s, and the decision goes out again, rejudged: the
+    door opens, and the visit is still counted once."""
+    from edge.kiosk.actions import DoorActions
+
+    door = DoorActions([], min_interval_s=0.001)
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [LiveFrom(30)], door)
+    run_scripted(service)
+    named = [r for r in reversed(service.state.recent) if r["outcome"] == "named"]
+    assert [(r["liveness"]["verdict"], r["door"], r["rejudged"]) for r in named] == [
+        ("insufficient", "not live", False), ("live", "opened", True)]
+    assert named[0]["track"] == named[1]["track"] and "second chance" in named[1]["reason"]
+    assert service.state.decisions["named"] == 1 and service.state.liveness["live"] == 1
+    logged = sqlite_rows(tmp_path / "home" / "gallery.db", "SELECT liveness FROM events WHERE identity='ann'")
+    assert [json.loads(row[0])["verdict"] for row in logged] == ["insufficient", "live"]
+    assert pipeline.gallery.visitors.kept() == []          # a named visit judged live is nobody to keep
     service.stop()
     pipeline.close()
 
