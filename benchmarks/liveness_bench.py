@@ -8,6 +8,9 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
 - a live visit is every visit of a live source with at least ``MIN_LOOKS`` liveness looks and a face at least
   ``MIN_FACE`` px high; it is rejected (a BPCER error) unless judged ``live`` (``insufficient`` is a rejection).
 
+Every visit is judged as an enrolled person's would be, whoever it names: its decision waits for the verdict and,
+gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its last verdict counts.
+
 Each check is also scored alone, from its own verdict in the same visits. Nothing is fitted here: the thresholds
 are the bundle's, and the liveness time per look is the loop's own ``liveness`` stage over the looks it took.
 """
@@ -23,6 +26,7 @@ from benchmarks.results import new_result
 from edge.base.errors import UserError
 from edge.base.progress import progress_bar
 from edge.faces.pipeline import open_pipeline
+from edge.kiosk.run_summary import OUTCOMES
 from edge.kiosk.stream import KioskStream
 from edge.liveness.choose import open_liveness
 from edge.runtime.board_profile import bundle_profile
@@ -122,7 +126,7 @@ def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], floa
     """(each visit's last published liveness record, its face height) and the ms the liveness stage took; a visit
     judged again after going out insufficient (its second chance, liveness.retry_s) counts with its new verdict."""
     gate.reset()
-    stream = KioskStream(pipeline, liveness=gate)
+    stream = KioskStream(pipeline, liveness=gate, second_chance=OUTCOMES)     # every visit as an enrolled person's
     decisions, spent = [], 0.0
     with open_source(source) as frames:
         for frame in frames:

@@ -1,7 +1,8 @@
 """Liveness per visit in the kiosk's loop: looks for each check, the fused verdict, and decisions held for it.
 
 Each visit takes a liveness look every ``look_gap`` frames (its newest ``max_looks`` kept) until its verdict is
-settled. The checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
+settled, or until its decision went out with no second chance to wait for (nothing then reads its verdict). The
+checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
 ``live`` when every check says live, ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
 until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
 time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
@@ -63,6 +64,7 @@ class VisitLiveness:
     looks: int = 0                        # liveness looks taken (the checks keep the newest max_looks)
     newest_look_s: float | None = None    # stream time of the last liveness look
     settled: Verdict | None = None        # once live or attack, it stays
+    published: bool = False               # a decision of the visit went out
     held: list = field(default_factory=list)      # (decision, stream time it was held at, whether it may retry)
     retrying: tuple | None = None         # (decision that went out insufficient, stream time its second chance ends)
 
@@ -92,7 +94,8 @@ class LivenessGate:
 
     def wants_look(self, track: int, frame: int) -> bool:
         visit = self._visit(track)
-        return visit.settled is None and frame - visit.last_look >= self.config.look_gap
+        done = visit.published and not visit.held and visit.retrying is None
+        return visit.settled is None and not done and frame - visit.last_look >= self.config.look_gap
 
     def look(self, track: int, look: Look) -> None:
         visit = self._visit(track)
@@ -152,6 +155,7 @@ class LivenessGate:
             for decision, since, retry in visit.held:
                 if verdict.verdict in SETTLED or time_s - since >= self.wait_s:
                     released.append(Released(decision, verdict, visit.newest_look_s))
+                    visit.published = True
                     if retry and verdict.verdict not in SETTLED and self.config.retry_s > 0:
                         visit.retrying = (decision, time_s + self.config.retry_s)
                 else:

@@ -1,6 +1,6 @@
 """The ``planar`` liveness check: a face on paper or a screen moves as a plane; a head does not.
 
-Each look keeps a small grey crop around the face (``observe``). Between looks PAIR_GAP apart, image corners on the
+Each look keeps a small grey crop around the face (``observe``). Between looks PAIR_SPAN_S apart, image corners on the
 face are followed there and back (edge.faces.planarity.tracked_pair), and the best homography between their two
 positions is fitted: what it leaves unexplained (parallax, over the face box's width) is near zero for anything
 flat, however it is held, tilted or moved, and grows as a head turns, the nose moving against the cheeks and jaw.
@@ -12,7 +12,7 @@ shows parallax inside the screen and passes this check: that needs the challenge
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from edge.faces.planarity import LookPair, tracked_pair
 from edge.liveness.checks import CheckContext, CheckResult, Look
 
-PAIR_GAP = 4              # looks between the two of a measured pair (with look_gap 2: 8 frames, about 0.27 s at 30 fps)
+PAIR_SPAN_S = 0.25        # seconds at least between the two looks of a measured pair (8 frames at 30 fps)
 CROP_MARGIN = 0.5         # the crop reaches this share of the box's size beyond each side (room for the face to move)
 MAX_BOX_WIDTH = 128       # a larger face is kept scaled down to this width: enough corners, little to store
 
@@ -31,8 +31,10 @@ class PlanarLook:
     origin: np.ndarray            # the crop's top-left corner in the frame, frame pixels
     scale: float                  # crop pixels per frame pixel
     box: np.ndarray               # the face box in the frame
-    time_s: float                 # the look's stream time: names it among the visit's looks
-    pairs: dict = field(default_factory=dict)   # earlier look's time -> LookPair or None (measured once)
+    time_s: float                 # the look's stream time
+    measured: bool = False        # whether the look was judged (``_pair`` runs once per look)
+    anchor: bool = False          # the look was paired with the last one before it (``pair`` may still be None)
+    pair: LookPair | None = None  # this look against an earlier one (None: not measured, or nothing followed)
 
 
 class PlanarCheck:
@@ -64,12 +66,20 @@ class PlanarCheck:
                     "motion": round(max(pair.motion for pair in measured), 4), "threshold": self.threshold}
         return CheckResult("live" if parallax >= self.threshold else "insufficient", parallax, evidence)
 
-    def _pair(self, observed: list[PlanarLook], index: int) -> LookPair | None:
-        """The measurement between look ``index`` and the one PAIR_GAP before it (the first, while there are fewer)."""
-        later, earlier = observed[index], observed[max(index - PAIR_GAP, 0)]
-        if earlier.time_s not in later.pairs:
-            later.pairs[earlier.time_s] = measure_pair(earlier, later)
-        return later.pairs[earlier.time_s]
+    @staticmethod
+    def _pair(observed: list[PlanarLook], index: int) -> LookPair | None:
+        """The measurement between look ``index`` and the visit's last measured look (its first, before any), made
+        once, when the look is new (the gate judges after every look; a look keeps its pair after its partner has
+        left the visit's newest looks), and only when that partner is at least PAIR_SPAN_S before it: the pairs
+        follow one another without overlapping, so a look in two is measured (with look_gap 4 at 30 fps)."""
+        later = observed[index]
+        if not later.measured:
+            earlier = next((look for look in reversed(observed[:index]) if look.anchor),
+                           observed[0])
+            if later.time_s - earlier.time_s >= PAIR_SPAN_S:
+                later.pair, later.anchor = measure_pair(earlier, later), True
+            later.measured = True
+        return later.pair
 
     def close(self) -> None:
         """Nothing to release: the check runs no model."""
