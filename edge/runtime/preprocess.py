@@ -41,11 +41,13 @@ def prepare_batch(images_bgr: Sequence[np.ndarray] | np.ndarray, spec: InputSpec
                           for img in resized]).astype(np.float32)[..., None]
         batch = (batch - spec.mean[0]) / spec.std[0]
         return to_input_dtype(batch.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else batch, spec)
-    if spec.layout == "NCHW" and spec.dtype == "float32" and len(set(spec.std)) == 1:
+    if spec.dtype == "float32" and len(set(spec.std)) == 1:
         # OpenCV does the colour swap, mean, scale and NCHW layout in one pass: 0.18 ms instead of 0.8 ms for two
-        # 150x150 faces, the same numbers. It subtracts the mean after the swap, so the mean is in model order.
-        return cv2.dnn.blobFromImages(resized, 1.0 / spec.std[0], None, tuple(spec.mean), swapRB=spec.colour == "RGB",
+        # 150x150 faces, the same numbers. It subtracts the mean after the swap, so the mean is in model order. For
+        # NHWC the blob is laid back: 0.09 ms instead of 0.26 ms for a detector's 128x128 input.
+        blob = cv2.dnn.blobFromImages(resized, 1.0 / spec.std[0], None, tuple(spec.mean), swapRB=spec.colour == "RGB",
                                       crop=False)
+        return blob if spec.layout == "NCHW" else np.ascontiguousarray(blob.transpose(0, 2, 3, 1))
     if spec.colour == "RGB":
         # cvtColor and in-place arithmetic: a tenth of numpy's time on a detector's 128x128 input (0.02 ms).
         resized = [cv2.cvtColor(img, cv2.COLOR_BGR2RGB) for img in resized]
