@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="anonymise: the bundle's generator role (default: a face swap, else a decoder)")
     pipeline.add_argument("--reference_every", type=count, default=5,
                           help="dlib looks at every Nth timed frame (about 1 s per 1080p frame) (default: %(default)s)")
+    pipeline.add_argument("--liveness", default=None, metavar="NAMES",
+                          help="tracked: liveness checks replacing the kiosk's (as edge run --liveness; none: without "
+                               "liveness); default: the board's, plus texture when the bundle carries it")
 
     verify = commands.add_parser("verify", help="verification accuracy on LFW-format pairs, detect -> embed")
     _add_common(verify)
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     mosaic.add_argument("--out", type=Path, required=True, help="the video to write (.mp4)")
     mosaic.add_argument("--grid", default="3x3", help="COLSxROWS copies (default: %(default)s)")
     mosaic.add_argument("--frames", type=count_or_zero, default=0, help="frames to write (default: the source's count)")
+    mosaic.add_argument("--size", default=None, metavar="WxH",
+                        help="resize the tiled frames to this size, e.g. 1920x1080 for the stage clip 2x2 with its "
+                             "faces half as large again (default: the tiles' own size)")
 
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
@@ -165,7 +171,8 @@ def run_command(args) -> None:
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
         board, result = run_pipeline(PipelineOptions(args.bundle, args.source, args.frames, args.warmup,
                                                      args.gallery, args.backend, args.threads, modes,
-                                                     args.reference, args.reference_every, args.generator))
+                                                     args.reference, args.reference_every, args.generator,
+                                                     args.liveness))
         _publish(args, "pipeline", board, [result])
     elif args.command == "peers":
         from benchmarks.peers import run_peers
@@ -188,7 +195,8 @@ def run_command(args) -> None:
         from benchmarks.mosaic import MosaicOptions, make_mosaic, parse_grid
 
         cols, rows = parse_grid(args.grid)
-        count, (width, height) = make_mosaic(MosaicOptions(args.source, args.out, cols, rows, args.frames))
+        size = parse_grid(args.size, "--size") if args.size else None
+        count, (width, height) = make_mosaic(MosaicOptions(args.source, args.out, cols, rows, args.frames, size))
         print(f"wrote {count} frames of {width}x{height} ({cols}x{rows} copies of {args.source}) to {args.out}")
     elif args.command == "liveness":
         from benchmarks.liveness_bench import LivenessOptions, main_summary, run_liveness

@@ -2,7 +2,8 @@
 own point of the clip (looping), so one frame holds several people at the small clip's face sizes.
 
 The 640x360 stage clip tiled 3x3 gives 1920x1080 frames with nine faces of roughly 40-80 px, far from the
-camera as a kiosk or door camera sees people across a room.
+camera as a kiosk or door camera sees people across a room; tiled 2x2 and resized to 1920x1080 (``size``), about
+five faces of 60-160 px, as a street or hall camera sees passers-by.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class MosaicOptions:
     cols: int = 3
     rows: int = 3
     frames: int = 0           # 0: as many as the source has
+    size: tuple[int, int] | None = None    # (width, height) the tiled frames are resized to; None: as tiled
 
 
 def read_all_frames(path: Path) -> tuple[list[np.ndarray], float]:
@@ -52,7 +54,7 @@ def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
     frames, fps = read_all_frames(options.source)
     cells = options.cols * options.rows
     height, width = frames[0].shape[:2]
-    size = (width * options.cols, height * options.rows)
+    size = options.size or (width * options.cols, height * options.rows)
     count = options.frames or len(frames)
     starts = [cell * len(frames) // cells for cell in range(cells)]
     with complete_or_absent(options.out) as partial:          # the whole video or none: never a partial mp4
@@ -63,14 +65,18 @@ def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
             for index in progress_bar(range(count), desc="mosaic", unit="frame"):
                 tiles = [frames[(start + index) % len(frames)] for start in starts]
                 rows = [np.hstack(tiles[r * options.cols:(r + 1) * options.cols]) for r in range(options.rows)]
-                writer.write(np.vstack(rows))
+                tiled = np.vstack(rows)
+                same = tiled.shape[1::-1] == size
+                writer.write(tiled if same else cv2.resize(tiled, size, interpolation=cv2.INTER_LINEAR))
         finally:
             writer.release()
     return count, size
 
 
-def parse_grid(text: str) -> tuple[int, int]:
+def parse_grid(text: str, flag: str = "--grid") -> tuple[int, int]:
+    """``COLSxROWS`` (or ``WxH``) as two positive numbers; anything else is one line naming ``flag``."""
     cols, sep, rows = text.lower().partition("x")
-    if not sep or not cols.isdigit() or not rows.isdigit():
-        raise UserError(f"--grid {text!r}: write COLSxROWS, e.g. 3x3")
+    if not sep or not cols.isdigit() or not rows.isdigit() or not int(cols) or not int(rows):
+        example = "3x3" if flag == "--grid" else "1920x1080"
+        raise UserError(f"{flag} {text!r}: write two positive numbers as AxB, e.g. {example}")
     return int(cols), int(rows)

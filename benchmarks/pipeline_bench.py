@@ -4,7 +4,8 @@ board's tracking and without it, side by side in one run.
 Each frame is read once (the read is timed and charged to every mode, as a camera would be) and handed to each
 mode in turn, alternating which goes first, so machine noise falls on both alike:
 
-- ``tracked``: the board's detection strategy, the tracker and one decision per visit (``edge.kiosk.stream``);
+- ``tracked``: the board's detection strategy, the tracker, the liveness checks the kiosk would run for the bundle
+  (``edge.liveness.choose``) and one decision per visit (``edge.kiosk.stream``): the kiosk as ``edge run`` runs it;
 - ``per_frame``: the whole frame detected and every face embedded and matched in every frame
   (``Pipeline.process``), as the kiosk ran before it tracked;
 - ``anonymise``: every detected face replaced by the bundle's generator and blended back, failing closed
@@ -32,6 +33,8 @@ from edge.base.progress import progress_bar
 from edge.base.timing import elapsed_ms
 from edge.faces.pipeline import Pipeline, open_pipeline
 from edge.kiosk.stream import KioskStream
+from edge.liveness.choose import open_liveness
+from edge.liveness.gate import LivenessGate
 from edge.runtime.board_profile import bundle_profile
 from edge.runtime.machine import pi_throttled, soc_temperature
 from edge.sources import open_source
@@ -53,15 +56,17 @@ class PipelineOptions:
     reference: str | None = None  # "dlib": also find faces with dlib's HOG detector, on every reference_every-th frame
     reference_every: int = 5
     generator: str | None = None  # anonymise: the bundle's generator role (default: a face swap, then a decoder)
+    liveness: str | None = None   # tracked: the checks replacing the kiosk's (edge run --liveness; "none": without)
 
 
 class _Mode:
     """One way of running the kiosk over the frames, with what it found and how long it took."""
 
-    def __init__(self, name: str, pipeline: Pipeline):
+    def __init__(self, name: str, pipeline: Pipeline, liveness: LivenessGate | None = None):
         self.name = name
         self.pipeline = pipeline
-        self.stream = KioskStream(pipeline) if name == "tracked" else None
+        self.liveness = liveness
+        self.stream = KioskStream(pipeline, liveness=liveness) if name == "tracked" else None
         self.frame_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
         self.faces = FacesByFrame()
@@ -74,7 +79,7 @@ class _Mode:
             step = self.stream.step(image, index, time_s)
             self.decisions += step.decisions
             self.embedded += step.embedded
-            boxes = [(t.detection.box, t.id) for t in step.faces]
+            boxes = [(t.shown_box(), t.id) for t in step.faces]
             timings = step.timings_ms
         else:
             result = self.pipeline.process(image)
@@ -91,6 +96,8 @@ class _Mode:
     def finish(self) -> None:
         if self.stream is not None:
             self.decisions += self.stream.finish()
+        if self.liveness is not None:
+            self.liveness.close()
 
     def summary(self) -> dict:
         frames = len(self.frame_ms)
@@ -205,6 +212,11 @@ def altered(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> bool:
     return float(np.abs(before[y1:y2, x1:x2].astype(np.int16) - after[y1:y2, x1:x2]).mean()) >= UNALTERED_LEVEL
 
 
+def _liveness(options: PipelineOptions) -> LivenessGate | None:
+    return open_liveness(options.bundle, options.liveness, threads=options.threads,
+                         profile=bundle_profile(options.bundle))
+
+
 def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
     unknown = [m for m in options.modes if m not in MODES]
     if unknown or not options.modes:
@@ -214,8 +226,8 @@ def run_pipeline(options: PipelineOptions) -> tuple[str, dict]:
         pipe = open_pipeline(options.bundle, gallery_path=options.gallery, backend=options.backend,
                                     threads=options.threads, profile=bundle_profile(options.bundle))
         pipe.matcher.require_current(options.bundle)  # timing a match against part of the gallery would flatter it
-    modes = [_Mode(name, pipe) if name in KIOSK_MODES else _AnonymiseMode(options.bundle, options.backend,
-                                                                          options.threads, options.generator)
+    modes = [_Mode(name, pipe, _liveness(options) if name == "tracked" else None) if name in KIOSK_MODES
+             else _AnonymiseMode(options.bundle, options.backend, options.threads, options.generator)
              for name in options.modes]
     reference = DlibFaceFrames() if options.reference == "dlib" else None
     thermal = ThermalLog()

@@ -30,9 +30,9 @@ def draw_tracks(image: np.ndarray, tracks, judge, scale: tuple[float, float] = (
         else:
             colour = {"named": KNOWN, "unknown": UNKNOWN}.get(decision.outcome, PENDING)
             label = f"#{track.id} {decision.identity or decision.outcome} {decision.score:.2f}"
-        x1, y1, x2, y2 = (int(round(v * f)) for v, f in zip(track.detection.box, (sx, sy, sx, sy)))
+        x1, y1, x2, y2 = (int(round(v * f)) for v, f in zip(track.shown_box(), (sx, sy, sx, sy)))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-        for x, y in track.detection.keypoints[:4]:
+        for x, y in track.detection.keypoints[:4] if track.detection is not None else ():     # none while resting
             cv2.circle(canvas, (int(x * sx), int(y * sy)), 2, (255, 255, 0), -1)
         (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(canvas, (x1, max(0, y1 - h - 6)), (x1 + w + 4, y1), colour, -1)

@@ -34,6 +34,14 @@ class Detection:
         offset = np.array([dx, dy], np.float32)
         return Detection(self.box + np.tile(offset, 2), self.score, self.keypoints + offset)
 
+    def from_level(self, factor: int, dx: float, dy: float) -> "Detection":
+        """The same face in frame pixels, found in a copy ``factor`` times smaller whose first pixel's top-left corner
+        lies at (dx, dy) in the frame (edge.faces.scan.FramePyramid): the box's edges scale, the key points are
+        pixel centres."""
+        offset = np.array([dx, dy], np.float32)
+        points = (self.keypoints + PIXEL_CENTRE) * factor - PIXEL_CENTRE
+        return Detection(self.box * factor + np.tile(offset, 2), self.score, points + offset)
+
 
 def ssd_anchors(input_size: int, strides: tuple[int, ...] | list[int], offset: float = 0.5,
                 per_layer: int = 2) -> np.ndarray:
@@ -116,24 +124,25 @@ class BlazeFaceDetector:
     def keypoint_names(self) -> tuple[str, ...]:
         return self.decode.keypoints
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Faces in the image. BlazeFace misses a face that fills the whole frame (129 of Yale B's 871 tight
+    def detect(self, image_bgr: np.ndarray, area_below: float = 1.0) -> list[Detection]:
+        """Faces in the image (``area_below``: see ``letterbox``). BlazeFace misses a face that fills the whole frame (129 of Yale B's 871 tight
         crops; none with a 15 % border) and pulls a large face's eyes inwards (8 chip pixels on those crops), so
         a frame without a face is tried once more with a border, and one with a face wider than LARGE_FACE of
         the frame is detected again with the border that brings it to that size. Either costs a second
         detection, only on such frames."""
-        found = self.detect_once(image_bgr)
+        found = self.detect_once(image_bgr, area_below)
         longer = max(image_bgr.shape[:2])
         if not found:
-            return self._detect_bordered(image_bgr, int(round(CLOSE_UP_BORDER * longer)))
+            return self._detect_bordered(image_bgr, int(round(CLOSE_UP_BORDER * longer)), area_below)
         widest = max(float(d.box[2] - d.box[0]) for d in found)
         if widest > LARGE_FACE * longer:
-            return self._detect_bordered(image_bgr, int(round((widest / LARGE_FACE - longer) / 2))) or found
+            border = int(round((widest / LARGE_FACE - longer) / 2))
+            return self._detect_bordered(image_bgr, border, area_below) or found
         return found
 
-    def _detect_bordered(self, image_bgr: np.ndarray, border: int) -> list[Detection]:
+    def _detect_bordered(self, image_bgr: np.ndarray, border: int, area_below: float) -> list[Detection]:
         padded = cv2.copyMakeBorder(image_bgr, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
-        return [d.shifted(-border, -border) for d in self.detect_once(padded)]
+        return [d.shifted(-border, -border) for d in self.detect_once(padded, area_below)]
 
     def detect_once(self, image_bgr: np.ndarray, area_below: float = 1.0) -> list[Detection]:
         """One pass of the model over the image, without the close-up retries of ``detect`` (``area_below``: see

@@ -4,12 +4,19 @@ A strategy gets a frame, its number and the boxes of the faces already tracked, 
 found, in frame pixels. ``whole_frame`` runs one detector over every whole frame. ``tiled`` spreads a scan of
 the whole frame and of overlapping tiles over ``scan_period`` frames, and every frame looks again in a region
 around each known face, so that faces far from the camera are found without paying for every tile every frame.
+
+Every look is cut from the frame's pyramid (``FramePyramid``): the frame halved by area averaging, level by level,
+as far as the region keeps at least the detector's input size, then resized bilinearly by less than two. On a
+1080p frame that is 0.8 ms for the first halving against 2.4 ms for one area resize of the whole frame to a
+detector's input (and 18 ms for the short-range model's whole-frame look with its close-up retry, done now on
+the small level).
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edge.faces.detect import Detection, box_iou, build_detector
@@ -19,7 +26,7 @@ from edge.runtime.boards import STRATEGIES, BoardConfig, DetectionConfig
 from edge.runtime.manifest import Manifest
 from edge.runtime.models import choose_model, load_model
 
-REGION_AREA_BELOW = 0.5  # crops are shrunk bilinearly down to half size: a tracked face is looked at every frame
+LEVEL_AREA_BELOW = 0.5   # a pyramid level is resized bilinearly (it is never shrunk by two or more)
 DUPLICATE_IOU = 0.4      # two detections overlapping this much (tile overlaps, a region and a tile) are one face
 MIN_REGION = 48          # pixels: the smallest region searched around a known face
 
@@ -33,6 +40,34 @@ class Region:
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         return image[self.y1:self.y2, self.x1:self.x2]
+
+
+class FramePyramid:
+    """One frame and its halvings, each made when first asked for (INTER_AREA by exactly two: an odd last row or
+    column is left out)."""
+
+    def __init__(self, image: np.ndarray):
+        self.levels = [image]
+
+    def region(self, region: Region, side: int) -> tuple[np.ndarray, int, int, int]:
+        """(the region's pixels at the coarsest level where its longer side keeps at least ``side`` pixels, that
+        level's factor, and the frame position of the crop's first pixel's top-left corner, x and y)."""
+        sides = sorted((region.x2 - region.x1, region.y2 - region.y1))
+        factor = 1
+        while sides[1] // (factor * 2) >= side and sides[0] // (factor * 2) >= 1:
+            factor *= 2
+        image = self._level(factor)
+        x1, y1 = region.x1 // factor, region.y1 // factor
+        crop = image[y1:-(-region.y2 // factor), x1:-(-region.x2 // factor)]
+        return crop, factor, x1 * factor, y1 * factor
+
+    def _level(self, factor: int) -> np.ndarray:
+        level = factor.bit_length() - 1
+        while len(self.levels) <= level:
+            last = self.levels[-1]
+            height, width = last.shape[0] // 2, last.shape[1] // 2
+            self.levels.append(cv2.resize(last[:height * 2, :width * 2], (width, height), interpolation=cv2.INTER_AREA))
+        return self.levels[level]
 
 
 class DetectionStrategy(abc.ABC):
@@ -65,14 +100,15 @@ class WholeFrame(DetectionStrategy):
     """One detector over every whole frame (a kiosk camera whose visitors stand within arm's length)."""
 
     def detect(self, image: np.ndarray, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
-        return self.detector.detect(image)
+        return self.detect_all(image)
 
     def detect_all(self, image: np.ndarray) -> list[Detection]:
-        return self.detector.detect(image)
+        height, width = image.shape[:2]
+        return _detect_in(self.detector, FramePyramid(image), Region(0, 0, width, height))
 
     def detect_arrivals_now(self, image: np.ndarray, frame_index: int,
                             known_boxes: list[np.ndarray]) -> list[Detection]:
-        return self.detector.detect(image)              # every frame is looked at whole already
+        return self.detect_all(image)              # every frame is looked at whole already
 
 
 class TiledScan(DetectionStrategy):
@@ -101,24 +137,29 @@ class TiledScan(DetectionStrategy):
         return self._schedule[1]
 
     def detect(self, image: np.ndarray, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
-        height, width = image.shape[:2]
+        return self._detect(FramePyramid(image), frame_index, known_boxes)
+
+    def _detect(self, pyramid: FramePyramid, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
+        height, width = pyramid.levels[0].shape[:2]
         regions = self.regions(width, height)
         period = self.config.scan_period
         due = [pair for i, pair in enumerate(regions) if i * period // len(regions) == frame_index % period]
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
-        found = [d for region, detector in due for d in _detect_in(detector, image, region)]
+        found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
+        seen = np.stack([d.box for d in found]) if found else np.zeros((0, 4), np.float32)
         for box in known_boxes:
-            if any(box_iou(box, d.box[None])[0] > DUPLICATE_IOU for d in found):
+            if len(seen) and box_iou(box, seen).max() > DUPLICATE_IOU:
                 continue                    # this frame's scan already saw it
             region = region_around(box, self.config.roi_scale, width, height)
-            found.extend(_detect_in(self.detector, image, region))
+            found.extend(_detect_in(self.detector, pyramid, region))
         return deduplicate(found)
 
     def detect_all(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
+        pyramid = FramePyramid(image)
         return deduplicate([d for region, detector in self.regions(width, height)
-                            for d in _detect_in(detector, image, region)])
+                            for d in _detect_in(detector, pyramid, region)])
 
     def detect_arrivals_now(self, image: np.ndarray, frame_index: int,
                             known_boxes: list[np.ndarray]) -> list[Detection]:
@@ -126,18 +167,23 @@ class TiledScan(DetectionStrategy):
         while others are tracked is found in its first frame, not at the whole frame's turn in the scan (what
         anonymisation needs: no face shown while it waits)."""
         height, width = image.shape[:2]
-        found = self.detect(image, frame_index, known_boxes)
+        pyramid = FramePyramid(image)
+        found = self._detect(pyramid, frame_index, known_boxes)
         whole = self.regions(width, height)[0]
-        return deduplicate(found + _detect_in(whole[1], image, whole[0]))
+        return deduplicate(found + _detect_in(whole[1], pyramid, whole[0]))
 
 
-def _detect_in(detector, image: np.ndarray, region: Region) -> list[Detection]:
-    """The detector over one region; the whole frame gets the detector's close-up retries, a crop does not."""
-    height, width = image.shape[:2]
+def _detect_in(detector, pyramid: FramePyramid, region: Region) -> list[Detection]:
+    """The detector over one region, cut from the frame's pyramid at the level that keeps the detector's input
+    size (so resized bilinearly, by less than two); the whole frame gets the detector's close-up retries, a crop
+    does not."""
+    height, width = pyramid.levels[0].shape[:2]
+    crop, factor, x, y = pyramid.region(region, detector.size)
     if (region.x1, region.y1, region.x2, region.y2) == (0, 0, width, height):
-        return detector.detect(image)
-    found = detector.detect_once(region.crop(image), area_below=REGION_AREA_BELOW)
-    return [d.shifted(region.x1, region.y1) for d in found]
+        found = detector.detect(crop, area_below=LEVEL_AREA_BELOW)
+    else:
+        found = detector.detect_once(crop, area_below=LEVEL_AREA_BELOW)
+    return [d.from_level(factor, x, y) for d in found]
 
 
 def tile_regions(width: int, height: int, tile_size: int, overlap: float) -> list[Region]:
@@ -166,11 +212,15 @@ def region_around(box: np.ndarray, scale: float, width: int, height: int) -> Reg
 
 def deduplicate(detections: list[Detection]) -> list[Detection]:
     """One detection per face: the highest-scoring of any that overlap more than DUPLICATE_IOU."""
-    kept: list[Detection] = []
-    for det in sorted(detections, key=lambda d: -d.score):
-        if not kept or box_iou(det.box, np.stack([k.box for k in kept])).max() <= DUPLICATE_IOU:
-            kept.append(det)
-    return kept
+    if len(detections) < 2:
+        return list(detections)
+    ordered = sorted(detections, key=lambda d: -d.score)
+    boxes = np.stack([d.box for d in ordered])
+    kept: list[int] = []
+    for index, box in enumerate(boxes):
+        if not kept or box_iou(box, boxes[kept]).max() <= DUPLICATE_IOU:
+            kept.append(index)
+    return [ordered[index] for index in kept]
 
 
 def _clamp(value: int, low: int, high: int) -> int:

@@ -1,7 +1,10 @@
 """Faces followed across frames: each track is one visit of one face to the camera.
 
 A tracker takes each frame's detections and answers which track each continues, which are new, and which
-visits ended. Its predicted boxes tell the detection strategy where to look next frame (``edge.faces.scan``).
+visits ended. Its predicted boxes tell the detection strategy where to look next frame (``edge.faces.scan``). A
+kiosk asks ``plan`` instead: a steady face (its box moving less than ``steady_motion`` of its width per frame) is
+looked for in one frame of ``steady_every``, and rests in the others, its box carried on by its motion, as video
+analytics pipelines run their detector on every n-th frame and let the tracker fill in.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class Track:
     id: int
     box: np.ndarray                      # x1, y1, x2, y2: the last detection's, or the prediction while coasting
     first_frame: int
-    detection: Detection | None = None   # this frame's, None while coasting
+    detection: Detection | None = None   # this frame's, None while coasting or resting
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))   # box change per frame
     hits: int = 1
     missed: int = 0                      # frames since the last detection
@@ -33,10 +36,15 @@ class Track:
     confirmed: bool = False
     last_frame: int = 0
     last_seen_s: float = 0.0             # stream time of the last detection (seconds, the source's clock)
+    rested: int = 0                      # frames since the last detection in which the steady face was not looked for
 
     def predicted(self) -> np.ndarray:
         """Next frame's box: the motion carried on, for at most MAX_EXTRAPOLATION frames of a lost face."""
-        return self.box + self.velocity * min(self.missed + 1, MAX_EXTRAPOLATION)
+        return self.box + self.velocity * min(self.missed + self.rested + 1, MAX_EXTRAPOLATION)
+
+    def shown_box(self) -> np.ndarray:
+        """This frame's box: its detection's, or while it rests, where its motion carries it."""
+        return self.detection.box if self.detection is not None else self.box + self.velocity * self.rested
 
 
 @dataclass
@@ -64,18 +72,43 @@ class IouTracker:
         missing for longer (it turned away, or left) is left to the strategy's scan, not looked for every frame."""
         return [t.predicted() for t in self.tracks if t.missed < COAST_LOOKS]
 
-    def update(self, detections: list[Detection], frame_index: int, time_s: float) -> TrackUpdate:
-        """``time_s``: the frame's time in the source's clock (capture time for cameras, position for files)."""
+    def plan(self, frame_index: int) -> tuple[list[np.ndarray], list[Track]]:
+        """(``expected_boxes`` less those of the steady tracks that rest in this frame, those tracks): each steady
+        track is looked for in one frame of ``steady_every``, the frames spread over the tracks by their ids."""
+        every, boxes, resting = self.config.steady_every, [], []
+        for track in self.tracks:
+            if track.missed >= COAST_LOOKS:
+                continue
+            if every > 1 and (track.id + frame_index) % every and self._steady(track):
+                resting.append(track)
+            else:
+                boxes.append(track.predicted())
+        return boxes, resting
+
+    def _steady(self, track: Track) -> bool:
+        """Seen in its last frame, with a motion measured over more than the frames that confirmed it, and slow."""
+        width = float(track.box[2] - track.box[0])
+        return (track.confirmed and track.missed == 0 and track.hits > self.config.confirm_hits
+                and float(np.abs(track.velocity).max()) < self.config.steady_motion * width)
+
+    def update(self, detections: list[Detection], frame_index: int, time_s: float,
+               resting: list[Track] = ()) -> TrackUpdate:
+        """``time_s``: the frame's time in the source's clock (capture time for cameras, position for files);
+        ``resting``: the tracks ``plan`` did not look for (unless a detection finds them anyway, not a miss)."""
         ended = self._expire(time_s)
         pairs = self._match(detections)
         matched = {t for t, _ in pairs}
         for track_index, det_index in pairs:
             self._continue(self.tracks[track_index], detections[det_index], frame_index, time_s)
+        rest = {id(track) for track in resting}
         live = []
         for index, track in enumerate(self.tracks):
             if index not in matched:
                 track.detection = None
-                track.missed += 1
+                if id(track) in rest:
+                    track.rested += 1
+                else:
+                    track.missed += 1
                 if not track.confirmed:
                     continue
             live.append(track)
@@ -126,11 +159,11 @@ class IouTracker:
 
     def _continue(self, track: Track, det: Detection, frame_index: int, time_s: float) -> None:
         box = det.box.astype(np.float32)
-        step = (box - track.box) / (track.missed + 1)
+        step = (box - track.box) / (track.missed + track.rested + 1)
         track.velocity = VELOCITY_SMOOTHING * step + (1 - VELOCITY_SMOOTHING) * track.velocity
         track.box, track.detection, track.last_frame, track.last_seen_s = box, det, frame_index, time_s
         track.hits += 1
-        track.gap, track.missed = track.missed, 0
+        track.gap, track.missed, track.rested = track.missed, 0, 0
         if track.hits >= self.config.confirm_hits:
             track.confirmed = True
 

@@ -8,8 +8,9 @@ same place), the visit is decided and a new one begins. Visits live in the sourc
 no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
 visit, marked as cut short, so no visit spans an outage. With liveness (edge.liveness.gate), each visit also takes
 liveness looks, and its decision is published when its liveness verdict settles or its wait ends, carrying the
-verdict; one that went out ``insufficient`` is published once more, marked ``rejudged``, if the visit's verdict
-settles in its second chance (``liveness.retry_s``). Without liveness, every decision says liveness ``off``.
+verdict; a named one (the only kind a door opens for) that went out ``insufficient`` is published once more,
+marked ``rejudged``, if the visit's verdict settles in its second chance (``liveness.retry_s``). Without liveness,
+every decision says liveness ``off``.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ STREAM_STAGES = ("detect", "track", "judge", "liveness", "total")
 
 @dataclass
 class StreamStep:
-    faces: list[Track]                 # confirmed tracks detected in this frame (what a display draws)
+    faces: list[Track]                 # confirmed tracks in this frame, detected or resting (what a display draws:
+                                       # Track.shown_box)
     decisions: list[VisitDecision]     # visits decided in this frame
     embedded: int                      # faces embedded in this frame
     timings_ms: dict[str, float]
@@ -42,8 +44,11 @@ class StreamStep:
 class KioskStream:
     def __init__(self, pipeline: Pipeline, detection: DetectionConfig | None = None,
                  tracking: TrackingConfig | None = None, unknown_threshold: float | None = None,
-                 liveness: LivenessGate | None = None):
-        """``liveness``: the kiosk's liveness checks (None: off, every decision says so)."""
+                 liveness: LivenessGate | None = None, second_chance: tuple[str, ...] = ("named",)):
+        """``liveness``: the kiosk's liveness checks (None: off, every decision says so); ``second_chance``: the
+        outcomes whose decision, gone out insufficient, is judged again (a door opens only for named visits;
+        benchmarks judge every visit as if it were one)."""
+        self.second_chance = second_chance
         board = pipeline.streaming
         self.liveness = liveness
         self.pipeline = pipeline
@@ -90,13 +95,15 @@ class KioskStream:
         decisions, embedded = [], 0
         if self.last_time_s is not None and time_s - self.last_time_s > self.tracking.max_missed_s:
             decisions += self.finish(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
-        detections = self.strategy.detect(image, frame_index, self.tracker.expected_boxes())
+        boxes, resting = self.tracker.plan(frame_index)
+        detections = self.strategy.detect(image, frame_index, boxes)
         timings["detect"] = ms_since(start)
         mark = time.perf_counter()
-        update = self.tracker.update(detections, frame_index, time_s)
+        update = self.tracker.update(detections, frame_index, time_s, resting)
         timings["track"] = ms_since(mark)
         mark = time.perf_counter()
-        faces = [t for t in update.live if t.confirmed and t.detection is not None]
+        shown = [t for t in update.live if t.confirmed and (t.detection is not None or t.rested)]
+        faces = [t for t in shown if t.detection is not None]       # looks are taken only on what was detected
         held, ended = [], [t.id for t in update.ended]
         for track in faces:
             if self.liveness is not None and self.liveness.wants_look(track.id, frame_index):
@@ -127,7 +134,7 @@ class KioskStream:
         decisions += self._published(held, ended, frame_index, time_s)
         timings["total"] = ms_since(start)
         self.last_frame, self.last_time_s = frame_index, time_s
-        return StreamStep(faces, decisions, embedded, timings)
+        return StreamStep(shown, decisions, embedded, timings)
 
     def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails
@@ -166,7 +173,8 @@ class KioskStream:
                 decision.liveness = OFF.record()
             return decided
         for decision in decided:
-            self.liveness.hold(decision.track, decision, time_s, retry=not decision.interrupted)
+            self.liveness.hold(decision.track, decision, time_s,
+                               retry=decision.outcome in self.second_chance and not decision.interrupted)
         released = [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
         return [self._with_verdict(item, frame_index) for item in released]
 

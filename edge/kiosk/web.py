@@ -306,9 +306,9 @@ class _ServiceCollector:
         yield GaugeMetricFamily("edge_face_liveness_on", "1 while liveness checks judge every visit, 0 when the kiosk "
                                 "runs with --no_liveness (a photo of an enrolled person is named like them)",
                                 value=0.0 if liveness["checks"] == "off" else 1.0)
-        verdicts = CounterMetricFamily("edge_face_liveness_verdicts", "visit decisions by liveness verdict (a visit "
-                                       "judged again after going out insufficient counts again); attack: a presentation "
-                                       "attack, each one alerted", labels=["verdict"])
+        verdicts = CounterMetricFamily("edge_face_liveness_verdicts", "visit decisions by liveness verdict (a "
+                                       "visit judged again after going out insufficient counts again); attack: a "
+                                       "presentation attack, each one alerted", labels=["verdict"])
         for verdict in FUSED_VERDICTS:
             verdicts.add_metric([verdict], liveness["verdicts"].get(verdict, 0))
         yield verdicts

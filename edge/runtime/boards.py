@@ -99,6 +99,9 @@ class TrackingConfig:
     samples: int = 4                          # embeddings a visit may take at most
     sample_gap: int = 4                       # frames between two embeddings of one visit
     unknown_far: float = 0.5                  # per-probe rate whose threshold is the lower, "unknown" one
+    steady_every: int = 3                     # a steady face is looked for in one frame of this many, its box predicted
+                                              # in the others (1: every face in every frame)
+    steady_motion: float = 0.3                # steady: its box moves less than this share of its width per frame
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class LivenessConfig:
     max_wait_s: float = 3.0                   # seconds a decided visit waits for its liveness verdict, then insufficient
     retry_s: float = 10.0                     # seconds after that in which the visit may still settle its verdict (the
                                               # page asks for a head turn): its decision goes out again, judged anew
-    look_gap: int = 2                         # frames between two liveness looks of one visit
+    look_gap: int = 4                         # frames between two liveness looks of one visit
     max_looks: int = 16                       # liveness looks a visit keeps at most (the newest)
     planar_parallax: float = 0.015            # tracked points' parallax, over the face box's width, above which the
                                               # face moved as no flat picture can (edge.liveness.planar)
@@ -295,7 +298,8 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
     positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
                 "detection.roi_scale": detection.roi_scale, "tracking.confirm_hits": tracking.confirm_hits,
                 "tracking.max_missed_s": tracking.max_missed_s, "tracking.samples": tracking.samples,
-                "tracking.sample_gap": tracking.sample_gap, "liveness.max_wait_s": board.liveness.max_wait_s,
+                "tracking.sample_gap": tracking.sample_gap, "tracking.steady_every": tracking.steady_every,
+                "tracking.steady_motion": tracking.steady_motion, "liveness.max_wait_s": board.liveness.max_wait_s,
                 "liveness.look_gap": board.liveness.look_gap, "liveness.max_looks": board.liveness.max_looks,
                 "liveness.planar_parallax": board.liveness.planar_parallax,
                 "liveness.challenge_s": board.liveness.challenge_s,

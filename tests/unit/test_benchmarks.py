@@ -181,7 +181,15 @@ def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
     assert corners == sorted(corners) and corners[3] - corners[0] > 120            # copies start 0, 2, 4, 6 frames in
     assert main(["mosaic", "--source", str(small), "--out", str(small)]) == 2
     assert main(["mosaic", "--source", str(small), "--out", str(out), "--grid", "3by3"]) == 2
-    assert "write COLSxROWS" in capsys.readouterr().err
+    assert "--grid '3by3': write two positive numbers as AxB" in capsys.readouterr().err
+    resized = tmp_path / "resized.mp4"
+    assert main(["mosaic", "--source", str(small), "--out", str(resized), "--grid", "2x2", "--frames", "2",
+                 "--size", "192x144"]) == 0
+    capture = cv2.VideoCapture(str(resized))
+    assert capture.read()[1].shape == (144, 192, 3)
+    capture.release()
+    assert main(["mosaic", "--source", str(small), "--out", str(tmp_path / "bad.mp4"), "--size", "0x10"]) == 2
+    assert "--size '0x10'" in capsys.readouterr().err
 
 
 def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(verify_bundle, tmp_path,

@@ -150,11 +150,12 @@ def test_the_page_shows_the_display_stream_with_the_boxes_scaled_onto_it(verify_
 
     from edge.faces.annotate import PENDING, draw_tracks
     from edge.faces.detect import Detection
+    from edge.faces.tracking import Track
 
     image = np.zeros((240, 320, 3), np.uint8)                   # what the detector saw (picamera2's lores)
     display = np.zeros((480, 640, 3), np.uint8)                 # the same instant at twice the size (main)
     face = Detection(np.array([100, 50, 140, 100], np.float32), 0.9, np.zeros((6, 2), np.float32))
-    track = SimpleNamespace(id=1, detection=face)
+    track = Track(1, face.box, 0, face)
     drawn = draw_tracks(display, [track], SimpleNamespace(visits={}), scale=(2.0, 2.0))
     assert tuple(drawn[200, 240]) == PENDING and tuple(drawn[150, 280]) == PENDING   # box edges at 2x
     assert not drawn[75, 140].any()                                                  # not at 1x

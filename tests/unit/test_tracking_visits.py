@@ -41,6 +41,7 @@ class RecordingDetector:
     """Stands in for a BlazeFace detector: returns the faces lying wholly inside what it is shown."""
 
     keypoint_names = ("eye_image_left", "eye_image_right", "nose", "mouth", "ear_image_left", "ear_image_right")
+    size = 1 << 16         # an input larger than any frame: every look is cut from the frame itself, not a halving
 
     def __init__(self, faces: list[Detection], origin_of):
         self.faces, self.origin_of, self.calls = faces, origin_of, []
