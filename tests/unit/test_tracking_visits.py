@@ -139,6 +139,53 @@ def test_a_walking_face_keeps_one_track_and_its_visit_ends_after_max_missed_s():
     assert [t.id for t in tracker.update([], 14, 14 / FPS).ended] == [track.id] and tracker.tracks == []
 
 
+def test_a_steady_face_is_looked_for_in_one_frame_of_steady_every_and_a_fast_one_in_every_frame():
+    tracker = IouTracker(replace(TRACKING, steady_every=3, steady_motion=0.1))
+    looked, shown = [], []
+    for step in range(12):
+        boxes, resting = tracker.plan(step)
+        found = [face(100 + step, 100), face(300 + 20 * step, 100)]      # 1 px a frame, and 20 (a third of the width)
+        seen = [f for f in found if any(np.abs(f.box - b).max() < 25 for b in boxes) or step < 1]
+        update = tracker.update(seen, step, step / FPS, resting)
+        slow = min(update.live, key=lambda t: t.box[0])
+        looked.append(slow.detection is not None)
+        shown.append(float(slow.shown_box()[0]))
+        assert max(t.missed for t in update.live) == 0                  # a resting face is not a missed one
+    assert looked[:4] == [True] * 4                       # confirmed, then its motion measured past the confirming
+    assert sum(looked[4:]) == 3                           # then one frame in three
+    assert all(any(looked[i:i + 3]) for i in range(4, 10))            # never three frames in a row unlooked
+    assert shown == pytest.approx([100 + step for step in range(12)], abs=0.6)   # resting boxes carried by motion
+    fast = max(tracker.tracks, key=lambda t: t.box[0])
+    assert fast.rested == 0 and fast.velocity[0] == pytest.approx(20, abs=1)
+    assert len(tracker.tracks) == 2                                    # neither lost a frame
+
+
+def test_looks_are_cut_from_the_frame_pyramid_and_land_where_the_frame_itself_puts_the_face(shared_data):
+    """The stage clip at three times its size: the short-range model on the whole frame (a level of the frame's
+    pyramid, 240 px wide) and on the region around the face (a finer level) finds the faces the packaged
+    detector finds on the clip itself, at three times the coordinates."""
+    from edge.faces.packaged_detector import load_packaged_detector
+    from edge.faces.scan import FramePyramid
+    from edge.sources import open_source
+
+    detector = load_packaged_detector()
+    with open_source(str(shared_data / "video" / "stage_clip_360p.mp4")) as source:
+        small = [frame.image for frame in source][100]          # the performer, 98 px high
+    large = cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    truth = max(detector.detect(small), key=lambda d: d.score)
+    pyramid = FramePyramid(large)
+    crop, factor, x, y = pyramid.region(Region(0, 0, 1920, 1080), 128)
+    assert (factor, crop.shape[:2], x, y) == (8, (135, 240), 0, 0) and len(pyramid.levels) == 4
+    whole = WholeFrame({"blazeface_short": detector}, DetectionConfig()).detect(large, 0, [])
+    near = TiledScan({"blazeface_short": detector, "blazeface_full": detector},
+                     DetectionConfig(strategy="tiled", scan_period=10**6)).detect(large, 1, [truth.box * 3])
+    tolerance = 0.08 * float(truth.box[3] - truth.box[1])      # what a model's boxes move between two looks
+    for found in (whole, near):
+        best = max(found, key=lambda d: d.score)
+        assert np.abs(best.box / 3 - truth.box).max() < tolerance            # in the clip's pixels
+        assert np.abs((best.keypoints + 0.5) / 3 - 0.5 - truth.keypoints).max() < tolerance
+
+
 @pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
 def test_a_visit_never_spans_a_camera_outage_even_with_a_face_at_the_same_place(outage_s):
     """Frames are counted in the camera's time: after an outage the face in the same place is a new visit."""
