@@ -90,7 +90,7 @@ class _Mode:
         if counted:
             self.frame_ms.append(read_ms + spent)
             self.faces.add(index, boxes)
-            for stage, value in timings.items():
+            for stage, value in {"read": read_ms, **timings}.items():
                 self.stage_ms.setdefault(stage, []).append(value)
 
     def finish(self) -> None:
@@ -155,7 +155,7 @@ class _AnonymiseMode:
             self.replaced += step.replaced
             self.pixelated += step.pixelated
             self.with_face += step.replaced > 0
-            for stage, value in step.timings_ms.items():
+            for stage, value in {"read": read_ms, **step.timings_ms}.items():
                 self.stage_ms.setdefault(stage, []).append(value)
             for face in self.witness.detect(image):
                 self.checked += 1

@@ -91,14 +91,16 @@ def latency_table(results: list[dict]) -> str:
 
 
 def pipeline_table(results: list[dict]) -> str:
-    header = ["source", "mode", "frames", "fps (mean)", "frame p50 ms", "frame p99 ms", "frames with a face",
-              "faces/frame", "decisions", "vs dlib: frames with its faces found", "vs dlib: its faces found"]
+    header = ["source", "mode", "threads", "frames", "fps (mean)", "frame p50 ms", "frame p99 ms",
+              "frames with a face", "faces/frame", "decisions", "vs dlib: frames with its faces found",
+              "vs dlib: its faces found"]
     body, notes = [], []
     for r in (r for r in results if r["kind"] == "pipeline"):
         dlib = r["comparison"].get("dlib", {})
         for mode, m in r["modes"].items():
             found = dlib.get(mode)
-            body.append([r["source"], mode, str(m["frames"]), _num(m["fps"], 1), _ms(m["frame_summary"]["p50"]),
+            body.append([r["source"], mode, str(r["environment"].get("threads", "-")), str(m["frames"]),
+                         _num(m["fps"], 1), _ms(m["frame_summary"]["p50"]),
                          _ms(m["frame_summary"]["p99"]), f"{m['frames_with_face']}/{m['frames']}",
                          _num(m["faces_per_frame"], 2), ", ".join(f"{k} {v}" for k, v in m["decisions"].items()),
                          f"{found['frames_found']}/{found['frames_with_dlib_face']}" if found else "-",
@@ -118,7 +120,21 @@ def pipeline_table(results: list[dict]) -> str:
             ref = dlib["reference"]
             notes.append(f"`{r['source']}`: dlib ({ref['detector']}) looked at {ref['frames']} frames and found "
                          f"{ref['faces']} faces in {ref['frames_with_face']} of them.")
-    return _table(header, body) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+    stages = pipeline_stages_table(results)
+    return (_table(header, body) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+            + (f"\n\nMean milliseconds per frame in each stage (`read`: decoding, or the camera's read; `total`: the "
+               f"frame's work after it):\n\n{stages}" if stages else ""))
+
+
+def pipeline_stages_table(results: list[dict]) -> str:
+    """Each run's mean time per stage, side by side (results from before ``read`` was a stage show ``-``)."""
+    rows = [(r, mode, m) for r in results if r["kind"] == "pipeline" for mode, m in r["modes"].items()
+            if m.get("stages")]
+    names = list(dict.fromkeys(["read", *(stage for _, _, m in rows for stage in m["stages"])]))
+    body = [[r["source"], mode, str(r["environment"].get("threads", "-")),
+             *(_ms(m["stages"][name]["mean"]) if name in m["stages"] else "-" for name in names)]
+            for r, mode, m in rows]
+    return _table(["source", "mode", "threads", *names], body) if rows else ""
 
 
 def peers_table(results: list[dict]) -> str:

@@ -37,16 +37,17 @@ def _slug(text: str) -> str:
 
 def result_filename(result: dict) -> str:
     """``latency-verifier.onnx.int8-onnxruntime.json``, ``detect-testing-tiled-tflite-fp32.json``,
-    ``pipeline-stage_clip_360p-dlib_resnet.onnx.int8-onnxruntime.json``: one file per board, measurement, model,
-    backend and precision, so a rerun of the same measurement replaces its file and no other."""
+    ``pipeline-stage_clip_360p-dlib_resnet.onnx.int8-onnxruntime-1threads.json``: one file per board, measurement,
+    model, backend and precision (and threads, for a pipeline), so a rerun of the same measurement replaces its file
+    and no other."""
     kind = result["kind"]
     if kind == "latency":
         parts = [result["model"]["name"], result["backend"]]
-    elif kind == "pipeline":                # the verifier's file (its precision in the name) and its backend
+    elif kind == "pipeline":                # the verifier's file (its precision in the name), its backend, threads
         ran = result.get("pipeline") or {}
         parts = [Path(result["source"]).stem or result["source"],
                  *([ran["verifier"], ran["verifier_backend"]] if "verifier" in ran else
-                   [str(ran.get("anonymise", "")).split(" ")[0]])]
+                   [str(ran.get("anonymise", "")).split(" ")[0]]), f"{result['environment']['threads']}threads"]
     elif kind == "peers":
         parts = [Path(result["source"]).stem or result["source"],
                  *(result[key] for key in ("model", "backend") if key in result)]     # results from before name none

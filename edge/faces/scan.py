@@ -147,10 +147,9 @@ class TiledScan(DetectionStrategy):
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
         found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
-        seen = np.stack([d.box for d in found]) if found else np.zeros((0, 4), np.float32)
         for box in known_boxes:
-            if len(seen) and box_iou(box, seen).max() > DUPLICATE_IOU:
-                continue                    # this frame's scan already saw it
+            if found and box_iou(box, np.stack([d.box for d in found])).max() > DUPLICATE_IOU:
+                continue                    # this frame's scan, or the look around another face, already saw it
             region = region_around(box, self.config.roi_scale, width, height)
             found.extend(_detect_in(self.detector, pyramid, region))
         return deduplicate(found)

@@ -146,16 +146,19 @@ def test_pipeline_benchmark_runs_tracked_and_per_frame_side_by_side(verify_bundl
     assert main(["pipeline", "--bundle", str(verify_bundle), "--results", str(results), "--frames", "40",
                  "--warmup", "2", "--source", "synthetic://kiosk?seeds=1,2&frames_per_person=16&gap_frames=4"]) == 0
     (path,) = (results / "host").glob("pipeline-*.json")
-    assert path.name.endswith("-verifier.onnx.int8-onnxruntime.json")       # a run with another file: its own
+    assert path.name.endswith("-verifier.onnx.int8-onnxruntime-2threads.json")   # another file or threads: its own
     result = json.loads(path.read_text())
     tracked, per_frame = result["modes"]["tracked"], result["modes"]["per_frame"]
+    assert tracked["describe"]["liveness"] == ["planar"]                          # the kiosk as edge run runs it
+    assert {"read", "detect", "liveness", "total"} <= set(tracked["stages"]) and "read" in per_frame["stages"]
     assert tracked["frames"] == per_frame["frames"] == 38
     assert tracked["visits"] == 2 and sum(tracked["decisions"].values()) == 2      # one decision per visitor
     assert per_frame["decisions"]["faces_decided"] >= 20                             # every face of every frame
     assert tracked["frame_summary"]["p99"] is not None and tracked["fps"] > 0
     assert result["comparison"]["fps_ratio_tracked_over_per_frame"] > 0
     assert result["comparison"]["visit_agreement"]["compared"] == 2
-    assert "tracked runs" in (results / "host" / "report.md").read_text()
+    report = (results / "host" / "report.md").read_text()
+    assert "tracked runs" in report and "| source | mode | threads | read | detect |" in report
 
 
 def test_pipeline_benchmark_refuses_an_unknown_mode(verify_bundle, tmp_path, capsys):
