@@ -42,6 +42,11 @@ class AttackOptions:
     fps: float = 15.0
     seconds: float = 2.0
     max_photos: int = 0                   # 0: every photo
+    clips_per_video: int | None = None    # None: clips_per_photo
+
+    @property
+    def video_clips(self) -> int:
+        return self.clips_per_photo if self.clips_per_video is None else self.clips_per_video
 
 
 @dataclass
@@ -55,6 +60,7 @@ class AttackSummary:
         return {"clips": self.clips, "photos_used": self.photos_used, "videos_used": self.videos_used,
                 "skipped": {reason: {"count": len(names), "files": names} for reason, names in self.skipped.items()},
                 "seed": options.seed, "clips_per_source": options.clips_per_photo,
+                "clips_per_video": options.video_clips,
                 "size": [options.width, options.height], "fps": options.fps, "seconds": options.seconds}
 
 
@@ -139,7 +145,7 @@ def _render_videos(options, renderer, detector, shape, partial: Path, summary: A
             summary.skipped["unreadable"].append(str(video))
             continue
         rendered = 0
-        for number in range(options.clips_per_photo):
+        for number in range(options.video_clips):
             seed = clip_seed(options.seed, kind, str(video), number)
             start = int(np.random.default_rng(seed).integers(len(frames)))
             window = [frames[(start + i) % len(frames)] for i in range(shape.frames)]

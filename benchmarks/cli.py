@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                           "(default: %(default)s)")
     attacks.add_argument("--max_photos", type=count_or_zero, default=0, help="a seeded sample of this many photos "
                                                                              "(default: 0, every photo)")
+    attacks.add_argument("--clips_per_video", type=count, default=None,
+                         help="video_replay clips per video (default: --clips_per_photo)")
     attacks.add_argument("--seed", type=count_or_zero, default=0)
     attacks.add_argument("--width", type=side, default=640)
     attacks.add_argument("--height", type=side, default=480)
@@ -211,7 +213,7 @@ def run_command(args) -> None:
         kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
         summary = render_attacks(AttackOptions(args.images, args.out, tuple(args.videos), kinds, args.clips_per_photo,
                                                args.seed, args.width, args.height, args.fps, args.seconds,
-                                               args.max_photos))
+                                               args.max_photos, args.clips_per_video))
         for kind, clips in summary.clips.items():
             print(f"{kind}: {clips} clips in {args.out / kind}")
         skipped = ", ".join(f"{len(names)} {reason.replace('_', ' ')}" for reason, names in summary.skipped.items())

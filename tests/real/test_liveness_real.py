@@ -93,7 +93,8 @@ def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, t
     from edge.sources import open_source
 
     options = AttackOptions(shared_data / "faces80" / "AFLW", tmp_path / "attacks",
-                            (shared_data / "video" / "stage_clip_360p.mp4",), clips_per_photo=1, max_photos=4, seed=3)
+                            (shared_data / "video" / "stage_clip_360p.mp4",), clips_per_photo=1, max_photos=4, seed=3,
+                            clips_per_video=2)
     render_attacks(options)
     from edge.faces.tracking import IouTracker
 
@@ -110,4 +111,5 @@ def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, t
                     if track.confirmed and track.detection is not None and gate.wants_look(track.id, frame.index):
                         gate.look(track.id, Look(frame.image, track.detection, frame.time_s, frame.index))
         verdicts.append(sorted({gate.verdict(track).verdict for track in gate.visits}))
-    assert len(clips) == 9 and not any("live" in seen for seen in verdicts), list(zip(clips, verdicts))
+    assert len(clips) == 10 and not any("live" in seen for seen in verdicts), list(zip(clips, verdicts))
+    assert len(list((tmp_path / "attacks" / "video_replay").glob("*.mp4"))) == 2       # --clips_per_video
