@@ -27,6 +27,9 @@ from edge.runtime.manifest import Manifest
 from edge.runtime.models import choose_model, load_model
 
 LEVEL_AREA_BELOW = 0.5   # a pyramid level is resized bilinearly (it is never shrunk by two or more)
+CHANGE_LEVEL = 12        # grey levels by which a pixel of a tile's thumbnail (an eighth of the frame) must move
+CHANGE_SHARE = 0.002     # share of a tile's thumbnail pixels that must have moved since its last scan to scan it
+THUMBNAIL_SIDE = 64      # a tile's thumbnail is cut from the coarsest pyramid level keeping this many pixels
 DUPLICATE_IOU = 0.4      # two detections overlapping this much (tile overlaps, a region and a tile) are one face
 MIN_REGION = 48          # pixels: the smallest region searched around a known face
 
@@ -114,12 +117,19 @@ class WholeFrame(DetectionStrategy):
 class TiledScan(DetectionStrategy):
     """The whole frame (``detector`` and ``tile_detector``) and overlapping tiles (``tile_detector``), each
     scanned once per ``scan_period`` frames and spread evenly over them; every frame, the region around each
-    known face, or the whole frame with ``detector`` while no face is known."""
+    known face, or the whole frame with ``detector`` while no face is known.
+
+    In a kiosk's stream (``detect``) a tile whose pixels have not moved since its last scan skips its turn, as
+    motion-gated detectors (Frigate's) do: a face that arrives moves, and moves its tile. Still, every tile is
+    scanned at least once in ``tile_rescan`` turns, so a face the detector missed while it moved gets more
+    chances. The whole-frame looks never skip, and anonymisation (``detect_arrivals_now``) scans every turn."""
 
     def __init__(self, detectors: dict, config: DetectionConfig):
         super().__init__(detectors, config)
         self.tile_detector = detectors[config.tile_detector]
         self._schedule: tuple[tuple[int, int], list[tuple[Region, object]]] | None = None
+        self._scanned: dict[int, tuple[np.ndarray, int]] = {}   # tile's index -> (its thumbnail then, turns skipped)
+        self.skipped = 0                                         # tile turns skipped since the stream began
 
     @staticmethod
     def needs(config: DetectionConfig) -> list[str]:
@@ -134,16 +144,19 @@ class TiledScan(DetectionStrategy):
                                                 if self.tile_detector is not self.detector else [])
             tiles = tile_regions(width, height, self.config.tile_size, self.config.tile_overlap)
             self._schedule = ((width, height), whole + [(tile, self.tile_detector) for tile in tiles])
+            self._whole, self._scanned = len(whole), {}
         return self._schedule[1]
 
     def detect(self, image: np.ndarray, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
-        return self._detect(FramePyramid(image), frame_index, known_boxes)
+        return self._detect(FramePyramid(image), frame_index, known_boxes, gated=True)
 
-    def _detect(self, pyramid: FramePyramid, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
+    def _detect(self, pyramid: FramePyramid, frame_index: int, known_boxes: list[np.ndarray],
+                gated: bool = False) -> list[Detection]:
         height, width = pyramid.levels[0].shape[:2]
         regions = self.regions(width, height)
         period = self.config.scan_period
-        due = [pair for i, pair in enumerate(regions) if i * period // len(regions) == frame_index % period]
+        due = [pair for i, pair in enumerate(regions) if i * period // len(regions) == frame_index % period
+               and not (gated and i >= self._whole and self._unchanged(pyramid, i, pair[0]))]
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
         found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
@@ -153,6 +166,20 @@ class TiledScan(DetectionStrategy):
             region = region_around(box, self.config.roi_scale, width, height)
             found.extend(_detect_in(self.detector, pyramid, region))
         return deduplicate(found)
+
+    def _unchanged(self, pyramid: FramePyramid, index: int, tile: Region) -> bool:
+        """Whether the tile, at its turn, may skip its scan: too few of its thumbnail's pixels moved since its last
+        scan, and it skipped fewer than ``tile_rescan`` - 1 turns in a row. Its thumbnail is kept when it is scanned."""
+        crop = pyramid.region(tile, THUMBNAIL_SIDE)[0]
+        thumbnail = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+        last = self._scanned.get(index)
+        if (last is not None and last[0].shape == thumbnail.shape and last[1] + 1 < self.config.tile_rescan
+                and np.count_nonzero(cv2.absdiff(last[0], thumbnail) > CHANGE_LEVEL) < CHANGE_SHARE * thumbnail.size):
+            self._scanned[index] = (last[0], last[1] + 1)
+            self.skipped += 1
+            return True
+        self._scanned[index] = (thumbnail, 0)
+        return False
 
     def detect_all(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]

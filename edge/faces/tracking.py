@@ -37,6 +37,7 @@ class Track:
     last_frame: int = 0
     last_seen_s: float = 0.0             # stream time of the last detection (seconds, the source's clock)
     rested: int = 0                      # frames since the last detection in which the steady face was not looked for
+    resting: bool = False                # it rests in this frame: its box (shown_box) is where its motion carries it
 
     def predicted(self) -> np.ndarray:
         """Next frame's box: the motion carried on, for at most MAX_EXTRAPOLATION frames of a lost face."""
@@ -103,9 +104,10 @@ class IouTracker:
         rest = {id(track) for track in resting}
         live = []
         for index, track in enumerate(self.tracks):
+            track.resting = index not in matched and id(track) in rest
             if index not in matched:
                 track.detection = None
-                if id(track) in rest:
+                if track.resting:
                     track.rested += 1
                 else:
                     track.missed += 1
@@ -155,7 +157,28 @@ class IouTracker:
             pairs.append((int(track_index), int(det_index)))
             overlap[track_index, :] = -1
             overlap[:, det_index] = -1
-        return pairs
+        return pairs + self._after_rest(boxes, pairs)
+
+    def _after_rest(self, boxes: np.ndarray, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """A track that rested may have moved further than its motion carried it (a swaying head): the nearest
+        detection left unmatched whose centre lies within one box width of where the track was expected, at a like
+        size, continues it, rather than starting a second track on the same face."""
+        used_tracks, used = {t for t, _ in pairs}, {d for _, d in pairs}
+        found = []
+        for index, track in enumerate(self.tracks):
+            if not track.rested or index in used_tracks:
+                continue
+            expected = track.predicted()
+            width = float(expected[2] - expected[0])
+            centre = (expected[:2] + expected[2:]) / 2
+            near = [(float(np.linalg.norm((box[:2] + box[2:]) / 2 - centre)), d) for d, box in enumerate(boxes)
+                    if d not in used and 2 / 3 <= float(box[2] - box[0]) / max(width, 1e-6) <= 3 / 2]
+            near = [(distance, d) for distance, d in near if distance <= width]
+            if near:
+                det_index = min(near)[1]
+                found.append((index, det_index))
+                used.add(det_index)
+        return found
 
     def _continue(self, track: Track, det: Detection, frame_index: int, time_s: float) -> None:
         box = det.box.astype(np.float32)

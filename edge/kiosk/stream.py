@@ -102,7 +102,7 @@ class KioskStream:
         update = self.tracker.update(detections, frame_index, time_s, resting)
         timings["track"] = ms_since(mark)
         mark = time.perf_counter()
-        shown = [t for t in update.live if t.confirmed and (t.detection is not None or t.rested)]
+        shown = [t for t in update.live if t.confirmed and (t.detection is not None or t.resting)]
         faces = [t for t in shown if t.detection is not None]       # looks are taken only on what was detected
         held, ended = [], [t.id for t in update.ended]
         for track in faces:

@@ -83,6 +83,8 @@ class DetectionConfig:
     tile_overlap: float = 0.25                # share of a tile that overlaps its neighbour
     scan_period: int = 6                      # frames over which the whole frame and every tile are scanned once
     roi_scale: float = 2.5                    # side of the region searched around a known face, over its height
+    tile_rescan: int = 5                      # a tile unchanged since its last scan skips its turn, but is scanned at
+                                              # least once in this many turns (1: every turn)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class TrackingConfig:
     unknown_far: float = 0.5                  # per-probe rate whose threshold is the lower, "unknown" one
     steady_every: int = 3                     # a steady face is looked for in one frame of this many, its box predicted
                                               # in the others (1: every face in every frame)
-    steady_motion: float = 0.3                # steady: its box moves less than this share of its width per frame
+    steady_motion: float = 0.1                # steady: its box moves less than this share of its width per frame
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,8 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
         except UserError as err:
             raise UserError(f"{where}: detection.{key}: {err}") from err
     positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
-                "detection.roi_scale": detection.roi_scale, "tracking.confirm_hits": tracking.confirm_hits,
+                "detection.roi_scale": detection.roi_scale, "detection.tile_rescan": detection.tile_rescan,
+                "tracking.confirm_hits": tracking.confirm_hits,
                 "tracking.max_missed_s": tracking.max_missed_s, "tracking.samples": tracking.samples,
                 "tracking.sample_gap": tracking.sample_gap, "tracking.steady_every": tracking.steady_every,
                 "tracking.steady_motion": tracking.steady_motion, "liveness.max_wait_s": board.liveness.max_wait_s,

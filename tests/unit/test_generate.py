@@ -145,7 +145,7 @@ def test_benchmarks_time_the_decoders_on_latents_and_the_anonymiser_on_a_stream(
     anonymise = result["modes"]["anonymise"]
     assert board == "host" and anonymise["frames"] == 10 and anonymise["fps"] > 0
     assert anonymise["generator"].startswith("generator_decoder.fp32.onnx")
-    assert set(anonymise["stages"]) == {"detect", "generate", "blend", "total"}
+    assert set(anonymise["stages"]) == {"read", "detect", "generate", "blend", "total"}
     assert anonymise["witness_faces"] >= 5 and anonymise["witness_faces_unaltered"] == 0
 
 

@@ -116,6 +116,34 @@ def test_tiled_scan_visits_every_region_once_per_period_and_looks_around_known_f
     assert len(found) == 1 and np.allclose(found[0].box, far.box)
 
 
+def test_a_tile_whose_pixels_did_not_move_skips_its_turn_until_its_rescan_and_a_change_brings_it_back():
+    frame, locate = frame_and_locator(1920, 1080)
+    short, full = RecordingDetector([], locate), RecordingDetector([], locate)
+    scan = TiledScan({"blazeface_short": short, "blazeface_full": full},
+                     DetectionConfig(strategy="tiled", scan_period=8, tile_rescan=3))
+    tiles = [region for region, _ in scan.regions(1920, 1080)[2:]]
+    elsewhere = np.array([100, 100, 140, 140], np.float32)
+
+    def scans(image, turn):
+        """(tiles scanned, whole-frame looks) over one turn of the scan."""
+        short.calls.clear()
+        full.calls.clear()
+        for index in range(8 * turn, 8 * turn + 8):
+            scan.detect(image, index, [elsewhere])
+        looks = short.calls + full.calls
+        return sum(call[2] == 800 for call in looks), sum(call[2:] == (1920, 1080) for call in looks)
+
+    assert scans(frame, 0) == (6, 2)                       # the first turn scans every tile
+    assert scans(frame, 1) == (0, 2) and scan.skipped == 6       # nothing moved: every tile skips, the whole frame not
+    moved = frame.copy()
+    moved[tiles[0].y1 + 50:tiles[0].y1 + 250, tiles[0].x1 + 50:tiles[0].x1 + 150] = 0     # someone walked in
+    assert scans(moved, 2) == (1, 2)                       # only the tile where pixels moved
+    assert scans(moved, 3) == (5, 2)                       # the others' third turn: scanned however still
+    full.calls.clear()
+    scan.detect_arrivals_now(moved, 8 * 4 + 2, [elsewhere])        # anonymisation scans every turn
+    assert [call[2] for call in full.calls] == [800]
+
+
 def test_whole_frame_strategy_and_the_detectors_each_strategy_needs():
     assert strategy_detectors(DetectionConfig()) == ["blazeface_short"]
     assert strategy_detectors(DetectionConfig(strategy="tiled")) == ["blazeface_short", "blazeface_full"]
@@ -184,6 +212,22 @@ def test_looks_are_cut_from_the_frame_pyramid_and_land_where_the_frame_itself_pu
         best = max(found, key=lambda d: d.score)
         assert np.abs(best.box / 3 - truth.box).max() < tolerance            # in the clip's pixels
         assert np.abs((best.keypoints + 0.5) / 3 - 0.5 - truth.keypoints).max() < tolerance
+
+
+def test_a_face_that_sways_further_than_its_motion_carried_it_while_resting_keeps_its_track():
+    """A head swaying back and forth: after two frames at rest its prediction (the motion carried on) lies past
+    the face, overlapping it too little for the usual match; the face, found near where it was expected, continues
+    its track instead of starting a second one on the same face."""
+    tracker = IouTracker(replace(TRACKING, steady_every=3, steady_motion=0.5))
+    xs = [100, 103, 106, 109, 112, 115, 118, 121, 100, 80, 60, 40]         # steady, then back the other way
+    ids, rests = set(), 0
+    for step, x in enumerate(xs):
+        boxes, resting = tracker.plan(step)
+        rests += len(resting)
+        seen = [] if resting else [face(x, 100)]        # a resting face is not looked for
+        update = tracker.update(seen, step, step / FPS, resting)
+        ids.update(t.id for t in update.live)
+    assert rests >= 2 and len(ids) == 1 and len(tracker.tracks) == 1
 
 
 @pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
