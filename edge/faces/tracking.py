@@ -73,14 +73,15 @@ class IouTracker:
         missing for longer (it turned away, or left) is left to the strategy's scan, not looked for every frame."""
         return [t.predicted() for t in self.tracks if t.missed < COAST_LOOKS]
 
-    def plan(self, frame_index: int) -> tuple[list[np.ndarray], list[Track]]:
+    def plan(self, frame_index: int, busy: set[int] = frozenset()) -> tuple[list[np.ndarray], list[Track]]:
         """(``expected_boxes`` less those of the steady tracks that rest in this frame, those tracks): each steady
-        track is looked for in one frame of ``steady_every``, the frames spread over the tracks by their ids."""
+        track is looked for in one frame of ``steady_every``, the frames spread over the tracks by their ids; a
+        track in ``busy`` (its visit wants a look in this frame) does not rest."""
         every, boxes, resting = self.config.steady_every, [], []
         for track in self.tracks:
             if track.missed >= COAST_LOOKS:
                 continue
-            if every > 1 and (track.id + frame_index) % every and self._steady(track):
+            if every > 1 and (track.id + frame_index) % every and track.id not in busy and self._steady(track):
                 resting.append(track)
             else:
                 boxes.append(track.predicted())

@@ -95,7 +95,7 @@ class KioskStream:
         decisions, embedded = [], 0
         if self.last_time_s is not None and time_s - self.last_time_s > self.tracking.max_missed_s:
             decisions += self.finish(f"the camera delivered no frame for {time_s - self.last_time_s:.1f} s")
-        boxes, resting = self.tracker.plan(frame_index)
+        boxes, resting = self.tracker.plan(frame_index, self._busy(frame_index))
         detections = self.strategy.detect(image, frame_index, boxes)
         timings["detect"] = ms_since(start)
         mark = time.perf_counter()
@@ -135,6 +135,13 @@ class KioskStream:
         timings["total"] = ms_since(start)
         self.last_frame, self.last_time_s = frame_index, time_s
         return StreamStep(shown, decisions, embedded, timings)
+
+    def _busy(self, frame_index: int) -> set[int]:
+        """The visits that want a look in this frame (an embedding, a liveness look, a recheck): their faces do not
+        rest, so looks keep their pace and liveness its span between looks."""
+        return {t.id for t in self.tracker.tracks if t.confirmed and (
+            t.id in self._recheck or self.judge.wants_sample(t.id, frame_index)
+            or (self.liveness is not None and self.liveness.wants_look(t.id, frame_index)))}
 
     def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails
