@@ -27,7 +27,7 @@ from edge.runtime.manifest import Manifest
 from edge.runtime.models import choose_model, load_model
 
 LEVEL_AREA_BELOW = 0.5   # a pyramid level is resized bilinearly (it is never shrunk by two or more)
-CHANGE_LEVEL = 12        # grey levels by which a pixel of a tile's thumbnail (an eighth of the frame) must move
+CHANGE_LEVEL = 12        # grey levels by which a pixel of a tile's thumbnail (about an eighth of it) must move
 CHANGE_SHARE = 0.002     # share of a tile's thumbnail pixels that must have moved since its last scan to scan it
 THUMBNAIL_SIDE = 64      # a tile's thumbnail is cut from the coarsest pyramid level keeping this many pixels
 DUPLICATE_IOU = 0.4      # two detections overlapping this much (tile overlaps, a region and a tile) are one face
@@ -128,6 +128,7 @@ class TiledScan(DetectionStrategy):
         super().__init__(detectors, config)
         self.tile_detector = detectors[config.tile_detector]
         self._schedule: tuple[tuple[int, int], list[tuple[Region, object]]] | None = None
+        self._whole = 0                                          # whole-frame looks at the head of the schedule
         self._scanned: dict[int, tuple[np.ndarray, int]] = {}   # tile's index -> (its thumbnail then, turns skipped)
         self.skipped = 0                                         # tile turns skipped since the stream began
 
