@@ -125,11 +125,11 @@ class BlazeFaceDetector:
         return self.decode.keypoints
 
     def detect(self, image_bgr: np.ndarray, area_below: float = 1.0) -> list[Detection]:
-        """Faces in the image (``area_below``: see ``letterbox``). BlazeFace misses a face that fills the whole frame (129 of Yale B's 871 tight
-        crops; none with a 15 % border) and pulls a large face's eyes inwards (8 chip pixels on those crops), so
-        a frame without a face is tried once more with a border, and one with a face wider than LARGE_FACE of
-        the frame is detected again with the border that brings it to that size. Either costs a second
-        detection, only on such frames."""
+        """Faces in the image (``area_below``: see ``letterbox``). BlazeFace misses a face that fills the whole
+        frame (129 of Yale B's 871 tight crops; none with a 15 % border) and pulls a large face's eyes inwards (8
+        chip pixels on those crops), so a frame without a face is tried once more with a border, and one with a face
+        wider than LARGE_FACE of the frame is detected again with the border that brings it to that size. Either
+        costs a second detection, only on such frames."""
         found = self.detect_once(image_bgr, area_below)
         longer = max(image_bgr.shape[:2])
         if not found:

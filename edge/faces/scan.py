@@ -41,9 +41,6 @@ class Region:
     x2: int
     y2: int
 
-    def crop(self, image: np.ndarray) -> np.ndarray:
-        return image[self.y1:self.y2, self.x1:self.x2]
-
 
 class FramePyramid:
     """One frame and its halvings, each made when first asked for (INTER_AREA by exactly two: an odd last row or

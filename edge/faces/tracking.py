@@ -37,11 +37,15 @@ class Track:
     last_frame: int = 0
     last_seen_s: float = 0.0             # stream time of the last detection (seconds, the source's clock)
     rested: int = 0                      # frames since the last detection in which the steady face was not looked for
-    resting: bool = False                # it rests in this frame: its box (shown_box) is where its motion carries it
 
     def predicted(self) -> np.ndarray:
         """Next frame's box: the motion carried on, for at most MAX_EXTRAPOLATION frames of a lost face."""
         return self.box + self.velocity * min(self.missed + self.rested + 1, MAX_EXTRAPOLATION)
+
+    @property
+    def resting(self) -> bool:
+        """It rests in this frame (not looked for, not lost): its box (``shown_box``) is where its motion carries it."""
+        return self.detection is None and self.missed == 0 and self.rested > 0
 
     def shown_box(self) -> np.ndarray:
         """This frame's box: its detection's, or while it rests, where its motion carries it."""
@@ -105,10 +109,9 @@ class IouTracker:
         rest = {id(track) for track in resting}
         live = []
         for index, track in enumerate(self.tracks):
-            track.resting = index not in matched and id(track) in rest
             if index not in matched:
                 track.detection = None
-                if track.resting:
+                if id(track) in rest:
                     track.rested += 1
                 else:
                     track.missed += 1
