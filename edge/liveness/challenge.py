@@ -9,8 +9,11 @@ is followed only by a head, or by a video of one that happens to do what was ask
 
 ``turn`` grows as the nose moves to the image's right, which is the person's left when the camera faces them. A
 pose no head takes (the nose beyond an eye, or above the eyes or below the mouth by half their distance) is a
-detector's glitch and is left out, and a request counts as followed only when two looks in a row show it, measured
-from the median of the first three poses: one stray set of key points neither starts nor answers a challenge.
+detector's glitch and is left out. A request is measured from where the head first held still: the median of the
+first three poses in a row that agree within the movement asked for (glare on a replayed screen, or a head already
+moving, makes the first poses scatter, and a start read from them was once "answered" by a photo on a tablet as
+the glare moved off it). It counts as followed only when two looks in a row show it: one stray set of key points
+neither starts nor answers a challenge.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from edge.liveness.checks import CheckResult, Look
 
 MAX_TURN = 1.0                 # |turn| beyond this: the nose outside the eyes, not a head the detector read well
 LIFT_RANGE = (-0.5, 1.5)       # lift outside this: the nose far above the eyes or below the mouth
-START_POSES = 3                # the pose a request is measured from: the median of the first ones
+START_POSES = 3                # the pose a request is measured from: the median of the first ones in a row that agree
 
 # request -> (pose coordinate, the sign its change must have), as the page words them
 REQUESTS = {
@@ -77,8 +80,14 @@ class Challenge:
         if len(poses) < START_POSES + 1:
             return CheckResult("insufficient", 0.0, evidence)
         axis, sign = REQUESTS[self.request]
-        start = float(np.median([getattr(p, axis) for p in poses[:START_POSES]]))
-        moved = [sign * (getattr(p, axis) - start) for p in poses if p.time_s - poses[0].time_s <= self.allowed_s]
+        values = [getattr(pose, axis) for pose in poses if pose.time_s - poses[0].time_s <= self.allowed_s]
+        still = next((index for index in range(len(values) - START_POSES)
+                      if np.ptp(values[index:index + START_POSES]) <= self.needed), None)
+        if still is None:
+            evidence["why"] = "the head never held still to start from"
+            return CheckResult("insufficient", 0.0, evidence)
+        start = float(np.median(values[still:still + START_POSES]))
+        moved = [sign * (value - start) for value in values[still:]]
         followed = max(min(pair) for pair in zip(moved, moved[1:]))        # held for two looks in a row
         evidence["followed"] = round(followed, 4)
         if followed >= self.needed:

@@ -145,6 +145,19 @@ def test_the_challenge_passes_a_head_that_follows_in_time_and_nothing_else():
     assert challenge.judge(followed).verdict == "attack"
 
 
+def test_the_challenge_is_measured_from_where_the_head_first_held_still_not_from_scattered_first_poses():
+    """A glare over a replayed photo scatters its first key points; its leaving is no head turn."""
+    challenge = Challenge(0.25, 6.0, random.Random(0))
+    challenge.request = "turn your head to your left"
+    glare = [challenge.observe(look(i, i * 0.1, turning(degrees))) for i, degrees in enumerate((-45, -15, -30))]
+    settled = [challenge.observe(look(3 + i, 0.3 + i * 0.1, turning(0))) for i in range(5)]
+    assert challenge.judge(glare + settled).verdict == "insufficient"
+    scattered = glare + [challenge.observe(look(3, 0.3, turning(10)))]
+    assert challenge.judge(scattered).evidence["why"] == "the head never held still to start from"
+    then_turned = glare + settled + [challenge.observe(look(8 + i, 0.8 + i * 0.1, turning(30))) for i in range(2)]
+    assert challenge.judge(then_turned).verdict == "live"
+
+
 def test_the_gate_shows_each_visits_challenge_until_it_settles():
     gate = LivenessGate([], LivenessConfig(challenge_s=6.0, max_wait_s=3.0), challenge=True, rng=random.Random(3))
     assert gate.wait_s == 6.0 and gate.names == ["challenge"]
