@@ -95,10 +95,6 @@ def score_pairs(pairs_file: PairsFile, embeddings: dict, failed: np.ndarray, sco
     return scores, np.asarray([p.same for p in pairs_file.pairs])
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b))          # both L2-normalised by the pipeline
-
-
 def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
     if options.face not in FACE_CHOICES:
         raise UserError(f"--face must be one of {', '.join(FACE_CHOICES)}, got {options.face!r}")
@@ -117,7 +113,7 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
     try:
         embeddings, times = embed_all(embed_with_pipeline(pipe, options.face), paths, "embed")
         entry, backend, threshold = pipe.faces.embedder.entry, pipe.faces.embedder.backend_name, pipe.matcher.threshold
-        mirror = pipe.faces.mirror_average
+        mirror, pair_score, score_kind = pipe.faces.mirror_average, pipe.matcher.pair_score, pipe.matcher.score_kind
     finally:
         pipe.close()
     theirs, their_times = embed_all(reference.embed, paths, "dlib") if reference else (None, [])
@@ -128,9 +124,9 @@ def run_verify(options: VerifyOptions) -> tuple[str, list[dict]]:
                   failed_pairs=int(failed.sum()))
     results = [new_result(
         "verify", environment, **common, model=model_facts(entry), backend=backend, mirror_average=mirror,
-        faces_not_found=sum(v is None for v in embeddings.values()), calibrated_threshold=threshold,
+        score=score_kind, faces_not_found=sum(v is None for v in embeddings.values()), calibrated_threshold=threshold,
         embed_ms=times, embed_summary=summarize(times),
-        **pair_metrics(pairs_file, *score_pairs(pairs_file, embeddings, failed, cosine), threshold))]
+        **pair_metrics(pairs_file, *score_pairs(pairs_file, embeddings, failed, pair_score), threshold))]
     if reference:
         results.append(new_result(
             "verify", environment, **common, model={"name": reference.name, "architecture": "dlib_resnet",

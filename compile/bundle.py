@@ -22,6 +22,7 @@ import torch
 
 from compile import exporters
 from compile.calibration import CalibrationSet
+from compile.cohort import write_cohort
 from compile.detectors import DetectorPhotos, compile_detectors, describe_detector_files
 from compile.exporters import ExportedFile, ExportFailed, ExportRequest
 from compile.match_calibration import (
@@ -41,6 +42,7 @@ from edge.base.interrupts import make_folder
 from edge.base.progress import progress_bar
 from edge.bundles.golden import GOLDEN_FILE, GOLDEN_IMAGES, gate, run_artifact, write_golden
 from edge.bundles.signing import sign_bundle
+from edge.faces.score_norm import ScoreNorm
 from edge.runtime.board_profile import read_profile
 from edge.runtime.boards import Artifact, BoardConfig
 from edge.runtime.crops import CROPS
@@ -199,8 +201,11 @@ def _threshold_note(sources: list[SourceModel], pair_faces: dict[str, PairFaces]
         return ("no real pairs were given (--pairs_images): each verifier keeps its checkpoint's threshold and its "
                 "INT8 file is gated on the calibration images alone (cosine to FP32), not on pair decisions")
     faces = "; ".join(f.describe() for f in pair_faces.values())
-    return (f"each file's own, at {options.target_far:g} false accepts per probe, placed on every impostor pair of "
-            f"the calibration identities and reported on the others ({faces}); mirror averaging "
+    cohorts = sorted({f.cohort.source for f in pair_faces.values() if f.cohort is not None})
+    scores = (f"S-norm scores against each file's cohort of faces nobody enrolls ({'; '.join(cohorts)}, shipped as "
+              f"templates)" if cohorts else "cosine scores")
+    return (f"each file's own, on {scores}, at {options.target_far:g} false accepts per probe, placed on every "
+            f"impostor pair of the calibration identities and reported on the others ({faces}); mirror averaging "
             f"{'on' if options.mirror_average else 'off'}; decisions may flip on at most {100 * FLIP_BUDGET} % of "
             f"real pairs against FP32; the FP32 model's real-pair AUC must reach {options.min_auc}")
 
@@ -285,14 +290,19 @@ def calibrate_verifier(source: SourceModel, compiled: list[tuple[ModelEntry, Art
                        staging: Path, board: BoardConfig,
                        options: MatchOptions) -> list[tuple[ModelEntry, ArtifactRow]]:
     """Real-pair threshold, AUC floor, decision flips and gallery compatibility for one verifier's files."""
-    mirror = options.mirror_average
-    reference = measure(embed(source.model, faces.chips, source.spec, TORCH_BATCH, mirror=mirror), faces, options)
+    mirror, cohort = options.mirror_average, faces.cohort
+    reference_norm = (ScoreNorm(embed(source.model, cohort.chips, source.spec, TORCH_BATCH, mirror=mirror))
+                      if cohort is not None else None)
+    reference = measure(embed(source.model, faces.chips, source.spec, TORCH_BATCH, mirror=mirror), faces, options,
+                        reference_norm)
     collapsed = reference.auc < options.min_auc
     measured = {}
     for entry, row in compiled:
         if row.passed and not collapsed:
             vectors = artifact_vectors(staging, entry, faces.chips, board, gate_threads(board), mirror)
-            measured[entry.name] = measure(vectors, faces, options)
+            norm = (ScoreNorm(artifact_vectors(staging, entry, cohort.chips, board, gate_threads(board), mirror))
+                    if cohort is not None else None)
+            measured[entry.name] = measure(vectors, faces, options, norm)
     result = []
     for entry, row in compiled:
         if collapsed:
@@ -310,7 +320,9 @@ def calibrate_verifier(source: SourceModel, compiled: list[tuple[ModelEntry, Art
         passed = flips <= FLIP_BUDGET
         accuracy = {**entry.accuracy, "real_pairs": {"flip_rate": flips, "flip_budget": FLIP_BUDGET,
                                                      "fp32_auc": reference.auc, "fp32_auc_floor": options.min_auc}}
-        entry = dataclasses.replace(entry, threshold=mine.match.threshold, match=mine.match,
+        match = (dataclasses.replace(mine.match, cohort=write_cohort(staging, entry, mine.norm, cohort))
+                 if passed and cohort is not None else mine.match)
+        entry = dataclasses.replace(entry, threshold=mine.match.threshold, match=match,
                                     compatible_with=compatible, accuracy=accuracy)
         reason = "" if passed else f"{100 * flips:.2f} % of real pair decisions flip (budget {100 * FLIP_BUDGET} %)"
         result.append((entry, dataclasses.replace(

@@ -18,6 +18,7 @@ from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, Match
 from compile.prune import PruneOptions, check_prunable, prune_verifier
 from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
+from compile.cohort import load_cohort_faces
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from compile.texture import DEFAULT_LIVE_REJECT, TextureCalibration, load_live_faces, with_live_faces
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folders of real photos, DIR/<identity>/<image> (e.g. ../shared/data/orl "
                              "../shared/data/yaleb): each verifier file gets its own threshold from every impostor "
                              "pair of half the identities, is reported on the other half and gated on decision flips")
+    parser.add_argument("--cohort_images", type=Path, default=None,
+                        help="with --pairs_images: photos of people nobody will enrol (e.g. ../shared/data/faces80, "
+                             "never the faces you evaluate on); 2000 of them are embedded by each verifier file and "
+                             "shipped in the bundle as templates, and every score is normalised against them "
+                             "(S-norm: thresholds that mean the same for every face and gallery size)")
     add_renamed_rate(parser, "--probe_far", "--target_far", default=DEFAULT_TARGET_FAR,
                      help="false accepts per probe (one face against the whole gallery) the kiosk aims at, at any "
                           "gallery size (default: %(default)s)")
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say which board to compile for: --target NAME (see --list_targets)")
     board = load_board(args.target)
     refuse_output_over_input(args.out, [*args.checkpoints, args.calibration, *(args.pairs_images or ()),
-                                        *([args.detector_photos] if args.detector_photos else [])])
+                                        *([args.detector_photos] if args.detector_photos else []),
+                                        *([args.cohort_images] if args.cohort_images else [])])
     check_folder_target(args.out)
     artifacts = choose_artifacts(board, args.artifacts)
     detector_artifacts = choose_detector_artifacts(board, args.detector_artifacts)
@@ -123,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.pairs_images or ():
         if not folder.is_dir():
             raise UserError(f"--pairs_images {folder} is not a folder of <person>/<image> photos")
+    if args.cohort_images is not None and not args.pairs_images:
+        raise UserError("--cohort_images normalises the scores that --pairs_images calibrates; give both")
+    if args.cohort_images is not None and not args.cohort_images.is_dir():
+        raise UserError(f"--cohort_images {args.cohort_images} is not a folder of face photos")
     if args.build_engine:
         check_engine_build(board)
     if args.sign is not None:
@@ -153,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                   if args.detector_photos else calibration)
         detector_photos = DetectorPhotos.load(photos, detectors, gate_threads(board))
     photo_detector = board.detection.detector
-    pair_faces = load_pairs(args.pairs_images, sources, photo_detector, args.seed) if args.pairs_images else None
+    pair_faces = (load_pairs(args.pairs_images, sources, photo_detector, args.seed, args.cohort_images)
+                  if args.pairs_images else None)
     match = MatchOptions(args.probe_far, args.min_auc, args.mirror_average)
     texture = None
     if any(s.task == "liveness" for s in sources):
@@ -325,15 +337,19 @@ def load_sources(path: Path) -> list[SourceModel]:
     return [decoder] if decoder.role == source.role else [source, decoder]
 
 
-def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int) -> dict[str, PairFaces]:
-    """Real pair faces aligned once per crop template the verifiers use."""
+def load_pairs(roots: list[Path], sources: list[SourceModel], detector: str, seed: int,
+               cohort: Path | None = None) -> dict[str, PairFaces]:
+    """Real pair faces aligned once per crop template the verifiers use, each with its score cohort's faces when
+    ``cohort`` is given."""
     from edge.faces.packaged_detector import load_packaged_detector
 
     found = load_packaged_detector(detector)
     crops = sorted({s.spec.crop for s in sources if s.task == "verify"})
     if not crops:
         raise UserError("--pairs_images calibrates verifiers, and no checkpoint given is a verifier")
-    return {crop: load_pair_faces(roots, crop, found, seed) for crop in crops}
+    return {crop: dataclasses.replace(load_pair_faces(roots, crop, found, seed),
+                                      cohort=load_cohort_faces(cohort, crop, found) if cohort else None)
+            for crop in crops}
 
 
 def summarise(result: BuildResult) -> int:

@@ -18,6 +18,7 @@ from compile.real_pairs import PairFaces
 from edge.base.metrics import roc_auc
 from edge.faces.matching import curve_threshold, far_curve
 from edge.faces.reader import embed_faces
+from edge.faces.score_norm import ScoreNorm
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.boards import BoardConfig
 from edge.runtime.manifest import MatchCalibration, ModelEntry
@@ -43,6 +44,7 @@ class Measured:
     match: MatchCalibration
     vectors: np.ndarray          # N,D unit embeddings of every pair face
     auc: float                   # on every pair of both halves
+    norm: ScoreNorm | None = None  # the embedder's cohort: scores are its S-norm (edge.faces.score_norm)
 
 
 def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, board: BoardConfig, threads: int,
@@ -55,13 +57,13 @@ def artifact_vectors(bundle_dir: Path, entry: ModelEntry, chips: np.ndarray, boa
         loaded.close()
 
 
-def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions) -> Measured:
+def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions, norm: ScoreNorm | None = None) -> Measured:
     calibration, report = faces.calibration_pairs, faces.report_pairs
-    scores = calibration.scores(vectors)
+    scores = calibration.scores(vectors, norm=norm)
     impostor = scores[~calibration.same]
     curve = far_curve(impostor, options.target_far)
     threshold = curve_threshold(curve, options.target_far)         # a gallery of one
-    reported = report.scores(vectors)
+    reported = report.scores(vectors, norm=norm)
     accepted = reported >= threshold
     tar = float(np.mean(accepted[report.same])) if report.same.any() else float("nan")
     trr = float(np.mean(~accepted[~report.same]))
@@ -75,13 +77,14 @@ def measure(vectors: np.ndarray, faces: PairFaces, options: MatchOptions) -> Mea
     match = MatchCalibration(source=faces.describe(), target_far=options.target_far, threshold=float(threshold),
                              impostor_pairs=int(len(impostor)), genuine_pairs=int(calibration.same.sum()),
                              far_curve=curve, mirror_average=options.mirror_average, report=summary)
-    return Measured(match, vectors, roc_auc(all_scores, all_same))
+    return Measured(match, vectors, roc_auc(all_scores, all_same), norm)
 
 
 def flip_rate(faces: PairFaces, reference: Measured, candidate: Measured, templates: np.ndarray | None = None) -> float:
     """Share of report pairs decided differently from the reference; with ``templates`` (another file's
     embeddings) the candidate scores a template of that file against its own probe."""
     report = faces.report_pairs
-    expected = report.scores(reference.vectors) >= reference.match.threshold
-    scores = report.scores(candidate.vectors if templates is None else templates, candidate.vectors)
+    expected = report.scores(reference.vectors, norm=reference.norm) >= reference.match.threshold
+    scores = report.scores(candidate.vectors if templates is None else templates, candidate.vectors,
+                           norm=candidate.norm)
     return float(np.mean((scores >= candidate.match.threshold) != expected))

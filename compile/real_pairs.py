@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from compile.cohort import CohortFaces
 from edge.base.errors import UserError
 from edge.base.imageio import read_image, scan_identity_folders
 from edge.base.progress import progress_bar
 from edge.faces.align import Aligner
+from edge.faces.score_norm import ScoreNorm
 
 MIN_IDENTITIES = 4          # two per half: fewer gives no impostor pairs on one side
 
@@ -32,6 +34,7 @@ class PairFaces:
     no_face: int
     unreadable: int
     fingerprint: str             # of the identity/file list, so a report can say which faces it used
+    cohort: CohortFaces | None = None   # faces nobody enrolls, that scores are normalised against (compile.cohort)
 
     @functools.cached_property
     def calibration_pairs(self) -> "PairIndex":
@@ -100,8 +103,14 @@ class PairIndex:
         first, second = members[first], members[second]
         return cls(first, second, faces.identity[first] == faces.identity[second])
 
-    def scores(self, templates: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray:
-        """Cosine scores of unit embeddings; with ``probes``, templates come from one model and probes from
-        another (a gallery enrolled with an older file, matched by a new one)."""
+    def scores(self, templates: np.ndarray, probes: np.ndarray | None = None,
+               norm: ScoreNorm | None = None) -> np.ndarray:
+        """Scores of unit embeddings, as the kiosk gives them: cosines, or their S-norm against ``norm``'s cohort;
+        with ``probes``, templates come from one model and probes from another (a gallery enrolled with an older
+        file, matched by a new one)."""
         probes = templates if probes is None else probes
-        return np.einsum("ij,ij->i", templates[self.first], probes[self.second])
+        cosines = np.einsum("ij,ij->i", templates[self.first], probes[self.second])
+        if norm is None:
+            return cosines
+        enrolled, probed = norm.stats(templates), norm.stats(probes)
+        return norm.normalise(cosines, probed.take(self.second), enrolled.take(self.first)).astype(np.float64)

@@ -27,7 +27,8 @@ if [ ! -f "$OUT/bundles/real/rpi5/manifest.json" ]; then
     [ -f "$DEMO/runs/texture.pt" ] && texture=("$DEMO/runs/texture.pt" --detector_photos "$DATA/faces80/net_7876"
                                                --texture_artifacts onnx:fp32,tflite:fp32)
     $PY -m compile --target rpi5 --checkpoints "$DEMO/runs/dlib_resnet.pt" "${texture[@]}" \
-        --calibration "$DEMO/data/real_calibration" --pairs_images "$DATA/orl" "$DATA/yaleb" --out "$OUT/bundles/real"
+        --calibration "$DEMO/data/real_calibration" --pairs_images "$DATA/orl" "$DATA/yaleb" \
+        --cohort_images "$DATA/faces80" --out "$OUT/bundles/real"
 fi
 for board in rpi5 rpi4 jetson-orin-nano; do
     [ -f "$OUT/bundles/demo/$board/manifest.json" ] && continue

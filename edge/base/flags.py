@@ -45,12 +45,9 @@ def rate(text: str) -> float:
     return value
 
 
-def cosine(text: str) -> float:
-    """A cosine-similarity threshold, between -1 and 1."""
-    value = _number(text, float, "a number between -1 and 1")
-    if not -1 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between -1 and 1, got {value}")
-    return value
+def score(text: str) -> float:
+    """A match-score threshold: any finite number (cosines lie in -1..1, S-normalised scores mostly in -10..20)."""
+    return _number(text, float, "a number")
 
 
 def add_renamed_rate(parser: argparse.ArgumentParser, name: str, old: str, **options) -> None:
@@ -99,6 +96,14 @@ def whole_numbers(text: str) -> tuple[int, ...]:
     if not text.strip() or not all(items):
         raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers (e.g. 1,2,3), got {text!r}")
     return tuple(count_or_zero(item) for item in items)
+
+
+def count_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of one or more whole numbers >= 1 (gallery sizes)."""
+    values = whole_numbers(text)
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers of at least 1, got {text!r}")
+    return values
 
 
 def choice_of(*choices: int):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from edge.base.errors import UserError
-from edge.base.flags import add_renamed_rate, cosine, count, count_or_zero, port, positive
+from edge.base.flags import add_renamed_rate, count, count_or_zero, port, positive, score
 from edge.base.interrupts import complete_or_absent, interruptible, make_folder, refuse_existing
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
 from edge.commands.generate_cli import add_generate_verb
@@ -98,11 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="write an annotated video here (.mp4)")
     run.add_argument("--max_frames", type=count_or_zero, default=0,
                      help="stop after this many frames (0: until the end)")
-    run.add_argument("--threshold", type=cosine, help="a fixed threshold instead of the bundle's calibrated one")
+    run.add_argument("--threshold", type=score,
+                     help="a fixed threshold instead of the bundle's calibrated one, in its scores' units (cosine, or "
+                          "S-norm when the bundle ships a score cohort: edge run's first line says which)")
     add_renamed_rate(run, "--probe_far", "--target_far",
                      help="false accepts per probe to aim at (default: the bundle's); the threshold is read off "
                           "the bundle's real-pair calibration for the gallery's size")
-    run.add_argument("--unknown_threshold", type=cosine,
+    run.add_argument("--unknown_threshold", type=score,
                      help="below this score a visitor is a stranger (default: read off the calibration at the "
                           "board's tracking.unknown_far; the match threshold when there is none)")
     add_kiosk_flags(run)
@@ -294,7 +296,8 @@ def run_kiosk(args) -> int:
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold,
                          liveness=kiosk_liveness(args, door, "run"))
     print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
-    print(f"run: {pipeline.matcher.match_threshold.describe()}; {stream.thresholds.describe()}", file=sys.stderr)
+    print(f"run: {pipeline.matcher.score_kind} scores; {pipeline.matcher.match_threshold.describe()}; "
+          f"{stream.thresholds.describe()}", file=sys.stderr)
     lines = DecisionLines(set(pipeline.matcher.templates.names))
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
     service = KioskService(pipeline, args.source, door=door, sinks=sinks,

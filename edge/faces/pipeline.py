@@ -17,6 +17,7 @@ from edge.faces.detect import Detection
 from edge.faces.matcher import Matcher
 from edge.faces.reader import FaceReader
 from edge.faces.scan import load_detectors
+from edge.faces.score_norm import bundle_score_norm
 from edge.gallery.sqlite import SqliteGallery
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.board_profile import BoardProfile
@@ -106,7 +107,9 @@ def open_pipeline(bundle_dir: str | Path, gallery_path: str | Path | None = None
     detectors = load_detectors(bundle_dir, manifest, board, options, profile=profile)
     embedder = load_model(bundle_dir, verify.entry, verify.backend, options)
     faces = FaceReader(detectors[board.detection.detector], embedder, detectors)
-    return Pipeline(faces, Matcher(embedder.entry, faces.key, gallery, threshold, per_probe_far), board=board.name,
+    matcher = Matcher(embedder.entry, faces.key, gallery, threshold, per_probe_far,
+                      bundle_score_norm(Path(bundle_dir), embedder.entry))
+    return Pipeline(faces, matcher, board=board.name,
                     threads=options.threads, verifier_choice=verify.reason, streaming=board)
 
 

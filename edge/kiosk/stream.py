@@ -120,7 +120,8 @@ class KioskStream:
             embedded += 1
             if checking:
                 self._recheck.discard(track.id)
-                if float(embedding @ self.judge.mean_embedding(track.id)) < self.thresholds.same_person:
+                same = self.pipeline.matcher.pair_score(embedding, self.judge.mean_embedding(track.id))
+                if same < self.thresholds.same_person:
                     held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
                     ended.append(track.id)
                     self.tracker.split(track, frame_index)        # someone else took the place: a new visit
@@ -164,7 +165,7 @@ class KioskStream:
             mean = self.judge.mean_embedding(track.id)
             if challenge is not None and mean is not None:
                 aligned = self.pipeline.faces.align(image, track.detection)
-                score = float(self.pipeline.faces.embed_aligned([aligned])[0] @ mean)
+                score = self.pipeline.matcher.pair_score(self.pipeline.faces.embed_aligned([aligned])[0], mean)
                 if score < self.thresholds.same_person:
                     challenge.stray = (f"a look during the challenge scores {score:.4f} against the visit, below the "
                                        f"same-person threshold {self.thresholds.same_person:.4f}")

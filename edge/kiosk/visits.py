@@ -34,7 +34,7 @@ class VisitDecision:
     frame: int                   # the frame at which it was decided
     outcome: str                 # "named" | "unknown" | "undecided"
     identity: str | None
-    score: float                 # cosine of the visit's mean embedding to the closest template (-1: none)
+    score: float                 # the visit's mean embedding against the closest template (-1: none)
     best_match: str | None
     samples: int
     reason: str
@@ -72,8 +72,9 @@ class VisitJudge:
     """Keeps the evidence of every open visit and decides each one exactly once."""
 
     def __init__(self, config: TrackingConfig, thresholds: Thresholds, match, identity_score):
-        """``match``: unit embedding -> (closest identity, cosine), or (None, -1.0) when the gallery is empty;
-        ``identity_score``: (unit embedding, identity) -> its cosine to that identity's template."""
+        """``match``: unit embedding -> (closest identity, score), or (None, -1.0) when the gallery is empty;
+        ``identity_score``: (unit embedding, identity) -> its score against that identity's template (scores as
+        edge.faces.matcher.Matcher gives them: cosines, or their S-norm)."""
         self.config = config
         self.thresholds = thresholds
         self.match = match

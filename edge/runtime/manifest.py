@@ -72,6 +72,18 @@ class AnchorDecode:
 
 
 @dataclass(frozen=True)
+class ScoreCohort:
+    """Templates of faces nobody enrolls, made by one verifier file, that its scores are normalised against
+    (edge.faces.score_norm): a file of the bundle, beside the model."""
+
+    file: str                         # relative to the bundle directory: an .npz of ``vectors`` and ``image_sha1``
+    sha256: str
+    faces: int
+    top: int                          # each face's statistics come from its ``top`` highest cohort scores
+    source: str                       # what the faces were, e.g. "faces80: 2000 of 8844 faces (seed 0)"
+
+
+@dataclass(frozen=True)
 class MatchCalibration:
     """How a verifier artifact's cosine scores fall on real pairs, measured with the backend that runs it.
 
@@ -87,6 +99,11 @@ class MatchCalibration:
     far_curve: tuple[tuple[float, float], ...]   # (1:1 false-accept rate, threshold), rates falling, log-spaced
     mirror_average: bool = False      # scores were measured on embeddings averaged with the mirrored face's
     report: dict = field(default_factory=dict)   # balanced accuracy etc. on pairs that did not choose it
+    cohort: ScoreCohort | None = None # scores are S-normalised against it (thresholds in its units); None: cosines
+
+    @property
+    def score(self) -> str:
+        return "cosine" if self.cohort is None else f"s-norm (top {self.cohort.top} of {self.cohort.faces} faces)"
 
 
 @dataclass(frozen=True)
@@ -193,24 +210,36 @@ def read_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
         )
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from err
-    for what, name in [("board", manifest.board), *((f"model {m.name}'s file", m.file) for m in manifest.models)]:
+    named = [("board", manifest.board), *((f"model {m.name}'s file", m.file) for m in manifest.models),
+             *((f"model {m.name}'s score cohort", cohort.file) for m, cohort in cohorts(manifest))]
+    for what, name in named:
         if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
             raise UserError(f"{path}: the {what} {name!r} is not a plain name (letters, digits, '.', '_', '-'; no "
                             f"folders, no '..'): refused")
     if verify_files:
         for entry in manifest.models:
             verify_entry_file(bundle_dir, entry)
+        for entry, cohort in cohorts(manifest):
+            verify_file(bundle_dir, cohort.file, cohort.sha256, f"the score cohort of {entry.name}")
     return manifest
 
 
+def cohorts(manifest: "Manifest") -> list[tuple[ModelEntry, ScoreCohort]]:
+    return [(m, m.match.cohort) for m in manifest.models if m.match is not None and m.match.cohort is not None]
+
+
 def verify_entry_file(bundle_dir: Path, entry: ModelEntry) -> Path:
-    path = bundle_dir / entry.file
+    return verify_file(bundle_dir, entry.file, entry.sha256, f"model {entry.name}")
+
+
+def verify_file(bundle_dir: Path, name: str, sha256: str, what: str) -> Path:
+    path = bundle_dir / name
     if not path.exists():
-        raise UserError(f"bundle file {entry.file} (model {entry.name}) is missing from {bundle_dir}")
+        raise UserError(f"bundle file {name} ({what}) is missing from {bundle_dir}")
     actual = sha256_file(path)
-    if actual != entry.sha256:
-        raise UserError(f"bundle file {entry.file} (model {entry.name}) fails its checksum: "
-                        f"manifest says {entry.sha256[:12]}, file is {actual[:12]}; recompile the bundle")
+    if actual != sha256:
+        raise UserError(f"bundle file {name} ({what}) fails its checksum: "
+                        f"manifest says {sha256[:12]}, file is {actual[:12]}; recompile the bundle")
     return path
 
 
@@ -226,7 +255,9 @@ def _entry(raw: dict) -> ModelEntry:
         values["decode"] = AnchorDecode(**decode)
     if values.get("match") is not None:
         curve = tuple((float(far), float(t)) for far, t in values["match"]["far_curve"])
-        values["match"] = MatchCalibration(**{**values["match"], "far_curve": curve})
+        cohort = values["match"].get("cohort")
+        values["match"] = MatchCalibration(**{**values["match"], "far_curve": curve,
+                                              "cohort": ScoreCohort(**cohort) if cohort is not None else None})
     entry = ModelEntry(**values)
     check_types(entry, values.get("name", "model"))
     return entry

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
     (edge_main, ["run", "--bundle", "b", "--source", "s", "--max_frames", "-1"],
      "argument --max_frames: must be a whole number of at least 0, got -1"),
     (edge_main, ["run", "--bundle", "b", "--source", "s", "--threshold", "nan"],
-     "argument --threshold: must be a number between -1 and 1, got 'nan'"),
+     "argument --threshold: must be a number, got 'nan'"),
     (edge_main, ["run", "--bundle", "b", "--source", "s", "--target_far", "0"],
      "argument --target_far: must be between 0 and 1 (exclusive), got 0.0"),
     (compile_main, ["--target", "host", "--calibration_images", "many"],

@@ -69,4 +69,6 @@ def test_a_rate_becomes_a_threshold_one_way_for_the_trainer_and_for_compile():
         assert (impostors >= threshold).sum() == int(far * 1000)            # at most k = far * N pass ...
         assert ranked[int(far * 1000)] < threshold <= np.nextafter(ranked[int(far * 1000)], 1)   # ... the lowest
     curve = dict(far_curve(impostors, 0.01, loosest_far=None))
-    assert all(t == metrics.threshold_at_far(impostors, rate) for rate, t in curve.items())
+    measured = {rate: t for rate, t in curve.items() if rate >= 1 / len(impostors) * 0.999}   # past them: the tail
+    assert len(measured) < len(curve)
+    assert all(t == metrics.threshold_at_far(impostors, rate) for rate, t in measured.items())
