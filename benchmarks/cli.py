@@ -1,4 +1,4 @@
-"""``python -m benchmarks {latency,pipeline,verify,detect,peers,mosaic,pairs,attacks,liveness,report,compare}``:
+"""``python -m benchmarks {latency,pipeline,verify,identify,detect,peers,mosaic,pairs,attacks,liveness,report,compare}``:
 measure a bundle on the board it runs on, render the results as pages with plots, and compare two sets of results beyond their
 noise."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.base.errors import UserError
-from edge.base.flags import count, count_or_zero, positive, side
+from edge.base.flags import count, count_list, count_or_zero, positive, side
 from edge.base.interrupts import interruptible
 from edge.faces.align import FACE_CHOICES
 from edge.runtime.boards import PRECISIONS
@@ -71,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--reference", choices=("dlib",), default=None,
                         help="also run dlib's own pipeline (dlib-bin) on the same pairs and folds; a pair either "
                              "pipeline finds no face in fails for both")
+
+    identify = commands.add_parser("identify", help="open-set identification (FNIR at FPIR, rank-1) by gallery size")
+    _add_common(identify)
+    identify.add_argument("--images", type=Path, nargs="+", required=True,
+                          help="one or more folders of <person>/<image> identity folders")
+    identify.add_argument("--gallery_sizes", type=count_list, default=(100, 1000),
+                          help="comma-separated gallery sizes; a smaller gallery is part of every larger one "
+                               "(default: 100,1000)")
+    identify.add_argument("--enrol", type=count, default=1, help="photos enrolled per person (default: %(default)s)")
+    identify.add_argument("--probes", type=count, default=1,
+                          help="mated probes per enrolled person, their photos after the enrolled ones "
+                               "(default: %(default)s)")
+    identify.add_argument("--distractors", type=Path, default=None,
+                          help="photos of other people, one person per photo (any depth; e.g. "
+                               "../shared/data/faces80): they fill galleries beyond --images' people, and those not "
+                               "enrolled are non-mated probes")
+    identify.add_argument("--seed", type=count_or_zero, default=0, help="seed of the gallery order (default: 0)")
+    identify.add_argument("--precision", choices=PRECISIONS, default=None,
+                          help="verifier precision (default: the board config's, if the bundle has it)")
+    identify.add_argument("--face", choices=FACE_CHOICES, default="centre",
+                          help="which face of a photo is the subject (default: %(default)s)")
 
     detect = commands.add_parser("detect", help="detector recall by face size and precision against labelled boxes")
     _add_common(detect)
@@ -187,6 +208,14 @@ def run_command(args) -> None:
         board, results = run_verify(VerifyOptions(args.bundle, args.pairs, args.images, args.precision,
                                                   args.backend, args.threads, args.face, args.reference))
         _publish(args, "verify", board, results)
+    elif args.command == "identify":
+        from benchmarks.identify import IdentifyOptions, run_identify, summary_lines
+
+        board, result = run_identify(IdentifyOptions(args.bundle, tuple(args.images), args.gallery_sizes, args.enrol,
+                                                     args.probes, args.distractors, args.seed, args.face,
+                                                     args.threads, args.backend, args.precision))
+        _publish(args, "identify", board, [result])
+        print("\n".join(summary_lines(result)))
     elif args.command == "detect":
         from benchmarks.detect_bench import DetectOptions, run_detect
 

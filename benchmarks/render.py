@@ -168,6 +168,25 @@ def verify_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+def identify_table(results: list[dict]) -> str:
+    header = ["images (+ distractors)", "model", "score", "enrolled", "FNIR @ FPIR 1e-1", "FNIR @ FPIR 1e-2",
+              "FNIR @ FPIR 1e-3", "rank-1", "FNIR / FPIR at the shipped threshold", "probes (mated / non-mated)",
+              "match p50 ms (gallery / 100k)"]
+    body = []
+    for r in (r for r in results if r["kind"] == "identify"):
+        times = list(r["match_ms"].values())
+        for size, m in r["per_gallery_size"].items():
+            for score, metrics in [(r["score"], m), *([("cosine", m["cosine"])] if "cosine" in m else [])]:
+                fnir, shipped = metrics["fnir_at_fpir"], metrics["at_shipped_thresholds"].get("named")
+                at_shipped = f"{_num(shipped['fnir'], 3)} / {_num(shipped['fpir'], 4)}" if shipped else "-"
+                body.append([r["images"] + (f" (+ {r['distractors']})" if r.get("distractors") else ""),
+                             r["model"]["name"], score, size, *(_num(fnir[k], 3) for k in ("1e-1", "1e-2", "1e-3")),
+                             _num(metrics["rank1"], 3), at_shipped if score == r["score"] else "-",
+                             f"{metrics['mated_probes']} / {metrics['non_mated_probes']}",
+                             " / ".join(_ms(t["p50"]) for t in times)])
+    return _table(header, body)
+
+
 def detect_table(results: list[dict]) -> str:
     header = ["boxes file", "strategy: detectors", "backend", "images", "labelled faces", "recall", "recall >= 40 px",
               "recall by face height (found/faces)", "detections", "precision", "detect p50 ms"]
@@ -224,6 +243,14 @@ SECTIONS = {
                "either one misses fails for both. Accuracy is k-fold on the pairs file's folds, each fold's "
                "threshold chosen on the others; embed ms is the time per face of aligning and embedding (ours, "
                "mirror averaging included) or of dlib's descriptor on its chip (dlib).", verify_table),
+    "identify": ("Open-set identification (who of everyone enrolled, or nobody)",
+                 "One folder of photos per person: a gallery of G takes G people in a seeded shuffle (a smaller "
+                 "gallery is part of every larger one) and enrols their first photo, their next is a mated probe; "
+                 "one photo of every person not enrolled is a non-mated probe. A mated probe is a hit when its "
+                 "mate is rank 1 at or above the threshold; FNIR at an FPIR is read at the threshold the run's own "
+                 "non-mated probes give, and at the bundle's shipped threshold for that gallery size. With a "
+                 "score cohort in the bundle its S-norm scores come first and raw cosines below them.",
+                 identify_table),
     "detect": ("Detection against labelled boxes",
                "A detection finds a labelled face when its centre lies inside the box and their heights differ by "
                "less than 2x (detectors draw boxes differently); each face and detection counts once. Precision "

@@ -17,7 +17,7 @@ from edge.base.errors import UserError
 from edge.base.interrupts import make_folder
 
 SCHEMA_VERSION = 1
-KINDS = ("latency", "pipeline", "verify", "detect", "peers", "liveness")
+KINDS = ("latency", "pipeline", "verify", "identify", "detect", "peers", "liveness")
 DEFAULT_RESULTS = "results"
 REPORT_NAME = "report.md"
 
@@ -53,6 +53,9 @@ def result_filename(result: dict) -> str:
                  *(result[key] for key in ("model", "backend") if key in result)]     # results from before name none
     elif kind == "liveness":
         parts = [Path(result["attacks"]).name]
+    elif kind == "identify":
+        parts = ["+".join(Path(p).name for p in result["images"].split(", ")), result["model"]["name"],
+                 result["backend"]]
     elif kind == "detect":
         precisions = "/".join(sorted({m["precision"] for m in result["models"]}))
         parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"], precisions]

@@ -34,7 +34,7 @@ def real_bundle(shared_data, tmp_path_factory):
     code = compile_cli.main(["--target", "host", "--checkpoints", str(work / "dlib_resnet.pt"),
                              "--calibration", str(work / "calibration"), "--calibration_images", "80",
                              "--artifacts", "onnx:fp32,onnx:int8", "--pairs_images", str(shared_data / "orl"),
-                             "--out", str(work / "bundles")])
+                             "--cohort_images", str(shared_data / "faces80" / "AFLW"), "--out", str(work / "bundles")])
     assert code == 0
     return work / "bundles" / "host"
 
@@ -69,6 +69,32 @@ def test_each_file_has_its_real_pair_threshold_and_int8_keeps_the_decisions(real
         assert entry.match.report["balanced_accuracy"] > 0.9 and entry.accuracy["real_pairs"]["fp32_auc"] > 0.97
     assert int8.accuracy["real_pairs"]["flip_rate"] <= 0.002 and int8.accuracy["min"] >= 0.93
     assert int8.compatible_with == ("onnx:fp32",) and fp32.compatible_with == ("onnx:int8",)
+    for entry in (fp32, int8):               # each file's own cohort templates, and thresholds in their S-norm units
+        cohort = entry.match.cohort
+        assert cohort.file == f"cohort.{entry.name}.npz" and cohort.faces >= 1900 and cohort.top == 200
+        assert entry.match.threshold > 1.0   # no cosine reaches it
+
+
+def test_identification_by_gallery_size_with_distractors_and_s_norm_beside_cosine(shared_data, real_bundle, tmp_path):
+    """ORL's 40 people as mated probes, faces80's AFLW crops (less the bundle's cohort, made from them) filling a
+    gallery of 400 and probing as strangers."""
+    from benchmarks.cli import main as bench_main
+    from edge.faces.score_norm import cohort_image_hashes
+
+    assert bench_main(["identify", "--bundle", str(real_bundle), "--images", str(shared_data / "orl"),
+                       "--distractors", str(shared_data / "faces80" / "AFLW"), "--gallery_sizes", "40,400",
+                       "--results", str(tmp_path / "r")]) == 0
+    result = json.loads(next((tmp_path / "r" / "host").glob("identify-orl-*.json")).read_text())
+    cohort = cohort_image_hashes(real_bundle, read_manifest(real_bundle).find("verify", "onnx", "int8"))
+    assert result["distractors_left_out_as_cohort"] == len(cohort) >= 1900
+    large = result["per_gallery_size"]["400"]
+    assert large["mated_probes"] == 40 and large["non_mated_probes"] >= 500
+    assert large["rank1"] >= 0.95 and large["fnir_at_fpir"]["1e-3"] is None      # too few strangers for 1e-3
+    # normalised scores identify at least as well as the cosines they came from (one probe in 40 is 0.025)
+    assert large["fnir_at_fpir"]["1e-2"] <= large["cosine"]["fnir_at_fpir"]["1e-2"] + 0.025
+    shipped = [result["per_gallery_size"][size]["at_shipped_thresholds"]["named"]["threshold"] for size in ("40", "400")]
+    assert shipped[1] > shipped[0]                                                # stricter for more people
+    assert result["match_ms"]["100000_templates"]["p50"] > 0
 
 
 def test_mirror_cost_times_one_face_alone_and_with_its_mirror(real_bundle, capsys):
@@ -181,7 +207,11 @@ def test_tracking_embeds_a_fraction_of_the_faces_per_frame_does_with_the_same_id
     # measured: 12 faces embedded by the tracked kiosk against 250 per frame on 270 frames of this clip
     assert 0 < 4 * tracked["embedded_faces"] <= per_frame["decisions"]["faces_decided"]
     agreement = comparison["visit_agreement"]
-    assert agreement["compared"] >= 2 and agreement["same_identity"] == agreement["compared"]
+    # a tracked visit never names anyone but the per-frame majority; it may stay undecided where per-frame names,
+    # since each of its looks must be the person (measured: one close-up visit of the performer, one look of two
+    # at 2.2 against the same-person threshold of 2.9, normalised)
+    assert agreement["compared"] >= 2 and agreement["same_identity"] >= 1
+    assert all(differing["visit"] is None for differing in agreement["differing"]), agreement["differing"]
     assert result["modes"]["tracked"]["decisions"]["named"] >= 1
     dlib_found = comparison["dlib"]["tracked"]
     assert dlib_found["frames_found"] >= 0.8 * dlib_found["frames_with_dlib_face"]
