@@ -167,7 +167,8 @@ def identification_metrics(mated_top: np.ndarray, mated_hit: np.ndarray, strange
     shipped = {}
     for label, threshold in (("named", named), ("unknown", unknown)):
         if threshold is not None and len(stranger_top):
-            shipped[label] = {"threshold": threshold, "fnir": float(1.0 - np.mean(mated_hit & (mated_top >= threshold))),
+            hits = mated_hit & (mated_top >= threshold)
+            shipped[label] = {"threshold": threshold, "fnir": float(1.0 - np.mean(hits)),
                               "fpir": float(np.mean(stranger_top >= threshold))}
     return {"fnir_at_fpir": fnir, "rank1": float(np.mean(mated_hit)), "at_shipped_thresholds": shipped,
             "mated_probes": int(len(mated_top)), "non_mated_probes": int(len(stranger_top))}
@@ -239,7 +240,7 @@ def run_identify(options: IdentifyOptions) -> tuple[str, dict]:
         entry, norm = pipe.matcher.entry, pipe.matcher.norm
         protocol = build_protocol(options, cohort_image_hashes(options.bundle, entry))
         largest = max(options.gallery_sizes)
-        enrolled, outside = protocol.gallery(largest)
+        enrolled, _ = protocol.gallery(largest)
         photos = sorted({p for person in enrolled for p in (*person.enrol, *person.mated)}
                         | {person.stranger for person in (*protocol.people, *protocol.loners)})
         vectors = embed_photos(pipe, photos, options.face)
@@ -256,19 +257,21 @@ def run_identify(options: IdentifyOptions) -> tuple[str, dict]:
         found = np.stack([v for v in vectors.values() if v is not None])
         probes = found[np.random.default_rng(options.seed).choice(len(found), min(TIMED_PROBES, len(found)),
                                                                   replace=False)]
-        gallery = TemplateScorer(np.stack([template(vectors, p.enrol) for p in enrolled
-                                           if template(vectors, p.enrol) is not None]), norm)
+        templates = [template(vectors, person.enrol) for person in enrolled]
+        gallery = TemplateScorer(np.stack([t for t in templates if t is not None]), norm)
         large = TemplateScorer(synthetic_templates(options.search_templates, found.shape[1], options.seed), norm)
         match_ms = {"gallery": summarize(time_search(gallery, probes)),
                     f"{options.search_templates}_templates": summarize(time_search(large, probes))}
         board, threads, backend = pipe.board, pipe.threads, pipe.faces.embedder.backend_name
+        score_kind = pipe.matcher.score_kind
     finally:
         pipe.close()
     result = new_result(
         "identify", collect_environment(board, threads, options.bundle), bundle=str(options.bundle),
-        images=", ".join(map(str, options.images)), distractors=str(options.distractors) if options.distractors else None,
+        images=", ".join(map(str, options.images)),
+        distractors=str(options.distractors) if options.distractors else None,
         enrol=options.enrol, probes=options.probes, seed=options.seed, face_choice=options.face,
-        model=model_facts(entry), backend=backend, score=entry.match.score if entry.match is not None else "cosine",
+        model=model_facts(entry), backend=backend, score=score_kind,
         labelled_people=protocol.candidates, people_with_too_few_photos=len(protocol.loners),
         distractors_left_out_as_cohort=protocol.distractors_in_cohort,
         photos=len(vectors), photos_without_a_face=sum(v is None for v in vectors.values()),

@@ -92,7 +92,8 @@ def test_identification_by_gallery_size_with_distractors_and_s_norm_beside_cosin
     assert large["rank1"] >= 0.95 and large["fnir_at_fpir"]["1e-3"] is None      # too few strangers for 1e-3
     # normalised scores identify at least as well as the cosines they came from (one probe in 40 is 0.025)
     assert large["fnir_at_fpir"]["1e-2"] <= large["cosine"]["fnir_at_fpir"]["1e-2"] + 0.025
-    shipped = [result["per_gallery_size"][size]["at_shipped_thresholds"]["named"]["threshold"] for size in ("40", "400")]
+    shipped = [result["per_gallery_size"][size]["at_shipped_thresholds"]["named"]["threshold"]
+               for size in ("40", "400")]
     assert shipped[1] > shipped[0]                                                # stricter for more people
     assert result["match_ms"]["100000_templates"]["p50"] > 0
 

@@ -51,8 +51,8 @@ def test_a_gallery_larger_than_the_people_given_and_a_labelled_photo_of_the_coho
         build_protocol(IdentifyOptions(folders / "b", (folders / "people",), (3,)),
                        refused={file_sha1(folders / "people" / "p2" / "1.png")})
     # a distractor the cohort was made from is left out, and counted
-    protocol = build_protocol(IdentifyOptions(folders / "b", (folders / "people",), (3,), distractors=folders / "others"),
-                              refused={file_sha1(folders / "others" / "2.png")})
+    options = IdentifyOptions(folders / "b", (folders / "people",), (3,), distractors=folders / "others")
+    protocol = build_protocol(options, refused={file_sha1(folders / "others" / "2.png")})
     assert protocol.distractors_in_cohort == 1 and len(protocol.people) == 6 + 4
     assert "distractor:2.png" not in {p.name for p in protocol.people}
 

@@ -43,7 +43,8 @@ def test_each_score_is_placed_among_the_cohort_scores_of_its_probe_and_of_its_te
     probes, templates = faces(3, 1.0), np.stack([typical, unusual])
     probe, template = norm.stats(probes), norm.stats(templates)
     raw = probes @ templates.T
-    expected = 0.5 * ((raw - probe.mean[:, None]) / probe.deviation[:, None] + (raw - template.mean) / template.deviation)
+    by_probe = (raw - probe.mean[:, None]) / probe.deviation[:, None]
+    expected = 0.5 * (by_probe + (raw - template.mean) / template.deviation)
     assert np.allclose(TemplateScorer(templates, norm).scores(probes), expected, atol=1e-4)
     assert np.allclose(TemplateScorer(templates).scores(probes), raw, atol=1e-6)
     # the typical face scores high against everyone, the unusual one low: normalised, the probes' scores against
