@@ -40,7 +40,8 @@ from edge.base.timing import elapsed_ms
 from edge.faces.align import FACE_CHOICES
 from edge.faces.matching import match_threshold
 from edge.faces.pipeline import Pipeline, open_pipeline
-from edge.faces.score_norm import TemplateScorer, cohort_image_hashes, file_sha1
+from edge.faces.score_norm import ScoreNorm, TemplateScorer, cohort_image_hashes, file_sha1
+from edge.gallery.store import mean_template
 from edge.runtime.board_profile import bundle_profile
 
 FPIRS = {"1e-1": 1e-1, "1e-2": 1e-2, "1e-3": 1e-3}
@@ -111,12 +112,12 @@ def build_protocol(options: IdentifyOptions, refused: set[str]) -> Protocol:
     distractors, left_out = [], 0
     if options.distractors is not None:
         photos = list_images(options.distractors)
-        kept = [photos[i] for i in rng.permutation(len(photos)) if file_sha1(photos[i]) not in refused]
+        kept = [photos[i] for i in rng.permutation(len(photos)) if not refused or file_sha1(photos[i]) not in refused]
         left_out = len(photos) - len(kept)
         distractors = [Person(f"distractor:{photo.relative_to(options.distractors)}", (photo,), (), photo)
                        for photo in kept]
-    in_cohort = sorted({str(p) for person in order + loners for p in (*person.enrol, *person.mated, person.stranger)
-                        if file_sha1(p) in refused})
+    labelled = {p for person in order + loners for p in (*person.enrol, *person.mated, person.stranger)}
+    in_cohort = sorted(str(p) for p in labelled if file_sha1(p) in refused) if refused else []
     everyone = order + distractors
     if in_cohort:
         raise UserError(f"{len(in_cohort)} photos (e.g. {in_cohort[0]}) are among the faces the bundle's score "
@@ -145,12 +146,9 @@ def embed_photos(pipe: Pipeline, paths: list[Path], face: str) -> dict[Path, np.
 
 
 def template(vectors: dict, photos: tuple[Path, ...]) -> np.ndarray | None:
-    """The mean of a person's enrolled faces, normalised (edge.gallery's templates); None when none was found."""
+    """A person's template as the gallery makes it from their enrolled faces; None when none was found."""
     found = [vectors[p] for p in photos if vectors[p] is not None]
-    if not found:
-        return None
-    mean = np.mean(found, axis=0)
-    return mean / (np.linalg.norm(mean) + 1e-12)
+    return mean_template(found) if found else None
 
 
 def identification_metrics(mated_top: np.ndarray, mated_hit: np.ndarray, stranger_top: np.ndarray,
@@ -183,14 +181,14 @@ def shipped_thresholds(pipe: Pipeline, size: int) -> tuple[float | None, float |
             match_threshold(match, size, pipe.streaming.tracking.unknown_far).threshold)
 
 
-def score_gallery(protocol: Protocol, size: int, vectors: dict, scorer_for,
+def score_gallery(protocol: Protocol, size: int, vectors: dict, templates: list, norm: ScoreNorm | None,
                   thresholds: tuple[float | None, float | None]) -> tuple[dict, dict]:
-    """The metrics of one gallery size (and the counts behind them), scored by ``scorer_for(templates)``, with
-    the rates at ``thresholds`` (named, unknown)."""
+    """The metrics of one gallery size (and the counts behind them), scored against ``norm`` (None: cosines),
+    with the rates at ``thresholds`` (named, unknown). ``templates``: each person's of the largest gallery, in
+    gallery order (None: no face found to enrol)."""
     enrolled, outside = protocol.gallery(size)
-    templates = [template(vectors, person.enrol) for person in enrolled]
-    kept = [i for i, t in enumerate(templates) if t is not None]
-    scorer = scorer_for(np.stack([templates[i] for i in kept]))
+    kept = [i for i, t in enumerate(templates[:size]) if t is not None]
+    scorer = TemplateScorer(np.stack([templates[i] for i in kept]), norm)
     slot_of = {i: slot for slot, i in enumerate(kept)}
     mated_top, mated_hit = [], []
     for index, person in enumerate(enrolled):
@@ -244,20 +242,17 @@ def run_identify(options: IdentifyOptions) -> tuple[str, dict]:
         photos = sorted({p for person in enrolled for p in (*person.enrol, *person.mated)}
                         | {person.stranger for person in (*protocol.people, *protocol.loners)})
         vectors = embed_photos(pipe, photos, options.face)
-        scorings = {"bundle": lambda templates: TemplateScorer(templates, norm)}
-        if norm is not None:
-            scorings["cosine"] = lambda templates: TemplateScorer(templates)
+        templates = [template(vectors, person.enrol) for person in enrolled]
         per_size, counts = {}, {}
         for size in sorted(options.gallery_sizes):
-            metrics, counts[str(size)] = score_gallery(protocol, size, vectors, scorings["bundle"],
+            metrics, counts[str(size)] = score_gallery(protocol, size, vectors, templates, norm,
                                                        shipped_thresholds(pipe, size))
-            if "cosine" in scorings:       # its thresholds are the normalised scores': none to read here
-                metrics["cosine"] = score_gallery(protocol, size, vectors, scorings["cosine"], (None, None))[0]
+            if norm is not None:       # raw cosines beside them; the thresholds are the normalised scores'
+                metrics["cosine"] = score_gallery(protocol, size, vectors, templates, None, (None, None))[0]
             per_size[str(size)] = metrics
         found = np.stack([v for v in vectors.values() if v is not None])
         probes = found[np.random.default_rng(options.seed).choice(len(found), min(TIMED_PROBES, len(found)),
                                                                   replace=False)]
-        templates = [template(vectors, person.enrol) for person in enrolled]
         gallery = TemplateScorer(np.stack([t for t in templates if t is not None]), norm)
         large = TemplateScorer(synthetic_templates(options.search_templates, found.shape[1], options.seed), norm)
         match_ms = {"gallery": summarize(time_search(gallery, probes)),

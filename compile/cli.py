@@ -13,12 +13,12 @@ from pathlib import Path
 from compile import exporters
 from compile.bundle import OUTPUTS, BuildResult, SourceModel, build_bundle, gate_threads
 from compile.calibration import HOLDOUT_IMAGES, enough_image_files, load_calibration_set
+from compile.cohort import load_cohort_faces
 from compile.detectors import DetectorPhotos, require_tflite2onnx
 from compile.match_calibration import DEFAULT_MIN_AUC, DEFAULT_TARGET_FAR, MatchOptions
 from compile.prune import PruneOptions, check_prunable, prune_verifier
 from compile.prune import describe as describe_pruning
 from compile.quantize import METHODS
-from compile.cohort import load_cohort_faces
 from compile.real_pairs import PairFaces, load_pair_faces
 from compile.report import render_table
 from compile.texture import DEFAULT_LIVE_REJECT, TextureCalibration, load_live_faces, with_live_faces

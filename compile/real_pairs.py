@@ -112,5 +112,6 @@ class PairIndex:
         cosines = np.einsum("ij,ij->i", templates[self.first], probes[self.second])
         if norm is None:
             return cosines
-        enrolled, probed = norm.stats(templates), norm.stats(probes)
+        enrolled = norm.stats(templates)
+        probed = enrolled if probes is templates else norm.stats(probes)
         return norm.normalise(cosines, probed.take(self.second), enrolled.take(self.first)).astype(np.float64)

@@ -71,7 +71,7 @@ class Matcher:
         """The score of ``embedding`` against ``name``'s template (-inf when ``name`` is not enrolled)."""
         if name not in self.templates.names:
             return float("-inf")
-        return float(self.scorer.scores(embedding)[self.templates.names.index(name)])
+        return self.scorer.score(embedding, self.templates.names.index(name))
 
     @property
     def score_kind(self) -> str:

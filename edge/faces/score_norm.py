@@ -83,17 +83,16 @@ def file_sha1(path: Path) -> str:
 
 def cohort_image_hashes(bundle_dir: Path, entry: ModelEntry) -> set[str]:
     """The sha1 of every image the verifier file's cohort was made from (none without a cohort)."""
-    cohort = entry.match.cohort if entry.match is not None else None
-    if cohort is None:
+    if entry.cohort is None:
         return set()
-    with np.load(Path(bundle_dir) / cohort.file, allow_pickle=False) as data:
+    with np.load(Path(bundle_dir) / entry.cohort.file, allow_pickle=False) as data:
         return set(data["image_sha1"].tolist())
 
 
 def bundle_score_norm(bundle_dir: Path, entry: ModelEntry) -> ScoreNorm | None:
     """The verifier file's cohort as its manifest names it (read_manifest checked its checksum), None when its
     scores are plain cosines."""
-    cohort = entry.match.cohort if entry.match is not None else None
+    cohort = entry.cohort
     return ScoreNorm.load(Path(bundle_dir) / cohort.file, cohort.top) if cohort is not None else None
 
 
@@ -113,6 +112,13 @@ class TemplateScorer:
         if self.enrolled is None:
             return raw
         return self.norm.normalise(raw, self.norm.stats(probes), self.enrolled)
+
+    def score(self, probe: np.ndarray, index: int) -> float:
+        """One probe's score against template ``index`` alone."""
+        raw = np.float32(self.templates[index] @ np.asarray(probe, np.float32))
+        if self.enrolled is None:
+            return float(raw)
+        return float(self.norm.normalise(raw, self.norm.stats(probe), self.enrolled.take(index))[0])
 
     def best(self, probe: np.ndarray) -> tuple[int, float]:
         """The template that scores highest against one probe, and its score."""

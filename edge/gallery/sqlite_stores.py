@@ -27,6 +27,7 @@ from edge.gallery.store import (
     NotLive,
     People,
     Visitors,
+    mean_template,
 )
 
 
@@ -130,8 +131,7 @@ class SqlitePeople(Stored, People):
             else:
                 stale.setdefault(name, []).append(source or "")
         names = sorted(by_name)
-        means = [np.mean(by_name[n], axis=0) for n in names]
-        matrix = np.stack([m / (np.linalg.norm(m) + 1e-12) for m in means]) if means else np.zeros((0, 0), np.float32)
+        matrix = np.stack([mean_template(by_name[n]) for n in names]) if names else np.zeros((0, 0), np.float32)
         other = sum(len(v) for v in stale.values())
         only_stale = {name: sources for name, sources in stale.items() if name not in by_name}
         return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale)

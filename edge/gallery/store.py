@@ -40,6 +40,12 @@ class GalleryTemplates:
                                                                 # whose every template is unusable here
 
 
+def mean_template(embeddings) -> np.ndarray:
+    """A person's template: the mean of their enrolled unit embeddings, normalised."""
+    mean = np.mean(embeddings, axis=0)
+    return mean / (np.linalg.norm(mean) + 1e-12)
+
+
 class AlreadyEnrolled(UserError):
     """The name is enrolled, and the caller did not say the new faces are that same person's."""
 

@@ -144,6 +144,11 @@ class ModelEntry:
         return f"{self.format}:{self.precision}"
 
     @property
+    def cohort(self) -> ScoreCohort | None:
+        """Verifiers: the templates its scores are normalised against (None: plain cosines)."""
+        return self.match.cohort if self.match is not None else None
+
+    @property
     def embedding_space(self) -> str:
         """Embeddings are comparable only between files made from one checkpoint with one crop."""
         return f"{self.source_sha256}:{self.input.crop}"
@@ -225,7 +230,7 @@ def read_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
 
 
 def cohorts(manifest: "Manifest") -> list[tuple[ModelEntry, ScoreCohort]]:
-    return [(m, m.match.cohort) for m in manifest.models if m.match is not None and m.match.cohort is not None]
+    return [(m, m.cohort) for m in manifest.models if m.cohort is not None]
 
 
 def verify_entry_file(bundle_dir: Path, entry: ModelEntry) -> Path:

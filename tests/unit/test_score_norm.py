@@ -61,6 +61,7 @@ def test_scores_pairs_and_statistics_agree(space):
     for row, probe in zip(matrix, probes):
         assert np.allclose(row, scorer.scores(probe), atol=1e-5)
         assert np.isclose(row[1], norm.pair(probe, unusual), atol=1e-5)
+        assert all(np.isclose(row[i], scorer.score(probe, i), atol=1e-5) for i in (0, 1))
         assert scorer.best(probe) == (int(np.argmax(row)), pytest.approx(float(row.max()), abs=1e-5))
     stats = norm.stats(probes)
     highest = np.sort(probes @ cohort.T, axis=1)[:, -COHORT_TOP:]
