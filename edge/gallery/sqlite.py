@@ -71,6 +71,18 @@ MIGRATIONS = (
     ALTER TABLE events ADD COLUMN liveness TEXT;
     ALTER TABLE visitors ADD COLUMN liveness TEXT;
     """,
+    # 9: a fleet's replica (edge.gallery.sqlite_replica): each person and template has the fleet-wide id it has on
+    # the fleet's server, a person may be suspended (named, but no door opens), and the changes made here wait in the
+    # outbox until the server has them (AUTOINCREMENT: a change's number, its key on the server, is never reused).
+    """
+    ALTER TABLE identities ADD COLUMN fleet_id TEXT;
+    ALTER TABLE identities ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE templates ADD COLUMN fleet_id TEXT;
+    CREATE UNIQUE INDEX identities_by_fleet_id ON identities(fleet_id);
+    CREATE UNIQUE INDEX templates_by_fleet_id ON templates(fleet_id);
+    CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, fleet_id TEXT NOT NULL,
+                         detail TEXT, created TEXT NOT NULL);
+    """,
 )
 
 
@@ -103,7 +115,7 @@ class SqliteGallery(Gallery):
             self._seal_legacy_rows()
         except sqlite3.DatabaseError as err:
             raise UserError(f"{self.path} is not a usable gallery database: {err}") from err
-        store = Database(self._db, self._sealer, self.path)
+        self.store = store = Database(self._db, self._sealer, self.path)
         self.people = SqlitePeople(store)
         self.events = SqliteEvents(store)
         self.visitors = SqliteVisitors(store, self.people)

@@ -10,6 +10,7 @@ import binascii
 import datetime
 import json
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,24 @@ class Database:
     def transaction(self) -> "Transaction":
         return Transaction(self.db)
 
+    def journal(self, kind: str, fleet_id: str, detail: dict | None = None) -> None:
+        """Inside the caller's transaction: when this gallery is a fleet's replica, the change waits in the outbox
+        until the fleet's server has it (edge.fleet.sync); a gallery of its own keeps no outbox."""
+        if self.db.execute("SELECT 1 FROM meta WHERE key='fleet_kiosk'").fetchone() is not None:
+            self.db.execute("INSERT INTO outbox(kind, fleet_id, detail, created) VALUES (?, ?, ?, ?)",
+                            (kind, fleet_id, json.dumps(detail) if detail else None, now()))
+
+
+def new_fleet_id() -> str:
+    """The id a person or a template keeps across every copy of a fleet's gallery."""
+    return uuid.uuid4().hex
+
 
 class Stored:
     """A store's view of the opened database."""
 
     def __init__(self, store: Database):
+        self.store = store
         self.db, self.sealer, self.path, self.transaction = store.db, store.sealer, store.path, store.transaction
 
 
@@ -94,15 +108,18 @@ class SqlitePeople(Stored, People):
             raise AlreadyEnrolled(f"{name!r} is already enrolled ({known[0]} templates): to add these faces "
                                   f"to that same person say so (--add; on the page, 'add to this person'), "
                                   f"or choose another name")
-        self.db.execute("INSERT OR IGNORE INTO identities(name, created) VALUES (?, ?)", (name, now()))
+        self.db.execute("INSERT OR IGNORE INTO identities(name, created, fleet_id) VALUES (?, ?, ?)",
+                        (name, now(), new_fleet_id()))
         if consent:
             self.db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {now()}", name))
-        identity_id = self.db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+        identity_id, fleet_id = self.db.execute("SELECT id, fleet_id FROM identities WHERE name=?",
+                                                (name,)).fetchone()
         self.db.executemany(
             "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-            "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "embedding_space, producer, sealed, fleet_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
             [(identity_id, key.fingerprint, self.sealer.seal(e.tobytes()), e.size, s, now(), key.space or None,
-              key.kind or None) for e, s in zip(embeddings, sources)])
+              key.kind or None, new_fleet_id()) for e, s in zip(embeddings, sources)])
+        self.store.journal("enrol", fleet_id)
         return len(embeddings)
 
     def remove(self, name: str) -> bool:
@@ -110,11 +127,37 @@ class SqlitePeople(Stored, People):
         the freed pages zeroed (secure_delete) and the write-ahead log folded into the file and truncated, so
         neither the database nor its WAL keeps their template's bytes."""
         with self.transaction():
-            found = self.db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount > 0
+            row = self.db.execute("SELECT fleet_id FROM identities WHERE name=?", (name,)).fetchone()
+            if row is not None and row[0]:
+                self.store.journal("erase", row[0])     # a fleet's kiosk asks the server to erase them everywhere
+            self.db.execute("DELETE FROM identities WHERE name=?", (name,))
             self.db.execute("DELETE FROM events WHERE identity=?", (name,))
-        if found:
+        if row is not None:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return found
+        return row is not None
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Gives an enrolled person another name; their logged decisions keep the name they were made under."""
+        check_name(new_name)
+        with self.transaction():
+            fleet_id = self._fleet_id(name)
+            if self.db.execute("SELECT 1 FROM identities WHERE name=?", (new_name,)).fetchone() is not None:
+                raise AlreadyEnrolled(f"{new_name!r} is already enrolled; choose another name")
+            self.db.execute("UPDATE identities SET name=? WHERE name=?", (new_name, name))
+            self.store.journal("rename", fleet_id, {"name": new_name})
+
+    def suspend(self, name: str, suspended: bool = True) -> None:
+        """A suspended person is still named, but opens no door, until they are resumed."""
+        with self.transaction():
+            fleet_id = self._fleet_id(name)
+            self.db.execute("UPDATE identities SET suspended=? WHERE name=?", (int(suspended), name))
+            self.store.journal("suspend", fleet_id, {"suspended": suspended})
+
+    def _fleet_id(self, name: str) -> str:
+        row = self.db.execute("SELECT fleet_id FROM identities WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise UserError(f"{name!r} is not enrolled in {self.path}")
+        return row[0] or ""
 
     def templates(self, key: EmbeddingKey | str) -> GalleryTemplates:
         """Mean templates of every identity enrolled with a file whose embeddings ``key``'s file may match (the
@@ -134,7 +177,8 @@ class SqlitePeople(Stored, People):
         matrix = np.stack([mean_template(by_name[n]) for n in names]) if names else np.zeros((0, 0), np.float32)
         other = sum(len(v) for v in stale.values())
         only_stale = {name: sources for name, sources in stale.items() if name not in by_name}
-        return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale)
+        suspended = {name for (name,) in self.db.execute("SELECT name FROM identities WHERE suspended=1")}
+        return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale, frozenset(suspended))
 
     def identities(self) -> list[tuple[str, int]]:
         """(name, template count) for every enrolled identity, any model."""
@@ -165,14 +209,17 @@ class SqlitePeople(Stored, People):
         if any(n == name for n, _ in self.identities()):
             raise UserError(f"{name!r} is already enrolled in {self.path}; remove them first or rename the export")
         with self.transaction():
-            self.db.execute("INSERT INTO identities(name, created, consent) VALUES (?, ?, ?)",
-                            (name, exported.get("enrolled") or now(), exported.get("consent")))
+            fleet_id = new_fleet_id()
+            self.db.execute("INSERT INTO identities(name, created, consent, fleet_id) VALUES (?, ?, ?, ?)",
+                            (name, exported.get("enrolled") or now(), exported.get("consent"), fleet_id))
             identity_id = self.db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
             self.db.executemany(
                 "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-                "embedding_space, producer, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                "embedding_space, producer, sealed, fleet_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
                 [(identity_id, t["model"], self.sealer.seal(e.tobytes()), e.size, t.get("source"),
-                  t.get("created") or now(), t.get("embedding_space"), t.get("producer")) for e, t in rows])
+                  t.get("created") or now(), t.get("embedding_space"), t.get("producer"), new_fleet_id())
+                 for e, t in rows])
+            self.store.journal("enrol", fleet_id)
         return len(rows)
 
 

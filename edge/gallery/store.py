@@ -38,6 +38,7 @@ class GalleryTemplates:
     other_models: int            # templates enrolled with a model file whose embeddings are not comparable
     stale: dict[str, list[str]] = field(default_factory=dict)   # identity -> photo sources, for the identities
                                                                 # whose every template is unusable here
+    suspended: frozenset = frozenset()                          # named, but open no door
 
 
 def mean_template(embeddings) -> np.ndarray:
@@ -70,6 +71,14 @@ class People(abc.ABC):
     @abc.abstractmethod
     def remove(self, name: str) -> bool:
         """Deletes a person for real (identity, templates, their logged decisions), leaving no copy behind."""
+
+    @abc.abstractmethod
+    def rename(self, name: str, new_name: str) -> None:
+        """Gives an enrolled person another name (refused when it is taken)."""
+
+    @abc.abstractmethod
+    def suspend(self, name: str, suspended: bool = True) -> None:
+        """Suspends a person (still named, opens no door) or, with ``suspended=False``, resumes them."""
 
     @abc.abstractmethod
     def templates(self, key: EmbeddingKey | str) -> GalleryTemplates:
