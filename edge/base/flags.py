@@ -74,6 +74,16 @@ def positive(text: str) -> float:
 MAX_SIDE = 8192        # pixels: above an 8K frame's width, a camera or a scene size is a typo (and gigabytes)
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """Seconds from "90", "90s", "15m", "24h" or "7d" (positive)."""
+    unit = DURATION_UNITS.get(text[-1:].lower())
+    value = positive(text[:-1] if unit else text)
+    return value * (unit or 1)
+
+
 def side(text: str) -> int:
     """An image side in pixels: 1 to MAX_SIDE."""
     value = count(text)

@@ -49,6 +49,16 @@ def bundles_dir() -> Path:
     return home() / "bundles"
 
 
+def fleet_dir() -> Path:
+    """A fleet admin's files (edge.fleet.admin): the fleet key and the server's URL."""
+    return home() / "fleet"
+
+
+def kiosk_credentials_file() -> Path:
+    """This kiosk's credentials for its fleet (edge.fleet.credentials), copied here from the admin's machine."""
+    return home() / "fleet-kiosk.json"
+
+
 def profiles_dir() -> Path:
     """Board profiles measured on this board (edge.runtime.board_profile)."""
     return home() / "profiles"

@@ -65,7 +65,8 @@ except UserError as err:
 
 
 # edge's rooms, lowest first: a module imports from its own room and the rooms before it, never from a later one
-EDGE_ROOMS = ("base", "runtime", "sources", "gallery", "faces", "liveness", "bundles", "generation", "kiosk", "commands")
+EDGE_ROOMS = ("base", "runtime", "sources", "gallery", "fleet", "faces", "liveness", "bundles", "generation", "kiosk",
+              "commands")
 PROJECT = {"edge": ROOT / "edge", "trainer": ROOT / "trainer", "compile": ROOT / "compile",
            "benchmarks": ROOT / "benchmarks", "synthetic_faces": SOURCE_DIRS["synthetic_faces"]}
 

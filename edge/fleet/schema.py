@@ -1,0 +1,207 @@
+"""The gallery of record on PostgreSQL: its tables, the functions kiosks call, and who may do what.
+
+Everything lives in the schema ``edge_fleet``, owned by the admin's role. Kiosks log in with a role each, members of
+``edge_fleet_kiosk``, which may read people, templates (sealed with the fleet key, which the server never holds) and
+the change sequence, add decisions as itself (row-level security), and call three functions: ``push_change`` (an
+enrolment, rename, suspension or erasure made at the kiosk, recorded by the owner's ``record_change``: a kiosk only
+requests an erasure, the function performs it), ``my_key`` (the fleet key wrapped to the calling kiosk's public
+key) and ``report`` (its status). It cannot delete a person or read another kiosk's row or key.
+
+Every change takes the next number of one gapless sequence under an advisory lock, so numbers commit in order and a
+kiosk that has applied change N has applied every change before it; each is keyed by (kiosk, its local number), so
+a change sent twice is recorded once. An erasure leaves a tombstone holding only the person's id, which wins over
+any change that arrives later.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+SCHEMA = "edge_fleet"
+KIOSK_GROUP = "edge_fleet_kiosk"
+CHANNEL = "edge_fleet_changes"
+MIN_SERVER_VERSION = 130000
+
+TABLES = """
+CREATE SCHEMA edge_fleet;
+CREATE TABLE edge_fleet.meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE edge_fleet.kiosks (
+    id text PRIMARY KEY, role name NOT NULL UNIQUE, public_key bytea NOT NULL,
+    added timestamptz NOT NULL DEFAULT now(), revoked timestamptz, instance text, last_seen timestamptz,
+    applied_seq bigint NOT NULL DEFAULT 0, replica_age_s double precision, bundle text, liveness text, note text);
+CREATE TABLE edge_fleet.kiosk_keys (
+    kiosk_id text PRIMARY KEY REFERENCES edge_fleet.kiosks(id) ON DELETE CASCADE,
+    key_id text NOT NULL, wrapped bytea NOT NULL);
+CREATE TABLE edge_fleet.people (
+    id text PRIMARY KEY, name text NOT NULL UNIQUE, consent text, suspended boolean NOT NULL DEFAULT false,
+    created timestamptz NOT NULL DEFAULT now(), origin_kiosk text, possible_duplicate_of text);
+CREATE TABLE edge_fleet.templates (
+    id text PRIMARY KEY, person_id text NOT NULL REFERENCES edge_fleet.people(id) ON DELETE CASCADE,
+    model text NOT NULL, space text, producer text, dim integer NOT NULL, key_id text NOT NULL,
+    sealed bytea NOT NULL, source text, created timestamptz NOT NULL DEFAULT now());
+CREATE INDEX templates_by_person ON edge_fleet.templates(person_id);
+CREATE TABLE edge_fleet.erased (person_id text PRIMARY KEY, seq bigint NOT NULL);
+CREATE TABLE edge_fleet.changes (
+    seq bigint PRIMARY KEY, kind text NOT NULL, person_id text NOT NULL, origin_kiosk text, origin_seq bigint,
+    time timestamptz NOT NULL DEFAULT now(), UNIQUE (origin_kiosk, origin_seq));
+CREATE TABLE edge_fleet.events (
+    id bigserial PRIMARY KEY, kiosk_id text NOT NULL, local_seq bigint NOT NULL, time text, source text,
+    frame bigint, identity text, score double precision, box text, model text, track bigint, outcome text,
+    reason text, liveness text, received timestamptz NOT NULL DEFAULT now(), UNIQUE (kiosk_id, local_seq));
+CREATE TABLE edge_fleet.audit (
+    id bigserial PRIMARY KEY, time timestamptz NOT NULL DEFAULT now(), actor name NOT NULL DEFAULT session_user,
+    action text NOT NULL, detail jsonb);
+"""
+
+# Functions run as their owner (SECURITY DEFINER) with a fixed search path; $$-quoted bodies, one per statement.
+FUNCTIONS = r"""
+CREATE FUNCTION edge_fleet.calling_kiosk() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = edge_fleet, pg_temp AS $$
+    SELECT id FROM kiosks WHERE role = session_user AND revoked IS NULL
+$$;
+
+CREATE FUNCTION edge_fleet.free_name(wanted text, actor text, person text) RETURNS text LANGUAGE plpgsql
+SET search_path = edge_fleet, pg_temp AS $$
+DECLARE candidate text := wanted;
+BEGIN
+    IF EXISTS (SELECT 1 FROM people WHERE name = candidate AND id <> person) THEN
+        candidate := wanted || ' (' || coalesce(actor, 'desk') || ')';
+    END IF;
+    IF EXISTS (SELECT 1 FROM people WHERE name = candidate AND id <> person) THEN
+        candidate := candidate || ' ' || left(person, 6);
+    END IF;
+    RETURN candidate;
+END $$;
+
+CREATE FUNCTION edge_fleet.record_change(actor text, actor_seq bigint, change_kind text, person text,
+                                         new_name text, new_consent text, new_suspended boolean,
+                                         new_templates jsonb) RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = edge_fleet, pg_temp AS $$
+DECLARE
+    done changes%ROWTYPE;
+    next_seq bigint;
+    clash text;
+    current_key text;
+    person_name text;
+BEGIN
+    -- one writer of the change sequence at a time: numbers are gapless and commit in order
+    PERFORM pg_advisory_xact_lock(hashtext('edge_fleet.changes'));
+    IF actor IS NOT NULL THEN
+        SELECT * INTO done FROM changes WHERE origin_kiosk = actor AND origin_seq = actor_seq;
+        IF FOUND THEN
+            RETURN jsonb_build_object('seq', done.seq, 'name', (SELECT name FROM people WHERE id = person),
+                                      'repeat', true);
+        END IF;
+    END IF;
+    IF EXISTS (SELECT 1 FROM erased WHERE person_id = person) THEN
+        RETURN jsonb_build_object('superseded', true);
+    END IF;
+    IF change_kind = 'enrol' THEN
+        SELECT value INTO current_key FROM meta WHERE key = 'key_id';
+        IF EXISTS (SELECT 1 FROM jsonb_array_elements(new_templates) e WHERE e->>'key_id' <> current_key) THEN
+            RAISE EXCEPTION 'templates sealed with a fleet key that is not the current one (%)', current_key
+                USING ERRCODE = 'EF001';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM people WHERE id = person) THEN
+            SELECT id INTO clash FROM people WHERE name = new_name;
+            INSERT INTO people(id, name, consent, suspended, origin_kiosk, possible_duplicate_of)
+                VALUES (person, free_name(new_name, actor, person), new_consent, coalesce(new_suspended, false),
+                        actor, clash);
+        ELSIF new_consent IS NOT NULL THEN
+            UPDATE people SET consent = new_consent WHERE id = person;
+        END IF;
+        INSERT INTO templates(id, person_id, model, space, producer, dim, key_id, sealed, source)
+            SELECT e->>'id', person, e->>'model', e->>'space', e->>'producer', (e->>'dim')::integer, e->>'key_id',
+                   decode(e->>'sealed', 'base64'), e->>'source'
+            FROM jsonb_array_elements(new_templates) e
+            ON CONFLICT (id) DO NOTHING;
+    ELSIF change_kind IN ('rename', 'suspend') THEN
+        IF NOT EXISTS (SELECT 1 FROM people WHERE id = person) THEN
+            RAISE EXCEPTION 'no person % to %', person, change_kind USING ERRCODE = 'EF003';
+        END IF;
+        IF change_kind = 'rename' THEN
+            UPDATE people SET name = free_name(new_name, actor, person) WHERE id = person;
+        ELSE
+            UPDATE people SET suspended = new_suspended WHERE id = person;
+        END IF;
+    ELSIF change_kind = 'erase' THEN
+        SELECT name INTO person_name FROM people WHERE id = person;
+        DELETE FROM events WHERE identity = person_name;
+        DELETE FROM people WHERE id = person;
+    ELSE
+        RAISE EXCEPTION 'unknown change %', change_kind USING ERRCODE = 'EF003';
+    END IF;
+    next_seq := coalesce((SELECT max(seq) FROM changes), 0) + 1;
+    INSERT INTO changes(seq, kind, person_id, origin_kiosk, origin_seq)
+        VALUES (next_seq, change_kind, person, actor, actor_seq);
+    IF change_kind = 'erase' THEN
+        INSERT INTO erased(person_id, seq) VALUES (person, next_seq);
+    END IF;
+    INSERT INTO audit(action, detail)
+        VALUES (change_kind, jsonb_build_object('person', person, 'kiosk', actor, 'seq', next_seq));
+    PERFORM pg_notify('edge_fleet_changes', next_seq::text);
+    RETURN jsonb_build_object('seq', next_seq, 'name', (SELECT name FROM people WHERE id = person));
+END $$;
+
+CREATE FUNCTION edge_fleet.push_change(actor_seq bigint, change_kind text, person text, new_name text,
+                                       new_consent text, new_suspended boolean, new_templates jsonb)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = edge_fleet, pg_temp AS $$
+DECLARE me text := calling_kiosk();
+BEGIN
+    IF me IS NULL THEN
+        RAISE EXCEPTION 'role % is not an active kiosk of this fleet', session_user USING ERRCODE = '42501';
+    END IF;
+    RETURN record_change(me, actor_seq, change_kind, person, new_name, new_consent, new_suspended, new_templates);
+END $$;
+
+CREATE FUNCTION edge_fleet.my_key(OUT key_id text, OUT wrapped bytea) LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = edge_fleet, pg_temp AS $$
+    SELECT k.key_id, k.wrapped FROM kiosk_keys k WHERE k.kiosk_id = calling_kiosk()
+$$;
+
+CREATE FUNCTION edge_fleet.report(instance_id text, applied bigint, age double precision, bundle_name text,
+                                  liveness_state text, note_text text) RETURNS void LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = edge_fleet, pg_temp AS $$
+DECLARE
+    me text := calling_kiosk();
+    held text;
+BEGIN
+    IF me IS NULL THEN
+        RAISE EXCEPTION 'role % is not an active kiosk of this fleet', session_user USING ERRCODE = '42501';
+    END IF;
+    SELECT instance INTO held FROM kiosks WHERE id = me;
+    IF held IS NOT NULL AND held <> instance_id THEN
+        RAISE EXCEPTION 'kiosk % is already in use by another gallery (%): each kiosk id serves one kiosk', me, held
+            USING ERRCODE = 'EF002';
+    END IF;
+    UPDATE kiosks SET instance = instance_id, last_seen = now(), applied_seq = applied, replica_age_s = age,
+                      bundle = bundle_name, liveness = liveness_state, note = note_text
+        WHERE id = me;
+END $$;
+"""
+
+GRANTS = """
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA edge_fleet FROM PUBLIC;
+GRANT USAGE ON SCHEMA edge_fleet TO edge_fleet_kiosk;
+GRANT SELECT ON edge_fleet.meta, edge_fleet.people, edge_fleet.templates, edge_fleet.changes, edge_fleet.erased
+    TO edge_fleet_kiosk;
+GRANT SELECT, INSERT ON edge_fleet.events TO edge_fleet_kiosk;
+GRANT USAGE ON SEQUENCE edge_fleet.events_id_seq TO edge_fleet_kiosk;
+GRANT EXECUTE ON FUNCTION edge_fleet.push_change(bigint, text, text, text, text, boolean, jsonb),
+    edge_fleet.my_key(), edge_fleet.report(text, bigint, double precision, text, text, text),
+    edge_fleet.calling_kiosk() TO edge_fleet_kiosk;
+ALTER TABLE edge_fleet.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY kiosk_adds_its_own ON edge_fleet.events FOR INSERT TO edge_fleet_kiosk
+    WITH CHECK (kiosk_id = edge_fleet.calling_kiosk());
+CREATE POLICY kiosk_reads_its_own ON edge_fleet.events FOR SELECT TO edge_fleet_kiosk
+    USING (kiosk_id = edge_fleet.calling_kiosk());
+ALTER TABLE edge_fleet.kiosks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE edge_fleet.kiosk_keys ENABLE ROW LEVEL SECURITY;
+"""
+
+
+def statements() -> list[str]:
+    """The whole schema as statements, in order (the functions' bodies hold semicolons: split on blank lines)."""
+    def split(text: str) -> list[str]:
+        return [s.strip() for s in text.split(";") if s.strip()]
+
+    functions = [s.strip().rstrip(";") for s in FUNCTIONS.split("\n\n") if s.strip()]
+    return split(TABLES) + functions + split(GRANTS)
