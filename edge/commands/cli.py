@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from edge.base.errors import UserError
-from edge.base.flags import add_renamed_rate, count, count_or_zero, port, positive, score
+from edge.base.flags import add_renamed_rate, count, count_or_zero, duration, port, positive, score
 from edge.base.interrupts import complete_or_absent, interruptible, make_folder, refuse_existing
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
+from edge.commands.fleet_cli import DEFAULT_MAX_REPLICA_AGE, add_fleet_verb, start_fleet
 from edge.commands.generate_cli import add_generate_verb
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 
@@ -80,11 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="the findings and the verdict as JSON")
     doctor.set_defaults(handler=run_doctor)
 
-    gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove one")
+    gallery = verbs.add_parser("gallery", help="list enrolled identities, or remove, rename or suspend one")
     gallery.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     gallery.add_argument("--create", action="store_true",
                          help="make an empty gallery (a kiosk that enrols people from its page starts with one)")
     gallery.add_argument("--remove", metavar="NAME", help="delete this identity, its templates and its decisions")
+    gallery.add_argument("--rename", nargs=2, metavar=("NAME", "NEW_NAME"), help="give a person another name")
+    gallery.add_argument("--suspend", metavar="NAME", help="still named, but no door opens for them")
+    gallery.add_argument("--resume", metavar="NAME", help="undo --suspend")
     gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
     gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
     gallery.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
@@ -112,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_kiosk)
 
     add_generate_verb(verbs, count, count_or_zero, add_model_choice)
+    add_fleet_verb(verbs, add_model_choice, embed_photos, GALLERY_HELP)
 
     serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
     serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "
@@ -183,9 +188,26 @@ def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
 
 
 def run_enroll(args) -> int:
+    from edge.gallery.sqlite import SqliteGallery
+
+    embeddings, sources, refused, pipeline = embed_photos(args)
+    gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
+    try:
+        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources,
+                                      consent="yes (command line)", add=args.add)
+    finally:
+        gallery.close()
+    note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
+    print(f"enroll: {args.name}: {added} templates ({pipeline.faces.embedder.entry.name}) in {args.gallery}{note}")
+    return 0
+
+
+def embed_photos(args):
+    """``args.images``' faces as templates for ``args.name`` (who must have consented) with the bundle's verifier:
+    (embeddings, their photos, the photos refused and why, the closed pipeline, whose ``faces.key`` names the
+    model)."""
     from edge.base.imageio import frame_reference, list_images, read_photo
     from edge.gallery.rules import check_name
-    from edge.gallery.sqlite import SqliteGallery
 
     if not args.consent:
         raise UserError(f"enrolment keeps {args.name!r}'s face: ask them, and once they agree add --consent "
@@ -213,15 +235,7 @@ def run_enroll(args) -> int:
         pipeline.close()
     if not embeddings:
         raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
-    gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
-    try:
-        added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources,
-                                      consent="yes (command line)", add=args.add)
-    finally:
-        gallery.close()
-    note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
-    print(f"enroll: {args.name}: {added} templates ({pipeline.faces.embedder.entry.name}) in {args.gallery}{note}")
-    return 0
+    return embeddings, sources, refused, pipeline
 
 
 def run_gallery(args) -> int:
@@ -240,6 +254,15 @@ def run_gallery(args) -> int:
             if not gallery.people.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
             print(f"gallery: removed {args.remove!r}")
+            return 0
+        if args.rename:
+            gallery.people.rename(*args.rename)
+            print(f"gallery: {args.rename[0]!r} is {args.rename[1]!r}")
+            return 0
+        if args.suspend or args.resume:
+            gallery.people.suspend(args.suspend or args.resume, suspended=bool(args.suspend))
+            print(f"gallery: {args.suspend or args.resume!r} "
+                  f"{'suspended: named, but no door opens' if args.suspend else 'resumed'}")
             return 0
         if args.import_file:
             try:
@@ -302,7 +325,7 @@ def run_kiosk(args) -> int:
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
     service = KioskService(pipeline, args.source, door=door, sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
-                           max_frames=args.max_frames)
+                           max_frames=args.max_frames, fleet=fleet_replica(args, pipeline, stream))
     try:
         interrupted = service.run()
     finally:
@@ -335,7 +358,8 @@ def run_serve(args) -> int:
     door = door_actions(args, pipeline.board, secret)
     stream = KioskStream(pipeline, liveness=kiosk_liveness(args, door, "serve"))
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door, stream=stream,
-                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust)
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust,
+                           fleet=fleet_replica(args, pipeline, stream))
     service.start()
     tokens_path = tokens_file()
     try:
@@ -359,6 +383,16 @@ def run_serve(args) -> int:
         print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
               f"decisions logged", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def fleet_replica(args, pipeline, stream):
+    """With --fleet: the replica's sync after its first round, the gallery read again with what it applied."""
+    if args.fleet is not None and args.gallery is None:
+        raise UserError("--fleet needs the kiosk's own --gallery")
+    fleet = start_fleet(args, pipeline, stream.liveness)
+    if fleet is not None:
+        stream.reload_gallery()
+    return fleet
 
 
 def webhook_secret(args) -> bytes:
@@ -446,5 +480,10 @@ def add_kiosk_flags(parser) -> None:
                         help="days a decision that named nobody stays in the log (default: %(default)s)")
     parser.add_argument("--keep_named_days", type=positive, default=90.0,
                         help="days a decision that named someone stays in the log (default: %(default)s)")
+    parser.add_argument("--fleet", type=Path, help="this kiosk's fleet credentials (edge fleet add-kiosk): its "
+                                                   "gallery is the fleet's replica, kept in step with the server")
+    parser.add_argument("--max_replica_age", type=duration, default=duration(DEFAULT_MAX_REPLICA_AGE),
+                        help="with --fleet: how long (90s, 15m, 24h) named visits still open the door while the "
+                             "server cannot be reached (default: %(default)s s)")
     parser.add_argument("--door_interval", type=positive, default=10.0,
                         help="seconds before the same person opens the door again (default: %(default)s)")

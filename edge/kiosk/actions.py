@@ -46,7 +46,10 @@ MQTT_RECONNECT_S = (0.5, 10.0)      # paho's reconnection backoff, first and lon
 MIN_SECRET_BYTES = 16
 QUEUED_EVENTS = 10                  # per action; more waiting than this means the action is stuck: drop
 # Why a decision opened nothing, in the order they are checked (each a label of /metrics' edge_face_door_refused).
-REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "not live", "looks too old", "rate limited")
+# "suspended": the person is suspended (named, opens nothing); "replica too old": a fleet's kiosk has not caught up
+# with its server for longer than --max_replica_age (edge.fleet.sync).
+REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "suspended", "replica too old", "not live",
+            "looks too old", "rate limited")
 
 
 class Action(abc.ABC):
@@ -291,14 +294,17 @@ class DoorActions:
         for worker in self._workers:
             worker.start()
 
-    def on_decision(self, decision, healthy: bool, kiosk: str, look_age_s: float) -> DoorResult:
-        """``look_age_s``: seconds since the frame of the newest look the decision rests on was captured."""
+    def on_decision(self, decision, healthy: bool, kiosk: str, look_age_s: float, barred: str = "") -> DoorResult:
+        """``look_age_s``: seconds since the frame of the newest look the decision rests on was captured; ``barred``:
+        why the kiosk bars this visit whoever it is ("suspended", "replica too old"; "" when it does not)."""
         if decision.outcome != "named" or decision.identity is None:
             return self._refuse("not named")
         if decision.interrupted:
             return self._refuse("visit cut short")
         if not healthy:
             return self._refuse("kiosk unhealthy")
+        if barred:
+            return self._refuse(barred)
         if self.require_live and (decision.liveness or {}).get("verdict") != "live":
             return self._refuse("not live")
         if not look_age_s < self.max_frame_age_s:

@@ -68,13 +68,14 @@ class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
                  door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0),
                  source=None, clock=time.monotonic, trust: Trust | None = None, sinks: tuple = (),
-                 stream: KioskStream | None = None, max_frames: int = 0):
+                 stream: KioskStream | None = None, max_frames: int = 0, fleet=None):
         """``retention_days``: how long decisions that named nobody, and named ones, stay in the log; ``source``:
         an already made frame source for ``source_uri`` (opened by ``start``); ``clock``: the monotonic clock that
         frames' ``arrived_s`` are read in (how old a look is when its door decision is made); ``trust``: who signed
         the bundle (edge.bundles.signing), unsigned when not given; ``sinks``: where each step and decision also goes;
         ``stream``: the kiosk stream (thresholds as the caller chose), the pipeline's own by default;
-        ``max_frames``: stop after that many frames (0: when the source ends or the kiosk is stopped)."""
+        ``max_frames``: stop after that many frames (0: when the source ends or the kiosk is stopped); ``fleet``: the
+        replica's sync with its fleet's server (edge.fleet.sync.FleetSync), run here in a thread of its own."""
         self.pipeline = pipeline
         self.trust = trust or Trust(None, None)
         self.clock = clock
@@ -93,6 +94,8 @@ class KioskService:
         self._source = source
         self._gallery_version = pipeline.gallery.version() if pipeline.gallery else 0
         self._gallery_checked = 0.0
+        self.fleet = fleet
+        self._fleet_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Opens the source and runs the loop in a thread (``edge serve``)."""
@@ -114,6 +117,10 @@ class KioskService:
         return interrupted
 
     def _open(self) -> None:
+        if self.fleet is not None:
+            self._fleet_thread = threading.Thread(target=self.fleet.run, args=(self._stop,), name="fleet sync",
+                                                  daemon=True)
+            self._fleet_thread.start()
         if self._source is None:
             self._source = open_source(self.source_uri)
         else:
@@ -128,6 +135,10 @@ class KioskService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._fleet_thread is not None:
+            self._fleet_thread.join(timeout=10)
+        if self.fleet is not None:
+            self.fleet.close()
         if self._source is not None:
             self._source.close()
         with self.models:
@@ -140,6 +151,16 @@ class KioskService:
     def healthy(self) -> bool:
         """The loop runs without error and its camera streams: the only state in which a door may open."""
         return self.state.running and not self.state.error and self.camera_status()["state"] == "streaming"
+
+    def fleet_status(self) -> dict | None:
+        """The replica's link to its fleet's server (None: a kiosk with a gallery of its own)."""
+        return self.fleet.status() if self.fleet is not None else None
+
+    def barred(self, decision) -> str:
+        """Why the kiosk bars a visit whoever it names: a suspended person, or a fleet replica too old to trust."""
+        if decision.identity in self.pipeline.matcher.templates.suspended:
+            return "suspended"
+        return self.fleet.barred() if self.fleet is not None else ""
 
     def camera_status(self) -> dict:
         status = getattr(self._source, "status", None)
@@ -242,7 +263,8 @@ class KioskService:
                             decision.best_match, decision.score, json.dumps(record["liveness"]["checks"]))
                 self.door.alert(decision, self.pipeline.board)
             decision.door = record["door"] = self.door.on_decision(decision, healthy, self.pipeline.board,
-                                                                   self._look_age(decision, frame)).why
+                                                                   self._look_age(decision, frame),
+                                                                   self.barred(decision)).why
             self.state.recent.appendleft({**record, "time": time.time()})
         self.pipeline.matcher.log(records, self.source_name)
         for sink in self.sinks:

@@ -104,7 +104,7 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
                                "unknown": round(service.stream.thresholds.unknown, 4)},
                 "error": service.state.error, "bundle": {"signed": not service.trust.allowed_unsigned,
                                                          "trust": service.trust.describe()},
-                "liveness": service.liveness_status()}
+                "liveness": service.liveness_status(), "fleet": service.fleet_status()}
 
     @app.get("/api/frame.jpg", dependencies=[Depends(scope)])
     def frame() -> Response:
@@ -312,6 +312,15 @@ class _ServiceCollector:
         for verdict in FUSED_VERDICTS:
             verdicts.add_metric([verdict], liveness["verdicts"].get(verdict, 0))
         yield verdicts
+        fleet = service.fleet_status()
+        if fleet is not None:
+            yield GaugeMetricFamily("edge_face_fleet_online", "1 while the kiosk reaches its fleet's server",
+                                    value=1.0 if fleet["online"] else 0.0)
+            yield GaugeMetricFamily("edge_face_fleet_replica_age_seconds", "seconds since the replica last held every "
+                                    "change of the server (+Inf: never); past --max_replica_age no door opens",
+                                    value=float("inf") if fleet["replica_age_s"] is None else fleet["replica_age_s"])
+            yield GaugeMetricFamily("edge_face_fleet_doors_barred", "1 while named visits open no door because the "
+                                    "replica is too old", value=0.0 if fleet["doors"].startswith("open") else 1.0)
         counts = service.door.counts
         refused = CounterMetricFamily("edge_face_door_refused", "decisions that opened no door, by reason",
                                       labels=["reason"])

@@ -237,6 +237,47 @@ def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify
     pipeline.close()
 
 
+def test_a_suspended_person_and_a_fleet_replica_too_old_open_no_door_and_say_why(verify_bundle, tmp_path):
+    from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.keys import new_kiosk_pair
+    from edge.fleet.sync import FleetSync
+    from edge.kiosk.actions import DoorActions
+    from edge.kiosk.web import create_app
+
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)
+    pipeline.gallery.people.suspend("ann")
+    pipeline.matcher.reload()
+    clock = Clock()
+    door = DoorActions([], min_interval_s=0.001, require_live=False)
+    camera = ScriptedCamera(visitor_frames(30), clock)
+    service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock)
+    run_scripted(service)
+    assert [r["door"] for r in service.state.recent if r["outcome"] == "named"] == ["suspended"]   # still named
+    service.stop()
+
+    # resumed; but the kiosk is now a fleet's replica that has never reached its server (nothing answers there)
+    pipeline.gallery.people.suspend("ann", False)
+    pipeline.matcher.reload()
+    KioskCredentials("door-1", "postgresql://edge_kiosk_door_1@127.0.0.1:1/fleet", "secret",
+                     new_kiosk_pair()[0]).write(tmp_path / "kiosk.json")
+    fleet = FleetSync(KioskCredentials.read(tmp_path / "kiosk.json"), pipeline.gallery.path, max_replica_age_s=60)
+    camera = ScriptedCamera(visitor_frames(30), clock)
+    service = KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock, fleet=fleet)
+    run_scripted(service)
+    assert [r["door"] for r in service.state.recent if r["outcome"] == "named"] == ["replica too old"]
+    tokens = load_or_create(tmp_path / "home" / "tokens.json")
+    client = testclient.TestClient(create_app(service, tokens, pipeline.gallery.path))
+    status = client.get("/api/status", headers=bearer(tokens["read"])).json()["fleet"]
+    assert status["kiosk"] == "door-1" and status["replica_age_s"] is None
+    assert status["doors"] == "replica too old (over 60 s)"
+    metrics = client.get("/metrics", headers=bearer(tokens["read"])).text
+    assert 'edge_face_door_refused_total{reason="replica too old"} 1.0' in metrics
+    assert 'edge_face_door_refused_total{reason="suspended"} 1.0' in metrics
+    assert "edge_face_fleet_doors_barred 1.0" in metrics and "edge_face_fleet_online 0.0" in metrics
+    service.stop()
+    pipeline.close()
+
+
 class Verdicts:
     """A liveness check that says whatever the test sets."""
 

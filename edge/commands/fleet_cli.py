@@ -1,0 +1,212 @@
+"""``python -m edge fleet ACTION``: a fleet of kiosks on one PostgreSQL gallery of record (edge.fleet).
+
+The admin's actions (init, add-kiosk, status, enrol, rename, suspend, remove, revoke, rotate-key) connect with
+``--url`` (default: the URL ``init`` recorded; the password from the URL, PGPASSWORD or ~/.pgpass); ``sync`` is the
+kiosk's side, in the foreground (``edge serve --fleet`` runs the same in a thread).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+from edge.base.errors import UserError
+from edge.base.flags import duration
+
+DEFAULT_MAX_REPLICA_AGE = "24h"
+
+
+def add_fleet_verb(verbs, add_model_choice, embed_photos, gallery_help: str) -> None:
+    fleet = verbs.add_parser("fleet", help="a fleet of kiosks sharing one gallery of record on PostgreSQL")
+    actions = fleet.add_subparsers(dest="action", required=True)
+
+    def admin_action(name: str, handler, help_text: str, url_required: bool = False):
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("--url", required=url_required,
+                            help="the fleet's database as its owner's role (CREATEROLE): postgresql://OWNER@HOST:PORT/DB "
+                                 "(default: the one edge fleet init recorded)")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    admin_action("init", run_init, "make the fleet in an existing database, and the fleet key", url_required=True)
+    add = admin_action("add-kiosk", run_add_kiosk, "add a kiosk: its role and its credentials file (copy it to "
+                                                   "the kiosk)")
+    add.add_argument("kiosk", help="the kiosk's id: lower-case letters, digits and '-' (e.g. door-1)")
+    add.add_argument("--out", type=Path, help="its credentials file (0600; default $EDGE_FACE_HOME/fleet/kiosks/"
+                                              "KIOSK.json)")
+    add.add_argument("--kiosk_url", help="the server as the kiosk reaches it, when not as the admin does (remote: "
+                                         "TLS is required)")
+    status = admin_action("status", run_status, "people, kiosks (last seen, lag, replica age, bundle, liveness), "
+                                                "erasures not yet applied everywhere, possible duplicates")
+    status.add_argument("--json", action="store_true")
+    enrol = admin_action("enrol", lambda args: run_enrol(args, embed_photos), "enrol a person from photos at the "
+                                                                              "desk, for every kiosk")
+    enrol.add_argument("--bundle", required=True)
+    enrol.add_argument("--name", required=True)
+    enrol.add_argument("--consent", action="store_true", help="the person agreed to be enrolled (required)")
+    enrol.add_argument("--add", action="store_true", help="NAME is enrolled already: add these photos to them")
+    add_model_choice(enrol)
+    enrol.add_argument("images", nargs="+", help="image files or folders")
+    remove = admin_action("remove", run_remove, "erase a person everywhere: centrally and on every kiosk")
+    remove.add_argument("name")
+    rename = admin_action("rename", run_rename, "give a person another name")
+    rename.add_argument("name")
+    rename.add_argument("new_name")
+    suspend = admin_action("suspend", run_suspend, "suspend a person: still named, no door opens (--resume undoes)")
+    suspend.add_argument("name")
+    suspend.add_argument("--resume", action="store_true")
+    revoke = admin_action("revoke", run_revoke, "revoke a lost or stolen kiosk, and rotate the fleet key")
+    revoke.add_argument("kiosk")
+    admin_action("rotate-key", run_rotate, "a new fleet key, every template re-sealed with it")
+
+    sync = actions.add_parser("sync", help="this kiosk's replica in step with the fleet (foreground; edge serve "
+                                           "--fleet runs it too)")
+    sync.add_argument("--fleet", type=Path, required=True, help="this kiosk's credentials file")
+    sync.add_argument("--gallery", type=Path, default=None, help=gallery_help + "; it must exist (python -m edge "
+                                                                                "gallery --create)")
+    sync.add_argument("--once", action="store_true", help="one round, then exit (2 when the server fails it)")
+    sync.add_argument("--max_replica_age", type=duration, default=duration(DEFAULT_MAX_REPLICA_AGE))
+    sync.set_defaults(handler=run_sync)
+
+
+def _with_admin(args, act):
+    """``act(admin)``'s result, the admin's connection closed after it whatever happens."""
+    from edge.fleet.admin import FleetAdmin, admin_url
+
+    admin = FleetAdmin(admin_url(args.url))
+    try:
+        return act(admin)
+    finally:
+        admin.close()
+
+
+def run_init(args) -> int:
+    from edge.fleet.admin import FleetAdmin, key_path
+
+    FleetAdmin.init(args.url).close()
+    print(f"fleet: made in {_shown(args.url)}; the fleet key is {key_path()} (0600): back it up now, off this "
+          f"machine (losing it loses every template); next: python -m edge fleet add-kiosk door-1")
+    return 0
+
+
+def run_add_kiosk(args) -> int:
+    from edge.base.paths import fleet_dir
+
+    out = args.out or fleet_dir() / "kiosks" / f"{args.kiosk}.json"
+    _with_admin(args, lambda admin: admin.add_kiosk(args.kiosk, out, args.kiosk_url))
+    print(f"fleet: kiosk {args.kiosk} added; copy {out} to the kiosk as $EDGE_FACE_HOME/fleet-kiosk.json (0600) "
+          f"and start it with --fleet; then delete this copy")
+    return 0
+
+
+def run_status(args) -> int:
+    status = _with_admin(args, lambda admin: admin.status())
+    if args.json:
+        print(json.dumps(status, indent=1, default=str))
+        return 0
+    print(f"fleet: {status['people']} people ({status['suspended']} suspended), {status['changes']} changes")
+    print("kiosk\tstate\tlast seen\tbehind\treplica age\tbundle\tliveness")
+    for k in status["kiosks"]:
+        state = "revoked" if k["revoked"] else ("never seen" if k["last_seen_s"] is None else "active")
+        seen = "-" if k["last_seen_s"] is None else f"{k['last_seen_s']:.0f} s ago"
+        age = "-" if k["replica_age_s"] is None else f"{k['replica_age_s']:.0f} s"
+        print(f"{k['kiosk']}\t{state}\t{seen}\t{k['behind']}\t{age}\t{k['bundle'] or '-'}\t{k['liveness'] or '-'}")
+    for erasure in status["erasures_not_applied"]:
+        print(f"erasure of person {erasure['person']} (change {erasure['seq']}) not yet applied at: "
+              f"{', '.join(erasure['waiting_for'])}")
+    for duplicate in status["possible_duplicates"]:
+        print(f"possible duplicate: {duplicate['name']!r} was enrolled while {duplicate['same_name_as']!r} existed "
+              f"(never merged: remove or rename one)")
+    return 0
+
+
+def run_enrol(args, embed_photos) -> int:
+    embeddings, sources, refused, pipeline = embed_photos(args)
+    added = _with_admin(args, lambda admin: admin.enrol(args.name, embeddings, pipeline.faces.key, sources,
+                                                        "yes (fleet desk)", add=args.add))
+    note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
+    print(f"fleet: enrolled {args.name}: {added} templates; every online kiosk has them within seconds{note}")
+    return 0
+
+
+def _one_change(args, act, done: str) -> int:
+    _with_admin(args, act)
+    print(f"fleet: {done}")
+    return 0
+
+
+def run_remove(args) -> int:
+    return _one_change(args, lambda a: a.remove(args.name),
+                       f"erased {args.name!r} centrally; each kiosk erases them as it applies the change "
+                       f"(edge fleet status lists those that have not)")
+
+
+def run_rename(args) -> int:
+    return _one_change(args, lambda a: a.rename(args.name, args.new_name), f"{args.name!r} is {args.new_name!r}")
+
+
+def run_suspend(args) -> int:
+    return _one_change(args, lambda a: a.suspend(args.name, not args.resume),
+                       f"{args.name!r} {'resumed' if args.resume else 'suspended: named, but no door opens'}")
+
+
+def run_revoke(args) -> int:
+    resealed = _with_admin(args, lambda admin: admin.revoke(args.kiosk))
+    print(f"fleet: kiosk {args.kiosk} revoked (its role logs in no more); the fleet key was rotated and "
+          f"{resealed} templates re-sealed: back up the new key")
+    return 0
+
+
+def run_rotate(args) -> int:
+    resealed = _with_admin(args, lambda admin: admin.rotate_key())
+    print(f"fleet: a new fleet key; {resealed} templates re-sealed: back up the new key")
+    return 0
+
+
+def run_sync(args) -> int:
+    from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.sync import FleetSync
+
+    fleet = FleetSync(KioskCredentials.read(args.fleet), args.gallery, args.max_replica_age)
+    try:
+        if args.once:
+            state = fleet.sync_once()
+            print(f"fleet sync: kiosk {fleet.credentials.kiosk} at change {state.applied}; {state.erased} erased",
+                  file=sys.stderr)
+            return 0
+        print(f"fleet sync: kiosk {fleet.credentials.kiosk}, gallery {args.gallery}; Ctrl+C stops", file=sys.stderr)
+        stop = threading.Event()
+        try:
+            fleet.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+            return 130
+        return 0
+    finally:
+        fleet.close()
+
+
+def start_fleet(args, pipeline, liveness) -> "object | None":
+    """``edge run`` and ``edge serve`` with --fleet: the kiosk's replica sync, after one round that applies erasures
+    before anything is decided (a server that cannot be reached is said in one line, and the replica decides)."""
+    if args.fleet is None:
+        return None
+    from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.sync import FleetSync
+
+    bundle = Path(args.bundle).resolve().name
+    facts = {"bundle": bundle, "liveness": liveness.names if liveness is not None else "off"}
+    fleet = FleetSync(KioskCredentials.read(args.fleet), args.gallery, args.max_replica_age, lambda: facts)
+    try:
+        state = fleet.sync_once()
+        print(f"fleet: kiosk {fleet.credentials.kiosk} at change {state.applied}", file=sys.stderr)
+    except (UserError, OSError) as err:
+        print(f"fleet: {err}; deciding from the replica ({fleet.status()['doors']})", file=sys.stderr)
+    return fleet
+
+
+def _shown(url: str) -> str:
+    from edge.fleet.server import redacted
+
+    return redacted(url)
