@@ -1,4 +1,4 @@
-"""``python -m benchmarks {latency,pipeline,verify,identify,detect,peers,mosaic,pairs,attacks,liveness,report,compare}``:
+"""``python -m benchmarks {latency,pipeline,verify,identify,fleet,detect,peers,mosaic,pairs,attacks,liveness,report,compare}``:
 measure a bundle on the board it runs on, render the results as pages with plots, and compare two sets of results beyond their
 noise."""
 from __future__ import annotations
@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="verifier precision (default: the board config's, if the bundle has it)")
     identify.add_argument("--face", choices=FACE_CHOICES, default="centre",
                           help="which face of a photo is the subject (default: %(default)s)")
+
+    fleet = commands.add_parser("fleet", help="a fleet on a PostgreSQL server of its own: propagation of enrolments "
+                                              "and erasures, catch-up, an outage (needs Debian's postgresql)")
+    fleet.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS),
+                       help="results folder; files go to RESULTS/<board>/ (default: %(default)s)")
+    fleet.add_argument("--kiosks", type=count, default=3, help="kiosk processes (default: %(default)s)")
+    fleet.add_argument("--rounds", type=count, default=20, help="enrolments and erasures timed (default: %(default)s)")
+    fleet.add_argument("--outage_s", type=positive, default=30.0, help="seconds the server is stopped "
+                                                                       "(default: %(default)s)")
+    fleet.add_argument("--catchup_people", type=count, default=10_000,
+                       help="people a new replica catches up with (default: %(default)s)")
+    fleet.add_argument("--work", type=Path, default=None, help="folder for the server and the kiosks' galleries "
+                                                               "(default: a temporary one, removed after)")
 
     detect = commands.add_parser("detect", help="detector recall by face size and precision against labelled boxes")
     _add_common(detect)
@@ -215,6 +228,16 @@ def run_command(args) -> None:
                                                      args.probes, args.distractors, args.seed, args.face,
                                                      args.threads, args.backend, args.precision))
         _publish(args, "identify", board, [result])
+        print("\n".join(summary_lines(result)))
+    elif args.command == "fleet":
+        import tempfile
+
+        from benchmarks.fleet import FleetOptions, run_fleet, summary_lines
+
+        with tempfile.TemporaryDirectory(prefix="edge-fleet-", dir=args.work) as folder:
+            board, result = run_fleet(FleetOptions(Path(folder), args.kiosks, args.rounds, args.outage_s,
+                                                   args.catchup_people))
+        _publish(args, "fleet", board, [result])
         print("\n".join(summary_lines(result)))
     elif args.command == "detect":
         from benchmarks.detect_bench import DetectOptions, run_detect

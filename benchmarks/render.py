@@ -215,6 +215,20 @@ def liveness_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+def fleet_table(results: list[dict]) -> str:
+    header = ["kiosks", "PostgreSQL", "enrol p50 / p95 s", "erase p50 / p95 s", "catch-up", "outage",
+              "decisions lost / duplicated", "enrolments lost / duplicated"]
+    body = []
+    for r in (r for r in results if r["kind"] == "fleet"):
+        p50, p95 = r["propagation_p50_s"], r["propagation_p95_s"]
+        body.append([str(r["kiosks"]), r["postgres"], f"{_num(p50['enrol'])} / {_num(p95['enrol'])}",
+                     f"{_num(p50['erase'])} / {_num(p95['erase'])}",
+                     f"{r['catchup_people']} people in {_num(r['catchup_s'], 1)} s", f"{r['outage_s']:.0f} s",
+                     f"{r['events_lost']} / {r['events_duplicated']} of {r['events_logged']}",
+                     f"{r['enrolments_lost']} / {r['enrolments_duplicated']} of {r['enrolments_made']}"])
+    return _table(header, body)
+
+
 SECTIONS = {
     "latency": ("Model latency",
                 "Each model is loaded with its backend and timed on `infer` alone (preprocessing excluded), at the "
@@ -263,6 +277,12 @@ SECTIONS = {
                  "least 4 liveness looks, a face of 40 px or more) not judged live, insufficient included. "
                  "`fused` is what opens the door; each check's row is that check alone. The live video here is one "
                  "performer: a BPCER from it says little about people in general.", liveness_table),
+    "fleet": ("Fleet (PostgreSQL gallery of record, kiosk replicas)",
+              "A server of its own and kiosk processes (`python -m edge fleet sync`), each with its own gallery. "
+              "Propagation: from the admin's commit until every online kiosk's gallery holds (enrol) or no longer "
+              "holds (erase) the person, per kiosk and round. Outage: the server stopped while every kiosk logs "
+              "decisions and enrols people; what the server lacks, or holds twice, once all caught up. Catch-up: "
+              "a new replica's first round over people enrolled while it was off.", fleet_table),
 }
 
 

@@ -17,7 +17,7 @@ from edge.base.errors import UserError
 from edge.base.interrupts import make_folder
 
 SCHEMA_VERSION = 1
-KINDS = ("latency", "pipeline", "verify", "identify", "detect", "peers", "liveness")
+KINDS = ("latency", "pipeline", "verify", "identify", "detect", "peers", "liveness", "fleet")
 DEFAULT_RESULTS = "results"
 REPORT_NAME = "report.md"
 
@@ -56,6 +56,8 @@ def result_filename(result: dict) -> str:
     elif kind == "identify":
         parts = ["+".join(Path(p).name for p in result["images"].split(", ")), result["model"]["name"],
                  result["backend"]]
+    elif kind == "fleet":
+        parts = [f"{result['kiosks']}kiosks"]
     elif kind == "detect":
         precisions = "/".join(sorted({m["precision"] for m in result["models"]}))
         parts = [Path(result["boxes"]).stem, result["strategy"], result["backend"], precisions]

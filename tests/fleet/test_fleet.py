@@ -1,0 +1,240 @@
+"""A fleet against a real PostgreSQL: Debian's server started here as an unprivileged user on a free port
+(benchmarks.pg_cluster), kiosk processes (python -m edge fleet sync) each with its own gallery, and the admin.
+Waits are on events (a replica holding what the server holds); propagation times are the benchmark's, not asserted."""
+import os
+import threading
+
+import numpy as np
+import psycopg
+import pytest
+
+from benchmarks.fleet import MODEL, FleetLab, outage, unit_vectors, wait_until
+from benchmarks.pg_cluster import postgres_bin
+from edge.base.errors import UserError
+from edge.commands.cli import main
+from edge.fleet.credentials import KioskCredentials
+from edge.fleet.keys import new_kiosk_pair
+from edge.fleet.server import connect, require_server_version
+from edge.fleet.sync import FleetSync
+from edge.gallery.sqlite import SqliteGallery
+
+pytestmark = pytest.mark.fleet
+
+
+@pytest.fixture
+def lab(tmp_path):
+    try:
+        postgres_bin("initdb")
+    except UserError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"{err} (.ci/run installs it)")
+        pytest.skip(str(err))
+    fleet = FleetLab(tmp_path, 3)
+    yield fleet
+    fleet.close()
+
+
+def at(lab, kiosk, act):
+    """Does ``act(people)`` on a kiosk's own gallery, as its page or command line would."""
+    gallery = SqliteGallery(lab.gallery(kiosk))
+    try:
+        return act(gallery.people)
+    finally:
+        gallery.close()
+
+
+def names(held: dict) -> dict:
+    return {name: (suspended, templates) for name, suspended, templates in held.values()}
+
+
+def replica(lab, kiosk, **options) -> FleetSync:
+    return FleetSync(KioskCredentials.read(lab.credentials(kiosk)), lab.gallery(kiosk), **options)
+
+
+def test_enrol_rename_suspend_and_remove_at_different_kiosks_converge_on_every_replica(lab):
+    lab.start_all()
+
+    def enrol_five(kiosk):
+        at(lab, kiosk, lambda people: [people.enroll(f"{kiosk} person {i}", unit_vectors(2, i), MODEL,
+                                                     ["camera", "camera"], consent="yes") for i in range(5)])
+
+    threads = [threading.Thread(target=enrol_five, args=(k,)) for k in lab.kiosks]
+    for thread in threads:
+        thread.start()
+    lab.admin.enrol("desk person", unit_vectors(3, 99), MODEL, ["desk"] * 3, "yes")
+    for thread in threads:
+        thread.join()
+    wait_until(lab.converged, 60, "the enrolments to reach every replica")
+    assert len(lab.on_server()) == 16
+
+    # at once, at three kiosks and the desk, each on a person enrolled elsewhere
+    acts = [("door-0", lambda people: people.rename("door-1 person 0", "renamed at door-0")),
+            ("door-1", lambda people: people.suspend("door-2 person 1")),
+            ("door-2", lambda people: people.remove("door-0 person 2")),
+            ("door-2", lambda people: people.enroll("door-1 person 3", unit_vectors(1, 7), MODEL, ["camera"],
+                                                    consent="yes", add=True))]
+    threads = [threading.Thread(target=at, args=(lab, kiosk, act)) for kiosk, act in acts]
+    for thread in threads:
+        thread.start()
+    lab.admin.rename("desk person", "renamed at the desk")
+    for thread in threads:
+        thread.join()
+    wait_until(lab.converged, 60, "the changes to reach every replica")
+    held = names(lab.held("door-1"))
+    assert "door-1 person 0" not in held and held["renamed at door-0"] == (False, 2)
+    assert held["door-2 person 1"] == (True, 2)
+    assert "door-0 person 2" not in held
+    assert held["door-1 person 3"] == (False, 3)                # added at door-2 to door-1's person
+    assert held["renamed at the desk"] == (False, 3)
+    assert len(held) == 15                                     # 16 acknowledged, one erased: nothing lost
+
+
+def test_a_30_s_server_outage_loses_and_duplicates_no_decision_or_enrolment(lab):
+    lab.start_all()
+    counts = outage(lab, 30)
+    assert counts["events_logged"] > 100 and counts["enrolments_made"] > 5
+    assert counts["events_lost"] == counts["events_duplicated"] == 0
+    assert counts["enrolments_lost"] == counts["enrolments_duplicated"] == 0
+
+
+def applied(lab, kiosk) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{lab.gallery(kiosk)}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT value FROM meta WHERE key='fleet_applied'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_kiosk_killed_while_applying_resumes_where_it_was(lab):
+    with lab.admin.conn.transaction():
+        for index in range(8000):
+            lab.admin.enrol(f"person {index}", unit_vectors(1, index), MODEL, ["desk"], "yes")
+    lab.start("door-0")
+    wait_until(lambda: applied(lab, "door-0") > 0, 120, "the first batch to be applied")
+    lab.kill("door-0")
+    at_kill = applied(lab, "door-0")
+    assert 0 < at_kill and at_kill % 2000 == 0                  # whole batches only
+    held = lab.held("door-0")
+    assert len(held) == at_kill and all(templates == 1 for _, _, templates in held.values())
+    lab.start("door-0")
+    wait_until(lambda: lab.converged(["door-0"]), 120, "the restarted kiosk to catch up")
+    assert applied(lab, "door-0") == 8000
+
+
+def test_a_kiosk_offline_during_a_removal_erases_on_return_before_anything_else(lab):
+    for name in ("Ann", "Bob"):
+        lab.admin.enrol(name, unit_vectors(1, len(name)), MODEL, ["desk"], "yes")
+    kiosk = replica(lab, "door-0")
+    kiosk.sync_once()
+    kiosk.close()                                              # offline
+    lab.admin.remove("Ann")
+    lab.admin.enrol("Cid", unit_vectors(1, 3), MODEL, ["desk"], "yes")
+    lab.admin.enrol("Dan", unit_vectors(1, 4), MODEL, ["desk"], "yes")
+    # the server's sequence loses Cid's change (a damaged database): the round stops, nothing of it is applied ...
+    lab.admin.conn.execute("DELETE FROM edge_fleet.changes WHERE seq = 4")
+    kiosk = replica(lab, "door-0")
+    with pytest.raises(UserError, match="gap: change 4 is missing") as refused:
+        kiosk.sync_once()
+    assert "\n" not in str(refused.value)
+    # ... but the erasure, applied before anything else, was
+    assert names(lab.held("door-0")) == {"Bob": (False, 1)} and applied(lab, "door-0") == 2
+    kiosk.close()
+
+
+def test_a_kiosk_role_cannot_delete_people_read_other_kiosks_keys_or_log_as_another(lab):
+    lab.admin.enrol("Ann", unit_vectors(1, 1), MODEL, ["desk"], "yes")
+    credentials = KioskCredentials.read(lab.credentials("door-0"))
+    conn = psycopg.connect(credentials.url, password=credentials.password, autocommit=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM edge_fleet.templates").fetchone()[0] == 1   # it may read them
+        for statement in ("DELETE FROM edge_fleet.people", "DELETE FROM edge_fleet.templates",
+                          "SELECT * FROM edge_fleet.kiosk_keys", "SELECT * FROM edge_fleet.kiosks",
+                          "SELECT edge_fleet.record_change('door-1', 1, 'erase', 'x', NULL, NULL, NULL, '[]')",
+                          "INSERT INTO edge_fleet.events(kiosk_id, local_seq) VALUES ('door-1', 1)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM edge_fleet.people").fetchone()[0] == 1
+        # its own key: wrapped to it, and to it only
+        assert conn.execute("SELECT count(*) FROM edge_fleet.my_key()").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_a_revoked_kiosk_reads_nothing_and_the_others_open_with_the_rotated_key(lab):
+    lab.admin.enrol("Ann", unit_vectors(2, 1), MODEL, ["desk", "desk"], "yes")
+    stolen = KioskCredentials.read(lab.credentials("door-2"))
+    held_open = psycopg.connect(stolen.url, password=stolen.password, autocommit=True)
+    old_key = lab.admin.key()
+    assert lab.admin.revoke("door-2") == 2                      # Ann's two templates re-sealed
+    assert lab.admin.key() != old_key
+    with pytest.raises(psycopg.OperationalError):               # its open session was ended
+        held_open.execute("SELECT count(*) FROM edge_fleet.templates")
+    with pytest.raises(UserError, match="may not log in"):
+        connect(stolen.url, stolen.password)
+    lab.admin.enrol("Eve", unit_vectors(1, 5), MODEL, ["desk"], "yes")
+    for kiosk in ("door-0", "door-1"):
+        replica(lab, kiosk).sync_once()
+        gallery = SqliteGallery(lab.gallery(kiosk))
+        templates = gallery.people.templates(MODEL)
+        gallery.close()
+        ann = unit_vectors(2, 1).mean(axis=0)
+        assert templates.names == ["Ann", "Eve"]
+        np.testing.assert_allclose(templates.matrix[0], ann / np.linalg.norm(ann), atol=1e-6)
+        np.testing.assert_allclose(templates.matrix[1], unit_vectors(1, 5)[0], atol=1e-6)
+
+
+def test_bad_input_is_one_line_and_applies_nothing(lab, tmp_path):
+    def one_line(call, match):
+        with pytest.raises(UserError, match=match) as refused:
+            call()
+        assert "\n" not in str(refused.value)
+
+    port = lab.server.port
+    one_line(lambda: connect("not a url"), "not a PostgreSQL URL")
+    one_line(lambda: connect(f"postgresql://fleet_admin:wrong@127.0.0.1:{port}/postgres"), "password was refused")
+    one_line(lambda: connect(f"postgresql://fleet_admin@127.0.0.1:{lab.server.port + 1 if port < 65535 else 1}/x"),
+             "nothing answers")
+    one_line(lambda: connect("postgresql://kiosk@fleet.example.org/db?sslmode=disable"), "TLS")
+    one_line(lambda: require_server_version(120017, "the fleet's server"), "PostgreSQL 12.17; a fleet needs 13")
+    one_line(lambda: lab.admin.add_kiosk("door-0", tmp_path / "again.json"), "in the fleet already")
+    # a kiosk whose private key is not the one its fleet key was wrapped to
+    good = KioskCredentials.read(lab.credentials("door-1"))
+    KioskCredentials(good.kiosk, good.url, good.password, new_kiosk_pair()[0]).write(tmp_path / "wrong.json")
+    wrong = FleetSync(KioskCredentials.read(tmp_path / "wrong.json"), lab.gallery("door-1"))
+    lab.admin.enrol("Ann", unit_vectors(1, 1), MODEL, ["desk"], "yes")
+    one_line(wrong.sync_once, "does not open with its private key")
+    assert lab.held("door-1") == {}
+    wrong.close()
+    # a second gallery with the same kiosk's credentials
+    replica(lab, "door-1").sync_once()
+    SqliteGallery(tmp_path / "second.db", create=True).close()
+    twice = FleetSync(good, tmp_path / "second.db")
+    one_line(twice.sync_once, "already in use by another gallery")
+    twice.close()
+    # the admin holding another fleet key
+    lab.admin.key_file.write_bytes(os.urandom(32))
+    one_line(lab.admin.key, "put back the fleet's key")
+
+
+def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, monkeypatch, capsys):
+    lab.admin.conn.execute("CREATE DATABASE building")
+    url = lab.server.admin_url().replace("/postgres", "/building")
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
+    assert main(["fleet", "init", "--url", url]) == 0
+    assert (tmp_path / "home" / "fleet" / "fleet.key").stat().st_mode & 0o777 == 0o600
+    assert main(["fleet", "init", "--url", url]) == 2
+    assert "holds a fleet already" in capsys.readouterr().err
+    monkeypatch.setenv("PGPASSWORD", lab.server.password)       # the recorded URL holds no password
+    assert main(["fleet", "add-kiosk", "lobby"]) == 0
+    credentials = tmp_path / "home" / "fleet" / "kiosks" / "lobby.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    SqliteGallery(tmp_path / "lobby.db", create=True).close()
+    assert main(["fleet", "sync", "--once", "--fleet", str(credentials), "--gallery", str(tmp_path / "lobby.db")]) == 0
+    assert main(["fleet", "suspend", "nobody"]) == 2
+    assert "'nobody' is not enrolled in the fleet" in capsys.readouterr().err
+    assert main(["fleet", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "fleet: 0 people (0 suspended), 0 changes" in out and "lobby\tactive" in out
+    assert main(["fleet", "revoke", "lobby"]) == 0
+    assert main(["fleet", "status"]) == 0
+    assert "lobby\trevoked" in capsys.readouterr().out
