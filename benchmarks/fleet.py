@@ -245,7 +245,8 @@ def catchup(lab: FleetLab, people: int) -> dict:
         replica.close()
     held = lab.held("catch-up")
     if len(held) != len(lab.on_server()):
-        raise UserError(f"the new replica holds {len(held)} people after catching up, the server {len(lab.on_server())}")
+        raise UserError(f"the new replica holds {len(held)} people after catching up, the server "
+                        f"{len(lab.on_server())}")
     return {"catchup_people": people, "catchup_s": round(seconds, 3), "catchup_changes": state.applied}
 
 

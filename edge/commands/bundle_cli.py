@@ -38,6 +38,8 @@ def add_bundle_verbs(verbs) -> None:
     service.add_argument("--bundle", type=Path, required=True)
     service.add_argument("--source", help="frame source (default: the board config's camera)")
     service.add_argument("--out", type=Path, default=Path("edge-face.service"), help="unit file to write")
+    service.add_argument("--fleet", type=Path, help="the kiosk's fleet credentials (edge fleet add-kiosk), as the "
+                                                    "service sees them (e.g. /var/lib/edge-face/fleet-kiosk.json)")
     service.set_defaults(handler=run_install_service)
 
 
@@ -80,21 +82,7 @@ def run_bundle(args) -> int:
         print(f"bundle: signed {args.folder} with key {sign_bundle(args.folder, args.key)}")
         return 0
     if args.action == "install":
-        def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
-            from edge.bundles.golden import GOLDEN_FILE
-            from edge.faces.pipeline import open_pipeline
-
-            # the copy, which is what will run, must be the signed one (checked once, not the original too)
-            checked_signature(folder, args.allow_unsigned, shown=args.folder)
-            open_pipeline(folder).close()
-            if (folder / GOLDEN_FILE).is_file():
-                failed = [c for c in report_golden(folder) if not c.passed]
-                if failed:
-                    raise UserError(f"refused: {len(failed)} file(s) do not compute here what they computed at "
-                                    f"compile time ({'; '.join(f'{c.file}: {c.reason}' for c in failed)})")
-            else:
-                print(f"bundle: no {GOLDEN_FILE} in it (compiled before golden outputs); its outputs are not checked")
-        installed = bundles.install(args.folder, runs_here)
+        installed = install_checked(args.folder, args.allow_unsigned)
         print(f"bundle: installed {installed.name}; it is current (roll back with python -m edge bundle rollback)")
     elif args.action == "check":
         folder = args.folder or bundles.current_bundle()
@@ -109,6 +97,28 @@ def run_bundle(args) -> int:
             link = root / name
             print(f"{name}\t{link.resolve().name if link.exists() else '-'}")
     return 0
+
+
+def install_checked(source: Path, allow_unsigned: bool = False) -> Path:
+    """Installs ``source`` (edge.bundles.installed) once its copy is signed by a trusted key, its models load here
+    and compute what they computed at compile time; the installed folder, now current."""
+    from edge.bundles import installed as bundles
+
+    def runs_here(folder: Path) -> None:      # refuse a bundle whose models do not load or compute here
+        from edge.bundles.golden import GOLDEN_FILE
+        from edge.faces.pipeline import open_pipeline
+
+        # the copy, which is what will run, must be the signed one (checked once, not the original too)
+        checked_signature(folder, allow_unsigned, shown=source)
+        open_pipeline(folder).close()
+        if (folder / GOLDEN_FILE).is_file():
+            failed = [c for c in report_golden(folder) if not c.passed]
+            if failed:
+                raise UserError(f"refused: {len(failed)} file(s) do not compute here what they computed at "
+                                f"compile time ({'; '.join(f'{c.file}: {c.reason}' for c in failed)})")
+        else:
+            print(f"bundle: no {GOLDEN_FILE} in it (compiled before golden outputs); its outputs are not checked")
+    return bundles.install(source, runs_here)
 
 
 def report_golden(folder: Path, runtimes_here: bool = False) -> list:
@@ -132,7 +142,7 @@ def run_install_service(args) -> int:
     from edge.runtime.boards import load_board
 
     board = load_board(args.board)
-    out = write_unit(check_file_target(args.out), board.name, args.bundle, args.source or board.camera)
+    out = write_unit(check_file_target(args.out), board.name, args.bundle, args.source or board.camera, args.fleet)
     print(f"install-service: wrote {out}. Install it as root:\n"
           f"  sudo useradd --system --home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER}\n"
           f"  sudo install -d -m 0700 -o {SERVICE_USER} -g {SERVICE_USER} {STATE_DIR}\n"

@@ -6,17 +6,29 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, duration, port, positive, score
 from edge.base.interrupts import complete_or_absent, interruptible, make_folder, refuse_existing
-from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature
+from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature, install_checked
 from edge.commands.fleet_cli import DEFAULT_MAX_REPLICA_AGE, add_fleet_verb, start_fleet
+from edge.commands.enrolment import (
+    KEPT_CROPS,
+    add_keep_crops,
+    add_model_choice,
+    embed_photos,
+    open_bundle_pipeline,
+    reembed,
+    shown_name,
+)
 from edge.commands.generate_cli import add_generate_verb
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 
+ROLLOUT_RESTART = 75        # EX_TEMPFAIL: the service manager starts the kiosk again, on the bundle just rolled out
 GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
 
 
@@ -68,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the person agreed to be enrolled (required; recorded with its time, as on the page)")
     enroll.add_argument("--add", action="store_true",
                         help="NAME is enrolled already and these photos are of that same person: add them")
+    add_keep_crops(enroll)
     add_model_choice(enroll)
     enroll.add_argument("images", nargs="+", help="image files or folders, or frames of a video as VIDEO#N (e.g. "
                                                   "clip.mp4#90: its frame 90, counting from 0)")
@@ -91,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--resume", metavar="NAME", help="undo --suspend")
     gallery.add_argument("--export", metavar="NAME", help="write everything held about this person as JSON")
     gallery.add_argument("--out", type=Path, help="with --export: the file to write (0600; default: stdout)")
+    gallery.add_argument("--reembed", action="store_true",
+                         help="with --bundle: make templates for its verifier from the kept enrolment crops of "
+                              "everyone it cannot match, and list who must enrol again")
+    gallery.add_argument("--bundle", type=Path, help="with --reembed: the new bundle")
+    add_model_choice(gallery)
     gallery.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
                          help="add a person from a file written by --export (the gallery must exist)")
     gallery.set_defaults(handler=run_gallery)
@@ -116,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_kiosk)
 
     add_generate_verb(verbs, count, count_or_zero, add_model_choice)
-    add_fleet_verb(verbs, add_model_choice, embed_photos, GALLERY_HELP)
+    add_fleet_verb(verbs, GALLERY_HELP)
 
     serve = verbs.add_parser("serve", help="run the kiosk with its web page and API")
     serve.add_argument("--bundle", type=Path, help="default: the installed one ($EDGE_FACE_HOME/bundles/current, "
@@ -135,12 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bundle_verbs(verbs)
     return parser
-
-
-def add_model_choice(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", help="onnxruntime or tflite (default: the board's preference order)")
-    parser.add_argument("--precision", help="fp32, fp16 or int8 (default: the board's choice for verify)")
-    parser.add_argument("--threads", type=count, help="default: the board config's thread count")
 
 
 def run_doctor(args) -> int:
@@ -176,66 +188,20 @@ def run_align(args) -> int:
     return 0
 
 
-def _open_pipeline(args, gallery: Path | None, create_gallery: bool = False):
-    """The bundle's pipeline as this board runs it: its measured profile, where it has one, chooses the files."""
-    from edge.faces.pipeline import open_pipeline
-    from edge.runtime.board_profile import bundle_profile
-
-    return open_pipeline(args.bundle, gallery_path=gallery, backend=args.backend, threads=args.threads,
-                                precision=args.precision, threshold=getattr(args, "threshold", None),
-                                per_probe_far=getattr(args, "probe_far", None), create_gallery=create_gallery,
-                                profile=bundle_profile(args.bundle))
-
-
 def run_enroll(args) -> int:
     from edge.gallery.sqlite import SqliteGallery
 
-    embeddings, sources, refused, pipeline = embed_photos(args)
+    embeddings, sources, refused, pipeline, crops = embed_photos(args)
     gallery = SqliteGallery(args.gallery, create=True)       # only enrolment makes a gallery, and only with a face
     try:
         added = gallery.people.enroll(args.name, embeddings, pipeline.faces.key, sources,
-                                      consent="yes (command line)", add=args.add)
+                                      consent=f"yes (command line){KEPT_CROPS if crops else ''}", add=args.add,
+                                      crops=crops)
     finally:
         gallery.close()
     note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
     print(f"enroll: {args.name}: {added} templates ({pipeline.faces.embedder.entry.name}) in {args.gallery}{note}")
     return 0
-
-
-def embed_photos(args):
-    """``args.images``' faces as templates for ``args.name`` (who must have consented) with the bundle's verifier:
-    (embeddings, their photos, the photos refused and why, the closed pipeline, whose ``faces.key`` names the
-    model)."""
-    from edge.base.imageio import frame_reference, list_images, read_photo
-    from edge.gallery.rules import check_name
-
-    if not args.consent:
-        raise UserError(f"enrolment keeps {args.name!r}'s face: ask them, and once they agree add --consent "
-                        f"(recorded with its time); nothing enrolled")
-    check_name(args.name)
-    missing = [item for item in args.images if not Path(item).exists() and frame_reference(item) is None]
-    if missing:
-        raise UserError(f"{missing[0]} does not exist ({len(missing)} of the photos given are missing); "
-                        f"nothing enrolled")
-    paths = [str(p) for item in args.images for p in (list_images(item) if Path(item).is_dir() else [item])]
-    if not paths:
-        raise UserError(f"no images in {', '.join(args.images)}; nothing enrolled")
-    pipeline = _open_pipeline(args, None)
-    embeddings, sources, refused = [], [], []
-    try:
-        for path in paths:
-            image = read_photo(path)
-            embedding, why = pipeline.faces.enrolment_embedding(image) if image is not None else (None, "unreadable")
-            if embedding is None:
-                refused.append(f"{Path(path).name} ({why})")
-                continue
-            embeddings.append(embedding)
-            sources.append(path)
-    finally:
-        pipeline.close()
-    if not embeddings:
-        raise UserError(f"no usable photo of {args.name}: {'; '.join(refused[:5])}; nothing enrolled")
-    return embeddings, sources, refused, pipeline
 
 
 def run_gallery(args) -> int:
@@ -248,8 +214,12 @@ def run_gallery(args) -> int:
         print(f"gallery: made an empty gallery at {args.gallery} (0600) with its key {args.gallery}.key (0600); back "
               f"up both: templates cannot be read without the key")
         return 0
+    if args.reembed != (args.bundle is not None):
+        raise UserError("--reembed and --bundle go together: the bundle whose verifier makes the new templates")
     gallery = SqliteGallery(args.gallery)
     try:
+        if args.reembed:
+            return reembed(args, gallery.people)
         if args.remove is not None:                    # "" too: a name from before names had a rule
             if not gallery.people.remove(args.remove):
                 raise UserError(f"{args.remove!r} is not enrolled in {args.gallery}")
@@ -292,17 +262,6 @@ def run_gallery(args) -> int:
         gallery.close()
 
 
-def shown_name(name: str) -> str:
-    """A name as a line of output may hold it: as it is when it keeps the naming rule, else quoted with escapes
-    (a name from before the rule, holding a newline, cannot forge a line)."""
-    from edge.gallery.rules import check_name
-
-    try:
-        return check_name(name)
-    except UserError:
-        return repr(name)
-
-
 def run_kiosk(args) -> int:
     """``edge run``: the kiosk's one loop (edge.kiosk.service) in the foreground, without the web server."""
     from edge.base.paths import refuse_output_over_input
@@ -313,7 +272,7 @@ def run_kiosk(args) -> int:
     if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
     secret = webhook_secret(args)
-    pipeline = _open_pipeline(args, args.gallery)
+    pipeline = open_bundle_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
     door = door_actions(args, pipeline.board, secret)
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold,
@@ -325,7 +284,7 @@ def run_kiosk(args) -> int:
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
     service = KioskService(pipeline, args.source, door=door, sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
-                           max_frames=args.max_frames, fleet=fleet_replica(args, pipeline, stream))
+                           max_frames=args.max_frames, fleet=fleet_replica(args, stream))
     try:
         interrupted = service.run()
     finally:
@@ -353,13 +312,14 @@ def run_serve(args) -> int:
     trust = checked_signature(args.bundle, args.allow_unsigned)
     # everything is checked before anything is written: the bundle, the gallery (never made here: a mistyped path is
     # refused, not emptied), the door actions and the camera; only then are the tokens made
-    pipeline = _open_pipeline(args, args.gallery)
+    pipeline = open_bundle_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
     door = door_actions(args, pipeline.board, secret)
     stream = KioskStream(pipeline, liveness=kiosk_liveness(args, door, "serve"))
+    restart = threading.Event()
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door, stream=stream,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust,
-                           fleet=fleet_replica(args, pipeline, stream))
+                           fleet=fleet_replica(args, stream, rollout_installer(args, restart)))
     service.start()
     tokens_path = tokens_file()
     try:
@@ -382,14 +342,35 @@ def run_serve(args) -> int:
         pipeline.close()
         print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
               f"decisions logged", file=sys.stderr)
+    if restart.is_set():
+        print(f"serve: the fleet's rollout installed a new bundle; exiting with {ROLLOUT_RESTART} for the service "
+              f"manager to start the kiosk on it (systemd: Restart=on-failure)", file=sys.stderr)
+        return ROLLOUT_RESTART
     return 130 if interrupted else 0
 
 
-def fleet_replica(args, pipeline, stream):
+def rollout_installer(args, restart: threading.Event):
+    """A kiosk serving its installed bundle takes the fleet's rollouts: each is installed with the checks of ``edge
+    bundle install``, then the kiosk stops (SIGTERM to itself, ``restart`` set) to be started on it; a kiosk given
+    another --bundle keeps it (None)."""
+    from edge.base.paths import bundles_dir
+
+    if Path(args.bundle).resolve().parent != bundles_dir().resolve():
+        return None
+
+    def install(folder: Path) -> str:
+        installed = install_checked(folder, args.allow_unsigned)
+        restart.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return f"current is {installed.name}; the kiosk restarts on it"
+    return install
+
+
+def fleet_replica(args, stream, installer=None):
     """With --fleet: the replica's sync after its first round, the gallery read again with what it applied."""
     if args.fleet is not None and args.gallery is None:
         raise UserError("--fleet needs the kiosk's own --gallery")
-    fleet = start_fleet(args, pipeline, stream.liveness)
+    fleet = start_fleet(args, stream.liveness, installer)
     if fleet is not None:
         stream.reload_gallery()
     return fleet

@@ -12,20 +12,21 @@ import threading
 from pathlib import Path
 
 from edge.base.errors import UserError
-from edge.base.flags import duration
+from edge.base.flags import duration, positive
+from edge.commands.enrolment import KEPT_CROPS, add_keep_crops, add_model_choice, embed_photos, reembed
 
 DEFAULT_MAX_REPLICA_AGE = "24h"
 
 
-def add_fleet_verb(verbs, add_model_choice, embed_photos, gallery_help: str) -> None:
+def add_fleet_verb(verbs, gallery_help: str) -> None:
     fleet = verbs.add_parser("fleet", help="a fleet of kiosks sharing one gallery of record on PostgreSQL")
     actions = fleet.add_subparsers(dest="action", required=True)
 
     def admin_action(name: str, handler, help_text: str, url_required: bool = False):
         parser = actions.add_parser(name, help=help_text)
         parser.add_argument("--url", required=url_required,
-                            help="the fleet's database as its owner's role (CREATEROLE): postgresql://OWNER@HOST:PORT/DB "
-                                 "(default: the one edge fleet init recorded)")
+                            help="the fleet's database as its owner's role (CREATEROLE): "
+                                 "postgresql://OWNER@HOST:PORT/DB (default: the one edge fleet init recorded)")
         parser.set_defaults(handler=handler)
         return parser
 
@@ -40,14 +41,18 @@ def add_fleet_verb(verbs, add_model_choice, embed_photos, gallery_help: str) -> 
     status = admin_action("status", run_status, "people, kiosks (last seen, lag, replica age, bundle, liveness), "
                                                 "erasures not yet applied everywhere, possible duplicates")
     status.add_argument("--json", action="store_true")
-    enrol = admin_action("enrol", lambda args: run_enrol(args, embed_photos), "enrol a person from photos at the "
-                                                                              "desk, for every kiosk")
+    enrol = admin_action("enrol", run_enrol, "enrol a person from photos at the desk, for every kiosk")
     enrol.add_argument("--bundle", required=True)
     enrol.add_argument("--name", required=True)
     enrol.add_argument("--consent", action="store_true", help="the person agreed to be enrolled (required)")
     enrol.add_argument("--add", action="store_true", help="NAME is enrolled already: add these photos to them")
+    add_keep_crops(enrol)
     add_model_choice(enrol)
     enrol.add_argument("images", nargs="+", help="image files or folders")
+    again = admin_action("reembed", run_reembed, "templates for a new bundle's verifier from the kept enrolment "
+                                                 "crops, for every kiosk; lists who must enrol again")
+    again.add_argument("--bundle", type=Path, required=True, help="the new bundle")
+    add_model_choice(again)
     remove = admin_action("remove", run_remove, "erase a person everywhere: centrally and on every kiosk")
     remove.add_argument("name")
     rename = admin_action("rename", run_rename, "give a person another name")
@@ -56,9 +61,33 @@ def add_fleet_verb(verbs, add_model_choice, embed_photos, gallery_help: str) -> 
     suspend = admin_action("suspend", run_suspend, "suspend a person: still named, no door opens (--resume undoes)")
     suspend.add_argument("name")
     suspend.add_argument("--resume", action="store_true")
+    groups = admin_action("groups", run_groups, "set the access groups a person belongs to (none: no groups)")
+    groups.add_argument("name")
+    groups.add_argument("groups", nargs="*", metavar="GROUP")
+    door = admin_action("door", run_door, "who may open a door when: its rules replace those it had")
+    door.add_argument("door", help="the kiosk's id")
+    door.add_argument("--allow", nargs=3, action="append", metavar=("GROUP", "DAYS", "HOURS"),
+                      help="people in GROUP may open it on DAYS (all, mon-fri, mon,wed) within HOURS (07:00-19:00; "
+                           "22:00-06:00 runs past midnight) in the fleet's time zone (repeatable)")
+    door.add_argument("--open_to_all", action="store_true", help="no rules: it opens for everyone enrolled")
+    settings = admin_action("settings", run_settings, "the one place for what every door shares; no flags: show them")
+    settings.add_argument("--door_interval", type=positive, help="seconds before the same person opens a door again")
+    settings.add_argument("--max_frame_age_s", type=positive, help="a door opens only on looks younger than this")
+    settings.add_argument("--max_replica_age", type=duration, help="how long a kiosk that cannot reach the server "
+                                                                   "still opens doors (90s, 15m, 24h)")
+    settings.add_argument("--require_liveness", choices=("yes", "no"),
+                          help="yes: a kiosk running with --no_liveness opens no door")
+    settings.add_argument("--keep_unknown_days", type=positive, help="retention of decisions that named nobody "
+                                                                     "(kiosks and server)")
+    settings.add_argument("--keep_named_days", type=positive, help="retention of decisions that named someone")
+    settings.add_argument("--timezone", help="the IANA time zone door hours are read in (e.g. Europe/Berlin)")
     revoke = admin_action("revoke", run_revoke, "revoke a lost or stolen kiosk, and rotate the fleet key")
     revoke.add_argument("kiosk")
     admin_action("rotate-key", run_rotate, "a new fleet key, every template re-sealed with it")
+    rollout = admin_action("rollout", run_rollout, "the bundle every kiosk of its board is to run: each installs it "
+                                                   "with its own checks and reports (status)")
+    rollout.add_argument("bundle", type=Path,
+                         help="a bundle folder (signed: kiosks refuse what their keys did not sign)")
 
     sync = actions.add_parser("sync", help="this kiosk's replica in step with the fleet (foreground; edge serve "
                                            "--fleet runs it too)")
@@ -101,30 +130,40 @@ def run_add_kiosk(args) -> int:
 
 
 def run_status(args) -> int:
+    from edge.fleet.access import describe_rules
+
     status = _with_admin(args, lambda admin: admin.status())
     if args.json:
         print(json.dumps(status, indent=1, default=str))
         return 0
     print(f"fleet: {status['people']} people ({status['suspended']} suspended), {status['changes']} changes")
-    print("kiosk\tstate\tlast seen\tbehind\treplica age\tbundle\tliveness")
+    print("kiosk\tstate\tlast seen\tbehind\treplica age\tbundle\tliveness\trollout")
     for k in status["kiosks"]:
         state = "revoked" if k["revoked"] else ("never seen" if k["last_seen_s"] is None else "active")
         seen = "-" if k["last_seen_s"] is None else f"{k['last_seen_s']:.0f} s ago"
         age = "-" if k["replica_age_s"] is None else f"{k['replica_age_s']:.0f} s"
-        print(f"{k['kiosk']}\t{state}\t{seen}\t{k['behind']}\t{age}\t{k['bundle'] or '-'}\t{k['liveness'] or '-'}")
+        print(f"{k['kiosk']}\t{state}\t{seen}\t{k['behind']}\t{age}\t{k['bundle'] or '-'}\t{k['liveness'] or '-'}"
+              f"\t{k['rollout'] or '-'}")
+    for board, target in status["rollout"].items():
+        print(f"rollout: {board} kiosks are to run {target['name']} ({target['bundle'][:12]})")
     for erasure in status["erasures_not_applied"]:
         print(f"erasure of person {erasure['person']} (change {erasure['seq']}) not yet applied at: "
               f"{', '.join(erasure['waiting_for'])}")
+    for door, rules in status["doors"].items():
+        print(f"door {door}: {describe_rules(rules)}")
+    if status["settings"]:
+        print(f"settings: {json.dumps(status['settings'])}")
     for duplicate in status["possible_duplicates"]:
         print(f"possible duplicate: {duplicate['name']!r} was enrolled while {duplicate['same_name_as']!r} existed "
               f"(never merged: remove or rename one)")
     return 0
 
 
-def run_enrol(args, embed_photos) -> int:
-    embeddings, sources, refused, pipeline = embed_photos(args)
+def run_enrol(args) -> int:
+    embeddings, sources, refused, pipeline, crops = embed_photos(args)
     added = _with_admin(args, lambda admin: admin.enrol(args.name, embeddings, pipeline.faces.key, sources,
-                                                        "yes (fleet desk)", add=args.add))
+                                                        f"yes (fleet desk){KEPT_CROPS if crops else ''}",
+                                                        add=args.add, crops=crops))
     note = f"; refused {len(refused)}: {'; '.join(refused[:5])}" if refused else ""
     print(f"fleet: enrolled {args.name}: {added} templates; every online kiosk has them within seconds{note}")
     return 0
@@ -134,6 +173,10 @@ def _one_change(args, act, done: str) -> int:
     _with_admin(args, act)
     print(f"fleet: {done}")
     return 0
+
+
+def run_reembed(args) -> int:
+    return _with_admin(args, lambda admin: reembed(args, admin))
 
 
 def run_remove(args) -> int:
@@ -149,6 +192,39 @@ def run_rename(args) -> int:
 def run_suspend(args) -> int:
     return _one_change(args, lambda a: a.suspend(args.name, not args.resume),
                        f"{args.name!r} {'resumed' if args.resume else 'suspended: named, but no door opens'}")
+
+
+def run_groups(args) -> int:
+    return _one_change(args, lambda a: a.set_groups(args.name, args.groups),
+                       f"{args.name!r} is in {', '.join(args.groups) or 'no group'}")
+
+
+def run_door(args) -> int:
+    from edge.fleet.access import describe_rules, parse_rule
+
+    if bool(args.allow) == args.open_to_all:
+        raise UserError("give the door's rules (--allow GROUP DAYS HOURS, repeatable) or --open_to_all, one of them")
+    rules = None if args.open_to_all else [parse_rule(*rule) for rule in args.allow]
+    return _one_change(args, lambda a: a.set_door(args.door, rules), f"door {args.door}: {describe_rules(rules)}")
+
+
+def run_settings(args) -> int:
+    names = {"door_interval": "door_interval_s", "max_frame_age_s": "max_frame_age_s",
+             "max_replica_age": "max_replica_age_s", "require_liveness": "require_liveness",
+             "keep_unknown_days": "keep_unknown_days", "keep_named_days": "keep_named_days", "timezone": "timezone"}
+    changes = {setting: getattr(args, flag) for flag, setting in names.items() if getattr(args, flag) is not None}
+    if "require_liveness" in changes:
+        changes["require_liveness"] = changes["require_liveness"] == "yes"
+    settings = _with_admin(args, lambda a: a.update_settings(changes) if changes else a.policy()["settings"])
+    print(f"fleet settings: {json.dumps(settings) if settings else 'none (each kiosk its own flags)'}")
+    return 0
+
+
+def run_rollout(args) -> int:
+    done = _with_admin(args, lambda admin: admin.rollout(args.bundle))
+    print(f"fleet: {args.bundle} ({done['bytes'] / 1e6:.1f} MB) is the bundle for {done['board']} kiosks; each "
+          f"installs it on its next round and reports (python -m edge fleet status)")
+    return 0
 
 
 def run_revoke(args) -> int:
@@ -187,22 +263,27 @@ def run_sync(args) -> int:
         fleet.close()
 
 
-def start_fleet(args, pipeline, liveness) -> "object | None":
+def start_fleet(args, liveness, installer=None) -> "object | None":
     """``edge run`` and ``edge serve`` with --fleet: the kiosk's replica sync, after one round that applies erasures
-    before anything is decided (a server that cannot be reached is said in one line, and the replica decides)."""
+    before anything is decided (a server that cannot be reached is said in one line, and the replica decides).
+    ``installer``: takes the bundles rolled out to this board (a kiosk that runs its installed bundle)."""
     if args.fleet is None:
         return None
     from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.rollout import bundle_id
     from edge.fleet.sync import FleetSync
+    from edge.runtime.manifest import read_manifest
 
-    bundle = Path(args.bundle).resolve().name
-    facts = {"bundle": bundle, "liveness": liveness.names if liveness is not None else "off"}
+    facts = {"bundle": Path(args.bundle).resolve().name, "bundle_id": bundle_id(args.bundle),
+             "board": read_manifest(args.bundle, verify_files=False).board,
+             "liveness": liveness.names if liveness is not None else "off"}
     fleet = FleetSync(KioskCredentials.read(args.fleet), args.gallery, args.max_replica_age, lambda: facts)
     try:
         state = fleet.sync_once()
         print(f"fleet: kiosk {fleet.credentials.kiosk} at change {state.applied}", file=sys.stderr)
     except (UserError, OSError) as err:
         print(f"fleet: {err}; deciding from the replica ({fleet.status()['doors']})", file=sys.stderr)
+    fleet.installer = installer            # rollouts from the next round, once the kiosk runs
     return fleet
 
 

@@ -1,6 +1,7 @@
 """Seeing faces: the bundle's detectors, the aligner and the embedding model, from an image to unit embeddings."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edge.base.errors import UserError
@@ -32,10 +33,22 @@ class FaceReader:
 
     def enrolment_embedding(self, image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
         """(the embedding of the one person in an enrolment photo, None) or (None, why the photo is refused)."""
+        embedding, _, why = self.enrolment_look(image)
+        return embedding, why
+
+    def enrolment_embedding_of_jpeg(self, jpeg: bytes) -> tuple[np.ndarray | None, str | None]:
+        """``enrolment_embedding`` of a kept enrolment crop."""
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return (None, "the kept crop does not decode") if image is None else self.enrolment_embedding(image)
+
+    def enrolment_look(self, image: np.ndarray) -> tuple[np.ndarray | None, bytes | None, str | None]:
+        """(embedding, the face with a margin as JPEG, None) for the one person in an enrolment photo, or (None,
+        None, why it is refused). The crop is what a person may consent to keeping: another model's template can be
+        made from it (``edge gallery --reembed``) without asking them back."""
         face, why = enrolment_face(self.detector.detect(image))
         if face is None:
-            return None, why
-        return self.embed_aligned([self.align(image, face)])[0], None
+            return None, None, why
+        return self.embed_aligned([self.align(image, face)])[0], face_crop_jpeg(image, face), None
 
     def find_face(self, image: np.ndarray, pick: str = "largest") -> Detection | None:
         """The face ``edge.faces.align.pick_face`` chooses among those found."""
@@ -50,6 +63,26 @@ class FaceReader:
         for detector in self.detectors.values():
             detector.model.close()
         self.embedder.close()
+
+
+CROP_MARGIN = 0.5             # of the face box's size on each side: enough for any model's alignment and detector
+CROP_SIDE = 320               # pixels, the crop's longer side at most
+
+
+def face_crop_jpeg(image: np.ndarray, face) -> bytes:
+    """The face box with CROP_MARGIN around it, at most CROP_SIDE pixels, as JPEG (what a kept enrolment crop is)."""
+    x1, y1, x2, y2 = face.box
+    margin_x, margin_y = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    height, width = image.shape[:2]
+    left, top = int(max(0, x1 - margin_x)), int(max(0, y1 - margin_y))
+    right, bottom = int(min(width, x2 + margin_x)), int(min(height, y2 + margin_y))
+    crop = image[top:bottom, left:right]
+    scale = min(1.0, CROP_SIDE / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return jpeg.tobytes()
 
 
 def embed_faces(model: LoadedModel, faces, mirror_average: bool) -> np.ndarray:

@@ -16,16 +16,19 @@ import numpy as np
 
 from edge.base.errors import UserError
 from edge.base.paths import fleet_dir
+from edge.fleet.access import check_group, check_settings
 from edge.fleet.credentials import KioskCredentials, check_kiosk_id, kiosk_role
 from edge.fleet.keys import key_id, new_key, new_kiosk_pair, read_key, wrap, write_private
+from edge.fleet.rollout import pack
 from edge.fleet.schema import KIOSK_GROUP, SCHEMA_VERSION, statements
 from edge.fleet.server import conninfo_parts, connect, is_remote, psycopg, redacted, require_fleet, schema_version
 from edge.gallery.rules import check_name
 from edge.gallery.sealing import Sealer
 from edge.gallery.sqlite_stores import new_fleet_id
-from edge.gallery.store import AlreadyEnrolled, EmbeddingKey
+from edge.gallery.store import AlreadyEnrolled, EmbeddingKey, Reembedded
 
 KEY_FILE = "fleet.key"
+POLICY_ROW = "-"             # the person id of a change to the policy (it names nobody)
 URL_FILE = "admin.json"
 
 
@@ -44,12 +47,15 @@ def admin_url(url: str | None) -> str:
     return json.loads(recorded.read_text())["url"]
 
 
-def template_json(vector: np.ndarray, template_id: str, key: EmbeddingKey, source: str | None, sealer: Sealer) -> dict:
-    """One template as the server stores it: sealed with the fleet key, tied to the model that made it."""
+def template_json(vector: np.ndarray, template_id: str, key: EmbeddingKey, source: str | None, sealer: Sealer,
+                  crop: bytes | None = None) -> dict:
+    """One template as the server stores it: sealed with the fleet key, tied to the model that made it, with the
+    enrolment crop it was made from (sealed) when the person agreed to keeping it."""
     vector = np.asarray(vector, np.float32)
     return {"id": template_id, "model": key.fingerprint, "space": key.space or None, "producer": key.kind or None,
             "dim": int(vector.size), "key_id": sealer.fingerprint,
-            "sealed": base64.b64encode(sealer.seal(vector.tobytes())).decode(), "source": source}
+            "sealed": base64.b64encode(sealer.seal(vector.tobytes())).decode(), "source": source,
+            "crop": base64.b64encode(sealer.seal(crop)).decode() if crop else None}
 
 
 class FleetAdmin:
@@ -149,21 +155,22 @@ class FleetAdmin:
             raise UserError(f"{name!r} is not enrolled in the fleet")
         return row[0]
 
-    def _change(self, kind: str, person: str, name=None, consent=None, suspended=None, templates=None) -> dict:
-        return self.conn.execute("SELECT edge_fleet.record_change(NULL, NULL, %s, %s, %s, %s, %s, %s)",
-                                 (kind, person, name, consent, suspended,
-                                  json.dumps(templates or []))).fetchone()[0]
+    def _change(self, kind: str, person: str, detail: dict | None = None, templates=None) -> dict:
+        return self.conn.execute("SELECT edge_fleet.record_change(NULL, NULL, %s, %s, %s, %s)",
+                                 (kind, person, json.dumps(detail or {}), json.dumps(templates or []))).fetchone()[0]
 
     def enrol(self, name: str, embeddings, key: EmbeddingKey, sources: list[str], consent: str,
-              add: bool = False) -> int:
-        """Enrols from the desk: every online kiosk has the person within seconds."""
+              add: bool = False, crops: list[bytes] | None = None) -> int:
+        """Enrols from the desk: every online kiosk has the person within seconds. ``crops``: kept (sealed) only
+        when the person agreed to that."""
         check_name(name)
         known = self.conn.execute("SELECT id FROM edge_fleet.people WHERE name=%s", (name,)).fetchone()
         if known is not None and not add:
             raise AlreadyEnrolled(f"{name!r} is enrolled in the fleet already: --add adds these photos to them")
         sealer = self.sealer()
-        templates = [template_json(e, new_fleet_id(), key, s, sealer) for e, s in zip(embeddings, sources)]
-        self._change("enrol", known[0] if known else new_fleet_id(), name, consent, False, templates)
+        templates = [template_json(e, new_fleet_id(), key, s, sealer, c)
+                     for e, s, c in zip(embeddings, sources, crops or [None] * len(sources))]
+        self._change("enrol", known[0] if known else new_fleet_id(), {"name": name, "consent": consent}, templates)
         return len(templates)
 
     def remove(self, name: str) -> None:
@@ -175,10 +182,76 @@ class FleetAdmin:
         check_name(new_name)
         if self.conn.execute("SELECT 1 FROM edge_fleet.people WHERE name=%s", (new_name,)).fetchone():
             raise AlreadyEnrolled(f"{new_name!r} is enrolled in the fleet already; choose another name")
-        self._change("rename", self.person_id(name), new_name)
+        self._change("rename", self.person_id(name), {"name": new_name})
 
     def suspend(self, name: str, suspended: bool = True) -> None:
-        self._change("suspend", self.person_id(name), suspended=suspended)
+        self._change("suspend", self.person_id(name), {"suspended": suspended})
+
+    def set_groups(self, name: str, groups: list[str]) -> None:
+        """The access groups a person belongs to (edge.fleet.access), replacing those they had."""
+        self._change("groups", self.person_id(name), {"groups": sorted({check_group(g) for g in groups})})
+
+    def policy(self) -> dict:
+        """The fleet's door rules (door -> rules) and settings."""
+        found = dict(self.conn.execute("SELECT key, value FROM edge_fleet.policy").fetchall())
+        return {"doors": found.get("doors", {}), "settings": found.get("settings", {}),
+                "rollout": found.get("rollout", {})}
+
+    def set_door(self, door: str, rules: list[dict] | None) -> None:
+        """A door's rules (None: the door opens for everyone enrolled, as it does without rules)."""
+        if self.conn.execute("SELECT 1 FROM edge_fleet.kiosks WHERE id=%s", (door,)).fetchone() is None:
+            raise UserError(f"no kiosk {door!r} in the fleet (add it first: python -m edge fleet add-kiosk {door})")
+        doors = self.policy()["doors"]
+        if rules is None:
+            doors.pop(door, None)
+        else:
+            doors[door] = rules
+        self._change("policy", POLICY_ROW, {"key": "doors", "value": doors})
+
+    def update_settings(self, changes: dict) -> dict:
+        """Sets the settings named in ``changes`` (None removes one) and returns them all."""
+        settings = {**self.policy()["settings"], **changes}
+        settings = check_settings({k: v for k, v in settings.items() if v is not None})
+        self._change("policy", POLICY_ROW, {"key": "settings", "value": settings})
+        return settings
+
+    def reembed(self, key: EmbeddingKey, embed) -> Reembedded:
+        """Templates for ``key``'s model made at the desk from the kept crops of everyone who has no template it can
+        match (``embed(jpeg) -> (embedding | None, why)``, the new bundle's own enrolment), sent to every kiosk; the
+        others are listed to enrol again."""
+        sealer = self.sealer()
+        rows = self.conn.execute(
+            "SELECT p.id, p.name, t.model, t.space, t.producer, t.crop, t.source FROM edge_fleet.people p "
+            "LEFT JOIN edge_fleet.templates t ON t.person_id = p.id ORDER BY p.name, t.created, t.id").fetchall()
+        matched = {pid for pid, _, model, space, producer, _, _ in rows if model is not None and (
+            model == key.fingerprint or (key.space and space == key.space and producer in key.accepts))}
+        made, refused, names = {}, [], {pid: name for pid, name, *_ in rows}
+        for pid in dict.fromkeys(pid for pid, *_ in rows if pid not in matched):
+            templates = []
+            for _, name, _, _, _, crop, source in (row for row in rows if row[0] == pid and row[5] is not None):
+                jpeg = sealer.open(bytes(crop))
+                vector, why = embed(jpeg)
+                if vector is None:
+                    refused.append(f"{name} ({source}): {why}")
+                else:
+                    templates.append(template_json(vector, new_fleet_id(), key, source, sealer, jpeg))
+            if templates:
+                self._change("enrol", pid, {}, templates)
+                made[names[pid]] = len(templates)
+        must_enrol = sorted(names[pid] for pid in names if pid not in matched and names[pid] not in made)
+        return Reembedded(made, refused, must_enrol)
+
+    def rollout(self, folder: Path) -> dict:
+        """Records ``folder`` as the bundle every kiosk of its board is to run: the server keeps it, and each kiosk
+        installs it with its own signature and golden check, and reports (``status``)."""
+        bundle, board, archive = pack(folder)
+        with self.conn.transaction():
+            self.conn.execute("INSERT INTO edge_fleet.bundles(id, board, name, archive) VALUES (%s, %s, %s, %s) "
+                              "ON CONFLICT (id) DO NOTHING", (bundle, board, Path(folder).resolve().name, archive))
+            targets = {**self.policy().get("rollout", {}),
+                       board: {"bundle": bundle, "name": Path(folder).resolve().name}}
+            self._change("policy", POLICY_ROW, {"key": "rollout", "value": targets})
+        return {"bundle": bundle, "board": board, "bytes": len(archive)}
 
     def revoke(self, kiosk: str) -> int:
         """A lost or stolen kiosk: its role can no longer log in or read anything, its sessions end, and the fleet
@@ -200,8 +273,8 @@ class FleetAdmin:
         return self.rotate_key()
 
     def rotate_key(self) -> int:
-        """A new fleet key: every template re-sealed and the key wrapped for every kiosk not revoked, in one
-        transaction that holds the change sequence's lock. The new key is written beside the old one first and
+        """A new fleet key: every template (and kept crop) re-sealed and the key wrapped for every kiosk not revoked,
+        in one transaction that holds the change sequence's lock. The new key is written beside the old one first and
         put in its place after the commit."""
         old = self.sealer()
         key = new_key()
@@ -211,10 +284,11 @@ class FleetAdmin:
         new = Sealer(key)
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('edge_fleet.changes'))")
-            rows = self.conn.execute("SELECT id, sealed FROM edge_fleet.templates").fetchall()
+            rows = self.conn.execute("SELECT id, sealed, crop FROM edge_fleet.templates").fetchall()
             with self.conn.cursor() as cursor:
-                cursor.executemany("UPDATE edge_fleet.templates SET sealed=%s, key_id=%s WHERE id=%s",
-                                   [(new.seal(old.open(blob)), new.fingerprint, tid) for tid, blob in rows])
+                cursor.executemany("UPDATE edge_fleet.templates SET sealed=%s, crop=%s, key_id=%s WHERE id=%s",
+                                   [(new.seal(old.open(blob)), new.seal(old.open(crop)) if crop else None,
+                                     new.fingerprint, tid) for tid, blob, crop in rows])
             kiosks = self.conn.execute("SELECT id, public_key FROM edge_fleet.kiosks WHERE revoked IS NULL").fetchall()
             self.conn.execute("DELETE FROM edge_fleet.kiosk_keys")
             with self.conn.cursor() as cursor:
@@ -232,9 +306,9 @@ class FleetAdmin:
         head = q("SELECT coalesce(max(seq), 0) FROM edge_fleet.changes").fetchone()[0]
         people, suspended = q("SELECT count(*), count(*) FILTER (WHERE suspended) FROM edge_fleet.people").fetchone()
         kiosks = [dict(zip(("kiosk", "revoked", "last_seen_s", "applied", "replica_age_s", "bundle", "liveness",
-                            "note"), row)) | {"behind": head - row[3]} for row in q(
-            "SELECT id, revoked IS NOT NULL, extract(epoch FROM now() - last_seen)::float8, applied_seq, replica_age_s, "
-            "bundle, liveness, note FROM edge_fleet.kiosks ORDER BY id")]
+                            "note", "rollout"), row)) | {"behind": head - row[3]} for row in q(
+            "SELECT id, revoked IS NOT NULL, extract(epoch FROM now() - last_seen)::float8, applied_seq, "
+            "replica_age_s, bundle, liveness, note, rollout FROM edge_fleet.kiosks ORDER BY id")]
         erasures = [{"person": person[:12], "seq": seq, "waiting_for": waiting} for person, seq, waiting in q(
             "SELECT e.person_id, e.seq, array_agg(k.id ORDER BY k.id) FROM edge_fleet.erased e "
             "JOIN edge_fleet.kiosks k ON k.applied_seq < e.seq AND k.revoked IS NULL "
@@ -243,4 +317,4 @@ class FleetAdmin:
             "SELECT p.name, o.name FROM edge_fleet.people p JOIN edge_fleet.people o ON o.id = p.possible_duplicate_of "
             "ORDER BY p.name")]
         return {"people": people, "suspended": suspended, "changes": head, "kiosks": kiosks,
-                "erasures_not_applied": erasures, "possible_duplicates": duplicates}
+                "erasures_not_applied": erasures, "possible_duplicates": duplicates, **self.policy()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.base.errors import UserError
+from edge.fleet.access import door_allows, local_now
 from edge.fleet.admin import template_json
 from edge.fleet.credentials import KioskCredentials
+from edge.fleet.rollout import unpack
 from edge.fleet.keys import unwrap
 from edge.fleet.schema import CHANNEL
 from edge.fleet.server import connect, first_line, psycopg, require_fleet
@@ -53,18 +56,24 @@ class SyncState:
 
 class FleetSync:
     def __init__(self, credentials: KioskCredentials, gallery: Path, max_replica_age_s: float = 86400.0,
-                 facts=lambda: {}):
+                 facts=lambda: {}, installer=None):
         """``gallery``: the kiosk's own SQLite gallery, opened here on a connection of its own (the kiosk's loop sees
-        each applied batch as a change and reloads); ``facts``: the kiosk's bundle, liveness and note for
-        ``report``."""
+        each applied batch as a change and reloads); ``facts``: the kiosk's bundle (its name, ``bundle_id`` and
+        ``board``), liveness and note for ``report``; ``installer(folder) -> str``: installs a bundle rolled out to
+        this kiosk's board with the board's own checks (raises UserError to refuse it; None: this kiosk runs a bundle
+        it was given, and takes no rollout)."""
+        psycopg()                                  # a kiosk without the fleet extra is told at start, in one line
         self.credentials = credentials
         self.gallery = SqliteGallery(gallery)
         self.replica = SqliteReplica(self.gallery)
         self.replica.attach(credentials.kiosk)
         self.max_replica_age_s = max_replica_age_s
-        self.facts = facts
+        self.facts, self.installer = facts, installer
+        self.rollout_state: str | None = None
+        self._rollout_tried: str | None = None
         self.state = SyncState(applied=self.replica.applied())
         self._synced_at = self.replica.synced_at()
+        self.policy = self.replica.policy()           # door rules and settings, as last applied
         self._conn = None
         self._sealer: Sealer | None = None
         self._lock = threading.Lock()              # one round at a time on the one connection
@@ -81,18 +90,30 @@ class FleetSync:
         synced = self._synced_at
         return float("inf") if synced is None else max(0.0, time.time() - synced)
 
-    def barred(self) -> str:
-        """Why no door may open on this replica ("" when it may)."""
-        return "replica too old" if self.replica_age_s() > self.max_replica_age_s else ""
+    def settings(self) -> dict:
+        """The fleet's settings (edge.fleet.access), as last applied here."""
+        return self.policy.get("settings", {})
+
+    def max_age_s(self) -> float:
+        """The fleet's max_replica_age_s when it sets one, else this kiosk's --max_replica_age."""
+        return float(self.settings().get("max_replica_age_s", self.max_replica_age_s))
+
+    def barred(self, groups=frozenset()) -> str:
+        """Why no door may open here now for a named person in ``groups`` ("" when it may)."""
+        if self.replica_age_s() > self.max_age_s():
+            return "replica too old"
+        rules = self.policy.get("doors", {}).get(self.credentials.kiosk)
+        return "" if door_allows(rules, groups, local_now(self.settings())) else "not allowed here now"
 
     def status(self) -> dict:
         age = self.replica_age_s()
         return {"kiosk": self.credentials.kiosk, "online": self.state.online, "error": self.state.error,
                 "applied": self.state.applied, "pending": self.state.pending,
                 "replica_age_s": None if age == float("inf") else round(age, 1),
-                "max_replica_age_s": self.max_replica_age_s,
-                "doors": f"{barred} (over {self.max_replica_age_s:.0f} s)" if (barred := self.barred())
-                else "open on named visits"}
+                "max_replica_age_s": self.max_age_s(),
+                "doors": f"replica too old (over {self.max_age_s():.0f} s)" if age > self.max_age_s()
+                else "open on named visits",
+                "rules": self.policy.get("doors", {}).get(self.credentials.kiosk)}
 
     # -- one round --
 
@@ -145,6 +166,7 @@ class FleetSync:
             self._send_outbox(conn)
             self._send_events(conn)
             self._pull(conn)
+            self._rollout(conn)
             self._report(conn)
             self.state.online, self.state.error = True, ""
             self.state.rounds += 1
@@ -160,9 +182,29 @@ class FleetSync:
     def _report(self, conn) -> None:
         facts = self.facts()
         age = self.replica_age_s()
-        conn.execute("SELECT edge_fleet.report(%s, %s, %s, %s, %s, %s)",
+        conn.execute("SELECT edge_fleet.report(%s, %s, %s, %s, %s, %s, %s)",
                      (self.replica.instance(), self.replica.applied(), None if age == float("inf") else age,
-                      facts.get("bundle"), facts.get("liveness"), facts.get("note")))
+                      facts.get("bundle"), facts.get("liveness"), facts.get("note"), self.rollout_state))
+
+    def _rollout(self, conn) -> None:
+        """Installs the bundle rolled out to this kiosk's board, once per target, when it runs another; a bundle its
+        checks refuse leaves the kiosk on its own, and the reason goes to ``status``."""
+        facts = self.facts()
+        target = self.policy.get("rollout", {}).get(facts.get("board"))
+        if self.installer is None or not target or target["bundle"] in (facts.get("bundle_id"), self._rollout_tried):
+            return
+        self._rollout_tried = target["bundle"]
+        row = conn.execute("SELECT archive FROM edge_fleet.bundles WHERE id=%s", (target["bundle"],)).fetchone()
+        try:
+            if row is None:
+                raise UserError("the server does not hold it")
+            with tempfile.TemporaryDirectory(prefix="edge-fleet-rollout-") as folder:
+                done = self.installer(unpack(bytes(row[0]), Path(folder)))
+            self.rollout_state = f"installed {target['name']}: {done}"
+            log.warning("fleet: rollout: %s", self.rollout_state)
+        except UserError as err:
+            self.rollout_state = f"kept its bundle, refused {target['name']}: {err}"
+            log.warning("fleet: rollout: %s", self.rollout_state)
 
     def _send_outbox(self, conn) -> None:
         while True:
@@ -175,32 +217,30 @@ class FleetSync:
                 self.replica.acknowledge(change.seq, change.fleet_id, name)
 
     def _push(self, conn, change) -> dict:
-        arguments = [change.seq, change.kind, change.fleet_id, None, None, None, "[]"]
+        detail, templates = change.detail, "[]"
         if change.kind == "enrol":
             person = self.replica.person(change.fleet_id)
             if person is None:                        # removed here before it was sent: its erasure follows
                 return {}
-            arguments[3:] = [person.name, person.consent, person.suspended, None]
-        elif change.kind == "rename":
-            arguments[3] = change.detail["name"]
-        elif change.kind == "suspend":
-            arguments[5] = bool(change.detail["suspended"])
+            detail = {"name": person.name, "consent": person.consent, "suspended": person.suspended}
         for attempt in (0, 1):
             if change.kind == "enrol":
                 sealer = self.fleet_sealer(refresh=attempt > 0)
-                arguments[6] = json.dumps([template_json(
+                templates = json.dumps([template_json(
                     t["vector"], t["fleet_id"], EmbeddingKey(t["model"], t["space"] or "", t["producer"] or ""),
-                    t["source"], sealer) for t in person.templates])
+                    t["source"], sealer, t["crop"]) for t in person.templates])
             try:
-                return conn.execute("SELECT edge_fleet.push_change(%s, %s, %s, %s, %s, %s, %s)",
-                                    arguments).fetchone()[0]
+                return conn.execute("SELECT edge_fleet.push_change(%s, %s, %s, %s, %s)",
+                                    (change.seq, change.kind, change.fleet_id, json.dumps(detail),
+                                     templates)).fetchone()[0]
             except psycopg().Error as err:
                 if getattr(err, "sqlstate", None) != STALE_KEY or attempt:
                     raise
         raise AssertionError("unreachable")
 
     def _send_events(self, conn) -> None:
-        columns = ("kiosk_id", "local_seq") + tuple("model" if c == "model_fingerprint" else c for c in EVENT_COLUMNS[1:])
+        columns = ("kiosk_id", "local_seq") + tuple("model" if c == "model_fingerprint" else c
+                                                    for c in EVENT_COLUMNS[1:])
         while True:
             events = self.replica.unsent_events(EVENT_BATCH)
             if not events:
@@ -215,25 +255,30 @@ class FleetSync:
     def _pull(self, conn) -> None:
         while True:
             applied = self.replica.applied()
-            rows = conn.execute("SELECT seq, person_id FROM edge_fleet.changes WHERE seq > %s ORDER BY seq LIMIT %s",
-                                (applied, BATCH)).fetchall()
+            rows = conn.execute("SELECT seq, person_id, kind FROM edge_fleet.changes WHERE seq > %s ORDER BY seq "
+                                "LIMIT %s", (applied, BATCH)).fetchall()
             if not rows:
                 self.replica.caught_up()
                 self._synced_at = self.replica.synced_at()
                 return
-            for offset, (seq, _) in enumerate(rows):
+            for offset, (seq, _, _) in enumerate(rows):
                 if seq != applied + 1 + offset:
                     raise UserError(f"the server's change sequence has a gap: change {applied + 1 + offset} is "
                                     f"missing before {seq}; nothing past {applied} was applied, and the kiosk goes "
                                     f"on with its replica (ask the admin to check the fleet's database)")
-            people = self._people(conn, list(dict.fromkeys(person for _, person in rows)))
-            self.replica.apply(rows[-1][0], people)
+            people = self._people(conn, list(dict.fromkeys(person for _, person, kind in rows if kind != "policy")))
+            policy = None
+            if any(kind == "policy" for _, _, kind in rows):
+                policy = dict(conn.execute("SELECT key, value FROM edge_fleet.policy").fetchall())
+            self.replica.apply(rows[-1][0], people, policy)
             self.state.applied = rows[-1][0]
+            self.policy = self.replica.policy()
 
     def _people(self, conn, ids: list[str]) -> dict[str, Person | None]:
         """Each person as the server holds them now; None for those no longer there (erased)."""
-        found = {pid: Person(pid, name, consent, suspended) for pid, name, consent, suspended in conn.execute(
-            "SELECT id, name, consent, suspended FROM edge_fleet.people WHERE id = ANY(%s)", (ids,))}
+        found = {pid: Person(pid, name, consent, suspended, groups=tuple(groups))
+                 for pid, name, consent, suspended, groups in conn.execute(
+                     "SELECT id, name, consent, suspended, groups FROM edge_fleet.people WHERE id = ANY(%s)", (ids,))}
         rows = conn.execute("SELECT id, person_id, model, space, producer, dim, key_id, sealed, source "
                             "FROM edge_fleet.templates WHERE person_id = ANY(%s) ORDER BY created, id",
                             (ids,)).fetchall()

@@ -83,6 +83,15 @@ MIGRATIONS = (
     CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, fleet_id TEXT NOT NULL,
                          detail TEXT, created TEXT NOT NULL);
     """,
+    # 10: the access groups a fleet gives each person (JSON list; edge.fleet.access decides which doors they open).
+    """
+    ALTER TABLE identities ADD COLUMN access_groups TEXT;
+    """,
+    # 11: the face crop a template was made from (sealed JPEG), kept only when the person consented to it: a new
+    # model's template is made from it (edge gallery --reembed) without asking them back.
+    """
+    ALTER TABLE templates ADD COLUMN crop BLOB;
+    """,
 )
 
 

@@ -35,13 +35,15 @@ class Pending:
 @dataclass
 class Person:
     """One person as a copy of the gallery holds them; templates are dicts with ``fleet_id``, ``vector`` (unit
-    float32), ``model``, ``space``, ``producer`` and ``source``."""
+    float32), ``model``, ``space``, ``producer``, ``source`` and, from this gallery, ``crop`` (a kept enrolment crop's
+    JPEG, or None)."""
 
     fleet_id: str
     name: str
     consent: str | None = None
     suspended: bool = False
     templates: list[dict] = field(default_factory=list)
+    groups: tuple[str, ...] = ()             # access groups (edge.fleet.access)
 
 
 class SqliteReplica:
@@ -55,8 +57,8 @@ class SqliteReplica:
         return row[0] if row else None
 
     def _set_meta(self, key: str, value) -> None:
-        self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        (key, str(value)))
+        self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, str(value)))
 
     def kiosk(self) -> str | None:
         """The fleet kiosk this gallery is the replica of (None: a gallery of its own)."""
@@ -109,9 +111,10 @@ class SqliteReplica:
         if row is None:
             return None
         templates = [{"fleet_id": tid, "vector": np.frombuffer(self.sealer.open(blob), np.float32, count=dim),
-                      "model": model, "space": space, "producer": producer, "source": source}
-                     for tid, blob, dim, model, space, producer, source in self.db.execute(
-                         "SELECT fleet_id, embedding, dim, model_fingerprint, embedding_space, producer, source "
+                      "model": model, "space": space, "producer": producer, "source": source,
+                      "crop": self.sealer.open(crop) if crop else None}
+                     for tid, blob, dim, model, space, producer, source, crop in self.db.execute(
+                         "SELECT fleet_id, embedding, dim, model_fingerprint, embedding_space, producer, source, crop "
                          "FROM templates WHERE identity_id=? ORDER BY id", (row[0],))]
         return Person(fleet_id, row[1], row[2], bool(row[3]), templates)
 
@@ -151,9 +154,10 @@ class SqliteReplica:
         self.db.execute("DELETE FROM events WHERE identity=?", (row[0],))
         return True
 
-    def apply(self, last_seq: int, people: dict[str, Person | None]) -> None:
-        """Makes each person as the server holds them now (None: erased there) and records ``last_seq`` as
-        applied, in one transaction: all of it or none."""
+    def apply(self, last_seq: int, people: dict[str, Person | None], policy: dict | None = None) -> None:
+        """Makes each person as the server holds them now (None: erased there), takes the fleet's ``policy`` (door
+        rules and settings) when it changed, and records ``last_seq`` as applied, in one transaction: all of it or
+        none."""
         erased = False
         with self.transaction():
             for fleet_id, person in people.items():
@@ -161,10 +165,16 @@ class SqliteReplica:
                     erased |= self._erase(fleet_id)
                 else:
                     self._refresh(person)
+            if policy is not None:
+                self._set_meta("fleet_policy", json.dumps(policy))
             self._set_meta("fleet_applied", last_seq)
             self._set_meta("fleet_synced_at", time.time())
         if erased:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def policy(self) -> dict:
+        """The fleet's door rules and settings as last applied here ({} before any)."""
+        return json.loads(self._meta("fleet_policy") or "{}")
 
     def caught_up(self) -> None:
         """Nothing newer was on the server: the replica is current as of now."""
@@ -178,10 +188,11 @@ class SqliteReplica:
             raise UserError(f"the server's {person.name!r} clashes with a person enrolled here and not yet sent; "
                             f"nothing applied: the next round sends it first")
         self.db.execute(
-            "INSERT INTO identities(name, created, consent, fleet_id, suspended) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(fleet_id) DO UPDATE SET name=excluded.name, consent=excluded.consent, "
-            "suspended=excluded.suspended", (person.name, now(), person.consent, person.fleet_id,
-                                             int(person.suspended)))
+            "INSERT INTO identities(name, created, consent, fleet_id, suspended, access_groups) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fleet_id) DO UPDATE SET name=excluded.name, "
+            "consent=excluded.consent, suspended=excluded.suspended, access_groups=excluded.access_groups",
+            (person.name, now(), person.consent, person.fleet_id, int(person.suspended),
+             json.dumps(list(person.groups))))
         identity = self.db.execute("SELECT id FROM identities WHERE fleet_id=?", (person.fleet_id,)).fetchone()[0]
         held = {tid for (tid,) in self.db.execute("SELECT fleet_id FROM templates WHERE identity_id=?", (identity,))}
         server = {t["fleet_id"] for t in person.templates}

@@ -27,6 +27,7 @@ from edge.gallery.store import (
     GalleryTemplates,
     NotLive,
     People,
+    Reembedded,
     Visitors,
     mean_template,
 )
@@ -90,12 +91,31 @@ class SqlitePeople(Stored, People):
                               for row in events]}
 
     def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
-               consent: str | None = None, add: bool = False) -> int:
+               consent: str | None = None, add: bool = False, crops: list[bytes] | None = None) -> int:
         with self.transaction():
-            return self.add_templates(name, embeddings, key, sources, consent, add)
+            return self.add_templates(name, embeddings, key, sources, consent, add, crops)
+
+    def reembed(self, key: EmbeddingKey, embed) -> Reembedded:
+        matched = set(self.templates(key).names)
+        kept: dict[str, list[tuple[bytes, str]]] = {}
+        for name, crop, source in self.db.execute(
+                "SELECT i.name, t.crop, t.source FROM templates t JOIN identities i ON i.id=t.identity_id "
+                "WHERE t.crop IS NOT NULL ORDER BY i.name, t.id").fetchall():
+            if name not in matched:
+                kept.setdefault(name, []).append((self.sealer.open(crop), source))
+        made, refused = {}, []
+        for name, crops in kept.items():
+            looks = [(embed(jpeg), jpeg, source) for jpeg, source in crops]
+            refused += [f"{name} ({source}): {why}" for (vector, why), _, source in looks if vector is None]
+            usable = [(vector, jpeg, source) for (vector, _), jpeg, source in looks if vector is not None]
+            if usable:
+                made[name] = self.enroll(name, np.stack([u[0] for u in usable]), key, [u[2] for u in usable],
+                                         add=True, crops=[u[1] for u in usable])
+        must_enrol = sorted(name for name, _ in self.identities() if name not in matched and name not in made)
+        return Reembedded(made, refused, must_enrol)
 
     def add_templates(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
-                      consent: str | None, add: bool) -> int:
+                      consent: str | None, add: bool, crops: list[bytes] | None = None) -> int:
         """``enroll``'s work, inside the caller's transaction."""
         key = EmbeddingKey.of(key)
         check_name(name)
@@ -114,11 +134,13 @@ class SqlitePeople(Stored, People):
             self.db.execute("UPDATE identities SET consent=? WHERE name=?", (f"{consent} at {now()}", name))
         identity_id, fleet_id = self.db.execute("SELECT id, fleet_id FROM identities WHERE name=?",
                                                 (name,)).fetchone()
+        crops = crops or [None] * len(embeddings)
         self.db.executemany(
             "INSERT INTO templates(identity_id, model_fingerprint, embedding, dim, source, created, "
-            "embedding_space, producer, sealed, fleet_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            "embedding_space, producer, sealed, fleet_id, crop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
             [(identity_id, key.fingerprint, self.sealer.seal(e.tobytes()), e.size, s, now(), key.space or None,
-              key.kind or None, new_fleet_id()) for e, s in zip(embeddings, sources)])
+              key.kind or None, new_fleet_id(), self.sealer.seal(c) if c else None)
+             for e, s, c in zip(embeddings, sources, crops)])
         self.store.journal("enrol", fleet_id)
         return len(embeddings)
 
@@ -178,7 +200,9 @@ class SqlitePeople(Stored, People):
         other = sum(len(v) for v in stale.values())
         only_stale = {name: sources for name, sources in stale.items() if name not in by_name}
         suspended = {name for (name,) in self.db.execute("SELECT name FROM identities WHERE suspended=1")}
-        return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale, frozenset(suspended))
+        groups = {name: frozenset(json.loads(listed)) for name, listed in self.db.execute(
+            "SELECT name, access_groups FROM identities WHERE access_groups IS NOT NULL")}
+        return GalleryTemplates(names, matrix.astype(np.float32), other, only_stale, frozenset(suspended), groups)
 
     def identities(self) -> list[tuple[str, int]]:
         """(name, template count) for every enrolled identity, any model."""

@@ -39,6 +39,7 @@ class GalleryTemplates:
     stale: dict[str, list[str]] = field(default_factory=dict)   # identity -> photo sources, for the identities
                                                                 # whose every template is unusable here
     suspended: frozenset = frozenset()                          # named, but open no door
+    groups: dict[str, frozenset] = field(default_factory=dict)  # identity -> access groups a fleet gave them
 
 
 def mean_template(embeddings) -> np.ndarray:
@@ -60,13 +61,29 @@ class NotLive(UserError):
 NAMEABLE_VERDICTS = ("live", "off")
 
 
+@dataclass
+class Reembedded:
+    """What ``People.reembed`` did: templates made per person, crops refused (and why), and the people left with no
+    template the new model can match, who must enrol again."""
+
+    made: dict[str, int]
+    refused: list[str]
+    must_enrol: list[str]
+
+
 class People(abc.ABC):
     @abc.abstractmethod
     def enroll(self, name: str, embeddings: np.ndarray, key: EmbeddingKey | str, sources: list[str],
-               consent: str | None = None, add: bool = False) -> int:
+               consent: str | None = None, add: bool = False, crops: list[bytes] | None = None) -> int:
         """Adds templates for ``name``; returns how many. A new name is a new person; a name already enrolled is
         refused (``AlreadyEnrolled``) unless ``add`` says these faces are that same person's. ``consent`` is
-        recorded with the time it was given."""
+        recorded with the time it was given; ``crops`` (one JPEG per template) are kept, sealed, only when the
+        person agreed to that."""
+
+    @abc.abstractmethod
+    def reembed(self, key: EmbeddingKey, embed) -> Reembedded:
+        """Templates for ``key``'s model, made with ``embed(jpeg) -> (embedding | None, why)`` from the kept crops of
+        everyone who has no template that model can match."""
 
     @abc.abstractmethod
     def remove(self, name: str) -> bool:

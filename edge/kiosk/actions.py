@@ -46,10 +46,11 @@ MQTT_RECONNECT_S = (0.5, 10.0)      # paho's reconnection backoff, first and lon
 MIN_SECRET_BYTES = 16
 QUEUED_EVENTS = 10                  # per action; more waiting than this means the action is stuck: drop
 # Why a decision opened nothing, in the order they are checked (each a label of /metrics' edge_face_door_refused).
-# "suspended": the person is suspended (named, opens nothing); "replica too old": a fleet's kiosk has not caught up
-# with its server for longer than --max_replica_age (edge.fleet.sync).
-REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "suspended", "replica too old", "not live",
-            "looks too old", "rate limited")
+# "suspended": the person is suspended (named, opens nothing); a fleet's kiosk (edge.fleet): "replica too old", not
+# caught up with its server for longer than --max_replica_age; "not allowed here now", the door's access rules do not
+# let this person in at this hour; "liveness required", the fleet requires liveness and the kiosk runs without.
+REFUSALS = ("not named", "visit cut short", "kiosk unhealthy", "suspended", "replica too old", "not allowed here now",
+            "liveness required", "not live", "looks too old", "rate limited")
 
 
 class Action(abc.ABC):
@@ -296,7 +297,7 @@ class DoorActions:
 
     def on_decision(self, decision, healthy: bool, kiosk: str, look_age_s: float, barred: str = "") -> DoorResult:
         """``look_age_s``: seconds since the frame of the newest look the decision rests on was captured; ``barred``:
-        why the kiosk bars this visit whoever it is ("suspended", "replica too old"; "" when it does not)."""
+        why the kiosk bars this visit (one of REFUSALS from "suspended" to "liveness required"; "" when it does not)."""
         if decision.outcome != "named" or decision.identity is None:
             return self._refuse("not named")
         if decision.interrupted:

@@ -96,6 +96,7 @@ class KioskService:
         self._gallery_checked = 0.0
         self.fleet = fleet
         self._fleet_thread: threading.Thread | None = None
+        self._take_fleet_settings()
 
     def start(self) -> None:
         """Opens the source and runs the loop in a thread (``edge serve``)."""
@@ -157,10 +158,27 @@ class KioskService:
         return self.fleet.status() if self.fleet is not None else None
 
     def barred(self, decision) -> str:
-        """Why the kiosk bars a visit whoever it names: a suspended person, or a fleet replica too old to trust."""
-        if decision.identity in self.pipeline.matcher.templates.suspended:
+        """Why the kiosk bars a named visit: a suspended person; in a fleet, a replica too old to trust, the door's
+        access rules, or liveness the fleet requires and this kiosk runs without."""
+        templates = self.pipeline.matcher.templates
+        if decision.identity in templates.suspended:
             return "suspended"
-        return self.fleet.barred() if self.fleet is not None else ""
+        if self.fleet is None:
+            return ""
+        barred = self.fleet.barred(templates.groups.get(decision.identity, frozenset()))
+        if not barred and self.fleet.settings().get("require_liveness") and not self.door.require_live:
+            return "liveness required"
+        return barred
+
+    def _take_fleet_settings(self) -> None:
+        """The fleet's door settings and retention, its one place for them, over this kiosk's flags."""
+        settings = self.fleet.settings() if self.fleet is not None else {}
+        if "door_interval_s" in settings:
+            self.door.min_interval_s = settings["door_interval_s"]
+        if "max_frame_age_s" in settings:
+            self.door.max_frame_age_s = settings["max_frame_age_s"]
+        self.retention_days = (settings.get("keep_unknown_days", self.retention_days[0]),
+                               settings.get("keep_named_days", self.retention_days[1]))
 
     def camera_status(self) -> dict:
         status = getattr(self._source, "status", None)
@@ -314,4 +332,5 @@ class KioskService:
             self._gallery_version = version
             with self.models:
                 self.stream.reload_gallery()
+            self._take_fleet_settings()
             log.info("gallery changed: %d people enrolled", len(self.pipeline.matcher.templates.names))

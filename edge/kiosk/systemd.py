@@ -79,11 +79,14 @@ def watched_frames(source, notifier: Notifier, stop=None):
         yield frame
 
 
-def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER) -> str:
+def unit_text(board: str, bundle: Path, source: str, python: str = sys.executable, user: str = SERVICE_USER,
+              fleet: Path | None = None) -> str:
     """A ``Type=notify`` unit running ``edge serve`` on ``board``: a dedicated user, its state under /var/lib/edge-face
-    (the gallery's home, 0700), restart on failure with a start limit, and the watchdog."""
+    (the gallery's home, 0700), restart on failure with a start limit (a fleet's rollout exits 75 to be started on
+    its new bundle), and the watchdog; with ``fleet``, the kiosk's fleet credentials."""
     command = " ".join(unit_word(word) for word in [python, "-m", "edge", "serve", "--bundle", str(bundle),
-                                                     "--source", source])
+                                                     "--source", source,
+                                                     *(["--fleet", str(fleet)] if fleet else [])])
     return f"""[Unit]
 Description=edge-face kiosk on {board}
 After=network-online.target
@@ -131,7 +134,7 @@ def unit_word(word: str) -> str:
     return escaped if escaped and shlex.quote(escaped) == escaped else f"'{escaped}'"
 
 
-def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
+def write_unit(out: Path, board: str, bundle: Path, source: str, fleet: Path | None = None) -> Path:
     """Writes the unit to ``out`` (refusing to overwrite a different file); the bundle must be a readable
     folder, written as an absolute path since the service runs elsewhere, its links kept as they are."""
     if not (bundle / "manifest.json").is_file():
@@ -143,7 +146,7 @@ def write_unit(out: Path, board: str, bundle: Path, source: str) -> Path:
         if path == Path("/tmp") or Path("/tmp") in path.parents:
             log.warning("%s is under /tmp (%s), which the service does not see (PrivateTmp=true): move it to a "
                         "lasting place before installing the unit", what, path)
-    text = unit_text(board, bundle, source)
+    text = unit_text(board, bundle, source, fleet=fleet)
     if out.exists() and out.read_text() != text:
         raise UserError(f"{out} exists and differs; remove it or choose another --out")
     out.write_text(text)

@@ -149,7 +149,10 @@ def test_a_kiosk_role_cannot_delete_people_read_other_kiosks_keys_or_log_as_anot
         assert conn.execute("SELECT count(*) FROM edge_fleet.templates").fetchone()[0] == 1   # it may read them
         for statement in ("DELETE FROM edge_fleet.people", "DELETE FROM edge_fleet.templates",
                           "SELECT * FROM edge_fleet.kiosk_keys", "SELECT * FROM edge_fleet.kiosks",
-                          "SELECT edge_fleet.record_change('door-1', 1, 'erase', 'x', NULL, NULL, NULL, '[]')",
+                          "SELECT edge_fleet.record_change('door-1', 1, 'erase', 'x', '{}', '[]')",
+                          "SELECT edge_fleet.push_change(1, 'groups', 'x', '{\"groups\": [\"staff\"]}', '[]')",
+                          "SELECT edge_fleet.push_change(2, 'policy', '-', '{\"key\": \"doors\"}', '[]')",
+                          "UPDATE edge_fleet.policy SET value = '{}'",
                           "INSERT INTO edge_fleet.events(kiosk_id, local_seq) VALUES ('door-1', 1)"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
@@ -181,6 +184,106 @@ def test_a_revoked_kiosk_reads_nothing_and_the_others_open_with_the_rotated_key(
         assert templates.names == ["Ann", "Eve"]
         np.testing.assert_allclose(templates.matrix[0], ann / np.linalg.norm(ann), atol=1e-6)
         np.testing.assert_allclose(templates.matrix[1], unit_vectors(1, 5)[0], atol=1e-6)
+
+
+def test_door_rules_groups_and_settings_set_at_the_desk_reach_the_kiosk_and_retention_runs_centrally(lab):
+    from edge.fleet.access import parse_rule
+
+    lab.admin.enrol("Ann", unit_vectors(1, 1), MODEL, ["desk"], "yes")
+    lab.admin.enrol("Bob", unit_vectors(1, 2), MODEL, ["desk"], "yes")
+    lab.admin.set_groups("Ann", ["staff"])
+    lab.admin.set_door("door-0", [parse_rule("staff", "all", "00:00-24:00")])
+    lab.admin.update_settings({"door_interval_s": 4.0, "keep_unknown_days": 7.0, "timezone": "Europe/Berlin"})
+    with pytest.raises(UserError, match="no kiosk 'door-9'"):
+        lab.admin.set_door("door-9", [])
+    kiosk = replica(lab, "door-0")
+    kiosk.sync_once()
+    gallery = SqliteGallery(lab.gallery("door-0"))
+    groups = gallery.people.templates(MODEL).groups
+    assert groups == {"Ann": frozenset({"staff"}), "Bob": frozenset()}
+    assert kiosk.barred(groups["Ann"]) == "" and kiosk.barred(groups["Bob"]) == "not allowed here now"
+    assert kiosk.settings() == {"door_interval_s": 4.0, "keep_unknown_days": 7.0, "timezone": "Europe/Berlin"}
+    other = replica(lab, "door-1")                               # a door without rules opens for everyone
+    other.sync_once()
+    assert other.barred(frozenset()) == ""
+    other.close()
+    # decisions sent to the server go when the fleet's retention says, there too
+    gallery.events.log([{"outcome": "unknown"}, {"identity": "Ann", "outcome": "named"}])
+    gallery.close()
+    kiosk.sync_once()
+    lab.admin.conn.execute("UPDATE edge_fleet.events SET received = now() - interval '8 days'")
+    kiosk.sync_once()
+    left = lab.admin.conn.execute("SELECT identity FROM edge_fleet.events").fetchall()
+    assert left == [("Ann",)]                                    # named decisions: no retention set for them
+    lab.admin.set_door("door-0", None)
+    kiosk.sync_once()
+    assert kiosk.barred(frozenset()) == ""
+    kiosk.close()
+
+
+def test_a_rolled_out_bundle_is_installed_with_each_kiosks_checks_or_refused_saying_why(lab, verify_bundle, tmp_path,
+                                                                                       monkeypatch):
+    from edge.bundles.installed import current_bundle
+    from edge.commands.bundle_cli import install_checked
+    from edge.fleet.rollout import bundle_id
+    from edge.runtime.manifest import read_manifest
+
+    target = lab.admin.rollout(verify_bundle)
+    board = read_manifest(verify_bundle).board
+    assert target["board"] == board and target["bundle"] == bundle_id(verify_bundle)
+    facts = {"board": board, "bundle_id": "the bundle it ran before", "bundle": "old"}
+    kiosk = replica(lab, "door-0", facts=lambda: facts, installer=lambda folder: install_checked(folder).name)
+    kiosk.sync_once()
+    assert kiosk.rollout_state.startswith(f"installed {verify_bundle.name}: ")
+    assert bundle_id(current_bundle()) == target["bundle"]            # this kiosk's home (trusting the signer)
+    kiosk.sync_once()                                                  # a target is tried once, not every round
+    kiosk.close()
+    # a kiosk that trusts no key refuses it, keeps what it ran, and says why in the fleet's status
+    monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "untrusting"))
+    other = replica(lab, "door-1", facts=lambda: facts, installer=lambda folder: install_checked(folder).name)
+    other.sync_once()
+    assert other.rollout_state.startswith(f"kept its bundle, refused {verify_bundle.name}: ")
+    assert not (tmp_path / "untrusting" / "bundles" / "current").exists()
+    other.close()
+    rollouts = {k["kiosk"]: k["rollout"] for k in lab.admin.status()["kiosks"]}
+    assert rollouts["door-0"].startswith("installed") and rollouts["door-1"].startswith("kept its bundle")
+    assert rollouts["door-2"] is None
+
+
+def test_kept_crops_go_sealed_to_the_server_and_a_new_models_templates_reach_every_kiosk(lab, verify_bundle,
+                                                                                        tmp_path):
+    import cv2
+    from synthetic_faces.dataset import write_identity_folders
+
+    from edge.faces.pipeline import open_pipeline
+    from edge.gallery.store import EmbeddingKey
+
+    write_identity_folders(tmp_path / "photos", 2, 2, seed=500)
+    pipeline = open_pipeline(verify_bundle)
+    looks = {folder.name: [pipeline.faces.enrolment_look(cv2.imread(str(p))) for p in sorted(folder.glob("*.png"))]
+             for folder in sorted((tmp_path / "photos").iterdir()) if folder.is_dir()}
+    older = EmbeddingKey("an older model", "older space", "onnx:fp32")
+    ann, bob = looks["id0500"], looks["id0501"]
+    lab.admin.enrol("Ann", [v for v, _, _ in ann], older, ["desk", "desk"], "yes", crops=[c for _, c, _ in ann])
+    # Bob enrols at a kiosk, keeping his crops: they go to the server sealed with the fleet key, like his templates
+    kiosk = replica(lab, "door-0")
+    kiosk.sync_once()
+    at(lab, "door-0", lambda people: people.enroll("Bob", np.stack([v for v, _, _ in bob]), older, ["camera"] * 2,
+                                                   consent="yes", crops=[c for _, c, _ in bob]))
+    kiosk.sync_once()
+    crops = [bytes(c) for (c,) in lab.admin.conn.execute("SELECT crop FROM edge_fleet.templates")]
+    assert len(crops) == 4 and not any(c.startswith(b"\xff\xd8") for c in crops)      # never a JPEG in the clear
+    lab.admin.enrol("Cid", [v for v, _, _ in bob], older, ["desk"] * 2, "yes")            # no crops kept
+    lab.admin.revoke("door-2")                                                             # crops re-sealed too
+    done = lab.admin.reembed(pipeline.faces.key, pipeline.faces.enrolment_embedding_of_jpeg)
+    assert done.made == {"Ann": 2, "Bob": 2} and done.refused == [] and done.must_enrol == ["Cid"]
+    assert lab.admin.reembed(pipeline.faces.key, pipeline.faces.enrolment_embedding_of_jpeg).made == {}
+    kiosk.sync_once()
+    gallery = SqliteGallery(lab.gallery("door-0"))
+    assert gallery.people.templates(pipeline.faces.key).names == ["Ann", "Bob"]
+    gallery.close()
+    kiosk.close()
+    pipeline.close()
 
 
 def test_bad_input_is_one_line_and_applies_nothing(lab, tmp_path):
@@ -216,7 +319,7 @@ def test_bad_input_is_one_line_and_applies_nothing(lab, tmp_path):
     one_line(lab.admin.key, "put back the fleet's key")
 
 
-def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, monkeypatch, capsys):
+def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, monkeypatch, capsys, verify_bundle):
     lab.admin.conn.execute("CREATE DATABASE building")
     url = lab.server.admin_url().replace("/postgres", "/building")
     monkeypatch.setenv("EDGE_FACE_HOME", str(tmp_path / "home"))
@@ -232,9 +335,16 @@ def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, m
     assert main(["fleet", "sync", "--once", "--fleet", str(credentials), "--gallery", str(tmp_path / "lobby.db")]) == 0
     assert main(["fleet", "suspend", "nobody"]) == 2
     assert "'nobody' is not enrolled in the fleet" in capsys.readouterr().err
+    assert main(["fleet", "door", "lobby", "--allow", "staff", "mon-fri", "07:00-19:00"]) == 0
+    assert main(["fleet", "door", "lobby", "--allow", "staff", "weekdays", "07:00-19:00"]) == 2
+    assert main(["fleet", "settings", "--door_interval", "5", "--require_liveness", "yes"]) == 0
+    assert main(["fleet", "rollout", str(verify_bundle)]) == 0
     assert main(["fleet", "status"]) == 0
     out = capsys.readouterr().out
-    assert "fleet: 0 people (0 suspended), 0 changes" in out and "lobby\tactive" in out
+    assert "fleet: 0 people (0 suspended), 3 changes" in out and "lobby\tactive" in out
+    assert f"rollout: host kiosks are to run {verify_bundle.name}" in out
+    assert "door lobby: staff mon,tue,wed,thu,fri 07:00-19:00" in out
+    assert 'settings: {"door_interval_s": 5.0, "require_liveness": true}' in out
     assert main(["fleet", "revoke", "lobby"]) == 0
     assert main(["fleet", "status"]) == 0
     assert "lobby\trevoked" in capsys.readouterr().out

@@ -238,6 +238,7 @@ def test_a_door_opens_only_on_fresh_looks_and_every_refusal_is_in_metrics(verify
 
 
 def test_a_suspended_person_and_a_fleet_replica_too_old_open_no_door_and_say_why(verify_bundle, tmp_path):
+    pytest.importorskip("psycopg", reason="a fleet's kiosk needs the fleet extra (not on the lowest-Python board venv)")
     from edge.fleet.credentials import KioskCredentials
     from edge.fleet.keys import new_kiosk_pair
     from edge.fleet.sync import FleetSync
@@ -275,6 +276,40 @@ def test_a_suspended_person_and_a_fleet_replica_too_old_open_no_door_and_say_why
     assert 'edge_face_door_refused_total{reason="suspended"} 1.0' in metrics
     assert "edge_face_fleet_doors_barred 1.0" in metrics and "edge_face_fleet_online 0.0" in metrics
     service.stop()
+    pipeline.close()
+
+
+def test_a_fleets_door_rules_and_settings_decide_which_named_visits_open_the_door(verify_bundle, tmp_path):
+    pytest.importorskip("psycopg", reason="a fleet's kiosk needs the fleet extra (not on the lowest-Python board venv)")
+    from edge.fleet.access import parse_rule
+    from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.keys import new_kiosk_pair
+    from edge.fleet.sync import FleetSync
+    from edge.gallery.sqlite_replica import SqliteReplica
+    from edge.kiosk.actions import DoorActions
+
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)             # ann, in no access group
+    KioskCredentials("door-1", "postgresql://edge_kiosk_door_1@127.0.0.1:1/fleet", "secret",
+                     new_kiosk_pair()[0]).write(tmp_path / "kiosk.json")
+    clock = Clock()
+
+    def named_doors(policy: dict) -> list[str]:
+        """What the door did on ann's visit, with ``policy`` as the replica last applied it (just now)."""
+        SqliteReplica(pipeline.gallery).apply(1, {}, policy)
+        fleet = FleetSync(KioskCredentials.read(tmp_path / "kiosk.json"), pipeline.gallery.path)
+        door = DoorActions([], min_interval_s=3600, require_live=False)
+        service = KioskService(pipeline, "scripted://", door=door, source=ScriptedCamera(visitor_frames(30), clock),
+                               clock=clock, fleet=fleet)
+        assert door.min_interval_s == policy["settings"].get("door_interval_s", 3600)     # the fleet's, over the flag
+        run_scripted(service)
+        service.stop()
+        return [r["door"] for r in service.state.recent if r["outcome"] == "named"]
+
+    everyone = {"doors": {}, "settings": {"door_interval_s": 0.001}}
+    assert named_doors(everyone) == ["opened"]
+    staff_only = {"doors": {"door-1": [parse_rule("staff", "all", "00:00-24:00")]}, "settings": {}}
+    assert named_doors(staff_only) == ["not allowed here now"]
+    assert named_doors({**everyone, "settings": {"require_liveness": True}}) == ["liveness required"]
     pipeline.close()
 
 
@@ -612,6 +647,43 @@ def test_command_line_enrolment_asks_for_consent_and_records_it(verify_bundle, t
     assert "already enrolled" in capsys.readouterr().err
     consent = SqliteGallery(gallery)._db.execute("SELECT consent FROM identities").fetchone()[0]
     assert consent.startswith("yes (command line) at ")
+
+
+def test_kept_enrolment_crops_make_a_new_models_templates_and_the_others_are_named_to_enrol_again(verify_bundle,
+                                                                                                     tmp_path, capsys):
+    import sqlite3
+
+    from synthetic_faces.dataset import write_identity_folders
+
+    from edge.commands.cli import main
+    from edge.gallery.store import EmbeddingKey
+
+    photos = tmp_path / "photos"
+    write_identity_folders(photos, 2, 2, seed=500)
+    ann, bob = (str(folder) for folder in sorted(photos.iterdir()) if folder.is_dir())
+    gallery = tmp_path / "g.db"
+    base = ["enroll", "--bundle", str(verify_bundle), "--gallery", str(gallery), "--consent"]
+    assert main([*base, "--name", "ann", "--keep_crops", ann]) == 0
+    assert main([*base, "--name", "bob", bob]) == 0                       # no consent to keeping crops
+    with sqlite3.connect(gallery) as db:
+        assert db.execute("SELECT COUNT(crop) FROM templates").fetchone()[0] == 2     # ann's two, sealed
+        assert b"\xff\xd8" not in b"".join(row[0][:2] for row in db.execute("SELECT crop FROM templates "
+                                                                             "WHERE crop IS NOT NULL"))
+        # as if both had been enrolled with the model of an older bundle
+        db.execute("UPDATE templates SET model_fingerprint='an older model', embedding_space='older space'")
+    capsys.readouterr()
+    assert main(["gallery", "--gallery", str(gallery), "--reembed", "--bundle", str(verify_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "reembed: 2 templates for 1 people" in out
+    assert "1 must enrol again (no crop kept, or none usable): bob" in out
+    opened = SqliteGallery(gallery)
+    pipeline_key = open_pipeline(verify_bundle).faces.key
+    templates = opened.people.templates(EmbeddingKey(pipeline_key.fingerprint, pipeline_key.space, pipeline_key.kind,
+                                                     pipeline_key.accepts))
+    assert templates.names == ["ann"] and templates.stale == {"bob": [str(p) for p in sorted(Path(bob).iterdir())]}
+    opened.close()
+    assert main(["gallery", "--gallery", str(gallery), "--reembed"]) == 2
+    assert "--reembed and --bundle go together" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_missing_or_empty_gallery_at_start_and_makes_none(verify_bundle, tmp_path, capsys):

@@ -129,6 +129,11 @@ def test_a_unit_for_the_current_bundle_keeps_the_link_so_installs_and_rollbacks_
     assert edge_main(["install-service", "--board", "host", "--bundle", str(installed / "current"), "--out",
                       str(out)]) == 0
     assert f"--bundle {installed / 'current'} " in out.read_text() and "host-2026" not in out.read_text()
+    fleet = tmp_path / "fleet.service"                       # a fleet's kiosk: its credentials; rollouts restart it
+    assert edge_main(["install-service", "--board", "host", "--bundle", str(installed / "current"), "--out",
+                      str(fleet), "--fleet", "/var/lib/edge-face/fleet-kiosk.json"]) == 0
+    assert "--fleet /var/lib/edge-face/fleet-kiosk.json\n" in fleet.read_text()
+    assert "Restart=on-failure" in fleet.read_text()
 
 
 def test_a_source_is_escaped_for_systemd_or_refused_and_a_bundle_under_tmp_is_warned_about(tmp_path, bundle, capsys,
