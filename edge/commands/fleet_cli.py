@@ -257,6 +257,8 @@ def run_sync(args) -> int:
             fleet.run(stop)
         except KeyboardInterrupt:
             stop.set()
+            print(f"fleet sync: stopped at change {fleet.state.applied}; {fleet.state.pending} changes made here wait "
+                  f"to be sent", file=sys.stderr)
             return 130
         return 0
     finally:
@@ -276,7 +278,7 @@ def start_fleet(args, liveness, installer=None) -> "object | None":
 
     facts = {"bundle": Path(args.bundle).resolve().name, "bundle_id": bundle_id(args.bundle),
              "board": read_manifest(args.bundle, verify_files=False).board,
-             "liveness": liveness.names if liveness is not None else "off"}
+             "liveness": ",".join(liveness.names) if liveness is not None else "off"}
     fleet = FleetSync(KioskCredentials.read(args.fleet), args.gallery, args.max_replica_age, lambda: facts)
     try:
         state = fleet.sync_once()

@@ -190,8 +190,8 @@ BEGIN
             USING ERRCODE = 'EF002';
     END IF;
     UPDATE kiosks SET instance = instance_id, last_seen = now(), applied_seq = applied, replica_age_s = age,
-                      bundle = bundle_name, liveness = liveness_state, note = note_text,
-                      rollout = coalesce(rollout_state, rollout)
+                      bundle = coalesce(bundle_name, bundle), liveness = coalesce(liveness_state, liveness),
+                      note = coalesce(note_text, note), rollout = coalesce(rollout_state, rollout)
         WHERE id = me;
     -- retention, applied centrally: decisions past the fleet's settings go (kept forever when unset)
     DELETE FROM events WHERE identity IS NULL AND received < now() - make_interval(

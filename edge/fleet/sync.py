@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 BATCH = 2000                     # changes applied per SQLite transaction
 EVENT_BATCH = 500
 WAIT_S = 0.5                     # how long a quiet round waits for a notification before it looks at the outbox
-HEARTBEAT_S = 30.0               # a quiet kiosk still reports (last seen, replica age) this often
+HEARTBEAT_S = 10.0               # a quiet kiosk still reports (last seen, replica age) this often
 BACKOFF_S = (0.5, 10.0)          # first and longest wait before reconnecting to a lost server
 STALE_KEY = "EF001"
 
