@@ -61,6 +61,19 @@ def add_fleet_verb(verbs, gallery_help: str) -> None:
     suspend = admin_action("suspend", run_suspend, "suspend a person: still named, no door opens (--resume undoes)")
     suspend.add_argument("name")
     suspend.add_argument("--resume", action="store_true")
+    visitors = admin_action("visitors", run_visitors, "unnamed visitors every kiosk kept, newest first")
+    visitors.add_argument("--json", action="store_true")
+    name_visitor = admin_action("name-visitor", run_name_visitor, "enrol a kept visitor (judged live) for every "
+                                                                  "kiosk, and forget the visitor")
+    name_visitor.add_argument("kiosk")
+    name_visitor.add_argument("visitor", type=int)
+    name_visitor.add_argument("--name", required=True)
+    name_visitor.add_argument("--consent", action="store_true", help="the person agreed to be enrolled (required)")
+    name_visitor.add_argument("--add", action="store_true", help="NAME is enrolled already: add these looks to them")
+    forget_visitor = admin_action("forget-visitor", run_forget_visitor, "delete a kept visitor, on the server and "
+                                                                        "at its kiosk")
+    forget_visitor.add_argument("kiosk")
+    forget_visitor.add_argument("visitor", type=int)
     groups = admin_action("groups", run_groups, "set the access groups a person belongs to (none: no groups)")
     groups.add_argument("name")
     groups.add_argument("groups", nargs="*", metavar="GROUP")
@@ -192,6 +205,33 @@ def run_rename(args) -> int:
 def run_suspend(args) -> int:
     return _one_change(args, lambda a: a.suspend(args.name, not args.resume),
                        f"{args.name!r} {'resumed' if args.resume else 'suspended: named, but no door opens'}")
+
+
+def run_visitors(args) -> int:
+    kept = _with_admin(args, lambda admin: admin.visitors())
+    if args.json:
+        print(json.dumps(kept, indent=1))
+        return 0
+    for v in kept:
+        crop = "" if v["has_crop"] else "\tno crop"
+        print(f"{v['kiosk']}\t{v['visitor']}\t{v['time']}\t{v['outcome']}\tscore {v['score'] or 0:.2f}\t"
+              f"liveness {v['liveness'] or 'not judged'}{crop}")
+    print(f"fleet: {len(kept)} kept visitors (python -m edge fleet name-visitor KIOSK ID --name NAME --consent)")
+    return 0
+
+
+def run_name_visitor(args) -> int:
+    if not args.consent:
+        raise UserError(f"naming a visitor enrols {args.name!r}'s face: ask them, and once they agree add --consent")
+    added = _with_admin(args, lambda admin: admin.name_visitor(args.kiosk, args.visitor, args.name, "yes (fleet desk, "
+                                                               "from a kept visitor)", args.add))
+    print(f"fleet: visitor {args.visitor} of {args.kiosk} is {args.name!r} ({added} templates), for every kiosk")
+    return 0
+
+
+def run_forget_visitor(args) -> int:
+    return _one_change(args, lambda a: a.forget_visitor(args.kiosk, args.visitor),
+                       f"visitor {args.visitor} of {args.kiosk} forgotten, on the server and at the kiosk")
 
 
 def run_groups(args) -> int:

@@ -25,7 +25,7 @@ from edge.fleet.server import conninfo_parts, connect, is_remote, psycopg, redac
 from edge.gallery.rules import check_name
 from edge.gallery.sealing import Sealer
 from edge.gallery.sqlite_stores import new_fleet_id
-from edge.gallery.store import AlreadyEnrolled, EmbeddingKey, Reembedded
+from edge.gallery.store import NAMEABLE_VERDICTS, AlreadyEnrolled, EmbeddingKey, NotLive, Reembedded
 
 KEY_FILE = "fleet.key"
 POLICY_ROW = "-"             # the person id of a change to the policy (it names nobody)
@@ -241,6 +241,37 @@ class FleetAdmin:
         must_enrol = sorted(names[pid] for pid in names if pid not in matched and names[pid] not in made)
         return Reembedded(made, refused, must_enrol)
 
+    def visitors(self) -> list[dict]:
+        """Unnamed visitors every kiosk kept, newest first (their looks stay sealed)."""
+        columns = ("kiosk", "visitor", "time", "outcome", "score", "liveness", "has_crop")
+        return [dict(zip(columns, row)) for row in self.conn.execute(
+            "SELECT kiosk_id, local_id, time, outcome, score, liveness, crop IS NOT NULL FROM edge_fleet.visitors "
+            "ORDER BY received DESC, local_id DESC")]
+
+    def name_visitor(self, kiosk: str, visitor: int, name: str, consent: str, add: bool = False) -> int:
+        """Enrols a visitor a kiosk kept (only one judged live, or seen with liveness off) under ``name``, for every
+        kiosk, and forgets the visitor there and at the kiosk; returns the template count."""
+        row = self.conn.execute("SELECT looks, dim, model, space, producer, liveness FROM edge_fleet.visitors "
+                                "WHERE kiosk_id=%s AND local_id=%s", (kiosk, visitor)).fetchone()
+        if row is None:
+            raise UserError(f"no kept visitor {visitor} of kiosk {kiosk!r} on the server")
+        if row[5] not in NAMEABLE_VERDICTS:
+            raise NotLive(f"visitor {visitor} of {kiosk} was not judged live (liveness {row[5] or 'not judged'}): "
+                          f"enrol the person from photos instead (python -m edge fleet enrol)")
+        looks = np.frombuffer(self.sealer().open(bytes(row[0])), np.float32).reshape(-1, row[1])
+        with self.conn.transaction():
+            added = self.enrol(name, looks, EmbeddingKey(row[2], row[3] or "", row[4] or ""),
+                               [f"visitor:{kiosk}:{visitor}"] * len(looks), consent, add)
+            self.forget_visitor(kiosk, visitor)
+        return added
+
+    def forget_visitor(self, kiosk: str, visitor: int) -> None:
+        """Deletes a kept visitor on the server and, as it applies the change, at the kiosk that kept it."""
+        if self.conn.execute("SELECT 1 FROM edge_fleet.visitors WHERE kiosk_id=%s AND local_id=%s",
+                             (kiosk, visitor)).fetchone() is None:
+            raise UserError(f"no kept visitor {visitor} of kiosk {kiosk!r} on the server")
+        self._change("forget_visitor", f"{kiosk}:{visitor}", {"kiosk": kiosk, "visitor": visitor})
+
     def rollout(self, folder: Path) -> dict:
         """Records ``folder`` as the bundle every kiosk of its board is to run: the server keeps it, and each kiosk
         installs it with its own signature and golden check, and reports (``status``)."""
@@ -273,9 +304,9 @@ class FleetAdmin:
         return self.rotate_key()
 
     def rotate_key(self) -> int:
-        """A new fleet key: every template (and kept crop) re-sealed and the key wrapped for every kiosk not revoked,
-        in one transaction that holds the change sequence's lock. The new key is written beside the old one first and
-        put in its place after the commit."""
+        """A new fleet key: every template, kept crop and kept visitor re-sealed and the key wrapped for every kiosk
+        not revoked, in one transaction that holds the change sequence's lock. The new key is written beside the old
+        one first and put in its place after the commit."""
         old = self.sealer()
         key = new_key()
         staged = self.key_file.with_name(self.key_file.name + ".new")
@@ -289,6 +320,13 @@ class FleetAdmin:
                 cursor.executemany("UPDATE edge_fleet.templates SET sealed=%s, crop=%s, key_id=%s WHERE id=%s",
                                    [(new.seal(old.open(blob)), new.seal(old.open(crop)) if crop else None,
                                      new.fingerprint, tid) for tid, blob, crop in rows])
+            visitors = self.conn.execute(
+                "SELECT kiosk_id, local_id, looks, crop FROM edge_fleet.visitors").fetchall()
+            with self.conn.cursor() as cursor:
+                cursor.executemany("UPDATE edge_fleet.visitors SET looks=%s, crop=%s, key_id=%s "
+                                   "WHERE kiosk_id=%s AND local_id=%s",
+                                   [(new.seal(old.open(looks)), new.seal(old.open(crop)) if crop else None,
+                                     new.fingerprint, kiosk, local) for kiosk, local, looks, crop in visitors])
             kiosks = self.conn.execute("SELECT id, public_key FROM edge_fleet.kiosks WHERE revoked IS NULL").fetchall()
             self.conn.execute("DELETE FROM edge_fleet.kiosk_keys")
             with self.conn.cursor() as cursor:

@@ -4,7 +4,8 @@ Everything lives in the schema ``edge_fleet``, owned by the admin's role. Kiosks
 ``edge_fleet_kiosk``, which may read people (with their access groups), templates (sealed with the fleet key, which
 the server never holds), the change sequence, the policy (door rules and settings: edge.fleet.access; the bundle
 each board is to run) and the bundles rolled out, add
-decisions as itself (row-level security), and call three functions: ``push_change`` (an enrolment, rename,
+decisions and kept visitors as itself (row-level security; it may delete its own visitors), and call three
+functions: ``push_change`` (an enrolment, rename,
 suspension or erasure made at the kiosk, recorded by the owner's ``record_change``: a kiosk only requests an
 erasure, the function performs it), ``my_key`` (the fleet key wrapped to the calling kiosk's public key) and
 ``report`` (its status; it also deletes the decisions past the fleet's retention). It cannot delete a person,
@@ -56,6 +57,10 @@ CREATE TABLE edge_fleet.events (
     frame bigint, identity text, score double precision, box text, model text, track bigint, outcome text,
     reason text, liveness text, received timestamptz NOT NULL DEFAULT now(), UNIQUE (kiosk_id, local_seq));
 CREATE INDEX events_by_received ON edge_fleet.events(received);
+CREATE TABLE edge_fleet.visitors (
+    kiosk_id text NOT NULL, local_id bigint NOT NULL, time text, source text, outcome text, score double precision,
+    liveness text, looks bytea NOT NULL, dim integer NOT NULL, model text, space text, producer text, crop bytea,
+    key_id text NOT NULL, received timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (kiosk_id, local_id));
 CREATE TABLE edge_fleet.audit (
     id bigserial PRIMARY KEY, time timestamptz NOT NULL DEFAULT now(), actor name NOT NULL DEFAULT session_user,
     action text NOT NULL, detail jsonb);
@@ -127,7 +132,10 @@ BEGIN
             RAISE EXCEPTION 'no person % to %', person, change_kind USING ERRCODE = 'EF003';
         END IF;
         IF change_kind = 'rename' THEN
+            SELECT name INTO person_name FROM people WHERE id = person;
             UPDATE people SET name = free_name(detail->>'name', actor, person) WHERE id = person;
+            -- the decisions follow the name, so that an erasure finds every one
+            UPDATE events SET identity = (SELECT name FROM people WHERE id = person) WHERE identity = person_name;
         ELSIF change_kind = 'suspend' THEN
             UPDATE people SET suspended = (detail->>'suspended')::boolean WHERE id = person;
         ELSE
@@ -137,6 +145,8 @@ BEGIN
         SELECT name INTO person_name FROM people WHERE id = person;
         DELETE FROM events WHERE identity = person_name;
         DELETE FROM people WHERE id = person;
+    ELSIF change_kind = 'forget_visitor' THEN
+        DELETE FROM visitors WHERE kiosk_id = detail->>'kiosk' AND local_id = (detail->>'visitor')::bigint;
     ELSIF change_kind = 'policy' THEN
         INSERT INTO policy(key, value) VALUES (detail->>'key', detail->'value')
             ON CONFLICT (key) DO UPDATE SET value = excluded.value;
@@ -198,6 +208,9 @@ BEGIN
         secs => 86400 * (SELECT (value->>'keep_unknown_days')::float8 FROM policy WHERE key = 'settings'));
     DELETE FROM events WHERE identity IS NOT NULL AND received < now() - make_interval(
         secs => 86400 * (SELECT (value->>'keep_named_days')::float8 FROM policy WHERE key = 'settings'));
+    -- kept visitors go with the unknown decisions' retention, a week when the fleet sets none (a kiosk's default)
+    DELETE FROM visitors WHERE received < now() - make_interval(secs => 86400 * coalesce(
+        (SELECT (value->>'keep_unknown_days')::float8 FROM policy WHERE key = 'settings'), 7));
 END $$;
 """
 
@@ -216,6 +229,10 @@ CREATE POLICY kiosk_adds_its_own ON edge_fleet.events FOR INSERT TO edge_fleet_k
     WITH CHECK (kiosk_id = edge_fleet.calling_kiosk());
 CREATE POLICY kiosk_reads_its_own ON edge_fleet.events FOR SELECT TO edge_fleet_kiosk
     USING (kiosk_id = edge_fleet.calling_kiosk());
+GRANT SELECT, INSERT, DELETE ON edge_fleet.visitors TO edge_fleet_kiosk;
+ALTER TABLE edge_fleet.visitors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY kiosk_keeps_its_own_visitors ON edge_fleet.visitors FOR ALL TO edge_fleet_kiosk
+    USING (kiosk_id = edge_fleet.calling_kiosk()) WITH CHECK (kiosk_id = edge_fleet.calling_kiosk());
 ALTER TABLE edge_fleet.kiosks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE edge_fleet.kiosk_keys ENABLE ROW LEVEL SECURITY;
 """

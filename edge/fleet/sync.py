@@ -41,6 +41,7 @@ WAIT_S = 0.5                     # how long a quiet round waits for a notificati
 HEARTBEAT_S = 10.0               # a quiet kiosk still reports (last seen, replica age) this often
 BACKOFF_S = (0.5, 10.0)          # first and longest wait before reconnecting to a lost server
 STALE_KEY = "EF001"
+NOT_PEOPLE = ("policy", "forget_visitor")   # changes of the sequence that name no person
 
 
 @dataclass
@@ -165,6 +166,7 @@ class FleetSync:
             self._report(conn)
             self._send_outbox(conn)
             self._send_events(conn)
+            self._send_visitors(conn)
             self._pull(conn)
             self._rollout(conn)
             self._report(conn)
@@ -217,6 +219,13 @@ class FleetSync:
                 self.replica.acknowledge(change.seq, change.fleet_id, name)
 
     def _push(self, conn, change) -> dict:
+        if change.kind == "visitor_gone":           # named or forgotten here: the server's copy goes (its own row)
+            conn.execute("DELETE FROM edge_fleet.visitors WHERE kiosk_id=%s AND local_id=%s",
+                         (self.credentials.kiosk, int(change.fleet_id)))
+            return {}
+        return self._push_change(conn, change)
+
+    def _push_change(self, conn, change) -> dict:
         detail, templates = change.detail, "[]"
         if change.kind == "enrol":
             person = self.replica.person(change.fleet_id)
@@ -245,12 +254,25 @@ class FleetSync:
             events = self.replica.unsent_events(EVENT_BATCH)
             if not events:
                 return
-            with conn.transaction(), conn.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO edge_fleet.events({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-                    f"ON CONFLICT (kiosk_id, local_seq) DO NOTHING",
-                    [(self.credentials.kiosk, *(e[c] for c in EVENT_COLUMNS)) for e in events])
+            _insert(conn, "events", columns, [(self.credentials.kiosk, *(e[c] for c in EVENT_COLUMNS)) for e in events],
+                    "kiosk_id, local_seq")
             self.replica.events_sent(events[-1]["id"])
+
+    def _send_visitors(self, conn) -> None:
+        """Kept visitors go to the server sealed with the fleet key, so that the desk can name them."""
+        columns = ("kiosk_id", "local_id", "time", "source", "outcome", "score", "liveness", "looks", "dim", "model",
+                   "space", "producer", "crop", "key_id")
+        while True:
+            visitors = self.replica.unsent_visitors()
+            if not visitors:
+                return
+            sealer = self.fleet_sealer()
+            _insert(conn, "visitors", columns, [
+                (self.credentials.kiosk, v["id"], v["time"], v["source"], v["outcome"], v["score"], v["liveness"],
+                 sealer.seal(v["embeddings"].tobytes()), v["dim"], v["model_fingerprint"], v["embedding_space"],
+                 v["producer"], sealer.seal(v["crop"]) if v["crop"] else None, sealer.fingerprint) for v in visitors],
+                "kiosk_id, local_id")
+            self.replica.visitors_sent(visitors[-1]["id"])
 
     def _pull(self, conn) -> None:
         while True:
@@ -266,11 +288,15 @@ class FleetSync:
                     raise UserError(f"the server's change sequence has a gap: change {applied + 1 + offset} is "
                                     f"missing before {seq}; nothing past {applied} was applied, and the kiosk goes "
                                     f"on with its replica (ask the admin to check the fleet's database)")
-            people = self._people(conn, list(dict.fromkeys(person for _, person, kind in rows if kind != "policy")))
+            people = self._people(conn, list(dict.fromkeys(person for _, person, kind in rows
+                                                           if kind not in NOT_PEOPLE)))
             policy = None
             if any(kind == "policy" for _, _, kind in rows):
                 policy = dict(conn.execute("SELECT key, value FROM edge_fleet.policy").fetchall())
-            self.replica.apply(rows[-1][0], people, policy)
+            mine = f"{self.credentials.kiosk}:"
+            gone = [int(person[len(mine):]) for _, person, kind in rows
+                    if kind == "forget_visitor" and person.startswith(mine)]
+            self.replica.apply(rows[-1][0], people, policy, gone)
             self.state.applied = rows[-1][0]
             self.policy = self.replica.policy()
 
@@ -328,6 +354,14 @@ class FleetSync:
             with self._lock:
                 if self.replica.pending(1) or self.replica.unsent_events(1):
                     return
+
+
+def _insert(conn, table: str, columns: tuple, rows: list, key: str) -> None:
+    """Rows into a server table in one transaction; a row the server has already (same ``key``) stays as it is, so a
+    batch sent again after a crash is recorded once."""
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO edge_fleet.{table}({', '.join(columns)}) "
+                           f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({key}) DO NOTHING", rows)
 
 
 def _age_text(seconds: float) -> str:

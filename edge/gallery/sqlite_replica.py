@@ -20,6 +20,8 @@ from edge.gallery.sqlite_stores import new_fleet_id, now
 
 EVENT_COLUMNS = ("id", "time", "source", "frame", "identity", "score", "box", "model_fingerprint", "track", "outcome",
                  "reason", "liveness")
+VISITOR_COLUMNS = ("id", "time", "source", "outcome", "score", "liveness", "embeddings", "dim", "model_fingerprint",
+                   "embedding_space", "producer", "crop")
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,22 @@ class SqliteReplica:
         with self.transaction():
             self._set_meta("fleet_events_sent", last)
 
+    def unsent_visitors(self, limit: int = 100) -> list[dict]:
+        """Visitors kept here that the server does not have yet, oldest first: looks (float32, visits x dim) and
+        crop (JPEG or None) opened, for the caller to seal with the fleet key."""
+        rows = self.db.execute(f"SELECT {', '.join(VISITOR_COLUMNS)} FROM visitors WHERE id > ? ORDER BY id LIMIT ?",
+                               (int(self._meta("fleet_visitors_sent") or 0), limit)).fetchall()
+        visitors = [dict(zip(VISITOR_COLUMNS, row)) for row in rows]
+        for visitor in visitors:
+            visitor["embeddings"] = np.frombuffer(self.sealer.open(visitor["embeddings"]), np.float32).reshape(
+                -1, visitor["dim"])
+            visitor["crop"] = self.sealer.open(visitor["crop"]) if visitor["crop"] else None
+        return visitors
+
+    def visitors_sent(self, last: int) -> None:
+        with self.transaction():
+            self._set_meta("fleet_visitors_sent", last)
+
     def erase(self, fleet_ids: list[str]) -> int:
         """Erasures from the server, applied before anything else: each person, their templates, their logged
         decisions and their changes still waiting here go for real; returns how many were here."""
@@ -154,12 +172,14 @@ class SqliteReplica:
         self.db.execute("DELETE FROM events WHERE identity=?", (row[0],))
         return True
 
-    def apply(self, last_seq: int, people: dict[str, Person | None], policy: dict | None = None) -> None:
+    def apply(self, last_seq: int, people: dict[str, Person | None], policy: dict | None = None,
+              visitors_gone: list[int] = ()) -> None:
         """Makes each person as the server holds them now (None: erased there), takes the fleet's ``policy`` (door
-        rules and settings) when it changed, and records ``last_seq`` as applied, in one transaction: all of it or
-        none."""
-        erased = False
+        rules and settings) when it changed, forgets the kept visitors named or forgotten at the desk, and records
+        ``last_seq`` as applied, in one transaction: all of it or none."""
+        erased = bool(visitors_gone)
         with self.transaction():
+            self.db.executemany("DELETE FROM visitors WHERE id=?", [(visitor,) for visitor in visitors_gone])
             for fleet_id, person in people.items():
                 if person is None:
                     erased |= self._erase(fleet_id)
@@ -187,6 +207,9 @@ class SqliteReplica:
         if clash is not None:
             raise UserError(f"the server's {person.name!r} clashes with a person enrolled here and not yet sent; "
                             f"nothing applied: the next round sends it first")
+        held = self.db.execute("SELECT name FROM identities WHERE fleet_id=?", (person.fleet_id,)).fetchone()
+        if held is not None and held[0] != person.name:          # renamed: their logged decisions follow the name
+            self.db.execute("UPDATE events SET identity=? WHERE identity=?", (person.name, held[0]))
         self.db.execute(
             "INSERT INTO identities(name, created, consent, fleet_id, suspended, access_groups) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fleet_id) DO UPDATE SET name=excluded.name, "

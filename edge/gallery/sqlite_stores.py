@@ -159,13 +159,15 @@ class SqlitePeople(Stored, People):
         return row is not None
 
     def rename(self, name: str, new_name: str) -> None:
-        """Gives an enrolled person another name; their logged decisions keep the name they were made under."""
+        """Gives an enrolled person another name, their logged decisions with it (so that removing them finds every
+        one)."""
         check_name(new_name)
         with self.transaction():
             fleet_id = self._fleet_id(name)
             if self.db.execute("SELECT 1 FROM identities WHERE name=?", (new_name,)).fetchone() is not None:
                 raise AlreadyEnrolled(f"{new_name!r} is already enrolled; choose another name")
             self.db.execute("UPDATE identities SET name=? WHERE name=?", (new_name, name))
+            self.db.execute("UPDATE events SET identity=? WHERE identity=?", (new_name, name))
             self.store.journal("rename", fleet_id, {"name": new_name})
 
     def suspend(self, name: str, suspended: bool = True) -> None:
@@ -315,12 +317,15 @@ class SqliteVisitors(Stored, Visitors):
             added = self.people.add_templates(name, embeddings, key, [f"visitor:{visitor}"] * len(embeddings),
                                               consent, add)
             self.db.execute("DELETE FROM visitors WHERE id=?", (visitor,))
+            self.store.journal("visitor_gone", str(visitor))      # the fleet's copy goes too
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return added
 
     def forget(self, visitor: int) -> bool:
         with self.transaction():
             gone = self.db.execute("DELETE FROM visitors WHERE id=?", (visitor,)).rowcount > 0
+            if gone:
+                self.store.journal("visitor_gone", str(visitor))
         if gone:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone

@@ -215,6 +215,10 @@ def test_door_rules_groups_and_settings_set_at_the_desk_reach_the_kiosk_and_rete
     kiosk.sync_once()
     left = lab.admin.conn.execute("SELECT identity FROM edge_fleet.events").fetchall()
     assert left == [("Ann",)]                                    # named decisions: no retention set for them
+    lab.admin.rename("Ann", "Ann Lee")                           # her decisions follow, so an erasure finds them
+    assert lab.admin.conn.execute("SELECT identity FROM edge_fleet.events").fetchall() == [("Ann Lee",)]
+    lab.admin.remove("Ann Lee")
+    assert lab.admin.conn.execute("SELECT count(*) FROM edge_fleet.events").fetchone()[0] == 0
     lab.admin.set_door("door-0", None)
     kiosk.sync_once()
     assert kiosk.barred(frozenset()) == ""
@@ -286,6 +290,42 @@ def test_kept_crops_go_sealed_to_the_server_and_a_new_models_templates_reach_eve
     pipeline.close()
 
 
+def test_kept_visitors_reach_the_desk_sealed_and_are_named_or_forgotten_everywhere(lab):
+    from edge.gallery.store import NotLive
+
+    looks = unit_vectors(3, 40)
+    gallery = SqliteGallery(lab.gallery("door-0"))
+    live = gallery.visitors.add(looks, b"a jpeg", MODEL, {"outcome": "unknown", "liveness": {"verdict": "live"}})
+    attack = gallery.visitors.add(looks[:1], None, MODEL, {"outcome": "named", "liveness": {"verdict": "attack"}})
+    passer = gallery.visitors.add(looks[:1], None, MODEL, {"outcome": "unknown", "liveness": {"verdict": "live"}})
+    kiosk = replica(lab, "door-0")
+    kiosk.sync_once()
+    assert [(v["visitor"], v["liveness"], v["has_crop"]) for v in lab.admin.visitors()] == [
+        (passer, "live", False), (attack, "attack", False), (live, "live", True)]
+    stored = b"".join(bytes(row[0]) for row in lab.admin.conn.execute("SELECT looks FROM edge_fleet.visitors"))
+    assert looks[0].tobytes()[:16] not in stored                        # sealed with the fleet key
+    # another kiosk neither sees nor deletes them
+    other = KioskCredentials.read(lab.credentials("door-1"))
+    with psycopg.connect(other.url, password=other.password, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM edge_fleet.visitors").fetchone()[0] == 0
+        assert conn.execute("DELETE FROM edge_fleet.visitors").rowcount == 0
+    gallery.visitors.forget(passer)                                     # forgotten at the kiosk: on the server too
+    gallery.close()
+    kiosk.sync_once()
+    with pytest.raises(NotLive):
+        lab.admin.name_visitor("door-0", attack, "Eve", "yes")
+    assert lab.admin.name_visitor("door-0", live, "Dee", "yes") == 3
+    with pytest.raises(UserError, match=f"no kept visitor {live} of kiosk 'door-0'"):
+        lab.admin.forget_visitor("door-0", live)
+    lab.admin.forget_visitor("door-0", attack)
+    assert lab.admin.visitors() == []
+    kiosk.sync_once()                                                   # the kiosk forgets them too, and has Dee
+    gallery = SqliteGallery(lab.gallery("door-0"))
+    assert gallery.visitors.kept() == [] and [n for n, _ in gallery.people.identities()] == ["Dee"]
+    gallery.close()
+    kiosk.close()
+
+
 def test_bad_input_is_one_line_and_applies_nothing(lab, tmp_path):
     def one_line(call, match):
         with pytest.raises(UserError, match=match) as refused:
@@ -339,6 +379,7 @@ def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, m
     assert main(["fleet", "door", "lobby", "--allow", "staff", "weekdays", "07:00-19:00"]) == 2
     assert main(["fleet", "settings", "--door_interval", "5", "--require_liveness", "yes"]) == 0
     assert main(["fleet", "rollout", str(verify_bundle)]) == 0
+    assert main(["fleet", "visitors"]) == 0 and "fleet: 0 kept visitors" in capsys.readouterr().out
     assert main(["fleet", "status"]) == 0
     out = capsys.readouterr().out
     assert "fleet: 0 people (0 suspended), 3 changes" in out and "lobby\tactive" in out

@@ -26,7 +26,9 @@ def test_a_kiosks_own_gallery_keeps_no_outbox_and_renames_and_suspends(tmp_path)
     gallery = SqliteGallery(tmp_path / "g.db", create=True)
     gallery.people.enroll("ann", unit(1), KEY, ["a.png"])
     gallery.people.enroll("bob", unit(2), KEY, ["b.png"])
+    gallery.events.log([{"identity": "ann", "outcome": "named"}])
     gallery.people.rename("ann", "anne")
+    assert [e["identity"] for e in SqliteReplica(gallery).unsent_events()] == ["anne"]    # decisions follow the name
     with pytest.raises(AlreadyEnrolled):
         gallery.people.rename("anne", "bob")
     gallery.people.suspend("bob")
@@ -94,4 +96,22 @@ def test_an_erasure_wins_over_changes_waiting_to_be_sent_and_takes_the_logged_de
     assert [e["outcome"] for e in replica.unsent_events()] == ["unknown"]
     replica.events_sent(replica.unsent_events()[-1]["id"])
     assert replica.unsent_events() == []
+    gallery.close()
+
+
+def test_kept_visitors_wait_to_be_sent_opened_and_their_forgetting_is_journaled(tmp_path):
+    gallery = SqliteGallery(tmp_path / "g.db", create=True)
+    replica = SqliteReplica(gallery)
+    replica.attach("door-1")
+    first = gallery.visitors.add(unit(1, 2), b"jpeg", KEY, {"outcome": "unknown", "liveness": {"verdict": "live"}})
+    second = gallery.visitors.add(unit(2), None, KEY, {"outcome": "unknown"})
+    sent = replica.unsent_visitors()
+    assert [v["id"] for v in sent] == [first, second] and sent[0]["crop"] == b"jpeg" and sent[1]["crop"] is None
+    np.testing.assert_allclose(sent[0]["embeddings"], unit(1, 2))
+    replica.visitors_sent(first)
+    assert [v["id"] for v in replica.unsent_visitors()] == [second]
+    gallery.visitors.forget(second)
+    assert outbox(replica) == [("visitor_gone", {})] and replica.pending()[0].fleet_id == str(second)
+    replica.apply(3, {}, visitors_gone=[first])                       # named or forgotten at the desk
+    assert gallery.visitors.kept() == [] and replica.applied() == 3
     gallery.close()
