@@ -17,7 +17,6 @@ from edge.base.interrupts import complete_or_absent, interruptible, make_folder,
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature, install_checked
 from edge.commands.fleet_cli import DEFAULT_MAX_REPLICA_AGE, add_fleet_verb, start_fleet
 from edge.commands.enrolment import (
-    KEPT_CROPS,
     add_keep_crops,
     add_model_choice,
     embed_photos,
@@ -26,6 +25,7 @@ from edge.commands.enrolment import (
     shown_name,
 )
 from edge.commands.generate_cli import add_generate_verb
+from edge.gallery.store import KEPT_CROPS
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 
 ROLLOUT_RESTART = 75        # EX_TEMPFAIL: the service manager starts the kiosk again, on the bundle just rolled out

@@ -27,9 +27,6 @@ def open_bundle_pipeline(args, gallery: Path | None, create_gallery: bool = Fals
                          profile=bundle_profile(args.bundle))
 
 
-KEPT_CROPS = "; face crops kept for a new model"
-
-
 def add_keep_crops(parser) -> None:
     parser.add_argument("--keep_crops", action="store_true",
                         help="the person also agreed to their face crops being kept (sealed), so that a new model's "

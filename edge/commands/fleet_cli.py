@@ -13,7 +13,8 @@ from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import duration, positive
-from edge.commands.enrolment import KEPT_CROPS, add_keep_crops, add_model_choice, embed_photos, reembed
+from edge.commands.enrolment import add_keep_crops, add_model_choice, embed_photos, reembed
+from edge.gallery.store import KEPT_CROPS
 
 DEFAULT_MAX_REPLICA_AGE = "24h"
 

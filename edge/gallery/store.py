@@ -56,6 +56,10 @@ class NotLive(UserError):
     """A kept visitor whose visit was not judged live cannot be enrolled from the kiosk's camera."""
 
 
+# Said after the consent a person gave when they also agreed to their enrolment crops being kept (People.enroll's
+# ``crops``), so the record says which consent covers the kept crops.
+KEPT_CROPS = "; face crops kept for a new model"
+
 # Verdicts of a kept visitor that naming may enrol: live, or off (the kiosk ran with --no_liveness, its operator's
 # choice); insufficient, attack and visits kept before liveness existed are refused.
 NAMEABLE_VERDICTS = ("live", "off")

@@ -22,7 +22,7 @@ from edge.base.errors import UserError
 from edge.base.image_header import image_size
 from edge.gallery.rules import check_name
 from edge.gallery.sqlite import SqliteGallery
-from edge.gallery.store import AlreadyEnrolled, NotLive
+from edge.gallery.store import KEPT_CROPS, AlreadyEnrolled, NotLive
 from edge.kiosk.actions import REFUSALS
 from edge.kiosk.service import KioskService
 from edge.kiosk.tokens import scope_of
@@ -122,29 +122,32 @@ def create_app(service: KioskService, tokens: dict[str, str], gallery_path: Path
     # the event loop (and /health, the page) never waits for an embedding.
     @app.post("/api/gallery", dependencies=[Depends(admin)])
     def enrol(name: str = Form(...), consent: str = Form(...), photos: list[UploadFile] = File(...),
-              add: str = Form("no")) -> JSONResponse:
+              add: str = Form("no"), keep_crops: str = Form("no")) -> JSONResponse:
         if consent.strip().lower() != "yes":
             raise HTTPException(400, "enrolment needs the person's consent: send consent=yes")
         named(name)
         if not 1 <= len(photos) <= MAX_PHOTOS:
             raise HTTPException(400, f"send 1 to {MAX_PHOTOS} photos, not {len(photos)}")
-        embeddings, sources, refused = [], [], []
+        embeddings, sources, refused, crops = [], [], [], []
         for photo in photos:
             image, why = _decode(photo.file.read(MAX_UPLOAD_BYTES + 1))
             if image is not None:
                 with service.models:
-                    embedding, why = service.pipeline.faces.enrolment_embedding(image)
+                    embedding, crop, why = service.pipeline.faces.enrolment_look(image)
                 if embedding is not None:
                     embeddings.append(embedding)
                     sources.append(f"upload:{photo.filename}")
+                    crops.append(crop)
             if why:
                 refused.append({"photo": photo.filename, "reason": why})
         if not embeddings:
             return JSONResponse({"enrolled": 0, "refused": refused}, status_code=400)
         with gallery_connection() as gallery:
             try:
+                kept = keep_crops == "yes"             # only with the person's consent to keeping them
                 added = gallery.people.enroll(name, np.stack(embeddings), service.pipeline.faces.key, sources,
-                                              consent="yes", add=add == "yes")
+                                              consent=f"yes{KEPT_CROPS}" if kept else "yes",
+                                              add=add == "yes", crops=crops if kept else None)
             except AlreadyEnrolled as err:
                 raise HTTPException(409, f"{err} (send add=yes)") from err
         return JSONResponse({"enrolled": added, "refused": refused})

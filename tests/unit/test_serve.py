@@ -88,6 +88,13 @@ def test_enrolment_needs_the_admin_token_and_consent_and_says_why_a_photo_is_ref
     wait_for(lambda: client.get("/api/status", headers=bearer(tokens["read"])).json()["enrolled"] == 1)
     consent = SqliteGallery(service.pipeline.gallery.path)._db.execute("SELECT consent FROM identities").fetchone()[0]
     assert consent.startswith("yes at ")
+    # with the consent to keeping them, the face crops are kept (sealed) for a new model's templates
+    answer = client.post("/api/gallery", data={"name": "ann", "consent": "yes", "add": "yes", "keep_crops": "yes"},
+                         files=files[:1], headers=bearer(tokens["admin"]))
+    assert answer.status_code == 200
+    kept = SqliteGallery(service.pipeline.gallery.path)._db.execute(
+        "SELECT COUNT(crop), MIN(i.consent) FROM templates t JOIN identities i ON i.id=t.identity_id").fetchone()
+    assert kept[0] == 1 and kept[1].startswith("yes; face crops kept for a new model at ")
     assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).json() == {"removed": "ann"}
     assert client.delete("/api/gallery/ann", headers=bearer(tokens["admin"])).status_code == 404
     wait_for(lambda: client.get("/api/status", headers=bearer(tokens["read"])).json()["enrolled"] == 0)
