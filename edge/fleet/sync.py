@@ -67,7 +67,11 @@ class FleetSync:
         self.credentials = credentials
         self.gallery = SqliteGallery(gallery)
         self.replica = SqliteReplica(self.gallery)
-        self.replica.attach(credentials.kiosk)
+        try:
+            self.replica.attach(credentials.kiosk)
+        except UserError:
+            self.gallery.close()
+            raise
         self.max_replica_age_s = max_replica_age_s
         self.facts, self.installer = facts, installer
         self.rollout_state: str | None = None
@@ -104,7 +108,14 @@ class FleetSync:
         if self.replica_age_s() > self.max_age_s():
             return "replica too old"
         rules = self.policy.get("doors", {}).get(self.credentials.kiosk)
-        return "" if door_allows(rules, groups, local_now(self.settings())) else "not allowed here now"
+        if rules is None:
+            return ""
+        try:
+            now = local_now(self.settings())
+        except UserError as err:                     # the fleet's time zone unknown here: rules cannot be read
+            log.error("fleet: %s; this door's rules keep it shut", err)
+            return "not allowed here now"
+        return "" if door_allows(rules, groups, now) else "not allowed here now"
 
     def status(self) -> dict:
         age = self.replica_age_s()
