@@ -491,13 +491,13 @@ def test_health_answers_while_an_enrolment_is_being_embedded(served, tmp_path):
 
     _, tokens, photos, service = served
     started, release = threading.Event(), threading.Event()
-    embed = service.pipeline.faces.enrolment_embedding
+    look = service.pipeline.faces.enrolment_look
 
     def held(image):
         started.set()
         release.wait(60)
-        return embed(image)
-    service.pipeline.faces.enrolment_embedding = held
+        return look(image)
+    service.pipeline.faces.enrolment_look = held
     server = uvicorn.Server(uvicorn.Config(create_app(service, tokens, service.pipeline.gallery.path),
                                            host="127.0.0.1", port=0, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
