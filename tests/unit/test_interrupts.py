@@ -51,8 +51,11 @@ def test_nothing_is_written_over_and_bad_places_are_one_line(tmp_path):
 def _interrupt(command: list[str], sig: int, tmp_path: Path, started: bytes) -> tuple[int, str]:
     """Runs ``python -m ...command``, sends ``sig`` once it printed ``started`` on stderr, and returns its exit code
     and everything it printed there."""
+    # as a terminal's Ctrl+C finds it: a runner that started the tests in the background without job control leaves
+    # SIGINT ignored, and Python keeps an inherited ignore
     process = subprocess.Popen([sys.executable, "-m", *command], cwd=tmp_path, stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     printed = b""
     while started not in printed:
         chunk = process.stderr.read1(4096)
