@@ -8,14 +8,13 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from edge.base.errors import UserError
 from edge.base.flags import add_renamed_rate, count, count_or_zero, duration, port, positive, score
 from edge.base.interrupts import complete_or_absent, interruptible, make_folder, refuse_existing
 from edge.commands.bundle_cli import add_allow_unsigned, add_bundle_verbs, checked_signature, install_checked
-from edge.commands.fleet_cli import DEFAULT_MAX_REPLICA_AGE, add_fleet_verb, start_fleet
+from edge.commands.fleet_cli import DEFAULT_MAX_REPLICA_AGE, add_fleet_verb, fleet_liveness, start_fleet
 from edge.commands.enrolment import (
     add_keep_crops,
     add_model_choice,
@@ -28,7 +27,7 @@ from edge.commands.generate_cli import add_generate_verb
 from edge.gallery.store import KEPT_CROPS
 from edge.kiosk.actions import DOOR_EVENT_TTL_S, DOOR_TIMEOUT_S, MAX_FRAME_AGE_S
 
-ROLLOUT_RESTART = 75        # EX_TEMPFAIL: the service manager starts the kiosk again, on the bundle just rolled out
+KIOSK_RESTART = 75          # EX_TEMPFAIL: the service manager starts the kiosk again (a new bundle, new liveness)
 GALLERY_HELP = "the gallery database (default: $EDGE_FACE_HOME/gallery.db, ~/.local/share/edge-face/gallery.db)"
 
 
@@ -275,8 +274,10 @@ def run_kiosk(args) -> int:
     pipeline = open_bundle_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
     door = door_actions(args, pipeline.board, secret)
+    fleet = fleet_first_round(args)
     stream = KioskStream(pipeline, unknown_threshold=args.unknown_threshold,
-                         liveness=kiosk_liveness(args, door, "run"))
+                         liveness=kiosk_liveness(fleet_liveness(args, fleet, "run"), door, "run"))
+    fleet_running(fleet, stream)
     print(f"run: {json.dumps({**pipeline.describe(), **stream.describe()})}", file=sys.stderr)
     print(f"run: {pipeline.matcher.score_kind} scores; {pipeline.matcher.match_threshold.describe()}; "
           f"{stream.thresholds.describe()}", file=sys.stderr)
@@ -284,7 +285,7 @@ def run_kiosk(args) -> int:
     sinks = (lines, *([AnnotatedVideo(args.output, stream.judge)] if args.output else ()))
     service = KioskService(pipeline, args.source, door=door, sinks=sinks,
                            retention_days=(args.keep_unknown_days, args.keep_named_days), stream=stream,
-                           max_frames=args.max_frames, fleet=fleet_replica(args, stream))
+                           max_frames=args.max_frames, fleet=fleet)
     try:
         interrupted = service.run()
     finally:
@@ -315,11 +316,13 @@ def run_serve(args) -> int:
     pipeline = open_bundle_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
     door = door_actions(args, pipeline.board, secret)
-    stream = KioskStream(pipeline, liveness=kiosk_liveness(args, door, "serve"))
-    restart = threading.Event()
+    restart: list[str] = []              # why the kiosk stops to be started again (a rollout, the fleet's liveness)
+    fleet = fleet_first_round(args, rollout_installer(args, restart))
+    stream = KioskStream(pipeline, liveness=kiosk_liveness(fleet_liveness(args, fleet, "serve"), door, "serve"))
+    fleet_running(fleet, stream)
     service = KioskService(pipeline, args.source or pipeline.streaming.camera, door=door, stream=stream,
-                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust,
-                           fleet=fleet_replica(args, stream, rollout_installer(args, restart)))
+                           retention_days=(args.keep_unknown_days, args.keep_named_days), trust=trust, fleet=fleet,
+                           restart=None if args.no_liveness else lambda why: restart_kiosk(restart, why))
     service.start()
     tokens_path = tokens_file()
     try:
@@ -342,17 +345,23 @@ def run_serve(args) -> int:
         pipeline.close()
         print(f"serve: stopped after {service.state.frames} frames; {sum(service.state.decisions.values())} "
               f"decisions logged", file=sys.stderr)
-    if restart.is_set():
-        print(f"serve: the fleet's rollout installed a new bundle; exiting with {ROLLOUT_RESTART} for the service "
-              f"manager to start the kiosk on it (systemd: Restart=on-failure)", file=sys.stderr)
-        return ROLLOUT_RESTART
+    if restart:
+        print(f"serve: {restart[0]}; exiting with {KIOSK_RESTART} for the service manager to start the kiosk again "
+              f"(systemd: Restart=on-failure)", file=sys.stderr)
+        return KIOSK_RESTART
     return 130 if interrupted else 0
 
 
-def rollout_installer(args, restart: threading.Event):
+def restart_kiosk(restart: list[str], why: str) -> None:
+    """Stops ``edge serve`` (SIGTERM to itself, the way systemd stops it) to exit with KIOSK_RESTART, saying why."""
+    if not restart:
+        restart.append(why)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def rollout_installer(args, restart: list[str]):
     """A kiosk serving its installed bundle takes the fleet's rollouts: each is installed with the checks of ``edge
-    bundle install``, then the kiosk stops (SIGTERM to itself, ``restart`` set) to be started on it; a kiosk given
-    another --bundle keeps it (None)."""
+    bundle install``, then the kiosk stops to be started on it; a kiosk given another --bundle keeps it (None)."""
     from edge.base.paths import bundles_dir
 
     if Path(args.bundle).resolve().parent != bundles_dir().resolve():
@@ -360,20 +369,25 @@ def rollout_installer(args, restart: threading.Event):
 
     def install(folder: Path) -> str:
         installed = install_checked(folder, args.allow_unsigned)
-        restart.set()
-        os.kill(os.getpid(), signal.SIGTERM)
+        restart_kiosk(restart, f"the fleet's rollout installed {installed.name}")
         return f"current is {installed.name}; the kiosk restarts on it"
     return install
 
 
-def fleet_replica(args, stream, installer=None):
-    """With --fleet: the replica's sync after its first round, the gallery read again with what it applied."""
+def fleet_first_round(args, installer=None):
+    """With --fleet: the replica's sync after its first round (erasures and the fleet's settings applied before the
+    kiosk chooses its checks or decides anything); None without."""
     if args.fleet is not None and args.gallery is None:
         raise UserError("--fleet needs the kiosk's own --gallery")
-    fleet = start_fleet(args, stream.liveness, installer)
+    return start_fleet(args, installer)
+
+
+def fleet_running(fleet, stream) -> None:
+    """The kiosk's checks are chosen: the fleet's report says which, and the gallery is read with what the first
+    round applied."""
     if fleet is not None:
+        fleet.started_with["liveness"] = ",".join(stream.liveness.names) if stream.liveness is not None else "off"
         stream.reload_gallery()
-    return fleet
 
 
 def webhook_secret(args) -> bytes:

@@ -6,6 +6,7 @@ kiosk's side, in the foreground (``edge serve --fleet`` runs the same in a threa
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -91,6 +92,9 @@ def add_fleet_verb(verbs, gallery_help: str) -> None:
                                                                    "still opens doors (90s, 15m, 24h)")
     settings.add_argument("--require_liveness", choices=("yes", "no"),
                           help="yes: a kiosk running with --no_liveness opens no door")
+    settings.add_argument("--liveness", metavar="NAMES", help="the liveness checks every kiosk runs (planar,texture; "
+                                                               "none: no passive check), over its --liveness")
+    settings.add_argument("--challenge", choices=("yes", "no"), help="whether every kiosk asks for a head movement")
     settings.add_argument("--keep_unknown_days", type=positive, help="retention of decisions that named nobody "
                                                                      "(kiosks and server)")
     settings.add_argument("--keep_named_days", type=positive, help="retention of decisions that named someone")
@@ -252,10 +256,12 @@ def run_door(args) -> int:
 def run_settings(args) -> int:
     names = {"door_interval": "door_interval_s", "max_frame_age_s": "max_frame_age_s",
              "max_replica_age": "max_replica_age_s", "require_liveness": "require_liveness",
+             "liveness": "liveness", "challenge": "challenge",
              "keep_unknown_days": "keep_unknown_days", "keep_named_days": "keep_named_days", "timezone": "timezone"}
     changes = {setting: getattr(args, flag) for flag, setting in names.items() if getattr(args, flag) is not None}
-    if "require_liveness" in changes:
-        changes["require_liveness"] = changes["require_liveness"] == "yes"
+    for flag in ("require_liveness", "challenge"):
+        if flag in changes:
+            changes[flag] = changes[flag] == "yes"
     settings = _with_admin(args, lambda a: a.update_settings(changes) if changes else a.policy()["settings"])
     print(f"fleet settings: {json.dumps(settings) if settings else 'none (each kiosk its own flags)'}")
     return 0
@@ -306,10 +312,11 @@ def run_sync(args) -> int:
         fleet.close()
 
 
-def start_fleet(args, liveness, installer=None) -> "object | None":
+def start_fleet(args, installer=None) -> "object | None":
     """``edge run`` and ``edge serve`` with --fleet: the kiosk's replica sync, after one round that applies erasures
-    before anything is decided (a server that cannot be reached is said in one line, and the replica decides).
-    ``installer``: takes the bundles rolled out to this board (a kiosk that runs its installed bundle)."""
+    and the fleet's settings before anything is decided (a server that cannot be reached is said in one line, and
+    the replica decides). ``installer``: takes the bundles rolled out to this board (a kiosk that runs its installed
+    bundle). Its ``facts["liveness"]`` is the caller's to fill in once the checks are chosen."""
     if args.fleet is None:
         return None
     from edge.fleet.credentials import KioskCredentials
@@ -318,8 +325,7 @@ def start_fleet(args, liveness, installer=None) -> "object | None":
     from edge.runtime.manifest import read_manifest
 
     facts = {"bundle": Path(args.bundle).resolve().name, "bundle_id": bundle_id(args.bundle),
-             "board": read_manifest(args.bundle, verify_files=False).board,
-             "liveness": ",".join(liveness.names) if liveness is not None else "off"}
+             "board": read_manifest(args.bundle, verify_files=False).board, "liveness": None}
     fleet = FleetSync(KioskCredentials.read(args.fleet), args.gallery, args.max_replica_age, lambda: facts)
     try:
         state = fleet.sync_once()
@@ -327,7 +333,21 @@ def start_fleet(args, liveness, installer=None) -> "object | None":
     except (UserError, OSError) as err:
         print(f"fleet: {err}; deciding from the replica ({fleet.status()['doors']})", file=sys.stderr)
     fleet.installer = installer            # rollouts from the next round, once the kiosk runs
+    fleet.started_with = facts
     return fleet
+
+
+def fleet_liveness(args, fleet, verb: str):
+    """The kiosk's flags with the fleet's liveness checks and challenge over its own, when the fleet sets them (a
+    kiosk started with --no_liveness keeps its operator's choice: the fleet's require_liveness shuts its door)."""
+    settings = fleet.settings() if fleet is not None else {}
+    if args.no_liveness or not ({"liveness", "challenge"} & settings.keys()):
+        return args
+    chosen = argparse.Namespace(**{**vars(args), "liveness": settings.get("liveness", args.liveness),
+                                   "challenge": settings.get("challenge", args.challenge)})
+    print(f"{verb}: liveness as the fleet sets it: checks {chosen.liveness or 'the board default'}, challenge "
+          f"{'yes' if chosen.challenge else 'no'}", file=sys.stderr)
+    return chosen
 
 
 def _shown(url: str) -> str:

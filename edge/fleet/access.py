@@ -7,8 +7,10 @@ midnight (``22:00-06:00``), and ``00:00-24:00`` is the whole day. Days are ``all
 (``mon,wed,sat``); a night rule belongs to the day it starts on.
 
 The fleet's settings are the one place for what every door shares: ``door_interval_s``, ``max_frame_age_s``,
-``max_replica_age_s``, ``require_liveness`` (a kiosk running without liveness opens no door), ``keep_unknown_days``
-and ``keep_named_days`` (retention, on the kiosks and on the server), and ``timezone``.
+``max_replica_age_s``, ``require_liveness`` (a kiosk running without liveness opens no door), ``liveness`` and
+``challenge`` (the checks every kiosk runs, as its --liveness and --challenge: taken at start, and a change restarts
+the kiosk), ``keep_unknown_days`` and ``keep_named_days`` (retention, on the kiosks and on the server), and
+``timezone``.
 """
 from __future__ import annotations
 
@@ -16,13 +18,15 @@ import datetime
 import re
 
 from edge.base.errors import UserError
+from edge.runtime.boards import LIVENESS_CHECKS
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 GROUP = re.compile(r"[\w][\w .-]{0,31}")
 # each setting: its type and what it must be
 SETTINGS = {"door_interval_s": float, "max_frame_age_s": float, "max_replica_age_s": float, "require_liveness": bool,
-            "keep_unknown_days": float, "keep_named_days": float, "timezone": str}
+            "liveness": str, "challenge": bool, "keep_unknown_days": float, "keep_named_days": float,
+            "timezone": str}
 
 
 def check_group(group: str) -> str:
@@ -75,6 +79,9 @@ def check_settings(settings: dict) -> dict:
             raise UserError(f"the fleet setting {name} is a {kind.__name__}, not {value!r}")
     if "timezone" in settings:
         zone(settings["timezone"])
+    if "liveness" in settings and settings["liveness"].strip() != "none":
+        for name in settings["liveness"].split(","):
+            LIVENESS_CHECKS.target(name.strip())         # an unknown check: the valid ones
     return settings
 
 

@@ -68,14 +68,16 @@ class KioskService:
     def __init__(self, pipeline: Pipeline, source_uri: str, notifier: Notifier | None = None,
                  door: DoorActions | None = None, retention_days: tuple[float, float] = (7.0, 90.0),
                  source=None, clock=time.monotonic, trust: Trust | None = None, sinks: tuple = (),
-                 stream: KioskStream | None = None, max_frames: int = 0, fleet=None):
+                 stream: KioskStream | None = None, max_frames: int = 0, fleet=None, restart=None):
         """``retention_days``: how long decisions that named nobody, and named ones, stay in the log; ``source``:
         an already made frame source for ``source_uri`` (opened by ``start``); ``clock``: the monotonic clock that
         frames' ``arrived_s`` are read in (how old a look is when its door decision is made); ``trust``: who signed
         the bundle (edge.bundles.signing), unsigned when not given; ``sinks``: where each step and decision also goes;
         ``stream``: the kiosk stream (thresholds as the caller chose), the pipeline's own by default;
         ``max_frames``: stop after that many frames (0: when the source ends or the kiosk is stopped); ``fleet``: the
-        replica's sync with its fleet's server (edge.fleet.sync.FleetSync), run here in a thread of its own."""
+        replica's sync with its fleet's server (edge.fleet.sync.FleetSync), run here in a thread of its own;
+        ``restart(why)``: stops the kiosk to be started again, when the fleet's liveness settings change (None: they
+        are taken at start only)."""
         self.pipeline = pipeline
         self.trust = trust or Trust(None, None)
         self.clock = clock
@@ -94,8 +96,9 @@ class KioskService:
         self._source = source
         self._gallery_version = pipeline.gallery.version() if pipeline.gallery else 0
         self._gallery_checked = 0.0
-        self.fleet = fleet
+        self.fleet, self.restart = fleet, restart
         self._fleet_thread: threading.Thread | None = None
+        self._liveness_setting = self._fleet_liveness()            # what the kiosk's checks were chosen with
         self._take_fleet_settings()
 
     def start(self) -> None:
@@ -179,6 +182,13 @@ class KioskService:
             self.door.max_frame_age_s = settings["max_frame_age_s"]
         self.retention_days = (settings.get("keep_unknown_days", self.retention_days[0]),
                                settings.get("keep_named_days", self.retention_days[1]))
+        if self.restart is not None and self._fleet_liveness() != self._liveness_setting:
+            log.warning("the fleet's liveness settings changed: the kiosk restarts to run them")
+            self.restart("the fleet's liveness settings changed")
+
+    def _fleet_liveness(self) -> tuple:
+        settings = self.fleet.settings() if self.fleet is not None else {}
+        return settings.get("liveness"), settings.get("challenge")
 
     def camera_status(self) -> dict:
         status = getattr(self._source, "status", None)

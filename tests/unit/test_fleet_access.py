@@ -58,9 +58,12 @@ def test_a_night_rule_runs_past_midnight_and_belongs_to_the_day_it_starts_on():
 
 def test_settings_are_known_names_of_their_type_and_a_real_time_zone():
     assert check_settings({"door_interval_s": 5, "require_liveness": True, "timezone": BERLIN})
+    assert check_settings({"liveness": "planar,texture", "challenge": True}) and check_settings({"liveness": "none"})
     for settings, message in [({"door_interval": 5}, "no fleet setting 'door_interval'"),
                               ({"keep_named_days": 0}, "a number above 0"),
                               ({"require_liveness": "yes"}, "is a bool"),
-                              ({"timezone": "Mars/Olympus"}, "no time zone 'Mars/Olympus'")]:
+                              ({"timezone": "Mars/Olympus"}, "no time zone 'Mars/Olympus'"),
+                              ({"liveness": "planar,textur"}, "textur"),
+                              ({"challenge": "yes"}, "is a bool")]:
         with pytest.raises(UserError, match=message):
             check_settings(settings)

@@ -320,6 +320,44 @@ def test_a_fleets_door_rules_and_settings_decide_which_named_visits_open_the_doo
     pipeline.close()
 
 
+def test_the_fleets_liveness_checks_are_taken_at_start_and_a_change_restarts_the_kiosk(verify_bundle, tmp_path,
+                                                                                         capsys):
+    pytest.importorskip("psycopg", reason="a fleet's kiosk needs the fleet extra (not on the lowest-Python board venv)")
+    from edge.commands.cli import main
+    from edge.fleet.credentials import KioskCredentials
+    from edge.fleet.keys import new_kiosk_pair
+    from edge.fleet.sync import FleetSync
+    from edge.gallery.sqlite_replica import SqliteReplica
+
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)
+    gallery = pipeline.gallery.path
+    KioskCredentials("door-1", "postgresql://edge_kiosk_door_1@127.0.0.1:1/fleet", "secret",
+                     new_kiosk_pair()[0]).write(tmp_path / "kiosk.json")
+    SqliteReplica(pipeline.gallery).apply(1, {}, {"settings": {"liveness": "none", "challenge": False}})
+    pipeline.close()
+    # at start, over the kiosk's own flags (the server cannot be reached: the replica's last settings)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(visitor_frames(6)):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
+    assert main(["run", "--bundle", str(verify_bundle), "--source", str(frames), "--gallery", str(gallery),
+                 "--fleet", str(tmp_path / "kiosk.json"), "--liveness", "planar"]) == 0
+    assert "run: liveness as the fleet sets it: checks none, challenge no" in capsys.readouterr().err
+    # a change while the kiosk runs: it stops to be started again with them
+    pipeline = open_pipeline(verify_bundle, gallery_path=gallery)
+    fleet = FleetSync(KioskCredentials.read(tmp_path / "kiosk.json"), gallery)
+    reasons = []
+    clock = Clock()
+    service = KioskService(pipeline, "scripted://", source=ScriptedCamera(visitor_frames(5), clock), clock=clock,
+                           fleet=fleet, restart=reasons.append)
+    fleet.replica.apply(2, {}, {"settings": {"liveness": "planar", "challenge": True}})   # as the sync thread does
+    fleet.policy = fleet.replica.policy()
+    run_scripted(service)
+    service.stop()
+    pipeline.close()
+    assert reasons and reasons[0] == "the fleet's liveness settings changed"
+
+
 class Verdicts:
     """A liveness check that says whatever the test sets."""
 
