@@ -52,10 +52,11 @@ def _interrupt(command: list[str], sig: int, tmp_path: Path, started: bytes) -> 
     """Runs ``python -m ...command``, sends ``sig`` once it printed ``started`` on stderr, and returns its exit code
     and everything it printed there."""
     # as a terminal's Ctrl+C finds it: a runner that started the tests in the background without job control leaves
-    # SIGINT ignored, and Python keeps an inherited ignore
-    process = subprocess.Popen([sys.executable, "-m", *command], cwd=tmp_path, stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # SIGINT ignored, and Python keeps an inherited ignore; the child takes Python's own Ctrl+C handler back first
+    child = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+    process = subprocess.Popen([sys.executable, "-c", child, *command], cwd=tmp_path, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
     printed = b""
     while started not in printed:
         chunk = process.stderr.read1(4096)
