@@ -378,6 +378,8 @@ def test_the_command_line_makes_a_fleet_adds_kiosks_and_reports(lab, tmp_path, m
     assert main(["fleet", "door", "lobby", "--allow", "staff", "mon-fri", "07:00-19:00"]) == 0
     assert main(["fleet", "door", "lobby", "--allow", "staff", "weekdays", "07:00-19:00"]) == 2
     assert main(["fleet", "settings", "--door_interval", "5", "--require_liveness", "yes"]) == 0
+    assert main(["fleet", "settings", "--liveness", "planar,textur"]) == 2
+    assert "textur" in capsys.readouterr().err
     assert main(["fleet", "rollout", str(verify_bundle)]) == 0
     assert main(["fleet", "visitors"]) == 0 and "fleet: 0 kept visitors" in capsys.readouterr().out
     assert main(["fleet", "status"]) == 0
