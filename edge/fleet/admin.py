@@ -223,8 +223,8 @@ class FleetAdmin:
         rows = self.conn.execute(
             "SELECT p.id, p.name, t.model, t.space, t.producer, t.crop, t.source FROM edge_fleet.people p "
             "LEFT JOIN edge_fleet.templates t ON t.person_id = p.id ORDER BY p.name, t.created, t.id").fetchall()
-        matched = {pid for pid, _, model, space, producer, _, _ in rows if model is not None and (
-            model == key.fingerprint or (key.space and space == key.space and producer in key.accepts))}
+        matched = {pid for pid, _, model, space, producer, _, _ in rows
+                   if model is not None and key.matches(model, space, producer)}
         made, refused, names = {}, [], {pid: name for pid, name, *_ in rows}
         for pid in dict.fromkeys(pid for pid, *_ in rows if pid not in matched):
             templates = []

@@ -193,7 +193,7 @@ class SqlitePeople(Stored, People):
         by_name: dict[str, list[np.ndarray]] = {}
         stale: dict[str, list[str]] = {}
         for name, blob, dim, fingerprint, source, space, producer in rows:
-            if fingerprint == key.fingerprint or (key.space and space == key.space and producer in key.accepts):
+            if key.matches(fingerprint, space, producer):
                 by_name.setdefault(name, []).append(np.frombuffer(self.sealer.open(blob), np.float32, count=dim))
             else:
                 stale.setdefault(name, []).append(source or "")

@@ -30,6 +30,11 @@ class EmbeddingKey:
     def of(cls, key: "EmbeddingKey | str") -> "EmbeddingKey":
         return cls(key) if isinstance(key, str) else key
 
+    def matches(self, fingerprint: str, space: str | None, producer: str | None) -> bool:
+        """Whether this file may match a template made by the file ``fingerprint`` (of kind ``producer`` in the
+        embedding ``space``): the same file, or a kind it accepts in its embedding space."""
+        return fingerprint == self.fingerprint or bool(self.space and space == self.space and producer in self.accepts)
+
 
 @dataclass
 class GalleryTemplates:
