@@ -126,7 +126,7 @@ def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], floa
     """(each visit's last published liveness record, its face height) and the ms the liveness stage took; a visit
     judged again after going out insufficient (its second chance, liveness.retry_s) counts with its new verdict."""
     gate.reset()
-    stream = KioskStream(pipeline, liveness=gate, second_chance=OUTCOMES)     # every visit as an enrolled person's
+    stream = KioskStream(pipeline, liveness=gate, door_outcomes=OUTCOMES)     # every visit as an enrolled person's
     decisions, spent = [], 0.0
     with open_source(source) as frames:
         for frame in frames:

@@ -44,11 +44,12 @@ class StreamStep:
 class KioskStream:
     def __init__(self, pipeline: Pipeline, detection: DetectionConfig | None = None,
                  tracking: TrackingConfig | None = None, unknown_threshold: float | None = None,
-                 liveness: LivenessGate | None = None, second_chance: tuple[str, ...] = ("named",)):
-        """``liveness``: the kiosk's liveness checks (None: off, every decision says so); ``second_chance``: the
-        outcomes whose decision, gone out insufficient, is judged again (a door opens only for named visits;
-        benchmarks judge every visit as if it were one)."""
-        self.second_chance = second_chance
+                 liveness: LivenessGate | None = None, door_outcomes: tuple[str, ...] = ("named",)):
+        """``liveness``: the kiosk's liveness checks (None: off, every decision says so); ``door_outcomes``: the
+        outcomes that may open a door (named): their decisions wait for the visit's verdict, and one gone out
+        insufficient is judged again; any other decision goes out at once with the verdict the visit's looks gave
+        so far, and its visit takes no more looks (benchmarks judge every visit as if it could open one)."""
+        self.door_outcomes = door_outcomes
         board = pipeline.streaming
         self.liveness = liveness
         self.pipeline = pipeline
@@ -174,16 +175,20 @@ class KioskStream:
 
     def _published(self, decided: list[VisitDecision], ended: list[int], frame_index: int,
                    time_s: float) -> list[VisitDecision]:
-        """The decisions to publish now: without liveness, those just made (liveness off); with it, those whose
-        visit's verdict settled or whose wait ended, and those of visits that ended, each with its verdict."""
+        """The decisions to publish now: without liveness, those just made (liveness off); with it, those just made
+        that open no door, those whose visit's verdict settled or whose wait ended, and those of visits that ended,
+        each with its verdict."""
         if self.liveness is None:
             for decision in decided:
                 decision.liveness = OFF.record()
             return decided
+        released = []
         for decision in decided:
-            self.liveness.hold(decision.track, decision, time_s,
-                               retry=decision.outcome in self.second_chance and not decision.interrupted)
-        released = [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
+            if decision.outcome in self.door_outcomes:
+                self.liveness.hold(decision.track, decision, time_s, retry=not decision.interrupted)
+            else:
+                released.append(self.liveness.release_now(decision.track, decision))
+        released += [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
         return [self._with_verdict(item, frame_index) for item in released]
 
     @staticmethod

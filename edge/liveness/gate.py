@@ -1,7 +1,9 @@
 """Liveness per visit in the kiosk's loop: looks for each check, the fused verdict, and decisions held for it.
 
 Each visit takes a liveness look every ``look_gap`` frames (its newest ``max_looks`` kept) until its verdict is
-settled, or until its decision went out with no second chance to wait for (nothing then reads its verdict). The
+settled, or until its decision went out with no second chance to wait for (nothing then reads its verdict). A
+decision that opens no door (unknown, undecided) is not held: it goes out at once (``release_now``) with the
+verdict the looks before it gave, so a stranger's event is not late and a stranger costs no looks after it. The
 checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
 ``live`` when every check says live, ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
 until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
@@ -138,6 +140,13 @@ class LivenessGate:
         """Keeps ``decision`` (the visit's) until its verdict settles or the wait ends (``release``); with ``retry``,
         a release as insufficient is followed by a second chance (the module's docstring)."""
         self._visit(track).held.append((decision, time_s, retry))
+
+    def release_now(self, track: int, decision: Any) -> Released:
+        """``decision`` (the visit's, one that opens no door) goes out now with the verdict the visit's looks gave
+        so far, waiting for nothing; the visit takes no more looks."""
+        visit = self._visit(track)
+        visit.published = True
+        return Released(decision, self.verdict(track), visit.newest_look_s)
 
     def release(self, time_s: float) -> list[Released]:
         """Each held decision whose visit's verdict settled, or that waited ``wait_s`` (then with the verdict it

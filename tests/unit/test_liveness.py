@@ -102,6 +102,20 @@ def test_a_decision_released_insufficient_goes_out_again_if_its_verdict_settles_
     assert gate.release(16.5) == [] and gate.end(3) == []
 
 
+def test_a_decision_that_opens_no_door_goes_out_at_once_with_the_verdict_so_far_and_its_visit_looks_no_more():
+    check = Scripted()
+    gate = LivenessGate([check], LivenessConfig(max_wait_s=3.0, look_gap=1))
+    check.verdict = "attack"
+    gate.look(1, look(0, 0.0))
+    released = gate.release_now(1, "a stranger's")
+    assert (released.decision, released.verdict.verdict, released.newest_look_s) == ("a stranger's", "attack", 0.0)
+    assert not gate.wants_look(1, 5) and gate.release(10.0) == [] and gate.requests() == {}
+    check.verdict = "insufficient"
+    released = gate.release_now(2, "no look yet")                      # decided before its first look
+    assert released.verdict.verdict == "insufficient" and released.newest_look_s is None
+    assert not gate.wants_look(2, 5)
+
+
 def test_head_pose_is_kept_by_any_flat_picture_and_changed_by_a_turning_head():
     pose = head_pose(FACE, 0.0)
     rng = np.random.default_rng(1)

@@ -482,6 +482,28 @@ def test_a_visitor_who_turns_their_head_after_going_out_insufficient_opens_the_d
     pipeline.close()
 
 
+def test_a_strangers_decision_goes_out_when_made_with_the_verdict_so_far_and_takes_no_second_chance(
+        verify_bundle, tmp_path):
+    """A stranger opens no door, so their decision waits for no verdict: it goes out in the frame it was made, with
+    the looks taken until then, and their visit takes no more looks (the check would say live from frame 30)."""
+    from edge.kiosk.actions import DoorActions
+
+    check = LiveFrom(30)
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [check], DoorActions([], min_interval_s=0.001),
+                                         visitor_frames(40, seed=650))
+    looks = []
+    check.observe = lambda look: looks.append(look.frame) or look.frame
+    run_scripted(service)
+    (stranger,) = [r for r in service.state.recent if r["track"] == 1]
+    assert stranger["outcome"] != "named" and stranger["liveness"]["verdict"] == "insufficient"
+    assert not stranger["rejudged"] and stranger["door"] == "not named"
+    # decided on its second sample (the first after the 3 confirming frames, the next sample_gap 4 frames on), not
+    # after the 0.5 s wait (15 frames), and no look after it went out
+    assert looks and max(looks) <= stranger["frame"] <= 8
+    service.stop()
+    pipeline.close()
+
+
 def test_an_attack_is_alerted_counted_kept_with_its_crop_and_shown(verify_bundle, tmp_path):
     from edge.kiosk.actions import DoorActions
     from edge.kiosk.web import create_app
