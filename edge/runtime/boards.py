@@ -81,7 +81,8 @@ class DetectionConfig:
     tile_detector: str = "blazeface_full"     # tiles of a large frame (tiled strategy)
     tile_size: int = 640                      # a frame larger than this is also scanned as tiles of about this size
     tile_overlap: float = 0.25                # share of a tile that overlaps its neighbour
-    scan_period: int = 6                      # frames over which the whole frame and every tile are scanned once
+    scan_period: int = 6                      # frames over which the whole frame is scanned once (with each detector)
+    tile_period: int = 12                     # frames over which every tile is scanned once
     roi_scale: float = 2.5                    # side of the region searched around a known face, over its height
     tile_rescan: int = 5                      # a tile unchanged since its last scan skips its turn, but is scanned at
                                               # least once in this many turns (1: every turn)
@@ -101,9 +102,11 @@ class TrackingConfig:
     samples: int = 4                          # embeddings a visit may take at most
     sample_gap: int = 4                       # frames between two embeddings of one visit
     unknown_far: float = 0.5                  # per-probe rate whose threshold is the lower, "unknown" one
-    steady_every: int = 3                     # a steady face is looked for in one frame of this many, its box predicted
-                                              # in the others (1: every face in every frame)
-    steady_motion: float = 0.1                # steady: its box moves less than this share of its width per frame
+    steady_every: int = 4                     # a steady face is looked for in one frame of this many, its box predicted
+                                              # in the others (1: every face in every frame); equal to sample_gap and
+                                              # liveness.look_gap, a visit's looks fall in the frames it is looked for
+    steady_motion: float = 0.1                # steady: its box moves less than this share of its width per frame, or
+                                              # lands this close (per frame) to where its motion carried it, twice
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class LivenessConfig:
     """Whether the face at the door is live (edge.liveness): which checks judge each visit, and how long it may take."""
 
     checks: tuple[str, ...] = ("planar",)     # LIVENESS_CHECKS; a check whose file the bundle carries runs as well
-    max_wait_s: float = 3.0                   # seconds a decided visit waits for its liveness verdict, then insufficient
+    max_wait_s: float = 3.0                   # seconds a named visit waits for its liveness verdict, then insufficient
     retry_s: float = 10.0                     # seconds after that in which the visit may still settle its verdict (the
                                               # page asks for a head turn): its decision goes out again, judged anew
     look_gap: int = 4                         # frames between two liveness looks of one visit
@@ -298,7 +301,8 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
         except UserError as err:
             raise UserError(f"{where}: detection.{key}: {err}") from err
     positive = {"detection.tile_size": detection.tile_size, "detection.scan_period": detection.scan_period,
-                "detection.roi_scale": detection.roi_scale, "detection.tile_rescan": detection.tile_rescan,
+                "detection.tile_period": detection.tile_period, "detection.roi_scale": detection.roi_scale,
+                "detection.tile_rescan": detection.tile_rescan,
                 "tracking.confirm_hits": tracking.confirm_hits,
                 "tracking.max_missed_s": tracking.max_missed_s, "tracking.samples": tracking.samples,
                 "tracking.sample_gap": tracking.sample_gap, "tracking.steady_every": tracking.steady_every,

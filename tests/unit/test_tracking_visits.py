@@ -15,6 +15,7 @@ from edge.faces.scan import (
     WholeFrame,
     deduplicate,
     region_around,
+    scan_turns,
     strategy_detectors,
     tile_regions,
 )
@@ -92,7 +93,7 @@ def test_tiled_scan_visits_every_region_once_per_period_and_looks_around_known_f
     frame, locate = frame_and_locator(1920, 1080)
     far = face(1500, 800, size=44)
     short, full = RecordingDetector([far], locate), RecordingDetector([far], locate)
-    config = DetectionConfig(strategy="tiled", scan_period=6)
+    config = DetectionConfig(strategy="tiled", scan_period=6, tile_period=6)
     scan = TiledScan({"blazeface_short": short, "blazeface_full": full}, config)
     regions = scan.regions(1920, 1080)
     assert len(regions) == 8                       # the whole frame twice (short and full range) and 6 tiles
@@ -116,11 +117,33 @@ def test_tiled_scan_visits_every_region_once_per_period_and_looks_around_known_f
     assert len(found) == 1 and np.allclose(found[0].box, far.box)
 
 
+def test_tiles_take_a_longer_period_than_the_whole_frame_and_the_frames_without_a_whole_frame_look():
+    frame, locate = frame_and_locator(1920, 1080)
+    short, full = RecordingDetector([], locate), RecordingDetector([], locate)
+    scan = TiledScan({"blazeface_short": short, "blazeface_full": full},
+                     DetectionConfig(strategy="tiled", scan_period=6, tile_period=12))
+    elsewhere = np.array([100, 100, 140, 140], np.float32)
+    per_frame = []
+    for index in range(12):
+        short.calls.clear()
+        full.calls.clear()
+        scan.detect(frame, index, [elsewhere])
+        per_frame.append(([call for call in short.calls if call[2:] == (1920, 1080)],
+                          [call for call in full.calls if call[2:] == (1920, 1080)],
+                          [call for call in full.calls if call[2] == 800]))
+    assert [len(whole) for whole, _, _ in per_frame] == [1, 0, 0, 0, 0, 0] * 2        # every scan_period frames
+    assert sum(len(whole) for _, whole, _ in per_frame) == 2
+    tiles = [tile for _, _, frame_tiles in per_frame for tile in frame_tiles]
+    assert len(tiles) == len(set(tiles)) == 6                                          # each once in tile_period
+    assert all(len(whole_full) + len(frame_tiles) <= 1 for _, whole_full, frame_tiles in per_frame)
+    assert scan_turns(2, 6, 6, 6)[2:] == [(6, frame) for frame in range(6)]           # too few free frames: all
+
+
 def test_a_tile_whose_pixels_did_not_move_skips_its_turn_until_its_rescan_and_a_change_brings_it_back():
     frame, locate = frame_and_locator(1920, 1080)
     short, full = RecordingDetector([], locate), RecordingDetector([], locate)
     scan = TiledScan({"blazeface_short": short, "blazeface_full": full},
-                     DetectionConfig(strategy="tiled", scan_period=8, tile_rescan=3))
+                     DetectionConfig(strategy="tiled", scan_period=8, tile_period=8, tile_rescan=3))
     tiles = [region for region, _ in scan.regions(1920, 1080)[2:]]
     elsewhere = np.array([100, 100, 140, 140], np.float32)
 
@@ -167,25 +190,32 @@ def test_a_walking_face_keeps_one_track_and_its_visit_ends_after_max_missed_s():
     assert [t.id for t in tracker.update([], 14, 14 / FPS).ended] == [track.id] and tracker.tracks == []
 
 
-def test_a_steady_face_is_looked_for_in_one_frame_of_steady_every_and_a_fast_one_in_every_frame():
+def test_a_steady_face_is_looked_for_in_one_frame_of_steady_every_and_a_swerving_one_in_every_frame():
+    """Still (1 px a frame) and walking at an even pace (20 px, a third of its width): both are steady, looked for
+    in one frame of three, their boxes carried by their motion in between; one that swerves (20 px one way, then
+    the other) is looked for in every frame."""
     tracker = IouTracker(replace(TRACKING, steady_every=3, steady_motion=0.1))
-    looked, shown = [], []
+    looked, shown = {"still": [], "walking": []}, {"still": [], "walking": []}
     for step in range(12):
         boxes, resting = tracker.plan(step)
-        found = [face(100 + step, 100), face(300 + 20 * step, 100)]      # 1 px a frame, and 20 (a third of the width)
-        seen = [f for f in found if any(np.abs(f.box - b).max() < 25 for b in boxes) or step < 1]
+        found = {"still": face(100 + step, 100), "walking": face(300 + 20 * step, 100),
+                 "swerving": face(700 + 20 * (step % 2), 100)}
+        # found where it was looked for: the region around a 60 px face reaches 45 px beyond its box
+        seen = [f for f in found.values() if any(np.abs(f.box - b).max() < 45 for b in boxes) or step < 1]
         update = tracker.update(seen, step, step / FPS, resting)
-        slow = min(update.live, key=lambda t: t.box[0])
-        looked.append(slow.detection is not None)
-        shown.append(float(slow.shown_box()[0]))
         assert max(t.missed for t in update.live) == 0                  # a resting face is not a missed one
-    assert looked[:4] == [True] * 4                       # confirmed, then its motion measured past the confirming
-    assert sum(looked[4:]) == 3                           # then one frame in three
-    assert all(any(looked[i:i + 3]) for i in range(4, 10))            # never three frames in a row unlooked
-    assert shown == pytest.approx([100 + step for step in range(12)], abs=0.6)   # resting boxes carried by motion
-    fast = max(tracker.tracks, key=lambda t: t.box[0])
-    assert fast.rested == 0 and fast.velocity[0] == pytest.approx(20, abs=1)
-    assert len(tracker.tracks) == 2                                    # neither lost a frame
+        for name in looked:
+            track = min(update.live, key=lambda t: abs(t.shown_box()[0] - found[name].box[0]))
+            looked[name].append(track.detection is not None)
+            shown[name].append(float(track.shown_box()[0]))
+    for name, start in (("still", 100), ("walking", 300)):
+        assert looked[name][:4] == [True] * 4            # confirmed, then its motion measured past the confirming
+        assert all(looked[name][i:i + 3].count(True) == 1 for i in range(6, 10))      # then one frame in three
+        pace, tolerance = (1, 0.6) if name == "still" else (20, 3.0)     # its smoothed velocity still converging
+        assert shown[name] == pytest.approx([start + pace * step for step in range(12)], abs=tolerance)
+    swerving = max(tracker.tracks, key=lambda t: t.box[0])
+    assert swerving.rested == 0 and swerving.hits == 12                # looked for, and found, in every frame
+    assert len(tracker.tracks) == 3                                    # none lost a frame
 
 
 def test_looks_are_cut_from_the_frame_pyramid_and_land_where_the_frame_itself_puts_the_face(shared_data):
@@ -205,8 +235,9 @@ def test_looks_are_cut_from_the_frame_pyramid_and_land_where_the_frame_itself_pu
     crop, factor, x, y = pyramid.region(Region(0, 0, 1920, 1080), 128)
     assert (factor, crop.shape[:2], x, y) == (8, (135, 240), 0, 0) and len(pyramid.levels) == 4
     whole = WholeFrame({"blazeface_short": detector}, DetectionConfig()).detect(large, 0, [])
-    near = TiledScan({"blazeface_short": detector, "blazeface_full": detector},
-                     DetectionConfig(strategy="tiled", scan_period=10**6)).detect(large, 1, [truth.box * 3])
+    nothing_due = DetectionConfig(strategy="tiled", scan_period=10**6, tile_period=10**6)
+    near = TiledScan({"blazeface_short": detector, "blazeface_full": detector}, nothing_due).detect(
+        large, 1, [truth.box * 3])
     tolerance = 0.08 * float(truth.box[3] - truth.box[1])      # what a model's boxes move between two looks
     for found in (whole, near):
         best = max(found, key=lambda d: d.score)
@@ -321,6 +352,7 @@ def test_quality_gate_measures_yaw_size_and_sharpness():
     ("detection: {tile_detector: yolo}", "detection.tile_detector: unknown detector 'yolo'"),
     ("tracking: {unknown_far: 2}", "tracking.unknown_far must be between 0 and 1"),
     ("detection: {scan_period: 0}", "detection.scan_period must be positive"),
+    ("detection: {tile_period: -1}", "detection.tile_period must be positive"),
 ])
 def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, change, message):
     from edge.base.paths import BOARD_DIR
