@@ -165,7 +165,7 @@ class TiledScan(DetectionStrategy):
                and not (gated and i >= self._whole and self._unchanged(pyramid, i, pair[0]))]
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
-        found = [d for region, detector in due for d in _detect_in(detector, pyramid, region, not known_boxes)]
+        found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
         for box in known_boxes:
             if found and box_iou(box, np.stack([d.box for d in found])).max() > DUPLICATE_IOU:
                 continue                    # this frame's scan, or the look around another face, already saw it
@@ -205,13 +205,13 @@ class TiledScan(DetectionStrategy):
         return deduplicate(found + _detect_in(whole[1], pyramid, whole[0]))
 
 
-def _detect_in(detector, pyramid: FramePyramid, region: Region, close_up: bool = True) -> list[Detection]:
+def _detect_in(detector, pyramid: FramePyramid, region: Region) -> list[Detection]:
     """The detector over one region, cut from the frame's pyramid at the level that keeps the detector's input
-    size (so resized bilinearly, by less than two); the whole frame gets the detector's close-up retries (unless
-    ``close_up`` is false: faces are tracked elsewhere in the frame, so none fills it), a crop does not."""
+    size (so resized bilinearly, by less than two); the whole frame gets the detector's close-up retries, a crop
+    does not."""
     height, width = pyramid.levels[0].shape[:2]
     crop, factor, x, y = pyramid.region(region, detector.size)
-    if close_up and (region.x1, region.y1, region.x2, region.y2) == (0, 0, width, height):
+    if (region.x1, region.y1, region.x2, region.y2) == (0, 0, width, height):
         found = detector.detect(crop, area_below=LEVEL_AREA_BELOW)
     else:
         found = detector.detect_once(crop, area_below=LEVEL_AREA_BELOW)

@@ -139,31 +139,6 @@ def test_tiles_take_a_longer_period_than_the_whole_frame_and_the_frames_without_
     assert scan_turns(2, 6, 6, 6)[2:] == [(6, frame) for frame in range(6)]           # too few free frames: all
 
 
-def test_the_whole_frame_gets_close_up_retries_only_while_nobody_is_tracked():
-    """A face that fills the frame hides every other: while faces are tracked, the whole frame's look is one pass
-    of the model, without the bordered retry for a frame-filling face."""
-    frame, locate = frame_and_locator(1920, 1080)
-
-    class Passes(RecordingDetector):
-        def detect(self, image, area_below=1.0):
-            self.passes.append(("with retries", image.shape[1]))
-            return self._inside(image, area_below)
-
-        def detect_once(self, image, area_below=1.0):
-            self.passes.append(("once", image.shape[1]))
-            return self._inside(image, area_below)
-
-    short = Passes([], locate)
-    short.passes = []
-    scan = TiledScan({"blazeface_short": short, "blazeface_full": RecordingDetector([], locate)},
-                     DetectionConfig(strategy="tiled", scan_period=6, tile_period=12))
-    scan.detect(frame, 0, [])
-    assert short.passes == [("with retries", 1920)]
-    short.passes.clear()
-    scan.detect(frame, 6, [np.array([100, 100, 140, 140], np.float32)])
-    assert ("once", 1920) in short.passes and ("with retries", 1920) not in short.passes
-
-
 def test_a_tile_whose_pixels_did_not_move_skips_its_turn_until_its_rescan_and_a_change_brings_it_back():
     frame, locate = frame_and_locator(1920, 1080)
     short, full = RecordingDetector([], locate), RecordingDetector([], locate)
