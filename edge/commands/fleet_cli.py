@@ -316,7 +316,8 @@ def start_fleet(args, installer=None) -> "object | None":
     """``edge run`` and ``edge serve`` with --fleet: the kiosk's replica sync, after one round that applies erasures
     and the fleet's settings before anything is decided (a server that cannot be reached is said in one line, and
     the replica decides). ``installer``: takes the bundles rolled out to this board (a kiosk that runs its installed
-    bundle). Its ``facts["liveness"]`` is the caller's to fill in once the checks are chosen."""
+    bundle). The facts it reports are ``started_with``: their ``"liveness"`` is the caller's to fill in once the
+    checks are chosen (``edge.commands.cli.fleet_running``)."""
     if args.fleet is None:
         return None
     from edge.fleet.credentials import KioskCredentials
