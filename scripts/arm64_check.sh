@@ -2,10 +2,10 @@
 # The board side on an emulated arm64 Debian root (scripts/arm64_root.sh): the board wheel built from this checkout
 # and installed there with the edge extra, as a Pi user installs it; then, inside the root, edge doctor, edge bundle
 # check of each arm64 bundle (rpi4's with QEMU_CPU=cortex-a72: no int8 dot product), the board test tier, edge run on
-# the stage clip (its decisions compared with the same bundle's on this machine) and edge serve's /health. Bundles
-# (the demo's verifier and generator for rpi5, rpi4 and jetson-orin-nano, whose TensorRT-only files are skipped; the
-# real-face one for rpi5) are compiled here from make demo's checkpoints when missing (run make demo first). Writes
-# OUT/summary.json.
+# 60 frames of the stage clip, cut here as PNG files (its decisions compared with the same bundle's on this machine),
+# and edge serve's /health. Bundles (the demo's verifier and generator for rpi5, rpi4 and jetson-orin-nano, whose
+# TensorRT-only files are skipped; the real-face one for rpi5) are compiled here from make demo's checkpoints when
+# missing (run make demo first). Writes OUT/summary.json.
 # Usage: scripts/arm64_check.sh PYTHON OUT_DIR   (make arm64 passes .venv/bin/python and out/arm64)
 set -euo pipefail
 PY=${1:-.venv/bin/python}
@@ -47,6 +47,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 cp "$OUT"/wheel/*.whl "$WORK/"
 cp -r "$OUT/bundles" "$WORK/bundles"
 cp "$CLIP" "$WORK/stage_clip.mp4"
+$PY scripts/arm64_inside.py --cut "$CLIP" "$WORK/stage_frames"      # the frames the kiosk runs on, on both machines
 mkdir -p "$WORK/tests" && cp -r tests/board tests/conftest.py "$WORK/tests/"
 cp scripts/arm64_inside.py "$WORK/"
 mount -t proc proc "$ROOT/proc"
@@ -66,6 +67,6 @@ say "inside the root (aarch64): doctor, bundle checks, board tests, run, serve"
 say "the same run here (x86_64): the same decisions?"
 HOST_HOME=$(mktemp -d)
 trap 'umount "$ROOT/proc" 2>/dev/null || true; rm -rf "$HOST_HOME"' EXIT
-EDGE_FACE_HOME=$HOST_HOME $PY scripts/arm64_inside.py --host "$OUT/bundles/real/rpi5" "$CLIP" "$WORK/summary.json" \
-    "$OUT/summary.json"
+EDGE_FACE_HOME=$HOST_HOME $PY scripts/arm64_inside.py --host "$OUT/bundles/real/rpi5" "$CLIP" "$WORK/stage_frames" \
+    "$WORK/summary.json" "$OUT/summary.json"
 cat "$OUT/summary.json"
