@@ -102,9 +102,11 @@ class TrackingConfig:
     samples: int = 4                          # embeddings a visit may take at most
     sample_gap: int = 4                       # frames between two embeddings of one visit
     unknown_far: float = 0.5                  # per-probe rate whose threshold is the lower, "unknown" one
-    steady_every: int = 3                     # a steady face is looked for in one frame of this many, its box predicted
-                                              # in the others (1: every face in every frame)
-    steady_motion: float = 0.1                # steady: its box moves less than this share of its width per frame
+    steady_every: int = 4                     # a steady face is looked for in one frame of this many, its box predicted
+                                              # in the others (1: every face in every frame); equal to sample_gap and
+                                              # liveness.look_gap, a visit's looks fall in the frames it is looked for
+    steady_motion: float = 0.1                # steady: its box moves less than this share of its width per frame, or
+                                              # lands this close (per frame) to where its motion carried it, twice
 
 
 @dataclass(frozen=True)
