@@ -107,30 +107,9 @@ class KioskStream:
         faces = [t for t in shown if t.detection is not None]       # looks are taken only on what was detected
         held, ended = [], [t.id for t in update.ended]
         for track in faces:
-            if self.liveness is not None and self.liveness.wants_look(track.id, frame_index):
+            embedded += self._sample(image, track, frame_index, time_s, held, ended)
+            if self._wants_liveness_look(track.id, frame_index):
                 timings["liveness"] += self._liveness_look(image, track, frame_index, time_s)
-            if track.gap and self.judge.mean_embedding(track.id) is not None:
-                self._recheck.add(track.id)        # found again after a while: is it still the same person?
-            checking = track.id in self._recheck
-            if not checking and not self.judge.wants_sample(track.id, frame_index):
-                continue
-            look = self._look(image, track, frame_index)
-            if look is None:
-                continue
-            embedding, aligned = look
-            embedded += 1
-            if checking:
-                self._recheck.discard(track.id)
-                same = self.pipeline.matcher.pair_score(embedding, self.judge.mean_embedding(track.id))
-                if same < self.thresholds.same_person:
-                    held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
-                    ended.append(track.id)
-                    self.tracker.split(track, frame_index)        # someone else took the place: a new visit
-                elif not self.judge.wants_sample(track.id, frame_index):
-                    continue
-            decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
-            if decision:
-                held.append(decision)
         held += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
         timings["judge"] = ms_since(mark) - timings["liveness"]
         decisions += self._published(held, ended, frame_index, time_s)
@@ -138,12 +117,47 @@ class KioskStream:
         self.last_frame, self.last_time_s = frame_index, time_s
         return StreamStep(shown, decisions, embedded, timings)
 
+    def _sample(self, image: np.ndarray, track: Track, frame_index: int, time_s: float, held: list,
+                ended: list) -> int:
+        """The visit's look in this frame, if it wants one (a sample, or a recheck of a face found again): adds a
+        decision it settles to ``held`` and a visit someone else took over to ``ended``; returns the faces embedded
+        (0 or 1)."""
+        if track.gap and self.judge.mean_embedding(track.id) is not None:
+            self._recheck.add(track.id)        # found again after a while: is it still the same person?
+        checking = track.id in self._recheck
+        if not checking and not self.judge.wants_sample(track.id, frame_index):
+            return 0
+        look = self._look(image, track, frame_index)
+        if look is None:
+            return 0
+        embedding, aligned = look
+        if checking:
+            self._recheck.discard(track.id)
+            same = self.pipeline.matcher.pair_score(embedding, self.judge.mean_embedding(track.id))
+            if same < self.thresholds.same_person:
+                held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+                ended.append(track.id)
+                self.tracker.split(track, frame_index)        # someone else took the place: a new visit, this its
+            elif not self.judge.wants_sample(track.id, frame_index):      # first look
+                return 1
+        decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
+        if decision:
+            held.append(decision)
+        return 1
+
+    def _wants_liveness_look(self, track: int, frame_index: int) -> bool:
+        """Liveness looks begin with the visit's first sample (a face that passed the quality gate), taken in the
+        same frame: a visit whose faces are all turned away or blurred can name no one, and on the 1080p 2x2 mosaic
+        of the stage clip such visits took two thirds of the time liveness looks took."""
+        return (self.liveness is not None and self.judge.mean_embedding(track) is not None
+                and self.liveness.wants_look(track, frame_index))
+
     def _busy(self, frame_index: int) -> set[int]:
         """The visits that want a look in this frame (an embedding, a liveness look, a recheck): their faces do not
         rest, so looks keep their pace and liveness its span between looks."""
         return {t.id for t in self.tracker.tracks if t.confirmed and (
             t.id in self._recheck or self.judge.wants_sample(t.id, frame_index)
-            or (self.liveness is not None and self.liveness.wants_look(t.id, frame_index)))}
+            or self._wants_liveness_look(t.id, frame_index))}
 
     def _look(self, image: np.ndarray, track: Track, frame_index: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(the face's embedding, its aligned crop), or None (the reason recorded with its visit) when it fails

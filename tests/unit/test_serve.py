@@ -824,3 +824,50 @@ def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_
 
     import edge.commands.cli
     assert "watched_frames" not in inspect.getsource(edge.commands.cli) and ".step(" not in inspect.getsource(edge.commands.cli)
+
+
+def test_a_visit_takes_liveness_looks_only_from_its_first_sample(verify_bundle, tmp_path):
+    """Looks at a face that fails the quality gate (here blurred) can name no one, so they take no liveness looks
+    either; the first one comes with the visit's first sample, in the same frame."""
+    from edge.kiosk.actions import DoorActions
+
+    frames = visitor_frames(40)
+    blurred = [cv2.GaussianBlur(frame, (0, 0), 4) for frame in frames[:20]] + frames[20:]
+    check = Verdicts("insufficient")
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [check], DoorActions([], min_interval_s=0.001),
+                                         blurred)
+    looks, samples = [], []
+    check.observe = lambda look: looks.append(look.frame) or look.frame
+    add_sample = service.stream.judge.add_sample
+    service.stream.judge.add_sample = lambda track, frame, *rest: samples.append(frame) or add_sample(track, frame,
+                                                                                                        *rest)
+    run_scripted(service)
+    assert samples and samples[0] >= 20 and looks and looks[0] == samples[0]
+    service.stop()
+    pipeline.close()
+
+
+def test_someone_else_found_in_a_visits_place_starts_a_new_visit_with_that_look(verify_bundle, tmp_path):
+    """A face found again after a moment away is looked at once more; when it is not the visit's person, the visit
+    is decided and a new one begins, that look its first sample."""
+    from edge.sources import open_source
+
+    with open_source("synthetic://kiosk?seeds=500,651&frames_per_person=20&gap_frames=2") as source:
+        frames = [frame.image for frame in source][:42]
+    # ann standing (frames 0-14), six frames without her, then from frame 21 the next visitor standing where she
+    # stood (their colours swapped: the test bundle's verifier embeds a face's mean colour)
+    frames = (frames[5:20] + [np.zeros_like(frames[0])] * 6
+              + [np.ascontiguousarray(frame[..., ::-1]) for frame in frames[28:42]])
+    clock = Clock()
+    pipeline = enrolled_pipeline(verify_bundle, tmp_path)
+    service = KioskService(pipeline, "scripted", source=ScriptedCamera(frames, clock), clock=clock)
+    samples = []
+    add_sample = service.stream.judge.add_sample
+    service.stream.judge.add_sample = lambda track, frame, *rest: samples.append((track, frame)) or add_sample(
+        track, frame, *rest)
+    run_scripted(service)
+    decided = {r["track"]: r for r in service.state.recent}
+    assert decided[1]["outcome"] == "named" and decided[2]["outcome"] != "named"
+    assert [frame for track, frame in samples if track == 2][0] == 21
+    service.stop()
+    pipeline.close()
