@@ -122,7 +122,7 @@ class KioskStream:
         """The visit's look in this frame, if it wants one (a sample, or a recheck of a face found again): adds a
         decision it settles to ``held`` and a visit someone else took over to ``ended``; returns the faces embedded
         (0 or 1)."""
-        if track.gap and self.judge.mean_embedding(track.id) is not None:
+        if track.gap and self.judge.sampled(track.id):
             self._recheck.add(track.id)        # found again after a while: is it still the same person?
         checking = track.id in self._recheck
         if not checking and not self.judge.wants_sample(track.id, frame_index):
@@ -137,8 +137,8 @@ class KioskStream:
             if same < self.thresholds.same_person:
                 held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
                 ended.append(track.id)
-                self.tracker.split(track, frame_index)        # someone else took the place: a new visit, this its
-            elif not self.judge.wants_sample(track.id, frame_index):      # first look
+                self.tracker.split(track, frame_index)        # someone else: a new visit, this look its first
+            elif not self.judge.wants_sample(track.id, frame_index):
                 return 1
         decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
         if decision:
@@ -149,8 +149,7 @@ class KioskStream:
         """Liveness looks begin with the visit's first sample (a face that passed the quality gate), taken in the
         same frame: a visit whose faces are all turned away or blurred can name no one, and on the 1080p 2x2 mosaic
         of the stage clip such visits took two thirds of the time liveness looks took."""
-        return (self.liveness is not None and self.judge.mean_embedding(track) is not None
-                and self.liveness.wants_look(track, frame_index))
+        return self.liveness is not None and self.judge.sampled(track) and self.liveness.wants_look(track, frame_index)
 
     def _busy(self, frame_index: int) -> set[int]:
         """The visits that want a look in this frame (an embedding, a liveness look, a recheck): their faces do not

@@ -132,6 +132,11 @@ class VisitJudge:
         decision.interrupted = interrupted
         return decision
 
+    def sampled(self, track: int) -> bool:
+        """Whether the visit has had a look that passed the quality gate."""
+        visit = self.visits.get(track)
+        return visit is not None and bool(visit.embeddings)
+
     def mean_embedding(self, track: int) -> np.ndarray | None:
         """The visit's looks averaged and normalised; None before its first look."""
         visit = self.visits.get(track)
