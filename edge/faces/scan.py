@@ -112,6 +112,16 @@ class WholeFrame(DetectionStrategy):
         return self.detect_all(image)              # every frame is looked at whole already
 
 
+@dataclass(frozen=True)
+class ScanSchedule:
+    """What TiledScan scans in a frame of one size."""
+
+    size: tuple[int, int]                       # the frame's (width, height)
+    regions: list[tuple[Region, object]]        # (region, detector): the whole-frame looks first, then the tiles
+    whole: int                                  # how many whole-frame looks head ``regions``
+    turns: list[tuple[int, int]]                # each region's (period, frame of the period): scan_turns
+
+
 class TiledScan(DetectionStrategy):
     """The whole frame (``detector`` and ``tile_detector``), scanned once per ``scan_period`` frames, and
     overlapping tiles (``tile_detector``), scanned once per ``tile_period`` frames, each spread evenly over its
@@ -130,9 +140,7 @@ class TiledScan(DetectionStrategy):
     def __init__(self, detectors: dict, config: DetectionConfig):
         super().__init__(detectors, config)
         self.tile_detector = detectors[config.tile_detector]
-        self._schedule: tuple[tuple[int, int], list[tuple[Region, object]]] | None = None
-        self._whole = 0                                          # whole-frame looks at the head of the schedule
-        self._turns: list[tuple[int, int]] = []                  # each region's (period, frame of the period)
+        self._schedule: ScanSchedule | None = None
         self._scanned: dict[int, tuple[np.ndarray, int]] = {}   # tile's index -> (its thumbnail then, turns skipped)
         self.skipped = 0                                         # tile turns skipped since the stream began
 
@@ -143,15 +151,16 @@ class TiledScan(DetectionStrategy):
     def regions(self, width: int, height: int) -> list[tuple[Region, object]]:
         """(region, detector) pairs that cover a frame of this size: the whole frame with each detector (short
         range finds faces close by, full range those further away), then the tiles with full range."""
-        if self._schedule is None or self._schedule[0] != (width, height):
+        if self._schedule is None or self._schedule.size != (width, height):
             frame = Region(0, 0, width, height)
             whole = [(frame, self.detector)] + ([(frame, self.tile_detector)]
                                                 if self.tile_detector is not self.detector else [])
             tiles = tile_regions(width, height, self.config.tile_size, self.config.tile_overlap)
-            self._schedule = ((width, height), whole + [(tile, self.tile_detector) for tile in tiles])
-            self._whole, self._scanned = len(whole), {}
-            self._turns = scan_turns(len(whole), len(tiles), self.config.scan_period, self.config.tile_period)
-        return self._schedule[1]
+            turns = scan_turns(len(whole), len(tiles), self.config.scan_period, self.config.tile_period)
+            self._schedule = ScanSchedule((width, height), whole + [(tile, self.tile_detector) for tile in tiles],
+                                          len(whole), turns)
+            self._scanned = {}
+        return self._schedule.regions
 
     def detect(self, image: np.ndarray, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
         return self._detect(FramePyramid(image), frame_index, known_boxes, gated=True)
@@ -160,9 +169,10 @@ class TiledScan(DetectionStrategy):
                 gated: bool = False) -> list[Detection]:
         height, width = pyramid.levels[0].shape[:2]
         regions = self.regions(width, height)
-        due = [pair for i, (pair, (period, turn)) in enumerate(zip(regions, self._turns))
+        whole, turns = self._schedule.whole, self._schedule.turns
+        due = [pair for i, (pair, (period, turn)) in enumerate(zip(regions, turns))
                if frame_index % period == turn
-               and not (gated and i >= self._whole and self._unchanged(pyramid, i, pair[0]))]
+               and not (gated and i >= whole and self._unchanged(pyramid, i, pair[0]))]
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
         found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
