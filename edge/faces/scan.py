@@ -151,6 +151,10 @@ class TiledScan(DetectionStrategy):
     def regions(self, width: int, height: int) -> list[tuple[Region, object]]:
         """(region, detector) pairs that cover a frame of this size: the whole frame with each detector (short
         range finds faces close by, full range those further away), then the tiles with full range."""
+        return self._schedule_for(width, height).regions
+
+    def _schedule_for(self, width: int, height: int) -> ScanSchedule:
+        """The schedule for a frame of this size, made when the size is new (its tiles' memory starts afresh)."""
         if self._schedule is None or self._schedule.size != (width, height):
             frame = Region(0, 0, width, height)
             whole = [(frame, self.detector)] + ([(frame, self.tile_detector)]
@@ -160,7 +164,7 @@ class TiledScan(DetectionStrategy):
             self._schedule = ScanSchedule((width, height), whole + [(tile, self.tile_detector) for tile in tiles],
                                           len(whole), turns)
             self._scanned = {}
-        return self._schedule.regions
+        return self._schedule
 
     def detect(self, image: np.ndarray, frame_index: int, known_boxes: list[np.ndarray]) -> list[Detection]:
         return self._detect(FramePyramid(image), frame_index, known_boxes, gated=True)
@@ -168,11 +172,11 @@ class TiledScan(DetectionStrategy):
     def _detect(self, pyramid: FramePyramid, frame_index: int, known_boxes: list[np.ndarray],
                 gated: bool = False) -> list[Detection]:
         height, width = pyramid.levels[0].shape[:2]
-        regions = self.regions(width, height)
-        whole, turns = self._schedule.whole, self._schedule.turns
-        due = [pair for i, (pair, (period, turn)) in enumerate(zip(regions, turns))
+        schedule = self._schedule_for(width, height)
+        regions = schedule.regions
+        due = [pair for i, (pair, (period, turn)) in enumerate(zip(regions, schedule.turns))
                if frame_index % period == turn
-               and not (gated and i >= whole and self._unchanged(pyramid, i, pair[0]))]
+               and not (gated and i >= schedule.whole and self._unchanged(pyramid, i, pair[0]))]
         if not known_boxes and regions[0] not in due:
             due.insert(0, regions[0])     # nobody in view: the cheap whole-frame look every frame finds arrivals now
         found = [d for region, detector in due for d in _detect_in(detector, pyramid, region)]
