@@ -826,6 +826,18 @@ def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_
     assert "watched_frames" not in inspect.getsource(edge.commands.cli) and ".step(" not in inspect.getsource(edge.commands.cli)
 
 
+def recorded_samples(service) -> list[tuple[int, int]]:
+    """(track, frame) of each look the service's visits take as a sample, filled as it runs."""
+    samples, add_sample = [], service.stream.judge.add_sample
+
+    def recording(track, frame, *rest):
+        samples.append((track, frame))
+        return add_sample(track, frame, *rest)
+
+    service.stream.judge.add_sample = recording
+    return samples
+
+
 def test_a_visit_takes_liveness_looks_only_from_its_first_sample(verify_bundle, tmp_path):
     """Looks at a face that fails the quality gate (here blurred) can name no one, so they take no liveness looks
     either; the first one comes with the visit's first sample, in the same frame."""
@@ -836,13 +848,10 @@ def test_a_visit_takes_liveness_looks_only_from_its_first_sample(verify_bundle, 
     check = Verdicts("insufficient")
     service, pipeline = liveness_service(verify_bundle, tmp_path, [check], DoorActions([], min_interval_s=0.001),
                                          blurred)
-    looks, samples = [], []
+    looks, samples = [], recorded_samples(service)
     check.observe = lambda look: looks.append(look.frame) or look.frame
-    add_sample = service.stream.judge.add_sample
-    service.stream.judge.add_sample = lambda track, frame, *rest: samples.append(frame) or add_sample(track, frame,
-                                                                                                        *rest)
     run_scripted(service)
-    assert samples and samples[0] >= 20 and looks and looks[0] == samples[0]
+    assert samples and samples[0][1] >= 20 and looks and looks[0] == samples[0][1]
     service.stop()
     pipeline.close()
 
@@ -861,10 +870,7 @@ def test_someone_else_found_in_a_visits_place_starts_a_new_visit_with_that_look(
     clock = Clock()
     pipeline = enrolled_pipeline(verify_bundle, tmp_path)
     service = KioskService(pipeline, "scripted", source=ScriptedCamera(frames, clock), clock=clock)
-    samples = []
-    add_sample = service.stream.judge.add_sample
-    service.stream.judge.add_sample = lambda track, frame, *rest: samples.append((track, frame)) or add_sample(
-        track, frame, *rest)
+    samples = recorded_samples(service)
     run_scripted(service)
     decided = {r["track"]: r for r in service.state.recent}
     assert decided[1]["outcome"] == "named" and decided[2]["outcome"] != "named"
