@@ -15,6 +15,7 @@ every decision says liveness ``off``.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,6 +68,7 @@ class KioskStream:
         self.last_frame = -1
         self.last_time_s: float | None = None
         self._recheck: set[int] = set()     # tracks whose next good look is compared with their visit so far
+        self._unvouched: dict[int, deque] = {}      # track -> aligned faces of its liveness looks not yet vouched for
 
     @property
     def thresholds(self):
@@ -107,9 +109,10 @@ class KioskStream:
         faces = [t for t in shown if t.detection is not None]       # looks are taken only on what was detected
         held, ended = [], [t.id for t in update.ended]
         for track in faces:
-            embedded += self._sample(image, track, frame_index, time_s, held, ended)
+            sampled = self._sample(image, track, frame_index, time_s, held, ended)
+            embedded += sampled
             if self._wants_liveness_look(track.id, frame_index):
-                timings["liveness"] += self._liveness_look(image, track, frame_index, time_s)
+                timings["liveness"] += self._liveness_look(image, track, frame_index, time_s, sampled, held, ended)
         held += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
         timings["judge"] = ms_since(mark) - timings["liveness"]
         decisions += self._published(held, ended, frame_index, time_s)
@@ -133,11 +136,8 @@ class KioskStream:
         embedding, aligned = look
         if checking:
             self._recheck.discard(track.id)
-            same = self.pipeline.matcher.pair_score(embedding, self.judge.mean_embedding(track.id))
-            if same < self.thresholds.same_person:
-                held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
-                ended.append(track.id)
-                self.tracker.split(track, frame_index)        # someone else: a new visit, this look its first
+            if self._stray(track.id, [embedding]):
+                self._someone_else(track, frame_index, held, ended)     # a new visit, this look its first
             elif not self.judge.wants_sample(track.id, frame_index):
                 return 1
         decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
@@ -169,22 +169,52 @@ class KioskStream:
             return None
         return self.pipeline.faces.embed_aligned([aligned])[0], aligned
 
-    def _liveness_look(self, image: np.ndarray, track: Track, frame_index: int, time_s: float) -> float:
-        """Gives the visit's liveness checks this look (a face too small to judge is skipped); while the visit's
-        challenge runs, the look must also stay the visit's person. Returns the milliseconds it took."""
+    def _liveness_look(self, image: np.ndarray, track: Track, frame_index: int, time_s: float, sampled: bool,
+                       held: list, ended: list) -> float:
+        """Gives the visit's liveness checks this look (a face too small to judge is skipped), and returns the
+        milliseconds it took. A look must be of the visit's person: in a frame where the visit took a sample, the
+        sample is checked with its decision; any other look is kept aligned, and embedded and checked only when a
+        live verdict would rest on it (the gate's vouch), so looks that settle nothing cost no embedding. A look of
+        someone else ends the visit, not live, and the face goes on as a new visit (``_someone_else``). While the
+        visit's challenge runs, every look is checked as it is taken, and one of someone else fails the challenge."""
         start = time.perf_counter()
         box = track.detection.box
         if box[3] - box[1] >= self.tracking.min_face:
             challenge = self.liveness.challenged(track.id)
-            mean = self.judge.mean_embedding(track.id)
-            if challenge is not None and mean is not None:
-                aligned = self.pipeline.faces.align(image, track.detection)
-                score = self.pipeline.matcher.pair_score(self.pipeline.faces.embed_aligned([aligned])[0], mean)
-                if score < self.thresholds.same_person:
-                    challenge.stray = (f"a look during the challenge scores {score:.4f} against the visit, below the "
-                                       f"same-person threshold {self.thresholds.same_person:.4f}")
-            self.liveness.look(track.id, Look(image, track.detection, time_s, frame_index))
+            aligned = None if sampled and challenge is None else self.pipeline.faces.align(image, track.detection)
+            if not sampled:
+                self._unvouched.setdefault(track.id, deque(maxlen=self.liveness.config.max_looks)).append(aligned)
+            if challenge is not None:
+                stray = self._stray(track.id, self.pipeline.faces.embed_aligned([aligned]))
+                if stray:
+                    challenge.stray = f"a look during the challenge {stray}"
+            if self.liveness.look(track.id, Look(image, track.detection, time_s, frame_index),
+                                  vouch=lambda: self._vouch(track.id)):
+                self._someone_else(track, frame_index, held, ended)
         return ms_since(start)
+
+    def _vouch(self, track_id: int) -> str:
+        """Why one of the visit's looks kept for vouching is not its person ("" when every one is)."""
+        looks = self._unvouched.get(track_id)
+        stray = self._stray(track_id, self.pipeline.faces.embed_aligned(list(looks))) if looks else ""
+        return f"a look its live verdict rests on {stray}: someone else in its place" if stray else ""
+
+    def _stray(self, track_id: int, embeddings) -> str:
+        """Why one of ``embeddings`` (faces in the visit's place) is not the visit's person ("" when every one is)."""
+        mean = self.judge.mean_embedding(track_id)
+        for embedding in embeddings if mean is not None else []:
+            score = self.pipeline.matcher.pair_score(embedding, mean)
+            if score < self.thresholds.same_person:
+                return (f"scores {score:.4f} against the visit, below the same-person threshold "
+                        f"{self.thresholds.same_person:.4f}")
+        return ""
+
+    def _someone_else(self, track: Track, frame_index: int, held: list, ended: list) -> None:
+        """The face in the visit's place is someone else's: the visit ends (its decision, if it had none, to
+        ``held``) and the face goes on as a new visit."""
+        held += [d for d in [self.judge.end(track.id, frame_index, track.box)] if d]
+        ended.append(track.id)
+        self.tracker.split(track, frame_index)
 
     def _published(self, decided: list[VisitDecision], ended: list[int], frame_index: int,
                    time_s: float) -> list[VisitDecision]:
@@ -201,6 +231,8 @@ class KioskStream:
                 self.liveness.hold(decision.track, decision, time_s, retry=not decision.interrupted)
             else:
                 released.append(self.liveness.release_now(decision.track, decision))
+        for track in ended:
+            self._unvouched.pop(track, None)
         released += [item for track in ended for item in self.liveness.end(track)] + self.liveness.release(time_s)
         return [self._with_verdict(item, frame_index) for item in released]
 

@@ -12,13 +12,17 @@ A decision released ``insufficient`` gets a second chance when held with ``retry
 while the page asks for a slight head turn, the visit goes on taking looks, and if its verdict settles then, the
 decision is released again (``Released.again``) with that verdict. A visit that ends, or a stream that stops,
 releases what it holds at once, and its second chance ends with it.
+
+A live verdict must rest on looks of the visit's person: the kiosk vouches for them as it settles (``look``), and a
+look of someone else (a photo of the named person lowered from the attacker's own face) makes the visit's verdict
+final and not live.
 """
 from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from edge.liveness.challenge import Challenge
 from edge.liveness.checks import CheckResult, LivenessCheck, Look
@@ -34,9 +38,11 @@ class Verdict:
     score: float                          # share of the checks that say live
     checks: dict[str, dict]               # check name -> its CheckResult.record()
     looks: int = 0                        # the visit's liveness looks it was judged on
+    stray: str = ""                       # why a look the checks found live is not the visit's person ("": none)
 
     def record(self) -> dict:
-        return {"verdict": self.verdict, "score": round(self.score, 4), "looks": self.looks, "checks": self.checks}
+        record = {"verdict": self.verdict, "score": round(self.score, 4), "looks": self.looks, "checks": self.checks}
+        return {**record, "stray": self.stray} if self.stray else record
 
 
 OFF = Verdict("off", 0.0, {})
@@ -65,7 +71,7 @@ class VisitLiveness:
     last_look: int = -10**9               # frame of the last liveness look
     looks: int = 0                        # liveness looks taken (the checks keep the newest max_looks)
     newest_look_s: float | None = None    # stream time of the last liveness look
-    settled: Verdict | None = None        # once live or attack, it stays
+    settled: Verdict | None = None        # once live or attack, it stays (and once not live for good: ``look``)
     published: bool = False               # a decision of the visit went out
     held: list = field(default_factory=list)      # (decision, stream time it was held at, whether it may retry)
     retrying: tuple | None = None         # (decision that went out insufficient, stream time its second chance ends)
@@ -99,7 +105,11 @@ class LivenessGate:
         done = visit.published and not visit.held and visit.retrying is None
         return visit.settled is None and not done and frame - visit.last_look >= self.config.look_gap
 
-    def look(self, track: int, look: Look) -> None:
+    def look(self, track: int, look: Look, vouch: Callable[[], str | None] | None = None) -> str:
+        """Gives the visit's checks one look. ``vouch`` is asked before a live verdict settles: why a look it rests
+        on is not the visit's person ("" or None when every one is). Then the visit's verdict is final and not live
+        (``insufficient``, the reason with it), and the reason is returned: the face is someone else's, and the
+        kiosk ends the visit."""
         visit = self._visit(track)
         for check in self._checks(visit):
             visit.observed[check.name].append(check.observe(look))
@@ -107,8 +117,12 @@ class LivenessGate:
         visit.looks += 1
         self.looks_taken += 1
         verdict = self._fused(visit)
-        if verdict.verdict in SETTLED:
+        stray = (vouch() or "") if verdict.verdict == "live" and vouch is not None else ""
+        if stray:
+            visit.settled = replace(verdict, verdict="insufficient", stray=stray)
+        elif verdict.verdict in SETTLED:
             visit.settled = verdict
+        return stray
 
     def challenged(self, track: int) -> Challenge | None:
         """The visit's running challenge (its request shown on the page), None without one or once settled."""

@@ -239,28 +239,29 @@ def _at_the_door(photo, size=(640, 480), scale=2):
     return frame
 
 
-@pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
-def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(shared_data, real_bundle, tmp_path,
-                                                                                outage_s):
-    """The attack: an enrolled person shows for one look, the camera delivers nothing for a while, a stranger
-    stands at the same place. The visit must end at the outage and the relay must never close."""
+def _kiosk_with_s1_enrolled(bundle, orl, tmp_path):
+    pipe = open_pipeline(bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
+    vectors = [pipe.faces.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
+    pipe.gallery.people.enroll("s1", np.stack(vectors), pipe.faces.key, ["orl/s1"], consent="yes")
+    pipe.matcher.reload()
+    return pipe
+
+
+def _relay_at_the_door(pipe, script, liveness=None) -> tuple[list[dict], list[bool]]:
+    """The kiosk on a scripted camera (edge.kiosk.service) with a door relay on a mock GPIO pin: its decisions,
+    oldest first, and every state the relay took."""
     from gpiozero.pins.mock import MockFactory
     from scripted_camera import Clock, ScriptedCamera
 
     from edge.kiosk.actions import DoorActions, GpioAction
     from edge.kiosk.service import KioskService
+    from edge.kiosk.stream import KioskStream
 
-    orl = shared_data / "orl"
-    pipe = open_pipeline(real_bundle, gallery_path=tmp_path / "gallery.db", create_gallery=True)
-    vectors = [pipe.faces.embed_image(read_image(orl / "s1" / f"{n}.pgm")) for n in range(1, 6)]
-    pipe.gallery.people.enroll("s1", np.stack(vectors), pipe.faces.key, ["orl/s1"], consent="yes")
-    pipe.matcher.reload()
-    enrolled = [_at_the_door(orl / "s1" / "6.pgm")] * 4                 # a visit from the 3rd frame: one look
-    stranger = [_at_the_door(orl / "s2" / f"{1 + n // 10}.pgm") for n in range(40)]
     clock, pins = Clock(), MockFactory()
     door = DoorActions([GpioAction(17, open_s=0.5, pin_factory=pins)], min_interval_s=0.001)
-    camera = ScriptedCamera([*enrolled, outage_s, *stranger], clock)
-    service = KioskService(pipe, camera.uri, door=door, source=camera, clock=clock)
+    camera = ScriptedCamera(script, clock)
+    stream = KioskStream(pipe, liveness=liveness) if liveness is not None else None
+    service = KioskService(pipe, camera.uri, door=door, source=camera, clock=clock, stream=stream)
     service.start()
     service._thread.join(120)
     door.wait()
@@ -269,8 +270,45 @@ def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(
     pipe.close()
     relay = [s.state for s in pins.pin(17).states]
     pins.close()
+    return decisions, relay
+
+
+@pytest.mark.parametrize("outage_s", [1.0, 4.0, 20.0])
+def test_a_stranger_after_a_camera_outage_is_not_let_in_under_the_enrolled_name(shared_data, real_bundle, tmp_path,
+                                                                                outage_s):
+    """The attack: an enrolled person shows for one look, the camera delivers nothing for a while, a stranger
+    stands at the same place. The visit must end at the outage and the relay must never close."""
+    orl = shared_data / "orl"
+    pipe = _kiosk_with_s1_enrolled(real_bundle, orl, tmp_path)
+    enrolled = [_at_the_door(orl / "s1" / "6.pgm")] * 4                 # a visit from the 3rd frame: one look
+    stranger = [_at_the_door(orl / "s2" / f"{1 + n // 10}.pgm") for n in range(40)]
+    decisions, relay = _relay_at_the_door(pipe, [*enrolled, outage_s, *stranger])
     assert relay == [False]                                             # the relay never closed
     first, *rest = decisions
     assert first["best_match"] == "s1" and first["door"] == "visit cut short" and first["samples"] == 1
     assert rest and all(d["identity"] != "s1" for d in rest) and rest[0]["track"] != first["track"]
     assert rest[0]["outcome"] in ("unknown", "undecided") and rest[0]["samples"] >= 2
+
+
+def test_a_print_of_an_enrolled_person_lowered_from_someone_elses_turning_head_opens_nothing(shared_data, real_bundle,
+                                                                                            tmp_path):
+    """The attack: a print of s1 held still where the attacker's face is, named s1 and waiting for its liveness
+    verdict; the print is lowered and the attacker (s2) turns their head in the same place, the tracker never losing
+    the face. Planar sees a real head turn, but not s1's: the relay must never close."""
+    from edge.liveness.checks import CheckContext
+    from edge.liveness.gate import LivenessGate
+    from edge.liveness.planar import PlanarCheck
+    from edge.runtime.boards import load_board
+
+    orl = shared_data / "orl"
+    pipe = _kiosk_with_s1_enrolled(real_bundle, orl, tmp_path)
+    board = load_board("host")
+    printed = [_at_the_door(orl / "s1" / "6.pgm")] * 30
+    turning = [_at_the_door(orl / "s2" / f"{n}.pgm") for n in range(1, 11) for _ in range(4)]
+    gate = LivenessGate([PlanarCheck(CheckContext(real_bundle, None, board, None))], board.liveness)
+    decisions, relay = _relay_at_the_door(pipe, [*printed, *turning], gate)
+    assert relay == [False]                                             # the relay never closed
+    named = [d for d in decisions if d["identity"] == "s1"]
+    assert named and all(d["liveness"]["verdict"] != "live" for d in named)
+    assert "someone else" in named[-1]["liveness"]["stray"]
+    assert any(d["track"] != named[0]["track"] and d["identity"] is None for d in decisions)

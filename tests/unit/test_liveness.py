@@ -76,6 +76,23 @@ def test_a_decision_waits_for_its_visits_verdict_and_at_most_the_wait_then_goes_
     assert check.closed
 
 
+def test_a_live_verdict_is_vouched_for_before_it_settles_and_a_look_of_someone_else_makes_it_final_and_not_live():
+    check, asked = Scripted(), []
+    gate = LivenessGate([check], LivenessConfig(max_wait_s=3.0, look_gap=2))
+
+    def vouch(reason):
+        return lambda: asked.append(reason) or reason
+
+    assert gate.look(1, look(0, 0.0), vouch("")) == "" and asked == []      # nothing would settle: nobody asked
+    check.verdict = "live"
+    assert gate.look(1, look(2, 0.1), vouch("")) == "" and gate.verdict(1).verdict == "live"
+    gate.hold(2, "decision of 2", 0.0)
+    assert gate.look(2, look(2, 0.1), vouch("a look of someone else")) == "a look of someone else"
+    assert asked == ["", "a look of someone else"] and not gate.wants_look(2, 100)
+    (released,) = gate.end(2)
+    assert released.verdict.verdict == "insufficient" and released.verdict.record()["stray"] == "a look of someone else"
+
+
 def test_a_decision_released_insufficient_goes_out_again_if_its_verdict_settles_within_its_second_chance():
     check = Scripted()
     gate = LivenessGate([check], LivenessConfig(max_wait_s=1.0, retry_s=5.0, look_gap=1))

@@ -877,3 +877,29 @@ def test_someone_else_found_in_a_visits_place_starts_a_new_visit_with_that_look(
     assert [frame for track, frame in samples if track == 2][0] == 21
     service.stop()
     pipeline.close()
+
+
+@pytest.mark.parametrize("swap, live_from", [(12, 12), (20, 30)], ids=["while-held", "on-its-second-chance"])
+def test_a_face_that_stops_being_the_named_visits_person_ends_the_visit_and_opens_nothing(verify_bundle, tmp_path,
+                                                                                        swap, live_from):
+    """A photo of ann is named and waits for its verdict (0.5 s); the attacker then shows their own face in its place
+    without the tracker losing it, and turns their head (the check says live from ``live_from``), while the decision
+    is held or on its second chance. Those looks are not ann's: the named visit goes out not live, the face goes on
+    as a new visit, and no door opens."""
+    from edge.kiosk.actions import DoorActions
+
+    # ann until ``swap``, then in the same place, with no frame missed, someone else (their colours swapped: the test
+    # bundle's verifier embeds a face's mean colour)
+    frames = visitor_frames(swap) + [np.ascontiguousarray(f[..., ::-1]) for f in visitor_frames(40 - swap, seed=651)]
+    door = DoorActions([], min_interval_s=0.001)
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [LiveFrom(live_from)], door, frames)
+    run_scripted(service)
+    visits = {}
+    for record in reversed(service.state.recent):
+        visits.setdefault(record["track"], []).append(record)
+    (ann,) = visits.pop(1)
+    assert ann["outcome"] == "named" and ann["liveness"]["verdict"] == "insufficient" and ann["door"] == "not live"
+    assert ("someone else" in ann["liveness"].get("stray", "")) == (swap == live_from)
+    assert visits and all(r["outcome"] != "named" and r["door"] != "opened" for rs in visits.values() for r in rs)
+    service.stop()
+    pipeline.close()
