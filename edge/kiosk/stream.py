@@ -173,21 +173,23 @@ class KioskStream:
                        held: list, ended: list) -> float:
         """Gives the visit's liveness checks this look (a face too small to judge is skipped), and returns the
         milliseconds it took. A look must be of the visit's person: in a frame where the visit took a sample, the
-        sample is checked with its decision; any other look is kept aligned, and embedded and checked only when a
-        live verdict would rest on it (the gate's vouch), so looks that settle nothing cost no embedding. A look of
-        someone else ends the visit, not live, and the face goes on as a new visit (``_someone_else``). While the
-        visit's challenge runs, every look is checked as it is taken, and one of someone else fails the challenge."""
+        sample is checked with its decision; while the visit's challenge runs, every look is checked as it is
+        taken, and one of someone else fails the challenge; any other look is kept aligned, and embedded and checked
+        only when a live verdict would rest on it (the gate's vouch), so looks that settle nothing cost no
+        embedding. A look of someone else found then ends the visit, not live, and the face goes on as a new visit
+        (``_someone_else``)."""
         start = time.perf_counter()
         box = track.detection.box
         if box[3] - box[1] >= self.tracking.min_face:
             challenge = self.liveness.challenged(track.id)
-            aligned = None if sampled and challenge is None else self.pipeline.faces.align(image, track.detection)
-            if not sampled:
-                self._unvouched.setdefault(track.id, deque(maxlen=self.liveness.config.max_looks)).append(aligned)
             if challenge is not None:
+                aligned = self.pipeline.faces.align(image, track.detection)
                 stray = self._stray(track.id, self.pipeline.faces.embed_aligned([aligned]))
                 if stray:
                     challenge.stray = f"a look during the challenge {stray}"
+            elif not sampled:
+                self._unvouched.setdefault(track.id, deque(maxlen=self.liveness.config.max_looks)).append(
+                    self.pipeline.faces.align(image, track.detection))
             if self.liveness.look(track.id, Look(image, track.detection, time_s, frame_index),
                                   vouch=lambda: self._vouch(track.id)):
                 self._someone_else(track, frame_index, held, ended)

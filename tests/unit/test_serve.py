@@ -419,7 +419,7 @@ def held_photo(frame: np.ndarray, count: int) -> list[np.ndarray]:
     return frames
 
 
-def liveness_service(bundle, tmp_path, checks, door, frames=None):
+def liveness_service(bundle, tmp_path, checks, door, frames=None, challenge=False):
     from edge.kiosk.stream import KioskStream
     from edge.liveness.gate import LivenessGate
     from edge.runtime.boards import LivenessConfig
@@ -427,7 +427,8 @@ def liveness_service(bundle, tmp_path, checks, door, frames=None):
     clock = Clock()
     pipeline = enrolled_pipeline(bundle, tmp_path)
     camera = ScriptedCamera(visitor_frames(40) if frames is None else frames, clock)
-    stream = KioskStream(pipeline, liveness=LivenessGate(checks, LivenessConfig(max_wait_s=0.5)))
+    config = LivenessConfig(max_wait_s=0.5, challenge_s=0.5)
+    stream = KioskStream(pipeline, liveness=LivenessGate(checks, config, challenge=challenge))
     return KioskService(pipeline, camera.uri, door=door, source=camera, clock=clock, stream=stream), pipeline
 
 
@@ -879,6 +880,12 @@ def test_someone_else_found_in_a_visits_place_starts_a_new_visit_with_that_look(
     pipeline.close()
 
 
+def swapped_at(frame: int) -> list[np.ndarray]:
+    """ann until ``frame``, then in the same place, with no frame missed, someone else (their colours swapped: the
+    test bundle's verifier embeds a face's mean colour); 40 frames."""
+    return visitor_frames(frame) + [np.ascontiguousarray(f[..., ::-1]) for f in visitor_frames(40 - frame, seed=651)]
+
+
 @pytest.mark.parametrize("swap, live_from", [(12, 12), (20, 30)], ids=["while-held", "on-its-second-chance"])
 def test_a_face_that_stops_being_the_named_visits_person_ends_the_visit_and_opens_nothing(verify_bundle, tmp_path,
                                                                                         swap, live_from):
@@ -888,11 +895,8 @@ def test_a_face_that_stops_being_the_named_visits_person_ends_the_visit_and_open
     as a new visit, and no door opens."""
     from edge.kiosk.actions import DoorActions
 
-    # ann until ``swap``, then in the same place, with no frame missed, someone else (their colours swapped: the test
-    # bundle's verifier embeds a face's mean colour)
-    frames = visitor_frames(swap) + [np.ascontiguousarray(f[..., ::-1]) for f in visitor_frames(40 - swap, seed=651)]
     door = DoorActions([], min_interval_s=0.001)
-    service, pipeline = liveness_service(verify_bundle, tmp_path, [LiveFrom(live_from)], door, frames)
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [LiveFrom(live_from)], door, swapped_at(swap))
     run_scripted(service)
     visits = {}
     for record in reversed(service.state.recent):
@@ -901,5 +905,23 @@ def test_a_face_that_stops_being_the_named_visits_person_ends_the_visit_and_open
     assert ann["outcome"] == "named" and ann["liveness"]["verdict"] == "insufficient" and ann["door"] == "not live"
     assert ("someone else" in ann["liveness"].get("stray", "")) == (swap == live_from)
     assert visits and all(r["outcome"] != "named" and r["door"] != "opened" for rs in visits.values() for r in rs)
+    service.stop()
+    pipeline.close()
+
+
+def test_a_look_of_someone_else_during_a_challenge_fails_it_as_an_attack(verify_bundle, tmp_path):
+    """With the challenge, every look is checked as it is taken: someone else in the visit's place while its request
+    runs is an attack, alerted, and no door opens."""
+    from edge.kiosk.actions import DoorActions
+
+    alerts = Recorded()
+    door = DoorActions([], min_interval_s=0.001, alerts=[alerts])
+    service, pipeline = liveness_service(verify_bundle, tmp_path, [], door, swapped_at(12), challenge=True)
+    run_scripted(service)
+    door.wait()
+    ann = [r for r in service.state.recent if r["track"] == 1]
+    assert [(r["outcome"], r["liveness"]["verdict"], r["door"]) for r in ann] == [("named", "attack", "not live")]
+    assert "a look during the challenge scores" in ann[0]["liveness"]["checks"]["challenge"]["stray"]
+    assert alerts.events and alerts.events[0]["alert"] == "presentation attack"
     service.stop()
     pipeline.close()
