@@ -49,15 +49,16 @@ def add_allow_unsigned(parser) -> None:
                              "files are then not authenticated; said at start, on the page and in /metrics)")
 
 
-def checked_signature(folder: Path, allow_unsigned: bool, shown: Path | None = None):
+def checked_signature(folder: Path, allow_unsigned: bool, shown: Path | None = None, log=None):
     """The bundle's signature checked against this board's trusted keys (edge.bundles.signing), said in one line naming
-    ``shown`` (default: ``folder``)."""
+    ``shown`` (default: ``folder``) on ``log`` (default: stdout, stderr when it is not authenticated)."""
     from edge.bundles.signing import verify_bundle
     from edge.runtime.manifest import read_manifest
 
     read_manifest(folder, verify_files=False)           # a folder that is no bundle at all is told so first
     trust = verify_bundle(folder, allow_unsigned)
-    print(f"bundle: {shown or folder}: {trust.describe()}", file=sys.stderr if trust.allowed_unsigned else sys.stdout)
+    print(f"bundle: {shown or folder}: {trust.describe()}",
+          file=log or (sys.stderr if trust.allowed_unsigned else sys.stdout))
     return trust
 
 

@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="below this score a visitor is a stranger (default: read off the calibration at the "
                           "board's tracking.unknown_far; the match threshold when there is none)")
     add_kiosk_flags(run)
+    run.add_argument("--allow_unsigned", action="store_true",
+                     help="with door actions: accept a bundle that is unsigned or signed by a key this board does not "
+                          "trust (a door opens only on a trusted bundle otherwise; without door actions any bundle "
+                          "runs)")
     add_model_choice(run)
     run.set_defaults(handler=run_kiosk)
 
@@ -267,10 +271,15 @@ def run_kiosk(args) -> int:
     from edge.kiosk.run_sinks import AnnotatedVideo, DecisionLines
     from edge.kiosk.service import KioskService
     from edge.kiosk.stream import KioskStream
+    from edge.sources import check_source
 
+    check_source(args.source)
     if args.output and Path(args.source).exists():
         refuse_output_over_input(args.output, [args.source], "--output")
     secret = webhook_secret(args)
+    if args.webhook or args.mqtt or args.gpio is not None:
+        # a door opens only on a bundle this board trusts, as under serve (stdout holds the decisions)
+        checked_signature(Path(args.bundle), args.allow_unsigned, log=sys.stderr)
     pipeline = open_bundle_pipeline(args, args.gallery)
     pipeline.matcher.require_current(args.bundle)
     door = door_actions(args, pipeline.board, secret)

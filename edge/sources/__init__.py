@@ -37,6 +37,12 @@ def source_scheme(uri: str) -> str:
     return "folder" if path.is_dir() else "file"
 
 
+def check_source(uri: str) -> None:
+    """Refuses in one line, before anything is opened or loaded, a source that is neither a path that exists nor a
+    URI of a known scheme."""
+    SOURCES.target(source_scheme(uri))
+
+
 def open_source(uri: str) -> FrameSource:
     source = SOURCES.get(source_scheme(uri))(uri)
     source.open()

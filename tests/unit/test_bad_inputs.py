@@ -123,8 +123,9 @@ def test_a_door_without_liveness_is_refused_unless_no_liveness_says_so(verify_bu
            "--source", "synthetic://kiosk?seeds=1&frames_per_person=12",
            "--webhook", "http://127.0.0.1:9/door", "--webhook_secret_file", str(secret)]
     assert main([*run, "--liveness", "none"]) == 2
-    err = capsys.readouterr().err
-    assert "the door has actions but no liveness check runs" in err and len(err.strip().splitlines()) == 1
+    said = capsys.readouterr().err.strip().splitlines()       # the bundle's signature checked, then the refusal
+    assert said[0].startswith("bundle: ") and len(said) == 2
+    assert said[1].startswith("error: the door has actions but no liveness check runs")
     assert main([*run, "--no_liveness", "--liveness", "planar"]) == 2
     assert "cannot be given with --liveness or --challenge" in capsys.readouterr().err
     assert main([*run, "--liveness", "planer"]) == 2

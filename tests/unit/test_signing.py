@@ -148,3 +148,31 @@ def test_serve_refuses_an_unsigned_bundle_and_an_allowed_one_says_so_on_the_page
         assert status["signed"] is signed and ("UNSIGNED" in status["trust"]) is not signed
         assert f"edge_face_bundle_signed {float(signed)}" in client.get("/metrics", headers=auth).text
         pipeline.close()
+
+
+def test_edge_run_drives_a_door_only_on_a_bundle_this_board_trusts(verify_bundle, tmp_path, capsys):
+    """edge run with door actions checks the bundle's signature as serve does (its one line on stderr: stdout holds
+    the decisions); without door actions any bundle runs."""
+    unsigned = copy_of(verify_bundle, tmp_path)
+    (unsigned / SIGNATURE_FILE).unlink()
+    gallery = tmp_path / "gallery.db"
+    assert edge_main(["gallery", "--create", "--gallery", str(gallery)]) == 0
+    secret = tmp_path / "door.secret"
+    secret.write_text("a door's secret, 32 bytes or more, kept private")
+    secret.chmod(0o600)
+    door = ["--webhook", "https://door.invalid/open", "--webhook_secret_file", str(secret)]
+
+    def run(bundle, *more):
+        capsys.readouterr()
+        code = edge_main(["run", "--bundle", str(bundle), "--gallery", str(gallery), "--source",
+                          "synthetic://kiosk?seeds=500&frames_per_person=10&gap_frames=0", *more])
+        return (code, *capsys.readouterr())
+
+    code, out, err = run(unsigned, *door)
+    assert code == 2 and out == "" and "is not signed" in err and "--allow_unsigned" in err
+    assert len(err.strip().splitlines()) == 1
+    for bundle, more, said in ((unsigned, ["--allow_unsigned"], "UNSIGNED"), (verify_bundle, [], "signed by")):
+        code, out, err = run(bundle, *door, *more)
+        assert code == 0 and said in err and all(line.startswith("{") for line in out.splitlines())
+    code, out, err = run(unsigned)
+    assert code == 0 and "bundle: " not in err
