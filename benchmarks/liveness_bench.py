@@ -7,6 +7,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
   visit from it; it is accepted (an APCER error) when any of its visits is judged ``live``;
 - a live visit is every visit of a live source with at least ``MIN_LOOKS`` liveness looks and a face at least
   ``MIN_FACE`` px high; it is rejected (a BPCER error) unless judged ``live`` (``insufficient`` is a rejection).
+- ``fused.someone_else`` counts the clips and live visits whose live verdict was refused because a look it rested
+  on was not the visit's person (edge.kiosk.stream vouches for them).
 
 Every visit is judged as an enrolled person's would be, whoever it names: its decision waits for the verdict and,
 gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its last verdict counts.
@@ -81,6 +83,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
     names = ["fused", *gate.names]
     attacks, live = {name: Tally.empty() for name in names}, {name: Tally.empty() for name in names}
     counted, no_visit, live_visits, liveness_ms = Counter(), Counter(), 0, 0.0
+    stray = {"attack_clips": Counter(), "live_visits": 0}      # live verdicts refused: their looks were someone else's
     looks_before = gate.looks_taken
     try:
         bar = progress_bar(total=sum(map(len, clips.values())) + len(options.live), desc="liveness", unit="clip")
@@ -93,6 +96,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
                     no_visit[kind] += 1
                     continue
                 counted[kind] += 1
+                stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
                 for name in names:
                     attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
         for source in options.live:
@@ -101,6 +105,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
             bar.update()
             judged = [v for v, height in verdicts if v["looks"] >= MIN_LOOKS and height >= MIN_FACE]
             live_visits += len(judged)
+            stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
             for name in names:
                 live[name].rejected += sum(_said(v, name) != "live" for v in judged)
         bar.close()
@@ -113,7 +118,9 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
                         attacks=str(options.attacks), live_sources=list(options.live),
                         checks={name: _rates(attacks[name], live[name], counted, live_visits) for name in names[1:]},
                         fused={**_rates(attacks["fused"], live["fused"], counted, live_visits),
-                               "attack_clips": dict(counted), "live_visits": live_visits},
+                               "attack_clips": dict(counted), "live_visits": live_visits,
+                               "someone_else": {"attack_clips": dict(stray["attack_clips"]),
+                                                "live_visits": stray["live_visits"]}},
                         clips_without_visit={"counts": dict(no_visit),
                                              "share": round(sum(no_visit.values()) /
                                                             max(sum(no_visit.values()) + sum(counted.values()), 1), 4)},

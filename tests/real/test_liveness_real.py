@@ -113,3 +113,31 @@ def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, t
         verdicts.append(sorted({gate.verdict(track).verdict for track in gate.visits}))
     assert len(clips) == 10 and not any("live" in seen for seen in verdicts), list(zip(clips, verdicts))
     assert len(list((tmp_path / "attacks" / "video_replay").glob("*.mp4"))) == 2       # --clips_per_video
+
+
+def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_real_video(shared_data, verify_bundle,
+                                                                                        tmp_path, capsys):
+    """python -m benchmarks liveness on clips rendered from real photos and on the stage clip as live video: the
+    result holds what docs/liveness.md quotes (APCER per kind of clip, BPCER over live visits, the clips counted,
+    the ms per look, live verdicts refused for a look of someone else), and the report shows it."""
+    import json
+
+    from benchmarks.attacks import AttackOptions, render_attacks
+    from benchmarks.cli import main
+
+    stage = shared_data / "video" / "stage_clip_360p.mp4"
+    render_attacks(AttackOptions(shared_data / "faces80" / "AFLW", tmp_path / "attacks", (stage,),
+                                 clips_per_photo=1, max_photos=3, seed=5, clips_per_video=1))
+    assert main(["liveness", "--bundle", str(verify_bundle), "--attacks", str(tmp_path / "attacks"), "--live",
+                 str(stage), "--results", str(tmp_path / "results")]) == 0
+    assert "liveness: APCER print" in capsys.readouterr().out
+    (path,) = (tmp_path / "results" / "host").glob("liveness-*.json")
+    result = json.loads(path.read_text())
+    fused = result["fused"]
+    counted = sum(fused["attack_clips"].values()) + sum(result["clips_without_visit"]["counts"].values())
+    assert counted == len(list((tmp_path / "attacks").rglob("*.mp4"))) == 7
+    assert set(fused["apcer"]) == set(fused["attack_clips"]) and all(0 <= r <= 1 for r in fused["apcer"].values())
+    assert fused["live_visits"] >= 3 and 0 <= fused["bpcer"] <= 1 and result["liveness_ms_per_look"] > 0
+    assert set(fused["someone_else"]) == {"attack_clips", "live_visits"} and set(result["checks"]) == {"planar"}
+    report = (tmp_path / "results" / "host" / "report.md").read_text()
+    assert "live looks of someone else" in report and f"of {fused['live_visits']}" in report
