@@ -9,7 +9,7 @@ import pytest
 
 from edge.base.imageio import list_images, read_image
 from edge.faces.packaged_detector import load_packaged_detector
-from edge.liveness.challenge import REQUESTS, Challenge, head_pose
+from edge.liveness.challenge import Challenge, head_pose
 from edge.liveness.checks import CheckContext, Look
 from edge.liveness.gate import LivenessGate
 from edge.liveness.planar import PlanarCheck
