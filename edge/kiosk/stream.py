@@ -109,10 +109,10 @@ class KioskStream:
         faces = [t for t in shown if t.detection is not None]       # looks are taken only on what was detected
         held, ended = [], [t.id for t in update.ended]
         for track in faces:
-            sampled = self._sample(image, track, frame_index, time_s, held, ended)
-            embedded += sampled
+            sample = self._sample(image, track, frame_index, time_s, held, ended)
+            embedded += sample is not None
             if self._wants_liveness_look(track.id, frame_index):
-                timings["liveness"] += self._liveness_look(image, track, frame_index, time_s, sampled, held, ended)
+                timings["liveness"] += self._liveness_look(image, track, frame_index, time_s, sample, held, ended)
         held += [d for t in update.ended if (d := self.judge.end(t.id, frame_index, t.box))]
         timings["judge"] = ms_since(mark) - timings["liveness"]
         decisions += self._published(held, ended, frame_index, time_s)
@@ -121,29 +121,29 @@ class KioskStream:
         return StreamStep(shown, decisions, embedded, timings)
 
     def _sample(self, image: np.ndarray, track: Track, frame_index: int, time_s: float, held: list,
-                ended: list) -> int:
+                ended: list) -> np.ndarray | None:
         """The visit's look in this frame, if it wants one (a sample, or a recheck of a face found again): adds a
-        decision it settles to ``held`` and a visit someone else took over to ``ended``; returns the faces embedded
-        (0 or 1)."""
+        decision it settles to ``held`` and a visit someone else took over to ``ended``; returns the face's
+        embedding, or None when it was not embedded."""
         if track.gap and self.judge.sampled(track.id):
             self._recheck.add(track.id)        # found again after a while: is it still the same person?
         checking = track.id in self._recheck
         if not checking and not self.judge.wants_sample(track.id, frame_index):
-            return 0
+            return None
         look = self._look(image, track, frame_index)
         if look is None:
-            return 0
+            return None
         embedding, aligned = look
         if checking:
             self._recheck.discard(track.id)
             if self._stray(track.id, [embedding]):
                 self._someone_else(track, frame_index, held, ended)     # a new visit, this look its first
             elif not self.judge.wants_sample(track.id, frame_index):
-                return 1
+                return embedding
         decision = self.judge.add_sample(track.id, frame_index, time_s, embedding, track.box, aligned)
         if decision:
             held.append(decision)
-        return 1
+        return embedding
 
     def _wants_liveness_look(self, track: int, frame_index: int) -> bool:
         """Liveness looks begin with the visit's first sample (a face that passed the quality gate), taken in the
@@ -169,12 +169,13 @@ class KioskStream:
             return None
         return self.pipeline.faces.embed_aligned([aligned])[0], aligned
 
-    def _liveness_look(self, image: np.ndarray, track: Track, frame_index: int, time_s: float, sampled: bool,
-                       held: list, ended: list) -> float:
+    def _liveness_look(self, image: np.ndarray, track: Track, frame_index: int, time_s: float,
+                       sample: np.ndarray | None, held: list, ended: list) -> float:
         """Gives the visit's liveness checks this look (a face too small to judge is skipped), and returns the
-        milliseconds it took. A look must be of the visit's person: in a frame where the visit took a sample, the
-        sample is checked with its decision; while the visit's challenge runs, every look is checked as it is
-        taken, and one of someone else fails the challenge; any other look is kept aligned, and embedded and checked
+        milliseconds it took. A look must be of the visit's person: in a frame where the visit took a sample (its
+        embedding ``sample``), the sample is checked with its decision; while the visit's challenge runs, every look
+        is checked as it is taken (with the sample's embedding, when there is one), and one of someone else fails
+        the challenge; any other look is kept aligned, and embedded and checked
         only when a live verdict would rest on it (the gate's vouch), so looks that settle nothing cost no
         embedding. A look of someone else found then ends the visit, not live, and the face goes on as a new visit
         (``_someone_else``)."""
@@ -183,11 +184,12 @@ class KioskStream:
         if box[3] - box[1] >= self.tracking.min_face:
             challenge = self.liveness.challenged(track.id)
             if challenge is not None:
-                aligned = self.pipeline.faces.align(image, track.detection)
-                stray = self._stray(track.id, self.pipeline.faces.embed_aligned([aligned]))
+                embeddings = ([sample] if sample is not None else
+                              self.pipeline.faces.embed_aligned([self.pipeline.faces.align(image, track.detection)]))
+                stray = self._stray(track.id, embeddings)
                 if stray:
                     challenge.stray = f"a look during the challenge {stray}"
-            elif not sampled:
+            elif sample is None:
                 self._unvouched.setdefault(track.id, deque(maxlen=self.liveness.config.max_looks)).append(
                     self.pipeline.faces.align(image, track.detection))
             if self.liveness.look(track.id, Look(image, track.detection, time_s, frame_index),

@@ -105,9 +105,9 @@ class LivenessGate:
         done = visit.published and not visit.held and visit.retrying is None
         return visit.settled is None and not done and frame - visit.last_look >= self.config.look_gap
 
-    def look(self, track: int, look: Look, vouch: Callable[[], str | None] | None = None) -> str:
+    def look(self, track: int, look: Look, vouch: Callable[[], str] | None = None) -> str:
         """Gives the visit's checks one look. ``vouch`` is asked before a live verdict settles: why a look it rests
-        on is not the visit's person ("" or None when every one is). Then the visit's verdict is final and not live
+        on is not the visit's person ("" when every one is). Then the visit's verdict is final and not live
         (``insufficient``, the reason with it), and the reason is returned: the face is someone else's, and the
         kiosk ends the visit."""
         visit = self._visit(track)
@@ -117,7 +117,7 @@ class LivenessGate:
         visit.looks += 1
         self.looks_taken += 1
         verdict = self._fused(visit)
-        stray = (vouch() or "") if verdict.verdict == "live" and vouch is not None else ""
+        stray = vouch() if verdict.verdict == "live" and vouch is not None else ""
         if stray:
             visit.settled = replace(verdict, verdict="insufficient", stray=stray)
         elif verdict.verdict in SETTLED:
