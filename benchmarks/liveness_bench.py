@@ -9,6 +9,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
   ``MIN_FACE`` px high; it is rejected (a BPCER error) unless judged ``live`` (``insufficient`` is a rejection).
 - ``fused.someone_else`` counts the clips and live visits whose live verdict was refused because a look it rested
   on was not the visit's person (edge.kiosk.stream vouches for them).
+- ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
+  live: a still face a texture check was sure of (edge.liveness.gate.fuse).
 
 Every visit is judged as an enrolled person's would be, whoever it names: its decision waits for the verdict and,
 gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its last verdict counts.
@@ -84,6 +86,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
     attacks, live = {name: Tally.empty() for name in names}, {name: Tally.empty() for name in names}
     counted, no_visit, live_visits, liveness_ms = Counter(), Counter(), 0, 0.0
     stray = {"attack_clips": Counter(), "live_visits": 0}      # live verdicts refused: their looks were someone else's
+    still = {"attack_clips": Counter(), "live_visits": 0}      # judged live without the movement a check wanted
     looks_before = gate.looks_taken
     try:
         bar = progress_bar(total=sum(map(len, clips.values())) + len(options.live), desc="liveness", unit="clip")
@@ -97,6 +100,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
                     continue
                 counted[kind] += 1
                 stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
+                still["attack_clips"][kind] += any(_without_movement(v) for v, _ in verdicts)
                 for name in names:
                     attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
         for source in options.live:
@@ -106,6 +110,7 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
             judged = [v for v, height in verdicts if v["looks"] >= MIN_LOOKS and height >= MIN_FACE]
             live_visits += len(judged)
             stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
+            still["live_visits"] += sum(_without_movement(v) for v in judged)
             for name in names:
                 live[name].rejected += sum(_said(v, name) != "live" for v in judged)
         bar.close()
@@ -120,7 +125,9 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
                         fused={**_rates(attacks["fused"], live["fused"], counted, live_visits),
                                "attack_clips": dict(counted), "live_visits": live_visits,
                                "someone_else": {"attack_clips": dict(stray["attack_clips"]),
-                                                "live_visits": stray["live_visits"]}},
+                                                "live_visits": stray["live_visits"]},
+                               "without_movement": {"attack_clips": dict(still["attack_clips"]),
+                                                    "live_visits": still["live_visits"]}},
                         clips_without_visit={"counts": dict(no_visit),
                                              "share": round(sum(no_visit.values()) /
                                                             max(sum(no_visit.values()) + sum(counted.values()), 1), 4)},
@@ -147,6 +154,11 @@ def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], floa
 
 def _said(verdict: dict, name: str) -> str:
     return verdict["verdict"] if name == "fused" else verdict["checks"].get(name, {}).get("verdict", "insufficient")
+
+
+def _without_movement(verdict: dict) -> bool:
+    """Judged live while a check said otherwise: a check live alone stood in for another's want of movement."""
+    return verdict["verdict"] == "live" and any(c["verdict"] != "live" for c in verdict["checks"].values())
 
 
 def _rates(attacks: Tally, live: Tally, counted: Counter, live_visits: int) -> dict:

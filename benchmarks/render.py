@@ -203,7 +203,8 @@ def detect_table(results: list[dict]) -> str:
 
 def liveness_table(results: list[dict]) -> str:
     header = ["attack clips", "check", "APCER print", "APCER replay", "APCER video replay", "BPCER (live visits)",
-              "ms per look", "live looks of someone else (clips / live visits)"]
+              "ms per look", "live looks of someone else (clips / live visits)",
+              "live without movement (clips / live visits)"]
     body = []
     for r in (r for r in results if r["kind"] == "liveness"):
         fused = r["fused"]
@@ -211,14 +212,16 @@ def liveness_table(results: list[dict]) -> str:
             apcer = [f"{_num(rates['apcer'][k], 3)} of {fused['attack_clips'][k]}" if k in rates["apcer"] else "-"
                      for k in ("print", "replay", "video_replay")]
             bpcer = "-" if rates["bpcer"] is None else f"{_num(rates['bpcer'], 3)} of {fused['live_visits']}"
-            fused_only = [_ms(r["liveness_ms_per_look"]), _someone_else(fused)] if name == "fused" else ["", ""]
+            fused_only = ([_ms(r["liveness_ms_per_look"]), _visits_counted(fused, "someone_else"),
+                           _visits_counted(fused, "without_movement")] if name == "fused" else ["", "", ""])
             body.append([r["attacks"], name, *apcer, bpcer, *fused_only])
     return _table(header, body)
 
 
-def _someone_else(fused: dict) -> str:
-    """The fused row's count of live verdicts refused for a look of someone else ("-" in results from before)."""
-    counts = fused.get("someone_else")
+def _visits_counted(fused: dict, key: str) -> str:
+    """The fused row's count of clips / live visits under ``key`` (someone_else: live verdicts refused for a look of
+    someone else; without_movement: live with a check wanting movement); "-" in results from before it."""
+    counts = fused.get(key)
     return "-" if counts is None else f"{sum(counts['attack_clips'].values())} / {counts['live_visits']}"
 
 

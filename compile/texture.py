@@ -5,7 +5,9 @@ box. Its files are calibrated and gated instead on faces found by the packaged d
 was given (``--detector_photos``, ``--pairs_images``), cut with the model's own box crop (``edge.runtime.crops``),
 as the kiosk cuts them. Those photos are of live people, so each file's threshold is placed where a chosen share of
 those single looks would be rejected: it says what the check costs live people, not what it stops.
-Grey photos are skipped: to a colour texture model a grey face looks like a print.
+Grey photos are skipped: to a colour texture model a grey face looks like a print. Beside that threshold, each
+file gets a still threshold, the live probability half of those faces reach (``STILL_QUANTILE``): a visit whose
+every look reaches it is live without moving (edge.liveness.texture).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from edge.runtime.models import backend_here
 from edge.runtime.preprocess import prepare_batch
 
 DEFAULT_LIVE_REJECT = 0.05
+STILL_QUANTILE = 0.5       # the still threshold: the live probability the median live face reaches
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def calibrate_texture(source, compiled: list[tuple[ModelEntry, ArtifactRow]],
         probabilities = live_probability(run_artifact(staging, entry, batch, backend, threads))
         threshold = live_threshold(probabilities, calibration.live_reject)
         record = {"live_reject": calibration.live_reject, "faces": len(probabilities),
+                  "still_threshold": round(float(np.quantile(probabilities, STILL_QUANTILE)), 6),
                   "source": faces.describe(), "fingerprint": faces.fingerprint,
                   "torch_fp32_threshold": round(reference, 6),
                   "live_probability_quantiles": {f"{q:g}": round(float(np.quantile(probabilities, q)), 6)

@@ -33,6 +33,8 @@ class CheckResult:
     verdict: str                                   # one of VERDICTS
     score: float                                   # the check's own measure, higher is more live
     evidence: dict[str, Any] = field(default_factory=dict)    # JSON-ready numbers a person can read
+    alone: bool = False        # live on this check's evidence alone: a face that did not move can be live by it
+    unmoved: bool = False      # insufficient only for want of movement: a check live ``alone`` stands in for it
 
     def record(self) -> dict:
         return {"verdict": self.verdict, "score": round(float(self.score), 4), **self.evidence}

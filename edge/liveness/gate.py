@@ -5,7 +5,8 @@ settled, or until its decision went out with no second chance to wait for (nothi
 decision that opens no door (unknown, undecided) is not held: it goes out at once (``release_now``) with the
 verdict the looks before it gave, so a stranger's event is not late and a stranger costs no looks after it. The
 checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
-``live`` when every check says live, ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
+``live`` when every check says live (or when one is live alone and the rest want only movement: a still face that
+texture is sure of), ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
 until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
 time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
 A decision released ``insufficient`` gets a second chance when held with ``retry``: for ``liveness.retry_s`` more,
@@ -58,8 +59,10 @@ class Released:
 
 def fuse(results: dict[str, CheckResult], looks: int = 0) -> Verdict:
     verdicts = [r.verdict for r in results.values()]
+    standing_in = (any(r.alone for r in results.values()) and
+                   all(r.verdict == "live" or r.unmoved for r in results.values()))
     fused = ("attack" if "attack" in verdicts else
-             "live" if verdicts and all(v == "live" for v in verdicts) else "insufficient")
+             "live" if verdicts and (all(v == "live" for v in verdicts) or standing_in) else "insufficient")
     live = sum(v == "live" for v in verdicts) / len(verdicts) if verdicts else 0.0
     return Verdict(fused, live, {name: result.record() for name, result in results.items()}, looks)
 

@@ -7,8 +7,10 @@ flat, however it is held, tilted or moved, and grows as a head turns, the nose m
 
 The verdict is ``live`` once a pair of looks shows parallax at or above the board's ``liveness.planar_parallax``,
 and ``insufficient`` until then: a person who stands still, or moves only sideways, shows none either, so a flat
-movement is not proof of an attack (measured: docs/liveness.md). A replayed video of the person turning their head
-shows parallax inside the screen and passes this check: that needs the challenge (edge.liveness.challenge).
+movement is not proof of an attack (measured: docs/liveness.md). An insufficient verdict that saw little movement
+says so (``unmoved``): a texture check sure of a still face may stand in for it. A replayed video of the person
+turning their head shows parallax inside the screen and passes this check: that needs the challenge
+(edge.liveness.challenge).
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from edge.liveness.checks import CheckContext, CheckResult, Look
 PAIR_SPAN_S = 0.25        # seconds at least between the two looks of a measured pair (8 frames at 30 fps)
 CROP_MARGIN = 0.5         # the crop reaches this share of the box's size beyond each side (room for the face to move)
 MAX_BOX_WIDTH = 128       # a larger face is kept scaled down to this width: enough corners, little to store
+# A visit below the threshold is ``unmoved`` (it wants only movement: edge.liveness.gate.fuse) while its largest
+# motion stays under this many thresholds: a head whose view changed more shows about half of it as parallax (the
+# stage clip's visits judged live: 0.018 of 0.025 and 0.017 of 0.033), so a face that moved more and showed less
+# moved as a picture does. No pair measured is not unmoved either: nothing was seen.
+STILL_MOTION = 2.0
 
 
 @dataclass
@@ -60,10 +67,13 @@ class PlanarCheck:
         measured = [pair for pair in (self._pair(observed, index) for index in range(1, len(observed))) if pair]
         if not measured:
             return CheckResult("insufficient", 0.0, {"pairs": 0, "threshold": self.threshold})
-        parallax = max(pair.parallax for pair in measured)
-        evidence = {"pairs": len(measured), "parallax": round(parallax, 4),
-                    "motion": round(max(pair.motion for pair in measured), 4), "threshold": self.threshold}
-        return CheckResult("live" if parallax >= self.threshold else "insufficient", parallax, evidence)
+        parallax, motion = max(pair.parallax for pair in measured), max(pair.motion for pair in measured)
+        evidence = {"pairs": len(measured), "parallax": round(parallax, 4), "motion": round(motion, 4),
+                    "threshold": self.threshold}
+        if parallax >= self.threshold:
+            return CheckResult("live", parallax, evidence)
+        unmoved = motion < STILL_MOTION * self.threshold
+        return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved}, unmoved=unmoved)
 
     @staticmethod
     def _pair(observed: list[PlanarLook], index: int) -> LookPair | None:

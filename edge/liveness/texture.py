@@ -5,6 +5,11 @@ face box, so the model sees the face's surroundings) and scored as a live probab
 mean over its looks (at least MIN_LOOKS) reaches the entry's threshold. That threshold was set by compile on
 photos of live people (python -m compile ... --texture_live_reject), so it says how many single looks of live
 people it rejects; what it stops of rendered attacks, python -m benchmarks liveness measures (docs/liveness.md).
+
+A face that does not move gives planar nothing to measure. So a visit whose every look (at least STILL_LOOKS, of
+its newest ``max_looks``) reaches the file's still threshold, the live probability half of those live photos
+reach (compile.texture.STILL_QUANTILE), is live on texture alone (``CheckResult.alone``): it stands in for planar's
+want of movement, never for a challenge or for another check's attack (edge.liveness.gate.fuse).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ TASK = "liveness"
 ROLE = "texture"           # the bundle files' name (texture.fp32.onnx ...) and the check's
 LIVE_CLASS = 1             # the publisher's classes: 1 is a live face, 0 and 2 are attacks
 MIN_LOOKS = 3              # looks before a verdict: the threshold rejects one live look in twenty by itself
+STILL_LOOKS = 6            # looks, each at or above the still threshold, to be live without moving (about 1 s)
 
 
 def live_probability(logits: np.ndarray) -> np.ndarray:
@@ -45,6 +51,8 @@ class TextureCheck:
                             f"--target {context.board.name}")
         self.crop = box_crop(entry.input.crop)
         self.threshold = float(entry.threshold)
+        # None: the file was compiled before still thresholds were written; its visits must move to be live
+        self.still_threshold = entry.extra.get("live_threshold", {}).get("still_threshold")
         self.output = entry.outputs[0].name
         self.model = load_model(context.bundle_dir, entry, choice.backend, context.options)
 
@@ -54,14 +62,21 @@ class TextureCheck:
         return float(live_probability(self.model.run_images([crop])[self.output])[0])
 
     def judge(self, observed: list[float]) -> CheckResult:
-        """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before."""
+        """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before. Live
+        ``alone`` when at least STILL_LOOKS looks each reach the still threshold."""
         scores = np.asarray(observed, np.float64)
         mean = float(scores.mean()) if len(scores) else 0.0
         evidence = {"looks": len(scores), "threshold": round(self.threshold, 4)}
+        if self.still_threshold is not None:
+            evidence["still_threshold"] = round(self.still_threshold, 4)
         if len(scores) < MIN_LOOKS:
             return CheckResult("insufficient", mean, evidence)
-        return CheckResult("live" if mean >= self.threshold else "attack", mean,
-                           {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)})
+        live = mean >= self.threshold
+        alone = (live and self.still_threshold is not None and len(scores) >= STILL_LOOKS
+                 and scores.min() >= self.still_threshold)
+        evidence = {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)}
+        return CheckResult("live" if live else "attack", mean, {**evidence, "alone": alone} if live else evidence,
+                           alone=alone)
 
     def close(self) -> None:
         self.model.close()

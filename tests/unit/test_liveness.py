@@ -10,7 +10,7 @@ from edge.faces.detect import Detection
 from edge.liveness.challenge import REQUESTS, Challenge, head_pose
 from edge.liveness.checks import CheckResult, Look
 from edge.liveness.gate import TURN_REQUEST, LivenessGate, fuse
-from edge.liveness.planar import PAIR_SPAN_S, PlanarCheck
+from edge.liveness.planar import PAIR_SPAN_S, STILL_MOTION, PlanarCheck
 from edge.runtime.boards import LivenessConfig
 
 pytestmark = pytest.mark.unit
@@ -25,6 +25,17 @@ def test_any_attack_is_an_attack_every_live_is_live_and_anything_else_is_insuffi
     assert fused.verdict == "insufficient" and fused.score == 0.5
     assert fused.record()["checks"]["texture"] == {"verdict": "live", "score": 0.5}
     assert fuse({}).verdict == "insufficient"
+
+
+def test_a_check_live_alone_stands_in_for_a_want_of_movement_and_for_nothing_else():
+    alone, sure = CheckResult("live", 0.999, alone=True), CheckResult("live", 0.9)
+    unmoved, moved = CheckResult("insufficient", 0.004, unmoved=True), CheckResult("insufficient", 0.004)
+    assert fuse({"planar": unmoved, "texture": alone}).verdict == "live"
+    assert fuse({"planar": unmoved, "texture": sure}).verdict == "insufficient"        # live, but not alone
+    assert fuse({"planar": moved, "texture": alone}).verdict == "insufficient"         # moved as a picture does
+    asked = CheckResult("insufficient", 0.0)                                           # a challenge not yet followed
+    assert fuse({"planar": unmoved, "texture": alone, "challenge": asked}).verdict == "insufficient"
+    assert fuse({"planar": CheckResult("attack", 0.0), "texture": alone}).verdict == "attack"
 
 
 class Scripted:
@@ -210,14 +221,20 @@ def planar_looks(frames: list[np.ndarray], box) -> list:
     return check, [check.observe(Look(frame, detection, i * PAIR_SPAN_S / 2, i)) for i, frame in enumerate(frames)]
 
 
+def held_tilting(picture: np.ndarray, most_px: float) -> list[np.ndarray]:
+    """Ten frames of ``picture`` held ever more tilted, its corners moved by up to ``most_px``."""
+    height, width = picture.shape[:2]
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    tilts = [corners + np.float32([[t, t / 2], [-t, 0], [-t / 2, 0], [t, -t / 3]])
+             for t in np.linspace(0, most_px, 10)]
+    return [cv2.warpPerspective(picture, cv2.getPerspectiveTransform(corners, tilt), (width, height),
+                                borderMode=cv2.BORDER_REPLICATE) for tilt in tilts]
+
+
 def test_planar_finds_no_parallax_on_a_tilting_picture_and_finds_it_where_parts_move_apart():
     picture = textured()
     height, width = picture.shape[:2]
-    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-    tilts = [corners + np.float32([[t, t / 2], [-t, 0], [-t / 2, 0], [t, -t / 3]]) for t in np.linspace(0, 80, 10)]
-    held = [cv2.warpPerspective(picture, cv2.getPerspectiveTransform(corners, tilt), (width, height),
-                                borderMode=cv2.BORDER_REPLICATE) for tilt in tilts]
-    check, observed = planar_looks(held, [100, 60, 220, 180])
+    check, observed = planar_looks(held_tilting(picture, 80), [100, 60, 220, 180])
     flat = check.judge(observed)
     assert flat.verdict == "insufficient" and flat.evidence["pairs"] >= 4 and flat.evidence["motion"] > 0.01
     assert flat.evidence["parallax"] < 0.3 * check.threshold
@@ -229,3 +246,15 @@ def test_planar_finds_no_parallax_on_a_tilting_picture_and_finds_it_where_parts_
     check, observed = planar_looks(moving, [100, 60, 220, 180])
     result = check.judge(observed)
     assert result.verdict == "live" and result.score >= check.threshold
+
+
+def test_planar_says_a_face_that_did_not_move_wants_movement_and_one_that_moved_as_a_picture_does_not():
+    picture = textured()
+    check, observed = planar_looks([picture] * 6, [100, 60, 220, 180])
+    still = check.judge(observed)
+    assert still.verdict == "insufficient" and still.unmoved and still.evidence["unmoved"]
+    check, observed = planar_looks(held_tilting(picture, 120), [100, 60, 220, 180])
+    flat = check.judge(observed)
+    assert flat.verdict == "insufficient" and flat.evidence["motion"] >= STILL_MOTION * check.threshold
+    assert not flat.unmoved and not flat.evidence["unmoved"]
+    assert not check.judge(observed[:1]).unmoved              # no pair measured: nothing was seen either way

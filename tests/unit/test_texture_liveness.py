@@ -18,7 +18,7 @@ from edge.base.errors import UserError
 from edge.base.imageio import list_images, read_image
 from edge.bundles.golden import check_folder
 from edge.liveness.checks import CheckContext, Look, build_check
-from edge.liveness.texture import MIN_LOOKS, TextureCheck, live_probability
+from edge.liveness.texture import MIN_LOOKS, STILL_LOOKS, TextureCheck, live_probability
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.boards import load_board
 from edge.runtime.crops import box_crop
@@ -146,6 +146,7 @@ def test_compile_gates_each_texture_file_and_sets_its_threshold_from_live_faces(
         record = entry.extra["live_threshold"]
         assert (record["live_reject"], record["faces"]) == (0.05, 40)
         assert entry.threshold == pytest.approx(record["live_probability_quantiles"]["0.05"], abs=1e-6)
+        assert record["still_threshold"] == pytest.approx(record["live_probability_quantiles"]["0.5"], abs=1e-6)
     assert "texture thresholds" in (texture_bundle / "report.md").read_text()
     checks = [c for c in check_folder(texture_bundle) if c.file.startswith("texture.")]
     assert len(checks) == 2 and all(c.passed for c in checks)
@@ -166,6 +167,14 @@ def test_the_texture_check_judges_real_live_faces_live(texture_bundle, live_look
         assert check.judge([]).verdict == "insufficient"
         assert check.judge([0.0] * (MIN_LOOKS - 1)).verdict == "insufficient"        # one look proves nothing
         assert check.judge([0.0] * MIN_LOOKS).verdict == "attack"
+        # live on texture alone (a face that did not move): every one of at least STILL_LOOKS looks that sure
+        still = check.still_threshold
+        assert still in {e.extra["live_threshold"]["still_threshold"] for e in manifest.for_task("liveness")}
+        sure = check.judge([still] * STILL_LOOKS)
+        assert sure.verdict == "live" and sure.alone and sure.evidence["alone"]
+        assert not check.judge([still] * (STILL_LOOKS - 1)).alone
+        unsure = check.judge([1.0] * STILL_LOOKS + [still - 0.01])
+        assert unsure.verdict == "live" and not unsure.alone and not unsure.evidence["alone"]
     finally:
         check.close()
 
@@ -176,3 +185,32 @@ def test_a_bundle_without_a_texture_file_is_refused_saying_how_to_make_one(detec
     context = CheckContext(folder, read_manifest(folder), load_board("host"), BackendOptions(threads=1))
     with pytest.raises(UserError, match="no texture file: import a MiniFASNet model"):
         TextureCheck(context)
+
+
+@needs_detector
+def test_a_live_face_that_does_not_move_is_live_on_texture_alone_on_real_video(texture_bundle, shared_data):
+    """The stage clip's audience sit still: planar measures no parallax in their visits, and texture, sure of every
+    look, stands in for that want of movement (edge.liveness.gate.fuse)."""
+    from edge.faces.packaged_detector import load_packaged_detector
+    from edge.faces.tracking import IouTracker
+    from edge.liveness.gate import LivenessGate
+    from edge.sources import open_source
+
+    board, detector = load_board("host"), load_packaged_detector()
+    context = CheckContext(texture_bundle, read_manifest(texture_bundle), board, BackendOptions(threads=2))
+    gate = LivenessGate([build_check("planar", context), build_check("texture", context)], board.liveness)
+    tracker = IouTracker(board.tracking)
+    try:
+        with open_source(str(shared_data / "video" / "stage_clip_360p.mp4")) as source:
+            for frame in source:
+                for track in tracker.update(detector.detect(frame.image), frame.index, frame.time_s).live:
+                    if track.confirmed and track.detection is not None and gate.wants_look(track.id, frame.index):
+                        gate.look(track.id, Look(frame.image, track.detection, frame.time_s, frame.index))
+        verdicts = [gate.verdict(track) for track in gate.visits]
+    finally:
+        gate.close()
+    still = [v for v in verdicts if v.verdict == "live" and v.checks["planar"]["verdict"] == "insufficient"]
+    assert still, [v.record() for v in verdicts]
+    for verdict in still:
+        assert verdict.checks["planar"]["unmoved"] and verdict.checks["texture"]["alone"]
+        assert verdict.checks["texture"]["min"] >= verdict.checks["texture"]["still_threshold"]
