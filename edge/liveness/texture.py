@@ -6,10 +6,11 @@ mean over its looks (at least MIN_LOOKS) reaches the entry's threshold. That thr
 photos of live people (python -m compile ... --texture_live_reject), so it says how many single looks of live
 people it rejects; what it stops of rendered attacks, python -m benchmarks liveness measures (docs/liveness.md).
 
-A face that does not move gives planar nothing to measure. So a visit whose every look (at least STILL_LOOKS, of
-its newest ``max_looks``) reaches the file's still threshold, the live probability half of those live photos
-reach (compile.texture.STILL_QUANTILE), is live on texture alone (``CheckResult.alone``): it stands in for planar's
-want of movement, never for a challenge or for another check's attack (edge.liveness.gate.fuse).
+A face that does not move gives planar nothing to measure. So a visit whose every look (at least the board's
+``liveness.still_looks``, of its newest ``max_looks``) reaches the file's still threshold, the live probability half
+of those live photos reach (compile.texture.STILL_QUANTILE), is live on texture alone (``CheckResult.alone``): it
+stands in for planar's want of movement, never for a challenge or for another check's attack
+(edge.liveness.gate.fuse).
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ TASK = "liveness"
 ROLE = "texture"           # the bundle files' name (texture.fp32.onnx ...) and the check's
 LIVE_CLASS = 1             # the publisher's classes: 1 is a live face, 0 and 2 are attacks
 MIN_LOOKS = 3              # looks before a verdict: the threshold rejects one live look in twenty by itself
-STILL_LOOKS = 6            # looks, each at or above the still threshold, to be live without moving (about 1 s)
 
 
 def live_probability(logits: np.ndarray) -> np.ndarray:
@@ -53,6 +53,7 @@ class TextureCheck:
         self.threshold = float(entry.threshold)
         # None: the file was compiled before still thresholds were written; its visits must move to be live
         self.still_threshold = entry.extra.get("live_threshold", {}).get("still_threshold")
+        self.still_looks = context.board.liveness.still_looks     # 0: never live without moving
         self.output = entry.outputs[0].name
         self.model = load_model(context.bundle_dir, entry, choice.backend, context.options)
 
@@ -63,7 +64,7 @@ class TextureCheck:
 
     def judge(self, observed: list[float]) -> CheckResult:
         """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before. Live
-        ``alone`` when at least STILL_LOOKS looks each reach the still threshold."""
+        ``alone`` when at least ``still_looks`` looks each reach the still threshold."""
         scores = np.asarray(observed, np.float64)
         mean = float(scores.mean()) if len(scores) else 0.0
         evidence = {"looks": len(scores), "threshold": round(self.threshold, 4)}
@@ -72,7 +73,7 @@ class TextureCheck:
         if len(scores) < MIN_LOOKS:
             return CheckResult("insufficient", mean, evidence)
         live = mean >= self.threshold
-        alone = (live and self.still_threshold is not None and len(scores) >= STILL_LOOKS
+        alone = (live and self.still_threshold is not None and 0 < self.still_looks <= len(scores)
                  and scores.min() >= self.still_threshold)
         evidence = {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)}
         return CheckResult("live" if live else "attack", mean, {**evidence, "alone": alone} if live else evidence,

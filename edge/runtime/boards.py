@@ -123,6 +123,8 @@ class LivenessConfig:
                                               # face moved as no flat picture can (edge.liveness.planar)
     challenge_s: float = 6.0                  # seconds a person has to follow the page's request (--challenge)
     challenge_turn: float = 0.25              # how far the nose must move, over the eye distance, to follow it
+    still_looks: int = 6                      # looks, each at or above the texture file's still threshold, that make
+                                              # a face live without moving (edge.liveness.texture); 0: it must move
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,9 @@ def _check_stream_settings(board: BoardConfig, where: str) -> None:
             raise UserError(f"{where}: {key} must be positive, got {value}")
     if not board.liveness.retry_s >= 0:
         raise UserError(f"{where}: liveness.retry_s must be 0 (no second chance) or more, got {board.liveness.retry_s}")
+    if not 0 <= board.liveness.still_looks <= board.liveness.max_looks:
+        raise UserError(f"{where}: liveness.still_looks must be 0 (every face must move) up to liveness.max_looks "
+                        f"({board.liveness.max_looks}), got {board.liveness.still_looks}")
     for key, value in {"detection.tile_overlap": detection.tile_overlap, "tracking.match_iou": tracking.match_iou,
                        "tracking.unknown_far": tracking.unknown_far}.items():
         if not 0 < value < 1:

@@ -18,7 +18,7 @@ from edge.base.errors import UserError
 from edge.base.imageio import list_images, read_image
 from edge.bundles.golden import check_folder
 from edge.liveness.checks import CheckContext, Look, build_check
-from edge.liveness.texture import MIN_LOOKS, STILL_LOOKS, TextureCheck, live_probability
+from edge.liveness.texture import MIN_LOOKS, TextureCheck, live_probability
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.boards import load_board
 from edge.runtime.crops import box_crop
@@ -167,14 +167,18 @@ def test_the_texture_check_judges_real_live_faces_live(texture_bundle, live_look
         assert check.judge([]).verdict == "insufficient"
         assert check.judge([0.0] * (MIN_LOOKS - 1)).verdict == "insufficient"        # one look proves nothing
         assert check.judge([0.0] * MIN_LOOKS).verdict == "attack"
-        # live on texture alone (a face that did not move): every one of at least STILL_LOOKS looks that sure
-        still = check.still_threshold
+        # live on texture alone (a face that did not move): every one of at least still_looks looks that sure
+        still, looks = check.still_threshold, check.still_looks
         assert still in {e.extra["live_threshold"]["still_threshold"] for e in manifest.for_task("liveness")}
-        sure = check.judge([still] * STILL_LOOKS)
+        assert looks == load_board("host").liveness.still_looks == 6
+        sure = check.judge([still] * looks)
         assert sure.verdict == "live" and sure.alone and sure.evidence["alone"]
-        assert not check.judge([still] * (STILL_LOOKS - 1)).alone
-        unsure = check.judge([1.0] * STILL_LOOKS + [still - 0.01])
+        assert not check.judge([still] * (looks - 1)).alone
+        unsure = check.judge([1.0] * looks + [still - 0.01])
         assert unsure.verdict == "live" and not unsure.alone and not unsure.evidence["alone"]
+        check.still_looks = 0                                   # a board that sets still_looks: 0
+        off = check.judge([1.0] * 16)
+        assert off.verdict == "live" and not off.alone
     finally:
         check.close()
 

@@ -353,6 +353,8 @@ def test_quality_gate_measures_yaw_size_and_sharpness():
     ("tracking: {unknown_far: 2}", "tracking.unknown_far must be between 0 and 1"),
     ("detection: {scan_period: 0}", "detection.scan_period must be positive"),
     ("detection: {tile_period: -1}", "detection.tile_period must be positive"),
+    ("liveness: {still_looks: -1}", "liveness.still_looks must be 0 (every face must move) up to liveness.max_looks"),
+    ("liveness: {max_looks: 8, still_looks: 9}", "liveness.still_looks must be 0 (every face must move) up to"),
 ])
 def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, change, message):
     from edge.base.paths import BOARD_DIR
