@@ -72,7 +72,7 @@ class PlanarCheck:
                     "threshold": self.threshold}
         if parallax >= self.threshold:
             return CheckResult("live", parallax, evidence)
-        unmoved = motion < STILL_MOTION * self.threshold
+        unmoved = bool(motion < STILL_MOTION * self.threshold)
         return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved}, unmoved=unmoved)
 
     @staticmethod

@@ -73,8 +73,8 @@ class TextureCheck:
         if len(scores) < MIN_LOOKS:
             return CheckResult("insufficient", mean, evidence)
         live = mean >= self.threshold
-        alone = (live and self.still_threshold is not None and 0 < self.still_looks <= len(scores)
-                 and scores.min() >= self.still_threshold)
+        alone = bool(live and self.still_threshold is not None and 0 < self.still_looks <= len(scores)
+                     and scores.min() >= self.still_threshold)
         evidence = {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)}
         return CheckResult("live" if live else "attack", mean, {**evidence, "alone": alone} if live else evidence,
                            alone=alone)

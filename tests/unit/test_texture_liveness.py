@@ -6,6 +6,7 @@ Uses the real MiniFASNet files and photos under ../shared (skipped, saying so, w
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -215,6 +216,7 @@ def test_a_live_face_that_does_not_move_is_live_on_texture_alone_on_real_video(t
         gate.close()
     still = [v for v in verdicts if v.verdict == "live" and v.checks["planar"]["verdict"] == "insufficient"]
     assert still, [v.record() for v in verdicts]
+    json.dumps([v.record() for v in verdicts])          # each decision's liveness goes out as a JSON line
     for verdict in still:
         assert verdict.checks["planar"]["unmoved"] and verdict.checks["texture"]["alone"]
         assert verdict.checks["texture"]["min"] >= verdict.checks["texture"]["still_threshold"]
