@@ -219,3 +219,24 @@ def test_a_bundle_for_another_board_is_measured_with_a_warning_and_recorded(caps
     assert "measured anyway and recorded" in capsys.readouterr().err
     if platform.machine() == "x86_64":                          # the host config describes this machine
         assert collect_environment("host", 2)["bundle_for_another_board"] is None
+
+
+def test_the_liveness_report_counts_visits_live_without_the_movement_a_check_wanted():
+    from benchmarks.liveness_bench import _without_movement
+    from benchmarks.render import liveness_table
+    from edge.liveness.checks import CheckResult
+    from edge.liveness.gate import fuse
+
+    unmoved = CheckResult("insufficient", 0.004, {"unmoved": True}, unmoved=True)
+    still = fuse({"planar": unmoved, "texture": CheckResult("live", 0.999, {"alone": True}, alone=True)}).record()
+    turned = fuse({"planar": CheckResult("live", 0.02), "texture": CheckResult("live", 0.9)}).record()
+    unsure = fuse({"planar": unmoved, "texture": CheckResult("live", 0.9)}).record()
+    assert [_without_movement(v) for v in (still, turned, unsure)] == [True, False, False]
+    fused = {"apcer": {"print": 0.0096}, "bpcer": 0.3333, "attack_clips": {"print": 208}, "live_visits": 6,
+             "someone_else": {"attack_clips": {"print": 0}, "live_visits": 0}}
+    result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.9, "checks": {},
+              "fused": {**fused, "without_movement": {"attack_clips": {"print": 1}, "live_visits": 2}}}
+    table = liveness_table([result])
+    assert "live without movement (clips / live visits)" in table and table.splitlines()[-1].endswith("| 1 / 2 |")
+    older = liveness_table([{**result, "fused": fused}])            # a result from before the count
+    assert older.splitlines()[-1].endswith("| - |")
