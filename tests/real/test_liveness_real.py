@@ -14,6 +14,7 @@ from edge.liveness.checks import CheckContext, Look
 from edge.liveness.gate import LivenessGate
 from edge.liveness.planar import PlanarCheck
 from edge.runtime.boards import load_board
+from tracked_looks import give_looks
 
 pytestmark = pytest.mark.real
 BOARD = load_board("host")
@@ -90,13 +91,11 @@ def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, t
     """Prints and screen replays of colour photos, and screen replays of the stage clip (a video of people moving
     their heads), each held up with a random request running: none is judged live."""
     from benchmarks.attacks import AttackOptions, render_attacks
-    from edge.sources import open_source
 
     options = AttackOptions(shared_data / "faces80" / "AFLW", tmp_path / "attacks",
                             (shared_data / "video" / "stage_clip_360p.mp4",), clips_per_photo=1, max_photos=4, seed=3,
                             clips_per_video=2)
     render_attacks(options)
-    from edge.faces.tracking import IouTracker
 
     detector = load_packaged_detector()
     clips = sorted((tmp_path / "attacks").rglob("*.mp4"))
@@ -104,12 +103,7 @@ def test_the_challenge_with_planar_passes_no_rendered_attack_clip(shared_data, t
     for number, clip in enumerate(clips):
         gate = LivenessGate([PlanarCheck(CheckContext(None, None, BOARD, None))], BOARD.liveness, challenge=True,
                             rng=random.Random(number))
-        tracker = IouTracker(BOARD.tracking)           # each face its own visit, as in the kiosk
-        with open_source(str(clip)) as source:
-            for frame in source:
-                for track in tracker.update(detector.detect(frame.image), frame.index, frame.time_s).live:
-                    if track.confirmed and track.detection is not None and gate.wants_look(track.id, frame.index):
-                        gate.look(track.id, Look(frame.image, track.detection, frame.time_s, frame.index))
+        give_looks(gate, detector, BOARD.tracking, str(clip))
         verdicts.append(sorted({gate.verdict(track).verdict for track in gate.visits}))
     assert len(clips) == 10 and not any("live" in seen for seen in verdicts), list(zip(clips, verdicts))
     assert len(list((tmp_path / "attacks" / "video_replay").glob("*.mp4"))) == 2       # --clips_per_video

@@ -27,6 +27,7 @@ from edge.runtime.manifest import read_manifest
 from trainer import cli as trainer_cli
 from trainer.checkpoint import load_checkpoint
 from trainer.minifasnet_import import load_minifasnet
+from tracked_looks import give_looks
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "minifasnet"
 FILES = {"face_box_2.7x": "2.7_80x80_MiniFASNetV2.pth", "face_box_4x": "4_0_0_80x80_MiniFASNetV1SE.pth"}
@@ -197,20 +198,13 @@ def test_a_live_face_that_does_not_move_is_live_on_texture_alone_on_real_video(t
     """The stage clip's audience sit still: planar measures no parallax in their visits, and texture, sure of every
     look, stands in for that want of movement (edge.liveness.gate.fuse)."""
     from edge.faces.packaged_detector import load_packaged_detector
-    from edge.faces.tracking import IouTracker
     from edge.liveness.gate import LivenessGate
-    from edge.sources import open_source
 
     board, detector = load_board("host"), load_packaged_detector()
     context = CheckContext(texture_bundle, read_manifest(texture_bundle), board, BackendOptions(threads=2))
     gate = LivenessGate([build_check("planar", context), build_check("texture", context)], board.liveness)
-    tracker = IouTracker(board.tracking)
     try:
-        with open_source(str(shared_data / "video" / "stage_clip_360p.mp4")) as source:
-            for frame in source:
-                for track in tracker.update(detector.detect(frame.image), frame.index, frame.time_s).live:
-                    if track.confirmed and track.detection is not None and gate.wants_look(track.id, frame.index):
-                        gate.look(track.id, Look(frame.image, track.detection, frame.time_s, frame.index))
+        give_looks(gate, detector, board.tracking, str(shared_data / "video" / "stage_clip_360p.mp4"))
         verdicts = [gate.verdict(track) for track in gate.visits]
     finally:
         gate.close()
