@@ -16,7 +16,7 @@ from edge.liveness.checks import CheckContext, build_check
 from edge.liveness.gate import LivenessGate
 from edge.runtime.backends.base import BackendOptions
 from edge.runtime.board_profile import BoardProfile
-from edge.runtime.boards import LIVENESS_CHECKS, load_board
+from edge.runtime.boards import LIVENESS_CHECKS, load_board, with_liveness
 from edge.runtime.manifest import Manifest, read_manifest
 
 BUNDLED_CHECKS = {"texture": "liveness"}     # check -> the manifest task of the model it runs
@@ -36,10 +36,13 @@ def chosen_checks(manifest: Manifest, board_checks: tuple[str, ...], override: s
 
 def open_liveness(bundle_dir: str | Path, override: str | None = None, challenge: bool = False,
                   threads: int | None = None, profile: BoardProfile | None = None,
-                  rng: random.Random | None = None) -> LivenessGate | None:
-    """The kiosk's liveness gate for the bundle, or None when no check is chosen and no challenge asked."""
+                  rng: random.Random | None = None, settings: dict | None = None) -> LivenessGate | None:
+    """The kiosk's liveness gate for the bundle, or None when no check is chosen and no challenge asked;
+    ``settings`` replace some of the board config's ``liveness`` ones (python -m benchmarks liveness --sweep)."""
     manifest = read_manifest(bundle_dir)
     board = load_board(manifest.board)
+    if settings:
+        board = with_liveness(board, settings, "--sweep")
     names = chosen_checks(manifest, board.liveness.checks, override)
     if challenge and "planar" not in names:
         names.insert(0, "planar")

@@ -197,6 +197,16 @@ def load_board(name_or_path: str | Path) -> BoardConfig:
     return board
 
 
+def with_liveness(board: BoardConfig, settings: dict, where: str) -> BoardConfig:
+    """``board`` with settings of its ``liveness`` block replaced (a benchmark's sweep), each key and value checked
+    as a board config's are."""
+    current = {f.name: getattr(board.liveness, f.name) for f in dataclasses.fields(LivenessConfig)}
+    raw = {**{key: list(value) if isinstance(value, tuple) else value for key, value in current.items()}, **settings}
+    changed = dataclasses.replace(board, liveness=_build(LivenessConfig, raw, f"{where}: liveness"))
+    _check_stream_settings(changed, where)
+    return changed
+
+
 def _build(cls, raw: dict, where: str):
     """Builds dataclass ``cls`` from ``raw``, checking every key and value type."""
     hints = typing.get_type_hints(cls)

@@ -368,6 +368,24 @@ def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, chan
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_swept_liveness_setting_replaces_the_boards_and_is_checked_as_a_board_configs_are():
+    from edge.runtime.boards import with_liveness
+
+    board = load_board("host")
+    swept = with_liveness(board, {"planar_parallax": 0.01, "still_looks": 0}, "--sweep")
+    assert (swept.liveness.planar_parallax, swept.liveness.still_looks) == (0.01, 0)
+    assert swept.liveness.checks == board.liveness.checks and swept.tracking == board.tracking
+    assert board.liveness.planar_parallax == 0.015                     # the loaded config is left as it was
+    assert with_liveness(board, {"planar_parallax": 1}, "--sweep").liveness.planar_parallax == 1.0
+    for settings, message in [({"planar_paralax": 0.01}, "--sweep: liveness: unknown key 'planar_paralax'; valid"),
+                              ({"still_looks": 0.5}, "key 'still_looks' must be of type int, got float 0.5"),
+                              ({"still_looks": 40}, "--sweep: liveness.still_looks must be 0 (every face must move)"),
+                              ({"planar_parallax": 0}, "--sweep: liveness.planar_parallax must be positive")]:
+        with pytest.raises(UserError) as caught:
+            with_liveness(board, settings, "--sweep")
+        assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_a_visit_is_named_only_if_every_look_alone_matches_the_identity():
     alice = np.array([1.0, 0, 0, 0])
     visits = judge({"alice": alice})
