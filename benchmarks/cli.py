@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.results import DEFAULT_RESULTS, write_results
 from edge.base.errors import UserError
-from edge.base.flags import count, count_list, count_or_zero, positive, side
+from edge.base.flags import count, count_list, count_or_zero, positive, setting_values, side
 from edge.base.interrupts import interruptible
 from edge.faces.align import FACE_CHOICES
 from edge.runtime.boards import PRECISIONS
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="videos (or other frame sources) of live people, any size, any number of faces")
     liveness.add_argument("--max_clips", type=count_or_zero, default=0,
                           help="clips of each kind at most (default: 0, every clip)")
+    liveness.add_argument("--sweep", type=setting_values, action="append", default=[], metavar="SETTING=V[,V...]",
+                          help="also measure the board config's liveness SETTING at each value (repeat for a grid: "
+                               "every combination), e.g. --sweep planar_parallax=0.01,0.02 --sweep still_looks=0,10; "
+                               "the report shows the trade-off beside the shipped settings")
 
     peers = commands.add_parser("peers", help="face_recognition's dlib pipeline and OpenCV's face detector beside "
                                               "ours, in the same run on the same frames")
@@ -257,7 +261,7 @@ def run_command(args) -> None:
         from benchmarks.liveness_bench import LivenessOptions, main_summary, run_liveness
 
         board, result = run_liveness(LivenessOptions(args.bundle, args.attacks, tuple(args.live), args.threads,
-                                                     args.max_clips))
+                                                     args.max_clips, tuple(args.sweep)))
         print(main_summary(result))
         _publish(args, "liveness", board, [result])
     elif args.command == "attacks":

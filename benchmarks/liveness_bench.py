@@ -7,6 +7,9 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
   visit from it; it is accepted (an APCER error) when any of its visits is judged ``live``;
 - a live visit is every visit of a live source with at least ``MIN_LOOKS`` liveness looks and a face at least
   ``MIN_FACE`` px high; it is rejected (a BPCER error) unless judged ``live`` (``insufficient`` is a rejection).
+  A visit whose verdict settled (live or attack) in fewer looks counts too: the gate takes no look after a verdict
+  settles, so without it a visit judged live at once would leave the count, and a quicker check would read as a
+  worse one (``fused.live_visits_settled_early`` says how many counted so).
 - ``fused.someone_else`` counts the clips and live visits whose live verdict was refused because a look it rested
   on was not the visit's person (edge.kiosk.stream vouches for them).
 - ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
@@ -17,12 +20,18 @@ gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its
 
 Each check is also scored alone, from its own verdict in the same visits. Nothing is fitted here: the thresholds
 are the bundle's, and the liveness time per look is the loop's own ``liveness`` stage over the looks it took.
+
+``--sweep SETTING=V,V`` measures the fused rates again at other values of the board config's ``liveness`` settings
+(every combination of those swept), each a whole pass through the kiosk's loop: the trade-off a door's owner
+chooses on, reported beside the shipped settings and not chosen from. Each pass counts its own live visits: the
+settings change which faces the loop keeps looking at, and so its detections and visits.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from benchmarks.environment import collect_environment
@@ -33,7 +42,10 @@ from edge.faces.pipeline import open_pipeline
 from edge.kiosk.run_summary import OUTCOMES
 from edge.kiosk.stream import KioskStream
 from edge.liveness.choose import open_liveness
+from edge.liveness.gate import SETTLED
 from edge.runtime.board_profile import bundle_profile
+from edge.runtime.boards import load_board, with_liveness
+from edge.runtime.manifest import read_manifest
 from edge.sources import open_source
 
 MIN_LOOKS = 4
@@ -48,6 +60,7 @@ class LivenessOptions:
     live: tuple[str, ...]
     threads: int | None = None
     max_clips: int = 0            # per kind; 0: every clip
+    sweep: tuple[tuple[str, tuple], ...] = ()     # (liveness setting, its values): each combination measured too
 
 
 @dataclass
@@ -75,65 +88,122 @@ def attack_clips(folder: Path, max_clips: int = 0) -> dict[str, list[Path]]:
     return clips
 
 
+def sweep_points(sweep: tuple[tuple[str, tuple], ...]) -> list[dict]:
+    """Every combination of the swept settings' values, in the order given."""
+    names = [name for name, _ in sweep]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"--sweep names {twice[0]} more than once: give its values in one --sweep {twice[0]}=V,V")
+    return [dict(zip(names, values)) for values in itertools.product(*(values for _, values in sweep))]
+
+
 def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
     clips = attack_clips(options.attacks, options.max_clips)
-    pipeline = open_pipeline(options.bundle, threads=options.threads, profile=bundle_profile(options.bundle))
-    gate = open_liveness(options.bundle, threads=options.threads, profile=bundle_profile(options.bundle))
+    board = load_board(read_manifest(options.bundle).board)
+    points = sweep_points(options.sweep)
+    for point in points:                         # a bad setting is refused before anything runs
+        with_liveness(board, point, "--sweep")
+    profile = bundle_profile(options.bundle)
+    pipeline = open_pipeline(options.bundle, threads=options.threads, profile=profile)
+    gate = open_liveness(options.bundle, threads=options.threads, profile=profile)
     if gate is None:
+        pipeline.close()
         raise UserError(f"the bundle {options.bundle} runs no liveness check (its board config's liveness.checks is "
                         f"empty and it carries no texture file): nothing to measure")
-    names = ["fused", *gate.names]
-    attacks, live = {name: Tally.empty() for name in names}, {name: Tally.empty() for name in names}
-    counted, no_visit, live_visits, liveness_ms = Counter(), Counter(), 0, 0.0
-    stray = {"attack_clips": Counter(), "live_visits": 0}      # live verdicts refused: their looks were someone else's
-    still = {"attack_clips": Counter(), "live_visits": 0}      # judged live without the movement a check wanted
-    looks_before = gate.looks_taken
+    bar = progress_bar(total=(sum(map(len, clips.values())) + len(options.live)) * (1 + len(points)),
+                       desc="liveness", unit="clip")
     try:
-        bar = progress_bar(total=sum(map(len, clips.values())) + len(options.live), desc="liveness", unit="clip")
-        for kind, paths in clips.items():
-            for path in paths:
-                verdicts, spent = _visits(pipeline, gate, str(path))
-                liveness_ms += spent
-                bar.update()
-                if not verdicts:
-                    no_visit[kind] += 1
-                    continue
-                counted[kind] += 1
-                stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
-                still["attack_clips"][kind] += any(_without_movement(v) for v, _ in verdicts)
-                for name in names:
-                    attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
-        for source in options.live:
-            verdicts, spent = _visits(pipeline, gate, source)
-            liveness_ms += spent
-            bar.update()
-            judged = [v for v, height in verdicts if v["looks"] >= MIN_LOOKS and height >= MIN_FACE]
-            live_visits += len(judged)
-            stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
-            still["live_visits"] += sum(_without_movement(v) for v in judged)
-            for name in names:
-                live[name].rejected += sum(_said(v, name) != "live" for v in judged)
+        shipped = _measure(pipeline, gate, clips, options.live, bar)
+        swept = []
+        for point in points:
+            other = open_liveness(options.bundle, threads=options.threads, profile=profile, settings=point)
+            try:
+                swept.append({"settings": point, **_measure(pipeline, other, clips, options.live, bar).fused()})
+            finally:
+                other.close()
         bar.close()
-        looks = gate.looks_taken - looks_before
     finally:
         gate.close()
         pipeline.close()
+    settings = {f.name: getattr(gate.config, f.name) for f in fields(gate.config) if f.name != "checks"}
     result = new_result("liveness", collect_environment(pipeline.board, pipeline.threads, options.bundle),
                         bundle=str(options.bundle),
                         attacks=str(options.attacks), live_sources=list(options.live),
-                        checks={name: _rates(attacks[name], live[name], counted, live_visits) for name in names[1:]},
-                        fused={**_rates(attacks["fused"], live["fused"], counted, live_visits),
-                               "attack_clips": dict(counted), "live_visits": live_visits,
-                               "someone_else": {"attack_clips": dict(stray["attack_clips"]),
-                                                "live_visits": stray["live_visits"]},
-                               "without_movement": {"attack_clips": dict(still["attack_clips"]),
-                                                    "live_visits": still["live_visits"]}},
-                        clips_without_visit={"counts": dict(no_visit),
-                                             "share": round(sum(no_visit.values()) /
-                                                            max(sum(no_visit.values()) + sum(counted.values()), 1), 4)},
-                        liveness_ms_per_look=round(liveness_ms / max(looks, 1), 3), looks=looks,
-                        thresholds=_thresholds(gate))
+                        checks={name: shipped.rates(name) for name in gate.names},
+                        fused=shipped.fused(),
+                        clips_without_visit={"counts": dict(shipped.no_visit),
+                                             "share": round(sum(shipped.no_visit.values()) /
+                                                            max(sum(shipped.no_visit.values()) +
+                                                                sum(shipped.counted.values()), 1), 4)},
+                        liveness_ms_per_look=round(shipped.liveness_ms / max(shipped.looks, 1), 3),
+                        looks=shipped.looks, thresholds=_thresholds(gate), liveness_settings=settings, sweep=swept)
     return pipeline.board, result
+
+
+@dataclass
+class Measured:
+    """One pass over the clips and the live sources with one gate."""
+
+    attacks: dict[str, Tally]            # "fused" and each check -> attack clips accepted
+    live: dict[str, Tally]               # the same -> live visits rejected
+    counted: Counter = field(default_factory=Counter)         # kind -> clips that formed a visit
+    no_visit: Counter = field(default_factory=Counter)        # kind -> clips that formed none
+    live_visits: int = 0
+    settled_early: int = 0               # live visits counted with fewer than MIN_LOOKS looks: their verdict settled
+    stray: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # refused: not them
+    still: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # live unmoving
+    liveness_ms: float = 0.0
+    looks: int = 0
+
+    def rates(self, name: str) -> dict:
+        return {"apcer": {kind: round(self.attacks[name].accepted[kind] / clips, 4)
+                          for kind, clips in self.counted.items()},
+                "bpcer": round(self.live[name].rejected / self.live_visits, 4) if self.live_visits else None}
+
+    def fused(self) -> dict:
+        return {**self.rates("fused"), "attack_clips": dict(self.counted), "live_visits": self.live_visits,
+                "live_visits_settled_early": self.settled_early,
+                "someone_else": {"attack_clips": dict(self.stray["attack_clips"]),
+                                 "live_visits": self.stray["live_visits"]},
+                "without_movement": {"attack_clips": dict(self.still["attack_clips"]),
+                                     "live_visits": self.still["live_visits"]}}
+
+
+def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...], bar) -> Measured:
+    names = ["fused", *gate.names]
+    measured = Measured({name: Tally.empty() for name in names}, {name: Tally.empty() for name in names})
+    looks_before = gate.looks_taken
+    for kind, paths in clips.items():
+        for path in paths:
+            verdicts, spent = _visits(pipeline, gate, str(path))
+            measured.liveness_ms += spent
+            bar.update()
+            if not verdicts:
+                measured.no_visit[kind] += 1
+                continue
+            measured.counted[kind] += 1
+            measured.stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
+            measured.still["attack_clips"][kind] += any(_without_movement(v) for v, _ in verdicts)
+            for name in names:
+                measured.attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
+    for source in live:
+        verdicts, spent = _visits(pipeline, gate, source)
+        measured.liveness_ms += spent
+        bar.update()
+        judged = [v for v, height in verdicts if is_live_visit(v, height)]
+        measured.live_visits += len(judged)
+        measured.settled_early += sum(v["looks"] < MIN_LOOKS for v in judged)
+        measured.stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
+        measured.still["live_visits"] += sum(_without_movement(v) for v in judged)
+        for name in names:
+            measured.live[name].rejected += sum(_said(v, name) != "live" for v in judged)
+    measured.looks = gate.looks_taken - looks_before
+    return measured
+
+
+def is_live_visit(verdict: dict, height: float) -> bool:
+    """Whether a live source's visit (its last liveness record, its face height) is one BPCER counts."""
+    return height >= MIN_FACE and (verdict["looks"] >= MIN_LOOKS or verdict["verdict"] in SETTLED)
 
 
 def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], float]:
@@ -159,11 +229,6 @@ def _said(verdict: dict, name: str) -> str:
 def _without_movement(verdict: dict) -> bool:
     """Judged live while a check said otherwise: a check live alone stood in for another's want of movement."""
     return verdict["verdict"] == "live" and any(c["verdict"] != "live" for c in verdict["checks"].values())
-
-
-def _rates(attacks: Tally, live: Tally, counted: Counter, live_visits: int) -> dict:
-    return {"apcer": {kind: round(attacks.accepted[kind] / clips, 4) for kind, clips in counted.items()},
-            "bpcer": round(live.rejected / live_visits, 4) if live_visits else None}
 
 
 def _thresholds(gate) -> dict:

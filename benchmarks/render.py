@@ -218,6 +218,34 @@ def liveness_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+def operating_points(result: dict) -> list[tuple[bool, dict]]:
+    """(whether shipped, its fused rates with ``settings``) for a liveness result's shipped settings, then for each
+    point its sweep measured."""
+    swept = list(result["sweep"][0]["settings"])
+    shipped = {"settings": {key: result["liveness_settings"][key] for key in swept}, **result["fused"]}
+    return [(True, shipped), *((False, point) for point in result["sweep"])]
+
+
+def liveness_sweep_table(results: list[dict]) -> str:
+    """The fused rates at the shipped liveness settings and at each setting ``--sweep`` measured; "" without one."""
+    header = ["attack clips", "liveness settings", "APCER print", "APCER replay", "APCER video replay",
+              "BPCER (live visits)", "live without movement (clips / live visits)"]
+    body = []
+    for r in (r for r in results if r["kind"] == "liveness" and r.get("sweep")):
+        for shipped, row in operating_points(r):
+            label = "as shipped: " if shipped else ""
+            apcer = [_num(row["apcer"][k], 3) if k in row["apcer"] else "-"
+                     for k in ("print", "replay", "video_replay")]
+            bpcer = "-" if row["bpcer"] is None else f"{_num(row['bpcer'], 3)} of {row['live_visits']}"
+            settings = ", ".join(f"{k} {v}" for k, v in row["settings"].items())
+            body.append([r["attacks"], label + settings, *apcer, bpcer, _visits_counted(row, "without_movement")])
+    return _table(header, body) if body else ""
+
+
+def liveness_tables(results: list[dict]) -> str:
+    return "\n\n".join(table for table in (liveness_table(results), liveness_sweep_table(results)) if table)
+
+
 def _visits_counted(fused: dict, key: str) -> str:
     """The fused row's count of clips / live visits under ``key`` (someone_else: live verdicts refused for a look of
     someone else; without_movement: live with a check wanting movement); "-" in results from before it."""
@@ -284,9 +312,13 @@ SECTIONS = {
                  "Rendered attack clips (`python -m benchmarks attacks`) and live video through the kiosk's loop at "
                  "the bundle's thresholds as shipped. APCER: share of attack clips with a visit judged live (clips from "
                  "which no visit formed are not counted; the JSON says how many); BPCER: share of live visits (at "
-                 "least 4 liveness looks, a face of 40 px or more) not judged live, insufficient included. "
+                 "least 4 liveness looks, or a verdict settled in fewer; a face of 40 px or more) not judged live, "
+                 "insufficient included. "
                  "`fused` is what opens the door; each check's row is that check alone. The live video here is one "
-                 "performer: a BPCER from it says little about people in general.", liveness_table),
+                 "performer: a BPCER from it says little about people in general. Where the run swept settings "
+                 "of the board config's `liveness` block (`--sweep`), a second table gives the fused rates at each, "
+                 "the shipped ones first: the trade-off a door's owner chooses on; nothing was chosen from it.",
+                 liveness_tables),
     "fleet": ("Fleet (PostgreSQL gallery of record, kiosk replicas)",
               "A server of its own and kiosk processes (`python -m edge fleet sync`), each with its own gallery. "
               "Propagation: from the admin's commit until every online kiosk's gallery holds (enrol) or no longer "

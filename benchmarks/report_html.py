@@ -14,7 +14,7 @@ import html
 import io
 from pathlib import Path
 
-from benchmarks.render import render_report
+from benchmarks.render import operating_points, render_report
 from benchmarks.results import load_results
 from edge.base.errors import UserError
 
@@ -88,6 +88,37 @@ def tradeoff_plot(results: list[dict]) -> str | None:
         axis.scatter(ms, auc)
         axis.annotate(label, (ms, auc), fontsize=7, xytext=(4, 4), textcoords="offset points")
     axis.set(xlabel="latency p50, ms per call", ylabel="ROC AUC on real pairs (measured on this board)")
+    axis.grid(alpha=0.3)
+    return _png(figure)
+
+
+def liveness_plot(results: list[dict]) -> str | None:
+    """BPCER against the worse of print's and replay's APCER at the shipped liveness settings and each swept one;
+    settings landing on one point share its label (their values, in the order the axis title names them)."""
+    runs = [r for r in results if r["kind"] == "liveness" and r.get("sweep")]
+    if not runs:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        labels: dict[tuple[float, float], list[str]] = {}
+        for shipped, row in operating_points(run):
+            if row["bpcer"] is None:
+                continue
+            point = (max(row["apcer"].get(kind, 0.0) for kind in ("print", "replay")), row["bpcer"])
+            labels.setdefault(point, []).append("/".join(f"{v:g}" for v in row["settings"].values()) +
+                                                (" shipped" if shipped else ""))
+            axis.scatter(*point, marker="*" if shipped else "o", s=140 if shipped else 30,
+                         color="tab:red" if shipped else "tab:blue", zorder=3)
+        for point, texts in labels.items():
+            axis.annotate("\n".join(texts), point, fontsize=7, xytext=(3, 3), textcoords="offset points",
+                          rotation=40, va="bottom")
+        names = " / ".join(run["sweep"][0]["settings"])
+        axis.set_title(f"{Path(run['attacks']).name}: points labelled {names}", fontsize=9)
+    axis.axvline(0.02, color="grey", linestyle="--", linewidth=0.8)
+    axis.axhline(0.10, color="grey", linestyle="--", linewidth=0.8)
+    axis.set(xlabel="APCER, the worse of print and replay (attack clips judged live)",
+             ylabel="BPCER (live visits not judged live)")
     axis.grid(alpha=0.3)
     return _png(figure)
 
@@ -198,7 +229,9 @@ def write_reports(paths: list[Path], out: Path | None = None) -> list[Path]:
         figures = [("Latency of every model file and backend, every timed call", latency_plot(results)),
                    ("Latency against accuracy on real pairs, per verifier file", tradeoff_plot(results)),
                    ("The pipeline's per-stage breakdown", stages_plot(results)),
-                   ("Ours and the peers on the same frames", peers_plot(results))]
+                   ("Ours and the peers on the same frames", peers_plot(results)),
+                   ("Liveness: the fused APCER and BPCER at the shipped settings and each swept one (dashed: the "
+                    "targets, APCER 2 % and BPCER 10 %)", liveness_plot(results))]
         written += [_write(target / "report.md", markdown), _write(target / "report.html",
                                                                     page(title, markdown, figures))]
     for parent in ([] if out else parents):

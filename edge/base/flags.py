@@ -71,6 +71,17 @@ def positive(text: str) -> float:
     return value
 
 
+def setting_values(text: str) -> tuple[str, tuple]:
+    """``NAME=V1,V2,...``: a setting and the numbers to try it at (whole numbers stay whole); whether the setting
+    exists and takes them, its owner checks."""
+    name, _, values = text.partition("=")
+    if not name.strip() or not values.strip():
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE[,VALUE...], got {text!r}")
+    numbers = tuple(_number(v.strip(), int, "a number") if v.strip().lstrip("-").isdigit()
+                    else _number(v.strip(), float, "a number") for v in values.split(","))
+    return name.strip(), numbers
+
+
 MAX_SIDE = 8192        # pixels: above an 8K frame's width, a camera or a scene size is a typo (and gigabytes)
 
 

@@ -113,7 +113,8 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
                                                                                         tmp_path, capsys):
     """python -m benchmarks liveness on clips rendered from real photos and on the stage clip as live video: the
     result holds what docs/liveness.md quotes (APCER per kind of clip, BPCER over live visits, the clips counted,
-    the ms per look, live verdicts refused for a look of someone else), and the report shows it."""
+    the ms per look, live verdicts refused for a look of someone else, the rates at a swept setting), and the
+    report shows it."""
     import json
 
     from benchmarks.attacks import AttackOptions, render_attacks
@@ -123,7 +124,7 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     render_attacks(AttackOptions(shared_data / "faces80" / "AFLW", tmp_path / "attacks", (stage,),
                                  clips_per_photo=1, max_photos=3, seed=5, clips_per_video=1))
     assert main(["liveness", "--bundle", str(verify_bundle), "--attacks", str(tmp_path / "attacks"), "--live",
-                 str(stage), "--results", str(tmp_path / "results")]) == 0
+                 str(stage), "--results", str(tmp_path / "results"), "--sweep", "planar_parallax=1"]) == 0
     assert "liveness: APCER print" in capsys.readouterr().out
     (path,) = (tmp_path / "results" / "host").glob("liveness-*.json")
     result = json.loads(path.read_text())
@@ -135,6 +136,10 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     assert set(fused["someone_else"]) == {"attack_clips", "live_visits"} and set(result["checks"]) == {"planar"}
     still = fused["without_movement"]                                  # planar alone: nothing stands in for it
     assert not any(still["attack_clips"].values()) and still["live_visits"] == 0
+    (swept,) = result["sweep"]           # planar alone, at a parallax no face shows: nothing is live
+    assert swept["settings"] == {"planar_parallax": 1} and result["liveness_settings"]["planar_parallax"] == 0.015
+    assert swept["live_visits"] >= 3 and swept["bpcer"] == 1.0 and not any(swept["apcer"].values())
     report = (tmp_path / "results" / "host" / "report.md").read_text()
     assert "live looks of someone else" in report and f"of {fused['live_visits']}" in report
     assert "live without movement" in report
+    assert "| as shipped: planar_parallax 0.015 |" in report and f"| 1.000 of {swept['live_visits']} |" in report

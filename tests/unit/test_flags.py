@@ -24,6 +24,10 @@ pytestmark = pytest.mark.unit
     (compile_main, ["--target", "host", "--calibration_images", "many"],
      "argument --calibration_images: must be a whole number of at least 1, got 'many'"),
     (trainer_main, ["verifier", "--lr", "-0.1"], "argument --lr: must be above 0, got -0.1"),
+    (benchmarks_main, ["liveness", "--bundle", "b", "--attacks", "a", "--live", "v", "--sweep", "still_looks"],
+     "argument --sweep: must be NAME=VALUE[,VALUE...], got 'still_looks'"),
+    (benchmarks_main, ["liveness", "--bundle", "b", "--attacks", "a", "--live", "v", "--sweep", "still_looks=4,x"],
+     "argument --sweep: must be a number, got 'x'"),
 ])
 def test_a_bad_number_is_one_line_and_exit_code_2_in_every_command(capsys, main, argv, message):
     with pytest.raises(SystemExit) as exited:

@@ -1,6 +1,7 @@
 """Benchmark reports (Markdown and self-contained HTML with plots) and the noise-aware regression check."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -240,3 +241,34 @@ def test_the_liveness_report_counts_visits_live_without_the_movement_a_check_wan
     assert "live without movement (clips / live visits)" in table and table.splitlines()[-1].endswith("| 1 / 2 |")
     older = liveness_table([{**result, "fused": fused}])            # a result from before the count
     assert older.splitlines()[-1].endswith("| - |")
+
+
+def test_a_liveness_sweep_is_a_table_and_a_plot_of_its_settings_beside_the_shipped_ones():
+    from benchmarks.render import liveness_tables
+    from benchmarks.report_html import liveness_plot
+
+    def rates(apcer, bpcer):
+        return {"apcer": {"print": apcer, "replay": 0.0}, "bpcer": bpcer, "attack_clips": {"print": 208, "replay": 209},
+                "live_visits": 6, "someone_else": {"attack_clips": {}, "live_visits": 0},
+                "without_movement": {"attack_clips": {}, "live_visits": 2}}
+    result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.9, "checks": {},
+              "fused": rates(0.0096, 0.3333), "liveness_settings": {"planar_parallax": 0.015, "still_looks": 6},
+              "sweep": [{"settings": {"planar_parallax": 0.01}, **rates(0.0288, 0.1667)},
+                        {"settings": {"planar_parallax": 0.02}, **rates(0.0048, 0.5)}]}
+    sweep = liveness_tables([result]).split("\n\n")[1].splitlines()
+    assert "liveness settings" in sweep[0] and len(sweep) == 2 + 3
+    assert sweep[2].startswith("| clips | as shipped: planar_parallax 0.015 | 0.010 | 0.000 | - | 0.333 of 6 | 0 / 2 |")
+    assert sweep[3].startswith("| clips | planar_parallax 0.01 | 0.029 |") and "0.167 of 6" in sweep[3]
+    unswept = {key: value for key, value in result.items() if key != "sweep"}
+    assert "\n\n" not in liveness_tables([unswept]) and liveness_plot([unswept]) is None   # and older results
+    assert base64.b64decode(liveness_plot([result])).startswith(b"\x89PNG")
+
+
+def test_a_live_visit_counts_with_four_looks_or_a_verdict_settled_in_fewer():
+    from benchmarks.liveness_bench import is_live_visit
+
+    def visit(verdict, looks):
+        return {"verdict": verdict, "looks": looks, "checks": {}}
+    assert is_live_visit(visit("insufficient", 4), 40) and not is_live_visit(visit("insufficient", 3), 200)
+    assert is_live_visit(visit("live", 3), 60) and is_live_visit(visit("attack", 2), 60)   # judged: no more looks
+    assert not is_live_visit(visit("live", 8), 39)                                        # too small a face
