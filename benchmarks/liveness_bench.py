@@ -89,7 +89,9 @@ def attack_clips(folder: Path, max_clips: int = 0) -> dict[str, list[Path]]:
 
 
 def sweep_points(sweep: tuple[tuple[str, tuple], ...]) -> list[dict]:
-    """Every combination of the swept settings' values, in the order given."""
+    """Every combination of the swept settings' values, in the order given; none without a sweep."""
+    if not sweep:
+        return []
     names = [name for name, _ in sweep]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

@@ -272,3 +272,14 @@ def test_a_live_visit_counts_with_four_looks_or_a_verdict_settled_in_fewer():
     assert is_live_visit(visit("insufficient", 4), 40) and not is_live_visit(visit("insufficient", 3), 200)
     assert is_live_visit(visit("live", 3), 60) and is_live_visit(visit("attack", 2), 60)   # judged: no more looks
     assert not is_live_visit(visit("live", 8), 39)                                        # too small a face
+
+
+def test_a_sweep_measures_every_combination_of_its_settings_and_nothing_without_one():
+    from benchmarks.liveness_bench import sweep_points
+
+    assert sweep_points(()) == []
+    assert sweep_points((("planar_parallax", (0.01, 0.02)), ("still_looks", (0, 6)))) == [
+        {"planar_parallax": 0.01, "still_looks": 0}, {"planar_parallax": 0.01, "still_looks": 6},
+        {"planar_parallax": 0.02, "still_looks": 0}, {"planar_parallax": 0.02, "still_looks": 6}]
+    with pytest.raises(UserError, match="--sweep names still_looks more than once"):
+        sweep_points((("still_looks", (0,)), ("still_looks", (6,))))
