@@ -211,7 +211,7 @@ def liveness_table(results: list[dict]) -> str:
         for name, rates in [("fused", fused), *r["checks"].items()]:
             apcer = [f"{_num(rates['apcer'][k], 3)} of {fused['attack_clips'][k]}" if k in rates["apcer"] else "-"
                      for k in ("print", "replay", "video_replay")]
-            bpcer = "-" if rates["bpcer"] is None else f"{_num(rates['bpcer'], 3)} of {fused['live_visits']}"
+            bpcer = _bpcer_cell(rates["bpcer"], fused["live_visits"])
             fused_only = ([_ms(r["liveness_ms_per_look"]), _visits_counted(fused, "someone_else"),
                            _visits_counted(fused, "without_movement")] if name == "fused" else ["", "", ""])
             body.append([r["attacks"], name, *apcer, bpcer, *fused_only])
@@ -236,7 +236,7 @@ def liveness_sweep_table(results: list[dict]) -> str:
             label = "as shipped: " if shipped else ""
             apcer = [_num(row["apcer"][k], 3) if k in row["apcer"] else "-"
                      for k in ("print", "replay", "video_replay")]
-            bpcer = "-" if row["bpcer"] is None else f"{_num(row['bpcer'], 3)} of {row['live_visits']}"
+            bpcer = _bpcer_cell(row["bpcer"], row["live_visits"])
             settings = ", ".join(f"{k} {v}" for k, v in row["settings"].items())
             body.append([r["attacks"], label + settings, *apcer, bpcer, _visits_counted(row, "without_movement")])
     return _table(header, body) if body else ""
@@ -244,6 +244,10 @@ def liveness_sweep_table(results: list[dict]) -> str:
 
 def liveness_tables(results: list[dict]) -> str:
     return "\n\n".join(table for table in (liveness_table(results), liveness_sweep_table(results)) if table)
+
+
+def _bpcer_cell(bpcer: float | None, live_visits: int) -> str:
+    return "-" if bpcer is None else f"{_num(bpcer, 3)} of {live_visits}"
 
 
 def _visits_counted(fused: dict, key: str) -> str:
