@@ -93,14 +93,16 @@ def tradeoff_plot(results: list[dict]) -> str | None:
 
 
 def liveness_plot(results: list[dict]) -> str | None:
-    """BPCER against the worse of print's and replay's APCER at the shipped liveness settings and each swept one;
-    settings landing on one point share its label (their values, in the order the axis title names them)."""
+    """BPCER against the worse of print's and replay's APCER at the shipped liveness settings and each swept one
+    (a star: the shipped ones); settings landing on one point share its label (their values, in the order the title
+    names them). Several swept runs in one folder (other clips, another live video) each get a colour, named by
+    their attack clips' folder."""
     runs = [r for r in results if r["kind"] == "liveness" and r.get("sweep")]
     if not runs:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for run in runs:
+    for number, run in enumerate(runs):
         labels: dict[tuple[float, float], list[str]] = {}
         for shipped, row in operating_points(run):
             if row["bpcer"] is None:
@@ -108,13 +110,17 @@ def liveness_plot(results: list[dict]) -> str | None:
             point = (max(row["apcer"].get(kind, 0.0) for kind in ("print", "replay")), row["bpcer"])
             labels.setdefault(point, []).append("/".join(f"{v:g}" for v in row["settings"].values()) +
                                                 (" shipped" if shipped else ""))
-            axis.scatter(*point, marker="*" if shipped else "o", s=140 if shipped else 30,
-                         color="tab:red" if shipped else "tab:blue", zorder=3)
+            axis.scatter(*point, marker="*" if shipped else "o", s=140 if shipped else 30, color=f"C{number}",
+                         zorder=3, label=Path(run["attacks"]).name if shipped else None)
         for point, texts in labels.items():
             axis.annotate("\n".join(texts), point, fontsize=7, xytext=(3, 3), textcoords="offset points",
-                          rotation=40, va="bottom")
-        names = " / ".join(run["sweep"][0]["settings"])
-        axis.set_title(f"{Path(run['attacks']).name}: points labelled {names}", fontsize=9)
+                          rotation=40, va="bottom", color=f"C{number}")
+    names = sorted({" / ".join(run["sweep"][0]["settings"]) for run in runs})
+    clips = f"{Path(runs[0]['attacks']).name}: " if len(runs) == 1 else ""
+    axis.set_title(f"{clips}points labelled {'; '.join(names)} (a star: as shipped)", fontsize=9)
+    if len(runs) > 1:
+        axis.legend(fontsize=8, title="attack clips", title_fontsize=8, loc="best")
+    axis.margins(x=0.08, y=0.15)        # room for the labels, which lean up and right
     axis.axvline(0.02, color="grey", linestyle="--", linewidth=0.8)
     axis.axhline(0.10, color="grey", linestyle="--", linewidth=0.8)
     axis.set(xlabel="APCER, the worse of print and replay (attack clips judged live)",

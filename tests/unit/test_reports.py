@@ -262,6 +262,8 @@ def test_a_liveness_sweep_is_a_table_and_a_plot_of_its_settings_beside_the_shipp
     unswept = {key: value for key, value in result.items() if key != "sweep"}
     assert "\n\n" not in liveness_tables([unswept]) and liveness_plot([unswept]) is None   # and older results
     assert base64.b64decode(liveness_plot([result])).startswith(b"\x89PNG")
+    other_clips = {**result, "attacks": "other_clips", "fused": rates(0.0, 0.5)}      # two runs in one folder
+    assert liveness_plot([result, other_clips]) not in (None, liveness_plot([result]))
 
 
 def test_a_live_visit_counts_with_four_looks_or_a_verdict_settled_in_fewer():
