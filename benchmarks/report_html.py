@@ -102,6 +102,7 @@ def liveness_plot(results: list[dict]) -> str | None:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
+    labelled: dict[tuple[float, float], int] = {}
     for number, run in enumerate(runs):
         labels: dict[tuple[float, float], list[str]] = {}
         for shipped, row in operating_points(run):
@@ -110,10 +111,15 @@ def liveness_plot(results: list[dict]) -> str | None:
             point = (max(row["apcer"].get(kind, 0.0) for kind in ("print", "replay")), row["bpcer"])
             labels.setdefault(point, []).append("/".join(f"{v:g}" for v in row["settings"].values()) +
                                                 (" shipped" if shipped else ""))
-            axis.scatter(*point, marker="*" if shipped else "o", s=140 if shipped else 30, color=f"C{number}",
-                         zorder=3, label=Path(run["attacks"]).name if shipped else None)
+            # hollow, each run's larger than the next one's: runs landing on one point show as rings
+            grow = 1 + 0.7 * (len(runs) - 1 - number)
+            axis.scatter(*point, marker="*" if shipped else "o", s=(140 if shipped else 30) * grow, zorder=3,
+                         facecolors="none", edgecolors=f"C{number}", linewidths=1.5,
+                         label=Path(run["attacks"]).name if shipped else None)
         for point, texts in labels.items():
-            axis.annotate("\n".join(texts), point, fontsize=7, xytext=(3, 3), textcoords="offset points",
+            above = labelled.get(point, 0)          # labels other runs put on this point: this one goes above them
+            labelled[point] = above + len(texts)
+            axis.annotate("\n".join(texts), point, fontsize=7, xytext=(4, 3 + 10 * above), textcoords="offset points",
                           rotation=40, va="bottom", color=f"C{number}")
     names = sorted({" / ".join(run["sweep"][0]["settings"]) for run in runs})
     clips = f"{Path(runs[0]['attacks']).name}: " if len(runs) == 1 else ""
