@@ -75,26 +75,27 @@ class PlanarCheck:
         unmoved = bool(motion < STILL_MOTION * self.threshold)
         return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved}, unmoved=unmoved)
 
-    @staticmethod
-    def _pair(observed: list[PlanarLook], index: int) -> LookPair | None:
+    def _pair(self, observed: list[PlanarLook], index: int) -> LookPair | None:
         """The measurement between look ``index`` and the newest look at least PAIR_SPAN_S before it (the first,
         while none is that old), made once, when the look is new: the gate judges after every look, and a look
         keeps its pair after its partner has left the visit's newest looks. (Measuring one look in two, pairs end
-        to end, halved the cost and lost a live visit of the stage clip: 0.012 where this found 0.018.)"""
+        to end, halved the cost and lost a live visit of the stage clip: 0.012 where this found 0.018.) A parallax
+        that reaches the threshold is confirmed with the plane taken out (edge.faces.planarity.tracked_pair)."""
         later = observed[index]
         if not later.measured:
             earlier = next((look for look in reversed(observed[:index]) if later.time_s - look.time_s >= PAIR_SPAN_S),
                            observed[0])
-            later.pair, later.measured = measure_pair(earlier, later), True
+            later.pair, later.measured = measure_pair(earlier, later, confirm_at=self.threshold), True
         return later.pair
 
     def close(self) -> None:
         """Nothing to release: the check runs no model."""
 
 
-def measure_pair(first: PlanarLook, second: PlanarLook) -> LookPair | None:
+def measure_pair(first: PlanarLook, second: PlanarLook, confirm_at: float | None = None) -> LookPair | None:
     """Parallax and motion of the first look's face followed into the second, over the region both crops hold, at
-    the first crop's scale; None when they share too little or too few corners could be followed."""
+    the first crop's scale (a parallax at or above ``confirm_at`` confirmed: edge.faces.planarity.tracked_pair);
+    None when they share too little or too few corners could be followed."""
     ratio = first.scale / second.scale
     grey_b = second.grey if ratio == 1.0 else cv2.resize(second.grey, None, fx=ratio, fy=ratio,
                                                           interpolation=cv2.INTER_AREA)
@@ -111,4 +112,4 @@ def measure_pair(first: PlanarLook, second: PlanarLook) -> LookPair | None:
         size = (min(region_a.shape[1], region_b.shape[1]), min(region_a.shape[0], region_b.shape[0]))
         region_a, region_b = region_a[:size[1], :size[0]], region_b[:size[1], :size[0]]
     box = first.box * first.scale - np.tile(top_left, 2)
-    return tracked_pair(region_a, region_b, box)
+    return tracked_pair(region_a, region_b, box, confirm_at)
