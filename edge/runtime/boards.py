@@ -119,8 +119,9 @@ class LivenessConfig:
                                               # page asks for a head turn): its decision goes out again, judged anew
     look_gap: int = 4                         # frames between two liveness looks of one visit
     max_looks: int = 16                       # liveness looks a visit keeps at most (the newest)
-    planar_parallax: float = 0.015            # tracked points' parallax, over the face box's width, above which the
-                                              # face moved as no flat picture can (edge.liveness.planar)
+    planar_parallax: float = 0.0125           # tracked points' parallax, over the face box's width, confirmed with
+                                              # the plane taken out, above which the face moved as no flat picture
+                                              # can (edge.liveness.planar)
     challenge_s: float = 6.0                  # seconds a person has to follow the page's request (--challenge)
     challenge_turn: float = 0.25              # how far the nose must move, over the eye distance, to follow it
     still_looks: int = 6                      # looks, each at or above the texture file's still threshold, that make

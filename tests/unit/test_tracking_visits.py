@@ -375,7 +375,7 @@ def test_a_swept_liveness_setting_replaces_the_boards_and_is_checked_as_a_board_
     swept = with_liveness(board, {"planar_parallax": 0.01, "still_looks": 0}, "--sweep")
     assert (swept.liveness.planar_parallax, swept.liveness.still_looks) == (0.01, 0)
     assert swept.liveness.checks == board.liveness.checks and swept.tracking == board.tracking
-    assert board.liveness.planar_parallax == 0.015                     # the loaded config is left as it was
+    assert board.liveness.planar_parallax == 0.0125                    # the loaded config is left as it was
     assert with_liveness(board, {"planar_parallax": 1}, "--sweep").liveness.planar_parallax == 1.0
     for settings, message in [({"planar_paralax": 0.01}, "--sweep: liveness: unknown key 'planar_paralax'; valid"),
                               ({"still_looks": 0.5}, "key 'still_looks' must be of type int, got float 0.5"),
