@@ -19,9 +19,9 @@ A pair that seems to leave a plane is measured again with the plane taken out (`
 is warped onto the first by the homography found, and the corners are followed again. Lucas-Kanade's errors grow
 with how far and how unevenly a picture moved between looks (a photo tilted fast, a screen turned away), and the
 first measurement reads them as parallax; once the warp is undone they are gone, while what a head's depth makes
-stays (it is no homography, so no warp undoes it). Measured on a frame of the stage clip held as a photo at two
-tilts, corners moved by up to a fifth of the frame: the first measurement alone reached 0.07 of the box's width,
-confirmed it stays under 0.0091 (docs/liveness.md).
+stays (it is no homography, so no warp undoes it). Measured on the stage clip's frames held as photos at two
+tilts, corners moved by up to a fifth of the frame (python -m benchmarks.held_photos): the first measurement alone
+reached 0.07 of the box's width; confirmed, it stays under 0.0091 (docs/liveness.md).
 
 Dense landmarks from a face model (MediaPipe's face mesh) were measured first and dropped: the mesh is not
 equivariant under perspective and reads a strongly tilted photo as a turned head (held photos tilted by 20 % of

@@ -7,8 +7,9 @@ flat, however it is held, tilted or moved, and grows as a head turns, the nose m
 
 The verdict is ``live`` once a pair of looks shows parallax at or above the board's ``liveness.planar_parallax``,
 confirmed with the plane taken out (the second look warped onto the first, the corners followed again: what the
-tracker got wrong because a picture moved far goes, a head's depth stays), and ``insufficient`` until then: a person who stands still, or moves only sideways, shows none either, so a flat
-movement is not proof of an attack (measured: docs/liveness.md). An insufficient verdict that saw little movement
+tracker got wrong because a picture moved far goes, a head's depth stays), and ``insufficient`` until then: a
+person who stands still, or moves only sideways, shows none either, so a flat movement is not proof of an attack
+(measured: docs/liveness.md). An insufficient verdict that saw little movement
 says so (``unmoved``): a texture check sure of a still face may stand in for it. A replayed video of the person
 turning their head shows parallax inside the screen and passes this check: that needs the challenge
 (edge.liveness.challenge).
