@@ -46,23 +46,22 @@ class LookPair:
 def point_pair(first: np.ndarray, second: np.ndarray, scale: float) -> LookPair | None:
     """``first`` and ``second``: (N, 2) positions of the same N points in two looks; ``scale``: what the residuals
     are divided by (the face box's width). None when the fits fail (too few or degenerate points)."""
-    a, b = np.asarray(first, np.float64)[:, :2], np.asarray(second, np.float64)[:, :2]
-    fits = _fits(a, b)
-    return LookPair(*(_median_residual(a, b, fit) / scale for fit in fits)) if fits is not None else None
+    measured = _measured(np.asarray(first, np.float64)[:, :2], np.asarray(second, np.float64)[:, :2], scale)
+    return measured[0] if measured is not None else None
 
 
-def _fits(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the best similarity, 2x3; the best homography, 3x3) taking points ``a`` to ``b``, by RANSAC; None when
-    either fails."""
+def _measured(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[LookPair, np.ndarray] | None:
+    """(``point_pair``'s measurement, the homography it fitted); None when the fits fail."""
     similarity, _ = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=FIT_TOLERANCE_PX)
     homography, _ = cv2.findHomography(a, b, cv2.RANSAC, FIT_TOLERANCE_PX)
-    return None if similarity is None or homography is None else (similarity, homography)
+    if similarity is None or homography is None:
+        return None
+    return LookPair(_median(cv2.transform(a[None], similarity)[0] - b) / scale,
+                    _median(cv2.perspectiveTransform(a[None], homography)[0] - b) / scale), homography
 
 
-def _median_residual(a: np.ndarray, b: np.ndarray, fit: np.ndarray) -> float:
-    """The median distance between ``b`` and ``a`` carried by ``fit`` (2x3: an affine map; 3x3: a homography)."""
-    carried = cv2.transform(a[None], fit)[0] if fit.shape == (2, 3) else cv2.perspectiveTransform(a[None], fit)[0]
-    return float(np.median(np.linalg.norm(carried - b, axis=1)))
+def _median(residual: np.ndarray) -> float:
+    return float(np.median(np.linalg.norm(residual, axis=1)))
 
 
 TRACKED_POINTS = 200      # corners sought in the face box of the first look
@@ -92,17 +91,15 @@ def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray,
     followed = _follow(grey_a, grey_b, start)
     if followed is None:
         return None
-    fits = _fits(*followed)
-    if fits is None:
-        return None
     width = float(x2 - x1)
-    pair = LookPair(*(_median_residual(*followed, fit) / width for fit in fits))
-    if pair.motion > MAX_MOTION:
+    measured = _measured(*followed, width)
+    if measured is None or measured[0].motion > MAX_MOTION:
         return None
+    pair, homography = measured
     if confirm_at is None or pair.parallax < confirm_at:
         return pair
-    unwarped = cv2.warpPerspective(grey_b, fits[1], grey_a.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REPLICATE)
+    unwarped = cv2.warpPerspective(grey_b, homography, grey_a.shape[::-1],
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     again = _follow(grey_a, unwarped, start)
     left = point_pair(*again, width) if again is not None else None
     return LookPair(pair.motion, min(pair.parallax, left.parallax)) if left is not None else None

@@ -94,7 +94,7 @@ class PlanarCheck:
         """Nothing to release: the check runs no model."""
 
 
-def measure_pair(first: PlanarLook, second: PlanarLook, confirm_at: float | None = None) -> LookPair | None:
+def measure_pair(first: PlanarLook, second: PlanarLook, confirm_at: float | None) -> LookPair | None:
     """Parallax and motion of the first look's face followed into the second, over the region both crops hold, at
     the first crop's scale (a parallax at or above ``confirm_at`` confirmed: edge.faces.planarity.tracked_pair);
     None when they share too little or too few corners could be followed."""
