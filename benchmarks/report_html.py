@@ -104,6 +104,8 @@ def liveness_plot(results: list[dict]) -> str | None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     labelled: dict[tuple[float, float], int] = {}
     for number, run in enumerate(runs):
+        # hollow, each run's larger than the next one's: runs landing on one point show as rings
+        grow = 1 + 0.7 * (len(runs) - 1 - number)
         labels: dict[tuple[float, float], list[str]] = {}
         for shipped, row in operating_points(run):
             if row["bpcer"] is None:
@@ -111,8 +113,6 @@ def liveness_plot(results: list[dict]) -> str | None:
             point = (max(row["apcer"].get(kind, 0.0) for kind in ("print", "replay")), row["bpcer"])
             labels.setdefault(point, []).append("/".join(f"{v:g}" for v in row["settings"].values()) +
                                                 (" shipped" if shipped else ""))
-            # hollow, each run's larger than the next one's: runs landing on one point show as rings
-            grow = 1 + 0.7 * (len(runs) - 1 - number)
             axis.scatter(*point, marker="*" if shipped else "o", s=(140 if shipped else 30) * grow, zorder=3,
                          facecolors="none", edgecolors=f"C{number}", linewidths=1.5,
                          label=Path(run["attacks"]).name if shipped else None)
