@@ -14,6 +14,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
   on was not the visit's person (edge.kiosk.stream vouches for them).
 - ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
   live: a still face a texture check was sure of (edge.liveness.gate.fuse).
+- ``fused.live_sources`` gives each live source's live visits and how many of them the fused verdict refused: one
+  video's people can differ from another's (who stands still, who is turned away), and a total hides which.
 
 Every visit is judged as an enrolled person's would be, whoever it names: its decision waits for the verdict and,
 gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its last verdict counts.
@@ -154,6 +156,7 @@ class Measured:
     settled_early: int = 0               # live visits counted with fewer than MIN_LOOKS looks: their verdict settled
     stray: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # refused: not them
     still: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # live unmoving
+    by_source: dict = field(default_factory=dict)          # live source -> {"live_visits": N, "rejected": N} (fused)
     liveness_ms: float = 0.0
     looks: int = 0
 
@@ -168,7 +171,8 @@ class Measured:
                 "someone_else": {"attack_clips": dict(self.stray["attack_clips"]),
                                  "live_visits": self.stray["live_visits"]},
                 "without_movement": {"attack_clips": dict(self.still["attack_clips"]),
-                                     "live_visits": self.still["live_visits"]}}
+                                     "live_visits": self.still["live_visits"]},
+                "live_sources": self.by_source}
 
 
 def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...], bar) -> Measured:
@@ -199,6 +203,9 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         measured.still["live_visits"] += sum(_without_movement(v) for v in judged)
         for name in names:
             measured.live[name].rejected += sum(_said(v, name) != "live" for v in judged)
+        counts = measured.by_source.setdefault(source, {"live_visits": 0, "rejected": 0})
+        counts["live_visits"] += len(judged)
+        counts["rejected"] += sum(_said(v, "fused") != "live" for v in judged)
     measured.looks = gate.looks_taken - looks_before
     return measured
 
@@ -242,6 +249,8 @@ def main_summary(result: dict) -> str:
     fused = result["fused"]
     apcer = ", ".join(f"{kind} {rate:.3f} of {fused['attack_clips'][kind]}" for kind, rate in fused["apcer"].items())
     bpcer = "n/a" if fused["bpcer"] is None else f"{fused['bpcer']:.3f}"
-    return (f"liveness: APCER {apcer}; BPCER {bpcer} of {fused['live_visits']} live visits; "
+    sources = "; ".join(f"{Path(source).name} {counts['rejected']} of {counts['live_visits']} refused"
+                        for source, counts in fused["live_sources"].items())
+    return (f"liveness: APCER {apcer}; BPCER {bpcer} of {fused['live_visits']} live visits ({sources}); "
             f"{result['liveness_ms_per_look']} ms per look; clips without a visit "
             f"{json.dumps(result['clips_without_visit']['counts'])}")

@@ -242,8 +242,19 @@ def liveness_sweep_table(results: list[dict]) -> str:
     return _table(header, body) if body else ""
 
 
+def liveness_sources_table(results: list[dict]) -> str:
+    """Each live source's live visits and the fused verdict's refusals among them; "" in results from before it."""
+    header = ["attack clips", "live source", "live visits", "refused (fused)", "BPCER"]
+    body = [[r["attacks"], source, str(counts["live_visits"]), str(counts["rejected"]),
+             _num(counts["rejected"] / counts["live_visits"], 3) if counts["live_visits"] else "-"]
+            for r in results if r["kind"] == "liveness"
+            for source, counts in r["fused"].get("live_sources", {}).items()]
+    return _table(header, body) if body else ""
+
+
 def liveness_tables(results: list[dict]) -> str:
-    return "\n\n".join(table for table in (liveness_table(results), liveness_sweep_table(results)) if table)
+    tables = (liveness_table(results), liveness_sources_table(results), liveness_sweep_table(results))
+    return "\n\n".join(table for table in tables if table)
 
 
 def _bpcer_cell(bpcer: float | None, live_visits: int) -> str:
@@ -319,8 +330,9 @@ SECTIONS = {
                  "least 4 liveness looks, or a verdict settled in fewer; a face of 40 px or more) not judged live, "
                  "insufficient included. "
                  "`fused` is what opens the door; each check's row is that check alone. The live video here is one "
-                 "performer: a BPCER from it says little about people in general. Where the run swept settings "
-                 "of the board config's `liveness` block (`--sweep`), a second table gives the fused rates at each, "
+                 "performer: a BPCER from it says little about people in general. The next table splits the live "
+                 "visits by source. Where the run swept settings "
+                 "of the board config's `liveness` block (`--sweep`), a last table gives the fused rates at each, "
                  "the shipped ones first: the trade-off a door's owner chooses on; nothing was chosen from it.",
                  liveness_tables),
     "fleet": ("Fleet (PostgreSQL gallery of record, kiosk replicas)",

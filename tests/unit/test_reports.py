@@ -243,6 +243,20 @@ def test_the_liveness_report_counts_visits_live_without_the_movement_a_check_wan
     assert older.splitlines()[-1].endswith("| - |")
 
 
+def test_the_liveness_report_splits_the_live_visits_by_source():
+    from benchmarks.render import liveness_tables
+
+    fused = {"apcer": {"print": 0.0}, "bpcer": 0.25, "attack_clips": {"print": 208}, "live_visits": 8,
+             "live_sources": {"stage.mp4": {"live_visits": 6, "rejected": 2}, "door.mp4": {"live_visits": 2,
+                                                                                        "rejected": 0}}}
+    result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.9, "checks": {}, "fused": fused}
+    sources = liveness_tables([result]).split("\n\n")[1].splitlines()
+    assert sources[0] == "| attack clips | live source | live visits | refused (fused) | BPCER |"
+    assert sources[2:] == ["| clips | stage.mp4 | 6 | 2 | 0.333 |", "| clips | door.mp4 | 2 | 0 | 0.000 |"]
+    older = {**result, "fused": {k: v for k, v in fused.items() if k != "live_sources"}}   # from before the split
+    assert "live source" not in liveness_tables([older])
+
+
 def test_a_liveness_sweep_is_a_table_and_a_plot_of_its_settings_beside_the_shipped_ones():
     from benchmarks.render import liveness_tables
     from benchmarks.report_html import liveness_plot
