@@ -201,11 +201,12 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         measured.settled_early += sum(v["looks"] < MIN_LOOKS for v in judged)
         measured.stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
         measured.still["live_visits"] += sum(_without_movement(v) for v in judged)
+        refused = {name: sum(_said(v, name) != "live" for v in judged) for name in names}
         for name in names:
-            measured.live[name].rejected += sum(_said(v, name) != "live" for v in judged)
+            measured.live[name].rejected += refused[name]
         counts = measured.by_source.setdefault(source, {"live_visits": 0, "rejected": 0})
         counts["live_visits"] += len(judged)
-        counts["rejected"] += sum(_said(v, "fused") != "live" for v in judged)
+        counts["rejected"] += refused["fused"]
     measured.looks = gate.looks_taken - looks_before
     return measured
 
