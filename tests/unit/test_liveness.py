@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from edge.faces.detect import Detection
+from edge.liveness import planar
 from edge.liveness.challenge import REQUESTS, Challenge, head_pose
 from edge.liveness.checks import CheckResult, Look
 from edge.liveness.gate import TURN_REQUEST, LivenessGate, fuse
-from edge.liveness.planar import PAIR_SPAN_S, STILL_MOTION, PlanarCheck
+from edge.liveness.planar import LONGER_FROM, PAIR_SPAN_S, STILL_MOTION, PlanarCheck
 from edge.runtime.boards import LivenessConfig
 
 pytestmark = pytest.mark.unit
@@ -246,6 +247,26 @@ def test_planar_finds_no_parallax_on_a_tilting_picture_and_finds_it_where_parts_
     check, observed = planar_looks(moving, [100, 60, 220, 180])
     result = check.judge(observed)
     assert result.verdict == "live" and result.score >= check.threshold
+
+
+def test_planar_measures_a_pair_that_comes_close_again_over_the_longer_span(monkeypatch):
+    """A head turning slowly: each quarter second shows most of the threshold, half a second all of it."""
+    picture = textured()
+    height, width = picture.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    bump = np.exp(-((grid_x - 160) ** 2 + (grid_y - 120) ** 2) / (2 * 45.0 ** 2))
+    slow = [cv2.remap(picture, grid_x - shift * bump, grid_y, cv2.INTER_LINEAR) for shift in (0, 3, 6, 10, 14, 18)]
+    check, observed = planar_looks(slow, [100, 60, 220, 180])
+    result = check.judge(observed)
+    assert result.verdict == "live" and result.score >= check.threshold
+    monkeypatch.setattr(planar, "LONGER_FROM", 2.0)              # never measured again: one span falls short
+    check, observed = planar_looks(slow, [100, 60, 220, 180])
+    short = check.judge(observed)
+    assert short.verdict == "insufficient" and LONGER_FROM * check.threshold <= short.score < check.threshold
+    shifted = [cv2.warpAffine(picture, np.float32([[1, 0, shift], [0, 1, shift / 2]]), (width, height),
+                              borderMode=cv2.BORDER_REPLICATE) for shift in (0, 3, 6, 10, 14, 18)]
+    check, observed = planar_looks(shifted, [100, 60, 220, 180])
+    assert check.judge(observed).score < 0.3 * check.threshold   # a picture moved as far shows none at either span
 
 
 def test_planar_says_a_face_that_did_not_move_wants_movement_and_one_that_moved_as_a_picture_does_not():
