@@ -1,7 +1,7 @@
 """``python -m benchmarks {latency,pipeline,verify,identify,fleet,detect,peers,mosaic,pairs,attacks,liveness,report,
 compare}``:
-measure a bundle on the board it runs on, render the results as pages with plots, and compare two sets of results beyond their
-noise."""
+measure a bundle on the board it runs on, render the results as pages with plots, and compare two sets of results
+beyond their noise."""
 from __future__ import annotations
 
 import argparse

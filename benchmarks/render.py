@@ -325,8 +325,8 @@ SECTIONS = {
                detect_table),
     "liveness": ("Liveness (presentation attacks)",
                  "Rendered attack clips (`python -m benchmarks attacks`) and live video through the kiosk's loop at "
-                 "the bundle's thresholds as shipped. APCER: share of attack clips with a visit judged live (clips from "
-                 "which no visit formed are not counted; the JSON says how many); BPCER: share of live visits (at "
+                 "the bundle's thresholds as shipped. APCER: share of attack clips with a visit judged live (clips "
+                 "from which no visit formed are not counted; the JSON says how many); BPCER: share of live visits (at "
                  "least 4 liveness looks, or a verdict settled in fewer; a face of 40 px or more) not judged live, "
                  "insufficient included. "
                  "`fused` is what opens the door; each check's row is that check alone. The live video here is one "

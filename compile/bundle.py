@@ -354,8 +354,8 @@ def make_entry(source: SourceModel, artifact: Artifact, exported: ExportedFile, 
 
 
 def with_engine_recipe(entry: ModelEntry) -> ModelEntry:
-    """An ONNX entry for a TensorRT board carries how the device builds its engine (edge.runtime.backends.tensorrt_engine):
-    the file's precision and the batches the kiosk feeds it."""
+    """An ONNX entry for a TensorRT board carries how the device builds its engine
+    (edge.runtime.backends.tensorrt_engine): the file's precision and the batches the kiosk feeds it."""
     if entry.format != "onnx":
         return entry
     from edge.runtime.backends.tensorrt_engine import EngineRecipe

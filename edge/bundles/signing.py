@@ -22,7 +22,7 @@ from edge.base.private_files import read_private
 
 SIGNATURE_FILE = "signature.json"
 KEY_FILE, PUBLIC_FILE = "signing.key", "signing.pub"
-DEVICE_CACHE = "engines"         # edge.runtime.models.ENGINE_CACHE: written on the board, never part of a bundle's files
+DEVICE_CACHE = "engines"   # edge.runtime.models.ENGINE_CACHE: written on the board, never part of a bundle's files
 SIGNATURE_VERSION = 1
 
 

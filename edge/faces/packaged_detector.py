@@ -1,5 +1,5 @@
-"""The packaged BlazeFace detectors (edge.runtime.packaged) as manifest entries and loaded detectors, for data preparation
-and compile before any bundle exists."""
+"""The packaged BlazeFace detectors (edge.runtime.packaged) as manifest entries and loaded detectors, for data
+preparation and compile before any bundle exists."""
 from __future__ import annotations
 
 from pathlib import Path

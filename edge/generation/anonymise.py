@@ -22,7 +22,7 @@ from edge.faces.tracking import TIME_TOLERANCE_S, build_tracker
 from edge.generation.generate import Generator
 from edge.runtime.boards import DetectionConfig, TrackingConfig
 
-TEMPLATE = "arcface112"        # the crop every generator here was trained on (edge.runtime.preprocess.generator_input_spec)
+TEMPLATE = "arcface112"    # the crop every generator here was trained on (edge.runtime.preprocess.generator_input_spec)
 PIXEL_BLOCKS = 6               # a pixelated face is this many blocks across: no identity survives it
 BOX_MARGIN = 0.25              # a pixelated box grows by this share of its size on each side
 STAGES = ("detect", "generate", "blend", "total")

@@ -1,16 +1,15 @@
 """The kiosk over a stream of frames: look where the board's strategy says, track, and decide each visit once.
 
-``edge.faces.pipeline`` knows the models, the gallery and the thresholds; this module adds time: a detection
-strategy (``edge.faces.scan``), a tracker (``edge.faces.tracking``) and the evidence of each visit (``edge.kiosk.visits``). The
-tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after
-it was lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the
-same place), the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers
-no frame for longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open
-visit, marked as cut short, so no visit spans an outage. With liveness (edge.liveness.gate), each visit also takes
-liveness looks, and its decision is published when its liveness verdict settles or its wait ends, carrying the
-verdict; a named one (the only kind a door opens for) that went out ``insufficient`` is published once more,
-marked ``rejudged``, if the visit's verdict settles in its second chance (``liveness.retry_s``). Without liveness,
-every decision says liveness ``off``.
+``edge.faces.pipeline`` knows the models, the gallery and the thresholds; this module adds time: a detection strategy
+(``edge.faces.scan``), a tracker (``edge.faces.tracking``) and the evidence of each visit (``edge.kiosk.visits``). The
+tracker chooses where detection looks next and when a visit's face is embedded again; a face found again after it was
+lost is looked at once more, and if it is not the visit's person (say the next visitor stepped into the same place),
+the visit is decided and a new one begins. Visits live in the source's time: a camera that delivers no frame for
+longer than the tracker's ``max_missed_s`` (or whose reads time out, ``finish``) ends every open visit, marked as cut
+short, so no visit spans an outage. With liveness (edge.liveness.gate), each visit also takes liveness looks, and its
+decision is published when its liveness verdict settles or its wait ends, carrying the verdict; a named one (the only
+kind a door opens for) that went out ``insufficient`` is published once more, marked ``rejudged``, if the visit's
+verdict settles in its second chance (``liveness.retry_s``). Without liveness, every decision says liveness ``off``.
 """
 from __future__ import annotations
 

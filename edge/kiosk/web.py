@@ -331,7 +331,8 @@ class _ServiceCollector:
             refused.add_metric([reason], counts[reason])
         yield refused
         actions = CounterMetricFamily("edge_face_door_actions", "door events per action: ok, failed (not "
-                                      "delivered at once), expired or dropped (never sent)", labels=["action", "result"])
+                                      "delivered at once), expired or dropped (never sent)",
+                                      labels=["action", "result"])
         for action in service.door.actions + service.door.alerts:
             for result in ("ok", "failed", "expired", "dropped"):
                 actions.add_metric([action.name, result], counts[f"{action.name} {result}"])

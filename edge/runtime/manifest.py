@@ -37,7 +37,7 @@ class InputSpec:
     std: tuple[float, float, float]
     scale: float | None = None        # for integer inputs: real = scale * (q - zero_point)
     zero_point: int | None = None
-    crop: str = "none"                # "letterbox", "none", or an alignment template of edge.faces.align (arcface112, ...)
+    crop: str = "none"           # "letterbox", "none", or an alignment template of edge.faces.align (arcface112, ...)
 
     @property
     def size(self) -> tuple[int, int]:

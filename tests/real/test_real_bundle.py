@@ -131,7 +131,8 @@ def test_kiosk_names_enrolled_people_and_refuses_strangers_and_foreign_templates
     SqliteGallery(gallery_path).people.enroll("s9", np.ones((1, 128), np.float32), "another-model",
                                               ["/photos/s9/1.pgm"])
     pipe = open_pipeline(real_bundle, gallery_path=gallery_path)
-    with pytest.raises(UserError, match="re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 --consent --add /photos/s9"):
+    advice = "re-enrol each, e.g.: python -m edge enroll --bundle .* --name s9 --consent --add /photos/s9"
+    with pytest.raises(UserError, match=advice):
         pipe.matcher.require_current(real_bundle)
     pipe.close()
 

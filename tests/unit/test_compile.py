@@ -285,7 +285,8 @@ def test_a_tensorrt_board_gets_engine_recipes_and_symmetric_int8_checked_as_the_
     assert int8.accuracy["board_backend"] == "tensorrt"
     # on the board (stand-ins for TensorRT 10 and cuda-python), TensorRT runs each file to its golden outputs
     cudart = FakeCudart()
-    monkeypatch.setattr("edge.runtime.backends.tensorrt_backend.import_runtime", lambda *a: fake_tensorrt("10.3.0", cudart))
+    monkeypatch.setattr("edge.runtime.backends.tensorrt_backend.import_runtime",
+                        lambda *a: fake_tensorrt("10.3.0", cudart))
     monkeypatch.setattr("edge.runtime.backends.cuda_memory.import_cudart", lambda: cudart)
     checks = check_folder(bundle)
     assert all(c.passed for c in checks) and {c.backend for c in checks if c.file.endswith(".onnx")} == {"tensorrt"}

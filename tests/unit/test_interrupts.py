@@ -38,7 +38,8 @@ def test_nothing_is_written_over_and_bad_places_are_one_line(tmp_path):
         with complete_or_absent(tmp_path / "taken", folder=True):
             pass
     assert (tmp_path / "taken").read_text() == "mine"
-    for bad, why in ((tmp_path / "taken" / "inside", "taken is a file, not a folder"), (tmp_path / ("n" * 10_000), "too long")):
+    for bad, why in ((tmp_path / "taken" / "inside", "taken is a file, not a folder"),
+                     (tmp_path / ("n" * 10_000), "too long")):
         with pytest.raises(UserError, match=why) as refused:
             with complete_or_absent(bad, folder=True):
                 pass

@@ -229,4 +229,5 @@ def test_edge_run_on_an_rtsp_camera_never_shows_its_password(monkeypatch, capfd,
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "rtsp://door:***@127.0.0.1:9/stream1" in printed.err + logged
     assert "s3cret-pw" not in printed.out + printed.err + logged
-    assert redact("rtsp://tok@cam/x") == "rtsp://tok@cam/x" and redact("rtsp://a:p@ss@c:99999/x") == "rtsp://a:***@c:99999/x"
+    assert redact("rtsp://tok@cam/x") == "rtsp://tok@cam/x"
+    assert redact("rtsp://a:p@ss@c:99999/x") == "rtsp://a:***@c:99999/x"

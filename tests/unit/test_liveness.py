@@ -71,7 +71,8 @@ def test_a_decision_waits_for_its_visits_verdict_and_at_most_the_wait_then_goes_
     gate.hold(1, "decision of 1", 0.0)
     assert gate.release(1.0) == [] and gate.requests() == {1: TURN_REQUEST}
     released = gate.release(3.0)
-    assert [(r.decision, r.verdict.verdict, r.newest_look_s) for r in released] == [("decision of 1", "insufficient", 0.0)]
+    assert [(r.decision, r.verdict.verdict, r.newest_look_s) for r in released] == [
+        ("decision of 1", "insufficient", 0.0)]
     # a visit that settles live is released at once, and takes no more looks
     gate.look(2, look(4, 4.0))
     gate.hold(2, "decision of 2", 4.0)

@@ -824,7 +824,8 @@ def test_edge_run_is_the_service_loop_without_the_web_server(verify_bundle, tmp_
     import inspect
 
     import edge.commands.cli
-    assert "watched_frames" not in inspect.getsource(edge.commands.cli) and ".step(" not in inspect.getsource(edge.commands.cli)
+    cli_source = inspect.getsource(edge.commands.cli)
+    assert "watched_frames" not in cli_source and ".step(" not in cli_source
 
 
 def recorded_samples(service) -> list[tuple[int, int]]:

@@ -360,7 +360,8 @@ def test_a_bad_stream_setting_in_a_board_config_is_one_clear_line(tmp_path, chan
     from edge.base.paths import BOARD_DIR
 
     text = (BOARD_DIR / "host.yaml").read_text()
-    text = "\n".join(line for line in text.splitlines() if not line.startswith(("detection:", "tracking:", "liveness:", " ")))
+    blocks = ("detection:", "tracking:", "liveness:", " ")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(blocks))
     path = tmp_path / "board.yaml"
     path.write_text(text + "\n" + change + "\n")
     with pytest.raises(UserError, match=None) as caught:
@@ -411,7 +412,7 @@ def test_a_visit_cut_short_is_decided_on_its_looks_and_marked_interrupted():
 def test_a_visit_that_ends_with_looks_is_decided_on_them():
     alice = np.array([1.0, 0, 0, 0])
     visits = judge({"alice": alice})
-    visits.add_sample(5, 0, 0 / FPS, alice, [0, 0, 1, 1])                                 # one look, then the visit ends
+    visits.add_sample(5, 0, 0 / FPS, alice, [0, 0, 1, 1])                       # one look, then the visit ends
     assert visits.mean_embedding(5) is not None
     decision = visits.end(5, 20, [0, 0, 1, 1])
     assert decision.outcome == "named" and decision.reason.startswith("visit ended after 1 looks")

@@ -11,6 +11,6 @@ from synthetic_faces.render import Nuisance, render_face, sample_nuisance
 from synthetic_faces.scene import SceneScript
 
 __all__ = [
-    "ATTACK_KINDS", "AttackClip", "ClipShape", "DatasetStats", "Face", "Identity", "Nuisance", "SceneScript", "identities", "identity_from_seed", "identity_name",
-    "render_face", "sample_nuisance", "write_identity_folders",
+    "ATTACK_KINDS", "AttackClip", "ClipShape", "DatasetStats", "Face", "Identity", "Nuisance", "SceneScript",
+    "identities", "identity_from_seed", "identity_name", "render_face", "sample_nuisance", "write_identity_folders",
 ]
