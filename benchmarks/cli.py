@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     mosaic.add_argument("--size", default=None, metavar="WxH",
                         help="resize the tiled frames to this size, e.g. 1920x1080 for the stage clip 2x2 with its "
                              "faces half as large again (default: the tiles' own size)")
+    mosaic.add_argument("--every", type=count, default=1, metavar="N",
+                        help="keep one source frame in N, written at the source's rate over N: e.g. 2 shows a 30 fps "
+                             "clip as a 15 fps camera sees it (default: %(default)s, every frame)")
 
     pairs = commands.add_parser("pairs", help="write an LFW-format pairs file from identity folders")
     pairs.add_argument("--images", type=Path, required=True, help="folder of <name>/<image> identity folders")
@@ -255,8 +258,10 @@ def run_command(args) -> None:
 
         cols, rows = parse_grid(args.grid)
         size = parse_grid(args.size, "--size") if args.size else None
-        count, (width, height) = make_mosaic(MosaicOptions(args.source, args.out, cols, rows, args.frames, size))
-        print(f"wrote {count} frames of {width}x{height} ({cols}x{rows} copies of {args.source}) to {args.out}")
+        options = MosaicOptions(args.source, args.out, cols, rows, args.frames, size, args.every)
+        count, (width, height), fps = make_mosaic(options)
+        print(f"wrote {count} frames of {width}x{height} at {fps:.2f} fps ({cols}x{rows} copies of {args.source}) "
+              f"to {args.out}")
     elif args.command == "liveness":
         from benchmarks.liveness_bench import LivenessOptions, main_summary, run_liveness
 

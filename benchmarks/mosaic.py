@@ -3,7 +3,9 @@ own point of the clip (looping), so one frame holds several people at the small 
 
 The 640x360 stage clip tiled 3x3 gives 1920x1080 frames with nine faces of roughly 40-80 px, far from the
 camera as a kiosk or door camera sees people across a room; tiled 2x2 and resized to 1920x1080 (``size``), about
-five faces of 60-160 px, as a street or hall camera sees passers-by.
+five faces of 60-160 px, as a street or hall camera sees passers-by. Keeping one frame in ``every`` (written at
+the rate that leaves) shows the clip as a slower camera, or a kiosk that keeps up with one frame in that many, sees
+it; a 1x1 grid with a ``size`` is the clip alone at another size.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class MosaicOptions:
     rows: int = 3
     frames: int = 0           # 0: as many as the source has
     size: tuple[int, int] | None = None    # (width, height) the tiled frames are resized to; None: as tiled
+    every: int = 1            # keep one source frame in this many, written at the source's rate over it
 
 
 def read_all_frames(path: Path) -> tuple[list[np.ndarray], float]:
@@ -46,12 +49,15 @@ def read_all_frames(path: Path) -> tuple[list[np.ndarray], float]:
     return frames, fps
 
 
-def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
-    """Writes the mosaic video; returns (frames written, (width, height))."""
+def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int], float]:
+    """Writes the mosaic video; returns (frames written, (width, height), frames per second)."""
     if options.cols < 1 or options.rows < 1:
         raise UserError(f"--grid needs at least one column and one row, got {options.cols}x{options.rows}")
+    if options.every < 1:
+        raise UserError(f"--every must be 1 (every frame) or more, got {options.every}")
     refuse_output_over_input(options.out, [options.source])
     frames, fps = read_all_frames(options.source)
+    frames, fps = frames[::options.every], fps / options.every
     cells = options.cols * options.rows
     height, width = frames[0].shape[:2]
     size = options.size or (width * options.cols, height * options.rows)
@@ -70,7 +76,7 @@ def make_mosaic(options: MosaicOptions) -> tuple[int, tuple[int, int]]:
                 writer.write(tiled if same else cv2.resize(tiled, size, interpolation=cv2.INTER_LINEAR))
         finally:
             writer.release()
-    return count, size
+    return count, size, fps
 
 
 def parse_grid(text: str, flag: str = "--grid") -> tuple[int, int]:

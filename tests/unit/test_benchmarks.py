@@ -167,12 +167,17 @@ def test_pipeline_benchmark_refuses_an_unknown_mode(verify_bundle, tmp_path, cap
     assert "choose from tracked, per_frame" in capsys.readouterr().err
 
 
-def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
-    small = tmp_path / "small.mp4"
-    writer = cv2.VideoWriter(str(small), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
-    for index in range(8):
-        writer.write(np.full((48, 64, 3), 30 * index, np.uint8))
+def _grey_clip(path, frames: int, step: int):
+    """A 64x48 clip at 30 fps whose frame i is grey at ``step * i``."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), step * index, np.uint8))
     writer.release()
+    return path
+
+
+def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
+    small = _grey_clip(tmp_path / "small.mp4", 8, 30)
     out = tmp_path / "big.mp4"
     assert main(["mosaic", "--source", str(small), "--out", str(out), "--grid", "2x2", "--frames", "5"]) == 0
     capture = cv2.VideoCapture(str(out))
@@ -193,6 +198,21 @@ def test_mosaic_tiles_a_small_video_with_time_offsets(tmp_path, capsys):
     capture.release()
     assert main(["mosaic", "--source", str(small), "--out", str(tmp_path / "bad.mp4"), "--size", "0x10"]) == 2
     assert "--size '0x10'" in capsys.readouterr().err
+
+
+def test_mosaic_keeps_one_frame_in_every_n_at_the_rate_that_leaves(tmp_path):
+    small = _grey_clip(tmp_path / "small.mp4", 9, 25)
+    slower = tmp_path / "slower.mp4"
+    assert main(["mosaic", "--source", str(small), "--out", str(slower), "--grid", "1x1", "--every", "3",
+                 "--size", "32x24"]) == 0
+    capture = cv2.VideoCapture(str(slower))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01)
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    assert len(frames) == 3 and frames[0].shape == (24, 32, 3)
+    assert [int(round(frame.mean() / 25)) for frame in frames] == [0, 3, 6]         # source frames 0, 3 and 6
 
 
 def test_a_measured_profile_replaces_the_boards_default_precisions_and_says_so(verify_bundle, tmp_path,
