@@ -15,7 +15,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
 - ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
   live: a still face a texture check was sure of (edge.liveness.gate.fuse).
 - ``fused.live_sources`` gives each live source's live visits and how many of them the fused verdict refused: one
-  video's people can differ from another's (who stands still, who is turned away), and a total hides which.
+  video's people can differ from another's (who stands still, who is turned away), and a total hides which. Each
+  also gives the source's frame size and rate: the looks are frames apart, so a slower source spaces them further.
 
 Every visit is judged as an enrolled person's would be, whoever it names: its decision waits for the verdict and,
 gone out insufficient, has the kiosk's second chance (``liveness.retry_s``); its last verdict counts.
@@ -181,7 +182,7 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
     looks_before = gate.looks_taken
     for kind, paths in clips.items():
         for path in paths:
-            verdicts, spent = _visits(pipeline, gate, str(path))
+            verdicts, spent, _ = _visits(pipeline, gate, str(path))
             measured.liveness_ms += spent
             bar.update()
             if not verdicts:
@@ -193,7 +194,7 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
             for name in names:
                 measured.attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
     for source in live:
-        verdicts, spent = _visits(pipeline, gate, source)
+        verdicts, spent, shape = _visits(pipeline, gate, source)
         measured.liveness_ms += spent
         bar.update()
         judged = [v for v, height in verdicts if is_live_visit(v, height)]
@@ -204,7 +205,7 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         refused = {name: sum(_said(v, name) != "live" for v in judged) for name in names}
         for name in names:
             measured.live[name].rejected += refused[name]
-        counts = measured.by_source.setdefault(source, {"live_visits": 0, "rejected": 0})
+        counts = measured.by_source.setdefault(source, {"live_visits": 0, "rejected": 0, **shape})
         counts["live_visits"] += len(judged)
         counts["rejected"] += refused["fused"]
     measured.looks = gate.looks_taken - looks_before
@@ -216,20 +217,30 @@ def is_live_visit(verdict: dict, height: float) -> bool:
     return height >= MIN_FACE and (verdict["looks"] >= MIN_LOOKS or verdict["verdict"] in SETTLED)
 
 
-def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], float]:
-    """(each visit's last published liveness record, its face height) and the ms the liveness stage took; a visit
-    judged again after going out insufficient (its second chance, liveness.retry_s) counts with its new verdict."""
+def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], float, dict]:
+    """(each visit's last published liveness record, its face height), the ms the liveness stage took, and the
+    source's frame size and rate (``_shape``); a visit judged again after going out insufficient (its second chance,
+    liveness.retry_s) counts with its new verdict."""
     gate.reset()
     stream = KioskStream(pipeline, liveness=gate, door_outcomes=OUTCOMES)     # every visit as an enrolled person's
-    decisions, spent = [], 0.0
+    decisions, spent, size, times = [], 0.0, None, []
     with open_source(source) as frames:
         for frame in frames:
             step = stream.step(frame.image, frame.index, frame.time_s)
             decisions += step.decisions
             spent += step.timings_ms["liveness"]
+            size = size or list(frame.image.shape[1::-1])
+            times.append(frame.time_s)
     decisions += stream.finish()
     last = {d.track: (d.liveness, d.box[3] - d.box[1]) for d in decisions}
-    return list(last.values()), spent
+    return list(last.values()), spent, _shape(size, times)
+
+
+def _shape(size: list[int] | None, times: list[float]) -> dict:
+    """``{"size": [width, height], "fps": frames a second}`` of a source read whole (fps from its frames' times, as
+    the kiosk's looks are spaced by frames: a slower source spaces them further apart; None when under two frames)."""
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {"size": size, "fps": round((len(times) - 1) / span, 2) if span > 0 else None}
 
 
 def _said(verdict: dict, name: str) -> str:

@@ -244,8 +244,9 @@ def liveness_sweep_table(results: list[dict]) -> str:
 
 def liveness_sources_table(results: list[dict]) -> str:
     """Each live source's live visits and the fused verdict's refusals among them; "" in results from before it."""
-    header = ["attack clips", "live source", "live visits", "refused (fused)", "BPCER"]
-    body = [[r["attacks"], source, str(counts["live_visits"]), str(counts["rejected"]),
+    header = ["attack clips", "live source", "size", "fps", "live visits", "refused (fused)", "BPCER"]
+    body = [[r["attacks"], source, "x".join(map(str, counts["size"])) if counts.get("size") else "-",
+             _num(counts["fps"], 2) if counts.get("fps") else "-", str(counts["live_visits"]), str(counts["rejected"]),
              _num(counts["rejected"] / counts["live_visits"], 3) if counts["live_visits"] else "-"]
             for r in results if r["kind"] == "liveness"
             for source, counts in r["fused"].get("live_sources", {}).items()]

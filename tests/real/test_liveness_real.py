@@ -134,7 +134,8 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     assert set(fused["apcer"]) == set(fused["attack_clips"]) and all(0 <= r <= 1 for r in fused["apcer"].values())
     assert fused["live_visits"] >= 3 and 0 <= fused["bpcer"] <= 1 and result["liveness_ms_per_look"] > 0
     assert fused["live_sources"] == {str(stage): {"live_visits": fused["live_visits"],
-                                                 "rejected": round(fused["bpcer"] * fused["live_visits"])}}
+                                                 "rejected": round(fused["bpcer"] * fused["live_visits"]),
+                                                 "size": [640, 360], "fps": pytest.approx(29.97, abs=0.01)}}
     assert set(fused["someone_else"]) == {"attack_clips", "live_visits"} and set(result["checks"]) == {"planar"}
     still = fused["without_movement"]                                  # planar alone: nothing stands in for it
     assert not any(still["attack_clips"].values()) and still["live_visits"] == 0
@@ -145,5 +146,5 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     report = (tmp_path / "results" / "host" / "report.md").read_text()
     assert "live looks of someone else" in report and f"of {fused['live_visits']}" in report
     assert "live without movement" in report
-    assert f"| {stage} | {fused['live_visits']} |" in report                      # the live visits by source
+    assert f"| {stage} | 640x360 | 29.97 | {fused['live_visits']} |" in report    # the live visits by source
     assert f"| as shipped: planar_parallax {shipped:g} |" in report and f"| 1.000 of {swept['live_visits']} |" in report

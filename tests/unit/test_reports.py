@@ -247,12 +247,13 @@ def test_the_liveness_report_splits_the_live_visits_by_source():
     from benchmarks.render import liveness_tables
 
     fused = {"apcer": {"print": 0.0}, "bpcer": 0.25, "attack_clips": {"print": 208}, "live_visits": 8,
-             "live_sources": {"stage.mp4": {"live_visits": 6, "rejected": 2}, "door.mp4": {"live_visits": 2,
-                                                                                        "rejected": 0}}}
+             "live_sources": {"stage.mp4": {"live_visits": 6, "rejected": 2, "size": [640, 360], "fps": 29.97},
+                              "door.mp4": {"live_visits": 2, "rejected": 0}}}     # a source from before its shape
     result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.9, "checks": {}, "fused": fused}
     sources = liveness_tables([result]).split("\n\n")[1].splitlines()
-    assert sources[0] == "| attack clips | live source | live visits | refused (fused) | BPCER |"
-    assert sources[2:] == ["| clips | stage.mp4 | 6 | 2 | 0.333 |", "| clips | door.mp4 | 2 | 0 | 0.000 |"]
+    assert sources[0] == "| attack clips | live source | size | fps | live visits | refused (fused) | BPCER |"
+    assert sources[2:] == ["| clips | stage.mp4 | 640x360 | 29.97 | 6 | 2 | 0.333 |",
+                           "| clips | door.mp4 | - | - | 2 | 0 | 0.000 |"]
     older = {**result, "fused": {k: v for k, v in fused.items() if k != "live_sources"}}   # from before the split
     assert "live source" not in liveness_tables([older])
 
