@@ -50,6 +50,7 @@ from edge.runtime.board_profile import bundle_profile
 from edge.runtime.boards import load_board, with_liveness
 from edge.runtime.manifest import read_manifest
 from edge.sources import open_source
+from edge.sources.base import Frame
 
 MIN_LOOKS = 4
 MIN_FACE = 40
@@ -223,24 +224,27 @@ def _visits(pipeline, gate, source: str) -> tuple[list[tuple[dict, float]], floa
     liveness.retry_s) counts with its new verdict."""
     gate.reset()
     stream = KioskStream(pipeline, liveness=gate, door_outcomes=OUTCOMES)     # every visit as an enrolled person's
-    decisions, spent, size, times = [], 0.0, None, []
+    decisions, spent, first, frame = [], 0.0, None, None
     with open_source(source) as frames:
         for frame in frames:
             step = stream.step(frame.image, frame.index, frame.time_s)
             decisions += step.decisions
             spent += step.timings_ms["liveness"]
-            size = size or list(frame.image.shape[1::-1])
-            times.append(frame.time_s)
+            first = first or frame
     decisions += stream.finish()
     last = {d.track: (d.liveness, d.box[3] - d.box[1]) for d in decisions}
-    return list(last.values()), spent, _shape(size, times)
+    return list(last.values()), spent, _shape(first, frame)
 
 
-def _shape(size: list[int] | None, times: list[float]) -> dict:
-    """``{"size": [width, height], "fps": frames a second}`` of a source read whole (fps from its frames' times, as
-    the kiosk's looks are spaced by frames: a slower source spaces them further apart; None when under two frames)."""
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return {"size": size, "fps": round((len(times) - 1) / span, 2) if span > 0 else None}
+def _shape(first: Frame | None, last: Frame | None) -> dict:
+    """``{"size": [width, height], "fps": frames a second}`` of a source read whole, from its first and last frames
+    (fps from their numbers and times, as the kiosk's looks are spaced by frames: a slower source spaces them further
+    apart; None when under two frames)."""
+    if first is None:
+        return {"size": None, "fps": None}
+    span = last.time_s - first.time_s
+    return {"size": list(first.image.shape[1::-1]),
+            "fps": round((last.index - first.index) / span, 2) if span > 0 else None}
 
 
 def _said(verdict: dict, name: str) -> str:

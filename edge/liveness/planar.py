@@ -97,9 +97,8 @@ class PlanarCheck:
         if not later.measured:
             earlier = _partner(observed, index, PAIR_SPAN_S) or observed[0]
             pair = measure_pair(earlier, later, confirm_at=self.threshold)
-            longer = _partner(observed, index, LONGER_SPAN_S)
             if (pair is not None and LONGER_FROM * self.threshold <= pair.parallax < self.threshold
-                    and longer is not None and longer is not earlier):
+                    and (longer := _partner(observed, index, LONGER_SPAN_S)) is not None and longer is not earlier):
                 again = measure_pair(longer, later, confirm_at=self.threshold)
                 pair = again if again is not None and again.parallax > pair.parallax else pair
             later.pair, later.measured = pair, True
