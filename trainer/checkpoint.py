@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import hashlib
 import io
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +108,17 @@ def read_payload(path: Path, what: str) -> tuple[object, bytes]:
     """(the unpickled tensors-and-plain-values payload, the file's bytes); one line naming ``what`` it should be when
     the file is truncated, foreign or garbage."""
     data = path.read_bytes()
+    return load_tensors(data, f"{path} is not {what} written by python -m trainer"), data
+
+
+def load_tensors(data: bytes, refusal: str) -> object:
+    """``data`` unpickled by torch, tensors and plain values only; a UserError ``refusal (why)`` when it cannot be.
+    torch's unpickler fails on garbage in whatever way the bytes lead it to (a KeyError for a text file, an
+    IndexError for a few stray bytes), and its messages run to many lines: the first names the kind."""
     try:
         with warnings.catch_warnings():     # torch warns about a foreign pickle protocol before failing on it
             warnings.simplefilter("ignore")
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), data
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
-        # torch's messages for truncated, foreign or garbage files run to many lines: the first names the kind
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-        raise UserError(f"{path} is not {what} written by python -m trainer ({first})") from err
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:    # noqa: BLE001: any failure to unpickle is the file's fault, said in one line
+        first = (str(err).strip().splitlines() or [""])[0][:120]
+        raise UserError(f"{refusal} ({type(err).__name__}{': ' + first if first else ''})") from None

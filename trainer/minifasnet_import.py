@@ -8,7 +8,6 @@ the front of the file name, unless given.
 from __future__ import annotations
 
 import collections
-import pickle
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from edge.base.errors import UserError
 from edge.runtime.crops import box_crop_for_scale
 from edge.runtime.manifest import InputSpec, sha256_file
-from trainer.checkpoint import save_checkpoint
+from trainer.checkpoint import load_tensors, save_checkpoint
 from trainer.models.minifasnet import STAGE_NAMES, MiniFASNet
 
 LICENCE = "Apache-2.0 (minivision-ai/Silent-Face-Anti-Spoofing; keep its LICENSE beside the weights)"
@@ -75,11 +74,7 @@ def load_minifasnet(path: str | Path) -> tuple[MiniFASNet, dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist: give the MiniFASNet .pth file (e.g. 2.7_80x80_MiniFASNetV2.pth)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
-        raise UserError(f"{path.name} is not a MiniFASNet state dict: torch cannot read it "
-                        f"({type(err).__name__})") from None
+    state = load_tensors(path.read_bytes(), f"{path.name} is not a MiniFASNet state dict: torch cannot read it")
     tensors = weights(state, path.name)
     config = config_from_state(tensors, path.name)
     model = MiniFASNet(**config)

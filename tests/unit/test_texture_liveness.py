@@ -68,9 +68,13 @@ def test_the_network_loads_each_file_strictly_and_gives_three_logits(minifasnet,
 def test_a_file_that_is_not_minifasnet_is_refused_in_one_line(tmp_path, minifasnet):
     other = tmp_path / "other.pth"
     torch.save({"module.conv1.conv.weight": torch.zeros(8, 3, 3, 3)}, other)
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_text("not a tensor file")
-    for path, why in ((other, "has no conv_23"), (garbage, "torch cannot read it")):
+    refused = [(other, "has no conv_23")]
+    # torch's unpickler fails on each in its own way: UnpicklingError, KeyError, IndexError, EOFError
+    for number, junk in enumerate((b"not a tensor file", b"junk\n", b"abc", b"")):
+        garbage = tmp_path / f"garbage{number}.pth"
+        garbage.write_bytes(junk)
+        refused.append((garbage, "torch cannot read it"))
+    for path, why in refused:
         with pytest.raises(UserError) as err:
             load_minifasnet(path)
         message = str(err.value)

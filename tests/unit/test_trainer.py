@@ -145,11 +145,12 @@ def test_device_choice_is_checked():
 
 
 def test_a_garbage_or_foreign_checkpoint_is_refused_in_one_line(tmp_path):
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"\x80\x04 not a pickle at all")
-    with pytest.raises(UserError, match="is not a checkpoint written by python -m trainer") as refused:
-        load_checkpoint(garbage)
-    assert "\n" not in str(refused.value)
+    for number, junk in enumerate((b"\x80\x04 not a pickle at all", b"junk\n", b"abc")):
+        garbage = tmp_path / f"garbage{number}.pt"
+        garbage.write_bytes(junk)
+        with pytest.raises(UserError, match="is not a checkpoint written by python -m trainer") as refused:
+            load_checkpoint(garbage)
+        assert "\n" not in str(refused.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"checkpoint_version": 1, "state_dict": {}}, foreign)
     with pytest.raises(UserError, match="lacks architecture, config"):
