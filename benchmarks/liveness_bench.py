@@ -105,6 +105,9 @@ def sweep_points(sweep: tuple[tuple[str, tuple], ...]) -> list[dict]:
 
 def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
     clips = attack_clips(options.attacks, options.max_clips)
+    for source in options.live:                  # a missing or undecodable video is refused before the clips run
+        with open_source(source):
+            pass
     board = load_board(read_manifest(options.bundle).board)
     points = sweep_points(options.sweep)
     for point in points:                         # a bad setting is refused before anything runs

@@ -137,3 +137,21 @@ def test_a_door_without_liveness_is_refused_unless_no_liveness_says_so(verify_bu
     assert main(run) == 0                                 # the board's planar check: every decision carries it
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines and all(set(line["liveness"]["checks"]) == {"planar"} for line in lines)
+
+
+def test_a_live_video_that_cannot_be_read_is_refused_before_the_attack_clips_run(tmp_path, capsys):
+    """Each --live source is opened before any model loads (the bundle here does not even exist), not after every
+    attack clip has run."""
+    from benchmarks.cli import main as benchmarks_main
+
+    (tmp_path / "attacks" / "print").mkdir(parents=True)
+    (tmp_path / "attacks" / "print" / "clip.mp4").write_bytes(b"")
+    (tmp_path / "junk.mp4").write_text("not a video")
+    for live, said in ((tmp_path / "missing.mp4", "is neither an existing file or folder nor a URI"),
+                       (tmp_path / "junk.mp4", "OpenCV cannot decode video")):
+        assert benchmarks_main(["liveness", "--bundle", str(tmp_path / "no_bundle"), "--attacks",
+                                str(tmp_path / "attacks"), "--live", str(live), "--results",
+                                str(tmp_path / "results")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and said in err[-1] and str(live) in err[-1]
+    assert not (tmp_path / "results").exists()
