@@ -13,7 +13,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
 - ``fused.someone_else`` counts the clips and live visits whose live verdict was refused because a look it rested
   on was not the visit's person (edge.kiosk.stream vouches for them).
 - ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
-  live: a still face a texture check was sure of (edge.liveness.gate.fuse).
+  live: a still face a texture check was sure of; ``fused.near_threshold``, those judged live with planar near its
+  threshold and texture sure of every look (edge.liveness.gate.stand_in).
 - ``fused.live_sources`` gives each live source's live visits and how many of them the fused verdict refused: one
   video's people can differ from another's (who stands still, who is turned away), and a total hides which. Each
   also gives the source's frame size and rate: the looks are frames apart, so a slower source spaces them further.
@@ -55,6 +56,7 @@ from edge.sources.base import Frame
 MIN_LOOKS = 4
 MIN_FACE = 40
 ATTACK_KINDS = ("print", "replay", "video_replay")
+STAND_INS = {"unmoved": "without_movement", "near": "near_threshold"}   # Verdict.stood_in -> the result's key
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,9 @@ class Measured:
     live_visits: int = 0
     settled_early: int = 0               # live visits counted with fewer than MIN_LOOKS looks: their verdict settled
     stray: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # refused: not them
-    still: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # live unmoving
+    # live with a check standing in for another (edge.liveness.gate.stand_in), by how: "unmoved" or "near"
+    stood_in: dict = field(default_factory=lambda: {how: {"attack_clips": Counter(), "live_visits": 0}
+                                                    for how in STAND_INS})
     by_source: dict = field(default_factory=dict)          # live source -> {"live_visits": N, "rejected": N} (fused)
     liveness_ms: float = 0.0
     looks: int = 0
@@ -175,8 +179,8 @@ class Measured:
                 "live_visits_settled_early": self.settled_early,
                 "someone_else": {"attack_clips": dict(self.stray["attack_clips"]),
                                  "live_visits": self.stray["live_visits"]},
-                "without_movement": {"attack_clips": dict(self.still["attack_clips"]),
-                                     "live_visits": self.still["live_visits"]},
+                **{STAND_INS[how]: {"attack_clips": dict(counts["attack_clips"]), "live_visits": counts["live_visits"]}
+                   for how, counts in self.stood_in.items()},
                 "live_sources": self.by_source}
 
 
@@ -194,7 +198,8 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
                 continue
             measured.counted[kind] += 1
             measured.stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
-            measured.still["attack_clips"][kind] += any(_without_movement(v) for v, _ in verdicts)
+            for how, counts in measured.stood_in.items():
+                counts["attack_clips"][kind] += any(v.get("stood_in") == how for v, _ in verdicts)
             for name in names:
                 measured.attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
     for source in live:
@@ -205,7 +210,8 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         measured.live_visits += len(judged)
         measured.settled_early += sum(v["looks"] < MIN_LOOKS for v in judged)
         measured.stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
-        measured.still["live_visits"] += sum(_without_movement(v) for v in judged)
+        for how, counts in measured.stood_in.items():
+            counts["live_visits"] += sum(v.get("stood_in") == how for v in judged)
         refused = {name: sum(_said(v, name) != "live" for v in judged) for name in names}
         for name in names:
             measured.live[name].rejected += refused[name]
@@ -252,11 +258,6 @@ def _shape(first: Frame | None, last: Frame | None) -> dict:
 
 def _said(verdict: dict, name: str) -> str:
     return verdict["verdict"] if name == "fused" else verdict["checks"].get(name, {}).get("verdict", "insufficient")
-
-
-def _without_movement(verdict: dict) -> bool:
-    """Judged live while a check said otherwise: a check live alone stood in for another's want of movement."""
-    return verdict["verdict"] == "live" and any(c["verdict"] != "live" for c in verdict["checks"].values())
 
 
 def _thresholds(gate) -> dict:

@@ -201,10 +201,13 @@ def detect_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
+FUSED_COUNTS = ("someone_else", "without_movement", "near_threshold")     # the liveness result's fused counts
+
+
 def liveness_table(results: list[dict]) -> str:
     header = ["attack clips", "check", "APCER print", "APCER replay", "APCER video replay", "BPCER (live visits)",
               "ms per look", "live looks of someone else (clips / live visits)",
-              "live without movement (clips / live visits)"]
+              "live without movement (clips / live visits)", "live near planar's threshold (clips / live visits)"]
     body = []
     for r in (r for r in results if r["kind"] == "liveness"):
         fused = r["fused"]
@@ -212,8 +215,8 @@ def liveness_table(results: list[dict]) -> str:
             apcer = [f"{_num(rates['apcer'][k], 3)} of {fused['attack_clips'][k]}" if k in rates["apcer"] else "-"
                      for k in ("print", "replay", "video_replay")]
             bpcer = _bpcer_cell(rates["bpcer"], fused["live_visits"])
-            fused_only = ([_ms(r["liveness_ms_per_look"]), _visits_counted(fused, "someone_else"),
-                           _visits_counted(fused, "without_movement")] if name == "fused" else ["", "", ""])
+            fused_only = ([_ms(r["liveness_ms_per_look"]), *(_visits_counted(fused, key) for key in FUSED_COUNTS)]
+                          if name == "fused" else [""] * (1 + len(FUSED_COUNTS)))
             body.append([r["attacks"], name, *apcer, bpcer, *fused_only])
     return _table(header, body)
 
@@ -229,7 +232,8 @@ def operating_points(result: dict) -> list[tuple[bool, dict]]:
 def liveness_sweep_table(results: list[dict]) -> str:
     """The fused rates at the shipped liveness settings and at each setting ``--sweep`` measured; "" without one."""
     header = ["attack clips", "liveness settings", "APCER print", "APCER replay", "APCER video replay",
-              "BPCER (live visits)", "live without movement (clips / live visits)"]
+              "BPCER (live visits)", "live without movement (clips / live visits)",
+              "live near planar's threshold (clips / live visits)"]
     body = []
     for r in (r for r in results if r["kind"] == "liveness" and r.get("sweep")):
         for shipped, row in operating_points(r):
@@ -238,7 +242,8 @@ def liveness_sweep_table(results: list[dict]) -> str:
                      for k in ("print", "replay", "video_replay")]
             bpcer = _bpcer_cell(row["bpcer"], row["live_visits"])
             settings = ", ".join(f"{k} {v}" for k, v in row["settings"].items())
-            body.append([r["attacks"], label + settings, *apcer, bpcer, _visits_counted(row, "without_movement")])
+            body.append([r["attacks"], label + settings, *apcer, bpcer,
+                         *(_visits_counted(row, key) for key in FUSED_COUNTS[1:])])
     return _table(header, body) if body else ""
 
 
@@ -263,8 +268,9 @@ def _bpcer_cell(bpcer: float | None, live_visits: int) -> str:
 
 
 def _visits_counted(fused: dict, key: str) -> str:
-    """The fused row's count of clips / live visits under ``key`` (someone_else: live verdicts refused for a look of
-    someone else; without_movement: live with a check wanting movement); "-" in results from before it."""
+    """The fused row's count of clips / live visits under ``key`` (FUSED_COUNTS: someone_else, live verdicts refused
+    for a look of someone else; without_movement, live with a check wanting movement; near_threshold, live with
+    planar near its threshold); "-" in results from before it."""
     counts = fused.get(key)
     return "-" if counts is None else f"{sum(counts['attack_clips'].values())} / {counts['live_visits']}"
 

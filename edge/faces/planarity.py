@@ -80,6 +80,37 @@ def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray,
     there and back, or when what they did is no face's movement (tracking that failed). A parallax at or above
     ``confirm_at`` is measured again with the plane taken out (the module's docstring), and the pair keeps the
     smaller of the two; None when the corners cannot be followed then."""
+    followed = follow_pair(first, second, box)
+    return followed.settled(confirm_at) if followed is not None else None
+
+
+@dataclass(frozen=True)
+class FollowedPair:
+    """A pair of looks measured once (``pair``), with what measuring it again with the plane taken out needs."""
+
+    pair: LookPair
+    grey_a: np.ndarray
+    grey_b: np.ndarray
+    start: np.ndarray             # the corners sought in the first look
+    width: float                  # the face box's, what the residuals are divided by
+    homography: np.ndarray        # the plane the corners' movement was fitted to
+
+    def settled(self, confirm_at: float | None) -> LookPair | None:
+        """The pair as measured, or ``confirmed`` when its parallax reaches ``confirm_at`` (None: never)."""
+        return self.pair if confirm_at is None or self.pair.parallax < confirm_at else self.confirmed()
+
+    def confirmed(self) -> LookPair | None:
+        """The pair with the plane taken out: the second look warped onto the first by the homography found, the
+        corners followed again; it keeps the smaller parallax. None when the corners cannot be followed then."""
+        unwarped = cv2.warpPerspective(self.grey_b, self.homography, self.grey_a.shape[::-1],
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        again = _follow(self.grey_a, unwarped, self.start)
+        left = point_pair(*again, self.width) if again is not None else None
+        return LookPair(self.pair.motion, min(self.pair.parallax, left.parallax)) if left is not None else None
+
+
+def follow_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> FollowedPair | None:
+    """``tracked_pair``'s measurement made once, kept with what confirming it needs; None as there."""
     grey_a, grey_b = (image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
                       for image in (first, second))
     x1, y1, x2, y2 = np.round(box).astype(int)
@@ -95,14 +126,7 @@ def tracked_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray,
     measured = _measured(*followed, width)
     if measured is None or measured[0].motion > MAX_MOTION:
         return None
-    pair, homography = measured
-    if confirm_at is None or pair.parallax < confirm_at:
-        return pair
-    unwarped = cv2.warpPerspective(grey_b, homography, grey_a.shape[::-1],
-                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    again = _follow(grey_a, unwarped, start)
-    left = point_pair(*again, width) if again is not None else None
-    return LookPair(pair.motion, min(pair.parallax, left.parallax)) if left is not None else None
+    return FollowedPair(measured[0], grey_a, grey_b, start, width, measured[1])
 
 
 def _follow(grey_a: np.ndarray, grey_b: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

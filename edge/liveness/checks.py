@@ -4,7 +4,7 @@ A look is one of the visit's sampled frames (not every frame): the frame, the fa
 stream time. A check keeps what it needs from each look small (``observe`` returns it: a score, a few hundred
 points, a small grey crop) so a visit never holds whole frames, and judges the visit from those (``judge``).
 Checks are named in the board config's ``liveness:`` block (edge.runtime.boards.LivenessConfig) and built by name
-from ``edge.runtime.boards.LIVENESS_CHECKS``; ``edge.liveness.fusion`` combines their verdicts into the visit's one.
+from ``edge.runtime.boards.LIVENESS_CHECKS``; ``edge.liveness.gate.fuse`` combines their verdicts into the visit's one.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ class CheckResult:
     evidence: dict[str, Any] = field(default_factory=dict)    # JSON-ready numbers a person can read
     alone: bool = False        # live on this check's evidence alone: a face that did not move can be live by it
     unmoved: bool = False      # insufficient only for want of movement: a check live ``alone`` stands in for it
+    sure: bool = False         # live, and sure of every look: it stands in for a check that came ``near``
+    near: bool = False         # insufficient, but near live: a check ``sure`` of every look stands in for it
 
     def record(self) -> dict:
         return {"verdict": self.verdict, "score": round(float(self.score), 4), **self.evidence}

@@ -5,8 +5,9 @@ settled, or until its decision went out with no second chance to wait for (nothi
 decision that opens no door (unknown, undecided) is not held: it goes out at once (``release_now``) with the
 verdict the looks before it gave, so a stranger's event is not late and a stranger costs no looks after it. The
 checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
-``live`` when every check says live (or when one is live alone and the rest want only movement: a still face that
-texture is sure of), ``insufficient`` otherwise. A visit's decision (edge.kiosk.visits) is held
+``live`` when every check says live (or when one stands in for the rest: live alone while the rest want only
+movement, a still face that texture is sure of; or sure of every look while the rest came near live), ``insufficient``
+otherwise. A visit's decision (edge.kiosk.visits) is held
 until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
 time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
 A decision released ``insufficient`` gets a second chance when held with ``retry``: for ``liveness.retry_s`` more,
@@ -40,10 +41,12 @@ class Verdict:
     checks: dict[str, dict]               # check name -> its CheckResult.record()
     looks: int = 0                        # the visit's liveness looks it was judged on
     stray: str = ""                       # why a look the checks found live is not the visit's person ("": none)
+    stood_in: str = ""                    # live with a check not live (``stand_in``: "unmoved" or "near"; "": not)
 
     def record(self) -> dict:
         record = {"verdict": self.verdict, "score": round(self.score, 4), "looks": self.looks, "checks": self.checks}
-        return {**record, "stray": self.stray} if self.stray else record
+        told = {"stray": self.stray, "stood_in": self.stood_in}
+        return {**record, **{key: value for key, value in told.items() if value}}
 
 
 OFF = Verdict("off", 0.0, {})
@@ -59,12 +62,24 @@ class Released:
 
 def fuse(results: dict[str, CheckResult], looks: int = 0) -> Verdict:
     verdicts = [r.verdict for r in results.values()]
-    standing_in = (any(r.alone for r in results.values()) and
-                   all(r.verdict == "live" or r.unmoved for r in results.values()))
-    fused = ("attack" if "attack" in verdicts else
-             "live" if verdicts and (all(v == "live" for v in verdicts) or standing_in) else "insufficient")
+    every = bool(verdicts) and all(v == "live" for v in verdicts)
+    stood_in = "" if every or "attack" in verdicts else stand_in(list(results.values()))
+    fused = "attack" if "attack" in verdicts else "live" if every or stood_in else "insufficient"
     live = sum(v == "live" for v in verdicts) / len(verdicts) if verdicts else 0.0
-    return Verdict(fused, live, {name: result.record() for name, result in results.items()}, looks)
+    return Verdict(fused, live, {name: result.record() for name, result in results.items()}, looks,
+                   stood_in=stood_in)
+
+
+def stand_in(results: list[CheckResult]) -> str:
+    """How a check live on its own evidence stands in for the checks that are not live, none of them an attack:
+    "unmoved" when one is live ``alone`` and every other wants only movement (a still face); "near" when one is
+    ``sure`` of every look and every other came ``near`` live; "" when neither (never for a challenge, which is
+    neither unmoved nor near)."""
+    if any(r.alone for r in results) and all(r.verdict == "live" or r.unmoved for r in results):
+        return "unmoved"
+    if any(r.sure for r in results) and all(r.verdict == "live" or r.near for r in results):
+        return "near"
+    return ""
 
 
 @dataclass
@@ -122,7 +137,7 @@ class LivenessGate:
         verdict = self._fused(visit)
         stray = vouch() if verdict.verdict == "live" and vouch is not None else ""
         if stray:
-            visit.settled = replace(verdict, verdict="insufficient", stray=stray)
+            visit.settled = replace(verdict, verdict="insufficient", stray=stray, stood_in="")
         elif verdict.verdict in SETTLED:
             visit.settled = verdict
         return stray

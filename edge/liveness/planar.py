@@ -1,7 +1,7 @@
 """The ``planar`` liveness check: a face on paper or a screen moves as a plane; a head does not.
 
 Each look keeps a small grey crop around the face (``observe``). Between looks PAIR_SPAN_S apart, image corners on the
-face are followed there and back (edge.faces.planarity.tracked_pair), and the best homography between their two
+face are followed there and back (edge.faces.planarity.follow_pair), and the best homography between their two
 positions is fitted: what it leaves unexplained (parallax, over the face box's width) is near zero for anything
 flat, however it is held, tilted or moved, and grows as a head turns, the nose moving against the cheeks and jaw.
 A pair that shows most of the threshold but not all of it (LONGER_FROM) is measured again over LONGER_SPAN_S: a head
@@ -12,7 +12,9 @@ confirmed with the plane taken out (the second look warped onto the first, the c
 tracker got wrong because a picture moved far goes, a head's depth stays), and ``insufficient`` until then: a
 person who stands still, or moves only sideways, shows none either, so a flat movement is not proof of an attack
 (measured: docs/liveness.md). An insufficient verdict that saw little movement
-says so (``unmoved``): a texture check sure of a still face may stand in for it. A replayed video of the person
+says so (``unmoved``): a texture check sure of a still face may stand in for it. One whose parallax came within
+LONGER_FROM of the threshold, confirmed with the plane taken out as a live one is, says so too (``near``): a texture
+check sure of every look may stand in for the rest of the way. A replayed video of the person
 turning their head shows parallax inside the screen and passes this check: that needs the challenge
 (edge.liveness.challenge).
 """
@@ -23,15 +25,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.faces.planarity import LookPair, tracked_pair
+from edge.faces.planarity import FollowedPair, LookPair, follow_pair
 from edge.liveness.checks import CheckContext, CheckResult, Look
 
 PAIR_SPAN_S = 0.25        # seconds at least between the two looks of a measured pair (8 frames at 30 fps)
 # A pair at or above this share of the threshold, and under it, is measured again against the newest look at least
-# LONGER_SPAN_S before, and keeps the larger parallax (confirmed like any: edge.faces.planarity.tracked_pair). The
-# share is what flat pictures rarely show measured once: the stage clip's frames held as photos, corners moved by up
-# to a tenth of the frame, 0.0086 at the 99th percentile (python -m benchmarks.held_photos), 0.7 of 0.0125. Every
-# look measured at both spans cost 5.7 ms a look where this costs 4.1 and one span 4.0 (docs/liveness.md).
+# LONGER_SPAN_S before, and keeps the larger parallax (confirmed like any: edge.faces.planarity.FollowedPair); one
+# still that near once confirmed makes the visit ``near`` (``PlanarCheck._near``). The share is what flat pictures
+# rarely show measured once: the stage clip's frames held as photos, corners moved by up to a tenth of the frame,
+# 0.0086 at the 99th percentile (python -m benchmarks.held_photos), 0.7 of 0.0125. Every look measured at both spans
+# cost 5.7 ms a look where this costs 4.1 and one span 4.0 (docs/liveness.md).
 LONGER_FROM = 0.7
 LONGER_SPAN_S = 2 * PAIR_SPAN_S
 CROP_MARGIN = 0.5         # the crop reaches this share of the box's size beyond each side (room for the face to move)
@@ -52,6 +55,7 @@ class PlanarLook:
     time_s: float                 # the look's stream time
     measured: bool = False        # whether ``pair`` was measured (once: the first time the look is judged)
     pair: LookPair | None = None  # this look against an earlier one (``_pair``; None: nothing could be followed)
+    near: bool = False            # ``pair`` is live, or within LONGER_FROM of it with the plane taken out (``_near``)
 
 
 class PlanarCheck:
@@ -84,25 +88,40 @@ class PlanarCheck:
         if parallax >= self.threshold:
             return CheckResult("live", parallax, evidence)
         unmoved = bool(motion < STILL_MOTION * self.threshold)
-        return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved}, unmoved=unmoved)
+        near = any(look.near for look in observed)
+        return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved, "near": near},
+                           unmoved=unmoved, near=near)
 
     def _pair(self, observed: list[PlanarLook], index: int) -> LookPair | None:
         """The measurement between look ``index`` and the newest look at least PAIR_SPAN_S before it (the first,
         while none is that old), made once, when the look is new: the gate judges after every look, and a look
         keeps its pair after its partner has left the visit's newest looks. (Measuring one look in two, pairs end
         to end, halved the cost and lost a live visit of the stage clip: 0.012 where this found 0.018.) A parallax
-        that reaches the threshold is confirmed with the plane taken out (edge.faces.planarity.tracked_pair); one
+        that reaches the threshold is confirmed with the plane taken out (edge.faces.planarity.FollowedPair); one
         that comes close is measured again over LONGER_SPAN_S, and the larger kept."""
         later = observed[index]
         if not later.measured:
             earlier = _partner(observed, index, PAIR_SPAN_S) or observed[0]
-            pair = measure_pair(earlier, later, confirm_at=self.threshold)
+            followed = follow_looks(earlier, later)
+            pair = followed.settled(self.threshold) if followed is not None else None
             if (pair is not None and LONGER_FROM * self.threshold <= pair.parallax < self.threshold
-                    and (longer := _partner(observed, index, LONGER_SPAN_S)) is not None and longer is not earlier):
-                again = measure_pair(longer, later, confirm_at=self.threshold)
-                pair = again if again is not None and again.parallax > pair.parallax else pair
+                    and (longer := _partner(observed, index, LONGER_SPAN_S)) is not None and longer is not earlier
+                    and (again := follow_looks(longer, later)) is not None
+                    and (settled := again.settled(self.threshold)) is not None and settled.parallax > pair.parallax):
+                pair, followed = settled, again
             later.pair, later.measured = pair, True
+            later.near = pair is not None and self._near(followed, pair)
         return later.pair
+
+    def _near(self, followed: FollowedPair, pair: LookPair) -> bool:
+        """Whether ``pair`` (``followed`` settled) is live, or short of it by at most LONGER_FROM with the plane taken
+        out as a live pair's is (what a strongly tilted picture's tracking errors give measured once must not count
+        as near)."""
+        near_at = LONGER_FROM * self.threshold
+        if pair.parallax < near_at or pair.parallax >= self.threshold:
+            return pair.parallax >= self.threshold
+        confirmed = followed.confirmed()
+        return confirmed is not None and confirmed.parallax >= near_at
 
     def close(self) -> None:
         """Nothing to release: the check runs no model."""
@@ -113,10 +132,9 @@ def _partner(observed: list[PlanarLook], index: int, span_s: float) -> PlanarLoo
     return next((look for look in reversed(observed[:index]) if observed[index].time_s - look.time_s >= span_s), None)
 
 
-def measure_pair(first: PlanarLook, second: PlanarLook, confirm_at: float | None) -> LookPair | None:
-    """Parallax and motion of the first look's face followed into the second, over the region both crops hold, at
-    the first crop's scale (a parallax at or above ``confirm_at`` confirmed: edge.faces.planarity.tracked_pair);
-    None when they share too little or too few corners could be followed."""
+def follow_looks(first: PlanarLook, second: PlanarLook) -> FollowedPair | None:
+    """The first look's face followed into the second (edge.faces.planarity.follow_pair), over the region both crops
+    hold, at the first crop's scale; None when they share too little or too few corners could be followed."""
     ratio = first.scale / second.scale
     grey_b = second.grey if ratio == 1.0 else cv2.resize(second.grey, None, fx=ratio, fy=ratio,
                                                           interpolation=cv2.INTER_AREA)
@@ -133,4 +151,4 @@ def measure_pair(first: PlanarLook, second: PlanarLook, confirm_at: float | None
         size = (min(region_a.shape[1], region_b.shape[1]), min(region_a.shape[0], region_b.shape[0]))
         region_a, region_b = region_a[:size[1], :size[0]], region_b[:size[1], :size[0]]
     box = first.box * first.scale - np.tile(top_left, 2)
-    return tracked_pair(region_a, region_b, box, confirm_at)
+    return follow_pair(region_a, region_b, box)

@@ -10,7 +10,8 @@ A face that does not move gives planar nothing to measure. So a visit whose ever
 ``liveness.still_looks``, of its newest ``max_looks``) reaches the file's still threshold, the live probability half
 of those live photos reach (compile.texture.STILL_QUANTILE), is live on texture alone (``CheckResult.alone``): it
 stands in for planar's want of movement, never for a challenge or for another check's attack
-(edge.liveness.gate.fuse).
+(edge.liveness.gate.fuse). With fewer such looks (at least MIN_LOOKS) texture is ``sure``: it stands in only for a
+planar that came near its threshold (edge.liveness.planar).
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ class TextureCheck:
         return float(live_probability(self.model.run_images([crop])[self.output])[0])
 
     def judge(self, observed: list[float]) -> CheckResult:
-        """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before. Live
-        ``alone`` when at least ``still_looks`` looks each reach the still threshold."""
+        """Live or attack by the mean live probability of at least MIN_LOOKS looks; insufficient before. Live and
+        ``sure`` when every look reaches the still threshold, ``alone`` too when they are at least ``still_looks``."""
         scores = np.asarray(observed, np.float64)
         mean = float(scores.mean()) if len(scores) else 0.0
         evidence = {"looks": len(scores), "threshold": round(self.threshold, 4)}
@@ -73,11 +74,11 @@ class TextureCheck:
         if len(scores) < MIN_LOOKS:
             return CheckResult("insufficient", mean, evidence)
         live = mean >= self.threshold
-        alone = bool(live and self.still_threshold is not None and 0 < self.still_looks <= len(scores)
-                     and scores.min() >= self.still_threshold)
+        sure = bool(live and self.still_threshold is not None and scores.min() >= self.still_threshold)
+        alone = sure and 0 < self.still_looks <= len(scores)
         evidence = {**evidence, "min": round(float(scores.min()), 4), "max": round(float(scores.max()), 4)}
-        return CheckResult("live" if live else "attack", mean, {**evidence, "alone": alone} if live else evidence,
-                           alone=alone)
+        return CheckResult("live" if live else "attack", mean,
+                           {**evidence, "sure": sure, "alone": alone} if live else evidence, alone=alone, sure=sure)
 
     def close(self) -> None:
         self.model.close()

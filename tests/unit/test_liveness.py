@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edge.faces.detect import Detection
+from edge.faces.planarity import FollowedPair, LookPair
 from edge.liveness import planar
 from edge.liveness.challenge import REQUESTS, Challenge, head_pose
 from edge.liveness.checks import CheckResult, Look
@@ -37,6 +38,21 @@ def test_a_check_live_alone_stands_in_for_a_want_of_movement_and_for_nothing_els
     asked = CheckResult("insufficient", 0.0)                                           # a challenge not yet followed
     assert fuse({"planar": unmoved, "texture": alone, "challenge": asked}).verdict == "insufficient"
     assert fuse({"planar": CheckResult("attack", 0.0), "texture": alone}).verdict == "attack"
+    assert fuse({"planar": unmoved, "texture": alone}).stood_in == "unmoved"
+    assert fuse({"planar": CheckResult("live", 0.02), "texture": alone}).stood_in == ""     # no one stood in
+
+
+def test_a_check_sure_of_every_look_stands_in_for_one_that_came_near_live():
+    sure, unsure = CheckResult("live", 0.999, sure=True), CheckResult("live", 0.9)
+    near, far = CheckResult("insufficient", 0.01, near=True), CheckResult("insufficient", 0.004, unmoved=True)
+    fused = fuse({"planar": near, "texture": sure})
+    assert fused.verdict == "live" and fused.stood_in == "near" and fused.record()["stood_in"] == "near"
+    assert fuse({"planar": near, "texture": unsure}).verdict == "insufficient"     # live, not sure of every look
+    assert fuse({"planar": far, "texture": sure}).verdict == "insufficient"        # sure, but not alone: too few looks
+    asked = CheckResult("insufficient", 0.0)
+    assert fuse({"planar": near, "texture": sure, "challenge": asked}).verdict == "insufficient"
+    assert fuse({"planar": near, "texture": CheckResult("attack", 0.05)}).verdict == "attack"
+    assert "stood_in" not in fuse({"planar": far, "texture": unsure}).record()
 
 
 class Scripted:
@@ -268,6 +284,39 @@ def test_planar_measures_a_pair_that_comes_close_again_over_the_longer_span(monk
                               borderMode=cv2.BORDER_REPLICATE) for shift in (0, 3, 6, 10, 14, 18)]
     check, observed = planar_looks(shifted, [100, 60, 220, 180])
     assert check.judge(observed).score < 0.3 * check.threshold   # a picture moved as far shows none at either span
+
+
+def test_planar_says_a_face_that_came_within_reach_of_live_is_near_once_confirmed_and_no_nearer_one_is():
+    picture = textured()
+    height, width = picture.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    bump = np.exp(-((grid_x - 160) ** 2 + (grid_y - 120) ** 2) / (2 * 45.0 ** 2))
+    verdicts = {}
+    for shift in (6.0, 8.0):          # the middle slides once, by this much, then holds: no longer span sees more
+        frames = [cv2.remap(picture, grid_x - step * bump, grid_y, cv2.INTER_LINEAR) for step in (0, 0, *[shift] * 4)]
+        check, observed = planar_looks(frames, [100, 60, 220, 180])
+        verdicts[shift] = check.judge(observed)
+    near = verdicts[8.0]
+    assert near.verdict == "insufficient" and LONGER_FROM * check.threshold <= near.score < check.threshold
+    assert near.near and near.evidence["near"]
+    assert verdicts[6.0].score < LONGER_FROM * check.threshold and not verdicts[6.0].near
+    check, observed = planar_looks([picture] * 6, [100, 60, 220, 180])
+    assert not check.judge(observed).near
+
+
+def test_planar_counts_a_pair_near_only_when_it_stays_near_with_the_plane_taken_out(monkeypatch):
+    """A strongly tilted picture's tracking errors can read as parallax measured once; taken out with the plane
+    (edge.faces.planarity.FollowedPair), they go."""
+    check, observed = planar_looks([textured()] * 2, [100, 60, 220, 180])
+    confirmed = []
+
+    class Tilted(FollowedPair):              # 0.01 measured once, within reach of 0.0125; 0.004 with the plane out
+        def confirmed(self):
+            confirmed.append(self.pair.parallax)
+            return LookPair(self.pair.motion, 0.004)
+    monkeypatch.setattr(planar, "follow_looks", lambda first, second: Tilted(LookPair(0.05, 0.01), *[None] * 5))
+    result = check.judge(observed)
+    assert result.verdict == "insufficient" and result.score == 0.01 and not result.near and confirmed == [0.01]
 
 
 def test_planar_says_a_face_that_did_not_move_wants_movement_and_one_that_moved_as_a_picture_does_not():

@@ -178,13 +178,15 @@ def test_the_texture_check_judges_real_live_faces_live(texture_bundle, live_look
         assert still in {e.extra["live_threshold"]["still_threshold"] for e in manifest.for_task("liveness")}
         assert looks == load_board("host").liveness.still_looks == 6
         sure = check.judge([still] * looks)
-        assert sure.verdict == "live" and sure.alone and sure.evidence["alone"]
+        assert sure.verdict == "live" and sure.alone and sure.evidence["alone"] and sure.sure
+        fewer = check.judge([still] * MIN_LOOKS)               # sure of every look, too few to stand in for no movement
+        assert fewer.sure and fewer.evidence["sure"] and not fewer.alone and not fewer.evidence["alone"]
         assert not check.judge([still] * (looks - 1)).alone
         unsure = check.judge([1.0] * looks + [still - 0.01])
-        assert unsure.verdict == "live" and not unsure.alone and not unsure.evidence["alone"]
+        assert unsure.verdict == "live" and not unsure.alone and not unsure.sure and not unsure.evidence["sure"]
         check.still_looks = 0                                   # a board that sets still_looks: 0
         off = check.judge([1.0] * 16)
-        assert off.verdict == "live" and not off.alone
+        assert off.verdict == "live" and not off.alone and off.sure    # movement near live is still wanted
     finally:
         check.close()
 
