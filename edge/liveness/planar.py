@@ -12,9 +12,9 @@ confirmed with the plane taken out (the second look warped onto the first, the c
 tracker got wrong because a picture moved far goes, a head's depth stays), and ``insufficient`` until then: a
 person who stands still, or moves only sideways, shows none either, so a flat movement is not proof of an attack
 (measured: docs/liveness.md). An insufficient verdict that saw little movement
-says so (``unmoved``): a texture check sure of a still face may stand in for it. One whose parallax came within
-LONGER_FROM of the threshold, confirmed with the plane taken out as a live one is, says so too (``near``): a texture
-check sure of every look may stand in for the rest of the way. A replayed video of the person
+says so (``unmoved``): a texture check sure of a still face may stand in for it. One whose parallax reached
+LONGER_FROM of the threshold, and kept it with the plane taken out as a live one must, says so too (``near``): a
+texture check sure of every look may stand in for the rest of the way. A replayed video of the person
 turning their head shows parallax inside the screen and passes this check: that needs the challenge
 (edge.liveness.challenge).
 """
@@ -55,7 +55,7 @@ class PlanarLook:
     time_s: float                 # the look's stream time
     measured: bool = False        # whether ``pair`` was measured (once: the first time the look is judged)
     pair: LookPair | None = None  # this look against an earlier one (``_pair``; None: nothing could be followed)
-    near: bool = False            # ``pair`` is live, or within LONGER_FROM of it with the plane taken out (``_near``)
+    near: bool = False            # ``pair`` reaches LONGER_FROM of the threshold with the plane taken out (``_near``)
 
 
 class PlanarCheck:
@@ -114,9 +114,9 @@ class PlanarCheck:
         return later.pair
 
     def _near(self, followed: FollowedPair, pair: LookPair) -> bool:
-        """Whether ``pair`` (``followed`` settled) is live, or short of it by at most LONGER_FROM with the plane taken
-        out as a live pair's is (what a strongly tilted picture's tracking errors give measured once must not count
-        as near)."""
+        """Whether ``pair`` (``followed`` settled) is live, or reaches LONGER_FROM of the threshold with the plane
+        taken out as a live pair's is (what a strongly tilted picture's tracking errors give measured once must not
+        count as near)."""
         near_at = LONGER_FROM * self.threshold
         if pair.parallax < near_at or pair.parallax >= self.threshold:
             return pair.parallax >= self.threshold
