@@ -56,7 +56,11 @@ from edge.sources.base import Frame
 MIN_LOOKS = 4
 MIN_FACE = 40
 ATTACK_KINDS = ("print", "replay", "video_replay")
-STAND_INS = {"unmoved": "without_movement", "near": "near_threshold"}   # Verdict.stood_in -> the result's key
+# The fused result's counts of clips and live visits by what their verdict record says (edge.liveness.gate.Verdict):
+# live refused for a look of someone else, and live with a check standing in for another (gate.stand_in), by how
+TOLD = {"someone_else": lambda verdict: bool(verdict.get("stray")),
+        "without_movement": lambda verdict: verdict.get("stood_in") == "unmoved",
+        "near_threshold": lambda verdict: verdict.get("stood_in") == "near"}
 
 
 @dataclass(frozen=True)
@@ -161,10 +165,7 @@ class Measured:
     no_visit: Counter = field(default_factory=Counter)        # kind -> clips that formed none
     live_visits: int = 0
     settled_early: int = 0               # live visits counted with fewer than MIN_LOOKS looks: their verdict settled
-    stray: dict = field(default_factory=lambda: {"attack_clips": Counter(), "live_visits": 0})  # refused: not them
-    # live with a check standing in for another (edge.liveness.gate.stand_in), by how: "unmoved" or "near"
-    stood_in: dict = field(default_factory=lambda: {how: {"attack_clips": Counter(), "live_visits": 0}
-                                                    for how in STAND_INS})
+    told: dict = field(default_factory=lambda: {key: {"attack_clips": Counter(), "live_visits": 0} for key in TOLD})
     by_source: dict = field(default_factory=dict)          # live source -> {"live_visits": N, "rejected": N} (fused)
     liveness_ms: float = 0.0
     looks: int = 0
@@ -177,10 +178,8 @@ class Measured:
     def fused(self) -> dict:
         return {**self.rates("fused"), "attack_clips": dict(self.counted), "live_visits": self.live_visits,
                 "live_visits_settled_early": self.settled_early,
-                "someone_else": {"attack_clips": dict(self.stray["attack_clips"]),
-                                 "live_visits": self.stray["live_visits"]},
-                **{STAND_INS[how]: {"attack_clips": dict(counts["attack_clips"]), "live_visits": counts["live_visits"]}
-                   for how, counts in self.stood_in.items()},
+                **{key: {"attack_clips": dict(counts["attack_clips"]), "live_visits": counts["live_visits"]}
+                   for key, counts in self.told.items()},
                 "live_sources": self.by_source}
 
 
@@ -197,9 +196,8 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
                 measured.no_visit[kind] += 1
                 continue
             measured.counted[kind] += 1
-            measured.stray["attack_clips"][kind] += any(v.get("stray") for v, _ in verdicts)
-            for how, counts in measured.stood_in.items():
-                counts["attack_clips"][kind] += any(v.get("stood_in") == how for v, _ in verdicts)
+            for key, says in TOLD.items():
+                measured.told[key]["attack_clips"][kind] += any(says(v) for v, _ in verdicts)
             for name in names:
                 measured.attacks[name].accepted[kind] += any(_said(v, name) == "live" for v, _ in verdicts)
     for source in live:
@@ -209,9 +207,8 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         judged = [v for v, height in verdicts if is_live_visit(v, height)]
         measured.live_visits += len(judged)
         measured.settled_early += sum(v["looks"] < MIN_LOOKS for v in judged)
-        measured.stray["live_visits"] += sum(bool(v.get("stray")) for v in judged)
-        for how, counts in measured.stood_in.items():
-            counts["live_visits"] += sum(v.get("stood_in") == how for v in judged)
+        for key, says in TOLD.items():
+            measured.told[key]["live_visits"] += sum(says(v) for v in judged)
         refused = {name: sum(_said(v, name) != "live" for v in judged) for name in names}
         for name in names:
             measured.live[name].rejected += refused[name]
