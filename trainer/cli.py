@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="identity folders (DIR/<identity>/<image>) of crops to score the student on real "
                               "pairs at every checkpoint, beside the teacher")
     student.add_argument("--out", type=Path, default=Path("runs/student.pt"), help="default: %(default)s")
+    add_overwrite(student)
     student.add_argument("--images", type=count, default=60_000, help="images seen in all (default: %(default)s)")
     student.add_argument("--checkpoint_every", type=count, default=10_000,
                          help="images between saved and scored checkpoints (default: %(default)s)")
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("file", nargs="?", default=None,
                           help="the source model file (dlib-resnet: default, the one installed with its package; "
                                "minifasnet: required, e.g. 2.7_80x80_MiniFASNetV2.pth)")
-    importer.add_argument("--out", required=True, help="checkpoint to write")
+    importer.add_argument("--out", required=True, help="checkpoint to write (never the source file)")
+    add_overwrite(importer)
     importer.add_argument("--dat", default=None, help="the source model file, as FILE")
     importer.add_argument("--crop_scale", type=positive, default=None,
                           help="minifasnet: the crop's size over the face box (default: the number its file name "
@@ -196,12 +198,25 @@ def widths(text: str) -> list[int]:
     return values
 
 
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing checkpoint at --out (otherwise refused: it may be another model)")
+
+
+def refuse_checkpoint_target(out: str, inputs: list, overwrite: bool) -> None:
+    """Before any work: an --out that is one of the inputs, or an existing file not given up with --overwrite."""
+    refuse_output_over_input(out, inputs)
+    check_file_target(out)
+    if Path(out).exists() and not overwrite:
+        raise UserError(f"--out {out} exists (another model's checkpoint?): choose a new path, or add "
+                        f"--overwrite to replace it")
+
+
 def add_common(parser: argparse.ArgumentParser, *, out: str, epochs: int, batch_size: int, lr: float) -> None:
     parser.add_argument("--data", required=True, help="folder of aligned 112x112 crops: DATA/<identity>/<image>")
     parser.add_argument("--out", default=out, help="checkpoint to write (default: %(default)s); the report and "
                         "PNGs go next to it")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing checkpoint at --out (otherwise refused: it may be another model)")
+    add_overwrite(parser)
     source = "default: %(default)s" if epochs is not None else "default: the recipe's"
     parser.add_argument("--epochs", type=count, default=epochs, help=source)
     parser.add_argument("--batch_size", type=count, default=batch_size, help=source)
@@ -231,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(args, argv: list[str]) -> int:
     if args.command == "import":
         return import_model(args.source, args.out, args.file or args.dat, args.crop_scale,
-                            conflict=bool(args.file and args.dat))
+                            conflict=bool(args.file and args.dat), overwrite=args.overwrite)
     if args.command == "fit-crop":
         return fit_crop(args.images, args.max_images, args.seed, args.report)
     verbs = {"distill": distill_student, "eval-generator": judge_generator, "synth": synth_faces,
@@ -248,12 +263,8 @@ def run_command(args, argv: list[str]) -> int:
               "device": args.device,
               "command": shlex.join(["python", "-m", "trainer", *argv])}
     try:
-        refuse_output_over_input(args.out, [args.data, *([args.swap_with] if getattr(args, "swap_with", None)
-                                                         else [])])
-        check_file_target(args.out)
-        if Path(args.out).exists() and not (args.overwrite or getattr(args, "resume", None)):
-            raise UserError(f"--out {args.out} exists (another model's checkpoint?): choose a new path, or add "
-                            f"--overwrite to replace it")
+        refuse_checkpoint_target(args.out, [args.data, *([args.swap_with] if getattr(args, "swap_with", None)
+                                                         else [])], args.overwrite or getattr(args, "resume", None))
         # Imported here so that `--help` and argument errors do not wait for torch to load.
         if args.command == "generator":
             from trainer.configs import KEYS, resolve
@@ -303,8 +314,7 @@ def synth_faces(args, command: str) -> None:
 
 
 def distill_student(args, command: str) -> None:
-    refuse_output_over_input(args.out, [args.teacher, *args.data, *args.eval_data])
-    check_file_target(args.out)
+    refuse_checkpoint_target(args.out, [args.teacher, *args.data, *args.eval_data], args.overwrite)
     from trainer.distill import DistillOptions, distill
 
     options = DistillOptions(images=args.images, checkpoint_every=args.checkpoint_every, width=args.width,
@@ -315,13 +325,13 @@ def distill_student(args, command: str) -> None:
 
 
 def import_model(source: str, out: str, source_path: str | None, crop_scale: float | None = None,
-                 conflict: bool = False) -> int:
+                 conflict: bool = False, overwrite: bool = False) -> int:
     try:
         if conflict:
             raise UserError("give the source model file once: as FILE or with --dat, not both")
         if crop_scale is not None and source != "minifasnet":
             raise UserError(f"--crop_scale is for minifasnet, not {source}")
-        check_file_target(out)
+        refuse_checkpoint_target(out, [source_path] if source_path else [], overwrite)
         options = {} if crop_scale is None else {"crop_scale": crop_scale}
         sha256 = IMPORTERS.get(source)(out, source_path, **options)
         # Read back what was written: the summary then describes the file, and a bad write shows here.

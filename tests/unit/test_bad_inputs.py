@@ -39,6 +39,23 @@ def test_trainer_import_into_a_folder_is_refused(tmp_path, capsys):
     assert "is a folder; give the file to write" in capsys.readouterr().err
 
 
+def test_trainer_import_never_writes_over_its_source_or_another_checkpoint(tmp_path, capsys):
+    from trainer.cli import main as trainer_main
+
+    source, other = tmp_path / "2.7_80x80_MiniFASNetV2.pth", tmp_path / "texture.pt"
+    source.write_bytes(b"the publisher's weights")
+    other.write_bytes(b"another model")
+    assert trainer_main(["import", "minifasnet", str(source), "--out", str(source)]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert trainer_main(["import", "minifasnet", str(source), "--out", str(other)]) == 2
+    assert "exists (another model's checkpoint?)" in capsys.readouterr().err
+    assert source.read_bytes() == b"the publisher's weights" and other.read_bytes() == b"another model"
+    # given up with --overwrite, the existing checkpoint is replaced only by a source that imports
+    assert trainer_main(["import", "minifasnet", str(source), "--out", str(other), "--overwrite"]) == 2
+    assert "is not a MiniFASNet state dict" in capsys.readouterr().err
+    assert other.read_bytes() == b"another model"
+
+
 def test_a_truncated_golden_file_is_a_reason_not_a_traceback(verify_bundle, tmp_path, capsys):
     import shutil
 

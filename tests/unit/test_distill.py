@@ -48,7 +48,9 @@ def test_a_student_learns_the_teachers_embeddings_and_scores_a_curve(teacher, tm
     assert "| teacher |" in (tmp_path / "runs" / "student_report.md").read_text()
     # the teacher's targets are cached: a second run over the same faces never asks the teacher again
     monkeypatch.setattr(Teacher, "embed", lambda *a, **k: pytest.fail("targets recomputed"))
-    assert main([*args, "--out", str(out)]) == 0
+    assert main(args) == 2                              # the first student is not written over unasked
+    assert "exists (another model's checkpoint?)" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
 
 
 def test_targets_from_the_teachers_compiled_file_match_pytorchs(teacher, tmp_path):
