@@ -14,7 +14,8 @@ liveness checks, as ``edge run`` builds them), and each visit's published verdic
   on was not the visit's person (edge.kiosk.stream vouches for them).
 - ``fused.without_movement`` counts the clips and live visits judged live with a check that wanted movement not
   live: a still face a texture check was sure of; ``fused.near_threshold``, those judged live with planar near its
-  threshold and texture sure of every look (edge.liveness.gate.stand_in).
+  threshold and texture sure of every look; ``fused.near_twice``, those judged live with planar near its threshold
+  in two pairs of looks that share no look and texture live (edge.liveness.gate.stand_in).
 - ``fused.live_sources`` gives each live source's live visits and how many of them the fused verdict refused: one
   video's people can differ from another's (who stands still, who is turned away), and a total hides which. Each
   also gives the source's frame size and rate: the looks are frames apart, so a slower source spaces them further.
@@ -60,7 +61,8 @@ ATTACK_KINDS = ("print", "replay", "video_replay")
 # live refused for a look of someone else, and live with a check standing in for another (gate.stand_in), by how
 TOLD = {"someone_else": lambda verdict: bool(verdict.get("stray")),
         "without_movement": lambda verdict: verdict.get("stood_in") == "unmoved",
-        "near_threshold": lambda verdict: verdict.get("stood_in") == "near"}
+        "near_threshold": lambda verdict: verdict.get("stood_in") == "near",
+        "near_twice": lambda verdict: verdict.get("stood_in") == "near_twice"}
 
 
 @dataclass(frozen=True)

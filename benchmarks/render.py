@@ -201,13 +201,14 @@ def detect_table(results: list[dict]) -> str:
     return _table(header, body)
 
 
-FUSED_COUNTS = ("someone_else", "without_movement", "near_threshold")     # the liveness result's fused counts
+FUSED_COUNTS = ("someone_else", "without_movement", "near_threshold", "near_twice")   # the liveness result's counts
 
 
 def liveness_table(results: list[dict]) -> str:
     header = ["attack clips", "check", "APCER print", "APCER replay", "APCER video replay", "BPCER (live visits)",
               "ms per look", "live looks of someone else (clips / live visits)",
-              "live without movement (clips / live visits)", "live near planar's threshold (clips / live visits)"]
+              "live without movement (clips / live visits)", "live near planar's threshold (clips / live visits)",
+              "live twice near planar's threshold (clips / live visits)"]
     body = []
     for r in (r for r in results if r["kind"] == "liveness"):
         fused = r["fused"]
@@ -233,7 +234,8 @@ def liveness_sweep_table(results: list[dict]) -> str:
     """The fused rates at the shipped liveness settings and at each setting ``--sweep`` measured; "" without one."""
     header = ["attack clips", "liveness settings", "APCER print", "APCER replay", "APCER video replay",
               "BPCER (live visits)", "live without movement (clips / live visits)",
-              "live near planar's threshold (clips / live visits)"]
+              "live near planar's threshold (clips / live visits)",
+              "live twice near planar's threshold (clips / live visits)"]
     body = []
     for r in (r for r in results if r["kind"] == "liveness" and r.get("sweep")):
         for shipped, row in operating_points(r):
@@ -270,7 +272,7 @@ def _bpcer_cell(bpcer: float | None, live_visits: int) -> str:
 def _visits_counted(fused: dict, key: str) -> str:
     """The fused row's count of clips / live visits under ``key`` (FUSED_COUNTS: someone_else, live verdicts refused
     for a look of someone else; without_movement, live with a check wanting movement; near_threshold, live with
-    planar near its threshold); "-" in results from before it."""
+    planar near its threshold; near_twice, live with planar twice near it); "-" in results from before it."""
     counts = fused.get(key)
     return "-" if counts is None else f"{sum(counts['attack_clips'].values())} / {counts['live_visits']}"
 

@@ -37,6 +37,7 @@ class CheckResult:
     unmoved: bool = False      # insufficient only for want of movement: a check live ``alone`` stands in for it
     sure: bool = False         # live, and sure of every look: it stands in for a check that came ``near``
     near: bool = False         # insufficient, but near live: a check ``sure`` of every look stands in for it
+    near_twice: bool = False   # near live in two measurements that share no look: any check live stands in for it
 
     def record(self) -> dict:
         return {"verdict": self.verdict, "score": round(float(self.score), 4), **self.evidence}

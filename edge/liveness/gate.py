@@ -6,10 +6,11 @@ decision that opens no door (unknown, undecided) is not held: it goes out at onc
 verdict the looks before it gave, so a stranger's event is not late and a stranger costs no looks after it. The
 checks' verdicts fuse into the visit's one (``fuse``): ``attack`` when any check says attack,
 ``live`` when every check says live (or when one stands in for the rest: live alone while the rest want only
-movement, a still face that texture is sure of; or sure of every look while the rest came near live), ``insufficient``
-otherwise. A visit's decision (edge.kiosk.visits) is held
-until its verdict settles (live or attack) or for at most the wait (``liveness.max_wait_s``, or the challenge's
-time when the kiosk asks for one), and is then released with the verdict it has: a door opens only on ``live``.
+movement, a still face that texture is sure of; sure of every look while the rest came near live; or live while the
+rest came near live twice, in pairs of looks that share none), ``insufficient`` otherwise. A visit's decision
+(edge.kiosk.visits) is held until its verdict settles (live or attack) or for at most the wait
+(``liveness.max_wait_s``, or the challenge's time when the kiosk asks for one), and is then released with the
+verdict it has: a door opens only on ``live``.
 A decision released ``insufficient`` gets a second chance when held with ``retry``: for ``liveness.retry_s`` more,
 while the page asks for a slight head turn, the visit goes on taking looks, and if its verdict settles then, the
 decision is released again (``Released.again``) with that verdict. A visit that ends, or a stream that stops,
@@ -41,7 +42,7 @@ class Verdict:
     checks: dict[str, dict]               # check name -> its CheckResult.record()
     looks: int = 0                        # the visit's liveness looks it was judged on
     stray: str = ""                       # why a look the checks found live is not the visit's person ("": none)
-    stood_in: str = ""                    # live with a check not live (``stand_in``: "unmoved" or "near"; "": not)
+    stood_in: str = ""                    # live with a check not live (``stand_in``'s route; "": not)
 
     def record(self) -> dict:
         record = {"verdict": self.verdict, "score": round(self.score, 4), "looks": self.looks, "checks": self.checks}
@@ -73,12 +74,14 @@ def fuse(results: dict[str, CheckResult], looks: int = 0) -> Verdict:
 def stand_in(results: list[CheckResult]) -> str:
     """How a check live on its own evidence stands in for the checks that are not live, none of them an attack:
     "unmoved" when one is live ``alone`` and every other wants only movement (a still face); "near" when one is
-    ``sure`` of every look and every other came ``near`` live; "" when neither (never for a challenge, which is
-    neither unmoved nor near)."""
+    ``sure`` of every look and every other came ``near`` live; "near_twice" when one is live and every other came
+    near live twice apart (``near_twice``); "" when none (never for a challenge, which is none of these)."""
     if any(r.alone for r in results) and all(r.verdict == "live" or r.unmoved for r in results):
         return "unmoved"
     if any(r.sure for r in results) and all(r.verdict == "live" or r.near for r in results):
         return "near"
+    if any(r.verdict == "live" for r in results) and all(r.verdict == "live" or r.near_twice for r in results):
+        return "near_twice"
     return ""
 
 

@@ -14,12 +14,14 @@ person who stands still, or moves only sideways, shows none either, so a flat mo
 (measured: docs/liveness.md). An insufficient verdict that saw little movement
 says so (``unmoved``): a texture check sure of a still face may stand in for it. One whose parallax reached
 LONGER_FROM of the threshold, and kept it with the plane taken out as a live one must, says so too (``near``): a
-texture check sure of every look may stand in for the rest of the way. A replayed video of the person
-turning their head shows parallax inside the screen and passes this check: that needs the challenge
+texture check sure of every look may stand in for the rest of the way; and one with two such pairs that share no
+look (``near_twice``: a look gone wrong cannot make both), a texture check live on its mean. A replayed video of
+the person turning their head shows parallax inside the screen and passes this check: that needs the challenge
 (edge.liveness.challenge).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -56,6 +58,7 @@ class PlanarLook:
     measured: bool = False        # whether ``pair`` was measured (once: the first time the look is judged)
     pair: LookPair | None = None  # this look against an earlier one (``_pair``; None: nothing could be followed)
     near: bool = False            # ``pair`` reaches LONGER_FROM of the threshold with the plane taken out (``_near``)
+    partner_s: float | None = None    # the stream time of the look ``pair`` was measured against
 
 
 class PlanarCheck:
@@ -88,9 +91,11 @@ class PlanarCheck:
         if parallax >= self.threshold:
             return CheckResult("live", parallax, evidence)
         unmoved = bool(motion < STILL_MOTION * self.threshold)
-        near = any(look.near for look in observed)
-        return CheckResult("insufficient", parallax, {**evidence, "unmoved": unmoved, "near": near},
-                           unmoved=unmoved, near=near)
+        near_looks = [look for look in observed if look.near]
+        near, twice = bool(near_looks), _two_apart(near_looks)
+        return CheckResult("insufficient", parallax,
+                           {**evidence, "unmoved": unmoved, "near": near, "near_twice": twice},
+                           unmoved=unmoved, near=near, near_twice=twice)
 
     def _pair(self, observed: list[PlanarLook], index: int) -> LookPair | None:
         """The measurement between look ``index`` and the newest look at least PAIR_SPAN_S before it (the first,
@@ -108,8 +113,8 @@ class PlanarCheck:
                     and (longer := _partner(observed, index, LONGER_SPAN_S)) is not None and longer is not earlier
                     and (again := follow_looks(longer, later)) is not None
                     and (settled := again.settled(self.threshold)) is not None and settled.parallax > pair.parallax):
-                pair, followed = settled, again
-            later.pair, later.measured = pair, True
+                pair, followed, earlier = settled, again, longer
+            later.pair, later.measured, later.partner_s = pair, True, earlier.time_s
             later.near = pair is not None and self._near(followed, pair)
         return later.pair
 
@@ -125,6 +130,13 @@ class PlanarCheck:
 
     def close(self) -> None:
         """Nothing to release: the check runs no model."""
+
+
+def _two_apart(near_looks: list[PlanarLook]) -> bool:
+    """Whether two of these looks' pairs share no look: one look gone wrong (a glare, a blur, a detection that
+    jumped) can make each pair it is in come near, never two that do not meet."""
+    pairs = [{look.partner_s, look.time_s} for look in near_looks]
+    return any(not first & second for first, second in itertools.combinations(pairs, 2))
 
 
 def _partner(observed: list[PlanarLook], index: int, span_s: float) -> PlanarLook | None:

@@ -137,7 +137,7 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
                                                  "rejected": round(fused["bpcer"] * fused["live_visits"]),
                                                  "size": [640, 360], "fps": pytest.approx(29.97, abs=0.01)}}
     assert set(fused["someone_else"]) == {"attack_clips", "live_visits"} and set(result["checks"]) == {"planar"}
-    for key in ("without_movement", "near_threshold"):                # planar alone: nothing stands in for it
+    for key in ("without_movement", "near_threshold", "near_twice"):  # planar alone: nothing stands in for it
         assert not any(fused[key]["attack_clips"].values()) and fused[key]["live_visits"] == 0
     (swept,) = result["sweep"]           # planar alone, at a parallax no face shows: nothing is live
     shipped = BOARD.liveness.planar_parallax
@@ -146,5 +146,6 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     report = (tmp_path / "results" / "host" / "report.md").read_text()
     assert "live looks of someone else" in report and f"of {fused['live_visits']}" in report
     assert "live without movement" in report and "live near planar's threshold" in report
+    assert "live twice near planar's threshold" in report
     assert f"| {stage} | 640x360 | 29.97 | {fused['live_visits']} |" in report    # the live visits by source
     assert f"| as shipped: planar_parallax {shipped:g} |" in report and f"| 1.000 of {swept['live_visits']} |" in report

@@ -55,6 +55,20 @@ def test_a_check_sure_of_every_look_stands_in_for_one_that_came_near_live():
     assert "stood_in" not in fuse({"planar": far, "texture": unsure}).record()
 
 
+def test_any_check_live_stands_in_for_one_that_came_near_live_twice_apart():
+    live, near = CheckResult("live", 0.6), CheckResult("insufficient", 0.01, near=True)
+    twice = CheckResult("insufficient", 0.011, near=True, near_twice=True)
+    fused = fuse({"planar": twice, "texture": live})
+    assert fused.verdict == "live" and fused.record()["stood_in"] == "near_twice"
+    assert fuse({"planar": near, "texture": live}).verdict == "insufficient"       # near once: texture must be sure
+    assert fuse({"planar": twice}).verdict == "insufficient"                        # nothing live to stand in
+    assert fuse({"planar": twice, "texture": CheckResult("attack", 0.05)}).verdict == "attack"
+    asked = CheckResult("insufficient", 0.0)
+    assert fuse({"planar": twice, "texture": live, "challenge": asked}).verdict == "insufficient"
+    sure = CheckResult("live", 0.999, sure=True)
+    assert fuse({"planar": twice, "texture": sure}).stood_in == "near"            # the stronger route names it
+
+
 class Scripted:
     """A check whose verdict is whatever the test says, counting the looks it observed."""
 
@@ -317,6 +331,25 @@ def test_planar_counts_a_pair_near_only_when_it_stays_near_with_the_plane_taken_
     monkeypatch.setattr(planar, "follow_looks", lambda first, second: Tilted(LookPair(0.05, 0.01), *[None] * 5))
     result = check.judge(observed)
     assert result.verdict == "insufficient" and result.score == 0.01 and not result.near and confirmed == [0.01]
+
+
+def test_planar_is_near_twice_only_for_two_near_pairs_that_share_no_look(monkeypatch):
+    """Looks 0.125 s apart, each measured against the one 0.25 s before it: looks 3 and 4 pair with 1 and 2 (four
+    looks), looks 2 and 4 with 0 and 2 (one look in both: a look gone wrong could make both near)."""
+    class Steady(FollowedPair):              # stays as near with the plane taken out
+        def confirmed(self):
+            return self.pair
+
+    def judged(near_looks: set[int]):
+        check, observed = planar_looks([textured()] * 6, [100, 60, 220, 180])
+        monkeypatch.setattr(planar, "follow_looks", lambda first, second: Steady(LookPair(
+            0.02, 0.01 if round(second.time_s / (PAIR_SPAN_S / 2)) in near_looks else 0.002), *[None] * 5))
+        return check.judge(observed)
+
+    apart, meeting, once = judged({3, 4}), judged({2, 4}), judged({5})
+    assert apart.verdict == "insufficient" and apart.near and apart.near_twice and apart.evidence["near_twice"]
+    assert meeting.near and not meeting.near_twice and not meeting.evidence["near_twice"]
+    assert once.near and not once.near_twice
 
 
 def test_planar_says_a_face_that_did_not_move_wants_movement_and_one_that_moved_as_a_picture_does_not():

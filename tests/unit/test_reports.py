@@ -235,17 +235,22 @@ def test_the_liveness_report_counts_visits_live_by_a_check_standing_in_for_anoth
     close = fuse({"planar": near, "texture": sure}).record()
     turned = fuse({"planar": CheckResult("live", 0.02), "texture": CheckResult("live", 0.9)}).record()
     unsure = fuse({"planar": unmoved, "texture": CheckResult("live", 0.9)}).record()
-    assert [v.get("stood_in") for v in (still, close, turned, unsure)] == ["unmoved", "near", None, None]
+    twice = CheckResult("insufficient", 0.01, {"near": True, "near_twice": True}, near=True, near_twice=True)
+    again = fuse({"planar": twice, "texture": CheckResult("live", 0.9)}).record()
+    assert [v.get("stood_in") for v in (still, close, turned, unsure, again)] == ["unmoved", "near", None, None,
+                                                                                 "near_twice"]
     fused = {"apcer": {"print": 0.0096}, "bpcer": 0.3333, "attack_clips": {"print": 208}, "live_visits": 6,
              "someone_else": {"attack_clips": {"print": 0}, "live_visits": 0}}
     result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.9, "checks": {},
               "fused": {**fused, "without_movement": {"attack_clips": {"print": 1}, "live_visits": 2},
-                        "near_threshold": {"attack_clips": {"print": 0}, "live_visits": 3}}}
+                        "near_threshold": {"attack_clips": {"print": 0}, "live_visits": 3},
+                        "near_twice": {"attack_clips": {"print": 1}, "live_visits": 4}}}
     table = liveness_table([result])
     assert "live without movement (clips / live visits)" in table and "live near planar's threshold" in table
-    assert table.splitlines()[-1].endswith("| 1 / 2 | 0 / 3 |")
+    assert "live twice near planar's threshold" in table
+    assert table.splitlines()[-1].endswith("| 1 / 2 | 0 / 3 | 1 / 4 |")
     older = liveness_table([{**result, "fused": fused}])            # a result from before the counts
-    assert older.splitlines()[-1].endswith("| - | - |")
+    assert older.splitlines()[-1].endswith("| - | - | - |")
 
 
 def test_the_liveness_report_splits_the_live_visits_by_source():
@@ -277,7 +282,7 @@ def test_a_liveness_sweep_is_a_table_and_a_plot_of_its_settings_beside_the_shipp
                         {"settings": {"planar_parallax": 0.02}, **rates(0.0048, 0.5)}]}
     sweep = liveness_tables([result]).split("\n\n")[1].splitlines()
     assert "liveness settings" in sweep[0] and len(sweep) == 2 + 3
-    assert sweep[2] == "| clips | as shipped: planar_parallax 0.015 | 0.010 | 0.000 | - | 0.333 of 6 | 0 / 2 | - |"
+    assert sweep[2] == "| clips | as shipped: planar_parallax 0.015 | 0.010 | 0.000 | - | 0.333 of 6 | 0 / 2 | - | - |"
     assert sweep[3].startswith("| clips | planar_parallax 0.01 | 0.029 |") and "0.167 of 6" in sweep[3]
     unswept = {key: value for key, value in result.items() if key != "sweep"}
     assert "\n\n" not in liveness_tables([unswept]) and liveness_plot([unswept]) is None   # and older results
