@@ -21,7 +21,7 @@ with how far and how unevenly a picture moved between looks (a photo tilted fast
 first measurement reads them as parallax; once the warp is undone they are gone, while what a head's depth makes
 stays (it is no homography, so no warp undoes it). Measured on the stage clip's frames held as photos at two
 tilts, corners moved by up to a fifth of the frame (python -m benchmarks.held_photos): the first measurement alone
-reached 0.07 of the box's width; confirmed, it stays under 0.0091 (docs/liveness.md).
+reached 0.0148 of the box's width; confirmed, it stays under 0.0045 (docs/liveness.md).
 
 Dense landmarks from a face model (MediaPipe's face mesh) were measured first and dropped: the mesh is not
 equivariant under perspective and reads a strongly tilted photo as a turned head (held photos tilted by 20 % of
@@ -64,7 +64,11 @@ def _median(residual: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(residual, axis=1)))
 
 
-TRACKED_POINTS = 200      # corners sought in the face box of the first look
+# Corners sought in the face box of the first look, at least CORNER_SPACING_PX apart: 100 so spaced refused fewer
+# live visits than 200 at 2 px (100 at 2 px, many more), for half the tracking (docs/liveness.md, "100 corners 4 px
+# apart"). Each corner is followed in a 15x15 window: corners 2 px apart share most of theirs.
+TRACKED_POINTS = 100
+CORNER_SPACING_PX = 4
 MIN_TRACKED = 12          # fewer points followed both ways than this: no measurement
 ROUND_TRIP_PX = 0.5       # a point is kept when tracking it back lands this close to where it started
 # What a similarity leaves of the points' movement, over the box width, beyond which the tracking failed (a glare or a
@@ -114,9 +118,7 @@ def follow_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> Follo
     grey_a, grey_b = (image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
                       for image in (first, second))
     x1, y1, x2, y2 = np.round(box).astype(int)
-    mask = np.zeros_like(grey_a)
-    mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 255
-    start = cv2.goodFeaturesToTrack(grey_a, TRACKED_POINTS, 0.01, 2, mask=mask)
+    start = _corners(grey_a, x1, y1, x2, y2)
     if start is None or len(start) < MIN_TRACKED:
         return None
     followed = _follow(grey_a, grey_b, start)
@@ -129,13 +131,40 @@ def follow_pair(first: np.ndarray, second: np.ndarray, box: np.ndarray) -> Follo
     return FollowedPair(measured[0], grey_a, grey_b, start, width, measured[1])
 
 
+# Corners are sought in the box and this many pixels around it: the corner measure at a pixel reads the pixels two
+# away (a 3x3 gradient summed over a 3x3 block), and a corner must beat its neighbours one further, so these are the
+# corners sought over the whole crop with the box as mask (on 378 pairs of the liveness benchmark, all but one corner
+# of one pair, a pixel off: rounding), for the box's area, a quarter of the crop's.
+CORNER_REACH_PX = 4
+
+
+def _corners(grey: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray | None:
+    """The TRACKED_POINTS strongest corners of ``grey`` inside the box x1 y1 x2 y2, CORNER_SPACING_PX apart
+    (goodFeaturesToTrack's (N, 1, 2) float32), None when there are none."""
+    height, width = grey.shape
+    left, top = min(max(x1 - CORNER_REACH_PX, 0), width), min(max(y1 - CORNER_REACH_PX, 0), height)
+    right, bottom = max(min(x2 + CORNER_REACH_PX, width), left), max(min(y2 + CORNER_REACH_PX, height), top)
+    region = grey[top:bottom, left:right]
+    if region.size == 0:
+        return None
+    mask = np.zeros_like(region)
+    mask[max(y1, 0) - top:max(y2, 0) - top, max(x1, 0) - left:max(x2, 0) - left] = 255
+    found = cv2.goodFeaturesToTrack(region, TRACKED_POINTS, 0.01, CORNER_SPACING_PX, mask=mask)
+    return found + np.array([left, top], np.float32) if found is not None else None
+
+
 def _follow(grey_a: np.ndarray, grey_b: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(positions in ``grey_a``, positions in ``grey_b``) of the ``start`` corners followed there and back; None when
-    fewer than MIN_TRACKED were."""
+    fewer than MIN_TRACKED were. Only the corners found there are followed back (each corner is tracked on its own:
+    the rest would be dropped anyway)."""
     flow = {"winSize": (15, 15), "maxLevel": 3}
     there, found, _ = cv2.calcOpticalFlowPyrLK(grey_a, grey_b, start, None, **flow)
+    found = found[:, 0] == 1
+    if found.sum() < MIN_TRACKED:
+        return None
+    start, there = start[found], there[found]
     back, found_back, _ = cv2.calcOpticalFlowPyrLK(grey_b, grey_a, there, None, **flow)
-    kept = (found[:, 0] == 1) & (found_back[:, 0] == 1) & (np.linalg.norm(back - start, axis=2)[:, 0] < ROUND_TRIP_PX)
+    kept = (found_back[:, 0] == 1) & (np.linalg.norm(back - start, axis=2)[:, 0] < ROUND_TRIP_PX)
     if kept.sum() < MIN_TRACKED:
         return None
     return start[kept, 0].astype(np.float64), there[kept, 0].astype(np.float64)

@@ -35,8 +35,9 @@ PAIR_SPAN_S = 0.25        # seconds at least between the two looks of a measured
 # LONGER_SPAN_S before, and keeps the larger parallax (confirmed like any: edge.faces.planarity.FollowedPair); one
 # still that near once confirmed makes the visit ``near`` (``PlanarCheck._near``). The share is what flat pictures
 # rarely show measured once: the stage clip's frames held as photos, corners moved by up to a tenth of the frame,
-# 0.0086 at the 99th percentile (python -m benchmarks.held_photos), 0.7 of 0.0125. Every look measured at both spans
-# cost 5.7 ms a look where this costs 4.1 and one span 4.0 (docs/liveness.md).
+# 0.0086 at the 99th percentile (python -m benchmarks.held_photos; 0.0090 with the corners spaced as now), 0.7 of
+# 0.0125. Every look measured at both spans cost 5.7 ms a look where this costs 4.1 and one span 4.0
+# (docs/liveness.md).
 LONGER_FROM = 0.7
 LONGER_SPAN_S = 2 * PAIR_SPAN_S
 CROP_MARGIN = 0.5         # the crop reaches this share of the box's size beyond each side (room for the face to move)
