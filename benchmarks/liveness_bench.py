@@ -152,8 +152,8 @@ def run_liveness(options: LivenessOptions) -> tuple[str, dict]:
                                              "share": round(sum(shipped.no_visit.values()) /
                                                             max(sum(shipped.no_visit.values()) +
                                                                 sum(shipped.counted.values()), 1), 4)},
-                        liveness_ms_per_look=round(shipped.liveness_ms / max(shipped.looks, 1), 3),
-                        looks=shipped.looks, thresholds=_thresholds(gate), liveness_settings=settings, sweep=swept)
+                        **shipped.ms_per_look(), looks=shipped.looks, thresholds=_thresholds(gate),
+                        liveness_settings=settings, sweep=swept)
     return pipeline.board, result
 
 
@@ -171,6 +171,15 @@ class Measured:
     by_source: dict = field(default_factory=dict)          # live source -> {"live_visits": N, "rejected": N} (fused)
     liveness_ms: float = 0.0
     looks: int = 0
+    check_ms: dict = field(default_factory=dict)           # check -> ms observing and judging its looks took
+
+    def ms_per_look(self) -> dict:
+        """The liveness stage's ms per look, each check's share, and the kiosk's own (each look aligned and, when a
+        verdict would turn live, the looks embedded to vouch for them)."""
+        looks = max(self.looks, 1)
+        return {"liveness_ms_per_look": round(self.liveness_ms / looks, 3),
+                "liveness_ms_per_look_by_check": {name: round(ms / looks, 3) for name, ms in self.check_ms.items()},
+                "liveness_ms_per_look_kiosk": round((self.liveness_ms - sum(self.check_ms.values())) / looks, 3)}
 
     def rates(self, name: str) -> dict:
         return {"apcer": {kind: round(self.attacks[name].accepted[kind] / clips, 4)
@@ -188,7 +197,7 @@ class Measured:
 def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...], bar) -> Measured:
     names = ["fused", *gate.names]
     measured = Measured({name: Tally.empty() for name in names}, {name: Tally.empty() for name in names})
-    looks_before = gate.looks_taken
+    looks_before, checks_before = gate.looks_taken, Counter(gate.check_s)
     for kind, paths in clips.items():
         for path in paths:
             verdicts, spent, _ = _visits(pipeline, gate, str(path))
@@ -218,6 +227,7 @@ def _measure(pipeline, gate, clips: dict[str, list[Path]], live: tuple[str, ...]
         counts["live_visits"] += len(judged)
         counts["rejected"] += refused["fused"]
     measured.looks = gate.looks_taken - looks_before
+    measured.check_ms = {name: 1000 * (gate.check_s[name] - checks_before[name]) for name in gate.names}
     return measured
 
 
@@ -270,6 +280,8 @@ def main_summary(result: dict) -> str:
     bpcer = "n/a" if fused["bpcer"] is None else f"{fused['bpcer']:.3f}"
     sources = "; ".join(f"{Path(source).name} {counts['rejected']} of {counts['live_visits']} refused"
                         for source, counts in fused["live_sources"].items())
+    split = ", ".join([*(f"{name} {ms}" for name, ms in result["liveness_ms_per_look_by_check"].items()),
+                       f"aligning and vouching {result['liveness_ms_per_look_kiosk']}"])
     return (f"liveness: APCER {apcer}; BPCER {bpcer} of {fused['live_visits']} live visits ({sources}); "
-            f"{result['liveness_ms_per_look']} ms per look; clips without a visit "
+            f"{result['liveness_ms_per_look']} ms per look ({split}); clips without a visit "
             f"{json.dumps(result['clips_without_visit']['counts'])}")

@@ -219,10 +219,16 @@ def liveness_table(results: list[dict]) -> str:
             apcer = [f"{_num(rates['apcer'][k], 3)} of {fused['attack_clips'][k]}" if k in rates["apcer"] else "-"
                      for k in ("print", "replay", "video_replay")]
             bpcer = _bpcer_cell(rates["bpcer"], fused["live_visits"])
-            fused_only = ([_ms(r["liveness_ms_per_look"]), *(_visits_counted(fused, key) for key in FUSED_COUNTS)]
-                          if name == "fused" else [""] * (1 + len(FUSED_COUNTS)))
-            body.append([r["attacks"], name, *apcer, bpcer, *fused_only])
+            fused_only = ([_visits_counted(fused, key) for key in FUSED_COUNTS] if name == "fused"
+                          else [""] * len(FUSED_COUNTS))
+            body.append([r["attacks"], name, *apcer, bpcer, _ms(_ms_per_look(r, name)), *fused_only])
     return _table(header, body)
+
+
+def _ms_per_look(result: dict, name: str) -> float | None:
+    """The liveness stage's ms per look ("fused": all of it), or one check's share (None where not measured)."""
+    return result["liveness_ms_per_look"] if name == "fused" else \
+        result.get("liveness_ms_per_look_by_check", {}).get(name)
 
 
 def operating_points(result: dict) -> list[tuple[bool, dict]]:

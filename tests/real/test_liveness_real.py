@@ -125,7 +125,8 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
                                  clips_per_photo=1, max_photos=3, seed=5, clips_per_video=1))
     assert main(["liveness", "--bundle", str(verify_bundle), "--attacks", str(tmp_path / "attacks"), "--live",
                  str(stage), "--results", str(tmp_path / "results"), "--sweep", "planar_parallax=1"]) == 0
-    assert "liveness: APCER print" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "liveness: APCER print" in printed and "ms per look (planar " in printed
     (path,) = (tmp_path / "results" / "host").glob("liveness-*.json")
     result = json.loads(path.read_text())
     fused = result["fused"]
@@ -133,6 +134,10 @@ def test_benchmark_liveness_reports_each_kind_of_clip_and_the_live_visits_of_rea
     assert counted == len(list((tmp_path / "attacks").rglob("*.mp4"))) == 7
     assert set(fused["apcer"]) == set(fused["attack_clips"]) and all(0 <= r <= 1 for r in fused["apcer"].values())
     assert fused["live_visits"] >= 3 and 0 <= fused["bpcer"] <= 1 and result["liveness_ms_per_look"] > 0
+    split = result["liveness_ms_per_look_by_check"]     # planar's share, and the kiosk's own (aligning the looks)
+    assert set(split) == {"planar"} and split["planar"] > 0 and result["liveness_ms_per_look_kiosk"] >= 0
+    assert split["planar"] + result["liveness_ms_per_look_kiosk"] == pytest.approx(result["liveness_ms_per_look"],
+                                                                                  abs=0.002)
     assert fused["live_sources"] == {str(stage): {"live_visits": fused["live_visits"],
                                                  "rejected": round(fused["bpcer"] * fused["live_visits"]),
                                                  "size": [640, 360], "fps": pytest.approx(29.97, abs=0.01)}}

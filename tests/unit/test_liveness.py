@@ -119,6 +119,29 @@ def test_a_decision_waits_for_its_visits_verdict_and_at_most_the_wait_then_goes_
     assert check.closed
 
 
+def test_the_gate_counts_each_checks_time_on_looks_and_not_on_verdicts_read_between_them():
+    import time
+
+    class Slow(Scripted):
+        name = "slow"
+
+        def observe(self, look):
+            time.sleep(0.003)
+            return look.frame
+
+        def judge(self, observed):
+            time.sleep(0.002)
+            return super().judge(observed)
+
+    gate = LivenessGate([Slow(), Scripted()], LivenessConfig(max_wait_s=3.0, look_gap=1))
+    for frame in range(3):
+        gate.look(1, look(frame, frame / 30))
+    spent = dict(gate.check_s)
+    assert set(spent) == {"slow", "scripted"} and spent["slow"] >= 3 * 0.005 > spent["scripted"]
+    gate.verdict(1)                                   # read between looks: no look's time
+    assert gate.check_s == spent
+
+
 def test_a_live_verdict_is_vouched_for_before_it_settles_and_a_look_of_someone_else_makes_it_final_and_not_live():
     check, asked = Scripted(), []
     gate = LivenessGate([check], LivenessConfig(max_wait_s=3.0, look_gap=2))

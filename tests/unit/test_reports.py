@@ -253,6 +253,20 @@ def test_the_liveness_report_counts_visits_live_by_a_check_standing_in_for_anoth
     assert older.splitlines()[-1].endswith("| - | - | - |")
 
 
+def test_the_liveness_table_gives_each_check_its_share_of_the_ms_per_look():
+    from benchmarks.render import liveness_table
+
+    rates = {"apcer": {"print": 0.0}, "bpcer": 0.5}
+    result = {"kind": "liveness", "attacks": "clips", "liveness_ms_per_look": 4.65,
+              "checks": {"planar": rates, "texture": rates}, "fused": {**rates, "attack_clips": {"print": 208},
+                                                                     "live_visits": 6},
+              "liveness_ms_per_look_by_check": {"planar": 2.3, "texture": 1.6}, "liveness_ms_per_look_kiosk": 0.75}
+    rows = liveness_table([result]).splitlines()[2:]
+    assert [row.split(" | ")[6] for row in rows] == ["4.65", "2.30", "1.60"]
+    older = {key: value for key, value in result.items() if key != "liveness_ms_per_look_by_check"}
+    assert [row.split(" | ")[6] for row in liveness_table([older]).splitlines()[2:]] == ["4.65", "-", "-"]
+
+
 def test_the_liveness_report_splits_the_live_visits_by_source():
     from benchmarks.render import liveness_tables
 
