@@ -109,7 +109,7 @@ class LivenessGate:
         self._rng = rng or random.SystemRandom()
         self.visits: dict[int, VisitLiveness] = {}
         self.looks_taken = 0                  # liveness looks since the kiosk started (benchmarks time them)
-        self.check_s: Counter = Counter()     # check name -> seconds its observing and judging of looks took
+        self.check_s: Counter = Counter()     # check name -> seconds it took observing and judging looks
 
     @property
     def names(self) -> list[str]:
@@ -134,14 +134,16 @@ class LivenessGate:
         (``insufficient``, the reason with it), and the reason is returned: the face is someone else's, and the
         kiosk ends the visit."""
         visit = self._visit(track)
+        results = {}
         for check in self._checks(visit):
             started = time.perf_counter()
             visit.observed[check.name].append(check.observe(look))
+            results[check.name] = check.judge(list(visit.observed[check.name]))
             self.check_s[check.name] += time.perf_counter() - started
         visit.last_look, visit.newest_look_s = look.frame, look.time_s
         visit.looks += 1
         self.looks_taken += 1
-        verdict = self._fused(visit, timed=True)
+        verdict = fuse(results, visit.looks)
         stray = vouch() if verdict.verdict == "live" and vouch is not None else ""
         if stray:
             visit.settled = replace(verdict, verdict="insufficient", stray=stray, stood_in="")
@@ -230,13 +232,6 @@ class LivenessGate:
     def _checks(self, visit: VisitLiveness) -> list:
         return self.checks + ([visit.challenge] if visit.challenge is not None else [])
 
-    def _fused(self, visit: VisitLiveness, timed: bool = False) -> Verdict:
-        """The visit's verdict from each check's judgement; ``timed``: a look's, whose judging time goes to
-        ``check_s`` (not a verdict read between looks)."""
-        results = {}
-        for check in self._checks(visit):
-            started = time.perf_counter()
-            results[check.name] = check.judge(list(visit.observed[check.name]))
-            if timed:
-                self.check_s[check.name] += time.perf_counter() - started
-        return fuse(results, visit.looks)
+    def _fused(self, visit: VisitLiveness) -> Verdict:
+        return fuse({check.name: check.judge(list(visit.observed[check.name])) for check in self._checks(visit)},
+                    visit.looks)
